@@ -1,0 +1,16 @@
+//! etlhost: moves rows from a source plugin to a sink plugin, owning everything in between —
+//! planning, scheduling, batching and accounting.
+//!
+//! - [`spec`]: the job spec file (YAML or TOML) and its errors.
+//! - [`plugin`]: loading connector libraries and calling them through the C ABI.
+//! - [`job`]: a spec with its plugins loaded and options validated.
+//! - [`plan`]: which splits a job reads.
+//! - [`pipeline`]: readers, batcher and writers.
+//! - [`stats`]: row accounting and the final statistics.
+
+pub mod job;
+pub mod pipeline;
+pub mod plan;
+pub mod plugin;
+pub mod spec;
+pub mod stats;

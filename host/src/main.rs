@@ -1,0 +1,128 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use etlhost::job::Job;
+use etlhost::pipeline::{self, RunError};
+use etlhost::plugin;
+use etlhost::spec::Spec;
+
+/// Declarative data movement: source and sink plugins, wired by a job spec.
+#[derive(Parser)]
+#[command(name = "etlhost", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job spec (.yaml, .yml or .toml).
+    Run {
+        spec: PathBuf,
+        /// Also write the final statistics to this file as JSON.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+    },
+    /// Check a spec and its plugins' options without moving data.
+    Validate { spec: PathBuf },
+    /// List the plugins found on the plugin search path.
+    Plugins,
+}
+
+/// Exit codes, documented in README.
+const EXIT_CONFIG: u8 = 2;
+const EXIT_RUN: u8 = 3;
+const EXIT_INTERNAL: u8 = 70;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { spec } => match Spec::load(&spec).and_then(Job::prepare) {
+            Ok(job) => {
+                println!(
+                    "{}: ok (job '{}': {} {} -> {} {})",
+                    spec.display(),
+                    job.spec.job.name,
+                    job.source.name,
+                    job.source.version,
+                    job.sink.name,
+                    job.sink.version
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Run { spec, summary_json } => {
+            let job = match Spec::load(&spec).and_then(Job::prepare) {
+                Ok(j) => j,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let (summary, code) = match pipeline::run(&job) {
+                Ok(s) => (Some(s), ExitCode::SUCCESS),
+                Err(RunError::Start(m)) => {
+                    eprintln!("error: {m}");
+                    (None, ExitCode::from(EXIT_RUN))
+                }
+                Err(RunError::Failed(s)) => {
+                    eprintln!(
+                        "error: job failed: {}",
+                        s.error.as_deref().unwrap_or("unknown error")
+                    );
+                    (Some(*s), ExitCode::from(EXIT_RUN))
+                }
+                Err(e @ RunError::Internal(_)) => {
+                    eprintln!("error: {e}");
+                    let RunError::Internal(s) = e else {
+                        unreachable!()
+                    };
+                    (Some(*s), ExitCode::from(EXIT_INTERNAL))
+                }
+            };
+            if let Some(s) = &summary {
+                eprintln!("{s}");
+                if let Some(path) = summary_json {
+                    let json = serde_json::to_string_pretty(s).expect("summaries serialise");
+                    if let Err(e) = std::fs::write(&path, json + "\n") {
+                        eprintln!("error: cannot write {}: {e}", path.display());
+                        return ExitCode::from(EXIT_RUN);
+                    }
+                }
+            }
+            code
+        }
+        Command::Plugins => {
+            println!(
+                "{:<12} {:<7} {:<9} {:<4} PATH",
+                "NAME", "KIND", "VERSION", "ABI"
+            );
+            for p in plugin::discover() {
+                match p {
+                    Ok(p) => println!(
+                        "{:<12} {:<7} {:<9} {:<4} {}",
+                        p.name,
+                        p.kind.to_string(),
+                        p.version,
+                        etlhost_plugin_sdk::abi::ABI_VERSION,
+                        p.path.display()
+                    ),
+                    Err(e) => println!("error: {e}"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

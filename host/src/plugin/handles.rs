@@ -1,0 +1,246 @@
+//! Safe, owning wrappers around plugin instances: each releases its instance exactly once.
+
+use std::fmt;
+use std::sync::Arc;
+
+use etlhost_plugin_sdk::abi::{self, Instance, OwnedBuf, SinkVTable, SourceVTable, StrRef};
+use etlhost_plugin_sdk::{codec, Batch, ConfigError, KeyBounds, PlanRequest, Split};
+
+use super::{Kind, Plugin};
+
+/// A plugin call that failed, with the plugin's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginError {
+    /// Invalid options; `key` is below the connector's `options`.
+    Config { plugin: String, error: ConfigError },
+    Failed {
+        plugin: String,
+        retryable: bool,
+        message: String,
+    },
+}
+
+impl PluginError {
+    pub(super) fn from_status(plugin: &str, status: u32, text: String) -> Self {
+        let plugin = plugin.to_string();
+        match status {
+            abi::STATUS_CONFIG => {
+                let error =
+                    serde_json::from_str(&text).unwrap_or_else(|_| ConfigError::new("", text));
+                PluginError::Config { plugin, error }
+            }
+            abi::STATUS_RETRYABLE => PluginError::Failed {
+                plugin,
+                retryable: true,
+                message: text,
+            },
+            abi::STATUS_ERROR => PluginError::Failed {
+                plugin,
+                retryable: false,
+                message: text,
+            },
+            other => PluginError::Failed {
+                plugin,
+                retryable: false,
+                message: format!("unknown status {other} ({text})"),
+            },
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            PluginError::Failed {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginError::Config { plugin, error } => write!(f, "plugin {plugin}: {error}"),
+            PluginError::Failed {
+                plugin, message, ..
+            } => write!(f, "plugin {plugin}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+fn options_json(options: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    serde_json::to_vec(options).expect("JSON maps always serialise")
+}
+
+/// An open source instance, shared by all readers.
+pub struct SourceHandle {
+    plugin: Arc<Plugin>,
+    vt: &'static SourceVTable,
+    inst: Instance,
+}
+
+// SAFETY: the ABI requires source instances to be usable from several threads at once.
+unsafe impl Send for SourceHandle {}
+unsafe impl Sync for SourceHandle {}
+
+impl SourceHandle {
+    pub fn open(
+        plugin: Arc<Plugin>,
+        options: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Arc<Self>, PluginError> {
+        assert_eq!(plugin.kind, Kind::Source, "caller checks the plugin kind");
+        // SAFETY: kind is Source, so the vtable pointer is non-null and static.
+        let vt = unsafe { &*plugin.desc.source };
+        let json = options_json(options);
+        let mut inst: Instance = std::ptr::null_mut();
+        let mut err = OwnedBuf::EMPTY;
+        // SAFETY: ABI contract; buffers valid for the call.
+        let status = unsafe { (vt.open)(StrRef::new(&json), &mut inst, &mut err) };
+        plugin.status(status, err)?;
+        Ok(Arc::new(SourceHandle { plugin, vt, inst }))
+    }
+
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    pub fn key_bounds(&self, column: &str) -> Result<KeyBounds, PluginError> {
+        let req = serde_json::to_vec(&PlanRequest::KeyBounds {
+            column: column.to_string(),
+        })
+        .expect("requests serialise");
+        let mut out = OwnedBuf::EMPTY;
+        // SAFETY: ABI contract; the instance is live while self is.
+        let status = unsafe { (self.vt.call)(self.inst, StrRef::new(&req), &mut out) };
+        let bytes = self.plugin.take(out);
+        if status != abi::STATUS_OK {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            return Err(PluginError::from_status(&self.plugin.name, status, text));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| PluginError::Failed {
+            plugin: self.plugin.name.clone(),
+            retryable: false,
+            message: format!("malformed key bounds: {e}"),
+        })
+    }
+
+    pub fn open_split(self: &Arc<Self>, split: &Split) -> Result<ReaderHandle, PluginError> {
+        let json = serde_json::to_vec(split).expect("splits serialise");
+        let mut reader: Instance = std::ptr::null_mut();
+        let mut err = OwnedBuf::EMPTY;
+        // SAFETY: ABI contract; buffers valid for the call.
+        let status =
+            unsafe { (self.vt.open_split)(self.inst, StrRef::new(&json), &mut reader, &mut err) };
+        self.plugin.status(status, err)?;
+        Ok(ReaderHandle {
+            source: self.clone(),
+            reader,
+        })
+    }
+}
+
+impl Drop for SourceHandle {
+    fn drop(&mut self) {
+        // SAFETY: released once; readers hold an Arc to self, so none is still open.
+        unsafe { (self.vt.close)(self.inst) };
+    }
+}
+
+/// A split being read.
+pub struct ReaderHandle {
+    source: Arc<SourceHandle>,
+    reader: Instance,
+}
+
+// SAFETY: the ABI allows a reader to move between threads (used by one at a time).
+unsafe impl Send for ReaderHandle {}
+
+impl ReaderHandle {
+    /// The next batch, or `None` at the end of the split.
+    pub fn next_batch(&mut self) -> Result<Option<Batch>, PluginError> {
+        let plugin = &self.source.plugin;
+        let mut out = OwnedBuf::EMPTY;
+        // SAFETY: ABI contract; `&mut self` gives exclusive use of the reader.
+        let status = unsafe { (self.source.vt.next_batch)(self.reader, &mut out) };
+        match status {
+            abi::STATUS_OK => {
+                // SAFETY: the plugin filled `out`; it is decoded before being freed.
+                let decoded = codec::decode(unsafe { out.as_bytes() });
+                self.source.plugin.take(out);
+                decoded.map(Some).map_err(|e| PluginError::Failed {
+                    plugin: plugin.name.clone(),
+                    retryable: false,
+                    message: e.to_string(),
+                })
+            }
+            abi::STATUS_END => {
+                plugin.take(out);
+                Ok(None)
+            }
+            s => {
+                let text = String::from_utf8_lossy(&plugin.take(out)).into_owned();
+                Err(PluginError::from_status(&plugin.name, s, text))
+            }
+        }
+    }
+}
+
+impl Drop for ReaderHandle {
+    fn drop(&mut self) {
+        // SAFETY: released once.
+        unsafe { (self.source.vt.close_split)(self.reader) };
+    }
+}
+
+/// One sink instance, owned by one writer.
+pub struct SinkHandle {
+    plugin: Arc<Plugin>,
+    vt: &'static SinkVTable,
+    inst: Instance,
+}
+
+// SAFETY: the ABI allows a sink instance to move between threads (used by one at a time).
+unsafe impl Send for SinkHandle {}
+
+impl SinkHandle {
+    pub fn open(
+        plugin: Arc<Plugin>,
+        options: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, PluginError> {
+        assert_eq!(plugin.kind, Kind::Sink, "caller checks the plugin kind");
+        // SAFETY: kind is Sink, so the vtable pointer is non-null and static.
+        let vt = unsafe { &*plugin.desc.sink };
+        let json = options_json(options);
+        let mut inst: Instance = std::ptr::null_mut();
+        let mut err = OwnedBuf::EMPTY;
+        // SAFETY: ABI contract; buffers valid for the call.
+        let status = unsafe { (vt.open)(StrRef::new(&json), &mut inst, &mut err) };
+        plugin.status(status, err)?;
+        Ok(SinkHandle { plugin, vt, inst })
+    }
+
+    pub fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError> {
+        let bytes = codec::encode(batch);
+        let mut err = OwnedBuf::EMPTY;
+        // SAFETY: ABI contract; `&mut self` gives exclusive use of the instance.
+        let status = unsafe { (self.vt.write_batch)(self.inst, StrRef::new(&bytes), &mut err) };
+        self.plugin.status(status, err)
+    }
+
+    pub fn finish(&mut self) -> Result<(), PluginError> {
+        let mut err = OwnedBuf::EMPTY;
+        // SAFETY: ABI contract.
+        let status = unsafe { (self.vt.finish)(self.inst, &mut err) };
+        self.plugin.status(status, err)
+    }
+}
+
+impl Drop for SinkHandle {
+    fn drop(&mut self) {
+        // SAFETY: released once.
+        unsafe { (self.vt.close)(self.inst) };
+    }
+}

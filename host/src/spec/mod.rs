@@ -1,0 +1,216 @@
+//! The job spec: one serde model, read from YAML or TOML by file extension.
+//!
+//! Loading goes file -> JSON tree (format-specific parser) -> `${ENV}` expansion -> typed
+//! [`JobSpec`]. Every error names the file, the line and the key path, including errors found later
+//! by the host or by a plugin about its own options ([`Spec::error`]).
+
+mod env;
+mod locate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use etlhost_plugin_sdk::options::from_value;
+use serde::Deserialize;
+
+pub use locate::Locator;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Toml,
+}
+
+/// A job: read from one source, optionally transform, write to one sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Names the job in logs, statistics and (later) checkpoints.
+    pub name: String,
+    /// Concurrent readers, each with its own source connection.
+    #[serde(default = "one")]
+    pub parallelism: usize,
+    pub source: SourceSpec,
+    #[serde(default)]
+    pub transforms: Vec<TransformSpec>,
+    pub sink: SinkSpec,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// A plugin name (`mysql`, found on the plugin path) or a path to a shared library.
+    pub plugin: String,
+    /// The plugin's own options, validated by the plugin.
+    #[serde(default)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    pub plugin: String,
+    /// Rows per write. The last batch of a job may be smaller and is always written.
+    #[serde(default = "default_batch_size")]
+    pub max_batch_size: usize,
+    /// Concurrent writers, each with its own sink instance (connection).
+    #[serde(default = "one")]
+    pub parallelism: usize,
+    #[serde(default)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_batch_size() -> usize {
+    1000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    pub name: String,
+    /// Path to a WASM component.
+    pub component: String,
+    #[serde(default)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An error in a spec, located as precisely as the host can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// A loaded spec with what is needed to report errors against its file.
+#[derive(Debug)]
+pub struct Spec {
+    pub job: JobSpec,
+    pub path: PathBuf,
+    locator: Locator,
+}
+
+impl Spec {
+    pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        Self::load_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    pub fn load_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Spec, SpecError> {
+        let file = path.display().to_string();
+        let fail = |line, key: &str, message: String| SpecError {
+            file: file.clone(),
+            line,
+            key: key.to_string(),
+            message,
+        };
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Format::Yaml,
+            Some("toml") => Format::Toml,
+            _ => {
+                return Err(fail(
+                    None,
+                    "",
+                    "unknown spec format: the file name must end in .yaml, .yml or .toml".into(),
+                ))
+            }
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(None, "", format!("cannot read: {e}")))?;
+        let mut tree: serde_json::Value = match format {
+            Format::Yaml => serde_yaml_ng::from_str(&text).map_err(|e| {
+                let line = e.location().map(|l| l.line());
+                let msg = e.to_string();
+                // The location is already in front; drop serde_yaml's own " at line N column M".
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                fail(line, "", msg)
+            })?,
+            Format::Toml => toml::from_str(&text).map_err(|e| {
+                let line = e
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                fail(line, "", e.message().trim().to_string())
+            })?,
+        };
+        let locator = Locator::new(&text, format);
+        if !tree.is_object() {
+            return Err(fail(
+                Some(1),
+                "",
+                "a job spec must be a mapping of keys".into(),
+            ));
+        }
+        env::expand_tree(&mut tree, "", env)
+            .map_err(|(key, msg)| fail(locator.line(&key), &key, msg))?;
+        let job: JobSpec =
+            from_value(tree).map_err(|e| fail(locator.line(&e.key), &e.key, e.message))?;
+        let spec = Spec {
+            job,
+            path: path.to_path_buf(),
+            locator,
+        };
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// An error about `key` (a full path such as `sink.options.uri`), located in the file.
+    pub fn error(&self, key: &str, message: impl Into<String>) -> SpecError {
+        SpecError {
+            file: self.path.display().to_string(),
+            line: self.locator.line(key),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The directory relative paths in the spec are resolved against.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// Rules of the host's own keys that serde cannot express.
+    fn check(&self) -> Result<(), SpecError> {
+        let j = &self.job;
+        if j.name.trim().is_empty() {
+            return Err(self.error("name", "must not be empty"));
+        }
+        if j.parallelism == 0 {
+            return Err(self.error("parallelism", "must be at least 1"));
+        }
+        if j.sink.parallelism == 0 {
+            return Err(self.error("sink.parallelism", "must be at least 1"));
+        }
+        if j.sink.max_batch_size == 0 {
+            return Err(self.error("sink.max_batch_size", "must be at least 1"));
+        }
+        if !j.transforms.is_empty() {
+            return Err(self.error(
+                "transforms",
+                "WASM transforms are not available in this version of etlhost yet; remove the key",
+            ));
+        }
+        Ok(())
+    }
+}

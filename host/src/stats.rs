@@ -1,0 +1,157 @@
+//! Row accounting for a job: what was read, written, failed and filtered, and the final check that
+//! every row read is accounted for.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use etlhost_plugin_sdk::Value;
+use serde::Serialize;
+
+/// Live counters, shared by every stage of a running job.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub read: AtomicU64,
+    pub written: AtomicU64,
+    pub failed: AtomicU64,
+    pub filtered: AtomicU64,
+    /// Read, but neither written nor failed because the job stopped on an error.
+    pub abandoned: AtomicU64,
+    pub batches: AtomicU64,
+    /// Rows read by each reader, in reader order.
+    pub per_reader: Vec<AtomicU64>,
+}
+
+impl Counters {
+    pub fn new(readers: usize) -> Self {
+        Counters {
+            per_reader: (0..readers).map(|_| AtomicU64::new(0)).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// The statistics of a finished job, printed as a block and written by `--summary-json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub job: String,
+    pub status: &'static str,
+    pub start: String,
+    pub end: String,
+    pub duration_secs: f64,
+    pub read: u64,
+    pub written: u64,
+    pub failed: u64,
+    pub filtered: u64,
+    pub abandoned: u64,
+    pub batches: u64,
+    pub rows_per_sec: f64,
+    pub read_per_reader: Vec<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn iso(t: SystemTime) -> String {
+    let micros = t
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as i64;
+    // Whole milliseconds are enough for a human and keep the text short.
+    let text = Value::DateTime(micros - micros % 1000).to_string();
+    format!("{}Z", text.trim_end_matches("000"))
+}
+
+impl Summary {
+    pub fn new(
+        job: &str,
+        c: &Counters,
+        start: SystemTime,
+        end: SystemTime,
+        error: Option<String>,
+    ) -> Self {
+        let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
+        let duration = end
+            .duration_since(start)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        let written = get(&c.written);
+        Summary {
+            job: job.to_string(),
+            status: if error.is_none() {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            start: iso(start),
+            end: iso(end),
+            duration_secs: duration,
+            read: get(&c.read),
+            written,
+            failed: get(&c.failed),
+            filtered: get(&c.filtered),
+            abandoned: get(&c.abandoned),
+            batches: get(&c.batches),
+            rows_per_sec: if duration > 0.0 {
+                written as f64 / duration
+            } else {
+                0.0
+            },
+            read_per_reader: c.per_reader.iter().map(get).collect(),
+            error,
+        }
+    }
+
+    /// `read = written + failed + filtered (+ abandoned, only when the job failed)`.
+    pub fn balances(&self) -> bool {
+        self.read == self.written + self.failed + self.filtered + self.abandoned
+            && (self.error.is_some() || self.abandoned == 0)
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "***********************************************")?;
+        writeln!(f, "           Job Statistic Information")?;
+        writeln!(f, "***********************************************")?;
+        let rows: [(&str, String); 11] = [
+            ("Job", self.job.clone()),
+            ("Status", self.status.to_string()),
+            ("Start Time", self.start.clone()),
+            ("End Time", self.end.clone()),
+            ("Total Time", format!("{:.3} s", self.duration_secs)),
+            ("Rows Read", self.read.to_string()),
+            ("Rows Written", self.written.to_string()),
+            ("Rows Failed", self.failed.to_string()),
+            ("Rows Filtered", self.filtered.to_string()),
+            ("Batches Written", self.batches.to_string()),
+            ("Rows/s", format!("{:.0}", self.rows_per_sec)),
+        ];
+        for (k, v) in rows {
+            writeln!(f, "{k:<22}: {v}")?;
+        }
+        if self.abandoned > 0 {
+            writeln!(f, "{:<22}: {}", "Rows Not Written", self.abandoned)?;
+        }
+        let per: Vec<String> = self.read_per_reader.iter().map(u64::to_string).collect();
+        writeln!(f, "{:<22}: {}", "Rows Read per Reader", per.join(", "))?;
+        write!(f, "***********************************************")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_iso() {
+        assert_eq!(
+            iso(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(iso(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,284 @@
+//! The `bolt` sink: writes each batch to a Neo4j-compatible graph database in one transaction, with a
+//! user's Cypher query that receives the batch as `$batch`, a list of maps keyed by column name:
+//!
+//! ```cypher
+//! UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name
+//! ```
+//!
+//! A NULL column is left out of its row's map, so the property is absent, as in Neo4j.
+
+mod connection;
+mod packstream;
+
+use std::time::Duration;
+
+use etlhost_plugin_sdk::redact::redact_secrets;
+use etlhost_plugin_sdk::{export_sink, Batch, ConfigError, Error, OpenError, Options, Sink, Value};
+use serde::Deserialize;
+
+pub use connection::{BoltError, Connection, Credentials};
+
+/// How dates and times are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Temporal {
+    /// Bolt's own Date, LocalDateTime, LocalTime and Duration structures.
+    #[default]
+    Native,
+    /// ISO 8601 text, for servers that do not accept the temporal structures.
+    String,
+}
+
+/// How exact decimals are sent (Bolt has no decimal type).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecimalAs {
+    /// Their exact text, e.g. `"12.50"`: nothing is lost.
+    #[default]
+    String,
+    /// A 64-bit float: convenient for arithmetic, rounds beyond 15-17 significant digits.
+    Float,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoltOptions {
+    /// `bolt://host:port` (or `neo4j://`, used without routing). Default port 7687.
+    pub uri: String,
+    #[serde(alias = "username")]
+    pub user: String,
+    #[serde(default)]
+    pub password: String,
+    /// The database to write to. Name it: some servers (ArcadeDB) otherwise pick one silently.
+    pub database: Option<String>,
+    /// The Cypher run once per batch; it receives the rows as `$batch`.
+    pub query: String,
+    /// Statements run once when the sink starts, each in its own transaction, e.g.
+    /// `CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)` (MERGE without an index is
+    /// many times slower).
+    #[serde(default)]
+    pub setup: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub connect_timeout_secs: u64,
+    #[serde(default)]
+    pub temporal: Temporal,
+    #[serde(default)]
+    pub decimal: DecimalAs,
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+impl Options for BoltOptions {
+    fn check(&self) -> Result<(), ConfigError> {
+        address(&self.uri)?;
+        if !self.query.contains("$batch") {
+            return Err(ConfigError::new(
+                "query",
+                "must use the parameter $batch (e.g. UNWIND $batch AS row CREATE ...)",
+            ));
+        }
+        if self.connect_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "connect_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `host:port` of a `bolt://` or `neo4j://` URI.
+fn address(uri: &str) -> Result<String, ConfigError> {
+    let rest = uri
+        .strip_prefix("bolt://")
+        .or_else(|| uri.strip_prefix("neo4j://"))
+        .ok_or_else(|| {
+            let msg = if uri.contains("+s://") || uri.contains("+ssc://") {
+                "TLS (bolt+s, neo4j+s) is not supported yet; use bolt:// on a trusted network"
+            } else {
+                "must start with bolt:// or neo4j://"
+            };
+            ConfigError::new("uri", msg)
+        })?;
+    // Credentials belong in user/password; anything after the authority is ignored by Bolt.
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(ConfigError::new("uri", "has no host"));
+    }
+    Ok(
+        if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            authority.to_string()
+        } else {
+            format!("{authority}:7687")
+        },
+    )
+}
+
+pub struct BoltSink {
+    options: BoltOptions,
+    addr: String,
+    conn: Option<Connection>,
+}
+
+impl BoltSink {
+    fn connect(&self) -> Result<Connection, Error> {
+        let creds = Credentials {
+            user: &self.options.user,
+            password: &self.options.password,
+        };
+        Connection::connect(
+            &self.addr,
+            &creds,
+            Duration::from_secs(self.options.connect_timeout_secs),
+        )
+        .map_err(|e| self.error(&format!("cannot connect to {}", self.options.uri), e))
+    }
+
+    fn error(&self, context: &str, e: BoltError) -> Error {
+        let text = redact_secrets(&format!("{context}: {e}"), &[&self.options.password]);
+        if e.is_retryable() {
+            Error::retryable(text)
+        } else {
+            Error::permanent(text)
+        }
+    }
+}
+
+impl Sink for BoltSink {
+    type Options = BoltOptions;
+
+    fn open(options: BoltOptions) -> Result<Self, OpenError> {
+        let addr = address(&options.uri)?;
+        let mut sink = BoltSink {
+            options,
+            addr,
+            conn: None,
+        };
+        // Connect now, so wrong credentials or an unreachable server fail the job before it reads.
+        let mut conn = sink.connect()?;
+        tracing::debug!(version = ?conn.version(), "connected to {}", sink.options.uri);
+        let db = sink.options.database.as_deref();
+        for stmt in &sink.options.setup {
+            conn.run_autocommit(db, stmt)
+                .map_err(|e| sink.error(&format!("setup statement `{stmt}` failed"), e))?;
+        }
+        sink.conn = Some(conn);
+        Ok(sink)
+    }
+
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), Error> {
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let (temporal, decimal) = (self.options.temporal, self.options.decimal);
+        let result =
+            conn.run_in_transaction(self.options.database.as_deref(), &self.options.query, |m| {
+                encode_params(m, batch, temporal, decimal)
+            });
+        match result {
+            Ok(()) => {
+                self.conn = Some(conn);
+                Ok(())
+            }
+            Err(e) => {
+                // After a network error the connection is dropped, and the next call reconnects.
+                if !matches!(e, BoltError::Io(_)) {
+                    self.conn = Some(conn);
+                }
+                Err(self.error("write failed", e))
+            }
+        }
+    }
+}
+
+/// The parameter map `{batch: [{column: value, ...}, ...]}`.
+fn encode_params(m: &mut Vec<u8>, batch: &Batch, temporal: Temporal, decimal: DecimalAs) {
+    use packstream as ps;
+    ps::map_header(m, 1);
+    ps::string(m, "batch");
+    ps::list_header(m, batch.rows.len());
+    for row in &batch.rows {
+        ps::map_header(m, row.iter().filter(|v| !v.is_null()).count());
+        for (col, v) in batch.schema.iter().zip(row) {
+            if v.is_null() {
+                continue;
+            }
+            ps::string(m, &col.name);
+            encode_value(m, v, temporal, decimal);
+        }
+    }
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+fn encode_value(m: &mut Vec<u8>, v: &Value, temporal: Temporal, decimal: DecimalAs) {
+    use packstream as ps;
+    if temporal == Temporal::String
+        && matches!(v, Value::Date(_) | Value::DateTime(_) | Value::Time(_))
+    {
+        return ps::string(m, &v.to_string());
+    }
+    match v {
+        Value::Null => ps::null(m),
+        Value::Bool(b) => ps::bool(m, *b),
+        Value::Int(i) => ps::int(m, *i),
+        // Bolt integers are signed 64-bit; larger unsigned values keep their digits as text.
+        Value::UInt(u) => match i64::try_from(*u) {
+            Ok(i) => ps::int(m, i),
+            Err(_) => ps::string(m, &u.to_string()),
+        },
+        Value::Float(f) => ps::float(m, *f),
+        Value::Decimal(d) => match (decimal, d.parse::<f64>()) {
+            (DecimalAs::Float, Ok(f)) => ps::float(m, f),
+            _ => ps::string(m, d),
+        },
+        Value::String(s) => ps::string(m, s),
+        Value::Bytes(b) => ps::bytes(m, b),
+        Value::Date(days) => {
+            ps::struct_header(m, 1, b'D');
+            ps::int(m, *days as i64);
+        }
+        Value::DateTime(us) => {
+            ps::struct_header(m, 2, b'd');
+            ps::int(m, us.div_euclid(1_000_000));
+            ps::int(m, us.rem_euclid(1_000_000) * 1000);
+        }
+        Value::Time(us) if (0..MICROS_PER_DAY).contains(us) => {
+            ps::struct_header(m, 1, b't');
+            ps::int(m, us * 1000);
+        }
+        Value::Time(us) => {
+            // Beyond a time of day (MySQL TIME spans +-838 h): a Duration.
+            ps::struct_header(m, 4, b'E');
+            ps::int(m, 0);
+            ps::int(m, 0);
+            ps::int(m, us.div_euclid(1_000_000));
+            ps::int(m, us.rem_euclid(1_000_000) * 1000);
+        }
+    }
+}
+
+export_sink!(BoltSink, name = "bolt");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(address("bolt://127.0.0.1:7687").unwrap(), "127.0.0.1:7687");
+        assert_eq!(address("neo4j://graph.local").unwrap(), "graph.local:7687");
+        assert_eq!(address("bolt://u:p@h:1/db").unwrap(), "h:1");
+        assert_eq!(
+            address("http://h").unwrap_err().to_string(),
+            "uri: must start with bolt:// or neo4j://"
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! The `mysql` source: reads a table or a query from MySQL or MariaDB, one split (key range) at a
+//! time, streaming rows with mysql_async's binary protocol so every column keeps its type.
+
+mod types;
+
+use std::time::Duration;
+
+use etlhost_plugin_sdk::redact::redact_secrets;
+use etlhost_plugin_sdk::runtime::{block_on, runtime};
+use etlhost_plugin_sdk::{
+    export_source, Batch, ConfigError, Error, KeyBounds, OpenError, Options, Schema, Source, Split,
+    SplitReader, Value,
+};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Opts, OptsBuilder, Pool};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MySqlOptions {
+    /// `mysql://host:port/database`. Credentials are better given as `user` and `password`.
+    pub url: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// The table to read (`name` or `database.name`). Exactly one of `table` and `query`.
+    pub table: Option<String>,
+    /// A SELECT whose rows are read; splits wrap it as a derived table.
+    pub query: Option<String>,
+    /// Rows per batch handed to the host (the host re-batches for the sink).
+    #[serde(default = "default_fetch_size")]
+    pub fetch_size: usize,
+    /// Seconds to wait for a connection (SeaTunnel's `connection_check_timeout_sec`).
+    #[serde(default = "default_timeout")]
+    pub connection_check_timeout_sec: u64,
+}
+
+fn default_fetch_size() -> usize {
+    1000
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+impl Options for MySqlOptions {
+    fn check(&self) -> Result<(), ConfigError> {
+        if let Err(e) = Opts::from_url(&self.url) {
+            let text = redact_secrets(&e.to_string(), &[]);
+            return Err(ConfigError::new("url", format!("not a MySQL URL: {text}")));
+        }
+        match (&self.table, &self.query) {
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "table",
+                    "missing (give `table` or `query`)",
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "query",
+                    "give either `table` or `query`, not both",
+                ))
+            }
+            _ => {}
+        }
+        if self.fetch_size == 0 {
+            return Err(ConfigError::new("fetch_size", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+pub struct MySqlSource {
+    pool: Pool,
+    /// `SELECT * FROM <relation>` reads every row; splits add a WHERE clause.
+    relation: String,
+    fetch_size: usize,
+    timeout: Duration,
+    secrets: Vec<String>,
+}
+
+/// Quotes an identifier, `db.table` as two.
+fn quote(ident: &str) -> String {
+    ident
+        .split('.')
+        .map(|p| format!("`{}`", p.replace('`', "``")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+impl MySqlSource {
+    fn err(&self, context: &str, e: mysql_async::Error) -> Error {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        let text = redact_secrets(&format!("{context}: {e}"), &secrets);
+        // Lost connections, lock wait timeouts and deadlocks can succeed on another try.
+        let retryable = match &e {
+            mysql_async::Error::Io(_) => true,
+            mysql_async::Error::Server(s) => matches!(s.code, 1205 | 1213),
+            _ => false,
+        };
+        Error {
+            retryable,
+            message: text,
+        }
+    }
+
+    async fn conn(&self) -> Result<mysql_async::Conn, Error> {
+        match tokio::time::timeout(self.timeout, self.pool.get_conn()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(self.err("cannot connect to MySQL", e)),
+            Err(_) => Err(Error::retryable(format!(
+                "cannot connect to MySQL: no connection within {} s",
+                self.timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// The statement and parameters that read one split.
+    fn split_sql(&self, split: &Split) -> (String, Vec<mysql_async::Value>) {
+        let mut sql = format!("SELECT * FROM {}", self.relation);
+        let mut params = Vec::new();
+        if let Some(r) = &split.range {
+            let col = quote(&r.column);
+            let mut conds = Vec::new();
+            if let Some(s) = &r.start {
+                conds.push(format!("{col} >= ?"));
+                params.push(types::param(s));
+            }
+            if let Some(e) = &r.end {
+                conds.push(format!("{col} < ?"));
+                params.push(types::param(e));
+            }
+            let range = if conds.is_empty() {
+                format!("{col} IS NOT NULL")
+            } else {
+                conds.join(" AND ")
+            };
+            if r.nulls {
+                sql.push_str(&format!(" WHERE ({range}) OR {col} IS NULL"));
+            } else {
+                sql.push_str(&format!(" WHERE {range}"));
+            }
+        }
+        (sql, params)
+    }
+}
+
+impl Source for MySqlSource {
+    type Options = MySqlOptions;
+    type Reader = MySqlReader;
+
+    fn open(o: MySqlOptions) -> Result<Self, OpenError> {
+        let opts = Opts::from_url(&o.url).map_err(|e| ConfigError::new("url", e.to_string()))?;
+        let mut b = OptsBuilder::from_opts(opts);
+        if let Some(u) = &o.user {
+            b = b.user(Some(u));
+        }
+        if let Some(p) = &o.password {
+            b = b.pass(Some(p));
+        }
+        let relation = match (&o.table, &o.query) {
+            (Some(t), _) => quote(t),
+            (None, Some(q)) => format!("({}) AS etlhost_query", q.trim().trim_end_matches(';')),
+            (None, None) => unreachable!("checked in MySqlOptions::check"),
+        };
+        let mut secrets = vec![o.url.clone()];
+        secrets.extend(o.password.clone());
+        // The pool needs the plugin's runtime to be current when it is created and dropped.
+        let _guard = runtime().enter();
+        let source = MySqlSource {
+            pool: Pool::new(b),
+            relation,
+            fetch_size: o.fetch_size,
+            timeout: Duration::from_secs(o.connection_check_timeout_sec.max(1)),
+            secrets,
+        };
+        // Connect once now, so a wrong password or host fails before any work is planned.
+        block_on(async {
+            let mut c = source.conn().await?;
+            c.ping()
+                .await
+                .map_err(|e| source.err("MySQL ping failed", e))
+        })?;
+        Ok(source)
+    }
+
+    fn open_split(&self, split: &Split) -> Result<MySqlReader, Error> {
+        let (sql, params) = self.split_sql(split);
+        tracing::debug!(split = split.id, sql = %sql, "reading split");
+        let conn = block_on(self.conn())?;
+        let (tx, rx) = mpsc::channel(2);
+        let fetch_size = self.fetch_size;
+        let secrets = self.secrets.clone();
+        // Rows stream on the plugin's runtime into a small channel; `next_batch` takes from it. When
+        // the reader is dropped the channel closes and the task stops reading.
+        runtime().spawn(async move {
+            if let Err(e) = stream_rows(conn, sql, params, fetch_size, &tx).await {
+                let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                let retryable = matches!(e, mysql_async::Error::Io(_));
+                let message = redact_secrets(&format!("reading failed: {e}"), &secrets);
+                let _ = tx.send(Err(Error { retryable, message })).await;
+            }
+        });
+        Ok(MySqlReader { rx })
+    }
+
+    fn key_bounds(&self, column: &str) -> Result<KeyBounds, Error> {
+        let sql = format!(
+            "SELECT MIN(k), MAX(k), COUNT(*) FROM (SELECT {} AS k FROM {}) AS etlhost_bounds",
+            quote(column),
+            self.relation
+        );
+        block_on(async {
+            let mut c = self.conn().await?;
+            let mut result = c
+                .exec_iter(sql, ())
+                .await
+                .map_err(|e| self.err("bounds query failed", e))?;
+            let cols: Vec<_> = result.columns_ref().iter().map(types::column).collect();
+            let row = result
+                .next()
+                .await
+                .map_err(|e| self.err("bounds query failed", e))?
+                .ok_or_else(|| Error::permanent("bounds query returned no row"))?;
+            let mut vals = row
+                .unwrap()
+                .into_iter()
+                .zip(&cols)
+                .map(|(v, c)| types::value(v, c.ty));
+            let (min, max) = (
+                vals.next().unwrap_or(Value::Null),
+                vals.next().unwrap_or(Value::Null),
+            );
+            let rows = match vals.next() {
+                Some(Value::Int(n)) => n as u64,
+                Some(Value::UInt(n)) => n,
+                _ => 0,
+            };
+            Ok(KeyBounds {
+                column: column.to_string(),
+                declared_type: format!("{:?}", cols[0].ty).to_lowercase(),
+                min,
+                max,
+                rows,
+            })
+        })
+    }
+}
+
+type Sent = Result<Batch, Error>;
+
+async fn stream_rows(
+    mut conn: mysql_async::Conn,
+    sql: String,
+    params: Vec<mysql_async::Value>,
+    fetch_size: usize,
+    tx: &mpsc::Sender<Sent>,
+) -> Result<(), mysql_async::Error> {
+    let params = if params.is_empty() {
+        mysql_async::Params::Empty
+    } else {
+        mysql_async::Params::Positional(params)
+    };
+    let mut result = conn.exec_iter(sql, params).await?;
+    let columns: Vec<_> = result.columns_ref().iter().map(types::column).collect();
+    let types: Vec<_> = columns.iter().map(|c| c.ty).collect();
+    let schema: Schema = columns.into();
+    let mut rows = Vec::with_capacity(fetch_size);
+    while let Some(row) = result.next().await? {
+        rows.push(
+            row.unwrap()
+                .into_iter()
+                .zip(&types)
+                .map(|(v, t)| types::value(v, *t))
+                .collect(),
+        );
+        if rows.len() == fetch_size {
+            let batch = Batch {
+                schema: schema.clone(),
+                rows: std::mem::replace(&mut rows, Vec::with_capacity(fetch_size)),
+            };
+            if tx.send(Ok(batch)).await.is_err() {
+                return Ok(()); // the host stopped reading this split
+            }
+        }
+    }
+    if !rows.is_empty() {
+        let _ = tx.send(Ok(Batch { schema, rows })).await;
+    }
+    Ok(())
+}
+
+pub struct MySqlReader {
+    rx: mpsc::Receiver<Sent>,
+}
+
+impl SplitReader for MySqlReader {
+    fn next_batch(&mut self) -> Result<Option<Batch>, Error> {
+        self.rx.blocking_recv().transpose()
+    }
+}
+
+export_source!(MySqlSource, name = "mysql");

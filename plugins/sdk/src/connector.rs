@@ -1,0 +1,48 @@
+//! The safe traits a connector implements. The export macros turn them into the C ABI.
+
+use crate::error::{Error, OpenError};
+use crate::options::Options;
+use crate::split::{KeyBounds, Split};
+use crate::value::Batch;
+
+/// A source reads splits. One instance serves every reader of a job, from several threads at once,
+/// so per-split state belongs in the [`SplitReader`].
+pub trait Source: Send + Sync + Sized + 'static {
+    type Options: Options;
+    type Reader: SplitReader;
+
+    /// Connects (or prepares to). Options have already passed [`Options::check`].
+    fn open(options: Self::Options) -> Result<Self, OpenError>;
+
+    /// Starts reading one split.
+    fn open_split(&self, split: &Split) -> Result<Self::Reader, Error>;
+
+    /// Smallest and largest value of `column` and the row count, for planning splits.
+    fn key_bounds(&self, column: &str) -> Result<KeyBounds, Error> {
+        let _ = column;
+        Err(Error::permanent("this source cannot be split by key"))
+    }
+}
+
+/// Reads the rows of one split in batches.
+pub trait SplitReader: Send + 'static {
+    /// The next rows, or `None` when the split is exhausted. Batches need not be of equal size; the
+    /// host re-batches for the sink.
+    fn next_batch(&mut self) -> Result<Option<Batch>, Error>;
+}
+
+/// A sink writes batches. The host opens one instance per writer and owns batching, so a sink never
+/// buffers rows between calls: when `write_batch` returns `Ok`, the batch is durable.
+pub trait Sink: Send + Sized + 'static {
+    type Options: Options;
+
+    fn open(options: Self::Options) -> Result<Self, OpenError>;
+
+    /// Writes one batch, all or nothing where the target allows it.
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), Error>;
+
+    /// Called once after the last batch of a successful job.
+    fn finish(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! Typed values, rows and batches: what a source produces and a sink consumes.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// One typed value. The variants cover what relational sources produce without losing information:
+/// unsigned 64-bit integers and decimals keep their full range and precision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    /// Exact decimal as its canonical text (e.g. `"-12.3400"`), so no precision is lost in transit.
+    Decimal(String),
+    String(String),
+    Bytes(Vec<u8>),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since 1970-01-01T00:00:00, without a time zone (a wall-clock date and time).
+    DateTime(i64),
+    /// A signed duration in microseconds (MySQL `TIME` can exceed 24 h and be negative).
+    Time(i64),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// A rough in-memory size, used by the host to bound batches by bytes.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Value::String(s) | Value::Decimal(s) => 8 + s.len(),
+            Value::Bytes(b) => 8 + b.len(),
+            _ => 9,
+        }
+    }
+
+    /// A JSON rendering for humans and for dead-letter files: dates as ISO 8601 text, bytes as hex,
+    /// unsigned integers and decimals that JSON numbers cannot hold exactly as text.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::UInt(u) => J::from(*u),
+            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Value::Decimal(d) => J::String(d.clone()),
+            Value::String(s) => J::String(s.clone()),
+            Value::Bytes(b) => J::String(hex(b)),
+            Value::Date(_) | Value::DateTime(_) | Value::Time(_) => J::String(self.to_string()),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(2 + bytes.len() * 2);
+    s.push_str("0x");
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("NULL"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::UInt(u) => write!(f, "{u}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Decimal(d) => f.write_str(d),
+            Value::String(s) => f.write_str(s),
+            Value::Bytes(b) => f.write_str(&hex(b)),
+            Value::Date(days) => {
+                let (y, m, d) = civil_from_days(*days as i64);
+                write!(f, "{y:04}-{m:02}-{d:02}")
+            }
+            Value::DateTime(micros) => {
+                let days = micros.div_euclid(86_400_000_000);
+                let rest = micros.rem_euclid(86_400_000_000);
+                let (y, m, d) = civil_from_days(days);
+                let secs = rest / 1_000_000;
+                let us = rest % 1_000_000;
+                write!(
+                    f,
+                    "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60
+                )?;
+                if us != 0 {
+                    write!(f, ".{us:06}")?;
+                }
+                Ok(())
+            }
+            Value::Time(micros) => {
+                let sign = if *micros < 0 { "-" } else { "" };
+                let a = micros.unsigned_abs();
+                let secs = a / 1_000_000;
+                let us = a % 1_000_000;
+                write!(
+                    f,
+                    "{sign}{:02}:{:02}:{:02}",
+                    secs / 3600,
+                    secs / 60 % 60,
+                    secs % 60
+                )?;
+                if us != 0 {
+                    write!(f, ".{us:06}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = month as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`]: (year, month, day).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The declared type of a column, as far as the source knows it. Values in a column are of this
+/// type or `Null`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ColumnType {
+    Bool,
+    Int,
+    UInt,
+    Float,
+    Decimal,
+    String,
+    Bytes,
+    Date,
+    DateTime,
+    Time,
+    /// Unknown or mixed; values carry their own type.
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub ty: ColumnType,
+}
+
+/// The columns of a batch, shared between batches of the same split.
+pub type Schema = Arc<[Column]>;
+
+/// A row is one value per column of its batch's schema, in order.
+pub type Row = Vec<Value>;
+
+/// Rows with their schema: the unit a source returns and a sink writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub schema: Schema,
+    pub rows: Vec<Row>,
+}
+
+impl Batch {
+    pub fn new(schema: Schema) -> Self {
+        Batch {
+            schema,
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// A row as a JSON object keyed by column name, for humans and dead-letter files.
+    pub fn row_json(&self, row: &Row) -> serde_json::Value {
+        let map = self
+            .schema
+            .iter()
+            .zip(row)
+            .map(|(c, v)| (c.name.clone(), v.to_json()))
+            .collect();
+        serde_json::Value::Object(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_round_trip() {
+        for days in [-800_000, -719_468, -1, 0, 1, 18_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    #[test]
+    fn display_temporal() {
+        assert_eq!(Value::Date(0).to_string(), "1970-01-01");
+        assert_eq!(
+            Value::DateTime(days_from_civil(2024, 2, 29) * 86_400_000_000 + 3_723_000_004)
+                .to_string(),
+            "2024-02-29T01:02:03.000004"
+        );
+        assert_eq!(
+            Value::Time(-(838 * 3600 + 59 * 60 + 59) * 1_000_000).to_string(),
+            "-838:59:59"
+        );
+    }
+}
