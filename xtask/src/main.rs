@@ -1,1 +1,45 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>`:
+//!
+//! - `services`: install when absent and start MariaDB and the ArcadeDB Bolt server.
+//! - `build [--release]`: build the etlhost binary and every plugin.
+//! - `demo`: services, seed `test.person` with 100,000 rows, build, run `jobs/person.yaml`, and read
+//!   the node count back from the graph.
+//! - `test [ARGS]`: services, build, then the whole test suite (`cargo test --workspace ARGS`).
+
+mod demo;
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+use xtask::{build, cargo, root, run, services};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = args
+        .split_first()
+        .map(|(t, r)| (t.as_str(), r))
+        .unwrap_or(("help", &[]));
+    match task {
+        "services" => services::ensure(),
+        "build" => build(rest.iter().any(|a| a == "--release")),
+        "demo" => demo::run(),
+        "test" => {
+            services::ensure()?;
+            build(false)?;
+            run(Command::new(cargo())
+                .args(["test", "--workspace"])
+                .args(rest)
+                .current_dir(root()))
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args]>"
+            );
+            if task == "help" {
+                Ok(())
+            } else {
+                bail!("unknown task {task}")
+            }
+        }
+    }
+}

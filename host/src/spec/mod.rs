@@ -22,7 +22,7 @@ pub enum Format {
 }
 
 /// A job: read from one source, optionally transform, write to one sink.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// Names the job in logs, statistics and (later) checkpoints.
@@ -40,7 +40,7 @@ fn one() -> usize {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
     /// A plugin name (`mysql`, found on the plugin path) or a path to a shared library.
@@ -50,7 +50,7 @@ pub struct SourceSpec {
     pub options: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkSpec {
     pub plugin: String,
@@ -68,7 +68,7 @@ fn default_batch_size() -> usize {
     1000
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformSpec {
     pub name: String,

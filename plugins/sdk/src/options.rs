@@ -62,7 +62,7 @@ fn config_error_at(path: &str, message: &str) -> ConfigError {
             } else {
                 join(path, name)
             };
-            return ConfigError::new(key, format!("unknown option, {expected}"));
+            return ConfigError::new(key, format!("unknown key, {expected}"));
         }
     }
     ConfigError::new(path, message)
@@ -89,7 +89,7 @@ mod tests {
         let e = parse::<Conf>(br#"{"uri": "x", "bacth": 3}"#).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "bacth: unknown option, expected `uri` or `batch`"
+            "bacth: unknown key, expected `uri` or `batch`"
         );
         let e = parse::<Conf>(br#"{"uri": "x", "batch": "many"}"#).unwrap_err();
         assert_eq!(

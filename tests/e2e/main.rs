@@ -1,0 +1,6 @@
+//! End-to-end tests: real MariaDB, a real Bolt server, the real binary and plugins.
+//! Run them with `cargo xtask test`, which starts the services and builds everything first.
+
+mod spec_errors;
+mod support;
+mod transfer;

@@ -1,0 +1,187 @@
+//! Bad specs fail before any data moves, with the file, line and key in the message.
+
+use std::path::Path;
+
+use etlhost::spec::Spec;
+
+use crate::support::etlhost_with_spec;
+
+const GOOD: &str = "name: errors
+source:
+  plugin: mysql
+  options:
+    url: mysql://127.0.0.1:3306/test
+    table: person
+sink:
+  plugin: bolt
+  max_batch_size: 500
+  options:
+    uri: bolt://127.0.0.1:7687
+    user: root
+    password: ${ETLHOST_TEST_NEVER_SET:-x}
+    query: \"UNWIND $batch AS row CREATE (:P {id: row.id})\"
+";
+
+fn validate(name: &str, text: &str) -> (String, String) {
+    let (path, out) = etlhost_with_spec("validate", name, text, &[]);
+    if out.code == 0 {
+        return (path.display().to_string(), String::new());
+    }
+    assert_eq!(out.code, 2, "config errors exit with 2:\n{}", out.stderr);
+    (
+        path.display().to_string(),
+        out.stderr.trim_end().to_string(),
+    )
+}
+
+#[test]
+fn a_good_spec_validates() {
+    let (path, out) = etlhost_with_spec("validate", "good.yaml", GOOD, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        format!(
+            "{path}: ok (job 'errors': mysql 0.1.0 -> bolt 0.1.0)",
+            path = path.display()
+        )
+    );
+}
+
+#[test]
+fn unknown_key() {
+    let text = GOOD.replace(
+        "  max_batch_size: 500\n",
+        "  max_batch_size: 500\n  batch_size: 10\n",
+    );
+    let (path, err) = validate("unknown_key.yaml", &text);
+    assert_eq!(
+        err,
+        format!(
+            "error: {path}:10: sink.batch_size: unknown key, expected one of `plugin`, `max_batch_size`, \
+             `parallelism`, `options`"
+        )
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let text = GOOD.replace("max_batch_size: 500", "max_batch_size: lots");
+    let (path, err) = validate("wrong_type.yaml", &text);
+    assert_eq!(
+        err,
+        format!(
+            "error: {path}:9: sink.max_batch_size: invalid type: string \"lots\", expected usize"
+        )
+    );
+}
+
+#[test]
+fn missing_plugin_file() {
+    let text = GOOD.replace("plugin: bolt", "plugin: ./plugins/libnothing.so");
+    let (path, err) = validate("missing_plugin.yaml", &text);
+    let dir = Path::new(&path).parent().unwrap().display().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "error: {path}:8: sink.plugin: plugin file {dir}/./plugins/libnothing.so not found"
+        )
+    );
+}
+
+#[test]
+fn unknown_plugin_name() {
+    let text = GOOD.replace("plugin: bolt", "plugin: neo5j");
+    let (path, err) = validate("unknown_plugin.yaml", &text);
+    assert!(
+        err.starts_with(&format!(
+            "error: {path}:8: sink.plugin: plugin 'neo5j' not found: no libetlhost_neo5j.so or libneo5j.so in "
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_source_used_as_a_sink() {
+    let text = GOOD.replace("plugin: bolt", "plugin: mysql");
+    let (path, err) = validate("wrong_kind.yaml", &text);
+    assert!(
+        err.starts_with(&format!("error: {path}:8: sink.plugin: plugin 'mysql' (")),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(") is a source, but sink needs a sink"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plugin_option_missing_is_reported_by_the_plugin_at_the_spec_line() {
+    let text = GOOD.replace("    uri: bolt://127.0.0.1:7687\n", "");
+    let (path, err) = validate("missing_uri.yaml", &text);
+    assert_eq!(err, format!("error: {path}:10: sink.options.uri: missing"));
+}
+
+#[test]
+fn plugin_option_rule() {
+    let text = GOOD.replace("UNWIND $batch AS row", "UNWIND $rows AS row");
+    let (path, err) = validate("bad_query.yaml", &text);
+    assert_eq!(
+        err,
+        format!(
+            "error: {path}:14: sink.options.query: must use the parameter $batch (e.g. UNWIND $batch AS row CREATE ...)"
+        )
+    );
+}
+
+#[test]
+fn unset_environment_variable() {
+    let text = GOOD.replace("${ETLHOST_TEST_NEVER_SET:-x}", "${ETLHOST_TEST_NEVER_SET}");
+    let (path, err) = validate("env.yaml", &text);
+    assert_eq!(
+        err,
+        format!("error: {path}:13: sink.options.password: environment variable ETLHOST_TEST_NEVER_SET is not set")
+    );
+}
+
+#[test]
+fn toml_errors_name_lines_too() {
+    let text = "name = \"t\"\n\n[source]\nplugin = \"mysql\"\n\n[source.options]\nurl = \"mysql://h/db\"\n\
+                tabel = \"person\"\n\n[sink]\nplugin = \"console\"\n";
+    let (path, err) = validate("typo.toml", text);
+    assert_eq!(
+        err,
+        format!(
+            "error: {path}:8: source.options.tabel: unknown key, expected one of `url`, `user`, `password`, \
+             `table`, `query`, `fetch_size`, `connection_check_timeout_sec`"
+        )
+    );
+}
+
+#[test]
+fn wrong_password_is_reported_without_the_password() {
+    let text = GOOD
+        .replace("    table: person\n", "    table: person\n    user: etl\n    password: not-the-pw-s3cret\n")
+        .replace("plugin: bolt", "plugin: console")
+        .replace(
+            "  options:\n    uri: bolt://127.0.0.1:7687\n    user: root\n    password: ${ETLHOST_TEST_NEVER_SET:-x}\n    query: \"UNWIND $batch AS row CREATE (:P {id: row.id})\"\n",
+            "",
+        );
+    let (_, out) = etlhost_with_spec("run", "wrong_pw.yaml", &text, &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("Access denied for user 'etl'@'localhost'"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("not-the-pw-s3cret"), "{}", out.stderr);
+}
+
+#[test]
+fn yaml_and_toml_jobs_are_the_same_job() {
+    let jobs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../jobs");
+    let yaml = Spec::load(&jobs.join("person.yaml")).unwrap();
+    let toml = Spec::load(&jobs.join("person.toml")).unwrap();
+    assert_eq!(yaml.job, toml.job);
+    assert_eq!(yaml.job.sink.max_batch_size, 1000);
+}

@@ -1,0 +1,171 @@
+//! What every end-to-end test needs: the real services (started by `cargo xtask services`), fresh
+//! databases of its own on both sides, and the etlhost binary built by `cargo xtask build`.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use neo4rs::{query, ConfigBuilder, Graph};
+use xtask::services::{
+    BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
+};
+
+fn require(port: u16, what: &str) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        panic!("{what} is not listening on 127.0.0.1:{port}: run `cargo xtask services` (or `cargo xtask test`)");
+    }
+}
+
+/// The etlhost binary of this build profile, next to the plugin libraries.
+pub fn etlhost() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let bin = target.join("debug/etlhost");
+    assert!(
+        bin.exists() && target.join("debug/libetlhost_mysql.so").exists(),
+        "{} or the plugins are missing: run `cargo xtask test`, which builds them first",
+        bin.display()
+    );
+    bin
+}
+
+pub fn mysql_url(db: &str) -> String {
+    format!("mysql://{MYSQL_USER}:{MYSQL_PASSWORD}@127.0.0.1:{MYSQL_PORT}/{db}")
+}
+
+/// A fresh, empty MySQL database of the test's own.
+pub async fn mysql(db: &str) -> mysql_async::Pool {
+    require(MYSQL_PORT, "MariaDB");
+    let admin = mysql_async::Pool::new(mysql_url("mysql").as_str());
+    let mut c = admin
+        .get_conn()
+        .await
+        .expect("MySQL login as the test user");
+    c.query_drop(format!("DROP DATABASE IF EXISTS `{db}`"))
+        .await
+        .unwrap();
+    c.query_drop(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
+        .await
+        .unwrap();
+    drop(c);
+    admin.disconnect().await.unwrap();
+    mysql_async::Pool::new(mysql_url(db).as_str())
+}
+
+pub async fn exec(pool: &mysql_async::Pool, sql: &str) {
+    let mut c = pool.get_conn().await.unwrap();
+    c.query_drop(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A fresh, empty graph database of the test's own, and a neo4rs client for it.
+pub async fn graph(db: &str) -> Graph {
+    require(BOLT_PORT, "the Bolt server");
+    xtask::graph::fresh_graph(db).expect("create graph database");
+    let config = ConfigBuilder::default()
+        .uri(format!("127.0.0.1:{BOLT_PORT}"))
+        .user(GRAPH_USER)
+        .password(GRAPH_PASSWORD)
+        .db(db)
+        .build()
+        .unwrap();
+    Graph::connect(config).await.unwrap()
+}
+
+/// The value of column `n` in the single row a Cypher query returns.
+pub async fn one<T: for<'a> serde::Deserialize<'a>>(g: &Graph, cypher: &str) -> T {
+    let mut rows = g
+        .execute(query(cypher))
+        .await
+        .unwrap_or_else(|e| panic!("{cypher}: {e}"));
+    let row = rows
+        .next()
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{cypher}: no row"));
+    row.get::<T>("n")
+        .unwrap_or_else(|e| panic!("{cypher}: {e}"))
+}
+
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Writes `text` as spec file `name` in a scratch directory and runs `etlhost <command> <file>`.
+pub fn etlhost_with_spec(
+    command: &str,
+    name: &str,
+    text: &str,
+    extra: &[&str],
+) -> (PathBuf, Output) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("specs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(etlhost())
+        .arg(command)
+        .arg(&path)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let output = Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (path, output)
+}
+
+/// A MySQL table -> Bolt job spec in YAML.
+pub fn spec(
+    name: &str,
+    mysql_db: &str,
+    table: &str,
+    graph_db: &str,
+    batch: usize,
+    cypher: &str,
+) -> String {
+    format!(
+        "name: {name}
+source:
+  plugin: mysql
+  options:
+    url: mysql://127.0.0.1:{MYSQL_PORT}/{mysql_db}
+    user: {MYSQL_USER}
+    password: {MYSQL_PASSWORD}
+    table: {table}
+sink:
+  plugin: bolt
+  max_batch_size: {batch}
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: {graph_db}
+    query: \"{cypher}\"
+"
+    )
+}
+
+/// Runs a job spec to completion and returns its `--summary-json`.
+pub fn run_job(name: &str, text: &str) -> serde_json::Value {
+    let summary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.summary.json"));
+    let summary_arg = summary.display().to_string();
+    let (_, out) = etlhost_with_spec(
+        "run",
+        &format!("{name}.yaml"),
+        text,
+        &["--summary-json", &summary_arg],
+    );
+    assert_eq!(out.code, 0, "etlhost run failed:\n{}", out.stderr);
+    serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap()
+}

@@ -1,0 +1,44 @@
+//! Project tasks as a library, so the end-to-end tests share the service addresses, credentials
+//! and helpers with `cargo xtask` instead of repeating them.
+
+pub mod graph;
+pub mod services;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Builds the binary and the plugin libraries (cdylibs are not built by `cargo test` on its own).
+pub fn build(release: bool) -> Result<()> {
+    let mut cmd = Command::new(cargo());
+    cmd.args(["build", "--workspace", "--exclude", "xtask"])
+        .current_dir(root());
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+/// Runs a command with inherited output; fails with the command line if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}

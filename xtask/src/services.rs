@@ -1,0 +1,256 @@
+//! `cargo xtask services`: installs (when absent) and starts MariaDB and an ArcadeDB Bolt server on
+//! loopback, waits until both accept connections, and creates what tests and the demo log in with.
+//! Idempotent: services already answering are left alone.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::graph::http;
+use crate::{root, run};
+
+pub const MYSQL_PORT: u16 = 3306;
+pub const MYSQL_USER: &str = "etl";
+pub const MYSQL_PASSWORD: &str = "etl";
+pub const BOLT_PORT: u16 = 7687;
+pub const HTTP_PORT: u16 = 2480;
+pub const GRAPH_USER: &str = "root";
+pub const GRAPH_PASSWORD: &str = "etlhost-pass";
+/// The PyPI release whose jars and bundled Java runtime were verified here.
+const ARCADEDB_PACKAGE: &str = "arcadedb-embedded==26.10.2.post1";
+
+pub fn services_dir() -> PathBuf {
+    root().join(".services")
+}
+
+fn listening(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}
+
+/// Polls `ready` every 200 ms until it holds or `limit` passes.
+fn wait_for(
+    what: &str,
+    limit: Duration,
+    log: &Path,
+    mut ready: impl FnMut() -> bool,
+) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if ready() {
+            eprintln!(
+                "xtask: {what} is ready ({:.1} s)",
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = tail
+        .lines()
+        .rev()
+        .take(30)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    bail!(
+        "{what} did not become ready within {} s; last lines of {}:\n{}",
+        limit.as_secs(),
+        log.display(),
+        tail.join("\n")
+    )
+}
+
+/// Starts a long-lived server in its own process group, so it outlives this command.
+fn spawn_daemon(cmd: &mut Command, log: &Path) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let out =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    Ok(())
+}
+
+pub fn ensure() -> Result<()> {
+    std::fs::create_dir_all(services_dir())?;
+    ensure_mariadb()?;
+    ensure_arcadedb()?;
+    Ok(())
+}
+
+fn mysql_tcp_login_works() -> bool {
+    Command::new("mariadb")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{MYSQL_PORT}"),
+            &format!("-u{MYSQL_USER}"),
+        ])
+        .env("MYSQL_PWD", MYSQL_PASSWORD)
+        .args(["-e", "SELECT 1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn ensure_mariadb() -> Result<()> {
+    if listening(MYSQL_PORT) && mysql_tcp_login_works() {
+        eprintln!("xtask: MariaDB already running on 127.0.0.1:{MYSQL_PORT}");
+        return Ok(());
+    }
+    let server = Path::new("/usr/sbin/mariadbd");
+    if !server.exists() {
+        eprintln!("xtask: installing mariadb-server from Debian's packages");
+        run(Command::new("apt-get").args(["update", "-qq"])).context(
+            "apt-get update failed (MariaDB is installed with apt-get, which needs root)",
+        )?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "mariadb-server"])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+        .context("installing mariadb-server failed")?;
+    }
+    if !listening(MYSQL_PORT) {
+        // Debian's package initialises /var/lib/mysql; without systemd the socket directory must
+        // be made by hand.
+        std::fs::create_dir_all("/run/mysqld")?;
+        run(Command::new("chown").args(["mysql:mysql", "/run/mysqld"]))?;
+        let log = services_dir().join("mariadb.log");
+        eprintln!("xtask: starting MariaDB (log: {})", log.display());
+        spawn_daemon(
+            Command::new(server).args([
+                "--user=mysql",
+                "--bind-address=127.0.0.1",
+                &format!("--port={MYSQL_PORT}"),
+            ]),
+            &log,
+        )?;
+        wait_for("MariaDB", Duration::from_secs(60), &log, || {
+            Command::new("mysqladmin")
+                .args(["ping", "--silent"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })?;
+    }
+    // root logs in over the unix socket only. A TCP login from 127.0.0.1 may be matched as
+    // 'etl'@'localhost', so both accounts exist.
+    let sql = format!(
+        "CREATE USER IF NOT EXISTS '{u}'@'127.0.0.1' IDENTIFIED BY '{p}';
+         CREATE USER IF NOT EXISTS '{u}'@'localhost' IDENTIFIED BY '{p}';
+         GRANT ALL PRIVILEGES ON *.* TO '{u}'@'127.0.0.1';
+         GRANT ALL PRIVILEGES ON *.* TO '{u}'@'localhost';
+         CREATE DATABASE IF NOT EXISTS test;",
+        u = MYSQL_USER,
+        p = MYSQL_PASSWORD
+    );
+    run(Command::new("mariadb").args(["-uroot", "-e", &sql]))
+        .context("creating the etl user failed")?;
+    if !mysql_tcp_login_works() {
+        bail!("MariaDB is up but '{MYSQL_USER}' cannot log in over TCP on 127.0.0.1:{MYSQL_PORT}");
+    }
+    eprintln!("xtask: MariaDB ready on 127.0.0.1:{MYSQL_PORT} (user {MYSQL_USER})");
+    Ok(())
+}
+
+fn arcadedb_ready() -> bool {
+    listening(BOLT_PORT) && http("GET", "/api/v1/ready", None).is_ok_and(|(status, _)| status < 300)
+}
+
+/// The installed `arcadedb_embedded` package directory (jars and Java runtime inside).
+fn arcadedb_package() -> Result<PathBuf> {
+    let venv = services_dir().join("venv");
+    let python = venv.join("bin/python");
+    let locate = |python: &Path| -> Option<PathBuf> {
+        let out = Command::new(python)
+            .args([
+                "-c",
+                "import arcadedb_embedded, os; print(os.path.dirname(arcadedb_embedded.__file__))",
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    };
+    if let Some(p) = python.exists().then(|| locate(&python)).flatten() {
+        return Ok(p);
+    }
+    eprintln!(
+        "xtask: installing {ARCADEDB_PACKAGE} from PyPI into {}",
+        venv.display()
+    );
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+        .context("python3 -m venv failed")?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        ARCADEDB_PACKAGE,
+    ]))
+    .context("pip install of ArcadeDB failed")?;
+    locate(&python).context("arcadedb_embedded installed but cannot be imported")
+}
+
+fn ensure_arcadedb() -> Result<()> {
+    if arcadedb_ready() {
+        eprintln!("xtask: ArcadeDB already running (Bolt 127.0.0.1:{BOLT_PORT})");
+        return Ok(());
+    }
+    if listening(BOLT_PORT) || listening(HTTP_PORT) {
+        bail!("ports {BOLT_PORT}/{HTTP_PORT} are taken by something that is not a ready ArcadeDB");
+    }
+    let pkg = arcadedb_package()?;
+    let java = pkg.join("jre/bin/java");
+    if !java.exists() {
+        bail!(
+            "the ArcadeDB package at {} carries no Java runtime",
+            pkg.display()
+        );
+    }
+    let home = services_dir().join("arcadedb");
+    std::fs::create_dir_all(home.join("databases"))?;
+    let log = services_dir().join("arcadedb.log");
+    eprintln!(
+        "xtask: starting ArcadeDB with the Bolt plugin (log: {})",
+        log.display()
+    );
+    let prop = |k: &str, v: &str| format!("-Darcadedb.{k}={v}");
+    spawn_daemon(
+        Command::new(&java)
+            .arg("-Xmx2g")
+            .arg(prop("server.rootPath", &home.display().to_string()))
+            .arg(prop(
+                "server.databaseDirectory",
+                &home.join("databases").display().to_string(),
+            ))
+            .arg(prop("server.rootPassword", GRAPH_PASSWORD))
+            .arg(prop("server.httpIncomingHost", "127.0.0.1"))
+            .arg(prop("server.httpIncomingPort", &HTTP_PORT.to_string()))
+            .arg(prop(
+                "server.plugins",
+                "Bolt:com.arcadedb.bolt.BoltProtocolPlugin",
+            ))
+            .arg(prop("bolt.host", "127.0.0.1"))
+            .arg(prop("bolt.port", &BOLT_PORT.to_string()))
+            .arg(prop("server.defaultDatabases", "test[root]"))
+            .arg("-cp")
+            .arg(format!("{}/jars/*", pkg.display()))
+            .arg("com.arcadedb.server.ArcadeDBServer")
+            .current_dir(&home),
+        &log,
+    )?;
+    wait_for("ArcadeDB", Duration::from_secs(120), &log, arcadedb_ready)?;
+    eprintln!("xtask: ArcadeDB ready: Bolt 127.0.0.1:{BOLT_PORT}, HTTP 127.0.0.1:{HTTP_PORT} (user {GRAPH_USER})");
+    Ok(())
+}
