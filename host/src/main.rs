@@ -3,8 +3,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use etlhost::job::Job;
-use etlhost::pipeline::{self, RunError};
-use etlhost::plugin;
+use etlhost::pipeline::{self, describe_split, RunError};
+use etlhost::plan;
+use etlhost::plugin::{self, SourceHandle};
 use etlhost::spec::Spec;
 
 /// Declarative data movement: source and sink plugins, wired by a job spec.
@@ -26,6 +27,8 @@ enum Command {
     },
     /// Check a spec and its plugins' options without moving data.
     Validate { spec: PathBuf },
+    /// Print the splits a job would read (range and estimated rows) without moving data.
+    Plan { spec: PathBuf },
     /// List the plugins found on the plugin search path.
     Plugins,
 }
@@ -73,6 +76,10 @@ fn main() -> ExitCode {
             };
             let (summary, code) = match pipeline::run(&job) {
                 Ok(s) => (Some(s), ExitCode::SUCCESS),
+                Err(RunError::Config(e)) => {
+                    eprintln!("error: {e}");
+                    (None, ExitCode::from(EXIT_CONFIG))
+                }
                 Err(RunError::Start(m)) => {
                     eprintln!("error: {m}");
                     (None, ExitCode::from(EXIT_RUN))
@@ -103,6 +110,41 @@ fn main() -> ExitCode {
                 }
             }
             code
+        }
+        Command::Plan { spec } => {
+            let job = match Spec::load(&spec).and_then(Job::prepare) {
+                Ok(j) => j,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let source = match SourceHandle::open(job.source.clone(), &job.spec.job.source.options)
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: cannot start source: {e}");
+                    return ExitCode::from(EXIT_RUN);
+                }
+            };
+            match plan::plan(&job.spec, &source) {
+                Ok(splits) => {
+                    println!("{:>5}  {:>14}  RANGE", "SPLIT", "EST. ROWS");
+                    for p in splits {
+                        println!(
+                            "{:>5}  {:>14}  {}",
+                            p.split.id,
+                            p.estimated_rows,
+                            describe_split(&p.split)
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
         }
         Command::Plugins => {
             println!(

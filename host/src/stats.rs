@@ -51,6 +51,8 @@ pub struct Summary {
     pub batches: u64,
     pub rows_per_sec: f64,
     pub read_per_reader: Vec<u64>,
+    /// The process's peak resident memory (Linux `VmHWM`), 0 where unknown.
+    pub peak_rss_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -63,6 +65,15 @@ fn iso(t: SystemTime) -> String {
     // Whole milliseconds are enough for a human and keep the text short.
     let text = Value::DateTime(micros - micros % 1000).to_string();
     format!("{}Z", text.trim_end_matches("000"))
+}
+
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 impl Summary {
@@ -101,6 +112,7 @@ impl Summary {
                 0.0
             },
             read_per_reader: c.per_reader.iter().map(get).collect(),
+            peak_rss_bytes: peak_rss_bytes(),
             error,
         }
     }
@@ -117,7 +129,7 @@ impl fmt::Display for Summary {
         writeln!(f, "***********************************************")?;
         writeln!(f, "           Job Statistic Information")?;
         writeln!(f, "***********************************************")?;
-        let rows: [(&str, String); 11] = [
+        let rows: [(&str, String); 12] = [
             ("Job", self.job.clone()),
             ("Status", self.status.to_string()),
             ("Start Time", self.start.clone()),
@@ -129,6 +141,10 @@ impl fmt::Display for Summary {
             ("Rows Filtered", self.filtered.to_string()),
             ("Batches Written", self.batches.to_string()),
             ("Rows/s", format!("{:.0}", self.rows_per_sec)),
+            (
+                "Peak Memory",
+                format!("{:.1} MiB", self.peak_rss_bytes as f64 / 1048576.0),
+            ),
         ];
         for (k, v) in rows {
             writeln!(f, "{k:<22}: {v}")?;

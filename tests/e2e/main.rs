@@ -2,5 +2,6 @@
 //! Run them with `cargo xtask test`, which starts the services and builds everything first.
 
 mod spec_errors;
+mod splits;
 mod support;
 mod transfer;

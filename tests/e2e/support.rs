@@ -156,8 +156,8 @@ sink:
     )
 }
 
-/// Runs a job spec to completion and returns its `--summary-json`.
-pub fn run_job(name: &str, text: &str) -> serde_json::Value {
+/// Runs a job spec to completion and returns its `--summary-json` and the process output.
+pub fn run_job_output(name: &str, text: &str) -> (serde_json::Value, Output) {
     let summary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.summary.json"));
     let summary_arg = summary.display().to_string();
     let (_, out) = etlhost_with_spec(
@@ -167,5 +167,11 @@ pub fn run_job(name: &str, text: &str) -> serde_json::Value {
         &["--summary-json", &summary_arg],
     );
     assert_eq!(out.code, 0, "etlhost run failed:\n{}", out.stderr);
-    serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap()
+    let json = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    (json, out)
+}
+
+/// Runs a job spec to completion and returns its `--summary-json`.
+pub fn run_job(name: &str, text: &str) -> serde_json::Value {
+    run_job_output(name, text).0
 }

@@ -5,7 +5,9 @@
 //! - `demo`: services, seed `test.person` with 100,000 rows, build, run `jobs/person.yaml`, and read
 //!   the node count back from the graph.
 //! - `test [ARGS]`: services, build, then the whole test suite (`cargo test --workspace ARGS`).
+//! - `bench`: throughput benchmarks as ratios within one run; tables in `target/bench/*.json`.
 
+mod bench;
 mod demo;
 
 use std::process::Command;
@@ -23,6 +25,7 @@ fn main() -> Result<()> {
         "services" => services::ensure(),
         "build" => build(rest.iter().any(|a| a == "--release")),
         "demo" => demo::run(),
+        "bench" => bench::run(),
         "test" => {
             services::ensure()?;
             build(false)?;
@@ -33,7 +36,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args]>"
+                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | bench>"
             );
             if task == "help" {
                 Ok(())

@@ -46,6 +46,8 @@ impl Shared {
 /// Why a job did not run to the end.
 #[derive(Debug)]
 pub enum RunError {
+    /// The spec asks for something the source cannot do (found while planning).
+    Config(crate::spec::SpecError),
     /// A plugin could not start (connection refused, bad credentials...).
     Start(String),
     /// The job started and failed; the summary says how far it got.
@@ -57,6 +59,7 @@ pub enum RunError {
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            RunError::Config(e) => write!(f, "{e}"),
             RunError::Start(m) => f.write_str(m),
             RunError::Failed(s) => write!(f, "job {} failed: {}", s.job, s.error.as_deref().unwrap_or("unknown")),
             RunError::Internal(s) => write!(
@@ -80,7 +83,17 @@ pub fn run(job: &Job) -> Result<Summary, RunError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RunError::Start(format!("cannot start sink: {e}")))?;
 
-    let splits = plan::splits(spec);
+    let splits: Vec<_> = plan::plan(&job.spec, &source)
+        .map_err(RunError::Config)?
+        .into_iter()
+        .map(|p| p.split)
+        .collect();
+    if splits.len() == 1 && spec.parallelism > 1 {
+        tracing::warn!(
+            "parallelism is {} but there is one split: set source.partition_column to read in parallel",
+            spec.parallelism
+        );
+    }
     tracing::info!(
         job = %spec.name,
         splits = splits.len(),

@@ -45,6 +45,14 @@ fn one() -> usize {
 pub struct SourceSpec {
     /// A plugin name (`mysql`, found on the plugin path) or a path to a shared library.
     pub plugin: String,
+    /// Split the source into key ranges on this column (integer, decimal, date or datetime).
+    pub partition_column: Option<String>,
+    /// The first split starts below this (and takes NULL keys); default: the column's minimum.
+    pub partition_lower_bound: Option<serde_json::Value>,
+    /// The last split ends above this; default: the column's maximum.
+    pub partition_upper_bound: Option<serde_json::Value>,
+    /// How many splits; default: the job's `parallelism`.
+    pub partition_num: Option<usize>,
     /// The plugin's own options, validated by the plugin.
     #[serde(default)]
     pub options: serde_json::Map<String, serde_json::Value>,
@@ -198,6 +206,28 @@ impl Spec {
         }
         if j.parallelism == 0 {
             return Err(self.error("parallelism", "must be at least 1"));
+        }
+        if j.source.partition_num == Some(0) {
+            return Err(self.error("source.partition_num", "must be at least 1"));
+        }
+        if j.source.partition_column.is_none() {
+            let stray = [
+                (
+                    "partition_lower_bound",
+                    j.source.partition_lower_bound.is_some(),
+                ),
+                (
+                    "partition_upper_bound",
+                    j.source.partition_upper_bound.is_some(),
+                ),
+                ("partition_num", j.source.partition_num.is_some()),
+            ];
+            if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
+                return Err(self.error(
+                    &format!("source.{key}"),
+                    "has no effect without source.partition_column",
+                ));
+            }
         }
         if j.sink.parallelism == 0 {
             return Err(self.error("sink.parallelism", "must be at least 1"));

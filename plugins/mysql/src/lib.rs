@@ -8,8 +8,8 @@ use std::time::Duration;
 use etlhost_plugin_sdk::redact::redact_secrets;
 use etlhost_plugin_sdk::runtime::{block_on, runtime};
 use etlhost_plugin_sdk::{
-    export_source, Batch, ConfigError, Error, KeyBounds, OpenError, Options, Schema, Source, Split,
-    SplitReader, Value,
+    export_source, Batch, ColumnType, ConfigError, Error, KeyBounds, OpenError, Options, Schema,
+    Source, Split, SplitReader, Value,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool};
@@ -206,6 +206,9 @@ impl Source for MySqlSource {
     }
 
     fn key_bounds(&self, column: &str) -> Result<KeyBounds, Error> {
+        // The key's declared type comes from a query that reads no row; MIN() and MAX() may report
+        // a wider one.
+        let probe = format!("SELECT {} FROM {} LIMIT 0", quote(column), self.relation);
         let sql = format!(
             "SELECT MIN(k), MAX(k), COUNT(*) FROM (SELECT {} AS k FROM {}) AS etlhost_bounds",
             quote(column),
@@ -213,33 +216,30 @@ impl Source for MySqlSource {
         );
         block_on(async {
             let mut c = self.conn().await?;
-            let mut result = c
-                .exec_iter(sql, ())
-                .await
-                .map_err(|e| self.err("bounds query failed", e))?;
-            let cols: Vec<_> = result.columns_ref().iter().map(types::column).collect();
-            let row = result
-                .next()
-                .await
-                .map_err(|e| self.err("bounds query failed", e))?
-                .ok_or_else(|| Error::permanent("bounds query returned no row"))?;
+            let fail = |e| self.err(&format!("cannot query the bounds of `{column}`"), e);
+            let result = c.exec_iter(probe, ()).await.map_err(fail)?;
+            let key = result.columns_ref().first().cloned();
+            result.drop_result().await.map_err(fail)?;
+            let key = key.ok_or_else(|| {
+                Error::permanent(format!("`{column}` is not a column of the source"))
+            })?;
+            let key_type = types::column(&key).ty;
+            let row: Option<mysql_async::Row> = c.exec_first(sql, ()).await.map_err(fail)?;
             let mut vals = row
+                .ok_or_else(|| Error::permanent("the bounds query returned no row"))?
                 .unwrap()
-                .into_iter()
-                .zip(&cols)
-                .map(|(v, c)| types::value(v, c.ty));
-            let (min, max) = (
-                vals.next().unwrap_or(Value::Null),
-                vals.next().unwrap_or(Value::Null),
-            );
-            let rows = match vals.next() {
-                Some(Value::Int(n)) => n as u64,
-                Some(Value::UInt(n)) => n,
+                .into_iter();
+            let mut next = |ty| vals.next().map_or(Value::Null, |v| types::value(v, ty));
+            let (min, max) = (next(key_type), next(key_type));
+            let rows = match next(ColumnType::Int) {
+                Value::Int(n) => n as u64,
+                Value::UInt(n) => n,
                 _ => 0,
             };
             Ok(KeyBounds {
                 column: column.to_string(),
-                declared_type: format!("{:?}", cols[0].ty).to_lowercase(),
+                declared_type: types::declared_name(&key),
+                column_type: key_type,
                 min,
                 max,
                 rows,

@@ -46,6 +46,57 @@ pub fn column(c: &mysql_async::Column) -> Column {
     }
 }
 
+/// The SQL name of a column's type, for messages: `bigint unsigned`, `varchar`, `datetime`.
+pub fn declared_name(c: &mysql_async::Column) -> String {
+    let binary = c.character_set() == BINARY_CHARSET;
+    let name = match c.column_type() {
+        My::MYSQL_TYPE_TINY => "tinyint",
+        My::MYSQL_TYPE_SHORT => "smallint",
+        My::MYSQL_TYPE_INT24 => "mediumint",
+        My::MYSQL_TYPE_LONG => "int",
+        My::MYSQL_TYPE_LONGLONG => "bigint",
+        My::MYSQL_TYPE_YEAR => "year",
+        My::MYSQL_TYPE_FLOAT => "float",
+        My::MYSQL_TYPE_DOUBLE => "double",
+        My::MYSQL_TYPE_DECIMAL | My::MYSQL_TYPE_NEWDECIMAL => "decimal",
+        My::MYSQL_TYPE_DATE | My::MYSQL_TYPE_NEWDATE => "date",
+        My::MYSQL_TYPE_DATETIME | My::MYSQL_TYPE_DATETIME2 => "datetime",
+        My::MYSQL_TYPE_TIMESTAMP | My::MYSQL_TYPE_TIMESTAMP2 => "timestamp",
+        My::MYSQL_TYPE_TIME | My::MYSQL_TYPE_TIME2 => "time",
+        My::MYSQL_TYPE_VARCHAR | My::MYSQL_TYPE_VAR_STRING if binary => "varbinary",
+        My::MYSQL_TYPE_VARCHAR | My::MYSQL_TYPE_VAR_STRING => "varchar",
+        My::MYSQL_TYPE_STRING if binary => "binary",
+        My::MYSQL_TYPE_STRING => "char",
+        My::MYSQL_TYPE_TINY_BLOB
+        | My::MYSQL_TYPE_MEDIUM_BLOB
+        | My::MYSQL_TYPE_LONG_BLOB
+        | My::MYSQL_TYPE_BLOB
+            if binary =>
+        {
+            "blob"
+        }
+        My::MYSQL_TYPE_TINY_BLOB
+        | My::MYSQL_TYPE_MEDIUM_BLOB
+        | My::MYSQL_TYPE_LONG_BLOB
+        | My::MYSQL_TYPE_BLOB => "text",
+        My::MYSQL_TYPE_JSON => "json",
+        My::MYSQL_TYPE_BIT => "bit",
+        My::MYSQL_TYPE_ENUM => "enum",
+        My::MYSQL_TYPE_SET => "set",
+        My::MYSQL_TYPE_GEOMETRY => "geometry",
+        other => {
+            return format!("{other:?}")
+                .trim_start_matches("MYSQL_TYPE_")
+                .to_lowercase()
+        }
+    };
+    if c.flags().contains(ColumnFlags::UNSIGNED_FLAG) {
+        format!("{name} unsigned")
+    } else {
+        name.to_string()
+    }
+}
+
 /// Converts one value of a column of type `ty` (from [`column`]).
 pub fn value(v: MyValue, ty: ColumnType) -> Value {
     match v {

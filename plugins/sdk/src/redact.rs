@@ -28,12 +28,32 @@ pub fn redact_urls(text: &str) -> String {
     out
 }
 
-/// Replaces every occurrence of each non-empty secret in `text` with `***`.
+/// Replaces each non-empty secret in `text` with `***` where it stands as a word of its own (so a
+/// short password such as `etl` does not mangle `etlhost` in a message).
 pub fn redact_secrets(text: &str, secrets: &[&str]) -> String {
     let mut out = redact_urls(text);
     for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s, "***");
+        out = replace_words(&out, s);
     }
+    out
+}
+
+fn replace_words(text: &str, word: &str) -> String {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(word) {
+        let before = rest[..i].chars().last().or_else(|| out.chars().last());
+        let after = rest[i + word.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if before.is_some_and(is_word) || after.is_some_and(is_word) {
+            out.push_str(word);
+        } else {
+            out.push_str("***");
+        }
+        rest = &rest[i + word.len()..];
+    }
+    out.push_str(rest);
     out
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::value::Value;
+use crate::value::{ColumnType, Value};
 
 /// One unit of reading work. The host decides how a table is split; the source only reads the rows
 /// of one split.
@@ -39,7 +39,14 @@ pub struct KeyBounds {
     pub column: String,
     /// The source's own name for the column's type, e.g. `bigint unsigned`, for error messages.
     pub declared_type: String,
+    /// The type its values have; `Any` when the source cannot tell.
+    #[serde(default = "any")]
+    pub column_type: ColumnType,
     pub min: Value,
     pub max: Value,
     pub rows: u64,
+}
+
+fn any() -> ColumnType {
+    ColumnType::Any
 }

@@ -1,0 +1,344 @@
+//! The host splits a table into key ranges and reads them in parallel, and no row is lost or read
+//! twice whatever the keys look like. Rows are collected from the console sink's JSON lines.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use mysql_async::prelude::Queryable;
+use xtask::services::{MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
+
+use crate::support::{etlhost, etlhost_with_spec, exec, mysql, run_job_output};
+
+/// A MySQL -> console spec; `source_extra` is indented under `source:`.
+fn console_spec(
+    name: &str,
+    db: &str,
+    relation: &str,
+    source_extra: &str,
+    parallelism: usize,
+) -> String {
+    format!(
+        "name: {name}
+parallelism: {parallelism}
+source:
+  plugin: mysql
+{source_extra}
+  options:
+    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
+    user: {MYSQL_USER}
+    password: {MYSQL_PASSWORD}
+    {relation}
+sink:
+  plugin: console
+  max_batch_size: 7
+"
+    )
+}
+
+/// How often each key was delivered.
+fn delivered(stdout: &str, key: &str) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for line in stdout.lines() {
+        let row: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        *seen.entry(row[key].to_string()).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Runs the job and checks every row of `table` arrived exactly once.
+async fn assert_exactly_once(
+    pool: &mysql_async::Pool,
+    name: &str,
+    db: &str,
+    table: &str,
+    extra: &str,
+) -> serde_json::Value {
+    let mut c = pool.get_conn().await.unwrap();
+    let keys: Vec<u64> = c.query(format!("SELECT id FROM {table}")).await.unwrap();
+    let (summary, out) = run_job_output(
+        name,
+        &console_spec(name, db, &format!("table: {table}"), extra, 3),
+    );
+    let seen = delivered(&out.stdout, "id");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "rows delivered twice: {seen:?}"
+    );
+    assert_eq!(seen.len(), keys.len(), "rows lost: {seen:?}");
+    assert_eq!(summary["read"], keys.len());
+    assert_eq!(summary["written"], keys.len());
+    summary
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bounds_nulls_negatives_and_extremes_lose_nothing() {
+    let pool = mysql("e2e_split_keys").await;
+    exec(
+        &pool,
+        "CREATE TABLE narrow (id INT AUTO_INCREMENT PRIMARY KEY, k INT NULL)",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO narrow (k) SELECT CAST(seq AS SIGNED) - 50 FROM seq_1_to_100",
+    )
+    .await;
+    exec(&pool, "INSERT INTO narrow (k) VALUES (NULL), (NULL)").await;
+    // Bounds narrower than the data: rows below and above them must still be read.
+    let extra = "  partition_column: k\n  partition_lower_bound: -20\n  partition_upper_bound: 30\n  partition_num: 4";
+    let s = assert_exactly_once(&pool, "split_narrow", "e2e_split_keys", "narrow", extra).await;
+    assert_eq!(s["read"], 102);
+
+    exec(
+        &pool,
+        "CREATE TABLE ext (id INT AUTO_INCREMENT PRIMARY KEY, k BIGINT NULL)",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO ext (k) VALUES (-9223372036854775808), (-1), (0), (1), (9223372036854775807), (NULL)",
+    )
+    .await;
+    let extra = "  partition_column: k\n  partition_num: 3";
+    assert_exactly_once(&pool, "split_bigint", "e2e_split_keys", "ext", extra).await;
+
+    exec(
+        &pool,
+        "CREATE TABLE uext (id INT AUTO_INCREMENT PRIMARY KEY, k BIGINT UNSIGNED)",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO uext (k) VALUES (0), (1), (9223372036854775807), (9223372036854775808), (18446744073709551615)",
+    )
+    .await;
+    let extra = "  partition_column: k\n  partition_num: 4";
+    assert_exactly_once(&pool, "split_ubigint", "e2e_split_keys", "uext", extra).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_single_row_and_more_splits_than_rows() {
+    let pool = mysql("e2e_split_small").await;
+    let extra = "  partition_column: k\n  partition_num: 10";
+    exec(
+        &pool,
+        "CREATE TABLE empty (id INT AUTO_INCREMENT PRIMARY KEY, k INT)",
+    )
+    .await;
+    let s = assert_exactly_once(&pool, "split_empty", "e2e_split_small", "empty", extra).await;
+    assert_eq!(s["read"], 0);
+    exec(
+        &pool,
+        "CREATE TABLE one (id INT AUTO_INCREMENT PRIMARY KEY, k INT)",
+    )
+    .await;
+    exec(&pool, "INSERT INTO one (k) VALUES (42)").await;
+    assert_exactly_once(&pool, "split_one", "e2e_split_small", "one", extra).await;
+    exec(
+        &pool,
+        "CREATE TABLE three (id INT AUTO_INCREMENT PRIMARY KEY, k INT)",
+    )
+    .await;
+    exec(&pool, "INSERT INTO three (k) VALUES (1), (2), (3)").await;
+    assert_exactly_once(&pool, "split_three", "e2e_split_small", "three", extra).await;
+    exec(
+        &pool,
+        "CREATE TABLE nulls (id INT AUTO_INCREMENT PRIMARY KEY, k INT)",
+    )
+    .await;
+    exec(&pool, "INSERT INTO nulls (k) VALUES (NULL), (NULL)").await;
+    assert_exactly_once(&pool, "split_nulls", "e2e_split_small", "nulls", extra).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decimal_date_and_datetime_keys() {
+    let pool = mysql("e2e_split_types").await;
+    let extra = "  partition_column: k\n  partition_num: 4";
+    exec(
+        &pool,
+        "CREATE TABLE dec_k (id INT AUTO_INCREMENT PRIMARY KEY, k DECIMAL(12,3))",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO dec_k (k) SELECT seq / 7 - 3 FROM seq_1_to_50",
+    )
+    .await;
+    assert_exactly_once(&pool, "split_decimal", "e2e_split_types", "dec_k", extra).await;
+    exec(
+        &pool,
+        "CREATE TABLE date_k (id INT AUTO_INCREMENT PRIMARY KEY, k DATE)",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO date_k (k) SELECT '2020-01-01' + INTERVAL seq * 11 DAY FROM seq_1_to_60",
+    )
+    .await;
+    assert_exactly_once(&pool, "split_date", "e2e_split_types", "date_k", extra).await;
+    exec(
+        &pool,
+        "CREATE TABLE dt_k (id INT AUTO_INCREMENT PRIMARY KEY, k DATETIME(6))",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO dt_k (k) SELECT '2020-01-01 00:00:00' + INTERVAL seq * 12345 SECOND FROM seq_1_to_60",
+    )
+    .await;
+    let extra =
+        "  partition_column: k\n  partition_num: 4\n  partition_lower_bound: '2020-01-02 00:00:00'";
+    assert_exactly_once(&pool, "split_datetime", "e2e_split_types", "dt_k", extra).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_source_is_split_too() {
+    let pool = mysql("e2e_split_query").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(20))",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO person SELECT seq, CONCAT('p', seq) FROM seq_1_to_1000",
+    )
+    .await;
+    let text = console_spec(
+        "split_query",
+        "e2e_split_query",
+        "query: SELECT id AS k, name FROM person WHERE id % 2 = 0",
+        "  partition_column: k\n  partition_num: 5",
+        2,
+    );
+    let (summary, out) = run_job_output("split_query", &text);
+    let seen = delivered(&out.stdout, "k");
+    assert_eq!(seen.len(), 500);
+    assert!(seen.values().all(|n| *n == 1));
+    assert_eq!(summary["read"], 500);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_column_is_refused() {
+    let pool = mysql("e2e_split_text").await;
+    exec(&pool, "CREATE TABLE t (name VARCHAR(30))").await;
+    exec(&pool, "INSERT INTO t VALUES ('a')").await;
+    let text = console_spec(
+        "split_text",
+        "e2e_split_text",
+        "table: t",
+        "  partition_column: name",
+        2,
+    );
+    let (path, out) = etlhost_with_spec("run", "split_text.yaml", &text, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "error: {}:5: source.partition_column: column `name` has type varchar, which cannot be split into \
+             ranges; partition on an integer, decimal, date or datetime column",
+            path.display()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_prints_the_splits() {
+    let pool = mysql("e2e_split_plan").await;
+    exec(&pool, "CREATE TABLE t (k INT)").await;
+    exec(&pool, "INSERT INTO t SELECT seq FROM seq_1_to_100").await;
+    let text = console_spec(
+        "split_plan",
+        "e2e_split_plan",
+        "table: t",
+        "  partition_column: k\n  partition_num: 3",
+        2,
+    );
+    let (_, out) = etlhost_with_spec("plan", "split_plan.yaml", &text, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "SPLIT       EST. ROWS  RANGE
+    0              34  k in [-inf, 35) or NULL
+    1              33  k in [35, 68)
+    2              33  k in [68, +inf)
+"
+    );
+}
+
+/// The incident's failure: ten splits, all read by reader 0. Here the readers are held mid-split
+/// (the console sink's stdout is not drained, so the pipeline backs up into every reader), and the
+/// server's own process list must show `parallelism` split queries open at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn readers_really_read_splits_at_the_same_time() {
+    let pool = mysql("e2e_split_par").await;
+    exec(
+        &pool,
+        "CREATE TABLE big (id INT PRIMARY KEY, pad CHAR(200))",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO big SELECT seq, REPEAT('x', 200) FROM seq_1_to_400000",
+    )
+    .await;
+    let text = console_spec(
+        "split_par",
+        "e2e_split_par",
+        "table: big",
+        "  partition_column: id\n  partition_num: 4",
+        4,
+    );
+    let (path, _) = etlhost_with_spec("validate", "split_par.yaml", &text, &[]);
+    let summary = path.with_extension("summary.json");
+    let mut child = Command::new(etlhost())
+        .args([
+            "run",
+            &path.display().to_string(),
+            "--summary-json",
+            &summary.display().to_string(),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let mut c = pool.get_conn().await.unwrap();
+    let open_split_queries = "SELECT COUNT(*) FROM information_schema.processlist \
+         WHERE db = 'e2e_split_par' AND info LIKE 'SELECT * FROM `big` WHERE%'";
+    let mut most = 0;
+    // Polls the server's view until all four readers are inside a split query; the job cannot
+    // finish meanwhile because nobody reads its output.
+    for _ in 0..600 {
+        let n: u64 = c.query_first(open_split_queries).await.unwrap().unwrap();
+        most = most.max(n);
+        if most == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(most, 4, "the server never saw 4 split queries open at once");
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(summary["read"], 400_000);
+    assert_eq!(stdout.lines().count(), 400_000);
+    let per_reader: Vec<u64> = serde_json::from_value(summary["read_per_reader"].clone()).unwrap();
+    assert_eq!(per_reader.len(), 4);
+    assert!(
+        per_reader.iter().all(|n| *n > 0),
+        "a reader read nothing: {per_reader:?}"
+    );
+    assert_eq!(per_reader.iter().sum::<u64>(), 400_000);
+}

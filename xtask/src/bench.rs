@@ -1,0 +1,182 @@
+//! `cargo xtask bench`: throughput measured side by side in one run, reported as ratios to a
+//! baseline from the same run, printed as a table and written to `target/bench/*.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use xtask::services::{self, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
+use xtask::{build, root};
+
+use crate::demo::run_sql;
+
+const BENCH_DB: &str = "bench";
+
+/// Creates `bench.<table>` with `rows` rows of `person(id, name, email, created_at)` unless it
+/// already holds exactly that many.
+fn seed(table: &str, rows: u64) -> Result<()> {
+    let out = Command::new("mariadb")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{MYSQL_PORT}"),
+            &format!("-u{MYSQL_USER}"),
+            "-N",
+            "-B",
+        ])
+        .env("MYSQL_PWD", MYSQL_PASSWORD)
+        .args(["-e", &format!("SELECT COUNT(*) FROM {BENCH_DB}.{table}")])
+        .output()?;
+    if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == rows.to_string() {
+        return Ok(());
+    }
+    eprintln!("xtask: seeding {BENCH_DB}.{table} with {rows} rows");
+    run_sql(&format!(
+        "CREATE DATABASE IF NOT EXISTS {BENCH_DB};
+         USE {BENCH_DB};
+         DROP TABLE IF EXISTS {table};
+         CREATE TABLE {table} (id INT PRIMARY KEY, name VARCHAR(100), email VARCHAR(200), created_at DATETIME);
+         INSERT INTO {table}
+           SELECT seq, CONCAT('person-', seq), CONCAT('person', seq, '@example.com'),
+                  '2020-01-01 00:00:00' + INTERVAL seq SECOND
+           FROM seq_1_to_{rows};"
+    ))
+}
+
+fn bench_dir() -> PathBuf {
+    root().join("target/bench")
+}
+
+/// Runs etlhost on a spec and returns its summary.
+fn etlhost(spec_name: &str, spec: &str) -> Result<serde_json::Value> {
+    let dir = bench_dir();
+    std::fs::create_dir_all(&dir)?;
+    let spec_path = dir.join(format!("{spec_name}.yaml"));
+    let summary = dir.join(format!("{spec_name}.summary.json"));
+    std::fs::write(&spec_path, spec)?;
+    let out = Command::new(root().join("target/release/etlhost"))
+        .arg("run")
+        .arg(&spec_path)
+        .arg("--summary-json")
+        .arg(&summary)
+        .env("RUST_LOG", "warn")
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "etlhost failed on {}:\n{}",
+            spec_path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text =
+        std::fs::read_to_string(&summary).with_context(|| format!("no {}", summary.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn console_spec(table: &str, readers: usize, splits: usize) -> String {
+    format!(
+        "name: bench-readers-{readers}
+parallelism: {readers}
+source:
+  plugin: mysql
+  partition_column: id
+  partition_num: {splits}
+  options:
+    url: mysql://127.0.0.1:{MYSQL_PORT}/{BENCH_DB}
+    user: {MYSQL_USER}
+    password: {MYSQL_PASSWORD}
+    table: {table}
+sink:
+  plugin: console
+  options:
+    mode: count
+"
+    )
+}
+
+struct Row {
+    name: String,
+    rows: u64,
+    secs: f64,
+    peak_rss: u64,
+    baseline: f64,
+}
+
+fn print_and_save(title: &str, file: &Path, rows: &[Row]) -> Result<()> {
+    println!("\n{title}");
+    println!(
+        "{:<34} {:>10} {:>9} {:>12} {:>10} {:>7}",
+        "run", "rows", "secs", "rows/s", "peak MiB", "ratio"
+    );
+    let mut out = Vec::new();
+    for r in rows {
+        let rate = r.rows as f64 / r.secs;
+        println!(
+            "{:<34} {:>10} {:>9.3} {:>12.0} {:>10.1} {:>7.2}",
+            r.name,
+            r.rows,
+            r.secs,
+            rate,
+            r.peak_rss as f64 / 1048576.0,
+            rate / r.baseline
+        );
+        out.push(json!({
+            "run": r.name, "rows": r.rows, "seconds": r.secs, "rows_per_sec": rate,
+            "peak_rss_bytes": r.peak_rss, "ratio_to_baseline": rate / r.baseline,
+        }));
+    }
+    std::fs::write(
+        file,
+        serde_json::to_string_pretty(&json!({"title": title, "runs": out}))? + "\n",
+    )?;
+    println!("written to {}", file.display());
+    Ok(())
+}
+
+/// Readers scale: 1, 2 and 4 readers over 1,000,000 rows into the console sink (count only).
+fn readers() -> Result<()> {
+    const ROWS: u64 = 1_000_000;
+    seed("person_1m", ROWS)?;
+    let mut results = Vec::new();
+    let mut baseline = 0.0;
+    for readers in [1, 2, 4] {
+        // Twice as many splits as readers, so an uneven split does not leave a reader idle.
+        let s = etlhost(
+            &format!("readers-{readers}"),
+            &console_spec("person_1m", readers, readers * 2),
+        )?;
+        let read = s["read"].as_u64().unwrap_or(0);
+        if read != ROWS || s["written"].as_u64() != Some(ROWS) {
+            bail!(
+                "readers={readers}: read {read}, written {}, expected {ROWS}",
+                s["written"]
+            );
+        }
+        let secs = s["duration_secs"].as_f64().unwrap_or(f64::NAN);
+        if readers == 1 {
+            baseline = ROWS as f64 / secs;
+        }
+        results.push(Row {
+            name: format!("mysql -> console(count), {readers} reader(s)"),
+            rows: ROWS,
+            secs,
+            peak_rss: s["peak_rss_bytes"].as_u64().unwrap_or(0),
+            baseline,
+        });
+    }
+    print_and_save(
+        "Readers: 1,000,000 rows, MySQL -> console (count only); ratio to 1 reader",
+        &bench_dir().join("readers.json"),
+        &results,
+    )
+}
+
+pub fn run() -> Result<()> {
+    services::ensure()?;
+    build(true)?;
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    readers()
+}
