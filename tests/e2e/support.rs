@@ -126,18 +126,25 @@ pub fn etlhost_with_spec(
 }
 
 /// A MySQL table -> Bolt job spec in YAML.
-pub fn spec(
+pub fn spec(name: &str, mysql_db: &str, table: &str, graph_db: &str, batch: usize, cypher: &str) -> String {
+    spec_with(name, mysql_db, table, graph_db, batch, cypher, "")
+}
+
+/// [`spec`] with `source_extra` (YAML lines indented under `source:`, e.g. partitioning) added.
+pub fn spec_with(
     name: &str,
     mysql_db: &str,
     table: &str,
     graph_db: &str,
     batch: usize,
     cypher: &str,
+    source_extra: &str,
 ) -> String {
     format!(
         "name: {name}
 source:
   plugin: mysql
+{source_extra}
   options:
     url: mysql://127.0.0.1:{MYSQL_PORT}/{mysql_db}
     user: {MYSQL_USER}

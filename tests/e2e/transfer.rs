@@ -1,6 +1,6 @@
 //! Rows go in on the MySQL side and must come out, all of them and unchanged, on the graph side.
 
-use crate::support::{exec, graph, mysql, one, run_job, spec};
+use crate::support::{exec, graph, mysql, one, run_job, spec, spec_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hundred_thousand_rows_arrive_as_nodes_with_their_contents() {
@@ -17,14 +17,18 @@ async fn hundred_thousand_rows_arrive_as_nodes_with_their_contents() {
     .await;
     let g = graph("e2e_full").await;
 
-    let text = spec(
+    // Two readers over four splits, and two writers with a connection each.
+    let text = spec_with(
         "full",
         "e2e_full",
         "person",
         "e2e_full",
         1000,
         "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
-    );
+        "  partition_column: id\n  partition_num: 4",
+    )
+    .replacen("source:", "parallelism: 2\nsource:", 1)
+    .replacen("  max_batch_size: 1000", "  max_batch_size: 1000\n  parallelism: 2", 1);
     let summary = run_job("full", &text);
 
     assert_eq!(summary["read"], 100_000);
