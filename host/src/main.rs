@@ -1,9 +1,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use etlhost::job::Job;
-use etlhost::pipeline::{self, describe_split, RunError};
+use etlhost::pipeline::{self, describe_split, Control, RunError, StopReason};
 use etlhost::plan;
 use etlhost::plugin::{self, SourceHandle};
 use etlhost::spec::Spec;
@@ -36,6 +37,8 @@ enum Command {
 /// Exit codes, documented in README.
 const EXIT_CONFIG: u8 = 2;
 const EXIT_RUN: u8 = 3;
+const EXIT_FAILED_ROWS: u8 = 4;
+const EXIT_INTERRUPTED: u8 = 130;
 const EXIT_INTERNAL: u8 = 70;
 
 fn main() -> ExitCode {
@@ -74,7 +77,19 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            let (summary, code) = match pipeline::run(&job) {
+            let control = Arc::new(Control::default());
+            let on_signal = control.clone();
+            // The first Ctrl-C (or SIGTERM) stops reading and lets every row already read be
+            // written; a second one exits at once.
+            let _ = ctrlc::set_handler(move || {
+                if on_signal.reason() == StopReason::Interrupted {
+                    eprintln!("interrupted again: exiting without waiting");
+                    std::process::exit(EXIT_INTERRUPTED as i32);
+                }
+                eprintln!("interrupted: finishing the rows already read (Ctrl-C again to abort)");
+                on_signal.stop(StopReason::Interrupted);
+            });
+            let (summary, code) = match pipeline::run(&job, control.clone()) {
                 Ok(s) => (Some(s), ExitCode::SUCCESS),
                 Err(RunError::Config(e)) => {
                     eprintln!("error: {e}");
@@ -85,11 +100,17 @@ fn main() -> ExitCode {
                     (None, ExitCode::from(EXIT_RUN))
                 }
                 Err(RunError::Failed(s)) => {
+                    let code = match control.reason() {
+                        StopReason::Interrupted => EXIT_INTERRUPTED,
+                        StopReason::TooManyFailedRows => EXIT_FAILED_ROWS,
+                        _ => EXIT_RUN,
+                    };
                     eprintln!(
-                        "error: job failed: {}",
+                        "error: job {}: {}",
+                        s.status,
                         s.error.as_deref().unwrap_or("unknown error")
                     );
-                    (Some(*s), ExitCode::from(EXIT_RUN))
+                    (Some(*s), ExitCode::from(code))
                 }
                 Err(e @ RunError::Internal(_)) => {
                     eprintln!("error: {e}");

@@ -15,9 +15,9 @@ pub struct Counters {
     pub written: AtomicU64,
     pub failed: AtomicU64,
     pub filtered: AtomicU64,
-    /// Read, but neither written nor failed because the job stopped on an error.
-    pub abandoned: AtomicU64,
     pub batches: AtomicU64,
+    /// Sink calls tried again after a transient error.
+    pub retries: AtomicU64,
     /// Rows read by each reader, in reader order.
     pub per_reader: Vec<AtomicU64>,
 }
@@ -47,8 +47,8 @@ pub struct Summary {
     pub written: u64,
     pub failed: u64,
     pub filtered: u64,
-    pub abandoned: u64,
     pub batches: u64,
+    pub retries: u64,
     pub rows_per_sec: f64,
     pub read_per_reader: Vec<u64>,
     /// The process's peak resident memory (Linux `VmHWM`), 0 where unknown.
@@ -79,6 +79,7 @@ fn peak_rss_bytes() -> u64 {
 impl Summary {
     pub fn new(
         job: &str,
+        status: &'static str,
         c: &Counters,
         start: SystemTime,
         end: SystemTime,
@@ -92,11 +93,7 @@ impl Summary {
         let written = get(&c.written);
         Summary {
             job: job.to_string(),
-            status: if error.is_none() {
-                "succeeded"
-            } else {
-                "failed"
-            },
+            status,
             start: iso(start),
             end: iso(end),
             duration_secs: duration,
@@ -104,8 +101,8 @@ impl Summary {
             written,
             failed: get(&c.failed),
             filtered: get(&c.filtered),
-            abandoned: get(&c.abandoned),
             batches: get(&c.batches),
+            retries: get(&c.retries),
             rows_per_sec: if duration > 0.0 {
                 written as f64 / duration
             } else {
@@ -117,10 +114,9 @@ impl Summary {
         }
     }
 
-    /// `read = written + failed + filtered (+ abandoned, only when the job failed)`.
+    /// Every row read is written, failed (and dead-lettered) or filtered, whatever the outcome.
     pub fn balances(&self) -> bool {
-        self.read == self.written + self.failed + self.filtered + self.abandoned
-            && (self.error.is_some() || self.abandoned == 0)
+        self.read == self.written + self.failed + self.filtered
     }
 }
 
@@ -129,7 +125,7 @@ impl fmt::Display for Summary {
         writeln!(f, "***********************************************")?;
         writeln!(f, "           Job Statistic Information")?;
         writeln!(f, "***********************************************")?;
-        let rows: [(&str, String); 12] = [
+        let rows: [(&str, String); 13] = [
             ("Job", self.job.clone()),
             ("Status", self.status.to_string()),
             ("Start Time", self.start.clone()),
@@ -140,6 +136,7 @@ impl fmt::Display for Summary {
             ("Rows Failed", self.failed.to_string()),
             ("Rows Filtered", self.filtered.to_string()),
             ("Batches Written", self.batches.to_string()),
+            ("Write Retries", self.retries.to_string()),
             ("Rows/s", format!("{:.0}", self.rows_per_sec)),
             (
                 "Peak Memory",
@@ -148,9 +145,6 @@ impl fmt::Display for Summary {
         ];
         for (k, v) in rows {
             writeln!(f, "{k:<22}: {v}")?;
-        }
-        if self.abandoned > 0 {
-            writeln!(f, "{:<22}: {}", "Rows Not Written", self.abandoned)?;
         }
         let per: Vec<String> = self.read_per_reader.iter().map(u64::to_string).collect();
         writeln!(f, "{:<22}: {}", "Rows Read per Reader", per.join(", "))?;

@@ -1,6 +1,7 @@
 //! End-to-end tests: real MariaDB, a real Bolt server, the real binary and plugins.
 //! Run them with `cargo xtask test`, which starts the services and builds everything first.
 
+mod delivery;
 mod spec_errors;
 mod splits;
 mod support;

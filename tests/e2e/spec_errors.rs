@@ -58,7 +58,8 @@ fn unknown_key() {
         err,
         format!(
             "error: {path}:10: sink.batch_size: unknown key, expected one of `plugin`, `max_batch_size`, \
-             `parallelism`, `options`"
+             `batch_timeout`, `max_batch_bytes`, `write_mode`, `parallelism`, `max_retries`, `retry_backoff`, \
+             `options`"
         )
     );
 }

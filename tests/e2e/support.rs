@@ -126,7 +126,14 @@ pub fn etlhost_with_spec(
 }
 
 /// A MySQL table -> Bolt job spec in YAML.
-pub fn spec(name: &str, mysql_db: &str, table: &str, graph_db: &str, batch: usize, cypher: &str) -> String {
+pub fn spec(
+    name: &str,
+    mysql_db: &str,
+    table: &str,
+    graph_db: &str,
+    batch: usize,
+    cypher: &str,
+) -> String {
     spec_with(name, mysql_db, table, graph_db, batch, cypher, "")
 }
 

@@ -28,7 +28,11 @@ async fn hundred_thousand_rows_arrive_as_nodes_with_their_contents() {
         "  partition_column: id\n  partition_num: 4",
     )
     .replacen("source:", "parallelism: 2\nsource:", 1)
-    .replacen("  max_batch_size: 1000", "  max_batch_size: 1000\n  parallelism: 2", 1);
+    .replacen(
+        "  max_batch_size: 1000",
+        "  max_batch_size: 1000\n  parallelism: 2",
+        1,
+    );
     let summary = run_job("full", &text);
 
     assert_eq!(summary["read"], 100_000);

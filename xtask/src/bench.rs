@@ -6,7 +6,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use xtask::services::{self, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
+use xtask::graph::{fresh_graph, graph_count};
+use xtask::services::{
+    self, BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
+};
 use xtask::{build, root};
 
 use crate::demo::run_sql;
@@ -171,6 +174,78 @@ fn readers() -> Result<()> {
     )
 }
 
+fn bolt_spec(table: &str, mode: &str, batch: usize) -> String {
+    format!(
+        "name: bench-bolt
+source:
+  plugin: mysql
+  options:
+    url: mysql://127.0.0.1:{MYSQL_PORT}/{BENCH_DB}
+    user: {MYSQL_USER}
+    password: {MYSQL_PASSWORD}
+    table: {table}
+sink:
+  plugin: bolt
+  write_mode: {mode}
+  max_batch_size: {batch}
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: {BENCH_DB}
+    query: \"UNWIND $batch AS row CREATE (:Person {{id: row.id, name: row.name, email: row.email, created_at: row.created_at}})\"
+"
+    )
+}
+
+/// Batching pays: 100,000 rows one row per transaction against batches of 100, 1,000 and 10,000.
+fn batching() -> Result<()> {
+    const ROWS: u64 = 100_000;
+    seed("person_100k", ROWS)?;
+    let mut results = Vec::new();
+    let mut baseline = 0.0;
+    for (mode, batch) in [
+        ("one_by_one", 1),
+        ("batch", 100),
+        ("batch", 1000),
+        ("batch", 10_000),
+    ] {
+        fresh_graph(BENCH_DB)?;
+        let s = etlhost(
+            &format!("bolt-{mode}-{batch}"),
+            &bolt_spec("person_100k", mode, batch),
+        )?;
+        let nodes = graph_count(BENCH_DB, "MATCH (p:Person) RETURN count(p) AS n")?;
+        if nodes != ROWS || s["written"].as_u64() != Some(ROWS) {
+            bail!(
+                "{mode} {batch}: {nodes} nodes in the graph, {} written, expected {ROWS}",
+                s["written"]
+            );
+        }
+        let secs = s["duration_secs"].as_f64().unwrap_or(f64::NAN);
+        if baseline == 0.0 {
+            baseline = ROWS as f64 / secs;
+        }
+        let name = if mode == "one_by_one" {
+            "mysql -> bolt, one_by_one".to_string()
+        } else {
+            format!("mysql -> bolt, batches of {batch}")
+        };
+        results.push(Row {
+            name,
+            rows: ROWS,
+            secs,
+            peak_rss: s["peak_rss_bytes"].as_u64().unwrap_or(0),
+            baseline,
+        });
+    }
+    print_and_save(
+        "Batching: 100,000 rows, MySQL -> Bolt (CREATE); ratio to one_by_one",
+        &bench_dir().join("batching.json"),
+        &results,
+    )
+}
+
 pub fn run() -> Result<()> {
     services::ensure()?;
     build(true)?;
@@ -178,5 +253,6 @@ pub fn run() -> Result<()> {
         "machine: {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    readers()
+    readers()?;
+    batching()
 }

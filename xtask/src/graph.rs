@@ -29,7 +29,12 @@ fn base64(input: &[u8]) -> String {
 
 /// A request to ArcadeDB's HTTP API as root: (status, body).
 pub fn http(method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], services::HTTP_PORT));
+    http_at(services::HTTP_PORT, method, path, body)
+}
+
+/// [`http`] to the server whose HTTP API listens on `port`.
+pub fn http_at(port: u16, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let body = body.unwrap_or("");
@@ -79,6 +84,12 @@ fn dechunk(mut s: &str) -> String {
 
 /// Drops and re-creates a graph database, so a run starts from nothing.
 pub fn fresh_graph(db: &str) -> Result<()> {
+    fresh_graph_at(services::HTTP_PORT, db)
+}
+
+/// [`fresh_graph`] on the server whose HTTP API listens on `port`.
+pub fn fresh_graph_at(port: u16, db: &str) -> Result<()> {
+    let http = |m: &str, p: &str, b: Option<&str>| http_at(port, m, p, b);
     let exists = http("GET", "/api/v1/databases", None)?
         .1
         .contains(&format!("\"{db}\""));
@@ -105,8 +116,13 @@ pub fn fresh_graph(db: &str) -> Result<()> {
 
 /// Runs a Cypher query that returns one row with column `n`.
 pub fn graph_count(db: &str, cypher: &str) -> Result<u64> {
+    graph_count_at(services::HTTP_PORT, db, cypher)
+}
+
+/// [`graph_count`] on the server whose HTTP API listens on `port`.
+pub fn graph_count_at(port: u16, db: &str, cypher: &str) -> Result<u64> {
     let body = serde_json::json!({"language": "cypher", "command": cypher}).to_string();
-    let (status, text) = http("POST", &format!("/api/v1/command/{db}"), Some(&body))?;
+    let (status, text) = http_at(port, "POST", &format!("/api/v1/command/{db}"), Some(&body))?;
     if status >= 300 {
         bail!("graph query failed: {status} {text}");
     }

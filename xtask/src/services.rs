@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::graph::http;
+use crate::graph::http_at;
 use crate::{root, run};
 
 pub const MYSQL_PORT: u16 = 3306;
@@ -66,18 +66,22 @@ fn wait_for(
     )
 }
 
-/// Starts a long-lived server in its own process group, so it outlives this command.
-fn spawn_daemon(cmd: &mut Command, log: &Path) -> Result<()> {
+/// Starts a long-lived server in its own process group, so it outlives this command; its id.
+fn spawn_daemon(cmd: &mut Command, log: &Path) -> Result<u32> {
     use std::os::unix::process::CommandExt;
-    let out =
-        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    cmd.stdin(Stdio::null())
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let child = cmd
+        .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
-    Ok(())
+    Ok(child.id())
 }
 
 pub fn ensure() -> Result<()> {
@@ -125,7 +129,7 @@ fn ensure_mariadb() -> Result<()> {
         run(Command::new("chown").args(["mysql:mysql", "/run/mysqld"]))?;
         let log = services_dir().join("mariadb.log");
         eprintln!("xtask: starting MariaDB (log: {})", log.display());
-        spawn_daemon(
+        let _pid = spawn_daemon(
             Command::new(server).args([
                 "--user=mysql",
                 "--bind-address=127.0.0.1",
@@ -162,8 +166,9 @@ fn ensure_mariadb() -> Result<()> {
     Ok(())
 }
 
-fn arcadedb_ready() -> bool {
-    listening(BOLT_PORT) && http("GET", "/api/v1/ready", None).is_ok_and(|(status, _)| status < 300)
+fn arcadedb_ready(bolt: u16, http: u16) -> bool {
+    listening(bolt)
+        && http_at(http, "GET", "/api/v1/ready", None).is_ok_and(|(status, _)| status < 300)
 }
 
 /// The installed `arcadedb_embedded` package directory (jars and Java runtime inside).
@@ -203,13 +208,21 @@ fn arcadedb_package() -> Result<PathBuf> {
 }
 
 fn ensure_arcadedb() -> Result<()> {
-    if arcadedb_ready() {
+    if arcadedb_ready(BOLT_PORT, HTTP_PORT) {
         eprintln!("xtask: ArcadeDB already running (Bolt 127.0.0.1:{BOLT_PORT})");
         return Ok(());
     }
     if listening(BOLT_PORT) || listening(HTTP_PORT) {
         bail!("ports {BOLT_PORT}/{HTTP_PORT} are taken by something that is not a ready ArcadeDB");
     }
+    start_arcadedb(&services_dir().join("arcadedb"), BOLT_PORT, HTTP_PORT)?;
+    eprintln!("xtask: ArcadeDB ready: Bolt 127.0.0.1:{BOLT_PORT}, HTTP 127.0.0.1:{HTTP_PORT} (user {GRAPH_USER})");
+    Ok(())
+}
+
+/// Starts an ArcadeDB server with the Bolt plugin, its data under `home`, and waits until it is
+/// ready. Returns its process id. Tests use this for a private server they can stop and restart.
+pub fn start_arcadedb(home: &Path, bolt: u16, http: u16) -> Result<u32> {
     let pkg = arcadedb_package()?;
     let java = pkg.join("jre/bin/java");
     if !java.exists() {
@@ -218,15 +231,14 @@ fn ensure_arcadedb() -> Result<()> {
             pkg.display()
         );
     }
-    let home = services_dir().join("arcadedb");
     std::fs::create_dir_all(home.join("databases"))?;
-    let log = services_dir().join("arcadedb.log");
+    let log = home.join("server.log");
     eprintln!(
-        "xtask: starting ArcadeDB with the Bolt plugin (log: {})",
+        "xtask: starting ArcadeDB with the Bolt plugin on {bolt} (log: {})",
         log.display()
     );
     let prop = |k: &str, v: &str| format!("-Darcadedb.{k}={v}");
-    spawn_daemon(
+    let pid = spawn_daemon(
         Command::new(&java)
             .arg("-Xmx2g")
             .arg(prop("server.rootPath", &home.display().to_string()))
@@ -236,21 +248,22 @@ fn ensure_arcadedb() -> Result<()> {
             ))
             .arg(prop("server.rootPassword", GRAPH_PASSWORD))
             .arg(prop("server.httpIncomingHost", "127.0.0.1"))
-            .arg(prop("server.httpIncomingPort", &HTTP_PORT.to_string()))
+            .arg(prop("server.httpIncomingPort", &http.to_string()))
             .arg(prop(
                 "server.plugins",
                 "Bolt:com.arcadedb.bolt.BoltProtocolPlugin",
             ))
             .arg(prop("bolt.host", "127.0.0.1"))
-            .arg(prop("bolt.port", &BOLT_PORT.to_string()))
+            .arg(prop("bolt.port", &bolt.to_string()))
             .arg(prop("server.defaultDatabases", "test[root]"))
             .arg("-cp")
             .arg(format!("{}/jars/*", pkg.display()))
             .arg("com.arcadedb.server.ArcadeDBServer")
-            .current_dir(&home),
+            .current_dir(home),
         &log,
     )?;
-    wait_for("ArcadeDB", Duration::from_secs(120), &log, arcadedb_ready)?;
-    eprintln!("xtask: ArcadeDB ready: Bolt 127.0.0.1:{BOLT_PORT}, HTTP 127.0.0.1:{HTTP_PORT} (user {GRAPH_USER})");
-    Ok(())
+    wait_for("ArcadeDB", Duration::from_secs(120), &log, || {
+        arcadedb_ready(bolt, http)
+    })?;
+    Ok(pid)
 }

@@ -1,44 +1,95 @@
-//! Re-batches rows from the readers into batches of the sink's size.
+//! Re-batches rows from the readers into the sink's batches: by rows, by bytes, and by time.
 //!
-//! The final flush is structural, not a call someone must remember: the batcher's loop only ends
-//! when its input channel is disconnected (every reader finished and dropped its sender), and the
-//! code after that loop sends whatever is buffered before the batcher drops its own sender. The
-//! writers in turn only finish when that sender is gone and the channel is empty, and the job only
-//! reports success after joining every writer. So no row that entered the batcher can be left
-//! behind in a buffer when the job ends.
+//! The final flush is structural: the loop ends only when the input is disconnected (every reader
+//! returned), and the code after the loop sends the partial batch before the batcher drops its
+//! sender, which is what lets the writers finish. See the module docs of `pipeline`.
 
-use crossbeam_channel::{Receiver, Sender};
-use etlhost_plugin_sdk::Batch;
+use std::time::{Duration, Instant};
 
-pub fn run(input: Receiver<Batch>, output: Sender<Batch>, max_rows: usize) {
-    let mut pending: Option<Batch> = None;
-    for chunk in input {
-        // Rows of a different shape (another split's columns) never share a batch.
-        if let Some(p) = &pending {
-            if p.schema != chunk.schema && !p.is_empty() {
-                let _ = output.send(pending.take().expect("checked"));
-            }
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use etlhost_plugin_sdk::{Batch, Schema};
+
+use super::reader::Chunk;
+
+/// Rows for one sink call, with the split each row came from.
+pub struct Work {
+    pub batch: Batch,
+    pub splits: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub rows: usize,
+    pub bytes: Option<usize>,
+    pub timeout: Option<Duration>,
+}
+
+struct Pending {
+    work: Work,
+    bytes: usize,
+    since: Instant,
+}
+
+impl Pending {
+    fn new(schema: Schema, cap: usize) -> Self {
+        Pending {
+            work: Work {
+                batch: Batch {
+                    schema,
+                    rows: Vec::with_capacity(cap),
+                },
+                splits: Vec::with_capacity(cap),
+            },
+            bytes: 0,
+            since: Instant::now(),
         }
-        let mut rows = chunk.rows.into_iter();
-        loop {
-            let p = pending.get_or_insert_with(|| Batch {
-                schema: chunk.schema.clone(),
-                rows: Vec::with_capacity(max_rows),
-            });
-            let room = max_rows - p.rows.len();
-            p.rows.extend(rows.by_ref().take(room));
-            if p.rows.len() < max_rows {
-                break;
+    }
+}
+
+pub fn run(input: Receiver<Chunk>, output: Sender<Work>, limits: Limits) {
+    let cap = limits.rows.min(65_536);
+    let mut pending: Option<Pending> = None;
+    let send = |p: Pending| {
+        if !p.work.batch.is_empty() {
+            output.send(p.work).expect("writers outlive the batcher");
+        }
+    };
+    loop {
+        let next = match (limits.timeout, &pending) {
+            (Some(t), Some(p)) => match input.recv_timeout(t.saturating_sub(p.since.elapsed())) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => {
+                    send(pending.take().expect("checked"));
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
+            _ => input.recv().ok(),
+        };
+        let Some(chunk) = next else { break };
+        // Rows of a different shape (another split's columns) never share a batch.
+        if pending
+            .as_ref()
+            .is_some_and(|p| p.work.batch.schema != chunk.batch.schema)
+        {
+            send(pending.take().expect("checked"));
+        }
+        for row in chunk.batch.rows {
+            let p = pending.get_or_insert_with(|| Pending::new(chunk.batch.schema.clone(), cap));
+            if limits.bytes.is_some() {
+                p.bytes += row.iter().map(|v| v.approx_size()).sum::<usize>();
             }
-            if output.send(pending.take().expect("just filled")).is_err() {
-                return; // every writer is gone: the job is failing and counts what is left
+            p.work.batch.rows.push(row);
+            p.work.splits.push(chunk.split);
+            if p.work.batch.rows.len() >= limits.rows
+                || limits.bytes.is_some_and(|max| p.bytes >= max)
+            {
+                send(pending.take().expect("just filled"));
             }
         }
     }
     if let Some(p) = pending {
-        if !p.is_empty() {
-            let _ = output.send(p);
-        }
+        send(p);
     }
 }
 
@@ -47,35 +98,87 @@ mod tests {
     use super::*;
     use etlhost_plugin_sdk::{Column, ColumnType, Value};
 
-    #[test]
-    fn every_row_arrives_in_full_batches_then_the_tail() {
-        let schema: etlhost_plugin_sdk::Schema = vec![Column {
+    fn schema() -> Schema {
+        vec![Column {
             name: "id".into(),
             ty: ColumnType::Int,
         }]
-        .into();
-        let (in_tx, in_rx) = crossbeam_channel::bounded(4);
+        .into()
+    }
+
+    fn feed(sizes: &[usize]) -> Receiver<Chunk> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut id = 0;
+        for &size in sizes {
+            let rows = (0..size)
+                .map(|_| {
+                    id += 1;
+                    vec![Value::Int(id)]
+                })
+                .collect();
+            tx.send(Chunk {
+                split: 0,
+                batch: Batch {
+                    schema: schema(),
+                    rows,
+                },
+            })
+            .unwrap();
+        }
+        rx
+    }
+
+    #[test]
+    fn full_batches_then_the_tail() {
         let (out_tx, out_rx) = crossbeam_channel::unbounded();
-        let feeder = std::thread::spawn(move || {
-            let mut id = 0;
-            for size in [7, 1, 0, 25, 3] {
-                let rows = (0..size)
-                    .map(|_| {
-                        id += 1;
-                        vec![Value::Int(id)]
-                    })
-                    .collect();
-                in_tx
-                    .send(Batch {
-                        schema: schema.clone(),
-                        rows,
-                    })
-                    .unwrap();
-            }
-        });
-        run(in_rx, out_tx, 10);
-        feeder.join().unwrap();
-        let sizes: Vec<usize> = out_rx.iter().map(|b| b.len()).collect();
+        let limits = Limits {
+            rows: 10,
+            bytes: None,
+            timeout: None,
+        };
+        run(feed(&[7, 1, 0, 25, 3]), out_tx, limits);
+        let sizes: Vec<usize> = out_rx.iter().map(|w| w.batch.len()).collect();
         assert_eq!(sizes, [10, 10, 10, 6]);
+    }
+
+    #[test]
+    fn bytes_close_a_batch_early() {
+        let (out_tx, out_rx) = crossbeam_channel::unbounded();
+        // Each Int row is about 9 bytes.
+        let limits = Limits {
+            rows: 100,
+            bytes: Some(30),
+            timeout: None,
+        };
+        run(feed(&[10]), out_tx, limits);
+        let sizes: Vec<usize> = out_rx.iter().map(|w| w.batch.len()).collect();
+        assert_eq!(sizes, [4, 4, 2]);
+    }
+
+    #[test]
+    fn a_partial_batch_is_sent_after_the_timeout_while_the_input_stays_open() {
+        let (in_tx, in_rx) = crossbeam_channel::unbounded();
+        let (out_tx, out_rx) = crossbeam_channel::unbounded();
+        let limits = Limits {
+            rows: 1000,
+            bytes: None,
+            timeout: Some(Duration::from_millis(20)),
+        };
+        let batcher = std::thread::spawn(move || run(in_rx, out_tx, limits));
+        in_tx
+            .send(Chunk {
+                split: 0,
+                batch: Batch {
+                    schema: schema(),
+                    rows: vec![vec![Value::Int(1)]],
+                },
+            })
+            .unwrap();
+        // Blocks until the batcher gives the partial batch up on its own: the input is still open.
+        let w = out_rx.recv().unwrap();
+        assert_eq!(w.batch.len(), 1);
+        drop(in_tx);
+        batcher.join().unwrap();
+        assert!(out_rx.try_recv().is_err());
     }
 }

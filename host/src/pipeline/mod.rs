@@ -2,44 +2,177 @@
 //! channels, so memory stays bounded and a slow sink slows the readers instead of filling memory.
 //!
 //! ```text
-//! split queue -> reader x parallelism -> [rows] -> batcher -> [batches] -> writer x sink.parallelism
+//! split queue -> reader x parallelism -> [chunks] -> batcher -> [batches] -> writer x sink.parallelism
 //! ```
 //!
-//! Plugin calls are blocking (the ABI is synchronous), so the stages are plain threads.
+//! # No row is left behind
+//!
+//! Stopping (an error in a split, too many failed rows, Ctrl-C) only ever stops *reading*: readers
+//! stop taking splits and return. Nothing downstream is told to stop. The batcher's loop ends only
+//! when every reader has returned and so dropped its sender; the code after that loop flushes the
+//! partial batch; the writers' loops end only when the batcher has dropped its sender and the
+//! channel is empty; and [`execute`] returns only after joining every thread. Each row a reader
+//! counted as read is therefore handed to a writer, which either writes it or, after retries and
+//! bisection, records it in the dead-letter file and counts it as failed. The final statistics check
+//! `read = written + failed + filtered`; a mismatch is an internal error, never success.
+//!
+//! Plugin calls are blocking (the ABI is synchronous), so the stages are plain threads, and tests
+//! drive this same code with in-process sources and sinks through [`SourceSide`] and [`SinkSide`].
 
 mod batcher;
+mod deadletter;
 mod reader;
 mod writer;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use etlhost_plugin_sdk::{Batch, Split};
 
 use crate::job::Job;
 use crate::plan;
-use crate::plugin::{SinkHandle, SourceHandle};
+use crate::plugin::{PluginError, ReaderHandle, SinkHandle, SourceHandle};
+use crate::spec::{JobSpec, WriteMode};
 use crate::stats::{Counters, Summary};
 
+pub use deadletter::DeadLetter;
 pub use reader::describe as describe_split;
+
+/// What the readers read from: a source plugin, or an in-process fake in tests.
+pub trait SourceSide: Send + Sync {
+    fn open_split(&self, split: &Split) -> Result<Box<dyn SplitRead>, PluginError>;
+}
+
+pub trait SplitRead: Send {
+    fn next_batch(&mut self) -> Result<Option<Batch>, PluginError>;
+}
+
+/// What a writer writes to: one sink plugin instance, or an in-process fake in tests.
+pub trait SinkSide: Send {
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError>;
+    fn finish(&mut self) -> Result<(), PluginError>;
+}
+
+impl SourceSide for Arc<SourceHandle> {
+    fn open_split(&self, split: &Split) -> Result<Box<dyn SplitRead>, PluginError> {
+        Ok(Box::new(SourceHandle::open_split(self, split)?))
+    }
+}
+
+impl SplitRead for ReaderHandle {
+    fn next_batch(&mut self) -> Result<Option<Batch>, PluginError> {
+        ReaderHandle::next_batch(self)
+    }
+}
+
+impl SinkSide for SinkHandle {
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError> {
+        SinkHandle::write_batch(self, batch)
+    }
+    fn finish(&mut self) -> Result<(), PluginError> {
+        SinkHandle::finish(self)
+    }
+}
+
+/// The host-owned knobs of a run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub job: String,
+    pub readers: usize,
+    pub max_batch_rows: usize,
+    pub max_batch_bytes: Option<usize>,
+    pub batch_timeout: Option<Duration>,
+    pub max_retries: u32,
+    pub retry_backoff: Duration,
+    pub max_failed_rows: u64,
+    pub dead_letter: PathBuf,
+    pub sink_name: String,
+}
+
+impl Settings {
+    pub fn from_spec(spec: &JobSpec, dead_letter: PathBuf, sink_name: &str) -> Self {
+        let s = &spec.sink;
+        Settings {
+            job: spec.name.clone(),
+            readers: spec.parallelism,
+            max_batch_rows: match s.write_mode {
+                WriteMode::Batch => s.max_batch_size,
+                WriteMode::OneByOne => 1,
+            },
+            max_batch_bytes: s.max_batch_bytes,
+            batch_timeout: s.batch_timeout.map(|t| t.0),
+            max_retries: s.max_retries,
+            retry_backoff: s.retry_backoff.0,
+            max_failed_rows: spec.max_failed_rows,
+            dead_letter,
+            sink_name: sink_name.to_string(),
+        }
+    }
+}
+
+/// Why reading stopped early; the first reason wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StopReason {
+    None = 0,
+    /// A split could not be read, or the sink could not finish.
+    Error = 1,
+    /// More rows failed than `max_failed_rows` allows.
+    TooManyFailedRows = 2,
+    /// Ctrl-C or SIGTERM.
+    Interrupted = 3,
+}
+
+/// Lets a signal handler ask a running job to stop reading; what was read is still written.
+#[derive(Debug, Default)]
+pub struct Control {
+    reason: AtomicU8,
+}
+
+impl Control {
+    pub fn stop(&self, why: StopReason) {
+        let _ = self
+            .reason
+            .compare_exchange(0, why as u8, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn reason(&self) -> StopReason {
+        match self.reason.load(Ordering::SeqCst) {
+            0 => StopReason::None,
+            1 => StopReason::Error,
+            2 => StopReason::TooManyFailedRows,
+            _ => StopReason::Interrupted,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.reason() != StopReason::None
+    }
+}
 
 /// State every stage sees.
 pub struct Shared {
     pub counters: Counters,
-    stop: AtomicBool,
+    pub settings: Settings,
+    pub control: Arc<Control>,
+    pub dead_letter: DeadLetter,
     error: Mutex<Option<String>>,
 }
 
 impl Shared {
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    /// Records the first error and stops reading and writing.
+    /// Records the first error and stops reading.
     fn fail(&self, message: String) {
         tracing::error!("{message}");
-        let mut e = self.error.lock().expect("error slot poisoned");
-        e.get_or_insert(message);
-        self.stop.store(true, Ordering::SeqCst);
+        self.error
+            .lock()
+            .expect("error slot poisoned")
+            .get_or_insert(message);
+        self.control.stop(StopReason::Error);
     }
 }
 
@@ -50,7 +183,7 @@ pub enum RunError {
     Config(crate::spec::SpecError),
     /// A plugin could not start (connection refused, bad credentials...).
     Start(String),
-    /// The job started and failed; the summary says how far it got.
+    /// The job ran and stopped early or with failed rows; the summary says how far it got.
     Failed(Box<Summary>),
     /// The books do not balance: a bug in etlhost, never to be reported as success.
     Internal(Box<Summary>),
@@ -61,11 +194,17 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Config(e) => write!(f, "{e}"),
             RunError::Start(m) => f.write_str(m),
-            RunError::Failed(s) => write!(f, "job {} failed: {}", s.job, s.error.as_deref().unwrap_or("unknown")),
+            RunError::Failed(s) => write!(
+                f,
+                "job {} {}: {}",
+                s.job,
+                s.status,
+                s.error.as_deref().unwrap_or("")
+            ),
             RunError::Internal(s) => write!(
                 f,
-                "internal error: rows read ({}) != written ({}) + failed ({}) + filtered ({}) + not written ({})",
-                s.read, s.written, s.failed, s.filtered, s.abandoned
+                "internal error: rows read ({}) != written ({}) + failed ({}) + filtered ({})",
+                s.read, s.written, s.failed, s.filtered
             ),
         }
     }
@@ -73,16 +212,109 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-pub fn run(job: &Job) -> Result<Summary, RunError> {
-    let spec = &job.spec.job;
+/// Runs the stages over `splits` until every row read is written or failed.
+pub fn execute(
+    source: Arc<dyn SourceSide>,
+    sinks: Vec<Box<dyn SinkSide>>,
+    splits: Vec<Split>,
+    settings: Settings,
+    control: Arc<Control>,
+) -> Summary {
     let start = SystemTime::now();
+    let readers = settings.readers.max(1);
+    let writers = sinks.len();
+    let shared = Arc::new(Shared {
+        counters: Counters::new(readers),
+        dead_letter: DeadLetter::new(settings.dead_letter.clone(), &settings.job, start),
+        settings,
+        control,
+        error: Mutex::new(None),
+    });
+
+    let (split_tx, split_rx) = crossbeam_channel::unbounded();
+    for s in splits {
+        split_tx.send(s).expect("receiver alive");
+    }
+    drop(split_tx);
+    let (chunk_tx, chunk_rx) = crossbeam_channel::bounded(readers * 2);
+    let (batch_tx, batch_rx) = crossbeam_channel::bounded(writers * 2);
+
+    std::thread::scope(|scope| {
+        for i in 0..readers {
+            let (source, splits, out, shared) = (
+                source.clone(),
+                split_rx.clone(),
+                chunk_tx.clone(),
+                shared.clone(),
+            );
+            std::thread::Builder::new()
+                .name(format!("reader-{i}"))
+                .spawn_scoped(scope, move || {
+                    reader::run(i, &*source, splits, out, &shared)
+                })
+                .expect("cannot spawn a reader thread");
+        }
+        drop(chunk_tx);
+        let limits = batcher::Limits {
+            rows: shared.settings.max_batch_rows.max(1),
+            bytes: shared.settings.max_batch_bytes,
+            timeout: shared.settings.batch_timeout,
+        };
+        std::thread::Builder::new()
+            .name("batcher".into())
+            .spawn_scoped(scope, move || batcher::run(chunk_rx, batch_tx, limits))
+            .expect("cannot spawn the batcher thread");
+        for (i, sink) in sinks.into_iter().enumerate() {
+            let (batches, shared) = (batch_rx.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("writer-{i}"))
+                .spawn_scoped(scope, move || writer::run(sink, batches, &shared))
+                .expect("cannot spawn a writer thread");
+        }
+        drop(batch_rx);
+    });
+
+    let c = &shared.counters;
+    let failed = c.failed.load(Ordering::SeqCst);
+    let mut error = shared.error.lock().expect("error slot poisoned").clone();
+    let status = match shared.control.reason() {
+        StopReason::Interrupted => "interrupted",
+        _ if error.is_some() => "failed",
+        _ if failed > shared.settings.max_failed_rows => {
+            error = Some(format!(
+                "{failed} rows failed, more than max_failed_rows ({}); they are in {}",
+                shared.settings.max_failed_rows,
+                shared.settings.dead_letter.display()
+            ));
+            "failed"
+        }
+        _ => "succeeded",
+    };
+    if status == "interrupted" && error.is_none() {
+        error = Some("interrupted: stopped reading, wrote every row already read".into());
+    }
+    Summary::new(
+        &shared.settings.job,
+        status,
+        c,
+        start,
+        SystemTime::now(),
+        error,
+    )
+}
+
+/// Opens the plugins, plans the splits and runs the job.
+pub fn run(job: &Job, control: Arc<Control>) -> Result<Summary, RunError> {
+    let spec = &job.spec.job;
     let source = SourceHandle::open(job.source.clone(), &spec.source.options)
         .map_err(|e| RunError::Start(format!("cannot start source: {e}")))?;
     let sinks = (0..spec.sink.parallelism)
-        .map(|_| SinkHandle::open(job.sink.clone(), &spec.sink.options))
+        .map(|_| {
+            SinkHandle::open(job.sink.clone(), &spec.sink.options)
+                .map(|s| Box::new(s) as Box<dyn SinkSide>)
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RunError::Start(format!("cannot start sink: {e}")))?;
-
     let splits: Vec<_> = plan::plan(&job.spec, &source)
         .map_err(RunError::Config)?
         .into_iter()
@@ -102,62 +334,12 @@ pub fn run(job: &Job) -> Result<Summary, RunError> {
         batch = spec.sink.max_batch_size,
         "job started"
     );
-    let shared = Arc::new(Shared {
-        counters: Counters::new(spec.parallelism),
-        stop: AtomicBool::new(false),
-        error: Mutex::new(None),
-    });
-
-    let (split_tx, split_rx) = crossbeam_channel::unbounded();
-    for s in splits {
-        split_tx.send(s).expect("receiver alive");
-    }
-    drop(split_tx);
-    let (rows_tx, rows_rx) = crossbeam_channel::bounded(spec.parallelism * 2);
-    let (batch_tx, batch_rx) = crossbeam_channel::bounded(spec.sink.parallelism * 2);
-
-    std::thread::scope(|scope| {
-        for i in 0..spec.parallelism {
-            let (source, splits, out, shared) = (
-                source.clone(),
-                split_rx.clone(),
-                rows_tx.clone(),
-                shared.clone(),
-            );
-            std::thread::Builder::new()
-                .name(format!("reader-{i}"))
-                .spawn_scoped(scope, move || reader::run(i, source, splits, out, shared))
-                .expect("cannot spawn a reader thread");
-        }
-        drop(rows_tx);
-        let max = spec.sink.max_batch_size;
-        std::thread::Builder::new()
-            .name("batcher".into())
-            .spawn_scoped(scope, move || batcher::run(rows_rx, batch_tx, max))
-            .expect("cannot spawn the batcher thread");
-        for (i, sink) in sinks.into_iter().enumerate() {
-            let (batches, shared) = (batch_rx.clone(), shared.clone());
-            std::thread::Builder::new()
-                .name(format!("writer-{i}"))
-                .spawn_scoped(scope, move || writer::run(sink, batches, shared))
-                .expect("cannot spawn a writer thread");
-        }
-        drop(batch_rx);
-    });
-    drop(source);
-
-    let error = shared.error.lock().expect("error slot poisoned").clone();
-    let summary = Summary::new(
-        &spec.name,
-        &shared.counters,
-        start,
-        SystemTime::now(),
-        error,
-    );
+    let settings = Settings::from_spec(spec, job.spec.dead_letter_path(), &job.sink.name);
+    let summary = execute(Arc::new(source), sinks, splits, settings, control);
     if !summary.balances() {
         return Err(RunError::Internal(Box::new(summary)));
     }
-    if summary.error.is_some() {
+    if summary.status != "succeeded" {
         return Err(RunError::Failed(Box::new(summary)));
     }
     Ok(summary)

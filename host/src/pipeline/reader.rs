@@ -1,27 +1,28 @@
-//! A reader: pulls the next split from the shared queue, reads it through the source plugin, and
-//! pulls another when done. Readers never own splits up front, so a large split cannot hold back
-//! the others.
-
-use std::sync::Arc;
+//! A reader: pulls the next split from the shared queue, reads it through the source, and pulls
+//! another when done. Readers never own splits up front, so a large split cannot hold back the
+//! others.
 
 use crossbeam_channel::{Receiver, Sender};
 use etlhost_plugin_sdk::{Batch, Split};
 
-use super::Shared;
-use crate::plugin::SourceHandle;
+use super::{Shared, SourceSide};
 use crate::stats::Counters;
+
+/// Rows of one split, as read.
+pub struct Chunk {
+    pub split: u32,
+    pub batch: Batch,
+}
 
 pub fn run(
     reader: usize,
-    source: Arc<SourceHandle>,
+    source: &dyn SourceSide,
     splits: Receiver<Split>,
-    out: Sender<Batch>,
-    shared: Arc<Shared>,
+    out: Sender<Chunk>,
+    shared: &Shared,
 ) {
-    while let Ok(split) = splits.try_recv() {
-        if shared.stopping() {
-            return;
-        }
+    while !shared.control.stopping() {
+        let Ok(split) = splits.try_recv() else { break };
         let range = describe(&split);
         tracing::info!(split = split.id, reader, range = %range, "split started");
         let mut rows = 0u64;
@@ -29,22 +30,36 @@ pub fn run(
             let mut r = source.open_split(&split)?;
             while let Some(batch) = r.next_batch()? {
                 let n = batch.len();
+                if n == 0 {
+                    continue;
+                }
+                // Counted as read before it is handed on: from here the writers account for it.
                 Counters::add(&shared.counters.read, n);
                 Counters::add(&shared.counters.per_reader[reader], n);
                 rows += n as u64;
-                if out.send(batch).is_err() || shared.stopping() {
-                    break;
+                out.send(Chunk {
+                    split: split.id,
+                    batch,
+                })
+                .expect("the batcher outlives the readers");
+                if shared.control.stopping() {
+                    tracing::info!(split = split.id, reader, rows, "stopped reading split");
+                    return Ok(false);
                 }
             }
-            Ok::<_, crate::plugin::PluginError>(())
+            Ok::<_, crate::plugin::PluginError>(true)
         })();
         match result {
-            Ok(()) => {
+            Ok(true) => {
                 tracing::info!(split = split.id, reader, range = %range, rows, "split finished")
             }
+            Ok(false) => break,
             Err(e) => {
-                shared.fail(format!("reading split {} ({range}) failed: {e}", split.id));
-                return;
+                shared.fail(format!(
+                    "reading split {} ({range}) failed after {rows} rows: {e}",
+                    split.id
+                ));
+                break;
             }
         }
     }

@@ -1,38 +1,113 @@
 //! A writer: owns one sink instance and writes the batches it receives, one call per batch.
+//!
+//! A batch that fails with a transient error (connection lost, deadlock, server busy) is tried
+//! again after an exponential backoff, up to `max_retries` times. A batch that fails permanently is
+//! cut in halves, and each half written on its own, until the rows that fail are isolated: the good
+//! rows are written, each bad row goes to the dead-letter file with the error and is counted as
+//! failed. Rows whose batch still fails transiently after every retry are failed with that error;
+//! they are not bisected, since halves would only fail the same way.
 
-use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use etlhost_plugin_sdk::Batch;
 
-use super::Shared;
-use crate::plugin::SinkHandle;
+use super::batcher::Work;
+use super::{Shared, SinkSide, StopReason};
+use crate::plugin::PluginError;
 use crate::stats::Counters;
 
-pub fn run(mut sink: SinkHandle, batches: Receiver<Batch>, shared: Arc<Shared>) {
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub fn run(mut sink: Box<dyn SinkSide>, batches: Receiver<Work>, shared: &Shared) {
     // The loop ends only when the batcher has sent its last (partial) batch and hung up.
-    for batch in batches {
-        let n = batch.len();
-        if shared.stopping() {
-            // The job has failed elsewhere; keep draining so upstream stages can finish, and count
-            // these rows as not written.
-            Counters::add(&shared.counters.abandoned, n);
-            continue;
-        }
-        match sink.write_batch(&batch) {
-            Ok(()) => {
-                Counters::add(&shared.counters.written, n);
-                Counters::add(&shared.counters.batches, 1);
-            }
-            Err(e) => {
-                Counters::add(&shared.counters.failed, n);
-                shared.fail(format!("writing a batch of {n} rows failed: {e}"));
-            }
-        }
+    for work in batches {
+        let all: Vec<usize> = (0..work.batch.len()).collect();
+        deliver(&mut *sink, &work, &work.batch, &all, shared);
     }
-    if !shared.stopping() {
+    if shared.control.reason() != StopReason::Error {
         if let Err(e) = sink.finish() {
             shared.fail(format!("finishing the sink failed: {e}"));
         }
+    }
+}
+
+/// Writes `rows` (indices into `work.batch`; `batch` holds exactly those rows), bisecting on
+/// permanent errors.
+fn deliver(sink: &mut dyn SinkSide, work: &Work, batch: &Batch, rows: &[usize], shared: &Shared) {
+    let n = rows.len();
+    match write_with_retries(sink, batch, shared) {
+        Ok(()) => {
+            Counters::add(&shared.counters.written, n);
+            Counters::add(&shared.counters.batches, 1);
+        }
+        Err(e) if n > 1 && !e.is_retryable() => {
+            tracing::warn!(
+                rows = n,
+                "a batch failed ({e}); writing it in halves to isolate the failing rows"
+            );
+            let (left, right) = rows.split_at(n / 2);
+            for half in [left, right] {
+                let sub = Batch {
+                    schema: work.batch.schema.clone(),
+                    rows: half.iter().map(|&i| work.batch.rows[i].clone()).collect(),
+                };
+                deliver(sink, work, &sub, half, shared);
+            }
+        }
+        Err(e) => fail_rows(work, rows, &e, shared),
+    }
+}
+
+fn write_with_retries(
+    sink: &mut dyn SinkSide,
+    batch: &Batch,
+    shared: &Shared,
+) -> Result<(), PluginError> {
+    let s = &shared.settings;
+    let mut backoff = s.retry_backoff;
+    let mut attempt = 0;
+    loop {
+        match sink.write_batch(batch) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() && attempt < s.max_retries => {
+                attempt += 1;
+                Counters::add(&shared.counters.retries, 1);
+                tracing::warn!(
+                    attempt,
+                    max_retries = s.max_retries,
+                    "transient write error, retrying in {backoff:?}: {e}"
+                );
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn fail_rows(work: &Work, rows: &[usize], e: &PluginError, shared: &Shared) {
+    let n = rows.len();
+    Counters::add(&shared.counters.failed, n);
+    let text = e.to_string();
+    if let Err(io) = shared
+        .dead_letter
+        .record(&work.batch, rows, &work.splits, "sink", &text)
+    {
+        // The rows are still counted as failed; the job must not pass as if they were kept.
+        shared.fail(format!(
+            "cannot write {n} failed rows to the dead-letter file {}: {io}",
+            shared.dead_letter.path().display()
+        ));
+        return;
+    }
+    tracing::warn!(rows = n, "rows failed and were dead-lettered: {text}");
+    let failed = shared
+        .counters
+        .failed
+        .load(std::sync::atomic::Ordering::SeqCst);
+    if failed > shared.settings.max_failed_rows {
+        shared.control.stop(StopReason::TooManyFailedRows);
     }
 }

@@ -4,6 +4,7 @@
 //! [`JobSpec`]. Every error names the file, the line and the key path, including errors found later
 //! by the host or by a plugin about its own options ([`Spec::error`]).
 
+mod duration;
 mod env;
 mod locate;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use etlhost_plugin_sdk::options::from_value;
 use serde::Deserialize;
 
+pub use duration::Span;
 pub use locate::Locator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,11 @@ pub struct JobSpec {
     #[serde(default)]
     pub transforms: Vec<TransformSpec>,
     pub sink: SinkSpec,
+    /// How many rows may fail (dead-lettered) before the job counts as failed.
+    #[serde(default)]
+    pub max_failed_rows: u64,
+    /// Where failed rows are appended as JSON Lines; default `<name>.dead-letter.jsonl`.
+    pub dead_letter: Option<PathBuf>,
 }
 
 fn one() -> usize {
@@ -65,15 +72,45 @@ pub struct SinkSpec {
     /// Rows per write. The last batch of a job may be smaller and is always written.
     #[serde(default = "default_batch_size")]
     pub max_batch_size: usize,
+    /// Write a partial batch once its first row has waited this long (default: only when full or
+    /// at the end of the input).
+    pub batch_timeout: Option<Span>,
+    /// Also close a batch when its rows reach about this many bytes.
+    pub max_batch_bytes: Option<usize>,
+    /// `batch` (default) or `one_by_one` (one sink call, one transaction, per row).
+    #[serde(default)]
+    pub write_mode: WriteMode,
     /// Concurrent writers, each with its own sink instance (connection).
     #[serde(default = "one")]
     pub parallelism: usize,
+    /// Tries after a transient failure (connection lost, deadlock) before a batch's rows fail.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each further one, at most 30 s.
+    #[serde(default = "default_backoff")]
+    pub retry_backoff: Span,
     #[serde(default)]
     pub options: serde_json::Map<String, serde_json::Value>,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteMode {
+    #[default]
+    Batch,
+    OneByOne,
+}
+
 fn default_batch_size() -> usize {
     1000
+}
+
+fn default_retries() -> u32 {
+    5
+}
+
+fn default_backoff() -> Span {
+    Span(std::time::Duration::from_millis(200))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -193,6 +230,14 @@ impl Spec {
         }
     }
 
+    /// The dead-letter file: `dead_letter`, or `<name>.dead-letter.jsonl` in the working directory.
+    pub fn dead_letter_path(&self) -> PathBuf {
+        self.job
+            .dead_letter
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.dead-letter.jsonl", self.job.name)))
+    }
+
     /// The directory relative paths in the spec are resolved against.
     pub fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("."))
@@ -234,6 +279,12 @@ impl Spec {
         }
         if j.sink.max_batch_size == 0 {
             return Err(self.error("sink.max_batch_size", "must be at least 1"));
+        }
+        if j.sink.max_batch_bytes == Some(0) {
+            return Err(self.error("sink.max_batch_bytes", "must be at least 1"));
+        }
+        if j.sink.batch_timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err(self.error("sink.batch_timeout", "must be longer than 0"));
         }
         if !j.transforms.is_empty() {
             return Err(self.error(
