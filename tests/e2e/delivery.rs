@@ -8,7 +8,9 @@ use neo4rs::query;
 use xtask::graph::{fresh_graph_at, graph_count_at};
 use xtask::services::start_arcadedb;
 
-use crate::support::{etlhost, etlhost_with_spec, exec, graph, mysql, one, spec};
+use crate::support::{
+    etlhost_with_spec, exec, graph, mysql, one, read_summary, spawn_run, spec, wait_for_first_nodes,
+};
 
 fn scratch(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -75,8 +77,7 @@ async fn constraint_violations_are_isolated_into_the_dead_letter_file() {
         &["--summary-json", &summary_path.display().to_string()],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    let summary = read_summary(&summary_path);
     assert_eq!(summary["read"], 10_000);
     assert_eq!(summary["written"], 9_997);
     assert_eq!(summary["failed"], 3);
@@ -162,8 +163,7 @@ async fn too_many_failed_rows_fail_the_job_with_every_row_accounted_for() {
         "{}",
         out.stderr
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    let summary = read_summary(&summary_path);
     assert_eq!(summary["read"], 20);
     assert_eq!(summary["written"], 0);
     assert_eq!(summary["failed"], 20);
@@ -219,30 +219,10 @@ async fn the_graph_server_dies_mid_job_and_every_row_still_arrives() {
     );
     let (path, _) = etlhost_with_spec("validate", "retry.yaml", &text, &[]);
     let summary_path = scratch("retry.summary.json");
-    let job = Command::new(etlhost())
-        .args([
-            "run",
-            &path.display().to_string(),
-            "--summary-json",
-            &summary_path.display().to_string(),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let job = spawn_run(&path, &summary_path, Stdio::null());
 
     // Wait until the job has committed some batches, then kill the server hard.
-    let mut before_kill = 0;
-    for _ in 0..1200 {
-        before_kill =
-            graph_count_at(HTTP, "retry", "MATCH (p:Person) RETURN count(p) AS n").unwrap_or(0);
-        if before_kill > 0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(before_kill > 0, "the job never wrote anything");
+    let before_kill = wait_for_first_nodes(HTTP, "retry");
     assert!(
         before_kill < ROWS,
         "the job finished before the server could be killed"
@@ -257,8 +237,7 @@ async fn the_graph_server_dies_mid_job_and_every_row_still_arrives() {
     let out = job.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    let summary = read_summary(&summary_path);
     assert_eq!(summary["read"], ROWS);
     assert_eq!(summary["written"], ROWS);
     assert_eq!(summary["failed"], 0);
@@ -299,27 +278,8 @@ async fn ctrl_c_stops_reading_and_writes_every_row_already_read() {
     );
     let (path, _) = etlhost_with_spec("validate", "sigint.yaml", &text, &[]);
     let summary_path = scratch("sigint.summary.json");
-    let job = Command::new(etlhost())
-        .args([
-            "run",
-            &path.display().to_string(),
-            "--summary-json",
-            &summary_path.display().to_string(),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut seen = 0;
-    for _ in 0..1200 {
-        seen = one::<i64>(&g, "MATCH (p:Person) RETURN count(p) AS n").await;
-        if seen > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(seen > 0, "the job never wrote anything");
+    let job = spawn_run(&path, &summary_path, Stdio::null());
+    wait_for_first_nodes(xtask::services::HTTP_PORT, "e2e_sigint");
     assert!(Command::new("kill")
         .args(["-INT", &job.id().to_string()])
         .status()
@@ -333,8 +293,7 @@ async fn ctrl_c_stops_reading_and_writes_every_row_already_read() {
         "{stderr}"
     );
 
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    let summary = read_summary(&summary_path);
     assert_eq!(summary["status"], "interrupted");
     let (read, written) = (
         summary["read"].as_i64().unwrap(),

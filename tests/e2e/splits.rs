@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use mysql_async::prelude::Queryable;
 use xtask::services::{MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
 
-use crate::support::{etlhost, etlhost_with_spec, exec, mysql, run_job_output};
+use crate::support::{etlhost_with_spec, exec, mysql, read_summary, run_job_output, spawn_run};
 
 /// A MySQL -> console spec; `source_extra` is indented under `source:`.
 fn console_spec(
@@ -293,18 +293,7 @@ async fn readers_really_read_splits_at_the_same_time() {
     );
     let (path, _) = etlhost_with_spec("validate", "split_par.yaml", &text, &[]);
     let summary = path.with_extension("summary.json");
-    let mut child = Command::new(etlhost())
-        .args([
-            "run",
-            &path.display().to_string(),
-            "--summary-json",
-            &summary.display().to_string(),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&path, &summary, Stdio::piped());
 
     let mut c = pool.get_conn().await.unwrap();
     let open_split_queries = "SELECT COUNT(*) FROM information_schema.processlist \
@@ -330,8 +319,7 @@ async fn readers_really_read_splits_at_the_same_time() {
     assert!(child.wait().unwrap().success());
     assert_eq!(most, 4, "the server never saw 4 split queries open at once");
 
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let summary = read_summary(&summary);
     assert_eq!(summary["read"], 400_000);
     assert_eq!(stdout.lines().count(), 400_000);
     let per_reader: Vec<u64> = serde_json::from_value(summary["read_per_reader"].clone()).unwrap();

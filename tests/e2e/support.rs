@@ -2,8 +2,8 @@
 //! databases of its own on both sides, and the etlhost binary built by `cargo xtask build`.
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -188,4 +188,38 @@ pub fn run_job_output(name: &str, text: &str) -> (serde_json::Value, Output) {
 /// Runs a job spec to completion and returns its `--summary-json`.
 pub fn run_job(name: &str, text: &str) -> serde_json::Value {
     run_job_output(name, text).0
+}
+
+/// Starts `etlhost run SPEC --summary-json SUMMARY` in the background, stderr captured.
+pub fn spawn_run(spec: &Path, summary: &Path, stdout: Stdio) -> Child {
+    Command::new(etlhost())
+        .args([
+            "run",
+            &spec.display().to_string(),
+            "--summary-json",
+            &summary.display().to_string(),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+pub fn read_summary(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Polls the graph (HTTP API on `port`) until a running job has committed some `:Person` nodes;
+/// returns how many. Fails the test if none appear within a minute.
+pub fn wait_for_first_nodes(port: u16, db: &str) -> u64 {
+    for _ in 0..2400 {
+        let n = xtask::graph::graph_count_at(port, db, "MATCH (p:Person) RETURN count(p) AS n")
+            .unwrap_or(0);
+        if n > 0 {
+            return n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("the job never wrote a node to {db}");
 }

@@ -19,16 +19,13 @@ const BENCH_DB: &str = "bench";
 /// Creates `bench.<table>` with `rows` rows of `person(id, name, email, created_at)` unless it
 /// already holds exactly that many.
 fn seed(table: &str, rows: u64) -> Result<()> {
-    let out = Command::new("mariadb")
+    let out = xtask::mariadb()
         .args([
-            "-h127.0.0.1",
-            &format!("-P{MYSQL_PORT}"),
-            &format!("-u{MYSQL_USER}"),
             "-N",
             "-B",
+            "-e",
+            &format!("SELECT COUNT(*) FROM {BENCH_DB}.{table}"),
         ])
-        .env("MYSQL_PWD", MYSQL_PASSWORD)
-        .args(["-e", &format!("SELECT COUNT(*) FROM {BENCH_DB}.{table}")])
         .output()?;
     if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == rows.to_string() {
         return Ok(());
@@ -102,9 +99,27 @@ struct Row {
     rows: u64,
     secs: f64,
     peak_rss: u64,
-    baseline: f64,
 }
 
+/// Runs etlhost on a spec whose source has `rows` rows and checks all of them were written.
+fn measure(name: String, spec_name: &str, spec: &str, rows: u64) -> Result<Row> {
+    let s = etlhost(spec_name, spec)?;
+    if s["read"].as_u64() != Some(rows) || s["written"].as_u64() != Some(rows) {
+        bail!(
+            "{name}: read {}, written {}, expected {rows}",
+            s["read"],
+            s["written"]
+        );
+    }
+    Ok(Row {
+        name,
+        rows,
+        secs: s["duration_secs"].as_f64().unwrap_or(f64::NAN),
+        peak_rss: s["peak_rss_bytes"].as_u64().unwrap_or(0),
+    })
+}
+
+/// Prints the runs with their ratio to the first one, and writes them to `file`.
 fn print_and_save(title: &str, file: &Path, rows: &[Row]) -> Result<()> {
     println!("\n{title}");
     println!(
@@ -112,6 +127,7 @@ fn print_and_save(title: &str, file: &Path, rows: &[Row]) -> Result<()> {
         "run", "rows", "secs", "rows/s", "peak MiB", "ratio"
     );
     let mut out = Vec::new();
+    let baseline = rows.first().map_or(f64::NAN, |r| r.rows as f64 / r.secs);
     for r in rows {
         let rate = r.rows as f64 / r.secs;
         println!(
@@ -121,11 +137,11 @@ fn print_and_save(title: &str, file: &Path, rows: &[Row]) -> Result<()> {
             r.secs,
             rate,
             r.peak_rss as f64 / 1048576.0,
-            rate / r.baseline
+            rate / baseline
         );
         out.push(json!({
             "run": r.name, "rows": r.rows, "seconds": r.secs, "rows_per_sec": rate,
-            "peak_rss_bytes": r.peak_rss, "ratio_to_baseline": rate / r.baseline,
+            "peak_rss_bytes": r.peak_rss, "ratio_to_baseline": rate / baseline,
         }));
     }
     std::fs::write(
@@ -141,31 +157,11 @@ fn readers() -> Result<()> {
     const ROWS: u64 = 1_000_000;
     seed("person_1m", ROWS)?;
     let mut results = Vec::new();
-    let mut baseline = 0.0;
     for readers in [1, 2, 4] {
         // Twice as many splits as readers, so an uneven split does not leave a reader idle.
-        let s = etlhost(
-            &format!("readers-{readers}"),
-            &console_spec("person_1m", readers, readers * 2),
-        )?;
-        let read = s["read"].as_u64().unwrap_or(0);
-        if read != ROWS || s["written"].as_u64() != Some(ROWS) {
-            bail!(
-                "readers={readers}: read {read}, written {}, expected {ROWS}",
-                s["written"]
-            );
-        }
-        let secs = s["duration_secs"].as_f64().unwrap_or(f64::NAN);
-        if readers == 1 {
-            baseline = ROWS as f64 / secs;
-        }
-        results.push(Row {
-            name: format!("mysql -> console(count), {readers} reader(s)"),
-            rows: ROWS,
-            secs,
-            peak_rss: s["peak_rss_bytes"].as_u64().unwrap_or(0),
-            baseline,
-        });
+        let spec = console_spec("person_1m", readers, readers * 2);
+        let name = format!("mysql -> console(count), {readers} reader(s)");
+        results.push(measure(name, &format!("readers-{readers}"), &spec, ROWS)?);
     }
     print_and_save(
         "Readers: 1,000,000 rows, MySQL -> console (count only); ratio to 1 reader",
@@ -203,7 +199,6 @@ fn batching() -> Result<()> {
     const ROWS: u64 = 100_000;
     seed("person_100k", ROWS)?;
     let mut results = Vec::new();
-    let mut baseline = 0.0;
     for (mode, batch) in [
         ("one_by_one", 1),
         ("batch", 100),
@@ -211,33 +206,18 @@ fn batching() -> Result<()> {
         ("batch", 10_000),
     ] {
         fresh_graph(BENCH_DB)?;
-        let s = etlhost(
-            &format!("bolt-{mode}-{batch}"),
-            &bolt_spec("person_100k", mode, batch),
-        )?;
-        let nodes = graph_count(BENCH_DB, "MATCH (p:Person) RETURN count(p) AS n")?;
-        if nodes != ROWS || s["written"].as_u64() != Some(ROWS) {
-            bail!(
-                "{mode} {batch}: {nodes} nodes in the graph, {} written, expected {ROWS}",
-                s["written"]
-            );
-        }
-        let secs = s["duration_secs"].as_f64().unwrap_or(f64::NAN);
-        if baseline == 0.0 {
-            baseline = ROWS as f64 / secs;
-        }
         let name = if mode == "one_by_one" {
             "mysql -> bolt, one_by_one".to_string()
         } else {
             format!("mysql -> bolt, batches of {batch}")
         };
-        results.push(Row {
-            name,
-            rows: ROWS,
-            secs,
-            peak_rss: s["peak_rss_bytes"].as_u64().unwrap_or(0),
-            baseline,
-        });
+        let spec = bolt_spec("person_100k", mode, batch);
+        results.push(measure(name, &format!("bolt-{mode}-{batch}"), &spec, ROWS)?);
+        // A fast wrong run must not look good: the graph must hold every row.
+        let nodes = graph_count(BENCH_DB, "MATCH (p:Person) RETURN count(p) AS n")?;
+        if nodes != ROWS {
+            bail!("{mode} {batch}: {nodes} nodes in the graph, expected {ROWS}");
+        }
     }
     print_and_save(
         "Batching: 100,000 rows, MySQL -> Bolt (CREATE); ratio to one_by_one",

@@ -6,22 +6,13 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use xtask::graph::{fresh_graph, graph_count};
-use xtask::services::{self, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
+use xtask::services;
 use xtask::{build, root};
 
 pub const ROWS: u64 = 100_000;
 
 pub fn run_sql(sql: &str) -> Result<()> {
-    xtask::run(
-        Command::new("mariadb")
-            .args([
-                "-h127.0.0.1",
-                &format!("-P{MYSQL_PORT}"),
-                &format!("-u{MYSQL_USER}"),
-            ])
-            .env("MYSQL_PWD", MYSQL_PASSWORD)
-            .args(["-e", sql]),
-    )
+    xtask::run(xtask::mariadb().args(["-e", sql]))
 }
 
 pub fn run() -> Result<()> {

@@ -32,6 +32,20 @@ pub fn build(release: bool) -> Result<()> {
     run(&mut cmd)
 }
 
+/// The `mariadb` client, logged in over TCP as the test user (the password in the environment,
+/// not on the command line).
+pub fn mariadb() -> Command {
+    use services::{MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
+    let mut cmd = Command::new("mariadb");
+    cmd.args([
+        "-h127.0.0.1",
+        &format!("-P{MYSQL_PORT}"),
+        &format!("-u{MYSQL_USER}"),
+    ])
+    .env("MYSQL_PWD", MYSQL_PASSWORD);
+    cmd
+}
+
 /// Runs a command with inherited output; fails with the command line if it fails.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd

@@ -92,13 +92,7 @@ pub fn ensure() -> Result<()> {
 }
 
 fn mysql_tcp_login_works() -> bool {
-    Command::new("mariadb")
-        .args([
-            "-h127.0.0.1",
-            &format!("-P{MYSQL_PORT}"),
-            &format!("-u{MYSQL_USER}"),
-        ])
-        .env("MYSQL_PWD", MYSQL_PASSWORD)
+    crate::mariadb()
         .args(["-e", "SELECT 1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -248,14 +248,7 @@ impl Connection {
         self.out.clear();
         self.message(|m| {
             ps::struct_header(m, 1, BEGIN);
-            match database {
-                Some(db) => {
-                    ps::map_header(m, 1);
-                    ps::string(m, "db");
-                    ps::string(m, db);
-                }
-                None => ps::map_header(m, 0),
-            }
+            db_map(m, database);
         });
         self.message(|m| {
             ps::struct_header(m, 3, RUN);
@@ -263,12 +256,7 @@ impl Connection {
             params(m);
             ps::map_header(m, 0);
         });
-        self.message(|m| {
-            ps::struct_header(m, 1, PULL);
-            ps::map_header(m, 1);
-            ps::string(m, "n");
-            ps::int(m, -1);
-        });
+        self.message(pull_all);
         self.message(|m| {
             ps::struct_header(m, 0, COMMIT);
         });
@@ -301,21 +289,9 @@ impl Connection {
             ps::struct_header(m, 3, RUN);
             ps::string(m, query);
             ps::map_header(m, 0);
-            match database {
-                Some(db) => {
-                    ps::map_header(m, 1);
-                    ps::string(m, "db");
-                    ps::string(m, db);
-                }
-                None => ps::map_header(m, 0),
-            }
+            db_map(m, database);
         });
-        self.message(|m| {
-            ps::struct_header(m, 1, PULL);
-            ps::map_header(m, 1);
-            ps::string(m, "n");
-            ps::int(m, -1);
-        });
+        self.message(pull_all);
         self.flush()?;
         let run = self.summary()?;
         let pull = self.summary()?;
@@ -334,6 +310,26 @@ impl Connection {
         self.message(|m| ps::struct_header(m, 0, RESET));
         self.flush()?;
         self.expect_success()
+    }
+}
+
+/// PULL {n: -1}: every record of the current result.
+fn pull_all(m: &mut Vec<u8>) {
+    ps::struct_header(m, 1, PULL);
+    ps::map_header(m, 1);
+    ps::string(m, "n");
+    ps::int(m, -1);
+}
+
+/// `{db: name}`, or `{}` for the server's default database.
+fn db_map(m: &mut Vec<u8>, database: Option<&str>) {
+    match database {
+        Some(db) => {
+            ps::map_header(m, 1);
+            ps::string(m, "db");
+            ps::string(m, db);
+        }
+        None => ps::map_header(m, 0),
     }
 }
 

@@ -96,11 +96,24 @@ pub unsafe extern "C" fn source_open<S: Source>(
     err: *mut OwnedBuf,
 ) -> u32 {
     // SAFETY: ABI contract.
+    unsafe { open_instance(opts, out, err, S::open) }
+}
+
+/// Parses options, creates an instance with `open` and hands it out boxed.
+///
+/// # Safety
+/// ABI contract: `opts` readable; `out`, `err` writable.
+unsafe fn open_instance<O: Options, T>(
+    opts: StrRef,
+    out: *mut Instance,
+    err: *mut OwnedBuf,
+    open: impl FnOnce(O) -> Result<T, OpenError>,
+) -> u32 {
+    // SAFETY: ABI contract.
     unsafe {
         guard(err, || {
-            let o = options::parse::<S::Options>(opts.as_bytes())?;
-            let s = S::open(o)?;
-            out.write(Box::into_raw(Box::new(s)) as *mut c_void);
+            let instance = open(options::parse::<O>(opts.as_bytes())?)?;
+            out.write(Box::into_raw(Box::new(instance)) as *mut c_void);
             Ok(STATUS_OK)
         })
     }
@@ -201,14 +214,7 @@ pub unsafe extern "C" fn sink_open<K: Sink>(
     err: *mut OwnedBuf,
 ) -> u32 {
     // SAFETY: ABI contract.
-    unsafe {
-        guard(err, || {
-            let o = options::parse::<K::Options>(opts.as_bytes())?;
-            let s = K::open(o)?;
-            out.write(Box::into_raw(Box::new(s)) as *mut c_void);
-            Ok(STATUS_OK)
-        })
-    }
+    unsafe { open_instance(opts, out, err, K::open) }
 }
 
 /// # Safety

@@ -83,42 +83,34 @@ impl fmt::Display for Value {
                 write!(f, "{y:04}-{m:02}-{d:02}")
             }
             Value::DateTime(micros) => {
-                let days = micros.div_euclid(86_400_000_000);
-                let rest = micros.rem_euclid(86_400_000_000);
-                let (y, m, d) = civil_from_days(days);
-                let secs = rest / 1_000_000;
-                let us = rest % 1_000_000;
-                write!(
-                    f,
-                    "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-                    secs / 3600,
-                    secs / 60 % 60,
-                    secs % 60
-                )?;
-                if us != 0 {
-                    write!(f, ".{us:06}")?;
-                }
-                Ok(())
+                let (y, m, d) = civil_from_days(micros.div_euclid(86_400_000_000));
+                write!(f, "{y:04}-{m:02}-{d:02}T")?;
+                clock(f, micros.rem_euclid(86_400_000_000).unsigned_abs())
             }
             Value::Time(micros) => {
-                let sign = if *micros < 0 { "-" } else { "" };
-                let a = micros.unsigned_abs();
-                let secs = a / 1_000_000;
-                let us = a % 1_000_000;
-                write!(
-                    f,
-                    "{sign}{:02}:{:02}:{:02}",
-                    secs / 3600,
-                    secs / 60 % 60,
-                    secs % 60
-                )?;
-                if us != 0 {
-                    write!(f, ".{us:06}")?;
+                if *micros < 0 {
+                    f.write_str("-")?;
                 }
-                Ok(())
+                clock(f, micros.unsigned_abs())
             }
         }
     }
+}
+
+/// `HH:MM:SS`, with `.ffffff` only when there are microseconds; hours may exceed 24.
+fn clock(f: &mut fmt::Formatter<'_>, micros: u64) -> fmt::Result {
+    let (secs, us) = (micros / 1_000_000, micros % 1_000_000);
+    write!(
+        f,
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )?;
+    if us != 0 {
+        write!(f, ".{us:06}")?;
+    }
+    Ok(())
 }
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
