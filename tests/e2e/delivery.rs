@@ -9,7 +9,8 @@ use xtask::graph::{fresh_graph_at, graph_count_at};
 use xtask::services::start_arcadedb;
 
 use crate::support::{
-    etlhost_with_spec, exec, graph, mysql, one, read_summary, spawn_run, spec, wait_for_first_nodes,
+    etlhost_with_spec, graph, one, person_table, read_summary, spawn_run, spec,
+    wait_for_first_nodes,
 };
 
 fn scratch(name: &str) -> PathBuf {
@@ -35,17 +36,7 @@ fn dead_ids(path: &PathBuf) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn constraint_violations_are_isolated_into_the_dead_letter_file() {
-    let db = mysql("e2e_dlq").await;
-    exec(
-        &db,
-        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
-    )
-    .await;
-    exec(
-        &db,
-        "INSERT INTO person SELECT seq, CONCAT('person-', seq) FROM seq_1_to_10000",
-    )
-    .await;
+    person_table("e2e_dlq", 10_000, "person-").await;
     let g = graph("e2e_dlq").await;
     g.run(query(
         "CREATE CONSTRAINT person_id IF NOT EXISTS FOR (p:Person) REQUIRE p.id IS UNIQUE",
@@ -125,9 +116,7 @@ async fn constraint_violations_are_isolated_into_the_dead_letter_file() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_failed_rows_fail_the_job_with_every_row_accounted_for() {
-    let db = mysql("e2e_dlq_limit").await;
-    exec(&db, "CREATE TABLE person (id INT PRIMARY KEY)").await;
-    exec(&db, "INSERT INTO person SELECT seq FROM seq_1_to_20").await;
+    person_table("e2e_dlq_limit", 20, "p").await;
     let g = graph("e2e_dlq_limit").await;
     g.run(query(
         "CREATE CONSTRAINT person_id IF NOT EXISTS FOR (p:Person) REQUIRE p.id IS UNIQUE",
@@ -186,17 +175,7 @@ async fn the_graph_server_dies_mid_job_and_every_row_still_arrives() {
     const BOLT: u16 = 7697;
     const HTTP: u16 = 2497;
     const ROWS: u64 = 200_000;
-    let db = mysql("e2e_retry").await;
-    exec(
-        &db,
-        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
-    )
-    .await;
-    exec(
-        &db,
-        &format!("INSERT INTO person SELECT seq, CONCAT('person-', seq) FROM seq_1_to_{ROWS}"),
-    )
-    .await;
+    person_table("e2e_retry", ROWS, "person-").await;
 
     // A private Bolt server: the shared one serves the other tests.
     let home = scratch("arcadedb-restart");
@@ -264,9 +243,7 @@ async fn the_graph_server_dies_mid_job_and_every_row_still_arrives() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_stops_reading_and_writes_every_row_already_read() {
-    let db = mysql("e2e_sigint").await;
-    exec(&db, "CREATE TABLE person (id INT PRIMARY KEY)").await;
-    exec(&db, "INSERT INTO person SELECT seq FROM seq_1_to_300000").await;
+    person_table("e2e_sigint", 300_000, "p").await;
     let g = graph("e2e_sigint").await;
     let text = spec(
         "sigint",

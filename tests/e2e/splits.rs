@@ -8,7 +8,9 @@ use std::process::Stdio;
 use mysql_async::prelude::Queryable;
 use xtask::services::{MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
 
-use crate::support::{etlhost_with_spec, exec, mysql, read_summary, run_job_output, spawn_run};
+use crate::support::{
+    etlhost_with_spec, exec, mysql, person_table, read_summary, run_job_output, spawn_run,
+};
 
 /// A MySQL -> console spec; `source_extra` is indented under `source:`.
 fn console_spec(
@@ -195,17 +197,7 @@ async fn decimal_date_and_datetime_keys() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_query_source_is_split_too() {
-    let pool = mysql("e2e_split_query").await;
-    exec(
-        &pool,
-        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(20))",
-    )
-    .await;
-    exec(
-        &pool,
-        "INSERT INTO person SELECT seq, CONCAT('p', seq) FROM seq_1_to_1000",
-    )
-    .await;
+    person_table("e2e_split_query", 1000, "p").await;
     let text = console_spec(
         "split_query",
         "e2e_split_query",

@@ -57,6 +57,23 @@ pub async fn mysql(db: &str) -> mysql_async::Pool {
     mysql_async::Pool::new(mysql_url(db).as_str())
 }
 
+/// A fresh MySQL database `db` holding `person(id INT PRIMARY KEY, name VARCHAR(100))` with ids
+/// `1..=rows` and names `<prefix><id>`.
+pub async fn person_table(db: &str, rows: u64, prefix: &str) -> mysql_async::Pool {
+    let pool = mysql(db).await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
+    )
+    .await;
+    exec(
+        &pool,
+        &format!("INSERT INTO person SELECT seq, CONCAT('{prefix}', seq) FROM seq_1_to_{rows}"),
+    )
+    .await;
+    pool
+}
+
 pub async fn exec(pool: &mysql_async::Pool, sql: &str) {
     let mut c = pool.get_conn().await.unwrap();
     c.query_drop(sql)

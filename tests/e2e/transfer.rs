@@ -1,20 +1,10 @@
 //! Rows go in on the MySQL side and must come out, all of them and unchanged, on the graph side.
 
-use crate::support::{exec, graph, mysql, one, run_job, spec, spec_with};
+use crate::support::{exec, graph, mysql, one, person_table, run_job, spec, spec_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hundred_thousand_rows_arrive_as_nodes_with_their_contents() {
-    let db = mysql("e2e_full").await;
-    exec(
-        &db,
-        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
-    )
-    .await;
-    exec(
-        &db,
-        "INSERT INTO person SELECT seq, CONCAT('person-', seq) FROM seq_1_to_100000",
-    )
-    .await;
+    person_table("e2e_full", 100_000, "person-").await;
     let g = graph("e2e_full").await;
 
     // Two readers over four splits, and two writers with a connection each.
@@ -63,17 +53,7 @@ async fn hundred_thousand_rows_arrive_as_nodes_with_their_contents() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_last_partial_batch_is_written() {
-    let db = mysql("e2e_tail").await;
-    exec(
-        &db,
-        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
-    )
-    .await;
-    exec(
-        &db,
-        "INSERT INTO person SELECT seq, CONCAT('p', seq) FROM seq_1_to_99999",
-    )
-    .await;
+    person_table("e2e_tail", 99_999, "p").await;
     let g = graph("e2e_tail").await;
 
     let text = spec(
