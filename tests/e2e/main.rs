@@ -2,6 +2,7 @@
 //! Run them with `cargo xtask test`, which starts the services and builds everything first.
 
 mod delivery;
+mod plugins;
 mod spec_errors;
 mod splits;
 mod support;

@@ -253,7 +253,8 @@ fn max_log_level() -> u32 {
     }
 }
 
-/// Log lines from plugins, re-emitted through the host's tracing under target `plugin`.
+/// Log lines from plugins, re-emitted through the host's tracing under target `plugin`, with the
+/// plugin's name (the SDK passes it as the target).
 unsafe extern "C" fn host_log(level: u32, target: StrRef, message: StrRef) {
     let _ = std::panic::catch_unwind(|| {
         // SAFETY: the plugin passes strings valid for this call.

@@ -70,10 +70,10 @@ pub unsafe extern "C" fn free_buf(buf: OwnedBuf) {
     drop(unsafe { buf.into_vec() });
 }
 
-/// # Safety
-/// Called by the host with a valid function pointer.
-pub unsafe extern "C" fn set_log(log: LogFn, max_level: u32) {
-    let _ = catch_unwind(|| crate::log::install(log, max_level));
+/// Installs the log forwarder for the plugin called `plugin` (the export macros call this from
+/// the descriptor's `set_log`).
+pub fn set_log(plugin: &'static str, log: LogFn, max_level: u32) {
+    let _ = catch_unwind(|| crate::log::install(plugin, log, max_level));
 }
 
 /// # Safety
@@ -322,6 +322,9 @@ macro_rules! __export_plugin {
     ($name:literal, $kind:expr, $options:ty, $source:expr, $sink:expr) => {
         #[unsafe(no_mangle)]
         pub extern "C" fn etlhost_plugin_entry() -> *const $crate::abi::PluginDescriptor {
+            unsafe extern "C" fn set_log(log: $crate::abi::LogFn, max_level: u32) {
+                $crate::export::set_log($name, log, max_level)
+            }
             static DESCRIPTOR: $crate::abi::PluginDescriptor = $crate::abi::PluginDescriptor {
                 abi_version: $crate::abi::ABI_VERSION,
                 descriptor_size: ::core::mem::size_of::<$crate::abi::PluginDescriptor>() as u32,
@@ -330,7 +333,7 @@ macro_rules! __export_plugin {
                 version: $crate::abi::StrRef::from_static(env!("CARGO_PKG_VERSION")),
                 sdk_version: $crate::abi::StrRef::from_static($crate::SDK_VERSION),
                 free_buf: $crate::export::free_buf,
-                set_log: $crate::export::set_log,
+                set_log,
                 validate: $crate::export::validate::<$options>,
                 source: $source,
                 sink: $sink,

@@ -8,7 +8,8 @@ use tracing::{Event, Level, Metadata, Subscriber};
 
 use crate::abi::{self, LogFn, StrRef};
 
-static HOST: OnceLock<(LogFn, u32)> = OnceLock::new();
+/// The host's callback, the most verbose level it wants, and this plugin's name.
+static HOST: OnceLock<(LogFn, u32, &'static str)> = OnceLock::new();
 
 fn level_num(level: &Level) -> u32 {
     match *level {
@@ -21,8 +22,8 @@ fn level_num(level: &Level) -> u32 {
 }
 
 /// Installs the forwarding subscriber as the plugin's global default (once per library).
-pub(crate) fn install(log: LogFn, max_level: u32) {
-    if HOST.set((log, max_level)).is_ok() {
+pub(crate) fn install(plugin: &'static str, log: LogFn, max_level: u32) {
+    if HOST.set((log, max_level, plugin)).is_ok() {
         // Fails only if the plugin installed a subscriber of its own, which then wins.
         let _ = tracing::subscriber::set_global_default(Forward);
     }
@@ -55,14 +56,17 @@ impl Visit for Message {
 impl Subscriber for Forward {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         HOST.get()
-            .is_some_and(|(_, max)| level_num(metadata.level()) <= *max)
+            .is_some_and(|(_, max, _)| level_num(metadata.level()) <= *max)
     }
 
     fn event(&self, event: &Event<'_>) {
-        let Some((log, _)) = HOST.get() else { return };
+        let Some((log, _, plugin)) = HOST.get() else {
+            return;
+        };
         let mut msg = Message::default();
         event.record(&mut msg);
-        let target = event.metadata().target();
+        // The host logs under the plugin's name, whatever module of the plugin spoke.
+        let target = *plugin;
         // SAFETY: the host's callback only reads the two borrowed strings during the call.
         unsafe {
             log(

@@ -1,0 +1,49 @@
+//! `faulty`: a sink for tests of the host's handling of misbehaving plugins. It accepts every row
+//! except those whose `id` column equals `panic_on` (it panics) or `fail_on` (it returns an error).
+
+use etlhost_plugin_sdk::{export_sink, Batch, Error, OpenError, Options, Sink, Value};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultyOptions {
+    panic_on: Option<i64>,
+    fail_on: Option<i64>,
+}
+
+impl Options for FaultyOptions {}
+
+pub struct FaultySink(FaultyOptions);
+
+impl Sink for FaultySink {
+    type Options = FaultyOptions;
+
+    fn open(options: FaultyOptions) -> Result<Self, OpenError> {
+        tracing::info!(
+            "faulty sink ready: panic_on={:?} fail_on={:?}",
+            options.panic_on,
+            options.fail_on
+        );
+        Ok(FaultySink(options))
+    }
+
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), Error> {
+        let id = batch
+            .schema
+            .iter()
+            .position(|c| c.name == "id")
+            .expect("an id column");
+        for row in &batch.rows {
+            let Value::Int(v) = row[id] else { continue };
+            if Some(v) == self.0.panic_on {
+                panic!("boom at id {v}");
+            }
+            if Some(v) == self.0.fail_on {
+                return Err(Error::permanent(format!("refused id {v}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+export_sink!(FaultySink, name = "faulty");
