@@ -7,7 +7,9 @@
 //! - [`plan`]: which splits a job reads.
 //! - [`pipeline`]: readers, batcher and writers.
 //! - [`stats`]: row accounting and the final statistics.
+//! - [`checkpoint`]: durable progress, for resuming a killed job.
 
+pub mod checkpoint;
 pub mod job;
 pub mod pipeline;
 pub mod plan;

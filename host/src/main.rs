@@ -26,6 +26,9 @@ enum Command {
         /// Also write the final statistics to this file as JSON.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// Start over: discard the job's checkpoint instead of resuming from it.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Check a spec and its plugins' options without moving data.
     Validate { spec: PathBuf },
@@ -71,7 +74,11 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Run { spec, summary_json } => {
+        Command::Run {
+            spec,
+            summary_json,
+            fresh,
+        } => {
             let job = match Spec::load(&spec).and_then(Job::prepare) {
                 Ok(j) => j,
                 Err(e) => {
@@ -91,7 +98,7 @@ fn main() -> ExitCode {
                 eprintln!("interrupted: finishing the rows already read (Ctrl-C again to abort)");
                 on_signal.stop(StopReason::Interrupted);
             });
-            let (summary, code) = match pipeline::run(&job, control.clone()) {
+            let (summary, code) = match pipeline::run(&job, control.clone(), fresh) {
                 Ok(s) => (Some(s), ExitCode::SUCCESS),
                 Err(RunError::Config(e)) => {
                     eprintln!("error: {e}");

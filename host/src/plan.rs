@@ -235,6 +235,7 @@ pub fn plan(spec: &Spec, source: &SourceHandle) -> Result<Vec<PlannedSplit>, Spe
                     start,
                     end,
                     nulls: i == 0,
+                    after: None,
                 }),
             },
             // Uniform over the range: the best guess without a histogram.

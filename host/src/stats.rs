@@ -57,7 +57,7 @@ pub struct Summary {
     pub error: Option<String>,
 }
 
-fn iso(t: SystemTime) -> String {
+pub fn iso(t: SystemTime) -> String {
     let micros = t
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)

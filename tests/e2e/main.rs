@@ -3,6 +3,7 @@
 
 mod delivery;
 mod plugins;
+mod resume;
 mod spec_errors;
 mod splits;
 mod support;

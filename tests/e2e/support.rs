@@ -127,9 +127,12 @@ pub fn etlhost_with_spec(
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
+    // Every run starts fresh: a checkpoint left by an earlier failing run must not be resumed.
+    let fresh: &[&str] = if command == "run" { &["--fresh"] } else { &[] };
     let out = Command::new(etlhost())
         .arg(command)
         .arg(&path)
+        .args(fresh)
         .args(extra)
         .env("RUST_LOG", "warn")
         .output()
@@ -212,6 +215,7 @@ pub fn spawn_run(spec: &Path, summary: &Path, stdout: Stdio) -> Child {
     Command::new(etlhost())
         .args([
             "run",
+            "--fresh",
             &spec.display().to_string(),
             "--summary-json",
             &summary.display().to_string(),

@@ -11,10 +11,10 @@ use etlhost_plugin_sdk::{Batch, Schema};
 
 use super::reader::Chunk;
 
-/// Rows for one sink call, with the split each row came from.
+/// Rows for one sink call, with where each row came from: (split, row number in the split).
 pub struct Work {
     pub batch: Batch,
-    pub splits: Vec<u32>,
+    pub origin: Vec<(u32, u64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,7 @@ impl Pending {
                     schema,
                     rows: Vec::with_capacity(cap),
                 },
-                splits: Vec::with_capacity(cap),
+                origin: Vec::with_capacity(cap),
             },
             bytes: 0,
             since: Instant::now(),
@@ -74,13 +74,13 @@ pub fn run(input: Receiver<Chunk>, output: Sender<Work>, limits: Limits) {
         {
             send(pending.take().expect("checked"));
         }
-        for row in chunk.batch.rows {
+        for (i, row) in chunk.batch.rows.into_iter().enumerate() {
             let p = pending.get_or_insert_with(|| Pending::new(chunk.batch.schema.clone(), cap));
             if limits.bytes.is_some() {
                 p.bytes += row.iter().map(|v| v.approx_size()).sum::<usize>();
             }
             p.work.batch.rows.push(row);
-            p.work.splits.push(chunk.split);
+            p.work.origin.push((chunk.split, chunk.first + i as u64));
             if p.work.batch.rows.len() >= limits.rows
                 || limits.bytes.is_some_and(|max| p.bytes >= max)
             {
@@ -118,6 +118,7 @@ mod tests {
                 .collect();
             tx.send(Chunk {
                 split: 0,
+                first: (id - size as i64) as u64,
                 batch: Batch {
                     schema: schema(),
                     rows,
@@ -168,6 +169,7 @@ mod tests {
         in_tx
             .send(Chunk {
                 split: 0,
+                first: 0,
                 batch: Batch {
                     schema: schema(),
                     rows: vec![vec![Value::Int(1)]],

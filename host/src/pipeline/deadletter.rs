@@ -39,12 +39,12 @@ impl DeadLetter {
         &self.path
     }
 
-    /// Appends rows `rows` of `batch` (from `splits`, per row) with the error that failed them.
+    /// Appends rows `rows` of `batch` (from `origin`, per row) with the error that failed them.
     pub fn record(
         &self,
         batch: &Batch,
         rows: &[usize],
-        splits: &[u32],
+        origin: &[(u32, u64)],
         stage: &str,
         error: &str,
     ) -> std::io::Result<()> {
@@ -55,7 +55,7 @@ impl DeadLetter {
                 "time": time,
                 "job": self.job,
                 "run": self.run,
-                "split": splits[i],
+                "split": origin[i].0,
                 "stage": stage,
                 "error": error,
                 "row": batch.row_json(&batch.rows[i]),

@@ -21,6 +21,7 @@
 
 mod batcher;
 mod deadletter;
+mod progress;
 mod reader;
 mod writer;
 
@@ -34,6 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use etlhost_plugin_sdk::{Batch, Split};
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::job::Job;
 use crate::plan;
 use crate::plugin::{PluginError, ReaderHandle, SinkHandle, SourceHandle};
@@ -92,6 +94,16 @@ pub struct Settings {
     pub max_failed_rows: u64,
     pub dead_letter: PathBuf,
     pub sink_name: String,
+    /// Where and how often progress is recorded; `None` records nothing.
+    pub checkpoint: Option<CheckpointSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    pub path: PathBuf,
+    pub interval: Duration,
+    /// What earlier runs of this job completed; this run's progress is added to it.
+    pub base: Checkpoint,
 }
 
 impl Settings {
@@ -111,6 +123,7 @@ impl Settings {
             max_failed_rows: spec.max_failed_rows,
             dead_letter,
             sink_name: sink_name.to_string(),
+            checkpoint: None,
         }
     }
 }
@@ -161,10 +174,26 @@ pub struct Shared {
     pub settings: Settings,
     pub control: Arc<Control>,
     pub dead_letter: DeadLetter,
+    progress: progress::Progress,
+    /// Wakes the checkpointer when a split completes.
+    checkpoint_tx: Option<crossbeam_channel::Sender<Tick>>,
     error: Mutex<Option<String>>,
 }
 
+enum Tick {
+    SplitComplete,
+    Stop,
+}
+
 impl Shared {
+    /// A split is read and every row of it acknowledged.
+    fn split_complete(&self, split: u32) {
+        tracing::info!(split, "split complete");
+        if let Some(tx) = &self.checkpoint_tx {
+            let _ = tx.try_send(Tick::SplitComplete);
+        }
+    }
+
     /// Records the first error and stops reading.
     fn fail(&self, message: String) {
         tracing::error!("{message}");
@@ -223,9 +252,12 @@ pub fn execute(
     let start = SystemTime::now();
     let readers = settings.readers.max(1);
     let writers = sinks.len();
+    let (tick_tx, tick_rx) = crossbeam_channel::bounded(64);
     let shared = Arc::new(Shared {
         counters: Counters::new(readers),
         dead_letter: DeadLetter::new(settings.dead_letter.clone(), &settings.job, start),
+        progress: progress::Progress::default(),
+        checkpoint_tx: settings.checkpoint.as_ref().map(|_| tick_tx.clone()),
         settings,
         control,
         error: Mutex::new(None),
@@ -240,6 +272,16 @@ pub fn execute(
     let (batch_tx, batch_rx) = crossbeam_channel::bounded(writers * 2);
 
     std::thread::scope(|scope| {
+        let spawn = |name: String, f| spawn_stage(scope, name, f);
+        if let Some(cfg) = &shared.settings.checkpoint {
+            let shared = &*shared;
+            let rx = tick_rx.clone();
+            spawn(
+                "checkpointer".into(),
+                Box::new(move || checkpointer(cfg, rx, shared)),
+            );
+        }
+        let mut stages = Vec::new();
         for i in 0..readers {
             let (source, splits, out, shared) = (
                 source.clone(),
@@ -247,12 +289,10 @@ pub fn execute(
                 chunk_tx.clone(),
                 shared.clone(),
             );
-            std::thread::Builder::new()
-                .name(format!("reader-{i}"))
-                .spawn_scoped(scope, move || {
-                    reader::run(i, &*source, splits, out, &shared)
-                })
-                .expect("cannot spawn a reader thread");
+            stages.push(spawn(
+                format!("reader-{i}"),
+                Box::new(move || reader::run(i, &*source, splits, out, &shared)),
+            ));
         }
         drop(chunk_tx);
         let limits = batcher::Limits {
@@ -260,18 +300,25 @@ pub fn execute(
             bytes: shared.settings.max_batch_bytes,
             timeout: shared.settings.batch_timeout,
         };
-        std::thread::Builder::new()
-            .name("batcher".into())
-            .spawn_scoped(scope, move || batcher::run(chunk_rx, batch_tx, limits))
-            .expect("cannot spawn the batcher thread");
+        stages.push(spawn(
+            "batcher".into(),
+            Box::new(move || batcher::run(chunk_rx, batch_tx, limits)),
+        ));
         for (i, sink) in sinks.into_iter().enumerate() {
             let (batches, shared) = (batch_rx.clone(), shared.clone());
-            std::thread::Builder::new()
-                .name(format!("writer-{i}"))
-                .spawn_scoped(scope, move || writer::run(sink, batches, &shared))
-                .expect("cannot spawn a writer thread");
+            stages.push(spawn(
+                format!("writer-{i}"),
+                Box::new(move || writer::run(sink, batches, &shared)),
+            ));
         }
         drop(batch_rx);
+        for s in stages {
+            if s.join().is_err() {
+                shared.fail("a pipeline thread panicked".into());
+            }
+        }
+        // Every row is written or failed: the checkpointer records the final state and stops.
+        let _ = tick_tx.send(Tick::Stop);
     });
 
     let c = &shared.counters;
@@ -303,9 +350,78 @@ pub fn execute(
     )
 }
 
-/// Opens the plugins, plans the splits and runs the job.
-pub fn run(job: &Job, control: Arc<Control>) -> Result<Summary, RunError> {
+fn spawn_stage<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    name: String,
+    f: Box<dyn FnOnce() + Send + 'scope>,
+) -> std::thread::ScopedJoinHandle<'scope, ()> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn_scoped(scope, f)
+        .expect("cannot spawn a pipeline thread")
+}
+
+/// Records progress on an interval and whenever a split completes, until told to stop. It only
+/// reads the tracker's state, so a slow sink makes checkpoints less frequent, never late or fatal.
+fn checkpointer(
+    cfg: &CheckpointSettings,
+    ticks: crossbeam_channel::Receiver<Tick>,
+    shared: &Shared,
+) {
+    loop {
+        let stop = matches!(
+            ticks.recv_timeout(cfg.interval),
+            Ok(Tick::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
+        let snap = shared.progress.snapshot();
+        let mut cp = cfg.base.clone();
+        cp.done.extend(snap.done);
+        cp.watermarks.extend(snap.watermarks);
+        let done = cp.done.clone();
+        cp.watermarks.retain(|id, _| !done.contains(id));
+        cp.updated = crate::stats::iso(SystemTime::now());
+        if let Err(e) = checkpoint::save(&cfg.path, &cp) {
+            // Losing a checkpoint costs re-reading on resume, never rows: the job goes on.
+            tracing::warn!("cannot write checkpoint {}: {e}", cfg.path.display());
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Opens the plugins, plans the splits (or resumes the checkpoint's) and runs the job. `fresh`
+/// discards a checkpoint instead of resuming it.
+pub fn run(job: &Job, control: Arc<Control>, fresh: bool) -> Result<Summary, RunError> {
     let spec = &job.spec.job;
+    let cp_path = checkpoint::path(&spec.checkpoint.dir, &spec.name);
+    let previous = if fresh {
+        if cp_path.exists() {
+            std::fs::remove_file(&cp_path).map_err(|e| {
+                RunError::Start(format!(
+                    "cannot remove checkpoint {}: {e}",
+                    cp_path.display()
+                ))
+            })?;
+            tracing::info!("--fresh: discarded checkpoint {}", cp_path.display());
+        }
+        None
+    } else {
+        checkpoint::load(&cp_path).map_err(RunError::Start)?
+    };
+    if let Some(cp) = &previous {
+        if cp.spec_hash != job.spec.hash {
+            return Err(RunError::Config(job.spec.error(
+                "",
+                format!(
+                    "the spec changed since job '{}' was checkpointed in {}; run with --fresh to start over",
+                    spec.name,
+                    cp_path.display()
+                ),
+            )));
+        }
+    }
+
     let source = SourceHandle::open(job.source.clone(), &spec.source.options)
         .map_err(|e| RunError::Start(format!("cannot start source: {e}")))?;
     let sinks = (0..spec.sink.parallelism)
@@ -315,12 +431,38 @@ pub fn run(job: &Job, control: Arc<Control>) -> Result<Summary, RunError> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RunError::Start(format!("cannot start sink: {e}")))?;
-    let splits: Vec<_> = plan::plan(&job.spec, &source)
-        .map_err(RunError::Config)?
-        .into_iter()
-        .map(|p| p.split)
-        .collect();
-    if splits.len() == 1 && spec.parallelism > 1 {
+
+    let (base, splits) = match previous {
+        Some(cp) => {
+            let remaining = checkpoint::remaining(&cp);
+            tracing::info!(
+                job = %spec.name,
+                done = cp.done.len(),
+                splits = cp.splits.len(),
+                in_progress = cp.watermarks.len(),
+                "resuming from checkpoint {}",
+                cp_path.display()
+            );
+            (cp, remaining)
+        }
+        None => {
+            let splits: Vec<_> = plan::plan(&job.spec, &source)
+                .map_err(RunError::Config)?
+                .into_iter()
+                .map(|p| p.split)
+                .collect();
+            let cp = Checkpoint {
+                job: spec.name.clone(),
+                spec_hash: job.spec.hash.clone(),
+                splits: splits.clone(),
+                done: Default::default(),
+                watermarks: Default::default(),
+                updated: String::new(),
+            };
+            (cp, splits)
+        }
+    };
+    if base.splits.len() == 1 && spec.parallelism > 1 {
         tracing::warn!(
             "parallelism is {} but there is one split: set source.partition_column to read in parallel",
             spec.parallelism
@@ -334,13 +476,22 @@ pub fn run(job: &Job, control: Arc<Control>) -> Result<Summary, RunError> {
         batch = spec.sink.max_batch_size,
         "job started"
     );
-    let settings = Settings::from_spec(spec, job.spec.dead_letter_path(), &job.sink.name);
+    let mut settings = Settings::from_spec(spec, job.spec.dead_letter_path(), &job.sink.name);
+    settings.checkpoint = Some(CheckpointSettings {
+        path: cp_path.clone(),
+        interval: spec.checkpoint.interval.0,
+        base,
+    });
     let summary = execute(Arc::new(source), sinks, splits, settings, control);
     if !summary.balances() {
         return Err(RunError::Internal(Box::new(summary)));
     }
     if summary.status != "succeeded" {
         return Err(RunError::Failed(Box::new(summary)));
+    }
+    // Done: the next run starts fresh.
+    if let Err(e) = std::fs::remove_file(&cp_path) {
+        tracing::warn!("cannot remove checkpoint {}: {e}", cp_path.display());
     }
     Ok(summary)
 }

@@ -5,12 +5,13 @@
 use crossbeam_channel::{Receiver, Sender};
 use etlhost_plugin_sdk::{Batch, Split};
 
-use super::{Shared, SourceSide};
+use super::{progress, Shared, SourceSide};
 use crate::stats::Counters;
 
-/// Rows of one split, as read.
+/// Rows of one split, as read: row numbers `first..first + batch.len()` of the split.
 pub struct Chunk {
     pub split: u32,
+    pub first: u64,
     pub batch: Batch,
 }
 
@@ -26,6 +27,7 @@ pub fn run(
         let range = describe(&split);
         tracing::info!(split = split.id, reader, range = %range, "split started");
         let mut rows = 0u64;
+        let key = split.range.as_ref().map(|r| r.column.as_str());
         let result = (|| {
             let mut r = source.open_split(&split)?;
             while let Some(batch) = r.next_batch()? {
@@ -33,15 +35,21 @@ pub fn run(
                 if n == 0 {
                     continue;
                 }
+                let first = rows;
+                let safe = key
+                    .and_then(|k| batch.schema.iter().position(|c| c.name == k))
+                    .and_then(|i| progress::safe_key(batch.rows.iter().map(|r| &r[i])));
+                shared.progress.chunk_read(split.id, first + n as u64, safe);
                 // Counted as read before it is handed on: from here the writers account for it.
                 Counters::add(&shared.counters.read, n);
                 Counters::add(&shared.counters.per_reader[reader], n);
                 rows += n as u64;
-                out.send(Chunk {
+                let chunk = Chunk {
                     split: split.id,
+                    first,
                     batch,
-                })
-                .expect("the batcher outlives the readers");
+                };
+                out.send(chunk).expect("the batcher outlives the readers");
                 if shared.control.stopping() {
                     tracing::info!(split = split.id, reader, rows, "stopped reading split");
                     return Ok(false);
@@ -51,7 +59,10 @@ pub fn run(
         })();
         match result {
             Ok(true) => {
-                tracing::info!(split = split.id, reader, range = %range, rows, "split finished")
+                tracing::info!(split = split.id, reader, range = %range, rows, "split read");
+                if shared.progress.split_read(split.id, rows) {
+                    shared.split_complete(split.id);
+                }
             }
             Ok(false) => break,
             Err(e) => {
@@ -74,7 +85,11 @@ pub fn describe(split: &Split) -> String {
             let start = r.start.as_ref().map_or("-inf".into(), |v| v.to_string());
             let end = r.end.as_ref().map_or("+inf".into(), |v| v.to_string());
             let nulls = if r.nulls { " or NULL" } else { "" };
-            format!("{} in [{start}, {end}){nulls}", r.column)
+            let after = r
+                .after
+                .as_ref()
+                .map_or(String::new(), |a| format!(" after {a}"));
+            format!("{} in [{start}, {end}){nulls}{after}", r.column)
         }
     }
 }

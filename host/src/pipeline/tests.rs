@@ -110,6 +110,7 @@ fn splits(rows: i64, n: usize) -> Vec<Split> {
                 start: Some(Value::Int(rows * i / n)),
                 end: Some(Value::Int(rows * (i + 1) / n)),
                 nulls: false,
+                after: None,
             }),
         })
         .collect()
@@ -151,6 +152,7 @@ fn run_fake(
         max_failed_rows: u64::MAX,
         dead_letter,
         sink_name: "fake".into(),
+        checkpoint: None,
     };
     let summary = execute(
         Arc::new(FakeSource { fetch }),
@@ -244,6 +246,7 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
         max_failed_rows: 0,
         dead_letter: scratch("stop.jsonl"),
         sink_name: "fake".into(),
+        checkpoint: None,
     };
     let s = execute(
         Arc::new(FakeSource { fetch: 7 }),

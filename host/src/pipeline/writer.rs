@@ -41,6 +41,7 @@ fn deliver(sink: &mut dyn SinkSide, work: &Work, batch: &Batch, rows: &[usize], 
         Ok(()) => {
             Counters::add(&shared.counters.written, n);
             Counters::add(&shared.counters.batches, 1);
+            acknowledge(work, rows, shared);
         }
         Err(e) if n > 1 && !e.is_retryable() => {
             tracing::warn!(
@@ -57,6 +58,30 @@ fn deliver(sink: &mut dyn SinkSide, work: &Work, batch: &Batch, rows: &[usize], 
             }
         }
         Err(e) => fail_rows(work, rows, &e, shared),
+    }
+}
+
+/// Tells the progress tracker that `rows` are behind us, as runs of consecutive row numbers.
+fn acknowledge(work: &Work, rows: &[usize], shared: &Shared) {
+    let mut run: Option<(u32, u64, u64)> = None;
+    let flush = |r: (u32, u64, u64)| {
+        if shared.progress.ack(r.0, r.1, r.2) {
+            shared.split_complete(r.0);
+        }
+    };
+    for &i in rows {
+        let (split, seq) = work.origin[i];
+        run = match run {
+            Some((s, a, b)) if s == split && b == seq => Some((s, a, b + 1)),
+            Some(r) => {
+                flush(r);
+                Some((split, seq, seq + 1))
+            }
+            None => Some((split, seq, seq + 1)),
+        };
+    }
+    if let Some(r) = run {
+        flush(r);
     }
 }
 
@@ -93,7 +118,7 @@ fn fail_rows(work: &Work, rows: &[usize], e: &PluginError, shared: &Shared) {
     let text = e.to_string();
     if let Err(io) = shared
         .dead_letter
-        .record(&work.batch, rows, &work.splits, "sink", &text)
+        .record(&work.batch, rows, &work.origin, "sink", &text)
     {
         // The rows are still counted as failed; the job must not pass as if they were kept.
         shared.fail(format!(
@@ -103,6 +128,8 @@ fn fail_rows(work: &Work, rows: &[usize], e: &PluginError, shared: &Shared) {
         return;
     }
     tracing::warn!(rows = n, "rows failed and were dead-lettered: {text}");
+    // Kept in the dead-letter file, so behind us as far as a resumed run is concerned.
+    acknowledge(work, rows, shared);
     let failed = shared
         .counters
         .failed

@@ -41,6 +41,35 @@ pub struct JobSpec {
     pub max_failed_rows: u64,
     /// Where failed rows are appended as JSON Lines; default `<name>.dead-letter.jsonl`.
     pub dead_letter: Option<PathBuf>,
+    #[serde(default)]
+    pub checkpoint: CheckpointSpec,
+}
+
+/// Where and how often progress is recorded, for resuming a killed job.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    #[serde(default = "default_checkpoint_dir")]
+    pub dir: PathBuf,
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval: Span,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        CheckpointSpec {
+            dir: default_checkpoint_dir(),
+            interval: default_checkpoint_interval(),
+        }
+    }
+}
+
+fn default_checkpoint_dir() -> PathBuf {
+    PathBuf::from(".etlhost/checkpoints")
+}
+
+fn default_checkpoint_interval() -> Span {
+    Span(std::time::Duration::from_secs(10))
 }
 
 fn one() -> usize {
@@ -152,6 +181,8 @@ impl std::error::Error for SpecError {}
 pub struct Spec {
     pub job: JobSpec,
     pub path: PathBuf,
+    /// A hash of the file's bytes, recorded in checkpoints.
+    pub hash: String,
     locator: Locator,
 }
 
@@ -214,6 +245,7 @@ impl Spec {
         let spec = Spec {
             job,
             path: path.to_path_buf(),
+            hash: crate::checkpoint::spec_hash(text.as_bytes()),
             locator,
         };
         spec.check()?;
@@ -282,6 +314,9 @@ impl Spec {
         }
         if j.sink.max_batch_bytes == Some(0) {
             return Err(self.error("sink.max_batch_bytes", "must be at least 1"));
+        }
+        if j.checkpoint.interval.0.is_zero() {
+            return Err(self.error("checkpoint.interval", "must be longer than 0"));
         }
         if j.sink.batch_timeout.is_some_and(|t| t.0.is_zero()) {
             return Err(self.error("sink.batch_timeout", "must be longer than 0"));

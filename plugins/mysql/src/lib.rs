@@ -127,6 +127,10 @@ impl MySqlSource {
                 conds.push(format!("{col} >= ?"));
                 params.push(types::param(s));
             }
+            if let Some(a) = &r.after {
+                conds.push(format!("{col} > ?"));
+                params.push(types::param(a));
+            }
             if let Some(e) = &r.end {
                 conds.push(format!("{col} < ?"));
                 params.push(types::param(e));
@@ -141,6 +145,8 @@ impl MySqlSource {
             } else {
                 sql.push_str(&format!(" WHERE {range}"));
             }
+            // Key order (NULLs first) lets the host record how far the split got.
+            sql.push_str(&format!(" ORDER BY {col}"));
         }
         (sql, params)
     }

@@ -16,6 +16,10 @@ pub struct Split {
 
 /// Rows whose `column` lies in `[start, end)`; a missing bound is unbounded on that side. Rows where
 /// `column` is NULL belong to the split with `nulls: true` (exactly one per plan).
+///
+/// A source reads a split's rows in ascending order of `column` (NULLs first), so that the host can
+/// record how far a split got. When `after` is set (a resumed split), only rows with `column >
+/// after` are read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyRange {
     pub column: String,
@@ -23,6 +27,8 @@ pub struct KeyRange {
     pub end: Option<Value>,
     #[serde(default)]
     pub nulls: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
 }
 
 /// Questions the host asks a source while planning, through the ABI's `call`.

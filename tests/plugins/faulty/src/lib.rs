@@ -1,5 +1,6 @@
 //! `faulty`: a sink for tests of the host's handling of misbehaving plugins. It accepts every row
-//! except those whose `id` column equals `panic_on` (it panics) or `fail_on` (it returns an error).
+//! except those whose `id` column equals `panic_on` (it panics) or `fail_on` (it returns an error),
+//! and can take `delay_ms` over each batch, like a slow database.
 
 use etlhost_plugin_sdk::{export_sink, Batch, Error, OpenError, Options, Sink, Value};
 use serde::Deserialize;
@@ -9,6 +10,8 @@ use serde::Deserialize;
 pub struct FaultyOptions {
     panic_on: Option<i64>,
     fail_on: Option<i64>,
+    #[serde(default)]
+    delay_ms: u64,
 }
 
 impl Options for FaultyOptions {}
@@ -28,6 +31,7 @@ impl Sink for FaultySink {
     }
 
     fn write_batch(&mut self, batch: &Batch) -> Result<(), Error> {
+        std::thread::sleep(std::time::Duration::from_millis(self.0.delay_ms));
         let id = batch
             .schema
             .iter()
