@@ -226,6 +226,203 @@ fn batching() -> Result<()> {
     )
 }
 
+/// A measured program's own report (its last stdout line): rows, seconds, peak RSS.
+fn external(cmd: &mut Command) -> Result<Row> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or(""))
+        .with_context(|| format!("no report from {cmd:?}: {text}"))?;
+    Ok(Row {
+        name: String::new(),
+        rows: v["rows"].as_u64().unwrap_or(0),
+        secs: v["seconds"].as_f64().unwrap_or(f64::NAN),
+        peak_rss: v["peak_rss_bytes"].as_u64().unwrap_or(0),
+    })
+}
+
+fn named(mut r: Row, name: &str) -> Row {
+    r.name = name.to_string();
+    r
+}
+
+/// The venv with PyMySQL and the official neo4j driver, for the hand-written baseline.
+fn python() -> Result<PathBuf> {
+    let venv = services::services_dir().join("bench-venv");
+    let py = venv.join("bin/python");
+    let ok = Command::new(&py)
+        .args(["-c", "import pymysql, neo4j"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "xtask: installing PyMySQL and neo4j from PyPI into {}",
+            venv.display()
+        );
+        xtask::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        xtask::run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "PyMySQL==1.2.4",
+            "neo4j==6.4.1",
+        ]))?;
+    }
+    Ok(py)
+}
+
+fn nodes_must_be(rows: u64, what: &str) -> Result<()> {
+    let nodes = graph_count(BENCH_DB, "MATCH (p:Person) RETURN count(p) AS n")?;
+    if nodes != rows {
+        bail!("{what}: {nodes} nodes in the graph, expected {rows}");
+    }
+    Ok(())
+}
+
+/// etlhost against the raw limits of its source and sink, and against a hand-written script.
+fn compare() -> Result<()> {
+    const ROWS: u64 = 100_000;
+    const BIG: u64 = 1_000_000;
+    const BATCH: usize = 1000;
+    seed("person_100k", ROWS)?;
+    seed("person_1m", BIG)?;
+    let url = format!("mysql://{MYSQL_USER}:{MYSQL_PASSWORD}@127.0.0.1:{MYSQL_PORT}/{BENCH_DB}");
+    let limits = root().join("target/release/limits");
+    let sink_args = |mode: &str| {
+        let mut c = Command::new(&limits);
+        c.args([
+            mode,
+            &url,
+            "person_100k",
+            &format!("127.0.0.1:{BOLT_PORT}"),
+            GRAPH_USER,
+            GRAPH_PASSWORD,
+        ])
+        .args([BENCH_DB, &BATCH.to_string()]);
+        c
+    };
+
+    fresh_graph(BENCH_DB)?;
+    let sink_raw = named(
+        external(&mut sink_args("sink-raw"))?,
+        "limit: Bolt UNWIND loop, TCP_NODELAY",
+    );
+    nodes_must_be(ROWS, "sink limit")?;
+    fresh_graph(BENCH_DB)?;
+    let neo4rs = named(
+        external(&mut sink_args("sink-neo4rs"))?,
+        "stock neo4rs UNWIND loop",
+    );
+    nodes_must_be(ROWS, "neo4rs")?;
+    let source_raw = named(
+        external(Command::new(&limits).args(["source", &url, "person_1m"]))?,
+        "limit: mysql_async streaming read",
+    );
+
+    let py = python()?;
+    let script = root().join("xtask/bench/hand_written.py");
+    let args = json!({
+        "host": "127.0.0.1", "port": MYSQL_PORT, "user": MYSQL_USER, "password": MYSQL_PASSWORD,
+        "database": BENCH_DB, "table": "person_100k", "bolt_uri": format!("bolt://127.0.0.1:{BOLT_PORT}"),
+        "graph_user": GRAPH_USER, "graph_password": GRAPH_PASSWORD, "graph_database": BENCH_DB, "batch": BATCH,
+    });
+    fresh_graph(BENCH_DB)?;
+    let python = named(
+        external(Command::new(&py).arg(&script).arg(args.to_string()))?,
+        "Python: PyMySQL + neo4j driver",
+    );
+    nodes_must_be(ROWS, "python")?;
+
+    fresh_graph(BENCH_DB)?;
+    let one = measure(
+        "etlhost mysql -> bolt, 1 reader".into(),
+        "cmp-1",
+        &bolt_spec("person_100k", "batch", BATCH),
+        ROWS,
+    )?;
+    nodes_must_be(ROWS, "etlhost 1 reader")?;
+    fresh_graph(BENCH_DB)?;
+    let parallel_spec = bolt_spec("person_100k", "batch", BATCH)
+        .replacen("source:\n  plugin: mysql\n", "parallelism: 2\nsource:\n  plugin: mysql\n  partition_column: id\n  partition_num: 4\n", 1)
+        .replacen("  write_mode: batch\n", "  write_mode: batch\n  parallelism: 2\n", 1);
+    let two = measure(
+        "etlhost mysql -> bolt, 2 readers, 2 writers".into(),
+        "cmp-2",
+        &parallel_spec,
+        ROWS,
+    )?;
+    nodes_must_be(ROWS, "etlhost 2 readers")?;
+    let console = measure(
+        "etlhost mysql -> console(count)".into(),
+        "cmp-console",
+        &console_spec("person_1m", 1, 1),
+        BIG,
+    )?;
+    fresh_graph(BENCH_DB)?;
+    let slice = bolt_spec("person_100k", "one_by_one", 1).replace(
+        "    table: person_100k\n",
+        "    query: SELECT * FROM person_100k WHERE id <= 10000\n",
+    );
+    let obo = measure(
+        "etlhost one_by_one (10,000 rows)".into(),
+        "cmp-obo",
+        &slice,
+        10_000,
+    )?;
+    nodes_must_be(10_000, "one_by_one")?;
+
+    let rate = |r: &Row| r.rows as f64 / r.secs;
+    let rows: Vec<(&Row, Option<&Row>, bool)> = vec![
+        (&sink_raw, None, false),
+        (&neo4rs, Some(&sink_raw), false),
+        (&source_raw, None, false),
+        (&python, None, false),
+        (&one, Some(&sink_raw), true),
+        (&two, Some(&sink_raw), true),
+        (&console, Some(&source_raw), false),
+        (&obo, Some(&sink_raw), true),
+    ];
+    println!(
+        "\nComparison: MySQL -> Bolt, batches of {BATCH} (100,000 rows; source runs 1,000,000)"
+    );
+    println!(
+        "{:<46} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9}",
+        "run", "rows", "secs", "rows/s", "peak MiB", "vs limit", "vs Python"
+    );
+    let mut out = Vec::new();
+    for (r, limit, vs_python) in rows {
+        let to_limit = limit.map(|l| rate(r) / rate(l));
+        let to_python = vs_python.then(|| rate(r) / rate(&python));
+        let fmt = |x: Option<f64>| x.map_or("".to_string(), |x| format!("{x:.2}"));
+        println!(
+            "{:<46} {:>9} {:>8.3} {:>10.0} {:>9.1} {:>9} {:>9}",
+            r.name,
+            r.rows,
+            r.secs,
+            rate(r),
+            r.peak_rss as f64 / 1048576.0,
+            fmt(to_limit),
+            fmt(to_python)
+        );
+        out.push(json!({
+            "run": r.name, "rows": r.rows, "seconds": r.secs, "rows_per_sec": rate(r),
+            "peak_rss_bytes": r.peak_rss, "ratio_to_limit": to_limit, "ratio_to_python": to_python,
+        }));
+    }
+    let file = bench_dir().join("results.json");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    std::fs::write(
+        &file,
+        serde_json::to_string_pretty(&json!({"cores": cores, "runs": out}))? + "\n",
+    )?;
+    println!("written to {}", file.display());
+    Ok(())
+}
+
 pub fn run() -> Result<()> {
     services::ensure()?;
     build(true)?;
@@ -234,5 +431,6 @@ pub fn run() -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     readers()?;
-    batching()
+    batching()?;
+    compare()
 }

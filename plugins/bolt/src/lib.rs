@@ -198,8 +198,8 @@ impl Sink for BoltSink {
     }
 }
 
-/// The parameter map `{batch: [{column: value, ...}, ...]}`.
-fn encode_params(m: &mut Vec<u8>, batch: &Batch, temporal: Temporal, decimal: DecimalAs) {
+/// The parameter map `{batch: [{column: value, ...}, ...]}`; public for the raw-limit benchmark.
+pub fn encode_params(m: &mut Vec<u8>, batch: &Batch, temporal: Temporal, decimal: DecimalAs) {
     use packstream as ps;
     ps::map_header(m, 1);
     ps::string(m, "batch");
