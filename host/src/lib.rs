@@ -8,11 +8,13 @@
 //! - [`pipeline`]: readers, batcher and writers.
 //! - [`stats`]: row accounting and the final statistics.
 //! - [`checkpoint`]: durable progress, for resuming a killed job.
+//! - [`report`]: live progress for people: bars or a periodic block.
 
 pub mod checkpoint;
 pub mod job;
 pub mod pipeline;
 pub mod plan;
 pub mod plugin;
+pub mod report;
 pub mod spec;
 pub mod stats;

@@ -8,6 +8,7 @@ use etlhost::job::Job;
 use etlhost::pipeline::{self, describe_split, Control, RunError, StopReason};
 use etlhost::plan;
 use etlhost::plugin::{self, SourceHandle};
+use etlhost::report;
 use etlhost::spec::Spec;
 
 /// Declarative data movement: source and sink plugins, wired by a job spec.
@@ -29,6 +30,9 @@ enum Command {
         /// Start over: discard the job's checkpoint instead of resuming from it.
         #[arg(long)]
         fresh: bool,
+        /// No progress bars or progress blocks (logs still follow RUST_LOG).
+        #[arg(long)]
+        quiet: bool,
     },
     /// Check a spec and its plugins' options without moving data.
     Validate { spec: PathBuf },
@@ -51,7 +55,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(report::LogWriter::new)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
             spec,
             summary_json,
             fresh,
+            quiet,
         } => {
             let job = match Spec::load(&spec).and_then(Job::prepare) {
                 Ok(j) => j,
@@ -85,6 +90,13 @@ fn main() -> ExitCode {
                     eprintln!("error: {e}");
                     return ExitCode::from(EXIT_CONFIG);
                 }
+            };
+            let report_mode = if quiet {
+                report::Mode::Quiet
+            } else if std::io::stderr().is_terminal() {
+                report::Mode::Bars
+            } else {
+                report::Mode::Text(job.spec.job.progress_interval.0)
             };
             let control = Arc::new(Control::default());
             let on_signal = control.clone();
@@ -98,7 +110,7 @@ fn main() -> ExitCode {
                 eprintln!("interrupted: finishing the rows already read (Ctrl-C again to abort)");
                 on_signal.stop(StopReason::Interrupted);
             });
-            let (summary, code) = match pipeline::run(&job, control.clone(), fresh) {
+            let (summary, code) = match pipeline::run(&job, control.clone(), fresh, report_mode) {
                 Ok(s) => (Some(s), ExitCode::SUCCESS),
                 Err(RunError::Config(e)) => {
                     eprintln!("error: {e}");

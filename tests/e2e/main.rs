@@ -3,6 +3,7 @@
 
 mod delivery;
 mod plugins;
+mod progress;
 mod resume;
 mod spec_errors;
 mod splits;

@@ -19,9 +19,9 @@
 //! Plugin calls are blocking (the ABI is synchronous), so the stages are plain threads, and tests
 //! drive this same code with in-process sources and sinks through [`SourceSide`] and [`SinkSide`].
 
+mod acks;
 mod batcher;
 mod deadletter;
-mod progress;
 mod reader;
 mod writer;
 
@@ -39,6 +39,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::job::Job;
 use crate::plan;
 use crate::plugin::{PluginError, ReaderHandle, SinkHandle, SourceHandle};
+use crate::report;
 use crate::spec::{JobSpec, WriteMode};
 use crate::stats::{Counters, Summary};
 
@@ -170,11 +171,11 @@ impl Control {
 
 /// State every stage sees.
 pub struct Shared {
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
     pub settings: Settings,
     pub control: Arc<Control>,
     pub dead_letter: DeadLetter,
-    progress: progress::Progress,
+    acks: acks::Acks,
     /// Wakes the checkpointer when a split completes.
     checkpoint_tx: Option<crossbeam_channel::Sender<Tick>>,
     error: Mutex<Option<String>>,
@@ -248,15 +249,21 @@ pub fn execute(
     splits: Vec<Split>,
     settings: Settings,
     control: Arc<Control>,
+    counters: Arc<Counters>,
 ) -> Summary {
     let start = SystemTime::now();
     let readers = settings.readers.max(1);
+    assert_eq!(
+        counters.per_reader.len(),
+        readers,
+        "one per-reader counter for each reader"
+    );
     let writers = sinks.len();
     let (tick_tx, tick_rx) = crossbeam_channel::bounded(64);
     let shared = Arc::new(Shared {
-        counters: Counters::new(readers),
+        counters,
         dead_letter: DeadLetter::new(settings.dead_letter.clone(), &settings.job, start),
-        progress: progress::Progress::default(),
+        acks: acks::Acks::default(),
         checkpoint_tx: settings.checkpoint.as_ref().map(|_| tick_tx.clone()),
         settings,
         control,
@@ -373,7 +380,7 @@ fn checkpointer(
             ticks.recv_timeout(cfg.interval),
             Ok(Tick::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected)
         );
-        let snap = shared.progress.snapshot();
+        let snap = shared.acks.snapshot();
         let mut cp = cfg.base.clone();
         cp.done.extend(snap.done);
         cp.watermarks.extend(snap.watermarks);
@@ -392,7 +399,12 @@ fn checkpointer(
 
 /// Opens the plugins, plans the splits (or resumes the checkpoint's) and runs the job. `fresh`
 /// discards a checkpoint instead of resuming it.
-pub fn run(job: &Job, control: Arc<Control>, fresh: bool) -> Result<Summary, RunError> {
+pub fn run(
+    job: &Job,
+    control: Arc<Control>,
+    fresh: bool,
+    report: report::Mode,
+) -> Result<Summary, RunError> {
     let spec = &job.spec.job;
     let cp_path = checkpoint::path(&spec.checkpoint.dir, &spec.name);
     let previous = if fresh {
@@ -432,7 +444,7 @@ pub fn run(job: &Job, control: Arc<Control>, fresh: bool) -> Result<Summary, Run
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RunError::Start(format!("cannot start sink: {e}")))?;
 
-    let (base, splits) = match previous {
+    let (base, splits, estimated) = match previous {
         Some(cp) => {
             let remaining = checkpoint::remaining(&cp);
             tracing::info!(
@@ -443,14 +455,12 @@ pub fn run(job: &Job, control: Arc<Control>, fresh: bool) -> Result<Summary, Run
                 "resuming from checkpoint {}",
                 cp_path.display()
             );
-            (cp, remaining)
+            (cp, remaining, None)
         }
         None => {
-            let splits: Vec<_> = plan::plan(&job.spec, &source)
-                .map_err(RunError::Config)?
-                .into_iter()
-                .map(|p| p.split)
-                .collect();
+            let planned = plan::plan(&job.spec, &source).map_err(RunError::Config)?;
+            let estimated: u64 = planned.iter().map(|p| p.estimated_rows).sum();
+            let splits: Vec<_> = planned.into_iter().map(|p| p.split).collect();
             let cp = Checkpoint {
                 job: spec.name.clone(),
                 spec_hash: job.spec.hash.clone(),
@@ -459,7 +469,7 @@ pub fn run(job: &Job, control: Arc<Control>, fresh: bool) -> Result<Summary, Run
                 watermarks: Default::default(),
                 updated: String::new(),
             };
-            (cp, splits)
+            (cp, splits, Some(estimated).filter(|n| *n > 0))
         }
     };
     if base.splits.len() == 1 && spec.parallelism > 1 {
@@ -482,7 +492,10 @@ pub fn run(job: &Job, control: Arc<Control>, fresh: bool) -> Result<Summary, Run
         interval: spec.checkpoint.interval.0,
         base,
     });
-    let summary = execute(Arc::new(source), sinks, splits, settings, control);
+    let counters = Arc::new(Counters::new(spec.parallelism.max(1)));
+    let reporter = report::Reporter::start(report, &spec.name, counters.clone(), estimated);
+    let summary = execute(Arc::new(source), sinks, splits, settings, control, counters);
+    reporter.finish();
     if !summary.balances() {
         return Err(RunError::Internal(Box::new(summary)));
     }

@@ -5,7 +5,7 @@
 use crossbeam_channel::{Receiver, Sender};
 use etlhost_plugin_sdk::{Batch, Split};
 
-use super::{progress, Shared, SourceSide};
+use super::{acks, Shared, SourceSide};
 use crate::stats::Counters;
 
 /// Rows of one split, as read: row numbers `first..first + batch.len()` of the split.
@@ -38,8 +38,8 @@ pub fn run(
                 let first = rows;
                 let safe = key
                     .and_then(|k| batch.schema.iter().position(|c| c.name == k))
-                    .and_then(|i| progress::safe_key(batch.rows.iter().map(|r| &r[i])));
-                shared.progress.chunk_read(split.id, first + n as u64, safe);
+                    .and_then(|i| acks::safe_key(batch.rows.iter().map(|r| &r[i])));
+                shared.acks.chunk_read(split.id, first + n as u64, safe);
                 // Counted as read before it is handed on: from here the writers account for it.
                 Counters::add(&shared.counters.read, n);
                 Counters::add(&shared.counters.per_reader[reader], n);
@@ -60,7 +60,7 @@ pub fn run(
         match result {
             Ok(true) => {
                 tracing::info!(split = split.id, reader, range = %range, rows, "split read");
-                if shared.progress.split_read(split.id, rows) {
+                if shared.acks.split_read(split.id, rows) {
                     shared.split_complete(split.id);
                 }
             }

@@ -160,6 +160,7 @@ fn run_fake(
         splits(rows, nsplits),
         settings,
         Arc::new(Control::default()),
+        Arc::new(Counters::new(readers)),
     );
     let w = written.lock().unwrap().clone();
     (summary, w)
@@ -254,6 +255,7 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
         splits(1000, 5),
         settings,
         control,
+        Arc::new(Counters::new(2)),
     );
     assert_eq!(s.status, "interrupted");
     assert_eq!(s.read, 0, "nothing is read once stopped");

@@ -65,7 +65,7 @@ fn deliver(sink: &mut dyn SinkSide, work: &Work, batch: &Batch, rows: &[usize], 
 fn acknowledge(work: &Work, rows: &[usize], shared: &Shared) {
     let mut run: Option<(u32, u64, u64)> = None;
     let flush = |r: (u32, u64, u64)| {
-        if shared.progress.ack(r.0, r.1, r.2) {
+        if shared.acks.ack(r.0, r.1, r.2) {
             shared.split_complete(r.0);
         }
     };

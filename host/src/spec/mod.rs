@@ -43,6 +43,13 @@ pub struct JobSpec {
     pub dead_letter: Option<PathBuf>,
     #[serde(default)]
     pub checkpoint: CheckpointSpec,
+    /// How often the progress block is printed when stderr is not a terminal.
+    #[serde(default = "default_progress_interval")]
+    pub progress_interval: Span,
+}
+
+fn default_progress_interval() -> Span {
+    Span(std::time::Duration::from_secs(30))
 }
 
 /// Where and how often progress is recorded, for resuming a killed job.
@@ -314,6 +321,9 @@ impl Spec {
         }
         if j.sink.max_batch_bytes == Some(0) {
             return Err(self.error("sink.max_batch_bytes", "must be at least 1"));
+        }
+        if j.progress_interval.0.is_zero() {
+            return Err(self.error("progress_interval", "must be longer than 0"));
         }
         if j.checkpoint.interval.0.is_zero() {
             return Err(self.error("checkpoint.interval", "must be longer than 0"));

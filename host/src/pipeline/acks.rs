@@ -33,11 +33,11 @@ pub struct Snapshot {
 }
 
 #[derive(Debug, Default)]
-pub struct Progress {
+pub struct Acks {
     splits: Mutex<BTreeMap<u32, SplitState>>,
 }
 
-impl Progress {
+impl Acks {
     /// Rows up to `end` (exclusive) of `split` have been read; `safe_key` as in the module docs.
     pub fn chunk_read(&self, split: u32, end: u64, safe_key: Option<Value>) {
         let mut all = self.splits.lock().expect("progress poisoned");
@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn the_watermark_follows_the_acknowledged_prefix() {
-        let p = Progress::default();
+        let p = Acks::default();
         p.chunk_read(0, 3, Some(Value::Int(30)));
         p.chunk_read(0, 6, Some(Value::Int(60)));
         assert!(!p.ack(0, 3, 6));
