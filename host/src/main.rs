@@ -1,5 +1,5 @@
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -49,6 +49,14 @@ const EXIT_FAILED_ROWS: u8 = 4;
 const EXIT_INTERRUPTED: u8 = 130;
 const EXIT_INTERNAL: u8 = 70;
 
+/// Loads a spec and its plugins; a failure is reported and becomes the config-error exit code.
+fn load_job(spec: &Path) -> Result<Job, ExitCode> {
+    Spec::load(spec).and_then(Job::prepare).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -60,36 +68,31 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { spec } => match Spec::load(&spec).and_then(Job::prepare) {
-            Ok(job) => {
-                println!(
-                    "{}: ok (job '{}': {} {} -> {} {})",
-                    spec.display(),
-                    job.spec.job.name,
-                    job.source.name,
-                    job.source.version,
-                    job.sink.name,
-                    job.sink.version
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+        Command::Validate { spec } => {
+            let job = match load_job(&spec) {
+                Ok(j) => j,
+                Err(code) => return code,
+            };
+            println!(
+                "{}: ok (job '{}': {} {} -> {} {})",
+                spec.display(),
+                job.spec.job.name,
+                job.source.name,
+                job.source.version,
+                job.sink.name,
+                job.sink.version
+            );
+            ExitCode::SUCCESS
+        }
         Command::Run {
             spec,
             summary_json,
             fresh,
             quiet,
         } => {
-            let job = match Spec::load(&spec).and_then(Job::prepare) {
+            let job = match load_job(&spec) {
                 Ok(j) => j,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
             let report_mode = if quiet {
                 report::Mode::Quiet
@@ -154,12 +157,9 @@ fn main() -> ExitCode {
             code
         }
         Command::Plan { spec } => {
-            let job = match Spec::load(&spec).and_then(Job::prepare) {
+            let job = match load_job(&spec) {
                 Ok(j) => j,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
+                Err(code) => return code,
             };
             let source = match SourceHandle::open(job.source.clone(), &job.spec.job.source.options)
             {

@@ -57,14 +57,23 @@ pub struct Summary {
     pub error: Option<String>,
 }
 
+/// UTC ISO 8601 to the millisecond, e.g. `2023-11-14T22:13:20.123Z`.
 pub fn iso(t: SystemTime) -> String {
-    let micros = t
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_micros() as i64;
     // Whole milliseconds are enough for a human and keep the text short.
+    let micros = epoch_micros(t);
     let text = Value::DateTime(micros - micros % 1000).to_string();
     format!("{}Z", text.trim_end_matches("000"))
+}
+
+/// UTC ISO 8601 to the microsecond, for records that order events.
+pub fn iso_micros(t: SystemTime) -> String {
+    format!("{}Z", Value::DateTime(epoch_micros(t)))
+}
+
+fn epoch_micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as i64
 }
 
 fn peak_rss_bytes() -> u64 {

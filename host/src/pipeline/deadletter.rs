@@ -7,9 +7,11 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use etlhost_plugin_sdk::{Batch, Value};
+use etlhost_plugin_sdk::Batch;
+
+use crate::stats::iso_micros;
 
 pub struct DeadLetter {
     path: PathBuf,
@@ -18,19 +20,12 @@ pub struct DeadLetter {
     file: Mutex<Option<File>>,
 }
 
-fn iso(t: SystemTime) -> String {
-    let micros = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
-    format!("{}Z", Value::DateTime(micros))
-}
-
 impl DeadLetter {
     pub fn new(path: PathBuf, job: &str, run_start: SystemTime) -> Self {
         DeadLetter {
             path,
             job: job.to_string(),
-            run: iso(run_start),
+            run: iso_micros(run_start),
             file: Mutex::new(None),
         }
     }
@@ -49,7 +44,7 @@ impl DeadLetter {
         error: &str,
     ) -> std::io::Result<()> {
         let mut out = String::new();
-        let time = iso(SystemTime::now());
+        let time = iso_micros(SystemTime::now());
         for &i in rows {
             let line = serde_json::json!({
                 "time": time,

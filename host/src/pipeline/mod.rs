@@ -94,7 +94,6 @@ pub struct Settings {
     pub retry_backoff: Duration,
     pub max_failed_rows: u64,
     pub dead_letter: PathBuf,
-    pub sink_name: String,
     /// Where and how often progress is recorded; `None` records nothing.
     pub checkpoint: Option<CheckpointSettings>,
 }
@@ -108,7 +107,7 @@ pub struct CheckpointSettings {
 }
 
 impl Settings {
-    pub fn from_spec(spec: &JobSpec, dead_letter: PathBuf, sink_name: &str) -> Self {
+    pub fn from_spec(spec: &JobSpec, dead_letter: PathBuf) -> Self {
         let s = &spec.sink;
         Settings {
             job: spec.name.clone(),
@@ -123,7 +122,6 @@ impl Settings {
             retry_backoff: s.retry_backoff.0,
             max_failed_rows: spec.max_failed_rows,
             dead_letter,
-            sink_name: sink_name.to_string(),
             checkpoint: None,
         }
     }
@@ -486,7 +484,7 @@ pub fn run(
         batch = spec.sink.max_batch_size,
         "job started"
     );
-    let mut settings = Settings::from_spec(spec, job.spec.dead_letter_path(), &job.sink.name);
+    let mut settings = Settings::from_spec(spec, job.spec.dead_letter_path());
     settings.checkpoint = Some(CheckpointSettings {
         path: cp_path.clone(),
         interval: spec.checkpoint.interval.0,

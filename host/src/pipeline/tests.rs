@@ -151,7 +151,6 @@ fn run_fake(
         retry_backoff: Duration::ZERO,
         max_failed_rows: u64::MAX,
         dead_letter,
-        sink_name: "fake".into(),
         checkpoint: None,
     };
     let summary = execute(
@@ -246,7 +245,6 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
         retry_backoff: Duration::ZERO,
         max_failed_rows: 0,
         dead_letter: scratch("stop.jsonl"),
-        sink_name: "fake".into(),
         checkpoint: None,
     };
     let s = execute(

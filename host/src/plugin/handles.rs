@@ -71,7 +71,7 @@ impl fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
-fn options_json(options: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+pub(super) fn options_json(options: &serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
     serde_json::to_vec(options).expect("JSON maps always serialise")
 }
 

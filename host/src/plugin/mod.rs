@@ -55,7 +55,7 @@ impl Plugin {
         &self,
         options: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), PluginError> {
-        let json = serde_json::to_vec(options).expect("JSON maps always serialise");
+        let json = handles::options_json(options);
         let mut err = OwnedBuf::EMPTY;
         // SAFETY: the descriptor passed the ABI check; the buffers are valid for the call.
         let status = unsafe { (self.desc.validate)(StrRef::new(&json), &mut err) };
