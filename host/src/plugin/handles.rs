@@ -115,16 +115,9 @@ impl SourceHandle {
         let mut out = OwnedBuf::EMPTY;
         // SAFETY: ABI contract; the instance is live while self is.
         let status = unsafe { (self.vt.call)(self.inst, StrRef::new(&req), &mut out) };
-        let bytes = self.plugin.take(out);
-        if status != abi::STATUS_OK {
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            return Err(PluginError::from_status(&self.plugin.name, status, text));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| PluginError::Failed {
-            plugin: self.plugin.name.clone(),
-            retryable: false,
-            message: format!("malformed key bounds: {e}"),
-        })
+        let bytes = self.plugin.output(status, out)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.plugin.malformed(format!("malformed key bounds: {e}")))
     }
 
     pub fn open_split(self: &Arc<Self>, split: &Split) -> Result<ReaderHandle, PluginError> {
@@ -169,21 +162,17 @@ impl ReaderHandle {
             abi::STATUS_OK => {
                 // SAFETY: the plugin filled `out`; it is decoded before being freed.
                 let decoded = codec::decode(unsafe { out.as_bytes() });
-                self.source.plugin.take(out);
-                decoded.map(Some).map_err(|e| PluginError::Failed {
-                    plugin: plugin.name.clone(),
-                    retryable: false,
-                    message: e.to_string(),
-                })
+                plugin.take(out);
+                decoded
+                    .map(Some)
+                    .map_err(|e| plugin.malformed(e.to_string()))
             }
             abi::STATUS_END => {
                 plugin.take(out);
                 Ok(None)
             }
-            s => {
-                let text = String::from_utf8_lossy(&plugin.take(out)).into_owned();
-                Err(PluginError::from_status(&plugin.name, s, text))
-            }
+            // Any other status is an error, which `output` returns with the plugin's text.
+            s => plugin.output(s, out).map(|_| None),
         }
     }
 }

@@ -74,12 +74,26 @@ impl Plugin {
 
     /// Maps a call's status and error buffer to a result.
     fn status(&self, status: u32, err: OwnedBuf) -> Result<(), PluginError> {
+        self.output(status, err).map(drop)
+    }
+
+    /// A call's output buffer on success; otherwise the buffer is the error text.
+    fn output(&self, status: u32, buf: OwnedBuf) -> Result<Vec<u8>, PluginError> {
+        let bytes = self.take(buf);
         if status == abi::STATUS_OK {
-            self.take(err);
-            return Ok(());
+            return Ok(bytes);
         }
-        let text = String::from_utf8_lossy(&self.take(err)).into_owned();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         Err(PluginError::from_status(&self.name, status, text))
+    }
+
+    /// The plugin answered with something the host cannot read: a bug on one side, never retried.
+    fn malformed(&self, message: String) -> PluginError {
+        PluginError::Failed {
+            plugin: self.name.clone(),
+            retryable: false,
+            message,
+        }
     }
 }
 
