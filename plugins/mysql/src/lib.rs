@@ -8,8 +8,9 @@ use std::time::Duration;
 use etlhost_plugin_sdk::redact::redact_secrets;
 use etlhost_plugin_sdk::runtime::{block_on, runtime};
 use etlhost_plugin_sdk::{
-    export_source, Batch, ColumnType, ConfigError, Error, KeyBounds, OpenError, Options, Schema,
-    Source, Split, SplitReader, Value,
+    export_source, Batch, Catalog, ColumnInfo, ColumnType, ConfigError, CursorRange, Error,
+    ForeignKey, KeyBounds, OpenError, Options, Schema, Source, Split, SplitReader, TableInfo,
+    Value,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool};
@@ -120,6 +121,7 @@ impl MySqlSource {
     fn split_sql(&self, split: &Split) -> (String, Vec<mysql_async::Value>) {
         let mut sql = format!("SELECT * FROM {}", self.relation);
         let mut params = Vec::new();
+        let mut filters = Vec::new();
         if let Some(r) = &split.range {
             let col = quote(&r.column);
             let mut conds = Vec::new();
@@ -140,21 +142,49 @@ impl MySqlSource {
             } else {
                 conds.join(" AND ")
             };
-            if r.nulls {
-                sql.push_str(&format!(" WHERE ({range}) OR {col} IS NULL"));
+            filters.push(if r.nulls {
+                format!("(({range}) OR {col} IS NULL)")
             } else {
-                sql.push_str(&format!(" WHERE {range}"));
-            }
+                format!("({range})")
+            });
+        }
+        if let Some(c) = &split.cursor {
+            let (cond, p) = cursor_sql(c);
+            filters.push(cond);
+            params.extend(p);
+        }
+        if !filters.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&filters.join(" AND "));
+        }
+        if let Some(r) = &split.range {
             // Key order (NULLs first) lets the host record how far the split got.
-            sql.push_str(&format!(" ORDER BY {col}"));
+            sql.push_str(&format!(" ORDER BY {}", quote(&r.column)));
         }
         (sql, params)
     }
 }
 
+/// The condition (and its parameters) that keeps the rows of an incremental read.
+fn cursor_sql(c: &CursorRange) -> (String, Vec<mysql_async::Value>) {
+    let col = quote(&c.column);
+    let mut conds = vec![format!("{col} IS NOT NULL")];
+    let mut params = Vec::new();
+    if let Some(f) = &c.from {
+        conds.push(format!("{col} >= ?"));
+        params.push(types::param(f));
+    }
+    if let Some(t) = &c.to {
+        conds.push(format!("{col} <= ?"));
+        params.push(types::param(t));
+    }
+    (format!("({})", conds.join(" AND ")), params)
+}
+
 impl Source for MySqlSource {
     type Options = MySqlOptions;
     type Reader = MySqlReader;
+    const INCREMENTAL: bool = true;
 
     fn open(o: MySqlOptions) -> Result<Self, OpenError> {
         let opts = Opts::from_url(&o.url).map_err(|e| ConfigError::new("url", e.to_string()))?;
@@ -211,12 +241,19 @@ impl Source for MySqlSource {
         Ok(MySqlReader { rx })
     }
 
-    fn key_bounds(&self, column: &str) -> Result<KeyBounds, Error> {
+    fn key_bounds(&self, column: &str, cursor: Option<&CursorRange>) -> Result<KeyBounds, Error> {
         // The key's declared type comes from a query that reads no row; MIN() and MAX() may report
         // a wider one.
         let probe = format!("SELECT {} FROM {} LIMIT 0", quote(column), self.relation);
+        let (filter, params) = match cursor {
+            Some(c) => {
+                let (cond, params) = cursor_sql(c);
+                (format!(" WHERE {cond}"), params)
+            }
+            None => (String::new(), Vec::new()),
+        };
         let sql = format!(
-            "SELECT MIN(k), MAX(k), COUNT(*) FROM (SELECT {} AS k FROM {}) AS etlhost_bounds",
+            "SELECT MIN(k), MAX(k), COUNT(*) FROM (SELECT {} AS k FROM {}{filter}) AS etlhost_bounds",
             quote(column),
             self.relation
         );
@@ -230,7 +267,7 @@ impl Source for MySqlSource {
                 Error::permanent(format!("`{column}` is not a column of the source"))
             })?;
             let key_type = types::column(&key).ty;
-            let row: Option<mysql_async::Row> = c.exec_first(sql, ()).await.map_err(fail)?;
+            let row: Option<mysql_async::Row> = c.exec_first(sql, params).await.map_err(fail)?;
             let mut vals = row
                 .ok_or_else(|| Error::permanent("the bounds query returned no row"))?
                 .unwrap()
@@ -252,9 +289,110 @@ impl Source for MySqlSource {
             })
         })
     }
+
+    fn describe(&self) -> Result<Catalog, Error> {
+        block_on(async {
+            let mut c = self.conn().await?;
+            let fail = |e| self.err("cannot read information_schema", e);
+            let tables: Vec<(String, Option<u64>)> = c
+                .query(
+                    "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES \
+                     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' \
+                     ORDER BY TABLE_NAME",
+                )
+                .await
+                .map_err(fail)?;
+            let columns: Vec<(String, String, String, String, String)> = c
+                .query(
+                    "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE \
+                     FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+                     ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                )
+                .await
+                .map_err(fail)?;
+            // Foreign keys into other databases are left out: their tables are not in the catalog.
+            let keys: Vec<KeyUsage> = c
+                .query(
+                    "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, t.CONSTRAINT_TYPE, k.COLUMN_NAME, \
+                     k.REFERENCED_TABLE_NAME, k.REFERENCED_COLUMN_NAME \
+                     FROM information_schema.KEY_COLUMN_USAGE k \
+                     JOIN information_schema.TABLE_CONSTRAINTS t \
+                       ON t.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA \
+                      AND t.TABLE_NAME = k.TABLE_NAME AND t.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+                     WHERE k.TABLE_SCHEMA = DATABASE() \
+                       AND (t.CONSTRAINT_TYPE = 'PRIMARY KEY' \
+                         OR (t.CONSTRAINT_TYPE = 'FOREIGN KEY' \
+                             AND k.REFERENCED_TABLE_SCHEMA = DATABASE())) \
+                     ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
+                )
+                .await
+                .map_err(fail)?;
+            let mut catalog = Catalog {
+                tables: tables
+                    .into_iter()
+                    .map(|(name, rows)| TableInfo {
+                        name,
+                        columns: Vec::new(),
+                        primary_key: Vec::new(),
+                        foreign_keys: Vec::new(),
+                        estimated_rows: rows.unwrap_or(0),
+                    })
+                    .collect(),
+            };
+            fn table<'a>(c: &'a mut Catalog, name: &str) -> Option<&'a mut TableInfo> {
+                c.tables.iter_mut().find(|t| t.name == name)
+            }
+            for (t, name, data_type, column_type, nullable) in columns {
+                if let Some(t) = table(&mut catalog, &t) {
+                    t.columns.push(ColumnInfo {
+                        name,
+                        column_type: types::declared(&data_type, &column_type),
+                        declared_type: column_type,
+                        nullable: nullable == "YES",
+                    });
+                }
+            }
+            for (t, constraint, kind, column, ref_table, ref_column) in keys {
+                let Some(t) = table(&mut catalog, &t) else {
+                    continue;
+                };
+                if kind == "PRIMARY KEY" {
+                    t.primary_key.push(column);
+                    continue;
+                }
+                let (Some(ref_table), Some(ref_column)) = (ref_table, ref_column) else {
+                    continue;
+                };
+                match t.foreign_keys.iter_mut().find(|f| f.name == constraint) {
+                    Some(f) => {
+                        f.columns.push(column);
+                        f.references.push(ref_column);
+                    }
+                    None => t.foreign_keys.push(ForeignKey {
+                        name: constraint,
+                        columns: vec![column],
+                        table: ref_table,
+                        references: vec![ref_column],
+                    }),
+                }
+            }
+            Ok(catalog)
+        })
+    }
 }
 
 type Sent = Result<Batch, Error>;
+
+/// A row of information_schema's key usage: table, constraint, its type, column, and the
+/// referenced table and column of a foreign key.
+type KeyUsage = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
 
 async fn stream_rows(
     mut conn: mysql_async::Conn,

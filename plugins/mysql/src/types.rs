@@ -46,6 +46,26 @@ pub fn column(c: &mysql_async::Column) -> Column {
     }
 }
 
+/// A column's type from information_schema (`DATA_TYPE`, `COLUMN_TYPE`), as [`column`] would
+/// type its values when read.
+pub fn declared(data_type: &str, column_type: &str) -> ColumnType {
+    let unsigned = column_type.contains("unsigned");
+    match data_type {
+        "bigint" if unsigned => ColumnType::UInt,
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => {
+            ColumnType::Int
+        }
+        "float" | "double" | "real" => ColumnType::Float,
+        "decimal" | "numeric" => ColumnType::Decimal,
+        "date" => ColumnType::Date,
+        "datetime" | "timestamp" => ColumnType::DateTime,
+        "time" => ColumnType::Time,
+        "bit" | "geometry" | "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob"
+        | "longblob" => ColumnType::Bytes,
+        _ => ColumnType::String,
+    }
+}
+
 /// The SQL name of a column's type, for messages: `bigint unsigned`, `varchar`, `datetime`.
 pub fn declared_name(c: &mysql_async::Column) -> String {
     let binary = c.character_set() == BINARY_CHARSET;

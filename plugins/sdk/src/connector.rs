@@ -2,7 +2,7 @@
 
 use crate::error::{Error, OpenError};
 use crate::options::Options;
-use crate::split::{KeyBounds, Split};
+use crate::split::{Catalog, CursorRange, KeyBounds, Split};
 use crate::value::Batch;
 
 /// A source reads splits. One instance serves every reader of a job, from several threads at once,
@@ -17,10 +17,21 @@ pub trait Source: Send + Sync + Sized + 'static {
     /// Starts reading one split.
     fn open_split(&self, split: &Split) -> Result<Self::Reader, Error>;
 
-    /// Smallest and largest value of `column` and the row count, for planning splits.
-    fn key_bounds(&self, column: &str) -> Result<KeyBounds, Error> {
-        let _ = column;
+    /// Whether the source honours [`Split::cursor`] and the `cursor` of [`Source::key_bounds`]:
+    /// set it to `true` only then. The SDK refuses incremental reads for sources that leave it
+    /// `false`, so a cursor is never silently ignored.
+    const INCREMENTAL: bool = false;
+
+    /// Smallest and largest value of `column` and the row count, for planning splits; over the rows
+    /// in `cursor` when set (only asked when [`Source::INCREMENTAL`]).
+    fn key_bounds(&self, column: &str, cursor: Option<&CursorRange>) -> Result<KeyBounds, Error> {
+        let _ = (column, cursor);
         Err(Error::permanent("this source cannot be split by key"))
+    }
+
+    /// The tables the source can read, with keys and foreign keys, for `etlhost init`.
+    fn describe(&self) -> Result<Catalog, Error> {
+        Err(Error::permanent("this source cannot describe its tables"))
     }
 }
 

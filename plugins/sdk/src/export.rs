@@ -15,7 +15,7 @@ use crate::codec;
 use crate::connector::{Sink, Source, SplitReader};
 use crate::error::{Error, OpenError};
 use crate::options::{self, Options};
-use crate::split::{PlanRequest, Split};
+use crate::split::{CursorRange, PlanRequest, Split};
 
 fn panic_text(p: Box<dyn Any + Send>) -> String {
     let what = p
@@ -133,8 +133,27 @@ pub unsafe extern "C" fn source_call<S: Source>(
         let status = guard(out, || {
             let req: PlanRequest = serde_json::from_slice(request.as_bytes())
                 .map_err(|e| Error::permanent(format!("unsupported planning request: {e}")))?;
+            let not_incremental =
+                || Error::permanent("this source cannot read incrementally (no cursor support)");
             answer = match req {
-                PlanRequest::KeyBounds { column } => serde_json::to_vec(&s.key_bounds(&column)?),
+                PlanRequest::KeyBounds {
+                    cursor: Some(_), ..
+                } if !S::INCREMENTAL => return Err(not_incremental().into()),
+                PlanRequest::KeyBounds { column, cursor } => {
+                    serde_json::to_vec(&s.key_bounds(&column, cursor.as_ref())?)
+                }
+                PlanRequest::CursorBounds { .. } if !S::INCREMENTAL => {
+                    return Err(not_incremental().into())
+                }
+                PlanRequest::CursorBounds { column, from } => {
+                    let cursor = CursorRange {
+                        column: column.clone(),
+                        from,
+                        to: None,
+                    };
+                    serde_json::to_vec(&s.key_bounds(&column, Some(&cursor))?)
+                }
+                PlanRequest::Describe => serde_json::to_vec(&s.describe()?),
             }
             .map_err(|e| Error::permanent(e.to_string()))?;
             Ok(STATUS_OK)
@@ -160,6 +179,12 @@ pub unsafe extern "C" fn source_open_split<S: Source>(
         guard(err, || {
             let split: Split = serde_json::from_slice(split.as_bytes())
                 .map_err(|e| Error::permanent(format!("malformed split from host: {e}")))?;
+            if split.cursor.is_some() && !S::INCREMENTAL {
+                return Err(Error::permanent(
+                    "this source cannot read incrementally (no cursor support)",
+                )
+                .into());
+            }
             let reader = s.open_split(&split)?;
             out.write(Box::into_raw(Box::new(reader)) as *mut c_void);
             Ok(STATUS_OK)

@@ -32,7 +32,10 @@ pub mod value;
 pub use connector::{Sink, Source, SplitReader};
 pub use error::{ConfigError, Error, OpenError};
 pub use options::Options;
-pub use split::{KeyBounds, KeyRange, PlanRequest, Split};
+pub use split::{
+    Catalog, ColumnInfo, CursorRange, ForeignKey, KeyBounds, KeyRange, PlanRequest, Split,
+    TableInfo,
+};
 pub use value::{Batch, Column, ColumnType, Row, Schema, Value};
 
 /// The SDK's version, recorded in every plugin's descriptor.

@@ -12,6 +12,24 @@ pub struct Split {
     pub id: u32,
     /// `None` reads every row of the source.
     pub range: Option<KeyRange>,
+    /// Set for an incremental read: only rows in this cursor range, in addition to `range`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<CursorRange>,
+}
+
+/// The slice of an incremental read: rows whose `column` is `>= from` (when set) and `<= to` (when
+/// set); rows where `column` is NULL are not in it.
+///
+/// `from` is inclusive on purpose: rows that share the last run's highest cursor value but were
+/// committed after it read are not missed. A source that sees a `cursor` it cannot honour must fail
+/// (see [`crate::Source::INCREMENTAL`]); ignoring it would silently read everything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CursorRange {
+    pub column: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Value>,
 }
 
 /// Rows whose `column` lies in `[start, end)`; a missing bound is unbounded on that side. Rows where
@@ -35,8 +53,61 @@ pub struct KeyRange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum PlanRequest {
-    /// The smallest and largest value of a column, its declared type and the row count.
-    KeyBounds { column: String },
+    /// The smallest and largest value of a column, its declared type and the row count, over the
+    /// rows in `cursor` when set.
+    KeyBounds {
+        column: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<CursorRange>,
+    },
+    /// The same answer for an incremental read's cursor column over the rows from `from` on. A
+    /// separate request so that a source built before incremental reads refuses it instead of
+    /// ignoring the cursor.
+    CursorBounds {
+        column: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<Value>,
+    },
+    /// The source's tables, columns, keys and foreign keys, for `etlhost init` ([`Catalog`]).
+    Describe,
+}
+
+/// What `etlhost init` needs to know about a relational source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub tables: Vec<TableInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub columns: Vec<ColumnInfo>,
+    /// In key order; empty when the table has no primary key.
+    pub primary_key: Vec<String>,
+    #[serde(default)]
+    pub foreign_keys: Vec<ForeignKey>,
+    /// The source's estimate, 0 when unknown.
+    #[serde(default)]
+    pub estimated_rows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// The source's own name for the type, e.g. `bigint unsigned`.
+    pub declared_type: String,
+    #[serde(default = "any")]
+    pub column_type: ColumnType,
+    pub nullable: bool,
+}
+
+/// `columns` of the table refer to `references` (in the same order) of `table`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub table: String,
+    pub references: Vec<String>,
 }
 
 /// The answer to [`PlanRequest::KeyBounds`].
