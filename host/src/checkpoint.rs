@@ -37,8 +37,12 @@ pub fn spec_hash(bytes: &[u8]) -> String {
 }
 
 pub fn path(dir: &Path, job: &str) -> PathBuf {
-    let safe: String = job
-        .chars()
+    dir.join(format!("{}.checkpoint.json", file_stem(job)))
+}
+
+/// A name made safe to be part of a file name.
+pub fn file_stem(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
                 c
@@ -46,8 +50,7 @@ pub fn path(dir: &Path, job: &str) -> PathBuf {
                 '_'
             }
         })
-        .collect();
-    dir.join(format!("{safe}.checkpoint.json"))
+        .collect()
 }
 
 pub fn load(path: &Path) -> Result<Option<Checkpoint>, String> {
@@ -64,6 +67,14 @@ pub fn load(path: &Path) -> Result<Option<Checkpoint>, String> {
 }
 
 pub fn save(path: &Path, cp: &Checkpoint) -> std::io::Result<()> {
+    write_atomic(
+        path,
+        &serde_json::to_vec_pretty(cp).expect("checkpoints serialise"),
+    )
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new content, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -71,7 +82,7 @@ pub fn save(path: &Path, cp: &Checkpoint) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let tmp = path.with_extension("json.tmp");
     let mut f = File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(cp).expect("checkpoints serialise"))?;
+    f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     File::open(dir)?.sync_all()
@@ -113,7 +124,11 @@ mod tests {
         let cp = Checkpoint {
             job: "my job".into(),
             spec_hash: "x".into(),
-            splits: vec![Split { id: 0, range: None }],
+            splits: vec![Split {
+                id: 0,
+                range: None,
+                cursor: None,
+            }],
             done: [0].into(),
             watermarks: BTreeMap::new(),
             updated: "now".into(),

@@ -1,12 +1,17 @@
-//! A job ready to run: its spec, with both plugins loaded and their options validated.
+//! A job ready to run: its spec, with every flow's plugins loaded and their options validated.
 
 use std::sync::Arc;
 
 use crate::plugin::{self, Kind, Plugin, PluginError};
-use crate::spec::{Spec, SpecError};
+use crate::spec::{FlowRef, Spec, SpecError};
 
 pub struct Job {
     pub spec: Spec,
+    /// The plugins of `spec.job.flows[i]`, at index `i`.
+    pub plugins: Vec<FlowPlugins>,
+}
+
+pub struct FlowPlugins {
     pub source: Arc<Plugin>,
     pub sink: Arc<Plugin>,
 }
@@ -14,31 +19,38 @@ pub struct Job {
 impl Job {
     /// Loads the plugins and has each validate its options; every error points into the spec.
     pub fn prepare(spec: Spec) -> Result<Job, SpecError> {
-        let j = &spec.job;
-        let source = load(
-            &spec,
-            "source",
-            &j.source.plugin,
-            Kind::Source,
-            &j.source.options,
-        )?;
-        let sink = load(&spec, "sink", &j.sink.plugin, Kind::Sink, &j.sink.options)?;
-        Ok(Job { spec, source, sink })
+        let plugins = (0..spec.job.flows.len())
+            .map(|i| {
+                let flow = spec.flow(i);
+                let f = flow.flow;
+                Ok(FlowPlugins {
+                    source: load(
+                        flow,
+                        "source",
+                        &f.source.plugin,
+                        Kind::Source,
+                        &f.source.options,
+                    )?,
+                    sink: load(flow, "sink", &f.sink.plugin, Kind::Sink, &f.sink.options)?,
+                })
+            })
+            .collect::<Result<_, SpecError>>()?;
+        Ok(Job { spec, plugins })
     }
 }
 
 fn load(
-    spec: &Spec,
+    flow: FlowRef<'_>,
     role: &str,
     name: &str,
     kind: Kind,
     options: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Arc<Plugin>, SpecError> {
     let key = format!("{role}.plugin");
-    let path = plugin::resolve(name, spec.dir()).map_err(|e| spec.error(&key, e.0))?;
-    let p = plugin::load(&path).map_err(|e| spec.error(&key, e.0))?;
+    let path = plugin::resolve(name, flow.spec.dir()).map_err(|e| flow.error(&key, e.0))?;
+    let p = plugin::load(&path).map_err(|e| flow.error(&key, e.0))?;
     if p.kind != kind {
-        return Err(spec.error(
+        return Err(flow.error(
             &key,
             format!(
                 "plugin '{}' ({}) is a {}, but {role} needs a {kind}",
@@ -50,12 +62,12 @@ fn load(
     }
     p.validate(options).map_err(|e| match e {
         PluginError::Config { error, .. } if error.key.is_empty() => {
-            spec.error(&format!("{role}.options"), error.message)
+            flow.error(&format!("{role}.options"), error.message)
         }
         PluginError::Config { error, .. } => {
-            spec.error(&format!("{role}.options.{}", error.key), error.message)
+            flow.error(&format!("{role}.options.{}", error.key), error.message)
         }
-        other => spec.error(&format!("{role}.options"), other.to_string()),
+        other => flow.error(&format!("{role}.options"), other.to_string()),
     })?;
     Ok(p)
 }

@@ -7,10 +7,10 @@
 //! bounds say: rows outside the bounds go to the first or last split, never nowhere.
 
 use etlhost_plugin_sdk::value::days_from_civil;
-use etlhost_plugin_sdk::{ColumnType, KeyBounds, KeyRange, Split, Value};
+use etlhost_plugin_sdk::{ColumnType, CursorRange, KeyBounds, KeyRange, Split, Value};
 
 use crate::plugin::SourceHandle;
-use crate::spec::{Spec, SpecError};
+use crate::spec::{FlowRef, SpecError};
 
 /// A split with the planner's estimate of its rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,17 +151,29 @@ fn as_f64(k: Key) -> f64 {
     }
 }
 
-/// The splits of a job, read in this order by whichever reader is free.
-pub fn plan(spec: &Spec, source: &SourceHandle) -> Result<Vec<PlannedSplit>, SpecError> {
-    let src = &spec.job.source;
-    let Some(column) = &src.partition_column else {
-        return Ok(vec![PlannedSplit {
-            split: Split { id: 0, range: None },
-            estimated_rows: 0,
-        }]);
+/// The splits of a flow, read in this order by whichever reader is free. With `cursor` (an
+/// incremental read), every split reads only the rows in it.
+pub fn plan(
+    spec: FlowRef<'_>,
+    source: &SourceHandle,
+    cursor: Option<&CursorRange>,
+) -> Result<Vec<PlannedSplit>, SpecError> {
+    let src = &spec.flow.source;
+    let whole = |estimated_rows| {
+        Ok(vec![PlannedSplit {
+            split: Split {
+                id: 0,
+                range: None,
+                cursor: cursor.cloned(),
+            },
+            estimated_rows,
+        }])
     };
-    let n = src.partition_num.unwrap_or(spec.job.parallelism);
-    let bounds = source.key_bounds(column).map_err(|e| {
+    let Some(column) = &src.partition_column else {
+        return whole(0);
+    };
+    let n = src.partition_num.unwrap_or(spec.flow.parallelism);
+    let bounds = source.key_bounds(column, cursor).map_err(|e| {
         spec.error(
             "source.partition_column",
             format!("cannot query the bounds of {column}: {e}"),
@@ -177,12 +189,7 @@ pub fn plan(spec: &Spec, source: &SourceHandle) -> Result<Vec<PlannedSplit>, Spe
         ) => t,
         Some(t @ (ColumnType::Date | ColumnType::DateTime)) => t,
         // Only NULL keys or no rows, and nothing declared: one split reads them all.
-        None if bounds.min.is_null() && bounds.max.is_null() => {
-            return Ok(vec![PlannedSplit {
-                split: Split { id: 0, range: None },
-                estimated_rows: bounds.rows,
-            }])
-        }
+        None if bounds.min.is_null() && bounds.max.is_null() => return whole(bounds.rows),
         _ => {
             return Err(spec.error(
                 "source.partition_column",
@@ -199,12 +206,7 @@ pub fn plan(spec: &Spec, source: &SourceHandle) -> Result<Vec<PlannedSplit>, Spe
         None => match key_of(&bounds.min) {
             Some(k) => k,
             // Only NULL keys: one split reads them all.
-            None => {
-                return Ok(vec![PlannedSplit {
-                    split: Split { id: 0, range: None },
-                    estimated_rows: bounds.rows,
-                }])
-            }
+            None => return whole(bounds.rows),
         },
     };
     let hi = match &src.partition_upper_bound {
@@ -237,6 +239,7 @@ pub fn plan(spec: &Spec, source: &SourceHandle) -> Result<Vec<PlannedSplit>, Spe
                     nulls: i == 0,
                     after: None,
                 }),
+                cursor: cursor.cloned(),
             },
             // Uniform over the range: the best guess without a histogram.
             estimated_rows: bounds.rows / count as u64

@@ -39,6 +39,9 @@ impl Counters {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub job: String,
+    /// Set on the statistics of one flow of a job of several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<String>,
     pub status: &'static str,
     pub start: String,
     pub end: String,
@@ -55,6 +58,9 @@ pub struct Summary {
     pub peak_rss_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a job of several flows: each flow's statistics, in the order they ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flows: Vec<Summary>,
 }
 
 /// UTC ISO 8601 to the millisecond, e.g. `2023-11-14T22:13:20.123Z`.
@@ -88,6 +94,7 @@ fn peak_rss_bytes() -> u64 {
 impl Summary {
     pub fn new(
         job: &str,
+        flow: Option<&str>,
         status: &'static str,
         c: &Counters,
         start: SystemTime,
@@ -102,6 +109,7 @@ impl Summary {
         let written = get(&c.written);
         Summary {
             job: job.to_string(),
+            flow: flow.map(str::to_string),
             status,
             start: iso(start),
             end: iso(end),
@@ -120,12 +128,54 @@ impl Summary {
             read_per_reader: c.per_reader.iter().map(get).collect(),
             peak_rss_bytes: peak_rss_bytes(),
             error,
+            flows: Vec::new(),
+        }
+    }
+
+    /// The job's statistics over the flows that ran: sums of their rows, the job's wall time.
+    pub fn total(
+        job: &str,
+        flows: Vec<Summary>,
+        status: &'static str,
+        start: SystemTime,
+        error: Option<String>,
+    ) -> Self {
+        let end = SystemTime::now();
+        let duration = end
+            .duration_since(start)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64();
+        let sum = |f: fn(&Summary) -> u64| flows.iter().map(f).sum::<u64>();
+        let written = sum(|s| s.written);
+        Summary {
+            job: job.to_string(),
+            flow: None,
+            status,
+            start: iso(start),
+            end: iso(end),
+            duration_secs: duration,
+            read: sum(|s| s.read),
+            written,
+            failed: sum(|s| s.failed),
+            filtered: sum(|s| s.filtered),
+            batches: sum(|s| s.batches),
+            retries: sum(|s| s.retries),
+            rows_per_sec: if duration > 0.0 {
+                written as f64 / duration
+            } else {
+                0.0
+            },
+            read_per_reader: Vec::new(),
+            peak_rss_bytes: peak_rss_bytes(),
+            error,
+            flows,
         }
     }
 
     /// Every row read is written, failed (and dead-lettered) or filtered, whatever the outcome.
     pub fn balances(&self) -> bool {
         self.read == self.written + self.failed + self.filtered
+            && self.flows.iter().all(Summary::balances)
     }
 }
 
@@ -135,7 +185,13 @@ impl fmt::Display for Summary {
         writeln!(f, "           Job Statistic Information")?;
         writeln!(f, "***********************************************")?;
         let rows: [(&str, String); 13] = [
-            ("Job", self.job.clone()),
+            (
+                "Job",
+                match &self.flow {
+                    Some(flow) => format!("{}/{flow}", self.job),
+                    None => self.job.clone(),
+                },
+            ),
             ("Status", self.status.to_string()),
             ("Start Time", self.start.clone()),
             ("End Time", self.end.clone()),
@@ -155,8 +211,29 @@ impl fmt::Display for Summary {
         for (k, v) in rows {
             writeln!(f, "{k:<22}: {v}")?;
         }
-        let per: Vec<String> = self.read_per_reader.iter().map(u64::to_string).collect();
-        writeln!(f, "{:<22}: {}", "Rows Read per Reader", per.join(", "))?;
+        if self.flows.is_empty() {
+            let per: Vec<String> = self.read_per_reader.iter().map(u64::to_string).collect();
+            writeln!(f, "{:<22}: {}", "Rows Read per Reader", per.join(", "))?;
+        } else {
+            writeln!(
+                f,
+                "{:<20} {:<11} {:>10} {:>10} {:>8} {:>8} {:>9}",
+                "Flow", "Status", "Read", "Written", "Failed", "Filtered", "Seconds"
+            )?;
+            for s in &self.flows {
+                writeln!(
+                    f,
+                    "{:<20} {:<11} {:>10} {:>10} {:>8} {:>8} {:>9.3}",
+                    s.flow.as_deref().unwrap_or(&s.job),
+                    s.status,
+                    s.read,
+                    s.written,
+                    s.failed,
+                    s.filtered,
+                    s.duration_secs
+                )?;
+            }
+        }
         write!(f, "***********************************************")
     }
 }

@@ -184,5 +184,5 @@ fn yaml_and_toml_jobs_are_the_same_job() {
     let yaml = Spec::load(&jobs.join("person.yaml")).unwrap();
     let toml = Spec::load(&jobs.join("person.toml")).unwrap();
     assert_eq!(yaml.job, toml.job);
-    assert_eq!(yaml.job.sink.max_batch_size, 1000);
+    assert_eq!(yaml.job.flows[0].sink.max_batch_size, 1000);
 }

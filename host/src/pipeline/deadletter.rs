@@ -16,15 +16,17 @@ use crate::stats::iso_micros;
 pub struct DeadLetter {
     path: PathBuf,
     job: String,
+    flow: Option<String>,
     run: String,
     file: Mutex<Option<File>>,
 }
 
 impl DeadLetter {
-    pub fn new(path: PathBuf, job: &str, run_start: SystemTime) -> Self {
+    pub fn new(path: PathBuf, job: &str, flow: Option<&str>, run_start: SystemTime) -> Self {
         DeadLetter {
             path,
             job: job.to_string(),
+            flow: flow.map(str::to_string),
             run: iso_micros(run_start),
             file: Mutex::new(None),
         }
@@ -46,7 +48,7 @@ impl DeadLetter {
         let mut out = String::new();
         let time = iso_micros(SystemTime::now());
         for &i in rows {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "time": time,
                 "job": self.job,
                 "run": self.run,
@@ -55,6 +57,9 @@ impl DeadLetter {
                 "error": error,
                 "row": batch.row_json(&batch.rows[i]),
             });
+            if let Some(flow) = &self.flow {
+                line["flow"] = flow.as_str().into();
+            }
             out.push_str(&line.to_string());
             out.push('\n');
         }

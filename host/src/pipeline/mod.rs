@@ -36,11 +36,8 @@ use std::time::{Duration, SystemTime};
 use etlhost_plugin_sdk::{Batch, Split};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::job::Job;
-use crate::plan;
 use crate::plugin::{PluginError, ReaderHandle, SinkHandle, SourceHandle};
-use crate::report;
-use crate::spec::{JobSpec, WriteMode};
+use crate::spec::{FlowRef, WriteMode};
 use crate::stats::{Counters, Summary};
 
 pub use deadletter::DeadLetter;
@@ -86,6 +83,8 @@ impl SinkSide for SinkHandle {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub job: String,
+    /// The flow's name in a job of several flows.
+    pub flow: Option<String>,
     pub readers: usize,
     pub max_batch_rows: usize,
     pub max_batch_bytes: Option<usize>,
@@ -107,10 +106,12 @@ pub struct CheckpointSettings {
 }
 
 impl Settings {
-    pub fn from_spec(spec: &JobSpec, dead_letter: PathBuf) -> Self {
+    pub fn from_spec(flow: FlowRef<'_>, dead_letter: PathBuf) -> Self {
+        let spec = flow.flow;
         let s = &spec.sink;
         Settings {
-            job: spec.name.clone(),
+            job: flow.spec.job.name.clone(),
+            flow: flow.spec.multi_flow.then(|| spec.name.clone()),
             readers: spec.parallelism,
             max_batch_rows: match s.write_mode {
                 WriteMode::Batch => s.max_batch_size,
@@ -162,7 +163,7 @@ impl Control {
         }
     }
 
-    fn stopping(&self) -> bool {
+    pub fn stopping(&self) -> bool {
         self.reason() != StopReason::None
     }
 }
@@ -260,7 +261,12 @@ pub fn execute(
     let (tick_tx, tick_rx) = crossbeam_channel::bounded(64);
     let shared = Arc::new(Shared {
         counters,
-        dead_letter: DeadLetter::new(settings.dead_letter.clone(), &settings.job, start),
+        dead_letter: DeadLetter::new(
+            settings.dead_letter.clone(),
+            &settings.job,
+            settings.flow.as_deref(),
+            start,
+        ),
         acks: acks::Acks::default(),
         checkpoint_tx: settings.checkpoint.as_ref().map(|_| tick_tx.clone()),
         settings,
@@ -347,6 +353,7 @@ pub fn execute(
     }
     Summary::new(
         &shared.settings.job,
+        shared.settings.flow.as_deref(),
         status,
         c,
         start,
@@ -360,9 +367,11 @@ fn spawn_stage<'scope, 'env>(
     name: String,
     f: Box<dyn FnOnce() + Send + 'scope>,
 ) -> std::thread::ScopedJoinHandle<'scope, ()> {
+    // Stage threads log inside the caller's span (a flow's name in a job of several).
+    let span = tracing::Span::current();
     std::thread::Builder::new()
         .name(name)
-        .spawn_scoped(scope, f)
+        .spawn_scoped(scope, move || span.in_scope(f))
         .expect("cannot spawn a pipeline thread")
 }
 
@@ -393,116 +402,4 @@ fn checkpointer(
             return;
         }
     }
-}
-
-/// Opens the plugins, plans the splits (or resumes the checkpoint's) and runs the job. `fresh`
-/// discards a checkpoint instead of resuming it.
-pub fn run(
-    job: &Job,
-    control: Arc<Control>,
-    fresh: bool,
-    report: report::Mode,
-) -> Result<Summary, RunError> {
-    let spec = &job.spec.job;
-    let cp_path = checkpoint::path(&spec.checkpoint.dir, &spec.name);
-    let previous = if fresh {
-        if cp_path.exists() {
-            std::fs::remove_file(&cp_path).map_err(|e| {
-                RunError::Start(format!(
-                    "cannot remove checkpoint {}: {e}",
-                    cp_path.display()
-                ))
-            })?;
-            tracing::info!("--fresh: discarded checkpoint {}", cp_path.display());
-        }
-        None
-    } else {
-        checkpoint::load(&cp_path).map_err(RunError::Start)?
-    };
-    if let Some(cp) = &previous {
-        if cp.spec_hash != job.spec.hash {
-            return Err(RunError::Config(job.spec.error(
-                "",
-                format!(
-                    "the spec changed since job '{}' was checkpointed in {}; run with --fresh to start over",
-                    spec.name,
-                    cp_path.display()
-                ),
-            )));
-        }
-    }
-
-    let source = SourceHandle::open(job.source.clone(), &spec.source.options)
-        .map_err(|e| RunError::Start(format!("cannot start source: {e}")))?;
-    let sinks = (0..spec.sink.parallelism)
-        .map(|_| {
-            SinkHandle::open(job.sink.clone(), &spec.sink.options)
-                .map(|s| Box::new(s) as Box<dyn SinkSide>)
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| RunError::Start(format!("cannot start sink: {e}")))?;
-
-    let (base, splits, estimated) = match previous {
-        Some(cp) => {
-            let remaining = checkpoint::remaining(&cp);
-            tracing::info!(
-                job = %spec.name,
-                done = cp.done.len(),
-                splits = cp.splits.len(),
-                in_progress = cp.watermarks.len(),
-                "resuming from checkpoint {}",
-                cp_path.display()
-            );
-            (cp, remaining, None)
-        }
-        None => {
-            let planned = plan::plan(&job.spec, &source).map_err(RunError::Config)?;
-            let estimated: u64 = planned.iter().map(|p| p.estimated_rows).sum();
-            let splits: Vec<_> = planned.into_iter().map(|p| p.split).collect();
-            let cp = Checkpoint {
-                job: spec.name.clone(),
-                spec_hash: job.spec.hash.clone(),
-                splits: splits.clone(),
-                done: Default::default(),
-                watermarks: Default::default(),
-                updated: String::new(),
-            };
-            (cp, splits, Some(estimated).filter(|n| *n > 0))
-        }
-    };
-    if base.splits.len() == 1 && spec.parallelism > 1 {
-        tracing::warn!(
-            "parallelism is {} but there is one split: set source.partition_column to read in parallel",
-            spec.parallelism
-        );
-    }
-    tracing::info!(
-        job = %spec.name,
-        splits = splits.len(),
-        readers = spec.parallelism,
-        writers = spec.sink.parallelism,
-        batch = spec.sink.max_batch_size,
-        "job started"
-    );
-    let mut settings = Settings::from_spec(spec, job.spec.dead_letter_path());
-    settings.checkpoint = Some(CheckpointSettings {
-        path: cp_path.clone(),
-        interval: spec.checkpoint.interval.0,
-        base,
-    });
-    let counters = Arc::new(Counters::new(spec.parallelism.max(1)));
-    let reporter = report::Reporter::start(report, &spec.name, counters.clone(), estimated);
-    let summary = execute(Arc::new(source), sinks, splits, settings, control, counters);
-    reporter.finish();
-    if !summary.balances() {
-        return Err(RunError::Internal(Box::new(summary)));
-    }
-    if summary.status != "succeeded" {
-        return Err(RunError::Failed(Box::new(summary)));
-    }
-    // Done: the next run starts fresh.
-    if let Err(e) = std::fs::remove_file(&cp_path) {
-        tracing::warn!("cannot remove checkpoint {}: {e}", cp_path.display());
-    }
-    Ok(summary)
 }

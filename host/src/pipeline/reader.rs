@@ -79,7 +79,7 @@ pub fn run(
 
 /// `id in [1, 100)`, or `whole source`.
 pub fn describe(split: &Split) -> String {
-    match &split.range {
+    let range = match &split.range {
         None => "whole source".into(),
         Some(r) => {
             let start = r.start.as_ref().map_or("-inf".into(), |v| v.to_string());
@@ -90,6 +90,14 @@ pub fn describe(split: &Split) -> String {
                 .as_ref()
                 .map_or(String::new(), |a| format!(" after {a}"));
             format!("{} in [{start}, {end}){nulls}{after}", r.column)
+        }
+    };
+    match &split.cursor {
+        None => range,
+        Some(c) => {
+            let from = c.from.as_ref().map_or("-inf".into(), |v| v.to_string());
+            let to = c.to.as_ref().map_or("+inf".into(), |v| v.to_string());
+            format!("{range}, {} in [{from}, {to}]", c.column)
         }
     }
 }

@@ -104,6 +104,7 @@ fn splits(rows: i64, n: usize) -> Vec<Split> {
     let n = n as i64;
     (0..n)
         .map(|i| Split {
+            cursor: None,
             id: i as u32,
             range: Some(KeyRange {
                 column: "id".into(),
@@ -143,6 +144,7 @@ fn run_fake(
         .collect();
     let settings = Settings {
         job: "prop".into(),
+        flow: None,
         readers,
         max_batch_rows: batch,
         max_batch_bytes: None,
@@ -237,6 +239,7 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
     });
     let settings = Settings {
         job: "stop".into(),
+        flow: None,
         readers: 2,
         max_batch_rows: 10,
         max_batch_bytes: None,

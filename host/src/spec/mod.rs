@@ -1,11 +1,13 @@
 //! The job spec: one serde model, read from YAML or TOML by file extension.
 //!
-//! Loading goes file -> JSON tree (format-specific parser) -> `${ENV}` expansion -> typed
-//! [`JobSpec`]. Every error names the file, the line and the key path, including errors found later
-//! by the host or by a plugin about its own options ([`Spec::error`]).
+//! Loading goes file -> JSON tree (format-specific parser) -> `${ENV}` expansion -> one flow or
+//! several ([`flows`]) -> typed [`JobSpec`]. Every error names the file, the line and the key path
+//! as written in the file, including errors found later by the host or by a plugin about its own
+//! options ([`Spec::error`], [`FlowRef::error`]).
 
 mod duration;
-mod env;
+pub mod env;
+mod flows;
 mod locate;
 
 use std::fmt;
@@ -23,22 +25,15 @@ pub enum Format {
     Toml,
 }
 
-/// A job: read from one source, optionally transform, write to one sink.
+/// A job: one or more flows, each reading from one source, optionally transforming, and writing
+/// to one sink. A file with `source` and `sink` at the top is a job of one flow named after the job.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
-    /// Names the job in logs, statistics and (later) checkpoints.
+    /// Names the job in logs, statistics, checkpoints and the dead-letter file.
     pub name: String,
-    /// Concurrent readers, each with its own source connection.
-    #[serde(default = "one")]
-    pub parallelism: usize,
-    pub source: SourceSpec,
-    #[serde(default)]
-    pub transforms: Vec<TransformSpec>,
-    pub sink: SinkSpec,
-    /// How many rows may fail (dead-lettered) before the job counts as failed.
-    #[serde(default)]
-    pub max_failed_rows: u64,
+    /// In the order they run: a flow runs after the flows named in its `after`.
+    pub flows: Vec<FlowSpec>,
     /// Where failed rows are appended as JSON Lines; default `<name>.dead-letter.jsonl`.
     pub dead_letter: Option<PathBuf>,
     #[serde(default)]
@@ -46,6 +41,26 @@ pub struct JobSpec {
     /// How often the progress block is printed when stderr is not a terminal.
     #[serde(default = "default_progress_interval")]
     pub progress_interval: Span,
+}
+
+/// One source -> transforms -> sink pipeline of a job.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    pub name: String,
+    /// Flows that must have completed before this one starts.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Concurrent readers, each with its own source connection.
+    #[serde(default = "one")]
+    pub parallelism: usize,
+    pub source: SourceSpec,
+    #[serde(default)]
+    pub transforms: Vec<TransformSpec>,
+    pub sink: SinkSpec,
+    /// How many rows of this flow may fail (dead-lettered) before the job counts as failed.
+    #[serde(default)]
+    pub max_failed_rows: u64,
 }
 
 fn default_progress_interval() -> Span {
@@ -96,6 +111,9 @@ pub struct SourceSpec {
     pub partition_upper_bound: Option<serde_json::Value>,
     /// How many splits; default: the job's `parallelism`.
     pub partition_num: Option<usize>,
+    /// Read incrementally: only rows whose value in this column (an increasing id or an
+    /// `updated_at`) is at or past the highest value the last successful run read.
+    pub cursor_column: Option<String>,
     /// The plugin's own options, validated by the plugin.
     #[serde(default)]
     pub options: serde_json::Map<String, serde_json::Value>,
@@ -190,7 +208,13 @@ pub struct Spec {
     pub path: PathBuf,
     /// A hash of the file's bytes, recorded in checkpoints.
     pub hash: String,
+    /// The file has `flows:` (rather than one flow's keys at the top).
+    pub multi_flow: bool,
+    /// Indexes into `job.flows` in the order they run.
+    pub order: Vec<usize>,
     locator: Locator,
+    /// Where keys of the flows came from in the file (see [`flows::Origins`]).
+    origins: flows::Origins,
 }
 
 impl Spec {
@@ -247,26 +271,51 @@ impl Spec {
         }
         env::expand_tree(&mut tree, "", env)
             .map_err(|(key, msg)| fail(locator.line(&key), &key, msg))?;
-        let job: JobSpec =
-            from_value(tree).map_err(|e| fail(locator.line(&e.key), &e.key, e.message))?;
-        let spec = Spec {
+        let multi_flow = tree.get("flows").is_some();
+        let origins = flows::normalise(&mut tree);
+        let job: JobSpec = from_value(tree).map_err(|e| {
+            let key = origins.file_key(&e.key);
+            fail(locator.line(&key), &key, e.message)
+        })?;
+        let mut spec = Spec {
             job,
             path: path.to_path_buf(),
             hash: crate::checkpoint::spec_hash(text.as_bytes()),
+            multi_flow,
+            order: Vec::new(),
             locator,
+            origins,
         };
         spec.check()?;
+        spec.order =
+            flows::order(&spec.job.flows).map_err(|(i, key, msg)| spec.flow(i).error(&key, msg))?;
         Ok(spec)
     }
 
-    /// An error about `key` (a full path such as `sink.options.uri`), located in the file.
+    /// An error about `key` (a path in the job's model such as `flows[0].sink.options.uri`),
+    /// reported under the key and line it has in the file.
     pub fn error(&self, key: &str, message: impl Into<String>) -> SpecError {
+        let key = self.origins.file_key(key);
         SpecError {
             file: self.path.display().to_string(),
-            line: self.locator.line(key),
-            key: key.to_string(),
+            line: self.locator.line(&key),
+            key,
             message: message.into(),
         }
+    }
+
+    /// Flow `index` of `job.flows`.
+    pub fn flow(&self, index: usize) -> FlowRef<'_> {
+        FlowRef {
+            spec: self,
+            index,
+            flow: &self.job.flows[index],
+        }
+    }
+
+    /// The flows in the order they run.
+    pub fn flows_in_order(&self) -> impl Iterator<Item = FlowRef<'_>> {
+        self.order.iter().map(|i| self.flow(*i))
     }
 
     /// The dead-letter file: `dead_letter`, or `<name>.dead-letter.jsonl` in the working directory.
@@ -288,23 +337,94 @@ impl Spec {
         if j.name.trim().is_empty() {
             return Err(self.error("name", "must not be empty"));
         }
-        if j.parallelism == 0 {
+        if j.progress_interval.0.is_zero() {
+            return Err(self.error("progress_interval", "must be longer than 0"));
+        }
+        if j.checkpoint.interval.0.is_zero() {
+            return Err(self.error("checkpoint.interval", "must be longer than 0"));
+        }
+        if j.flows.is_empty() {
+            return Err(self.error("flows", "a job needs at least one flow"));
+        }
+        for i in 0..j.flows.len() {
+            self.flow(i).check()?;
+        }
+        Ok(())
+    }
+}
+
+/// One flow of a loaded spec, for reading its keys and reporting errors against them.
+#[derive(Clone, Copy)]
+pub struct FlowRef<'a> {
+    pub spec: &'a Spec,
+    pub index: usize,
+    pub flow: &'a FlowSpec,
+}
+
+impl FlowRef<'_> {
+    /// An error about `key` below the flow (`source.partition_column`), located in the file.
+    pub fn error(&self, key: &str, message: impl Into<String>) -> SpecError {
+        let full = if key.is_empty() {
+            format!("flows[{}]", self.index)
+        } else {
+            format!("flows[{}].{key}", self.index)
+        };
+        self.spec.error(&full, message)
+    }
+
+    /// The name statistics, logs and files use: the job's name for a job of one flow.
+    pub fn label(&self) -> String {
+        if self.spec.multi_flow {
+            format!("{}/{}", self.spec.job.name, self.flow.name)
+        } else {
+            self.spec.job.name.clone()
+        }
+    }
+
+    /// The stem of the flow's checkpoint and cursor files.
+    pub fn state_name(&self) -> String {
+        if self.spec.multi_flow {
+            format!("{}.{}", self.spec.job.name, self.flow.name)
+        } else {
+            self.spec.job.name.clone()
+        }
+    }
+
+    fn check(&self) -> Result<(), SpecError> {
+        let f = self.flow;
+        if f.name.trim().is_empty() {
+            return Err(self.error("name", "must not be empty"));
+        }
+        if !f
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(self.error(
+                "name",
+                format!(
+                    "`{}`: a flow name may only hold letters, digits, `_` and `-`",
+                    f.name
+                ),
+            ));
+        }
+        if f.parallelism == 0 {
             return Err(self.error("parallelism", "must be at least 1"));
         }
-        if j.source.partition_num == Some(0) {
+        if f.source.partition_num == Some(0) {
             return Err(self.error("source.partition_num", "must be at least 1"));
         }
-        if j.source.partition_column.is_none() {
+        if f.source.partition_column.is_none() {
             let stray = [
                 (
                     "partition_lower_bound",
-                    j.source.partition_lower_bound.is_some(),
+                    f.source.partition_lower_bound.is_some(),
                 ),
                 (
                     "partition_upper_bound",
-                    j.source.partition_upper_bound.is_some(),
+                    f.source.partition_upper_bound.is_some(),
                 ),
-                ("partition_num", j.source.partition_num.is_some()),
+                ("partition_num", f.source.partition_num.is_some()),
             ];
             if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
                 return Err(self.error(
@@ -313,25 +433,19 @@ impl Spec {
                 ));
             }
         }
-        if j.sink.parallelism == 0 {
+        if f.sink.parallelism == 0 {
             return Err(self.error("sink.parallelism", "must be at least 1"));
         }
-        if j.sink.max_batch_size == 0 {
+        if f.sink.max_batch_size == 0 {
             return Err(self.error("sink.max_batch_size", "must be at least 1"));
         }
-        if j.sink.max_batch_bytes == Some(0) {
+        if f.sink.max_batch_bytes == Some(0) {
             return Err(self.error("sink.max_batch_bytes", "must be at least 1"));
         }
-        if j.progress_interval.0.is_zero() {
-            return Err(self.error("progress_interval", "must be longer than 0"));
-        }
-        if j.checkpoint.interval.0.is_zero() {
-            return Err(self.error("checkpoint.interval", "must be longer than 0"));
-        }
-        if j.sink.batch_timeout.is_some_and(|t| t.0.is_zero()) {
+        if f.sink.batch_timeout.is_some_and(|t| t.0.is_zero()) {
             return Err(self.error("sink.batch_timeout", "must be longer than 0"));
         }
-        if !j.transforms.is_empty() {
+        if !f.transforms.is_empty() {
             return Err(self.error(
                 "transforms",
                 "WASM transforms are not available in this version of etlhost yet; remove the key",

@@ -1,0 +1,208 @@
+//! Jobs of several flows: dependency order, statistics per flow and in total, defaults inherited
+//! from the top of the file, and errors that point at the file's own lines.
+
+use std::path::PathBuf;
+
+use xtask::services::{
+    BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
+};
+
+use crate::support::{etlhost_with_spec, exec, graph, one, person_table, read_summary, run_job};
+
+/// People and who knows whom; the relationship flow is listed first and must still run second.
+fn social(db: &str, people_query: &str) -> String {
+    format!(
+        "name: social
+source:
+  plugin: mysql
+  options:
+    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
+    user: {MYSQL_USER}
+    password: {MYSQL_PASSWORD}
+sink:
+  plugin: bolt
+  max_retries: 0
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: {db}
+flows:
+  - name: knows
+    after: [people]
+    source:
+      options:
+        table: knows
+    sink:
+      options:
+        query: \"UNWIND $batch AS row MATCH (a:Person {{id: row.a}}) MATCH (b:Person {{id: row.b}}) MERGE (a)-[r:KNOWS]->(b) SET r.since = row.since\"
+  - name: people
+    parallelism: 2
+    source:
+      partition_column: id
+      options:
+        table: person
+    sink:
+      options:
+        setup: [\"CREATE CONSTRAINT person_id IF NOT EXISTS FOR (p:Person) REQUIRE p.id IS UNIQUE\"]
+        query: \"{people_query}\"
+"
+    )
+}
+
+const PEOPLE: &str = "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name";
+
+async fn social_tables(db: &str, people: u64) {
+    let pool = person_table(db, people, "p").await;
+    exec(&pool, "CREATE TABLE knows (a INT, b INT, since INT)").await;
+    exec(
+        &pool,
+        &format!(
+            "INSERT INTO knows SELECT seq, seq + 1, 2000 + seq % 20 FROM seq_1_to_{}",
+            people - 1
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flows_run_after_the_flows_they_depend_on_with_statistics_per_flow() {
+    social_tables("e2e_flows", 1000).await;
+    let g = graph("e2e_flows").await;
+    let summary = run_job("flows", &social("e2e_flows", PEOPLE));
+    let flows = summary["flows"].as_array().unwrap();
+    let names: Vec<&str> = flows.iter().map(|f| f["flow"].as_str().unwrap()).collect();
+    assert_eq!(names, ["people", "knows"]);
+    assert_eq!(flows[0]["read"], 1000);
+    assert_eq!(flows[0]["read_per_reader"].as_array().unwrap().len(), 2);
+    assert_eq!(flows[1]["read"], 999);
+    assert_eq!(summary["read"], 1999);
+    assert_eq!(summary["written"], 1999);
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(
+        one::<i64>(
+            &g,
+            "MATCH (:Person)-[r:KNOWS]->(:Person) RETURN count(r) AS n"
+        )
+        .await,
+        999
+    );
+    assert_eq!(
+        one::<i64>(
+            &g,
+            "MATCH (:Person {id: 7})-[r:KNOWS]->(:Person {id: 8}) RETURN r.since AS n"
+        )
+        .await,
+        2007
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_flow_stops_the_flows_after_it() {
+    social_tables("e2e_flows_fail", 10).await;
+    let g = graph("e2e_flows_fail").await;
+    let summary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("flows_fail.summary.json");
+    let s = summary.display().to_string();
+    let (_, out) = etlhost_with_spec(
+        "run",
+        "flows_fail.yaml",
+        &social(
+            "e2e_flows_fail",
+            "UNWIND $batch AS row MERGE (p:Person {id: row.id) oops",
+        ),
+        &["--summary-json", &s],
+    );
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let summary = read_summary(&summary);
+    let flows = summary["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 1, "`knows` must not run after `people` failed");
+    assert_eq!(flows[0]["failed"], 10);
+    assert_eq!(summary["read"], 10);
+    assert_eq!(summary["failed"], 10);
+    assert!(
+        out.stderr.contains(
+            "error: job failed: flow `people`: 10 rows failed, more than max_failed_rows (0)"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        one::<i64>(&g, "MATCH ()-[r:KNOWS]->() RETURN count(r) AS n").await,
+        0
+    );
+}
+
+fn validate(name: &str, text: &str) -> (String, String) {
+    let (path, out) = etlhost_with_spec("validate", name, text, &[]);
+    (
+        path.display().to_string(),
+        format!("{}{}", out.stdout, out.stderr)
+            .trim_end()
+            .to_string(),
+    )
+}
+
+#[test]
+fn a_job_of_flows_validates_and_names_each_flow() {
+    let (path, out) = validate("flows_ok.yaml", &social("x", PEOPLE));
+    assert_eq!(
+        out,
+        format!("{path}: ok (job 'social': flow 'people': mysql 0.1.0 -> bolt 0.1.0; flow 'knows': mysql 0.1.0 -> bolt 0.1.0)")
+    );
+}
+
+#[test]
+fn flow_errors_point_at_the_file() {
+    let good = social("x", PEOPLE);
+    let (path, err) = validate(
+        "flows_after.yaml",
+        &good.replace("after: [people]", "after: [peeple]"),
+    );
+    assert_eq!(
+        err,
+        format!(
+            "error: {path}:18: flows[0].after[0]: no flow is named `peeple` (flows: knows, people)"
+        )
+    );
+
+    let cyclic = good.replace(
+        "  - name: people\n",
+        "  - name: people\n    after: [knows]\n",
+    );
+    let (path, err) = validate("flows_cycle.yaml", &cyclic);
+    assert_eq!(
+        err,
+        format!("error: {path}:18: flows[0].after: the flows knows, people wait for each other in a cycle")
+    );
+
+    // An option inherited from the top is reported where it is written: at the top.
+    let (path, err) = validate(
+        "flows_inherited.yaml",
+        &good.replace("    uri: bolt://", "    uri: http://"),
+    );
+    assert!(
+        err.starts_with(&format!("error: {path}:12: sink.options.uri: ")),
+        "{err}"
+    );
+
+    let (path, err) = validate(
+        "flows_own.yaml",
+        &good.replace(
+            "      partition_column: id\n",
+            "      partition_column: id\n      partition_num: 0\n",
+        ),
+    );
+    assert_eq!(
+        err,
+        format!("error: {path}:29: flows[1].source.partition_num: must be at least 1")
+    );
+
+    let (path, err) = validate(
+        "flows_dup.yaml",
+        &good.replace("  - name: people", "  - name: knows"),
+    );
+    assert_eq!(
+        err,
+        format!("error: {path}:25: flows[1].name: flow `knows` is already defined (flow 0)")
+    );
+}
