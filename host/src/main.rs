@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use etlhost::job::Job;
-use etlhost::pipeline::{self, describe_split, Control, RunError, StopReason};
+use etlhost::pipeline::{describe_split, Control, RunError, StopReason};
 use etlhost::plan;
 use etlhost::plugin::{self, SourceHandle};
 use etlhost::report;
+use etlhost::run::{self, RunOptions};
 use etlhost::spec::Spec;
 
 /// Declarative data movement: source and sink plugins, wired by a job spec.
@@ -30,6 +31,10 @@ enum Command {
         /// Start over: discard the job's checkpoint instead of resuming from it.
         #[arg(long)]
         fresh: bool,
+        /// Incremental flows read every row instead of starting at their stored cursor (which is
+        /// then stored anew).
+        #[arg(long)]
+        full: bool,
         /// No progress bars or progress blocks (logs still follow RUST_LOG).
         #[arg(long)]
         quiet: bool,
@@ -40,6 +45,52 @@ enum Command {
     Plan { spec: PathBuf },
     /// List the plugins found on the plugin search path.
     Plugins,
+    /// Write a job spec for a database's tables: a node flow per table (MERGE on the primary
+    /// key), relationships from foreign keys and join tables. Option values are written as given,
+    /// so `'${MYSQL_PASSWORD}'` keeps a password out of the file (it is expanded to connect).
+    Init(Box<InitArgs>),
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// The spec to write; .yaml, .yml or .toml decides the format.
+    output: PathBuf,
+    /// The source database, e.g. mysql://127.0.0.1:3306/shop.
+    #[arg(long)]
+    source_url: String,
+    #[arg(long)]
+    source_user: Option<String>,
+    #[arg(long)]
+    source_password: Option<String>,
+    #[arg(long, default_value = "mysql")]
+    source_plugin: String,
+    /// The graph database, e.g. bolt://127.0.0.1:7687.
+    #[arg(long)]
+    sink_uri: String,
+    #[arg(long)]
+    sink_user: Option<String>,
+    #[arg(long)]
+    sink_password: Option<String>,
+    /// The graph database's name (Bolt `db`).
+    #[arg(long)]
+    sink_database: Option<String>,
+    #[arg(long, default_value = "bolt")]
+    sink_plugin: String,
+    /// Only these tables (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    tables: Vec<String>,
+    /// Leave out these tables (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// The job's name; default: the output file's name without extension.
+    #[arg(long)]
+    name: Option<String>,
+    /// Readers per flow (and splits of a table with a numeric primary key).
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Exit codes, documented in README.
@@ -73,14 +124,27 @@ fn main() -> ExitCode {
                 Ok(j) => j,
                 Err(code) => return code,
             };
+            let flows: Vec<String> = job
+                .spec
+                .flows_in_order()
+                .map(|f| {
+                    let p = &job.plugins[f.index];
+                    let route = format!(
+                        "{} {} -> {} {}",
+                        p.source.name, p.source.version, p.sink.name, p.sink.version
+                    );
+                    if job.spec.multi_flow {
+                        format!("flow '{}': {route}", f.flow.name)
+                    } else {
+                        route
+                    }
+                })
+                .collect();
             println!(
-                "{}: ok (job '{}': {} {} -> {} {})",
+                "{}: ok (job '{}': {})",
                 spec.display(),
                 job.spec.job.name,
-                job.source.name,
-                job.source.version,
-                job.sink.name,
-                job.sink.version
+                flows.join("; ")
             );
             ExitCode::SUCCESS
         }
@@ -88,6 +152,7 @@ fn main() -> ExitCode {
             spec,
             summary_json,
             fresh,
+            full,
             quiet,
         } => {
             let job = match load_job(&spec) {
@@ -113,7 +178,12 @@ fn main() -> ExitCode {
                 eprintln!("interrupted: finishing the rows already read (Ctrl-C again to abort)");
                 on_signal.stop(StopReason::Interrupted);
             });
-            let (summary, code) = match pipeline::run(&job, control.clone(), fresh, report_mode) {
+            let opts = RunOptions {
+                fresh,
+                full,
+                report: report_mode,
+            };
+            let (summary, code) = match run::run(&job, control.clone(), &opts) {
                 Ok(s) => (Some(s), ExitCode::SUCCESS),
                 Err(RunError::Config(e)) => {
                     eprintln!("error: {e}");
@@ -161,33 +231,52 @@ fn main() -> ExitCode {
                 Ok(j) => j,
                 Err(code) => return code,
             };
-            let source = match SourceHandle::open(job.source.clone(), &job.spec.job.source.options)
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: cannot start source: {e}");
-                    return ExitCode::from(EXIT_RUN);
+            for flow in job.spec.flows_in_order() {
+                if job.spec.multi_flow {
+                    println!("flow {}:", flow.flow.name);
                 }
-            };
-            match plan::plan(&job.spec, &source) {
-                Ok(splits) => {
-                    println!("{:>5}  {:>14}  RANGE", "SPLIT", "EST. ROWS");
-                    for p in splits {
-                        println!(
-                            "{:>5}  {:>14}  {}",
-                            p.split.id,
-                            p.estimated_rows,
-                            describe_split(&p.split)
-                        );
+                let plugin = job.plugins[flow.index].source.clone();
+                let source = match SourceHandle::open(plugin, &flow.flow.source.options) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: cannot start source: {e}");
+                        return ExitCode::from(EXIT_RUN);
                     }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(EXIT_CONFIG)
+                };
+                let planned = run::cursor_range(flow, &source, false).and_then(|cursor| {
+                    plan::plan(flow, &source, cursor.as_ref()).map_err(RunError::Config)
+                });
+                match planned {
+                    Ok(splits) => {
+                        println!("{:>5}  {:>14}  RANGE", "SPLIT", "EST. ROWS");
+                        for p in splits {
+                            println!(
+                                "{:>5}  {:>14}  {}",
+                                p.split.id,
+                                p.estimated_rows,
+                                describe_split(&p.split)
+                            );
+                        }
+                    }
+                    Err(e @ RunError::Config(_)) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_RUN);
+                    }
                 }
             }
+            ExitCode::SUCCESS
         }
+        Command::Init(args) => match init(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((code, message)) => {
+                eprintln!("error: {message}");
+                ExitCode::from(code)
+            }
+        },
         Command::Plugins => {
             println!(
                 "{:<12} {:<7} {:<9} {:<4} PATH",
@@ -209,4 +298,113 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `etlhost init`: reads the source's catalog through its plugin and writes a spec for it.
+fn init(a: Box<InitArgs>) -> Result<(), (u8, String)> {
+    use serde_json::{Map, Value};
+    let config = |m: String| (EXIT_CONFIG, m);
+    let out = a.output.display().to_string();
+    let format = match a.output.extension().and_then(|e| e.to_str()) {
+        Some("yaml" | "yml") => etlhost::spec::Format::Yaml,
+        Some("toml") => etlhost::spec::Format::Toml,
+        _ => {
+            return Err(config(format!(
+                "{out}: the file name must end in .yaml, .yml or .toml"
+            )))
+        }
+    };
+    if a.output.exists() && !a.force {
+        return Err(config(format!("{out} exists; use --force to replace it")));
+    }
+    let options = |pairs: &[(&str, &Option<String>)]| {
+        let mut m = Map::new();
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                m.insert(k.to_string(), Value::String(v.clone()));
+            }
+        }
+        m
+    };
+    let source_options = options(&[
+        ("url", &Some(a.source_url.clone())),
+        ("user", &a.source_user),
+        ("password", &a.source_password),
+    ]);
+    let sink_options = options(&[
+        ("uri", &Some(a.sink_uri.clone())),
+        ("user", &a.sink_user),
+        ("password", &a.sink_password),
+        ("database", &a.sink_database),
+    ]);
+    // Connect with `${VAR}` expanded; the spec keeps the references.
+    let mut connect = Map::new();
+    for (k, v) in &source_options {
+        let text = v.as_str().unwrap_or_default();
+        let expanded = etlhost::spec::env::expand(text, &|n| std::env::var(n).ok())
+            .map_err(|e| config(format!("--source-{k}: {e}")))?;
+        connect.insert(k.clone(), Value::String(expanded));
+    }
+    // A source instance needs something to read; the catalog is read beside it.
+    connect.insert("query".into(), Value::String("SELECT 1".into()));
+    let path = plugin::resolve(&a.source_plugin, Path::new("."))
+        .map_err(|e| config(format!("--source-plugin: {}", e.0)))?;
+    let p = plugin::load(&path).map_err(|e| config(format!("--source-plugin: {}", e.0)))?;
+    if p.kind != plugin::Kind::Source {
+        return Err(config(format!(
+            "--source-plugin: plugin '{}' ({}) is a {}, not a source",
+            p.name,
+            path.display(),
+            p.kind
+        )));
+    }
+    let source = SourceHandle::open(p.clone(), &connect)
+        .map_err(|e| (EXIT_RUN, format!("cannot start source: {e}")))?;
+    let catalog = source
+        .describe()
+        .map_err(|e| (EXIT_RUN, format!("cannot read the source's tables: {e}")))?;
+    let name = a.name.clone().unwrap_or_else(|| {
+        a.output
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "job".into())
+    });
+    let req = etlhost::init::Request {
+        name,
+        source_plugin: a.source_plugin.clone(),
+        source_options,
+        sink_plugin: a.sink_plugin.clone(),
+        sink_options,
+        parallelism: a.parallelism.max(1),
+        tables: a.tables.clone(),
+        exclude: a.exclude.clone(),
+        format,
+        origin: format!(
+            "{} source {}",
+            p.name,
+            etlhost_plugin_sdk::redact::redact_secrets(&a.source_url, &[])
+        ),
+    };
+    let g = etlhost::init::generate(&catalog, &req).map_err(config)?;
+    if let Some(dir) = a.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| (EXIT_RUN, format!("cannot create {}: {e}", dir.display())))?;
+    }
+    std::fs::write(&a.output, &g.text)
+        .map_err(|e| (EXIT_RUN, format!("cannot write {out}: {e}")))?;
+    for n in &g.notes {
+        eprintln!("note: {n}");
+    }
+    // What was written must load: a generator bug is reported here, not at the first run.
+    Spec::load(&a.output).and_then(Job::prepare).map_err(|e| {
+        (
+            EXIT_INTERNAL,
+            format!("the generated spec does not load: {e}"),
+        )
+    })?;
+    println!(
+        "wrote {out}: {} node flows, {} relationship flows from foreign keys, {} from join tables",
+        g.nodes, g.relationships, g.join_tables
+    );
+    Ok(())
 }

@@ -2,6 +2,9 @@
 //! Run them with `cargo xtask test`, which starts the services and builds everything first.
 
 mod delivery;
+mod flows;
+mod incremental;
+mod init;
 mod plugins;
 mod progress;
 mod resume;

@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use etlhost_plugin_sdk::abi::{self, Instance, OwnedBuf, SinkVTable, SourceVTable, StrRef};
-use etlhost_plugin_sdk::{codec, Batch, ConfigError, KeyBounds, PlanRequest, Split};
+use etlhost_plugin_sdk::{
+    codec, Batch, Catalog, ConfigError, CursorRange, KeyBounds, PlanRequest, Split, Value,
+};
 
 use super::{Kind, Plugin};
 
@@ -107,17 +109,51 @@ impl SourceHandle {
         &self.plugin
     }
 
-    pub fn key_bounds(&self, column: &str) -> Result<KeyBounds, PluginError> {
-        let req = serde_json::to_vec(&PlanRequest::KeyBounds {
-            column: column.to_string(),
-        })
-        .expect("requests serialise");
+    pub fn key_bounds(
+        &self,
+        column: &str,
+        cursor: Option<&CursorRange>,
+    ) -> Result<KeyBounds, PluginError> {
+        self.call(
+            &PlanRequest::KeyBounds {
+                column: column.to_string(),
+                cursor: cursor.cloned(),
+            },
+            "key bounds",
+        )
+    }
+
+    /// The bounds of an incremental read's cursor column from `from` on.
+    pub fn cursor_bounds(
+        &self,
+        column: &str,
+        from: Option<&Value>,
+    ) -> Result<KeyBounds, PluginError> {
+        self.call(
+            &PlanRequest::CursorBounds {
+                column: column.to_string(),
+                from: from.cloned(),
+            },
+            "cursor bounds",
+        )
+    }
+
+    pub fn describe(&self) -> Result<Catalog, PluginError> {
+        self.call(&PlanRequest::Describe, "catalog")
+    }
+
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: &PlanRequest,
+        what: &str,
+    ) -> Result<T, PluginError> {
+        let req = serde_json::to_vec(request).expect("requests serialise");
         let mut out = OwnedBuf::EMPTY;
         // SAFETY: ABI contract; the instance is live while self is.
         let status = unsafe { (self.vt.call)(self.inst, StrRef::new(&req), &mut out) };
         let bytes = self.plugin.output(status, out)?;
         serde_json::from_slice(&bytes)
-            .map_err(|e| self.plugin.malformed(format!("malformed key bounds: {e}")))
+            .map_err(|e| self.plugin.malformed(format!("malformed {what}: {e}")))
     }
 
     pub fn open_split(self: &Arc<Self>, split: &Split) -> Result<ReaderHandle, PluginError> {
