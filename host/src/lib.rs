@@ -24,3 +24,4 @@ pub mod report;
 pub mod run;
 pub mod spec;
 pub mod stats;
+pub mod transform;

@@ -19,6 +19,8 @@ use crate::plugin::{SinkHandle, SourceHandle};
 use crate::report;
 use crate::spec::FlowRef;
 use crate::stats::{Counters, Summary};
+use crate::transform::engine::{Grants, Request};
+use crate::transform::Transforms;
 
 /// How a run was asked for on the command line.
 #[derive(Debug, Clone)]
@@ -138,6 +140,53 @@ pub fn cursor_range(
     }))
 }
 
+/// Compiles (or loads from the cache) the flow's transforms and checks that each accepts its config.
+fn load_transforms(flow: FlowRef<'_>) -> Result<Option<Arc<Transforms>>, RunError> {
+    let f = flow.flow;
+    if f.transforms.is_empty() {
+        return Ok(None);
+    }
+    let requests = f
+        .transforms
+        .iter()
+        .map(|t| Request {
+            name: t.name.clone(),
+            component: flow.spec.dir().join(&t.component),
+            config: serde_json::Value::Object(t.config.clone()).to_string(),
+            deadline: t.deadline.0,
+            memory: t.memory_mib << 20,
+            grants: Grants {
+                env: t.allow.env.clone(),
+                read_dirs: t
+                    .allow
+                    .read_dirs
+                    .iter()
+                    .map(|d| (d.clone(), d.display().to_string()))
+                    .collect(),
+                network: t.allow.network,
+            },
+        })
+        .collect();
+    let cache = flow
+        .spec
+        .job
+        .checkpoint
+        .dir
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("cache");
+    let t = Transforms::load(requests, &cache).map_err(|e| {
+        RunError::Config(flow.error(&format!("transforms[{}].{}", e.index, e.key), e.message))
+    })?;
+    crate::transform::worker::check(&t).map_err(|(i, m)| {
+        RunError::Config(flow.error(
+            &format!("transforms[{i}].config"),
+            format!("transform `{}` {m}", f.transforms[i].name),
+        ))
+    })?;
+    Ok(Some(Arc::new(t)))
+}
+
 fn describe_cursor(v: &Option<Value>) -> String {
     v.as_ref()
         .map_or_else(|| "the first row".to_string(), Value::to_string)
@@ -204,6 +253,7 @@ pub fn run_flow(
         ));
     }
 
+    let transforms = load_transforms(flow)?;
     let source = SourceHandle::open(plugins.source.clone(), &f.source.options)
         .map_err(|e| RunError::Start(format!("cannot start source: {e}")))?;
     let sinks = (0..f.sink.parallelism)
@@ -278,7 +328,15 @@ pub fn run_flow(
         base,
     });
     let reporter = report::Reporter::start(opts.report, &label, counters.clone(), estimated);
-    let summary = execute(Arc::new(source), sinks, splits, settings, control, counters);
+    let summary = execute(
+        Arc::new(source),
+        sinks,
+        splits,
+        settings,
+        control,
+        counters,
+        transforms,
+    );
     reporter.finish();
     if !summary.balances() {
         return Err(RunError::Internal(Box::new(summary)));

@@ -15,6 +15,8 @@ pub struct Counters {
     pub written: AtomicU64,
     pub failed: AtomicU64,
     pub filtered: AtomicU64,
+    /// Rows transforms emitted beyond one per input row (expanded rows, rows held until finish).
+    pub added: AtomicU64,
     pub batches: AtomicU64,
     /// Sink calls tried again after a transient error.
     pub retries: AtomicU64,
@@ -50,6 +52,7 @@ pub struct Summary {
     pub written: u64,
     pub failed: u64,
     pub filtered: u64,
+    pub added: u64,
     pub batches: u64,
     pub retries: u64,
     pub rows_per_sec: f64,
@@ -118,6 +121,7 @@ impl Summary {
             written,
             failed: get(&c.failed),
             filtered: get(&c.filtered),
+            added: get(&c.added),
             batches: get(&c.batches),
             retries: get(&c.retries),
             rows_per_sec: if duration > 0.0 {
@@ -158,6 +162,7 @@ impl Summary {
             written,
             failed: sum(|s| s.failed),
             filtered: sum(|s| s.filtered),
+            added: sum(|s| s.added),
             batches: sum(|s| s.batches),
             retries: sum(|s| s.retries),
             rows_per_sec: if duration > 0.0 {
@@ -172,9 +177,10 @@ impl Summary {
         }
     }
 
-    /// Every row read is written, failed (and dead-lettered) or filtered, whatever the outcome.
+    /// Every row read (or added by a transform) is written, failed (and dead-lettered) or
+    /// filtered, whatever the outcome.
     pub fn balances(&self) -> bool {
-        self.read == self.written + self.failed + self.filtered
+        self.read + self.added == self.written + self.failed + self.filtered
             && self.flows.iter().all(Summary::balances)
     }
 }
@@ -184,7 +190,7 @@ impl fmt::Display for Summary {
         writeln!(f, "***********************************************")?;
         writeln!(f, "           Job Statistic Information")?;
         writeln!(f, "***********************************************")?;
-        let rows: [(&str, String); 13] = [
+        let rows: [(&str, String); 14] = [
             (
                 "Job",
                 match &self.flow {
@@ -200,6 +206,7 @@ impl fmt::Display for Summary {
             ("Rows Written", self.written.to_string()),
             ("Rows Failed", self.failed.to_string()),
             ("Rows Filtered", self.filtered.to_string()),
+            ("Rows Added", self.added.to_string()),
             ("Batches Written", self.batches.to_string()),
             ("Write Retries", self.retries.to_string()),
             ("Rows/s", format!("{:.0}", self.rows_per_sec)),

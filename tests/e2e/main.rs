@@ -12,3 +12,4 @@ mod spec_errors;
 mod splits;
 mod support;
 mod transfer;
+mod transforms;

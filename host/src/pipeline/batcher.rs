@@ -80,7 +80,11 @@ pub fn run(input: Receiver<Chunk>, output: Sender<Work>, limits: Limits) {
                 p.bytes += row.iter().map(|v| v.approx_size()).sum::<usize>();
             }
             p.work.batch.rows.push(row);
-            p.work.origin.push((chunk.split, chunk.first + i as u64));
+            let seq = match &chunk.origins {
+                Some(o) => o[i],
+                None => chunk.first + i as u64,
+            };
+            p.work.origin.push((chunk.split, seq));
             if p.work.batch.rows.len() >= limits.rows
                 || limits.bytes.is_some_and(|max| p.bytes >= max)
             {
@@ -119,6 +123,7 @@ mod tests {
             tx.send(Chunk {
                 split: 0,
                 first: (id - size as i64) as u64,
+                origins: None,
                 batch: Batch {
                     schema: schema(),
                     rows,
@@ -170,6 +175,7 @@ mod tests {
             .send(Chunk {
                 split: 0,
                 first: 0,
+                origins: None,
                 batch: Batch {
                     schema: schema(),
                     rows: vec![vec![Value::Int(1)]],

@@ -28,8 +28,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -39,6 +40,8 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::plugin::{PluginError, ReaderHandle, SinkHandle, SourceHandle};
 use crate::spec::{FlowRef, WriteMode};
 use crate::stats::{Counters, Summary};
+use crate::transform::worker::{Applied, FINISH};
+use crate::transform::{Outcome, Transforms};
 
 pub use deadletter::DeadLetter;
 pub use reader::describe as describe_split;
@@ -175,6 +178,12 @@ pub struct Shared {
     pub control: Arc<Control>,
     pub dead_letter: DeadLetter,
     acks: acks::Acks,
+    /// The flow's transforms; each reader runs its own chain of instances.
+    transforms: Option<Arc<Transforms>>,
+    /// Input rows a transform turned into several rows (or rows and failures), by (split, row):
+    /// how many are still to be acknowledged before the input row is.
+    copies: Mutex<HashMap<(u32, u64), usize>>,
+    has_copies: AtomicBool,
     /// Wakes the checkpointer when a split completes.
     checkpoint_tx: Option<crossbeam_channel::Sender<Tick>>,
     error: Mutex<Option<String>>,
@@ -186,6 +195,97 @@ enum Tick {
 }
 
 impl Shared {
+    /// One output (or outcome) of input row `seq` of `split` is behind us. Returns whether that
+    /// was the last, so that the input row can be acknowledged.
+    fn release(&self, split: u32, seq: u64) -> bool {
+        if seq == FINISH {
+            return false;
+        }
+        if !self.has_copies.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut copies = self.copies.lock().expect("copies poisoned");
+        match copies.get_mut(&(split, seq)) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                copies.remove(&(split, seq));
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Books what a reader's transforms did to a chunk of `split`: rows added, dropped and failed.
+    fn transformed(&self, split: u32, inputs: u64, applied: &Applied) {
+        let outputs = applied.origins.len() + applied.outcomes.len();
+        let finish = applied.origins.first() == Some(&FINISH)
+            || matches!(
+                applied.outcomes.first(),
+                Some(Outcome::Dropped { origin: FINISH })
+                    | Some(Outcome::Failed { origin: FINISH, .. })
+            );
+        if finish {
+            Counters::add(&self.counters.added, outputs);
+        } else if outputs as u64 != inputs || applied.origins.windows(2).any(|w| w[0] >= w[1]) {
+            let mut per: HashMap<u64, usize> = HashMap::new();
+            let from_outcomes = applied.outcomes.iter().map(|o| match o {
+                Outcome::Dropped { origin } | Outcome::Failed { origin, .. } => *origin,
+            });
+            for o in applied.origins.iter().copied().chain(from_outcomes) {
+                *per.entry(o).or_default() += 1;
+            }
+            let mut copies = self.copies.lock().expect("copies poisoned");
+            for (o, n) in per.into_iter().filter(|(_, n)| *n > 1) {
+                Counters::add(&self.counters.added, n - 1);
+                copies.insert((split, o), n);
+                self.has_copies.store(true, Ordering::Release);
+            }
+        }
+        for outcome in &applied.outcomes {
+            let origin = match outcome {
+                Outcome::Dropped { origin } => {
+                    Counters::add(&self.counters.filtered, 1);
+                    *origin
+                }
+                Outcome::Failed {
+                    origin,
+                    transform,
+                    row,
+                    reason,
+                } => {
+                    Counters::add(&self.counters.failed, 1);
+                    let text = format!("transform {transform}: {reason}");
+                    tracing::warn!(
+                        split,
+                        "a row failed in a transform and was dead-lettered: {text}"
+                    );
+                    if let Err(io) = self.dead_letter.record(
+                        row,
+                        &[0],
+                        &[(split, *origin)],
+                        &format!("transform {transform}"),
+                        &text,
+                    ) {
+                        self.fail(format!(
+                            "cannot write failed rows to the dead-letter file {}: {io}",
+                            self.dead_letter.path().display()
+                        ));
+                    }
+                    *origin
+                }
+            };
+            if self.release(split, origin) && self.acks.ack(split, origin, origin + 1) {
+                self.split_complete(split);
+            }
+        }
+        if self.counters.failed.load(Ordering::SeqCst) > self.settings.max_failed_rows {
+            self.control.stop(StopReason::TooManyFailedRows);
+        }
+    }
+
     /// A split is read and every row of it acknowledged.
     fn split_complete(&self, split: u32) {
         tracing::info!(split, "split complete");
@@ -232,8 +332,8 @@ impl std::fmt::Display for RunError {
             ),
             RunError::Internal(s) => write!(
                 f,
-                "internal error: rows read ({}) != written ({}) + failed ({}) + filtered ({})",
-                s.read, s.written, s.failed, s.filtered
+                "internal error: rows read ({}) + added ({}) != written ({}) + failed ({}) + filtered ({})",
+                s.read, s.added, s.written, s.failed, s.filtered
             ),
         }
     }
@@ -249,6 +349,7 @@ pub fn execute(
     settings: Settings,
     control: Arc<Control>,
     counters: Arc<Counters>,
+    transforms: Option<Arc<Transforms>>,
 ) -> Summary {
     let start = SystemTime::now();
     let readers = settings.readers.max(1);
@@ -268,6 +369,9 @@ pub fn execute(
             start,
         ),
         acks: acks::Acks::default(),
+        transforms,
+        copies: Mutex::new(HashMap::new()),
+        has_copies: AtomicBool::new(false),
         checkpoint_tx: settings.checkpoint.as_ref().map(|_| tick_tx.clone()),
         settings,
         control,

@@ -7,12 +7,15 @@ use etlhost_plugin_sdk::{Batch, Split};
 
 use super::{acks, Shared, SourceSide};
 use crate::stats::Counters;
+use crate::transform::worker::{Chain, FINISH};
 
-/// Rows of one split, as read: row numbers `first..first + batch.len()` of the split.
+/// Rows of one split, as read: row numbers `first..first + batch.len()` of the split, or, after
+/// transforms, the row numbers in `origins` (one per row; repeated for an expanded row).
 pub struct Chunk {
     pub split: u32,
     pub first: u64,
     pub batch: Batch,
+    pub origins: Option<Vec<u64>>,
 }
 
 pub fn run(
@@ -22,8 +25,12 @@ pub fn run(
     out: Sender<Chunk>,
     shared: &Shared,
 ) {
+    // This reader's own instances of the flow's transforms: one store each, never shared.
+    let mut chain = shared.transforms.clone().map(Chain::new);
+    let mut last_split = 0;
     while !shared.control.stopping() {
         let Ok(split) = splits.try_recv() else { break };
+        last_split = split.id;
         let range = describe(&split);
         tracing::info!(split = split.id, reader, range = %range, "split started");
         let mut rows = 0u64;
@@ -44,12 +51,27 @@ pub fn run(
                 Counters::add(&shared.counters.read, n);
                 Counters::add(&shared.counters.per_reader[reader], n);
                 rows += n as u64;
-                let chunk = Chunk {
-                    split: split.id,
-                    first,
-                    batch,
+                let chunk = match chain.as_mut() {
+                    None => Chunk {
+                        split: split.id,
+                        first,
+                        batch,
+                        origins: None,
+                    },
+                    Some(c) => {
+                        let applied = c.apply(batch, (first..first + n as u64).collect());
+                        shared.transformed(split.id, n as u64, &applied);
+                        Chunk {
+                            split: split.id,
+                            first,
+                            batch: applied.batch,
+                            origins: Some(applied.origins),
+                        }
+                    }
                 };
-                out.send(chunk).expect("the batcher outlives the readers");
+                if !chunk.batch.rows.is_empty() {
+                    out.send(chunk).expect("the batcher outlives the readers");
+                }
                 if shared.control.stopping() {
                     tracing::info!(split = split.id, reader, rows, "stopped reading split");
                     return Ok(false);
@@ -71,6 +93,21 @@ pub fn run(
                     split.id
                 ));
                 break;
+            }
+        }
+    }
+    // What stateful transforms still hold; these rows belong to no split's progress.
+    if let Some(c) = chain.as_mut() {
+        for applied in c.finish() {
+            shared.transformed(last_split, 0, &applied);
+            if !applied.batch.rows.is_empty() {
+                let chunk = Chunk {
+                    split: last_split,
+                    first: FINISH,
+                    batch: applied.batch,
+                    origins: Some(applied.origins),
+                };
+                out.send(chunk).expect("the batcher outlives the readers");
             }
         }
     }

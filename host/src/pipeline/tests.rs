@@ -162,6 +162,7 @@ fn run_fake(
         settings,
         Arc::new(Control::default()),
         Arc::new(Counters::new(readers)),
+        None,
     );
     let w = written.lock().unwrap().clone();
     (summary, w)
@@ -257,6 +258,7 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
         settings,
         control,
         Arc::new(Counters::new(2)),
+        None,
     );
     assert_eq!(s.status, "interrupted");
     assert_eq!(s.read, 0, "nothing is read once stopped");

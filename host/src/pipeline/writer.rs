@@ -71,6 +71,10 @@ fn acknowledge(work: &Work, rows: &[usize], shared: &Shared) {
     };
     for &i in rows {
         let (split, seq) = work.origin[i];
+        // A row a transform made several of is behind us once all of them are.
+        if !shared.release(split, seq) {
+            continue;
+        }
         run = match run {
             Some((s, a, b)) if s == split && b == seq => Some((s, a, b + 1)),
             Some(r) => {

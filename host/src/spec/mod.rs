@@ -171,10 +171,42 @@ fn default_backoff() -> Span {
 #[serde(deny_unknown_fields)]
 pub struct TransformSpec {
     pub name: String,
-    /// Path to a WASM component.
+    /// Path to a WASM component (relative to the spec's folder).
     pub component: String,
+    /// Handed to the transform's `init` as JSON text.
     #[serde(default)]
     pub config: serde_json::Map<String, serde_json::Value>,
+    /// The longest one call may take before it is stopped and its rows retried apart.
+    #[serde(default = "default_deadline")]
+    pub deadline: Span,
+    /// Linear memory per instance, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: usize,
+    /// What the transform may reach outside its sandbox; nothing by default.
+    #[serde(default)]
+    pub allow: AllowSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowSpec {
+    /// Environment variables passed in by name.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Host directories the transform may read, seen under the same path.
+    #[serde(default)]
+    pub read_dirs: Vec<PathBuf>,
+    /// Outbound network access.
+    #[serde(default)]
+    pub network: bool,
+}
+
+fn default_deadline() -> Span {
+    Span(std::time::Duration::from_secs(5))
+}
+
+fn default_memory_mib() -> usize {
+    64
 }
 
 /// An error in a spec, located as precisely as the host can.
@@ -445,11 +477,24 @@ impl FlowRef<'_> {
         if f.sink.batch_timeout.is_some_and(|t| t.0.is_zero()) {
             return Err(self.error("sink.batch_timeout", "must be longer than 0"));
         }
-        if !f.transforms.is_empty() {
-            return Err(self.error(
-                "transforms",
-                "WASM transforms are not available in this version of etlhost yet; remove the key",
-            ));
+        for (i, t) in f.transforms.iter().enumerate() {
+            if t.deadline.0.is_zero() {
+                return Err(self.error(
+                    &format!("transforms[{i}].deadline"),
+                    "must be longer than 0",
+                ));
+            }
+            if t.memory_mib == 0 {
+                return Err(
+                    self.error(&format!("transforms[{i}].memory_mib"), "must be at least 1")
+                );
+            }
+            if f.transforms[..i].iter().any(|u| u.name == t.name) {
+                return Err(self.error(
+                    &format!("transforms[{i}].name"),
+                    format!("transform `{}` is already in this flow", t.name),
+                ));
+            }
         }
         Ok(())
     }

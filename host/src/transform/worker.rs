@@ -1,0 +1,365 @@
+//! One reader's chain of transform instances, one store each, and what happens to rows that make a
+//! call fail.
+//!
+//! A call that traps (a panic, the memory limit, the deadline) or returns `err` is retried with
+//! each half of its rows on a fresh instance, down to single rows: exactly the rows that fail it
+//! are reported, with the reason, and every other row goes on. A trapped instance is never called
+//! again; its replacement is initialised with the same config (a stateful transform loses what it
+//! held, which is why `finish` should only flush, never be needed for correctness of other rows).
+
+use std::sync::Arc;
+
+use etlhost_plugin_sdk::{Batch, Column, Row, Schema};
+use wasmtime::Store;
+
+use super::engine::{wit, State, Transforms, TICK};
+use super::values::{column_from_wit, column_to_wit, from_wit, to_wit};
+
+/// Rows of an input batch that did not come out as rows.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Dropped on purpose (counted as filtered).
+    Dropped { origin: u64 },
+    /// Failed in `transform`: the row as that transform saw it, and why.
+    Failed {
+        origin: u64,
+        transform: String,
+        row: Batch,
+        reason: String,
+    },
+}
+
+/// The rows a chain hands on, with the input row each came from.
+pub struct Applied {
+    pub batch: Batch,
+    pub origins: Vec<u64>,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Origin of rows a transform emits at `finish`, which come from no input row.
+pub const FINISH: u64 = u64::MAX;
+
+struct Live {
+    store: Store<State>,
+    bindings: wit::Transform,
+}
+
+pub struct Chain {
+    transforms: Arc<Transforms>,
+    live: Vec<Option<Live>>,
+}
+
+impl Chain {
+    pub fn new(transforms: Arc<Transforms>) -> Chain {
+        let n = transforms.list.len();
+        Chain {
+            transforms,
+            live: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    /// Runs `batch` (rows numbered by `origins`) through every transform in order.
+    pub fn apply(&mut self, batch: Batch, origins: Vec<u64>) -> Applied {
+        self.apply_from(0, batch, origins)
+    }
+
+    fn apply_from(&mut self, first: usize, batch: Batch, origins: Vec<u64>) -> Applied {
+        let mut cur = Applied {
+            batch,
+            origins,
+            outcomes: Vec::new(),
+        };
+        for i in first..self.live.len() {
+            if cur.batch.rows.is_empty() {
+                break;
+            }
+            let mut next = self.stage(i, cur.batch, cur.origins);
+            cur.outcomes.append(&mut next.outcomes);
+            cur.batch = next.batch;
+            cur.origins = next.origins;
+        }
+        cur
+    }
+
+    /// End of input: what each transform still holds, through the transforms after it.
+    pub fn finish(&mut self) -> Vec<Applied> {
+        let mut out = Vec::new();
+        for i in 0..self.live.len() {
+            let name = self.transforms.list[i].name.clone();
+            let Some(live) = self.live[i].as_mut() else {
+                continue;
+            };
+            live.store.set_epoch_deadline(ticks(&self.transforms, i));
+            let held = match live.bindings.call_finish(&mut live.store) {
+                Ok(Ok(b)) => b,
+                Ok(Err(msg)) => {
+                    tracing::warn!(transform = %name, "finish returned an error: {msg}");
+                    continue;
+                }
+                Err(e) => {
+                    let reason = describe(&e, &self.transforms, i, live);
+                    tracing::warn!(transform = %name, "finish failed: {reason}");
+                    self.live[i] = None;
+                    continue;
+                }
+            };
+            if held.rows.is_empty() {
+                continue;
+            }
+            let schema: Schema = held.columns.into_iter().map(column_from_wit).collect();
+            let rows: Vec<Row> = held
+                .rows
+                .into_iter()
+                .map(|r| r.into_iter().map(from_wit).collect())
+                .collect();
+            let origins = vec![FINISH; rows.len()];
+            out.push(self.apply_from(i + 1, Batch { schema, rows }, origins));
+        }
+        out
+    }
+
+    /// Transform `i` over a batch: outputs in input order.
+    fn stage(&mut self, i: usize, batch: Batch, origins: Vec<u64>) -> Applied {
+        let mut acc = Acc {
+            schema: None,
+            rows: Vec::new(),
+            origins: Vec::new(),
+            outcomes: Vec::new(),
+        };
+        let all: Vec<usize> = (0..batch.rows.len()).collect();
+        let columns: Vec<wit::Column> = batch.schema.iter().map(column_to_wit).collect();
+        self.call_rows(i, &batch, &columns, &origins, &all, &mut acc);
+        let schema = acc.schema.unwrap_or_else(|| batch.schema.clone());
+        Applied {
+            batch: Batch {
+                schema,
+                rows: acc.rows,
+            },
+            origins: acc.origins,
+            outcomes: acc.outcomes,
+        }
+    }
+
+    fn call_rows(
+        &mut self,
+        i: usize,
+        batch: &Batch,
+        columns: &[wit::Column],
+        origins: &[u64],
+        idx: &[usize],
+        acc: &mut Acc,
+    ) {
+        let input = wit::Batch {
+            columns: columns.to_vec(),
+            rows: idx
+                .iter()
+                .map(|&r| batch.rows[r].iter().map(to_wit).collect())
+                .collect(),
+        };
+        let name = self.transforms.list[i].name.clone();
+        match self.call(i, &input) {
+            Ok(out) if out.outcomes.len() == idx.len() => {
+                let out_schema: Schema = if out.columns.is_empty() {
+                    batch.schema.clone()
+                } else {
+                    out.columns.into_iter().map(column_from_wit).collect()
+                };
+                let schema = acc.schema.get_or_insert_with(|| out_schema.clone()).clone();
+                for (k, outcome) in out.outcomes.into_iter().enumerate() {
+                    let r = idx[k];
+                    let origin = origins[r];
+                    let fail = |reason: String| Outcome::Failed {
+                        origin,
+                        transform: name.clone(),
+                        row: one_row(batch, r),
+                        reason,
+                    };
+                    let emit = |row: Row, acc: &mut Acc| {
+                        if row.len() == schema.len() {
+                            acc.rows.push(row);
+                            acc.origins.push(origin);
+                            None
+                        } else {
+                            Some(format!(
+                                "returned a row of {} values for {} columns",
+                                row.len(),
+                                schema.len()
+                            ))
+                        }
+                    };
+                    let problem = match outcome {
+                        wit::Outcome::Keep if !same_columns(&schema, &batch.schema) => Some(
+                            "kept a row, but its output columns differ from the input's".into(),
+                        ),
+                        wit::Outcome::Keep => emit(batch.rows[r].clone(), acc),
+                        wit::Outcome::Replace(row) => {
+                            emit(row.into_iter().map(from_wit).collect(), acc)
+                        }
+                        wit::Outcome::Expand(rows) if rows.is_empty() => {
+                            acc.outcomes.push(Outcome::Dropped { origin });
+                            None
+                        }
+                        wit::Outcome::Expand(rows) => rows
+                            .into_iter()
+                            .find_map(|row| emit(row.into_iter().map(from_wit).collect(), acc)),
+                        wit::Outcome::Drop => {
+                            acc.outcomes.push(Outcome::Dropped { origin });
+                            None
+                        }
+                        wit::Outcome::Error(reason) => Some(reason),
+                    };
+                    if let Some(reason) = problem {
+                        // Rows this input already produced are taken back: it failed as a whole.
+                        while acc.origins.last() == Some(&origin) && origin != FINISH {
+                            acc.origins.pop();
+                            acc.rows.pop();
+                        }
+                        acc.outcomes.push(fail(reason));
+                    }
+                }
+            }
+            Ok(out) => self.split_or_fail(
+                i,
+                batch,
+                columns,
+                origins,
+                idx,
+                acc,
+                format!(
+                    "returned {} outcomes for {} rows",
+                    out.outcomes.len(),
+                    idx.len()
+                ),
+            ),
+            Err(reason) => self.split_or_fail(i, batch, columns, origins, idx, acc, reason),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn split_or_fail(
+        &mut self,
+        i: usize,
+        batch: &Batch,
+        columns: &[wit::Column],
+        origins: &[u64],
+        idx: &[usize],
+        acc: &mut Acc,
+        reason: String,
+    ) {
+        if idx.len() > 1 {
+            tracing::debug!(
+                transform = %self.transforms.list[i].name,
+                rows = idx.len(),
+                "call failed ({reason}); retrying in halves"
+            );
+            let (left, right) = idx.split_at(idx.len() / 2);
+            self.call_rows(i, batch, columns, origins, left, acc);
+            self.call_rows(i, batch, columns, origins, right, acc);
+        } else {
+            let r = idx[0];
+            acc.outcomes.push(Outcome::Failed {
+                origin: origins[r],
+                transform: self.transforms.list[i].name.clone(),
+                row: one_row(batch, r),
+                reason,
+            });
+        }
+    }
+
+    /// One `process` call on transform `i`'s instance, made (and initialised) if there is none.
+    fn call(&mut self, i: usize, input: &wit::Batch) -> Result<wit::Output, String> {
+        if self.live[i].is_none() {
+            self.live[i] = Some(instantiate(&self.transforms, i)?);
+        }
+        let live = self.live[i].as_mut().expect("just made");
+        live.store.set_epoch_deadline(ticks(&self.transforms, i));
+        match live.bindings.call_process(&mut live.store, input) {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(msg)) => Err(format!("returned an error: {msg}")),
+            Err(e) => {
+                let reason = describe(&e, &self.transforms, i, live);
+                // A trapped instance may be in any state: never call it again.
+                self.live[i] = None;
+                Err(reason)
+            }
+        }
+    }
+}
+
+struct Acc {
+    schema: Option<Schema>,
+    rows: Vec<Row>,
+    origins: Vec<u64>,
+    outcomes: Vec<Outcome>,
+}
+
+fn same_columns(a: &[Column], b: &[Column]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name)
+}
+
+fn one_row(batch: &Batch, r: usize) -> Batch {
+    Batch {
+        schema: batch.schema.clone(),
+        rows: vec![batch.rows[r].clone()],
+    }
+}
+
+fn ticks(t: &Transforms, i: usize) -> u64 {
+    (t.list[i].deadline.as_nanos() / TICK.as_nanos()) as u64 + 1
+}
+
+/// Instantiates every transform once with its config, so a config the transform refuses is an
+/// error before any row moves. `Err` is `(transform index, message)`.
+pub fn check(t: &Transforms) -> Result<(), (usize, String)> {
+    for i in 0..t.list.len() {
+        instantiate(t, i).map_err(|m| (i, m))?;
+    }
+    Ok(())
+}
+
+/// A fresh instance of transform `i`, initialised with its config.
+fn instantiate(t: &Transforms, i: usize) -> Result<Live, String> {
+    let c = &t.list[i];
+    let mut store = t.store(i);
+    store.set_epoch_deadline(ticks(t, i));
+    let bindings = c
+        .pre
+        .instantiate(&mut store)
+        .map_err(|e| format!("cannot instantiate: {e:#}"))?;
+    let mut live = Live { store, bindings };
+    match live.bindings.call_init(&mut live.store, &c.config) {
+        Ok(Ok(())) => Ok(live),
+        Ok(Err(msg)) => Err(format!("refused its config: {msg}")),
+        Err(e) => Err(format!("init failed: {}", describe(&e, t, i, &live))),
+    }
+}
+
+/// Why a call did not return: the deadline, the memory limit, or a trap with the guest's last
+/// words on stderr (a Rust guest's panic message).
+fn describe(e: &wasmtime::Error, t: &Transforms, i: usize, live: &Live) -> String {
+    let c = &t.list[i];
+    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return format!("ran past its deadline of {:?}", c.deadline);
+    }
+    let text = format!("{e:#}");
+    if text.contains("growing memory") {
+        return format!("exceeded its memory limit of {} MiB", c.memory >> 20);
+    }
+    let stderr = live.store.data().stderr.contents();
+    let said = String::from_utf8_lossy(&stderr);
+    // A Rust panic prints `thread ... panicked at file:line:`, the message, then a note.
+    let lines: Vec<&str> = said
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: "))
+        .collect();
+    let last = (!lines.is_empty()).then(|| lines[lines.len().saturating_sub(2)..].join(" "));
+    let trap = e.downcast_ref::<wasmtime::Trap>().map_or_else(
+        || text.lines().next().unwrap_or("").to_string(),
+        |t| t.to_string(),
+    );
+    match last {
+        Some(l) => format!("trapped ({trap}): {l}"),
+        None => format!("trapped: {trap}"),
+    }
+}

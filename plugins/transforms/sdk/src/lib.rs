@@ -1,0 +1,102 @@
+//! # etlhost transform SDK (Rust guests)
+//!
+//! A transform reshapes rows between an etlhost source and sink, compiled to a WASM component for
+//! `wasm32-wasip2`. Implement [`Transform`] and export it:
+//!
+//! ```ignore
+//! struct Upper;
+//! impl etlhost_transform::Transform for Upper {
+//!     fn new(_config: &str) -> Result<Self, String> { Ok(Upper) }
+//!     fn process(&mut self, input: Batch) -> Result<Output, String> {
+//!         let outcomes = input.rows.into_iter().map(|row| Outcome::Replace(
+//!             row.into_iter().map(|v| match v { Value::Text(s) => Value::Text(s.to_uppercase()), v => v }).collect()
+//!         )).collect();
+//!         Ok(Output { columns: input.columns, outcomes })
+//!     }
+//! }
+//! etlhost_transform::transform!(Upper);
+//! ```
+//!
+//! The interface is `wit/transform.wit` (`etlhost:transform@0.1.0`): whole batches in, one
+//! [`Outcome`] per input row out, `finish` at the end of the stream.
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "transform",
+        path: "../../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "etlhost_transform::bindings",
+    });
+}
+
+pub use bindings::etlhost::transform::types::{Batch, Column, ColumnType, Outcome, Output, Value};
+#[doc(hidden)]
+pub use bindings::{export, Guest};
+
+/// One row: a value per column.
+pub type Row = Vec<Value>;
+
+/// A transform. One instance per host worker; `new` runs once per instance with the spec's
+/// `config` (JSON text).
+pub trait Transform: Sized + 'static {
+    fn new(config: &str) -> Result<Self, String>;
+
+    /// One outcome per input row, in order. `Err` fails the call: the host retries its rows apart
+    /// to find the ones that cause it, so prefer `Outcome::Error` for a single bad row.
+    fn process(&mut self, input: Batch) -> Result<Output, String>;
+
+    /// End of stream: rows held back (for stateful transforms).
+    fn finish(&mut self) -> Result<Batch, String> {
+        Ok(Batch {
+            columns: Vec::new(),
+            rows: Vec::new(),
+        })
+    }
+}
+
+/// The index of column `name`, or an error naming the columns there are.
+pub fn column_index(columns: &[Column], name: &str) -> Result<usize, String> {
+    columns.iter().position(|c| c.name == name).ok_or_else(|| {
+        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        format!("no column `{name}` (columns: {})", names.join(", "))
+    })
+}
+
+/// Exports a [`Transform`] as the component's `etlhost:transform` world.
+#[macro_export]
+macro_rules! transform {
+    ($t:ty) => {
+        struct __EtlhostTransform;
+
+        thread_local! {
+            static __ETLHOST_STATE: ::std::cell::RefCell<Option<$t>> =
+                const { ::std::cell::RefCell::new(None) };
+        }
+
+        fn __etlhost_with<R>(
+            f: impl FnOnce(&mut $t) -> Result<R, String>,
+        ) -> Result<R, String> {
+            __ETLHOST_STATE.with(|s| match s.borrow_mut().as_mut() {
+                Some(t) => f(t),
+                None => Err("called before init".to_string()),
+            })
+        }
+
+        impl $crate::Guest for __EtlhostTransform {
+            fn init(config: String) -> Result<(), String> {
+                let t = <$t as $crate::Transform>::new(&config)?;
+                __ETLHOST_STATE.with(|s| *s.borrow_mut() = Some(t));
+                Ok(())
+            }
+            fn process(input: $crate::Batch) -> Result<$crate::Output, String> {
+                __etlhost_with(|t| $crate::Transform::process(t, input))
+            }
+            fn finish() -> Result<$crate::Batch, String> {
+                __etlhost_with(|t| $crate::Transform::finish(t))
+            }
+        }
+
+        $crate::export!(__EtlhostTransform with_types_in $crate::bindings);
+    };
+}
