@@ -170,6 +170,46 @@ fn readers() -> Result<()> {
     )
 }
 
+/// What a WASM transform costs: 1,000,000 rows into the console sink with no transform, the
+/// `identity` transform and `field-map` computing a column; ratios to no transform, same run.
+fn transforms() -> Result<()> {
+    const ROWS: u64 = 1_000_000;
+    seed("person_1m", ROWS)?;
+    let dir = xtask::root().join("target/transforms");
+    let with = |name: &str, config: &str| {
+        console_spec("person_1m", 1, 1).replace(
+            "sink:",
+            &format!(
+                "transforms:\n  - name: {name}\n    component: {}\n    config: {config}\nsink:",
+                dir.join(format!("{name}.wasm")).display()
+            ),
+        )
+    };
+    let mut results = vec![measure(
+        "no transform".into(),
+        "transform-none",
+        &console_spec("person_1m", 1, 1),
+        ROWS,
+    )?];
+    results.push(measure(
+        "identity (Rust guest)".into(),
+        "transform-identity",
+        &with("identity", "{}"),
+        ROWS,
+    )?);
+    results.push(measure(
+        "field-map: full_name (Rust guest)".into(),
+        "transform-field-map",
+        &with("field-map", "{compute: {label: \"{name} <{email}>\"}}"),
+        ROWS,
+    )?);
+    print_and_save(
+        "Transforms: 1,000,000 rows, MySQL -> console (count only), 1 reader; ratio to no transform",
+        &bench_dir().join("transforms.json"),
+        &results,
+    )
+}
+
 fn bolt_spec(table: &str, mode: &str, batch: usize) -> String {
     format!(
         "name: bench-bolt
@@ -423,14 +463,29 @@ fn compare() -> Result<()> {
     Ok(())
 }
 
-pub fn run() -> Result<()> {
+/// All benchmarks, or the one named.
+pub fn run(only: Option<&str>) -> Result<()> {
     services::ensure()?;
     build(true)?;
     println!(
         "machine: {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    readers()?;
-    batching()?;
-    compare()
+    let all: [(&str, fn() -> Result<()>); 4] = [
+        ("readers", readers),
+        ("batching", batching),
+        ("transforms", transforms),
+        ("compare", compare),
+    ];
+    if let Some(name) = only {
+        if !all.iter().any(|(n, _)| *n == name) {
+            bail!("no benchmark named {name}");
+        }
+    }
+    for (name, bench) in all {
+        if only.is_none_or(|o| o == name) {
+            bench()?;
+        }
+    }
+    Ok(())
 }

@@ -60,7 +60,7 @@ pub fn build_transforms() -> Result<()> {
     let out = target.join("transforms");
     std::fs::create_dir_all(&out)?;
     let built = wasm_dir.join("wasm32-wasip2/release");
-    for name in ["field-map", "filter", "pii-mask", "faulty"] {
+    for name in ["identity", "field-map", "filter", "pii-mask", "faulty"] {
         let file = format!("etlhost_transform_{}.wasm", name.replace('-', "_"));
         std::fs::copy(built.join(&file), out.join(format!("{name}.wasm")))
             .with_context(|| format!("copy {file}"))?;

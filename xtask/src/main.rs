@@ -25,7 +25,7 @@ fn main() -> Result<()> {
         "services" => services::ensure(),
         "build" => build(rest.iter().any(|a| a == "--release")),
         "demo" => demo::run(),
-        "bench" => bench::run(),
+        "bench" => bench::run(args.get(1).map(String::as_str)),
         "test" => {
             services::ensure()?;
             build(false)?;
@@ -36,7 +36,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | bench>"
+                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | bench [readers|batching|transforms|compare]>"
             );
             if task == "help" {
                 Ok(())

@@ -14,7 +14,8 @@
 //! channel is empty; and [`execute`] returns only after joining every thread. Each row a reader
 //! counted as read is therefore handed to a writer, which either writes it or, after retries and
 //! bisection, records it in the dead-letter file and counts it as failed. The final statistics check
-//! `read = written + failed + filtered`; a mismatch is an internal error, never success.
+//! `read + added = written + failed + filtered` (added: extra rows from transforms); a mismatch is
+//! an internal error, never success.
 //!
 //! Plugin calls are blocking (the ABI is synchronous), so the stages are plain threads, and tests
 //! drive this same code with in-process sources and sinks through [`SourceSide`] and [`SinkSide`].
