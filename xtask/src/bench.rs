@@ -463,6 +463,9 @@ fn compare() -> Result<()> {
     Ok(())
 }
 
+/// One benchmark: it prints its table and writes its JSON.
+type Bench = fn() -> Result<()>;
+
 /// All benchmarks, or the one named.
 pub fn run(only: Option<&str>) -> Result<()> {
     services::ensure()?;
@@ -471,7 +474,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
         "machine: {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let all: [(&str, fn() -> Result<()>); 4] = [
+    let all: [(&str, Bench); 4] = [
         ("readers", readers),
         ("batching", batching),
         ("transforms", transforms),
