@@ -54,15 +54,21 @@ pub fn file_stem(name: &str) -> String {
 }
 
 pub fn load(path: &Path) -> Result<Option<Checkpoint>, String> {
+    load_json(path, "checkpoint", "run with --fresh to start over")
+}
+
+/// A JSON state file, `None` when there is none; `what` and `remedy` go into the errors.
+pub fn load_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    remedy: &str,
+) -> Result<Option<T>, String> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            format!(
-                "checkpoint {} is unreadable ({e}); run with --fresh to start over",
-                path.display()
-            )
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{what} {} is unreadable ({e}); {remedy}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read checkpoint {}: {e}", path.display())),
+        Err(e) => Err(format!("cannot read {what} {}: {e}", path.display())),
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use etlhost_plugin_sdk::Value;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{file_stem, write_atomic};
+use crate::checkpoint::{file_stem, load_json, write_atomic};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
@@ -31,16 +31,11 @@ pub fn path(dir: &Path, state_name: &str) -> PathBuf {
 }
 
 pub fn load(path: &Path) -> Result<Option<Cursor>, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            format!(
-                "cursor file {} is unreadable ({e}); run with --full to read every row again",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read cursor file {}: {e}", path.display())),
-    }
+    load_json(
+        path,
+        "cursor file",
+        "run with --full to read every row again",
+    )
 }
 
 pub fn save(path: &Path, cursor: &Cursor) -> std::io::Result<()> {

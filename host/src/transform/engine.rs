@@ -16,7 +16,7 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// The bindings of `wit/transform.wit`.
 pub mod wit {
     wasmtime::component::bindgen!({ world: "transform", path: "../wit" });
-    pub use etlhost::transform::types::*;
+    pub use self::etlhost::transform::types::*;
 }
 
 /// How much of a guest's stderr is kept per instance.

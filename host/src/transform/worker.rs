@@ -128,7 +128,12 @@ impl Chain {
         };
         let all: Vec<usize> = (0..batch.rows.len()).collect();
         let columns: Vec<wit::Column> = batch.schema.iter().map(column_to_wit).collect();
-        self.call_rows(i, &batch, &columns, &origins, &all, &mut acc);
+        let input = Input {
+            batch: &batch,
+            columns: &columns,
+            origins: &origins,
+        };
+        self.call_rows(i, &input, &all, &mut acc);
         let schema = acc.schema.unwrap_or_else(|| batch.schema.clone());
         Applied {
             batch: Batch {
@@ -140,16 +145,13 @@ impl Chain {
         }
     }
 
-    fn call_rows(
-        &mut self,
-        i: usize,
-        batch: &Batch,
-        columns: &[wit::Column],
-        origins: &[u64],
-        idx: &[usize],
-        acc: &mut Acc,
-    ) {
-        let input = wit::Batch {
+    fn call_rows(&mut self, i: usize, input: &Input<'_>, idx: &[usize], acc: &mut Acc) {
+        let Input {
+            batch,
+            columns,
+            origins,
+        } = *input;
+        let sub = wit::Batch {
             columns: columns.to_vec(),
             rows: idx
                 .iter()
@@ -157,7 +159,7 @@ impl Chain {
                 .collect(),
         };
         let name = self.transforms.list[i].name.clone();
-        match self.call(i, &input) {
+        match self.call(i, &sub) {
             Ok(out) if out.outcomes.len() == idx.len() => {
                 let out_schema: Schema = if out.columns.is_empty() {
                     batch.schema.clone()
@@ -220,9 +222,7 @@ impl Chain {
             }
             Ok(out) => self.split_or_fail(
                 i,
-                batch,
-                columns,
-                origins,
+                input,
                 idx,
                 acc,
                 format!(
@@ -231,17 +231,14 @@ impl Chain {
                     idx.len()
                 ),
             ),
-            Err(reason) => self.split_or_fail(i, batch, columns, origins, idx, acc, reason),
+            Err(reason) => self.split_or_fail(i, input, idx, acc, reason),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn split_or_fail(
         &mut self,
         i: usize,
-        batch: &Batch,
-        columns: &[wit::Column],
-        origins: &[u64],
+        input: &Input<'_>,
         idx: &[usize],
         acc: &mut Acc,
         reason: String,
@@ -253,14 +250,14 @@ impl Chain {
                 "call failed ({reason}); retrying in halves"
             );
             let (left, right) = idx.split_at(idx.len() / 2);
-            self.call_rows(i, batch, columns, origins, left, acc);
-            self.call_rows(i, batch, columns, origins, right, acc);
+            self.call_rows(i, input, left, acc);
+            self.call_rows(i, input, right, acc);
         } else {
             let r = idx[0];
             acc.outcomes.push(Outcome::Failed {
-                origin: origins[r],
+                origin: input.origins[r],
                 transform: self.transforms.list[i].name.clone(),
-                row: one_row(batch, r),
+                row: one_row(input.batch, r),
                 reason,
             });
         }
@@ -284,6 +281,14 @@ impl Chain {
             }
         }
     }
+}
+
+/// A stage's input: the rows, their columns as the guest sees them, and their origins.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    batch: &'a Batch,
+    columns: &'a [wit::Column],
+    origins: &'a [u64],
 }
 
 struct Acc {
