@@ -7,7 +7,7 @@ use xtask::services::{
     BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
 };
 
-use crate::support::{etlhost_with_spec, exec, graph, mysql, one, read_summary};
+use crate::support::{exec, graph, mysql, one, run_job_with};
 
 fn spec(state: &Path) -> String {
     format!(
@@ -40,13 +40,7 @@ sink:
 
 /// Runs the job; returns its summary.
 fn run(text: &str, extra: &[&str]) -> serde_json::Value {
-    let summary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("incremental.summary.json");
-    let s = summary.display().to_string();
-    let mut args = vec!["--summary-json", s.as_str()];
-    args.extend(extra);
-    let (_, out) = etlhost_with_spec("run", "incremental.yaml", text, &args);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    read_summary(&summary)
+    run_job_with("incremental", text, extra).0
 }
 
 #[tokio::test(flavor = "multi_thread")]

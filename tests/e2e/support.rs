@@ -192,14 +192,16 @@ sink:
 
 /// Runs a job spec to completion and returns its `--summary-json` and the process output.
 pub fn run_job_output(name: &str, text: &str) -> (serde_json::Value, Output) {
+    run_job_with(name, text, &[])
+}
+
+/// [`run_job_output`] with more arguments for `etlhost run` (e.g. `--full`).
+pub fn run_job_with(name: &str, text: &str, extra: &[&str]) -> (serde_json::Value, Output) {
     let summary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.summary.json"));
     let summary_arg = summary.display().to_string();
-    let (_, out) = etlhost_with_spec(
-        "run",
-        &format!("{name}.yaml"),
-        text,
-        &["--summary-json", &summary_arg],
-    );
+    let mut args = vec!["--summary-json", summary_arg.as_str()];
+    args.extend(extra);
+    let (_, out) = etlhost_with_spec("run", &format!("{name}.yaml"), text, &args);
     assert_eq!(out.code, 0, "etlhost run failed:\n{}", out.stderr);
     let json = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     (json, out)

@@ -8,7 +8,7 @@ use xtask::services::{
     BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
 };
 
-use crate::support::{etlhost_with_spec, exec, graph, mysql, one, person_table, read_summary};
+use crate::support::{etlhost_with_spec, exec, graph, mysql, one, person_table, run_job};
 
 /// A transform built by `cargo xtask build`.
 fn component(name: &str) -> String {
@@ -56,18 +56,10 @@ fn dead_letter(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.dead-letter.jsonl"))
 }
 
-fn run(name: &str, text: &str) -> (serde_json::Value, String) {
-    let summary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.summary.json"));
-    let s = summary.display().to_string();
+/// Runs the job with an empty dead-letter file; returns its summary.
+fn run(name: &str, text: &str) -> serde_json::Value {
     let _ = std::fs::remove_file(dead_letter(name));
-    let (_, out) = etlhost_with_spec(
-        "run",
-        &format!("{name}.yaml"),
-        text,
-        &["--summary-json", &s],
-    );
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    (read_summary(&summary), out.stderr)
+    run_job(name, text)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,7 +99,7 @@ async fn a_chain_of_transforms_maps_filters_and_masks() {
         &transforms,
         "UNWIND $batch AS row CREATE (:Customer {id: row.id, full_name: row.full_name, email: row.email, age: row.age, first: row.first})",
     );
-    let (summary, _) = run("chain", &text);
+    let summary = run("chain", &text);
     // Ages are id % 40: 18..=39 is 22 of every 40 ids.
     assert_eq!(summary["read"], 1000);
     assert_eq!(summary["written"], 550);
@@ -163,7 +155,7 @@ async fn a_misbehaving_transform_fails_only_its_rows() {
         &transforms,
         "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
     );
-    let (summary, _) = run("faulty_wasm", &text);
+    let summary = run("faulty_wasm", &text);
     assert_eq!(summary["read"], 1000);
     assert_eq!(summary["failed"], 4);
     assert_eq!(summary["filtered"], 1);

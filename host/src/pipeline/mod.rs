@@ -219,16 +219,12 @@ impl Shared {
         }
     }
 
-    /// Books what a reader's transforms did to a chunk of `split`: rows added, dropped and failed.
+    /// Books what a reader's transforms did to `inputs` rows of `split` (0: what `finish` emitted):
+    /// rows added, dropped and failed.
     fn transformed(&self, split: u32, inputs: u64, applied: &Applied) {
         let outputs = applied.origins.len() + applied.outcomes.len();
-        let finish = applied.origins.first() == Some(&FINISH)
-            || matches!(
-                applied.outcomes.first(),
-                Some(Outcome::Dropped { origin: FINISH })
-                    | Some(Outcome::Failed { origin: FINISH, .. })
-            );
-        if finish {
+        // Rows emitted at `finish` come from no input row (readers never pass an empty chunk).
+        if inputs == 0 {
             Counters::add(&self.counters.added, outputs);
         } else if outputs as u64 != inputs || applied.origins.windows(2).any(|w| w[0] >= w[1]) {
             let mut per: HashMap<u64, usize> = HashMap::new();
