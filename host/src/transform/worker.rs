@@ -352,7 +352,9 @@ fn describe(e: &wasmtime::Error, t: &Transforms, i: usize, live: &Live) -> Strin
     }
     let stderr = live.store.data().stderr.contents();
     let said = String::from_utf8_lossy(&stderr);
-    // A Rust panic prints `thread ... panicked at file:line:`, the message, then a note.
+    // A Rust panic prints `thread ... panicked at file:line:`, the message, then a note;
+    // componentize-js prints the exception, then `Stack:` and the frames: keep what precedes.
+    let said = said.split("\nStack:\n").next().unwrap_or_default();
     let lines: Vec<&str> = said
         .lines()
         .map(str::trim)
