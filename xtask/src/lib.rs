@@ -3,6 +3,7 @@
 
 pub mod graph;
 pub mod services;
+pub mod transforms;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,42 +31,7 @@ pub fn build(release: bool) -> Result<()> {
         cmd.arg("--release");
     }
     run(&mut cmd)?;
-    build_transforms()
-}
-
-/// The WASM transforms: the examples (`plugins/transforms`) and the tests' misbehaving one, built
-/// from source for `wasm32-wasip2` and copied to `target/transforms/<name>.wasm`.
-pub fn build_transforms() -> Result<()> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .context("cannot run rustup")?;
-    if !String::from_utf8_lossy(&installed.stdout).contains("wasm32-wasip2") {
-        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
-    }
-    let target = root().join("target");
-    let wasm_dir = target.join("wasm");
-    for dir in ["plugins/transforms", "tests/transforms/faulty"] {
-        run(Command::new(cargo())
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--target-dir",
-            ])
-            .arg(&wasm_dir)
-            .current_dir(root().join(dir)))?;
-    }
-    let out = target.join("transforms");
-    std::fs::create_dir_all(&out)?;
-    let built = wasm_dir.join("wasm32-wasip2/release");
-    for name in ["identity", "field-map", "filter", "pii-mask", "faulty"] {
-        let file = format!("etlhost_transform_{}.wasm", name.replace('-', "_"));
-        std::fs::copy(built.join(&file), out.join(format!("{name}.wasm")))
-            .with_context(|| format!("copy {file}"))?;
-    }
-    Ok(())
+    transforms::build()
 }
 
 /// The `mariadb` client, logged in over TCP as the test user (the password in the environment,
