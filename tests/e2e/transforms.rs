@@ -233,3 +233,128 @@ fn a_transform_that_refuses_its_config_fails_the_job_before_any_row() {
         )
     );
 }
+
+/// What the Python and JavaScript examples should make of customer `id` (see the INSERT below):
+/// `None` when a transform drops it, `Err(reason)` when it dead-letters it, else the e-mail
+/// domain the JS transform adds.
+fn polyglot_outcome(id: i64) -> Option<Result<String, String>> {
+    if id % 10 == 0 {
+        return None; // inactive: py-full-name drops it
+    }
+    if id % 97 == 0 {
+        return Some(Err(format!("transform names: no last_name for id {id}")));
+    }
+    if id % 50 == 3 {
+        return Some(Err(format!(
+            "transform domains: email \"c{id}.example.test\" has no @ (id {id})"
+        )));
+    }
+    if id % 7 == 0 {
+        return None; // spam.example is excluded by js-email-domain
+    }
+    Some(Ok("example.test".into()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_and_javascript_transforms_chain() {
+    let pool = mysql("e2e_polyglot").await;
+    exec(
+        &pool,
+        "CREATE TABLE customer (id INT PRIMARY KEY, first_name VARCHAR(20), \
+         last_name VARCHAR(20), email VARCHAR(50), inactive BOOLEAN, balance DECIMAL(12,4), \
+         seen DATETIME(6))",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO customer SELECT seq, CONCAT('ann ', seq), \
+         IF(seq % 97 = 0, NULL, CONCAT('LEE', seq)), \
+         CASE WHEN seq % 50 = 3 THEN CONCAT('c', seq, '.example.test') \
+              WHEN seq % 7 = 0 THEN CONCAT('c', seq, '@Spam.Example') \
+              ELSE CONCAT('c', seq, '@Example.TEST') END, \
+         seq % 10 = 0, seq * 1000 + 0.0001, \
+         TIMESTAMP('2024-02-29 01:02:03.000004') + INTERVAL seq SECOND \
+         FROM seq_1_to_1000",
+    )
+    .await;
+    let g = graph("e2e_polyglot").await;
+    let transforms = format!(
+        "  - name: names
+    component: {}
+    config: {{skip_when: inactive}}
+  - name: domains
+    component: {}
+    config: {{exclude: [spam.example]}}",
+        component("py-full-name"),
+        component("js-email-domain"),
+    );
+    let text = job(
+        "polyglot",
+        "e2e_polyglot",
+        "customer",
+        &transforms,
+        "UNWIND $batch AS row CREATE (:Customer {id: row.id, full_name: row.full_name, \
+         domain: row.email_domain, balance: row.balance, seen: row.seen, inactive: row.inactive})",
+    );
+    let summary = run("polyglot", &text);
+
+    let outcomes: Vec<_> = (1..=1000).map(|id| (id, polyglot_outcome(id))).collect();
+    let written = outcomes
+        .iter()
+        .filter(|o| matches!(o.1, Some(Ok(_))))
+        .count();
+    let mut expected_errors: Vec<(i64, String)> = outcomes
+        .iter()
+        .filter_map(|(id, o)| match o {
+            Some(Err(e)) => Some((*id, e.clone())),
+            _ => None,
+        })
+        .collect();
+    let filtered = 1000 - written - expected_errors.len();
+    assert_eq!(summary["read"], 1000);
+    assert_eq!(summary["written"], written);
+    assert_eq!(summary["filtered"], filtered);
+    assert_eq!(summary["failed"], expected_errors.len());
+    assert_eq!(
+        one::<i64>(&g, "MATCH (c:Customer) RETURN count(c) AS n").await,
+        written as i64
+    );
+    assert_eq!(
+        one::<i64>(
+            &g,
+            "MATCH (c:Customer) WHERE c.domain = 'example.test' RETURN count(c) AS n"
+        )
+        .await,
+        written as i64
+    );
+    let name: String = one(&g, "MATCH (c:Customer {id: 22}) RETURN c.full_name AS n").await;
+    assert_eq!(name, "Ann 22 Lee22");
+    // Values the guests did not touch cross both of them unchanged: a DECIMAL's digits, a
+    // DATETIME's microseconds (JS Dates hold milliseconds), a TINYINT.
+    let balance: String = one(&g, "MATCH (c:Customer {id: 22}) RETURN c.balance AS n").await;
+    assert_eq!(balance, "22000.0001");
+    let inactive: i64 = one(&g, "MATCH (c:Customer {id: 22}) RETURN c.inactive AS n").await;
+    assert_eq!(inactive, 0);
+    assert!(
+        one::<bool>(
+            &g,
+            "MATCH (c:Customer {id: 22}) \
+             RETURN c.seen = localdatetime('2024-02-29T01:02:25.000004') AS n"
+        )
+        .await,
+        "the DATETIME lost its microseconds"
+    );
+    let mut errors: Vec<(i64, String)> = std::fs::read_to_string(dead_letter("polyglot"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let e = v["error"].as_str().unwrap().to_string();
+            assert!(e.starts_with(&format!("{}: ", v["stage"].as_str().unwrap())));
+            (v["row"]["id"].as_i64().unwrap(), e)
+        })
+        .collect();
+    errors.sort();
+    expected_errors.sort();
+    assert_eq!(errors, expected_errors);
+}
