@@ -170,39 +170,103 @@ fn readers() -> Result<()> {
     )
 }
 
-/// What a WASM transform costs: 1,000,000 rows into the console sink with no transform, the
-/// `identity` transform and `field-map` computing a column; ratios to no transform, same run.
+/// The transforms the benchmark runs: component (in `target/transforms`), label, config.
+const TRANSFORMS: &[(&str, &str, &str)] = &[
+    ("identity", "identity (Rust)", "{}"),
+    ("py-identity", "identity (Python)", "{}"),
+    ("js-identity", "identity (JavaScript)", "{}"),
+    (
+        "field-map",
+        "field-map: a computed column (Rust)",
+        "{compute: {label: \"{name} <{email}>\"}}",
+    ),
+    (
+        "py-full-name",
+        "full-name, row dicts (Python)",
+        "{first: name, last: email}",
+    ),
+    ("js-email-domain", "email-domain, row objects (JS)", "{}"),
+];
+
+/// What a WASM transform costs: 1,000,000 rows into the console sink with no transform, then
+/// with each of [`TRANSFORMS`]; ratios to no transform, same run. First, per component, a
+/// one-row job with an empty compile cache and again with a warm one: what compiling costs.
 fn transforms() -> Result<()> {
     const ROWS: u64 = 1_000_000;
     seed("person_1m", ROWS)?;
     let dir = xtask::root().join("target/transforms");
+    let state = bench_dir().join("transform-state");
     let with = |name: &str, config: &str| {
         console_spec("person_1m", 1, 1).replace(
             "sink:",
             &format!(
-                "transforms:\n  - name: {name}\n    component: {}\n    config: {config}\nsink:",
+                "checkpoint:\n  dir: {}\ntransforms:\n  - name: {name}\n    component: {}\n    config: {config}\nsink:",
+                state.join("checkpoints").display(),
                 dir.join(format!("{name}.wasm")).display()
             ),
         )
     };
+
+    println!(
+        "\nTransform components: size, and a one-row job with a cold and a warm compile cache"
+    );
+    println!(
+        "{:<34} {:>10} {:>12} {:>12}",
+        "component", "MB", "cold run s", "warm run s"
+    );
+    let mut components = Vec::new();
+    for (name, _, config) in TRANSFORMS {
+        let one_row = with(name, config).replace(
+            "    table: person_1m\n",
+            "    query: SELECT * FROM person_1m WHERE id = 1\n",
+        );
+        let timed = || -> Result<f64> {
+            let started = std::time::Instant::now();
+            let s = etlhost(&format!("compile-{name}"), &one_row)?;
+            if s["written"].as_u64() != Some(1) {
+                bail!("{name}: one-row job wrote {}", s["written"]);
+            }
+            Ok(started.elapsed().as_secs_f64())
+        };
+        match std::fs::remove_dir_all(state.join("cache")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let cold = timed()?;
+        let warm = timed()?;
+        let bytes = std::fs::metadata(dir.join(format!("{name}.wasm")))?.len();
+        println!(
+            "{:<34} {:>10.2} {:>12.2} {:>12.2}",
+            name,
+            bytes as f64 / 1e6,
+            cold,
+            warm
+        );
+        components.push(json!({
+            "component": name, "bytes": bytes, "cold_run_seconds": cold, "warm_run_seconds": warm,
+        }));
+    }
+    let file = bench_dir().join("transform-components.json");
+    std::fs::write(
+        &file,
+        serde_json::to_string_pretty(&json!({ "components": components }))? + "\n",
+    )?;
+    println!("written to {}", file.display());
+
     let mut results = vec![measure(
         "no transform".into(),
         "transform-none",
         &console_spec("person_1m", 1, 1),
         ROWS,
     )?];
-    results.push(measure(
-        "identity (Rust guest)".into(),
-        "transform-identity",
-        &with("identity", "{}"),
-        ROWS,
-    )?);
-    results.push(measure(
-        "field-map: full_name (Rust guest)".into(),
-        "transform-field-map",
-        &with("field-map", "{compute: {label: \"{name} <{email}>\"}}"),
-        ROWS,
-    )?);
+    for (name, label, config) in TRANSFORMS {
+        results.push(measure(
+            label.to_string(),
+            &format!("transform-{name}"),
+            &with(name, config),
+            ROWS,
+        )?);
+    }
     print_and_save(
         "Transforms: 1,000,000 rows, MySQL -> console (count only), 1 reader; ratio to no transform",
         &bench_dir().join("transforms.json"),
