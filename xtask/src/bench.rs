@@ -201,7 +201,7 @@ fn transforms() -> Result<()> {
             "sink:",
             &format!(
                 "checkpoint:\n  dir: {}\ntransforms:\n  - name: {name}\n    component: {}\n    config: {config}\nsink:",
-                state.join("checkpoints").display(),
+                state.join(name).join("checkpoints").display(),
                 dir.join(format!("{name}.wasm")).display()
             ),
         )
@@ -228,7 +228,8 @@ fn transforms() -> Result<()> {
             }
             Ok(started.elapsed().as_secs_f64())
         };
-        match std::fs::remove_dir_all(state.join("cache")) {
+        // Each component has its own state folder, so emptying its cache leaves the others'.
+        match std::fs::remove_dir_all(state.join(name).join("cache")) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
