@@ -118,20 +118,19 @@ fn build_js() -> Result<()> {
             .current_dir(&src))
         .context("npm ci of componentize-js failed")?;
     }
-    let stale: Vec<&str> = JS
-        .iter()
-        .copied()
-        .filter(|name| {
-            let inputs = [
-                src.join(format!("{name}.js")),
-                src.join("etlhost-transform.js"),
-                src.join("build.mjs"),
-                root().join("wit/transform.wit"),
-                installed.clone(),
-            ];
-            is_stale(&out_dir().join(format!("js-{name}.wasm")), &inputs).unwrap_or(true)
-        })
-        .collect();
+    let mut stale = Vec::new();
+    for name in JS {
+        let inputs = [
+            src.join(format!("{name}.js")),
+            src.join("etlhost-transform.js"),
+            src.join("build.mjs"),
+            root().join("wit/transform.wit"),
+            installed.clone(),
+        ];
+        if is_stale(&out_dir().join(format!("js-{name}.wasm")), &inputs)? {
+            stale.push(*name);
+        }
+    }
     if stale.is_empty() {
         return Ok(());
     }

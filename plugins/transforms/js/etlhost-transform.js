@@ -119,7 +119,8 @@ function toBatch(objects, types) {
   const tys = [];
   for (const o of objects) {
     if (o === null || typeof o !== 'object' || Array.isArray(o)) {
-      throw new RowError(`expected an object for a row, got ${Array.isArray(o) ? 'an array' : String(o)}`);
+      const got = Array.isArray(o) ? 'an array' : String(o);
+      throw new RowError(`expected an object for a row, got ${got}`);
     }
     // Most objects have the keys of the one before, in the same order: one comparison per key.
     let i = 0;

@@ -123,9 +123,13 @@ def _to_value(x, ty):
 # Lowering by column type, fast for a value of that type; anything else by its own type.
 _LOWER = {
     t.ColumnType.INT: lambda x: (
-        t.Value_Int(x) if type(x) is int and -(2**63) <= x < 2**63 else _to_value(x, t.ColumnType.INT)
+        t.Value_Int(x)
+        if type(x) is int and -(2**63) <= x < 2**63
+        else _to_value(x, t.ColumnType.INT)
     ),
-    t.ColumnType.TEXT: lambda x: t.Value_Text(x) if type(x) is str else _to_value(x, t.ColumnType.TEXT),
+    t.ColumnType.TEXT: lambda x: (
+        t.Value_Text(x) if type(x) is str else _to_value(x, t.ColumnType.TEXT)
+    ),
     t.ColumnType.FLOAT: lambda x: (
         t.Value_Float(x) if type(x) is float else _to_value(x, t.ColumnType.FLOAT)
     ),
@@ -173,8 +177,10 @@ def describe(e):
     if isinstance(e, RowError):
         return str(e)
     frames = traceback.extract_tb(e.__traceback__)
-    where = f" ({frames[-1].filename.rsplit('/', 1)[-1]}, line {frames[-1].lineno})" if frames else ""
-    return f"{type(e).__name__}: {e}{where}"
+    if not frames:
+        return f"{type(e).__name__}: {e}"
+    file = frames[-1].filename.rsplit("/", 1)[-1]
+    return f"{type(e).__name__}: {e} ({file}, line {frames[-1].lineno})"
 
 
 def export(cls):
