@@ -6,7 +6,7 @@ use std::process::Command;
 
 use xtask::services::{BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PORT, MYSQL_USER};
 
-use crate::support::{etlhost, exec, graph, mysql, one, read_summary, Output};
+use crate::support::{etlhost_command, exec, graph, mysql, one, read_summary, Output};
 
 async fn company_schema(db: &str) {
     let pool = mysql(db).await;
@@ -41,7 +41,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// `etlhost init OUTPUT --force` for MySQL database `db` into graph database `graph_db`.
 fn init(db: &str, graph_db: &str, output: &Path, extra: &[&str]) -> Output {
-    let out = Command::new(etlhost())
+    let out = etlhost_command()
         .arg("init")
         .arg(output)
         .arg("--force")
@@ -74,7 +74,7 @@ fn init(db: &str, graph_db: &str, output: &Path, extra: &[&str]) -> Output {
 
 fn run(spec: &Path) -> serde_json::Value {
     let summary = spec.with_extension("summary.json");
-    let out = Command::new(etlhost())
+    let out = etlhost_command()
         .arg("run")
         .arg(spec)
         .arg("--summary-json")

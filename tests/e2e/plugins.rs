@@ -6,7 +6,7 @@ use std::process::Command;
 
 use xtask::services::{MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
 
-use crate::support::{etlhost, etlhost_with_spec, exec, mysql, read_summary};
+use crate::support::{etlhost_command, etlhost_with_spec, exec, mysql, read_summary};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -131,7 +131,7 @@ async fn a_sink_built_outside_the_workspace_from_the_sdk_alone_runs_a_job() {
     let spec = outside("jsonl-spec").join("by_name.yaml");
     std::fs::write(&spec, text).unwrap();
     let plugin_dir = lib.parent().unwrap();
-    let run = Command::new(etlhost())
+    let run = etlhost_command()
         .arg("run")
         .arg(&spec)
         .env("ETLHOST_PLUGIN_PATH", plugin_dir)
@@ -152,7 +152,7 @@ async fn a_sink_built_outside_the_workspace_from_the_sdk_alone_runs_a_job() {
         "{stderr}"
     );
 
-    let list = Command::new(etlhost())
+    let list = etlhost_command()
         .arg("plugins")
         .env("ETLHOST_PLUGIN_PATH", plugin_dir)
         .output()

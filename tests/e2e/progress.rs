@@ -81,7 +81,7 @@ async fn passwords_never_reach_the_logs() {
         .replace("e2e_progress", "e2e_progress_secret")
         .replace("etl:etl@", "etl:Sup3r-s3cret@")
         .replace("    password: etl\n", "");
-    let out = std::process::Command::new(crate::support::etlhost())
+    let out = crate::support::etlhost_command()
         .arg("run")
         .arg({
             let (p, _) = etlhost_with_spec("validate", "secret.yaml", &text, &[]);

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use xtask::graph::graph_count;
 
 use crate::support::{
-    etlhost, etlhost_with_spec, exec, graph, mysql, person_table, read_summary, spec_with,
+    etlhost_command, etlhost_with_spec, exec, graph, mysql, person_table, read_summary, spec_with,
 };
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -25,7 +25,7 @@ fn checkpoint(path: &Path) -> Option<serde_json::Value> {
 
 /// `etlhost run` without `--fresh`, so a checkpoint is resumed.
 fn run(spec: &Path, summary: &Path) -> Command {
-    let mut cmd = Command::new(etlhost());
+    let mut cmd = etlhost_command();
     cmd.arg("run")
         .arg(spec)
         .arg("--summary-json")

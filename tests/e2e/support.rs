@@ -34,6 +34,16 @@ pub fn etlhost() -> PathBuf {
     bin
 }
 
+/// `etlhost`, run in a scratch folder, so that what a job writes beside it (the default
+/// dead-letter file, `.etlhost/` checkpoints and compile cache) never lands in the source tree.
+pub fn etlhost_command() -> Command {
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut cmd = Command::new(etlhost());
+    cmd.current_dir(work);
+    cmd
+}
+
 pub fn mysql_url(db: &str) -> String {
     format!("mysql://{MYSQL_USER}:{MYSQL_PASSWORD}@127.0.0.1:{MYSQL_PORT}/{db}")
 }
@@ -129,7 +139,7 @@ pub fn etlhost_with_spec(
     std::fs::write(&path, text).unwrap();
     // Every run starts fresh: a checkpoint left by an earlier failing run must not be resumed.
     let fresh: &[&str] = if command == "run" { &["--fresh"] } else { &[] };
-    let out = Command::new(etlhost())
+    let out = etlhost_command()
         .arg(command)
         .arg(&path)
         .args(fresh)
@@ -214,7 +224,7 @@ pub fn run_job(name: &str, text: &str) -> serde_json::Value {
 
 /// Starts `etlhost run SPEC --summary-json SUMMARY` in the background, stderr captured.
 pub fn spawn_run(spec: &Path, summary: &Path, stdout: Stdio) -> Child {
-    Command::new(etlhost())
+    etlhost_command()
         .args([
             "run",
             "--fresh",
