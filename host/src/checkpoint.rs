@@ -1,22 +1,24 @@
 //! Durable job progress: which splits are complete, and for a split in progress the key up to which
 //! every row is acknowledged by the sink. A rerun of the same job resumes from it.
 //!
-//! The file is `<dir>/<job>.checkpoint.json`, replaced atomically (write a temporary file, fsync,
+//! The file is `<dir>/<job>[.<flow>].checkpoint.json`, replaced atomically (write a temporary file, fsync,
 //! rename, fsync the directory), so a crash leaves either the old or the new checkpoint, never half
 //! of one. It records a hash of the spec file: a changed spec is not resumed silently.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use etlhost_plugin_sdk::{Split, Value};
 use serde::{Deserialize, Serialize};
 
+use crate::error::RunError;
+use crate::spec::{FlowRef, Spec};
+use crate::state_file::{file_stem, load_json, save_json};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub job: String,
-    /// FNV-1a of the spec file's bytes, in hex.
+    /// The spec file's hash ([`Spec::hash`]).
     pub spec_hash: String,
     /// The plan of the first run: a resumed run reads these, not a new plan of changed data.
     pub splits: Vec<Split>,
@@ -26,72 +28,74 @@ pub struct Checkpoint {
     pub updated: String,
 }
 
-/// A stable hash of the spec file, to notice a changed spec.
-pub fn spec_hash(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+/// Where a flow's checkpoint lives: `<checkpoint.dir>/<job>[.<flow>].checkpoint.json`.
+pub fn flow_path(flow: FlowRef<'_>) -> PathBuf {
+    path(&flow.spec.job.checkpoint.dir, &flow.state_name())
 }
 
 pub fn path(dir: &Path, job: &str) -> PathBuf {
     dir.join(format!("{}.checkpoint.json", file_stem(job)))
 }
 
-/// A name made safe to be part of a file name.
-pub fn file_stem(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 pub fn load(path: &Path) -> Result<Option<Checkpoint>, String> {
     load_json(path, "checkpoint", "run with --fresh to start over")
 }
 
-/// A JSON state file, `None` when there is none; `what` and `remedy` go into the errors.
-pub fn load_json<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    what: &str,
-    remedy: &str,
-) -> Result<Option<T>, String> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("{what} {} is unreadable ({e}); {remedy}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {what} {}: {e}", path.display())),
+pub fn save(path: &Path, cp: &Checkpoint) -> std::io::Result<()> {
+    save_json(path, cp)
+}
+
+/// The checkpoint a flow resumes from: none when there is none or with `--fresh` (which discards
+/// it); refused when the spec changed since it was written.
+pub fn previous(flow: FlowRef<'_>, fresh: bool) -> Result<Option<Checkpoint>, RunError> {
+    let path = flow_path(flow);
+    if fresh {
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|e| {
+                RunError::Start(format!("cannot remove checkpoint {}: {e}", path.display()))
+            })?;
+            tracing::info!("--fresh: discarded checkpoint {}", path.display());
+        }
+        return Ok(None);
+    }
+    let Some(cp) = load(&path).map_err(RunError::Start)? else {
+        return Ok(None);
+    };
+    if cp.spec_hash != flow.spec.hash {
+        return Err(RunError::Config(flow.spec.error(
+            "",
+            format!(
+                "the spec changed since job '{}' was checkpointed in {}; run with --fresh to start over",
+                flow.spec.job.name,
+                path.display()
+            ),
+        )));
+    }
+    Ok(Some(cp))
+}
+
+/// The checkpoint of a flow planned anew: nothing done yet.
+pub fn planned(flow: FlowRef<'_>, splits: Vec<Split>) -> Checkpoint {
+    Checkpoint {
+        job: flow.label(),
+        spec_hash: flow.spec.hash.clone(),
+        splits,
+        done: Default::default(),
+        watermarks: Default::default(),
+        updated: String::new(),
     }
 }
 
-pub fn save(path: &Path, cp: &Checkpoint) -> std::io::Result<()> {
-    write_atomic(
-        path,
-        &serde_json::to_vec_pretty(cp).expect("checkpoints serialise"),
-    )
-}
-
-/// Replaces `path` with `bytes` so that a crash leaves the old or the new content, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+/// The whole job succeeded: every flow's checkpoint goes, so the next run starts fresh.
+pub fn forget(spec: &Spec) {
+    for i in 0..spec.job.flows.len() {
+        let path = flow_path(spec.flow(i));
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("cannot remove checkpoint {}: {e}", path.display());
+            }
+        }
+    }
 }
 
 /// The splits still to read, with completed ones left out and in-progress ones starting after
@@ -115,12 +119,6 @@ pub fn remaining(cp: &Checkpoint) -> Vec<Split> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hash_is_stable_and_sensitive() {
-        assert_eq!(spec_hash(b""), "cbf29ce484222325");
-        assert_ne!(spec_hash(b"name: a"), spec_hash(b"name: b"));
-    }
 
     #[test]
     fn save_then_load() {

@@ -7,11 +7,15 @@
 //! higher cursor are left for the next run. The file is `<checkpoint.dir>/<job>[.<flow>].cursor.json`.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use etlhost_plugin_sdk::Value;
+use etlhost_plugin_sdk::{CursorRange, Split, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{file_stem, load_json, write_atomic};
+use crate::error::RunError;
+use crate::plugin::SourceHandle;
+use crate::spec::FlowRef;
+use crate::state_file::{file_stem, load_json, save_json};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
@@ -30,6 +34,10 @@ pub fn path(dir: &Path, state_name: &str) -> PathBuf {
     dir.join(format!("{}.cursor.json", file_stem(state_name)))
 }
 
+fn flow_path(flow: FlowRef<'_>) -> PathBuf {
+    path(&flow.spec.job.checkpoint.dir, &flow.state_name())
+}
+
 pub fn load(path: &Path) -> Result<Option<Cursor>, String> {
     load_json(
         path,
@@ -39,8 +47,93 @@ pub fn load(path: &Path) -> Result<Option<Cursor>, String> {
 }
 
 pub fn save(path: &Path, cursor: &Cursor) -> std::io::Result<()> {
-    write_atomic(
-        path,
-        &serde_json::to_vec_pretty(cursor).expect("cursors serialise"),
-    )
+    save_json(path, cursor)
+}
+
+/// The rows an incremental flow reads this time: from the stored cursor (inclusive, none with
+/// `full`) to the column's current maximum. `Ok(None)` when the flow is not incremental.
+pub fn range(
+    flow: FlowRef<'_>,
+    source: &SourceHandle,
+    full: bool,
+) -> Result<Option<CursorRange>, RunError> {
+    let Some(column) = &flow.flow.source.cursor_column else {
+        return Ok(None);
+    };
+    let path = flow_path(flow);
+    let stored = if full {
+        None
+    } else {
+        load(&path).map_err(RunError::Start)?
+    };
+    if let Some(c) = stored.as_ref().filter(|c| &c.column != column) {
+        return Err(RunError::Config(flow.error(
+            "source.cursor_column",
+            format!(
+                "the cursor stored in {} is for column `{}`, not `{column}`; run with --full to read every row and start a new cursor",
+                path.display(),
+                c.column
+            ),
+        )));
+    }
+    let from = stored.map(|c| c.value);
+    let bounds = source.cursor_bounds(column, from.as_ref()).map_err(|e| {
+        RunError::Config(flow.error(
+            "source.cursor_column",
+            format!("cannot read incrementally on `{column}`: {e}"),
+        ))
+    })?;
+    // No row at or past the cursor: read nothing, keep the cursor.
+    let to = if bounds.max.is_null() {
+        from.clone()
+    } else {
+        Some(bounds.max)
+    };
+    let range = CursorRange {
+        column: column.clone(),
+        from,
+        to,
+    };
+    tracing::info!(
+        job = %flow.label(),
+        "incremental read: `{}` from {} (inclusive) to {}",
+        range.column,
+        describe(&range.from),
+        describe(&range.to)
+    );
+    Ok(Some(range))
+}
+
+fn describe(v: &Option<Value>) -> String {
+    v.as_ref()
+        .map_or_else(|| "the first row".to_string(), Value::to_string)
+}
+
+/// Where the planned splits' incremental read ends: the column and value to store once every row
+/// is written.
+pub fn reached(splits: &[Split]) -> Option<(String, Value)> {
+    splits
+        .iter()
+        .find_map(|s| s.cursor.clone())
+        .and_then(|c| Some((c.column, c.to?)))
+}
+
+/// Stores where a flow that succeeded read up to. Failing to store it costs re-reading next
+/// time, never rows, so it is a warning.
+pub fn store(flow: FlowRef<'_>, (column, value): (String, Value)) {
+    let path = flow_path(flow);
+    let c = Cursor {
+        job: flow.spec.job.name.clone(),
+        flow: flow.flow.name.clone(),
+        column,
+        text: value.to_string(),
+        value,
+        updated: crate::stats::iso(SystemTime::now()),
+    };
+    match save(&path, &c) {
+        Ok(()) => {
+            tracing::info!(job = %flow.label(), "cursor stored: `{}` = {}", c.column, c.value)
+        }
+        Err(e) => tracing::warn!("cannot write cursor file {}: {e}", path.display()),
+    }
 }

@@ -11,7 +11,7 @@
 //! Numeric primary keys get `partition_column`, so big tables are read in parallel. Foreign key
 //! columns are not copied onto nodes: the relationship carries them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use etlhost_plugin_sdk::{Catalog, ColumnType, ForeignKey, TableInfo};
@@ -190,6 +190,68 @@ fn target_keys(fk: &ForeignKey) -> &[String] {
     &fk.references
 }
 
+/// The tables being generated and the names given so far, shared by the three kinds of flow.
+struct Plan<'a> {
+    selected: BTreeSet<&'a str>,
+    /// Tables that become nodes (all selected tables but join tables).
+    node_tables: BTreeSet<&'a str>,
+    /// The flow name of each node table.
+    node_flow: BTreeMap<&'a str, String>,
+    used: BTreeSet<String>,
+    notes: Vec<String>,
+}
+
+impl<'a> Plan<'a> {
+    /// A flow name from `base`; flow names are also file names: other characters become `_`, and
+    /// a clash gets a number.
+    fn unique(&mut self, base: &str) -> String {
+        let safe: String = base
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mut name = safe.clone();
+        let mut n = 2;
+        while !self.used.insert(name.clone()) {
+            name = format!("{safe}_{n}");
+            n += 1;
+        }
+        name
+    }
+
+    /// The node flows a relationship between `a` and `b` waits for.
+    fn after(&self, a: &str, b: &str) -> Vec<String> {
+        let mut after = vec![self.node_flow[a].clone()];
+        if b != a {
+            after.push(self.node_flow[b].clone());
+        }
+        after
+    }
+}
+
+/// A flow's `source`: the plugin's `options`, and `partition_column` when `column` is numeric.
+fn source(t: &TableInfo, column: Option<&String>, options: Value) -> Map<String, Value> {
+    let mut source = Map::new();
+    if let Some(c) = column.filter(|c| numeric(t, c)) {
+        source.insert("partition_column".into(), json!(c));
+    }
+    source.insert("options".into(), options);
+    source
+}
+
+/// The single column of a one-column primary key.
+fn single_key(t: &TableInfo) -> Option<&String> {
+    match t.primary_key.as_slice() {
+        [pk] => Some(pk),
+        _ => None,
+    }
+}
+
 pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
     let known: BTreeSet<&str> = catalog.tables.iter().map(|t| t.name.as_str()).collect();
     let list = || known.iter().copied().collect::<Vec<_>>().join(", ");
@@ -216,227 +278,44 @@ pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
         .iter()
         .filter(|t| selected.contains(t.name.as_str()))
         .collect();
-    let is_join = |t: &TableInfo| join_keys(t, &selected).is_some();
     let node_tables: BTreeSet<&str> = tables
         .iter()
-        .filter(|t| !is_join(t))
+        .filter(|t| join_keys(t, &selected).is_none())
         .map(|t| t.name.as_str())
         .collect();
-
-    let mut used = BTreeSet::new();
-    // Flow names are also file names: other characters become `_`, and a clash gets a number.
-    let mut unique = |base: &str| {
-        let safe: String = base
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let mut name = safe.clone();
-        let mut n = 2;
-        while !used.insert(name.clone()) {
-            name = format!("{safe}_{n}");
-            n += 1;
-        }
-        name
+    let mut plan = Plan {
+        selected,
+        node_tables,
+        node_flow: BTreeMap::new(),
+        used: BTreeSet::new(),
+        notes: Vec::new(),
     };
-    let node_flow: std::collections::BTreeMap<&str, String> =
-        node_tables.iter().map(|t| (*t, unique(t))).collect();
-    let mut flows = Vec::new();
-    let mut notes = Vec::new();
-    let (mut nodes, mut rels, mut joins) = (0, 0, 0);
-
-    for t in &tables {
-        if is_join(t) {
-            continue;
-        }
-        let lbl = label(&t.name);
-        // Foreign key columns become relationships, unless they are part of the node's key.
-        let fk_columns: BTreeSet<&str> = t
-            .foreign_keys
-            .iter()
-            .filter(|f| node_tables.contains(f.table.as_str()))
-            .flat_map(|f| f.columns.iter().map(String::as_str))
-            .filter(|c| !t.primary_key.iter().any(|k| k == c))
-            .collect();
-        let props: Vec<&str> = t
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .filter(|c| !t.primary_key.iter().any(|k| k == c) && !fk_columns.contains(c))
-            .collect();
-        let mut sink = Map::new();
-        let query = if t.primary_key.is_empty() {
-            notes.push(format!(
-                "table `{}` has no primary key: its rows are CREATEd, so running the job again duplicates them",
-                t.name
-            ));
-            let all: Vec<String> = t
-                .columns
-                .iter()
-                .filter(|c| !fk_columns.contains(c.name.as_str()))
-                .map(|c| format!("{}: {}", ident(&c.name), row_field(&c.name)))
-                .collect();
-            format!(
-                "UNWIND $batch AS row\nCREATE (n:{} {{{}}})",
-                ident(&lbl),
-                all.join(", ")
-            )
-        } else {
-            let keys = &t.primary_key;
-            let props_key: Vec<String> = keys.iter().map(|k| format!("n.{}", ident(k))).collect();
-            let setup = if keys.len() == 1 {
-                format!(
-                    "CREATE CONSTRAINT {} IF NOT EXISTS FOR (n:{}) REQUIRE n.{} IS UNIQUE",
-                    ident(&format!("{}_{}", t.name, keys[0])),
-                    ident(&lbl),
-                    ident(&keys[0])
-                )
-            } else {
-                format!(
-                    "CREATE INDEX {} IF NOT EXISTS FOR (n:{}) ON ({})",
-                    ident(&format!("{}_key", t.name)),
-                    ident(&lbl),
-                    props_key.join(", ")
-                )
-            };
-            sink.insert("setup".into(), json!([setup]));
-            let mut q = format!(
-                "UNWIND $batch AS row\nMERGE (n:{} {})",
-                ident(&lbl),
-                key_map(keys, keys)
-            );
-            if let Some(set) = set_clause("n", &props) {
-                let _ = write!(q, "\n{set}");
-            }
-            q
-        };
-        sink.insert("query".into(), Value::String(query));
-        let mut source = Map::new();
-        if let [pk] = t.primary_key.as_slice() {
-            if numeric(t, pk) {
-                source.insert("partition_column".into(), json!(pk));
-            }
-        }
-        source.insert("options".into(), json!({ "table": t.name }));
-        flows.push(json!({
-            "name": node_flow[t.name.as_str()],
-            "source": source,
-            "sink": { "options": sink },
-        }));
-        nodes += 1;
+    for t in plan.node_tables.clone() {
+        let name = plan.unique(t);
+        plan.node_flow.insert(t, name);
     }
+    let node_tables: Vec<&TableInfo> = tables
+        .iter()
+        .copied()
+        .filter(|t| plan.node_tables.contains(t.name.as_str()))
+        .collect();
 
+    let mut flows: Vec<Value> = node_tables
+        .iter()
+        .map(|t| node_flow(&mut plan, t))
+        .collect();
+    let nodes = flows.len();
+    for t in &node_tables {
+        foreign_key_flows(&mut plan, t, &mut flows);
+    }
+    let rels = flows.len() - nodes;
     for t in &tables {
-        if is_join(t) {
-            continue;
-        }
-        for fk in &t.foreign_keys {
-            if !node_tables.contains(fk.table.as_str()) {
-                notes.push(format!(
-                    "foreign key `{}` of `{}` points at `{}`, which is not generated: no relationship",
-                    fk.name, t.name, fk.table
-                ));
-                continue;
-            }
-            if t.primary_key.is_empty() {
-                notes.push(format!(
-                    "foreign key `{}` of `{}`: the table has no primary key to find its nodes by: no relationship",
-                    fk.name, t.name
-                ));
-                continue;
-            }
-            let rel = relationship_type(fk);
-            let mut cols: Vec<&str> = t.primary_key.iter().map(String::as_str).collect();
-            for c in &fk.columns {
-                if !cols.contains(&c.as_str()) {
-                    cols.push(c);
-                }
-            }
-            let not_null: Vec<String> = fk
-                .columns
-                .iter()
-                .map(|c| format!("{} IS NOT NULL", sql_ident(c)))
-                .collect();
-            let select: Vec<String> = cols.iter().map(|c| sql_ident(c)).collect();
-            let sql = format!(
-                "SELECT {} FROM {} WHERE {}",
-                select.join(", "),
-                sql_ident(&t.name),
-                not_null.join(" AND ")
-            );
-            let query = format!(
-                "UNWIND $batch AS row\nMATCH (a:{} {})\nMATCH (b:{} {})\nMERGE (a)-[:{}]->(b)",
-                ident(&label(&t.name)),
-                key_map(&t.primary_key, &t.primary_key),
-                ident(&label(&fk.table)),
-                key_map(target_keys(fk), &fk.columns),
-                ident(&rel)
-            );
-            let mut source = Map::new();
-            if let [pk] = t.primary_key.as_slice() {
-                if numeric(t, pk) {
-                    source.insert("partition_column".into(), json!(pk));
-                }
-            }
-            source.insert("options".into(), json!({ "query": sql }));
-            let mut after = vec![node_flow[t.name.as_str()].clone()];
-            if fk.table != t.name {
-                after.push(node_flow[fk.table.as_str()].clone());
-            }
-            flows.push(json!({
-                "name": unique(&format!("{}_{}", t.name, rel.to_ascii_lowercase())),
-                "after": after,
-                "source": source,
-                "sink": { "options": { "query": query } },
-            }));
-            rels += 1;
+        if let Some((a, b)) = join_keys(t, &plan.selected) {
+            let flow = join_flow(&mut plan, t, a, b);
+            flows.push(flow);
         }
     }
-
-    for t in &tables {
-        let Some((a, b)) = join_keys(t, &selected) else {
-            continue;
-        };
-        let rel = upper_snake(&t.name);
-        let props: Vec<&str> = t
-            .columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .filter(|c| !t.primary_key.iter().any(|k| k == c))
-            .collect();
-        let mut query = format!(
-            "UNWIND $batch AS row\nMATCH (a:{} {})\nMATCH (b:{} {})\nMERGE (a)-[r:{}]->(b)",
-            ident(&label(&a.table)),
-            key_map(target_keys(a), &a.columns),
-            ident(&label(&b.table)),
-            key_map(target_keys(b), &b.columns),
-            ident(&rel)
-        );
-        if let Some(set) = set_clause("r", &props) {
-            let _ = write!(query, "\n{set}");
-        }
-        let mut source = Map::new();
-        if numeric(t, &t.primary_key[0]) {
-            source.insert("partition_column".into(), json!(t.primary_key[0]));
-        }
-        source.insert("options".into(), json!({ "table": t.name }));
-        let mut after = vec![node_flow[a.table.as_str()].clone()];
-        if b.table != a.table {
-            after.push(node_flow[b.table.as_str()].clone());
-        }
-        flows.push(json!({
-            "name": unique(&t.name),
-            "after": after,
-            "source": source,
-            "sink": { "options": { "query": query } },
-        }));
-        joins += 1;
-    }
+    let joins = flows.len() - nodes - rels;
 
     let spec = json!({
         "name": req.name,
@@ -463,7 +342,7 @@ pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
         text,
         "# `source` and `sink` at the top are defaults every flow inherits (maps merged key by key)."
     );
-    for n in &notes {
+    for n in &plan.notes {
         let _ = writeln!(text, "# Note: {n}");
     }
     text.push_str(&body);
@@ -472,7 +351,162 @@ pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
         nodes,
         relationships: rels,
         join_tables: joins,
-        notes,
+        notes: plan.notes,
+    })
+}
+
+/// A node table's flow: a constraint (or index) on the key, `MERGE` on it and `SET` the other
+/// columns; `CREATE` for a table without a primary key.
+fn node_flow(plan: &mut Plan<'_>, t: &TableInfo) -> Value {
+    let lbl = label(&t.name);
+    // Foreign key columns become relationships, unless they are part of the node's key.
+    let fk_columns: BTreeSet<&str> = t
+        .foreign_keys
+        .iter()
+        .filter(|f| plan.node_tables.contains(f.table.as_str()))
+        .flat_map(|f| f.columns.iter().map(String::as_str))
+        .filter(|c| !t.primary_key.iter().any(|k| k == c))
+        .collect();
+    let props: Vec<&str> = t
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|c| !t.primary_key.iter().any(|k| k == c) && !fk_columns.contains(c))
+        .collect();
+    let mut sink = Map::new();
+    let query = if t.primary_key.is_empty() {
+        plan.notes.push(format!(
+            "table `{}` has no primary key: its rows are CREATEd, so running the job again duplicates them",
+            t.name
+        ));
+        let all: Vec<String> = t
+            .columns
+            .iter()
+            .filter(|c| !fk_columns.contains(c.name.as_str()))
+            .map(|c| format!("{}: {}", ident(&c.name), row_field(&c.name)))
+            .collect();
+        format!(
+            "UNWIND $batch AS row\nCREATE (n:{} {{{}}})",
+            ident(&lbl),
+            all.join(", ")
+        )
+    } else {
+        let keys = &t.primary_key;
+        let props_key: Vec<String> = keys.iter().map(|k| format!("n.{}", ident(k))).collect();
+        let setup = if keys.len() == 1 {
+            format!(
+                "CREATE CONSTRAINT {} IF NOT EXISTS FOR (n:{}) REQUIRE n.{} IS UNIQUE",
+                ident(&format!("{}_{}", t.name, keys[0])),
+                ident(&lbl),
+                ident(&keys[0])
+            )
+        } else {
+            format!(
+                "CREATE INDEX {} IF NOT EXISTS FOR (n:{}) ON ({})",
+                ident(&format!("{}_key", t.name)),
+                ident(&lbl),
+                props_key.join(", ")
+            )
+        };
+        sink.insert("setup".into(), json!([setup]));
+        let mut q = format!(
+            "UNWIND $batch AS row\nMERGE (n:{} {})",
+            ident(&lbl),
+            key_map(keys, keys)
+        );
+        if let Some(set) = set_clause("n", &props) {
+            let _ = write!(q, "\n{set}");
+        }
+        q
+    };
+    sink.insert("query".into(), Value::String(query));
+    json!({
+        "name": plan.node_flow[t.name.as_str()],
+        "source": source(t, single_key(t), json!({ "table": t.name })),
+        "sink": { "options": sink },
+    })
+}
+
+/// A relationship flow for each foreign key of node table `t` that points at a generated node.
+fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>) {
+    for fk in &t.foreign_keys {
+        if !plan.node_tables.contains(fk.table.as_str()) {
+            plan.notes.push(format!(
+                "foreign key `{}` of `{}` points at `{}`, which is not generated: no relationship",
+                fk.name, t.name, fk.table
+            ));
+            continue;
+        }
+        if t.primary_key.is_empty() {
+            plan.notes.push(format!(
+                "foreign key `{}` of `{}`: the table has no primary key to find its nodes by: no relationship",
+                fk.name, t.name
+            ));
+            continue;
+        }
+        let rel = relationship_type(fk);
+        let mut cols: Vec<&str> = t.primary_key.iter().map(String::as_str).collect();
+        for c in &fk.columns {
+            if !cols.contains(&c.as_str()) {
+                cols.push(c);
+            }
+        }
+        let not_null: Vec<String> = fk
+            .columns
+            .iter()
+            .map(|c| format!("{} IS NOT NULL", sql_ident(c)))
+            .collect();
+        let select: Vec<String> = cols.iter().map(|c| sql_ident(c)).collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            select.join(", "),
+            sql_ident(&t.name),
+            not_null.join(" AND ")
+        );
+        let query = format!(
+            "UNWIND $batch AS row\nMATCH (a:{} {})\nMATCH (b:{} {})\nMERGE (a)-[:{}]->(b)",
+            ident(&label(&t.name)),
+            key_map(&t.primary_key, &t.primary_key),
+            ident(&label(&fk.table)),
+            key_map(target_keys(fk), &fk.columns),
+            ident(&rel)
+        );
+        let name = plan.unique(&format!("{}_{}", t.name, rel.to_ascii_lowercase()));
+        flows.push(json!({
+            "name": name,
+            "after": plan.after(&t.name, &fk.table),
+            "source": source(t, single_key(t), json!({ "query": sql })),
+            "sink": { "options": { "query": query } },
+        }));
+    }
+}
+
+/// A join table's flow: a relationship between the nodes its two foreign keys point at, carrying
+/// its other columns.
+fn join_flow(plan: &mut Plan<'_>, t: &TableInfo, a: &ForeignKey, b: &ForeignKey) -> Value {
+    let rel = upper_snake(&t.name);
+    let props: Vec<&str> = t
+        .columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|c| !t.primary_key.iter().any(|k| k == c))
+        .collect();
+    let mut query = format!(
+        "UNWIND $batch AS row\nMATCH (a:{} {})\nMATCH (b:{} {})\nMERGE (a)-[r:{}]->(b)",
+        ident(&label(&a.table)),
+        key_map(target_keys(a), &a.columns),
+        ident(&label(&b.table)),
+        key_map(target_keys(b), &b.columns),
+        ident(&rel)
+    );
+    if let Some(set) = set_clause("r", &props) {
+        let _ = write!(query, "\n{set}");
+    }
+    json!({
+        "name": plan.unique(&t.name),
+        "after": plan.after(&a.table, &b.table),
+        "source": source(t, t.primary_key.first(), json!({ "table": t.name })),
+        "sink": { "options": { "query": query } },
     })
 }
 

@@ -46,20 +46,8 @@ fn load(
     kind: Kind,
     options: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Arc<Plugin>, SpecError> {
-    let key = format!("{role}.plugin");
-    let path = plugin::resolve(name, flow.spec.dir()).map_err(|e| flow.error(&key, e.0))?;
-    let p = plugin::load(&path).map_err(|e| flow.error(&key, e.0))?;
-    if p.kind != kind {
-        return Err(flow.error(
-            &key,
-            format!(
-                "plugin '{}' ({}) is a {}, but {role} needs a {kind}",
-                p.name,
-                path.display(),
-                p.kind
-            ),
-        ));
-    }
+    let p = plugin::load_as(name, flow.spec.dir(), kind, role)
+        .map_err(|m| flow.error(&format!("{role}.plugin"), m))?;
     p.validate(options).map_err(|e| match e {
         PluginError::Config { error, .. } if error.key.is_empty() => {
             flow.error(&format!("{role}.options"), error.message)

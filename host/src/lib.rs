@@ -1,20 +1,26 @@
 //! etlhost: moves rows from a source plugin to a sink plugin, owning everything in between —
 //! planning, scheduling, batching and accounting.
 //!
+//! - [`cli`]: the `etlhost` commands, a module each, and their arguments.
 //! - [`spec`]: the job spec file (YAML or TOML) and its errors.
 //! - [`plugin`]: loading connector libraries and calling them through the C ABI.
 //! - [`job`]: a spec with its plugins loaded and options validated.
 //! - [`init`]: a generated spec from a source's tables and foreign keys.
 //! - [`plan`]: which splits a job reads.
 //! - [`run`]: a job's flows in order, each planned, resumed or narrowed to its cursor.
+//! - [`error`]: why a job did not run to the end.
 //! - [`pipeline`]: readers, batcher and writers.
 //! - [`stats`]: row accounting and the final statistics.
 //! - [`checkpoint`]: durable progress, for resuming a killed job.
 //! - [`cursor`]: how far an incremental flow read, kept between runs.
 //! - [`report`]: live progress for people: bars or a periodic block.
+//! - [`transform`]: WASM transforms: loading, the engine, per-reader chains.
+//! - [`state_file`]: files that outlive a run, written atomically.
 
 pub mod checkpoint;
+pub mod cli;
 pub mod cursor;
+pub mod error;
 pub mod init;
 pub mod job;
 pub mod pipeline;
@@ -23,5 +29,6 @@ pub mod plugin;
 pub mod report;
 pub mod run;
 pub mod spec;
+pub mod state_file;
 pub mod stats;
 pub mod transform;

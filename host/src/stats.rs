@@ -37,6 +37,25 @@ impl Counters {
     }
 }
 
+/// How a job (or one of its flows) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        })
+    }
+}
+
 /// The statistics of a finished job, printed as a block and written by `--summary-json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -44,7 +63,7 @@ pub struct Summary {
     /// Set on the statistics of one flow of a job of several.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow: Option<String>,
-    pub status: &'static str,
+    pub status: Status,
     pub start: String,
     pub end: String,
     pub duration_secs: f64,
@@ -98,83 +117,89 @@ impl Summary {
     pub fn new(
         job: &str,
         flow: Option<&str>,
-        status: &'static str,
+        status: Status,
         c: &Counters,
         start: SystemTime,
         end: SystemTime,
         error: Option<String>,
     ) -> Self {
         let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
-        let duration = end
-            .duration_since(start)
-            .unwrap_or(Duration::ZERO)
-            .as_secs_f64();
-        let written = get(&c.written);
         Summary {
-            job: job.to_string(),
             flow: flow.map(str::to_string),
-            status,
-            start: iso(start),
-            end: iso(end),
-            duration_secs: duration,
             read: get(&c.read),
-            written,
+            written: get(&c.written),
             failed: get(&c.failed),
             filtered: get(&c.filtered),
             added: get(&c.added),
             batches: get(&c.batches),
             retries: get(&c.retries),
-            rows_per_sec: if duration > 0.0 {
-                written as f64 / duration
-            } else {
-                0.0
-            },
             read_per_reader: c.per_reader.iter().map(get).collect(),
-            peak_rss_bytes: peak_rss_bytes(),
-            error,
-            flows: Vec::new(),
+            ..Summary::timed(job, status, start, end, error)
         }
+        .rated()
     }
 
     /// The job's statistics over the flows that ran: sums of their rows, the job's wall time.
     pub fn total(
         job: &str,
         flows: Vec<Summary>,
-        status: &'static str,
+        status: Status,
         start: SystemTime,
         error: Option<String>,
     ) -> Self {
-        let end = SystemTime::now();
-        let duration = end
-            .duration_since(start)
-            .unwrap_or(Duration::ZERO)
-            .as_secs_f64();
         let sum = |f: fn(&Summary) -> u64| flows.iter().map(f).sum::<u64>();
-        let written = sum(|s| s.written);
+        Summary {
+            read: sum(|s| s.read),
+            written: sum(|s| s.written),
+            failed: sum(|s| s.failed),
+            filtered: sum(|s| s.filtered),
+            added: sum(|s| s.added),
+            batches: sum(|s| s.batches),
+            retries: sum(|s| s.retries),
+            flows,
+            ..Summary::timed(job, status, start, SystemTime::now(), error)
+        }
+        .rated()
+    }
+
+    /// A summary of no rows over `start..end`.
+    fn timed(
+        job: &str,
+        status: Status,
+        start: SystemTime,
+        end: SystemTime,
+        error: Option<String>,
+    ) -> Self {
         Summary {
             job: job.to_string(),
             flow: None,
             status,
             start: iso(start),
             end: iso(end),
-            duration_secs: duration,
-            read: sum(|s| s.read),
-            written,
-            failed: sum(|s| s.failed),
-            filtered: sum(|s| s.filtered),
-            added: sum(|s| s.added),
-            batches: sum(|s| s.batches),
-            retries: sum(|s| s.retries),
-            rows_per_sec: if duration > 0.0 {
-                written as f64 / duration
-            } else {
-                0.0
-            },
+            duration_secs: end
+                .duration_since(start)
+                .unwrap_or(Duration::ZERO)
+                .as_secs_f64(),
+            read: 0,
+            written: 0,
+            failed: 0,
+            filtered: 0,
+            added: 0,
+            batches: 0,
+            retries: 0,
+            rows_per_sec: 0.0,
             read_per_reader: Vec::new(),
             peak_rss_bytes: peak_rss_bytes(),
             error,
-            flows,
+            flows: Vec::new(),
         }
+    }
+
+    fn rated(mut self) -> Self {
+        if self.duration_secs > 0.0 {
+            self.rows_per_sec = self.written as f64 / self.duration_secs;
+        }
+        self
     }
 
     /// Every row read (or added by a transform) is written, failed (and dead-lettered) or

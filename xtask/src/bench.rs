@@ -200,8 +200,9 @@ fn transforms() -> Result<()> {
         console_spec("person_1m", 1, 1).replace(
             "sink:",
             &format!(
-                "checkpoint:\n  dir: {}\ntransforms:\n  - name: {name}\n    component: {}\n    config: {config}\nsink:",
+                "checkpoint:\n  dir: {}\ncache_dir: {}\ntransforms:\n  - name: {name}\n    component: {}\n    config: {config}\nsink:",
                 state.join(name).join("checkpoints").display(),
+                state.join(name).join("cache").display(),
                 dir.join(format!("{name}.wasm")).display()
             ),
         )

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 
 use xtask::graph::{fresh_graph, graph_count};
 use xtask::services;
-use xtask::{build, root};
+use xtask::{build_demo, root};
 
 pub const ROWS: u64 = 100_000;
 
@@ -26,7 +26,7 @@ pub fn run() -> Result<()> {
          INSERT INTO test.person SELECT seq, CONCAT('person-', seq) FROM seq_1_to_{ROWS};"
     ))?;
     fresh_graph("test")?;
-    build(true)?;
+    build_demo()?;
     let start = Instant::now();
     xtask::run(
         Command::new(root().join("target/release/etlhost"))

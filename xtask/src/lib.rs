@@ -34,6 +34,15 @@ pub fn build(release: bool) -> Result<()> {
     transforms::build()
 }
 
+/// Builds what `jobs/person.yaml` needs, in release mode: the binary without the WASM engine
+/// (the largest part of a build) and the mysql and bolt plugins.
+pub fn build_demo() -> Result<()> {
+    run(Command::new(cargo())
+        .args(["build", "--release", "--no-default-features"])
+        .args(["-p", "etlhost", "-p", "etlhost-mysql", "-p", "etlhost-bolt"])
+        .current_dir(root()))
+}
+
 /// The `mariadb` client, logged in over TCP as the test user (the password in the environment,
 /// not on the command line).
 pub fn mariadb() -> Command {

@@ -2,8 +2,8 @@
 //!
 //! - `services`: install when absent and start MariaDB and the ArcadeDB Bolt server.
 //! - `build [--release]`: build the etlhost binary and every plugin.
-//! - `demo`: services, seed `test.person` with 100,000 rows, build, run `jobs/person.yaml`, and read
-//!   the node count back from the graph.
+//! - `demo`: services, seed `test.person` with 100,000 rows, build what the job needs (not the WASM
+//!   engine), run `jobs/person.yaml`, and read the node count back from the graph.
 //! - `test [ARGS]`: services, build, then the whole test suite (`cargo test --workspace ARGS`).
 //! - `bench`: throughput benchmarks as ratios within one run; tables in `target/bench/*.json`.
 

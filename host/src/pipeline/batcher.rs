@@ -10,11 +10,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use etlhost_plugin_sdk::{Batch, Schema};
 
 use super::reader::Chunk;
+use crate::transform::Origin;
 
-/// Rows for one sink call, with where each row came from: (split, row number in the split).
+/// Rows for one sink call, with where each row came from: (split, row of the split).
 pub struct Work {
     pub batch: Batch,
-    pub origin: Vec<(u32, u64)>,
+    pub origin: Vec<(u32, Origin)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +83,7 @@ pub fn run(input: Receiver<Chunk>, output: Sender<Work>, limits: Limits) {
             p.work.batch.rows.push(row);
             let seq = match &chunk.origins {
                 Some(o) => o[i],
-                None => chunk.first + i as u64,
+                None => Origin::Row(chunk.first + i as u64),
             };
             p.work.origin.push((chunk.split, seq));
             if p.work.batch.rows.len() >= limits.rows

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use etlhost_plugin_sdk::Batch;
 
 use crate::stats::iso_micros;
+use crate::transform::Origin;
 
 pub struct DeadLetter {
     path: PathBuf,
@@ -41,7 +42,7 @@ impl DeadLetter {
         &self,
         batch: &Batch,
         rows: &[usize],
-        origin: &[(u32, u64)],
+        origin: &[(u32, Origin)],
         stage: &str,
         error: &str,
     ) -> std::io::Result<()> {

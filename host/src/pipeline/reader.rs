@@ -5,17 +5,19 @@
 use crossbeam_channel::{Receiver, Sender};
 use etlhost_plugin_sdk::{Batch, Split};
 
-use super::{acks, Shared, SourceSide};
+use super::acks;
+use super::seams::SourceSide;
+use super::shared::Shared;
 use crate::stats::Counters;
-use crate::transform::worker::{Chain, FINISH};
+use crate::transform::{Chain, Origin};
 
 /// Rows of one split, as read: row numbers `first..first + batch.len()` of the split, or, after
-/// transforms, the row numbers in `origins` (one per row; repeated for an expanded row).
+/// transforms, the origins in `origins` (one per row; repeated for an expanded row).
 pub struct Chunk {
     pub split: u32,
     pub first: u64,
     pub batch: Batch,
-    pub origins: Option<Vec<u64>>,
+    pub origins: Option<Vec<Origin>>,
 }
 
 pub fn run(
@@ -59,7 +61,8 @@ pub fn run(
                         origins: None,
                     },
                     Some(c) => {
-                        let applied = c.apply(batch, (first..first + n as u64).collect());
+                        let applied =
+                            c.apply(batch, (first..first + n as u64).map(Origin::Row).collect());
                         shared.transformed(split.id, n as u64, &applied);
                         Chunk {
                             split: split.id,
@@ -103,7 +106,7 @@ pub fn run(
             if !applied.batch.rows.is_empty() {
                 let chunk = Chunk {
                     split: last_split,
-                    first: FINISH,
+                    first: 0,
                     batch: applied.batch,
                     origins: Some(applied.origins),
                 };

@@ -2,13 +2,16 @@
 //! delivered exactly once, or failed and dead-lettered, whatever the sizes, counts and failures.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use etlhost_plugin_sdk::{Batch, Column, ColumnType, KeyRange, Split, Value};
 use proptest::prelude::*;
 
 use super::*;
+use crate::plugin::PluginError;
 
 /// Rows `0..rows`, one column `id`, split into contiguous ranges; each split returns batches of
 /// `fetch` rows.
@@ -260,7 +263,7 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
         Arc::new(Counters::new(2)),
         None,
     );
-    assert_eq!(s.status, "interrupted");
+    assert_eq!(s.status, crate::stats::Status::Interrupted);
     assert_eq!(s.read, 0, "nothing is read once stopped");
     assert!(s.balances());
 }

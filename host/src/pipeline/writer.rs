@@ -14,7 +14,9 @@ use crossbeam_channel::Receiver;
 use etlhost_plugin_sdk::Batch;
 
 use super::batcher::Work;
-use super::{Shared, SinkSide, StopReason};
+use super::control::StopReason;
+use super::seams::SinkSide;
+use super::shared::Shared;
 use crate::plugin::PluginError;
 use crate::stats::Counters;
 
@@ -64,17 +66,13 @@ fn deliver(sink: &mut dyn SinkSide, work: &Work, batch: &Batch, rows: &[usize], 
 /// Tells the progress tracker that `rows` are behind us, as runs of consecutive row numbers.
 fn acknowledge(work: &Work, rows: &[usize], shared: &Shared) {
     let mut run: Option<(u32, u64, u64)> = None;
-    let flush = |r: (u32, u64, u64)| {
-        if shared.acks.ack(r.0, r.1, r.2) {
-            shared.split_complete(r.0);
-        }
-    };
+    let flush = |(split, start, end)| shared.ack(split, start, end);
     for &i in rows {
-        let (split, seq) = work.origin[i];
+        let (split, origin) = work.origin[i];
         // A row a transform made several of is behind us once all of them are.
-        if !shared.release(split, seq) {
+        let Some(seq) = shared.release(split, origin) else {
             continue;
-        }
+        };
         run = match run {
             Some((s, a, b)) if s == split && b == seq => Some((s, a, b + 1)),
             Some(r) => {
@@ -117,28 +115,8 @@ fn write_with_retries(
 }
 
 fn fail_rows(work: &Work, rows: &[usize], e: &PluginError, shared: &Shared) {
-    let n = rows.len();
-    Counters::add(&shared.counters.failed, n);
-    let text = e.to_string();
-    if let Err(io) = shared
-        .dead_letter
-        .record(&work.batch, rows, &work.origin, "sink", &text)
-    {
-        // The rows are still counted as failed; the job must not pass as if they were kept.
-        shared.fail(format!(
-            "cannot write {n} failed rows to the dead-letter file {}: {io}",
-            shared.dead_letter.path().display()
-        ));
-        return;
-    }
-    tracing::warn!(rows = n, "rows failed and were dead-lettered: {text}");
-    // Kept in the dead-letter file, so behind us as far as a resumed run is concerned.
-    acknowledge(work, rows, shared);
-    let failed = shared
-        .counters
-        .failed
-        .load(std::sync::atomic::Ordering::SeqCst);
-    if failed > shared.settings.max_failed_rows {
-        shared.control.stop(StopReason::TooManyFailedRows);
+    if shared.fail_rows(&work.batch, rows, &work.origin, "sink", &e.to_string()) {
+        // Kept in the dead-letter file, so behind us as far as a resumed run is concerned.
+        acknowledge(work, rows, shared);
     }
 }

@@ -170,6 +170,22 @@ pub fn resolve(plugin: &str, base: &Path) -> Result<PathBuf, LoadError> {
 }
 
 /// Loads (once per process) the library at `path` and checks its descriptor.
+/// Resolves plugin `name` (as [`resolve`] does, from `base`), loads it and checks that it is a
+/// `kind`, which `role` ("source", "sink") needs. `Err` is the message.
+pub fn load_as(name: &str, base: &Path, kind: Kind, role: &str) -> Result<Arc<Plugin>, String> {
+    let path = resolve(name, base).map_err(|e| e.0)?;
+    let p = load(&path).map_err(|e| e.0)?;
+    if p.kind != kind {
+        return Err(format!(
+            "plugin '{}' ({}) is a {}, but {role} needs a {kind}",
+            p.name,
+            path.display(),
+            p.kind
+        ));
+    }
+    Ok(p)
+}
+
 pub fn load(path: &Path) -> Result<Arc<Plugin>, LoadError> {
     static LOADED: OnceLock<Mutex<HashMap<PathBuf, Arc<Plugin>>>> = OnceLock::new();
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());

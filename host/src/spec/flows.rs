@@ -17,11 +17,12 @@ const FLOW_KEYS: [&str; 5] = [
 ];
 
 /// Keys that belong to the job as a whole.
-const JOB_KEYS: [&str; 5] = [
+const JOB_KEYS: [&str; 6] = [
     "name",
     "flows",
     "dead_letter",
     "checkpoint",
+    "cache_dir",
     "progress_interval",
 ];
 

@@ -25,6 +25,28 @@ pub enum Format {
     Toml,
 }
 
+impl Format {
+    /// The format a file's extension names: `.yaml`/`.yml` or `.toml`.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Some(Format::Yaml),
+            Some("toml") => Some(Format::Toml),
+            _ => None,
+        }
+    }
+}
+
+/// A stable hash of the spec file (FNV-1a of its bytes, in hex), recorded in checkpoints to notice
+/// a changed spec.
+fn hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 /// A job: one or more flows, each reading from one source, optionally transforming, and writing
 /// to one sink. A file with `source` and `sink` at the top is a job of one flow named after the job.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -38,6 +60,9 @@ pub struct JobSpec {
     pub dead_letter: Option<PathBuf>,
     #[serde(default)]
     pub checkpoint: CheckpointSpec,
+    /// Where compiled WASM transforms are cached, keyed by the component's bytes.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
     /// How often the progress block is printed when stderr is not a terminal.
     #[serde(default = "default_progress_interval")]
     pub progress_interval: Span,
@@ -88,6 +113,10 @@ impl Default for CheckpointSpec {
 
 fn default_checkpoint_dir() -> PathBuf {
     PathBuf::from(".etlhost/checkpoints")
+}
+
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from(".etlhost/cache")
 }
 
 fn default_checkpoint_interval() -> Span {
@@ -265,16 +294,12 @@ impl Spec {
             key: key.to_string(),
             message,
         };
-        let format = match path.extension().and_then(|e| e.to_str()) {
-            Some("yaml" | "yml") => Format::Yaml,
-            Some("toml") => Format::Toml,
-            _ => {
-                return Err(fail(
-                    None,
-                    "",
-                    "unknown spec format: the file name must end in .yaml, .yml or .toml".into(),
-                ))
-            }
+        let Some(format) = Format::from_path(path) else {
+            return Err(fail(
+                None,
+                "",
+                "unknown spec format: the file name must end in .yaml, .yml or .toml".into(),
+            ));
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(None, "", format!("cannot read: {e}")))?;
@@ -312,7 +337,7 @@ impl Spec {
         let mut spec = Spec {
             job,
             path: path.to_path_buf(),
-            hash: crate::checkpoint::spec_hash(text.as_bytes()),
+            hash: hash(text.as_bytes()),
             multi_flow,
             order: Vec::new(),
             locator,
@@ -497,5 +522,14 @@ impl FlowRef<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hash_is_stable_and_sensitive() {
+        assert_eq!(super::hash(b""), "cbf29ce484222325");
+        assert_ne!(super::hash(b"name: a"), super::hash(b"name: b"));
     }
 }

@@ -228,7 +228,7 @@ fn compile(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<(Component,
         .precompile_component(&bytes)
         .map_err(|e| format!("{} is not a WASM component: {e:#}", path.display()))?;
     if let Err(e) = std::fs::create_dir_all(cache_dir)
-        .and_then(|()| crate::checkpoint::write_atomic(&cached, &compiled))
+        .and_then(|()| crate::state_file::write_atomic(&cached, &compiled))
     {
         tracing::warn!(
             "cannot cache the compiled component in {}: {e}",

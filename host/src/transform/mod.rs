@@ -10,9 +10,105 @@
 //! them (`allow`), at most `memory` bytes of linear memory, and `deadline` per call (enforced with
 //! wasmtime's epoch interruption, so a guest in an endless loop is stopped).
 
+//!
+//! The engine is the largest part of a build (wasmtime and cranelift), so it sits behind the cargo
+//! feature `transforms` (on by default); `cargo xtask demo` builds without it, and such a binary
+//! refuses a flow with transforms before any row moves.
+
+#[cfg(feature = "transforms")]
 pub mod engine;
+mod outcome;
+#[cfg(feature = "transforms")]
 pub mod values;
+#[cfg(feature = "transforms")]
 pub mod worker;
 
-pub use engine::{Compiled, TransformError, Transforms};
-pub use worker::{Chain, Outcome};
+#[cfg(feature = "transforms")]
+pub use engine::Transforms;
+pub use outcome::{Applied, Origin, Outcome};
+#[cfg(feature = "transforms")]
+pub use worker::Chain;
+
+use std::sync::Arc;
+
+use crate::error::RunError;
+use crate::spec::FlowRef;
+
+/// Stand-ins for a build without the engine: no flow can have transforms, so none is ever made.
+#[cfg(not(feature = "transforms"))]
+mod absent {
+    use super::{Applied, Origin};
+    use etlhost_plugin_sdk::Batch;
+    use std::sync::Arc;
+
+    pub enum Transforms {}
+
+    pub enum Chain {}
+
+    impl Chain {
+        pub fn new(t: Arc<Transforms>) -> Chain {
+            match *t {}
+        }
+        pub fn apply(&mut self, _: Batch, _: Vec<Origin>) -> Applied {
+            match *self {}
+        }
+        pub fn finish(&mut self) -> Vec<Applied> {
+            match *self {}
+        }
+    }
+}
+#[cfg(not(feature = "transforms"))]
+pub use absent::{Chain, Transforms};
+
+#[cfg(not(feature = "transforms"))]
+pub fn load(flow: FlowRef<'_>) -> Result<Option<Arc<Transforms>>, RunError> {
+    if flow.flow.transforms.is_empty() {
+        return Ok(None);
+    }
+    Err(RunError::Config(flow.error(
+        "transforms",
+        "this etlhost was built without WASM transforms (cargo feature `transforms`); build it with `cargo xtask build --release`",
+    )))
+}
+
+/// Compiles (or loads from `cache_dir`) the flow's transforms and checks that each accepts its
+/// config, before any row moves. `None` for a flow without transforms.
+#[cfg(feature = "transforms")]
+pub fn load(flow: FlowRef<'_>) -> Result<Option<Arc<Transforms>>, RunError> {
+    let f = flow.flow;
+    if f.transforms.is_empty() {
+        return Ok(None);
+    }
+    use engine::{Grants, Request};
+    let requests = f
+        .transforms
+        .iter()
+        .map(|t| Request {
+            name: t.name.clone(),
+            component: flow.spec.dir().join(&t.component),
+            config: serde_json::Value::Object(t.config.clone()).to_string(),
+            deadline: t.deadline.0,
+            memory: t.memory_mib << 20,
+            grants: Grants {
+                env: t.allow.env.clone(),
+                read_dirs: t
+                    .allow
+                    .read_dirs
+                    .iter()
+                    .map(|d| (d.clone(), d.display().to_string()))
+                    .collect(),
+                network: t.allow.network,
+            },
+        })
+        .collect();
+    let t = Transforms::load(requests, &flow.spec.job.cache_dir).map_err(|e| {
+        RunError::Config(flow.error(&format!("transforms[{}].{}", e.index, e.key), e.message))
+    })?;
+    worker::check(&t).map_err(|(i, m)| {
+        RunError::Config(flow.error(
+            &format!("transforms[{i}].config"),
+            format!("transform `{}` {m}", f.transforms[i].name),
+        ))
+    })?;
+    Ok(Some(Arc::new(t)))
+}

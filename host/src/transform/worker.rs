@@ -13,31 +13,8 @@ use etlhost_plugin_sdk::{Batch, Column, Row, Schema};
 use wasmtime::Store;
 
 use super::engine::{wit, State, Transforms, TICK};
+use super::outcome::{Applied, Origin, Outcome};
 use super::values::{column_from_wit, column_to_wit, from_wit, to_wit};
-
-/// Rows of an input batch that did not come out as rows.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Dropped on purpose (counted as filtered).
-    Dropped { origin: u64 },
-    /// Failed in `transform`: the row as that transform saw it, and why.
-    Failed {
-        origin: u64,
-        transform: String,
-        row: Batch,
-        reason: String,
-    },
-}
-
-/// The rows a chain hands on, with the input row each came from.
-pub struct Applied {
-    pub batch: Batch,
-    pub origins: Vec<u64>,
-    pub outcomes: Vec<Outcome>,
-}
-
-/// Origin of rows a transform emits at `finish`, which come from no input row.
-pub const FINISH: u64 = u64::MAX;
 
 struct Live {
     store: Store<State>,
@@ -59,11 +36,11 @@ impl Chain {
     }
 
     /// Runs `batch` (rows numbered by `origins`) through every transform in order.
-    pub fn apply(&mut self, batch: Batch, origins: Vec<u64>) -> Applied {
+    pub fn apply(&mut self, batch: Batch, origins: Vec<Origin>) -> Applied {
         self.apply_from(0, batch, origins)
     }
 
-    fn apply_from(&mut self, first: usize, batch: Batch, origins: Vec<u64>) -> Applied {
+    fn apply_from(&mut self, first: usize, batch: Batch, origins: Vec<Origin>) -> Applied {
         let mut cur = Applied {
             batch,
             origins,
@@ -112,14 +89,14 @@ impl Chain {
                 .into_iter()
                 .map(|r| r.into_iter().map(from_wit).collect())
                 .collect();
-            let origins = vec![FINISH; rows.len()];
+            let origins = vec![Origin::Finish; rows.len()];
             out.push(self.apply_from(i + 1, Batch { schema, rows }, origins));
         }
         out
     }
 
     /// Transform `i` over a batch: outputs in input order.
-    fn stage(&mut self, i: usize, batch: Batch, origins: Vec<u64>) -> Applied {
+    fn stage(&mut self, i: usize, batch: Batch, origins: Vec<Origin>) -> Applied {
         let mut acc = Acc {
             schema: None,
             rows: Vec::new(),
@@ -212,7 +189,7 @@ impl Chain {
                     };
                     if let Some(reason) = problem {
                         // Rows this input already produced are taken back: it failed as a whole.
-                        while acc.origins.last() == Some(&origin) && origin != FINISH {
+                        while acc.origins.last() == Some(&origin) && origin != Origin::Finish {
                             acc.origins.pop();
                             acc.rows.pop();
                         }
@@ -288,13 +265,13 @@ impl Chain {
 struct Input<'a> {
     batch: &'a Batch,
     columns: &'a [wit::Column],
-    origins: &'a [u64],
+    origins: &'a [Origin],
 }
 
 struct Acc {
     schema: Option<Schema>,
     rows: Vec<Row>,
-    origins: Vec<u64>,
+    origins: Vec<Origin>,
     outcomes: Vec<Outcome>,
 }
 

@@ -1,0 +1,90 @@
+//! The command line: every command and its arguments (clap), parsed in `main` and handed to the
+//! command's module.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Declarative data movement: source and sink plugins, wired by a job spec.
+#[derive(Parser)]
+#[command(name = "etlhost", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a job spec (.yaml, .yml or .toml).
+    Run(RunArgs),
+    /// Check a spec and its plugins' options without moving data.
+    Validate { spec: PathBuf },
+    /// Print the splits a job would read (range and estimated rows) without moving data.
+    Plan { spec: PathBuf },
+    /// List the plugins found on the plugin search path.
+    Plugins,
+    /// Write a job spec for a database's tables: a node flow per table (MERGE on the primary
+    /// key), relationships from foreign keys and join tables. Option values are written as given,
+    /// so `'${MYSQL_PASSWORD}'` keeps a password out of the file (it is expanded to connect).
+    Init(Box<InitArgs>),
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    pub spec: PathBuf,
+    /// Also write the final statistics to this file as JSON.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    /// Start over: discard the job's checkpoint instead of resuming from it.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Incremental flows read every row instead of starting at their stored cursor (which is
+    /// then stored anew).
+    #[arg(long)]
+    pub full: bool,
+    /// No progress bars or progress blocks (logs still follow RUST_LOG).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// The spec to write; .yaml, .yml or .toml decides the format.
+    pub output: PathBuf,
+    /// The source database, e.g. mysql://127.0.0.1:3306/shop.
+    #[arg(long)]
+    pub source_url: String,
+    #[arg(long)]
+    pub source_user: Option<String>,
+    #[arg(long)]
+    pub source_password: Option<String>,
+    #[arg(long, default_value = "mysql")]
+    pub source_plugin: String,
+    /// The graph database, e.g. bolt://127.0.0.1:7687.
+    #[arg(long)]
+    pub sink_uri: String,
+    #[arg(long)]
+    pub sink_user: Option<String>,
+    #[arg(long)]
+    pub sink_password: Option<String>,
+    /// The graph database's name (Bolt `db`).
+    #[arg(long)]
+    pub sink_database: Option<String>,
+    #[arg(long, default_value = "bolt")]
+    pub sink_plugin: String,
+    /// Only these tables (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Vec<String>,
+    /// Leave out these tables (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// The job's name; default: the output file's name without extension.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Readers per flow (and splits of a table with a numeric primary key).
+    #[arg(long, default_value_t = 2)]
+    pub parallelism: usize,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}

@@ -1,0 +1,29 @@
+//! The `etlhost` commands, one module each; [`flags`] holds their arguments. Each command returns
+//! its exit code (the table in README).
+
+pub mod flags;
+pub mod init;
+pub mod plan;
+pub mod plugins;
+pub mod run;
+pub mod validate;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::job::Job;
+use crate::spec::Spec;
+
+pub const EXIT_CONFIG: u8 = 2;
+pub const EXIT_RUN: u8 = 3;
+pub const EXIT_FAILED_ROWS: u8 = 4;
+pub const EXIT_INTERRUPTED: u8 = 130;
+pub const EXIT_INTERNAL: u8 = 70;
+
+/// Loads a spec and its plugins; a failure is reported and becomes the config-error exit code.
+fn load_job(spec: &Path) -> Result<Job, ExitCode> {
+    Spec::load(spec).and_then(Job::prepare).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}

@@ -1,0 +1,44 @@
+//! The stages' view of the plugins: what readers read from and writers write to. The plugin
+//! handles implement these; the pipeline's tests drive the same code with in-process fakes.
+
+use std::sync::Arc;
+
+use etlhost_plugin_sdk::{Batch, Split};
+
+use crate::plugin::{PluginError, ReaderHandle, SinkHandle, SourceHandle};
+
+/// What the readers read from: a source plugin, or an in-process fake in tests.
+pub trait SourceSide: Send + Sync {
+    fn open_split(&self, split: &Split) -> Result<Box<dyn SplitRead>, PluginError>;
+}
+
+pub trait SplitRead: Send {
+    fn next_batch(&mut self) -> Result<Option<Batch>, PluginError>;
+}
+
+/// What a writer writes to: one sink plugin instance, or an in-process fake in tests.
+pub trait SinkSide: Send {
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError>;
+    fn finish(&mut self) -> Result<(), PluginError>;
+}
+
+impl SourceSide for Arc<SourceHandle> {
+    fn open_split(&self, split: &Split) -> Result<Box<dyn SplitRead>, PluginError> {
+        Ok(Box::new(SourceHandle::open_split(self, split)?))
+    }
+}
+
+impl SplitRead for ReaderHandle {
+    fn next_batch(&mut self) -> Result<Option<Batch>, PluginError> {
+        ReaderHandle::next_batch(self)
+    }
+}
+
+impl SinkSide for SinkHandle {
+    fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError> {
+        SinkHandle::write_batch(self, batch)
+    }
+    fn finish(&mut self) -> Result<(), PluginError> {
+        SinkHandle::finish(self)
+    }
+}

@@ -1,0 +1,32 @@
+//! The host-owned knobs of a run, as the pipeline needs them (the run module fills them in from
+//! the spec, so the engine never sees the file's model).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::checkpoint::Checkpoint;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub job: String,
+    /// The flow's name in a job of several flows.
+    pub flow: Option<String>,
+    pub readers: usize,
+    pub max_batch_rows: usize,
+    pub max_batch_bytes: Option<usize>,
+    pub batch_timeout: Option<Duration>,
+    pub max_retries: u32,
+    pub retry_backoff: Duration,
+    pub max_failed_rows: u64,
+    pub dead_letter: PathBuf,
+    /// Where and how often progress is recorded; `None` records nothing.
+    pub checkpoint: Option<CheckpointSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    pub path: PathBuf,
+    pub interval: Duration,
+    /// What earlier runs of this job completed; this run's progress is added to it.
+    pub base: Checkpoint,
+}
