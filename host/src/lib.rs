@@ -12,6 +12,7 @@
 //! - [`checkpoint`]: durable progress, for resuming a killed job.
 //! - [`cursor`]: how far an incremental flow read, kept between runs.
 //! - [`report`]: live progress for people: bars or a periodic block.
+//! - [`seatunnel`]: SeaTunnel job files (HOCON) read as specs, and converted to YAML or TOML.
 
 pub mod checkpoint;
 pub mod cursor;
@@ -22,6 +23,7 @@ pub mod plan;
 pub mod plugin;
 pub mod report;
 pub mod run;
+pub mod seatunnel;
 pub mod spec;
 pub mod stats;
 pub mod transform;

@@ -22,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a job spec (.yaml, .yml or .toml).
+    /// Run a job spec (.yaml, .yml, .toml, or a SeaTunnel job file: .conf).
     Run {
         spec: PathBuf,
         /// Also write the final statistics to this file as JSON.
@@ -49,6 +49,9 @@ enum Command {
     /// key), relationships from foreign keys and join tables. Option values are written as given,
     /// so `'${MYSQL_PASSWORD}'` keeps a password out of the file (it is expanded to connect).
     Init(Box<InitArgs>),
+    /// Write the etlhost spec (.yaml or .toml) of a SeaTunnel job file (.conf), with a comment
+    /// on every key whose meaning changed.
+    Convert(etlhost::seatunnel::ConvertArgs),
 }
 
 #[derive(clap::Args)]
@@ -277,6 +280,7 @@ fn main() -> ExitCode {
                 ExitCode::from(code)
             }
         },
+        Command::Convert(args) => ExitCode::from(etlhost::seatunnel::convert_command(&args)),
         Command::Plugins => {
             println!(
                 "{:<12} {:<7} {:<9} {:<4} PATH",
