@@ -118,3 +118,88 @@ fn named_fields<'a>(
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etlhost_plugin_sdk::{Column, ColumnType, Value};
+
+    fn options(extra: serde_json::Value) -> BoltOptions {
+        let mut o = serde_json::json!({"uri": "bolt://h", "user": "u", "query": "UNWIND $batch AS row CREATE (:P)"});
+        o.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(o).unwrap()
+    }
+
+    fn batch(rows: usize) -> Batch {
+        let col = |n: &str| Column {
+            name: n.into(),
+            ty: ColumnType::Any,
+        };
+        Batch {
+            schema: vec![col("a"), col("b")].into(),
+            rows: (0..rows)
+                .map(|i| vec![Value::Int(i as i64), Value::Null])
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_query_without_batch_needs_row_parameters() {
+        let o = options(serde_json::json!({"query": "CREATE (:P {id: $ID})"}));
+        assert_eq!(check(&o).unwrap_err().key, "query");
+        let o =
+            options(serde_json::json!({"query": "CREATE (:P {id: $ID})", "row_parameters": true}));
+        assert!(check(&o).is_ok());
+        let o = options(serde_json::json!({"row_parameters": true}));
+        assert!(check(&o).unwrap_err().message.contains("not sent"));
+    }
+
+    #[test]
+    fn batches_that_cannot_be_encoded_are_refused() {
+        let o =
+            options(serde_json::json!({"query": "CREATE (:P {id: $ID})", "row_parameters": true}));
+        assert!(fits(&o, &batch(1)).is_ok());
+        assert_eq!(
+            fits(&o, &batch(2)).unwrap_err().message,
+            "row_parameters: true runs the query once per row and needs sink.write_mode: \
+             one_by_one (got a batch of 2 rows)"
+        );
+        let o = options(serde_json::json!({"params_by_position": {"ID": 2}}));
+        assert_eq!(
+            fits(&o, &batch(1)).unwrap_err().message,
+            "params_by_position.ID: position 2, but the rows have 2 fields (positions start at 0)"
+        );
+    }
+
+    #[test]
+    fn named_positions_shape_the_parameters() {
+        // One row's fields as top-level parameters, NULL included: {ID: 0, X: null}.
+        let o = options(serde_json::json!({
+            "query": "CREATE (:P {id: $ID})", "row_parameters": true,
+            "params_by_position": {"ID": 0, "X": 1}
+        }));
+        let mut m = Vec::new();
+        encode(&mut m, &batch(1), &o);
+        let mut want = Vec::new();
+        ps::map_header(&mut want, 2);
+        ps::string(&mut want, "ID");
+        ps::int(&mut want, 0);
+        ps::string(&mut want, "X");
+        ps::null(&mut want);
+        assert_eq!(m, want);
+        // In $batch rows a NULL field is left out: {batch: [{ID: 0}]}.
+        let o = options(serde_json::json!({"params_by_position": {"ID": 0, "X": 1}}));
+        let mut m = Vec::new();
+        encode(&mut m, &batch(1), &o);
+        let mut want = Vec::new();
+        ps::map_header(&mut want, 1);
+        ps::string(&mut want, "batch");
+        ps::list_header(&mut want, 1);
+        ps::map_header(&mut want, 1);
+        ps::string(&mut want, "ID");
+        ps::int(&mut want, 0);
+        assert_eq!(m, want);
+    }
+}
