@@ -470,6 +470,42 @@ sink {
     }
 
     #[test]
+    fn environment_references_stay_references() {
+        let text = INCIDENT
+            .replace(
+                "password = \"123456\"",
+                "password = \"dev\"\n    password = ${?ST_PW}",
+            )
+            .replace("user = \"admin\"", "user = \"a${b}\"");
+        let env = |n: &str| (n == "ST_PW").then(|| "secret".to_string());
+        let m = mapped(Path::new("job.conf"), &text, &env).unwrap();
+        assert_eq!(m.tree["source"]["options"]["password"], "${ST_PW}");
+        // A literal `${` in the file stays literal once etlhost expands `${VAR}`.
+        assert_eq!(m.tree["source"]["options"]["user"], "a$${b}");
+        let unset = mapped(Path::new("job.conf"), &text, &|_| None).unwrap();
+        assert_eq!(unset.tree["source"]["options"]["password"], "dev");
+    }
+
+    #[test]
+    fn console_binlog_and_mismatched_tables() {
+        let start = INCIDENT.find("sink {").unwrap();
+        let m = map_text(&format!(
+            "{}sink {{ ConsoleBinlog {{ }} }}\n",
+            &INCIDENT[..start]
+        ))
+        .unwrap();
+        assert_eq!(m.tree["sink"]["plugin"], "console");
+        assert!(m.notes.iter().any(|n| n.text.contains("ConsoleBinlog")));
+        let other = INCIDENT.replace("tableName = \"merge.test.person\"", "tableName = \"other\"");
+        let e = map_text(&other).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "job.conf:34: sink.MysqlToNeo4j.queryConfigList[0].tableName: `other` is not the \
+             table this sink reads (`merge.test.person`, the source's result_table_name)"
+        );
+    }
+
+    #[test]
     fn converted_yaml_and_toml_parse_to_the_same_tree() {
         let m = map_text(INCIDENT).unwrap();
         let none = |_: &str| Vec::new();
