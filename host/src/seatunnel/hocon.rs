@@ -38,7 +38,7 @@ pub enum Value {
     Bool(bool),
     Null,
     /// `${?VAR}` with VAR unset: the key keeps its earlier value, or has none.
-    Unset,
+    Unset(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -74,7 +74,33 @@ impl Object {
         for e in &self.entries {
             let pos = out.iter().position(|o| o.key == e.key);
             match (pos, &e.value.value) {
-                (_, Value::Unset) => {}
+                // `key = "dev"` then `key = ${?VAR}`: the earlier value, as `${VAR:-dev}` so
+                // that a converted spec still reads VAR when it is set.
+                (Some(i), Value::Unset(name)) => with_default(&mut out[i].value.value, name),
+                (None, Value::Unset(_)) => {}
+                (
+                    Some(i),
+                    Value::Str {
+                        template: Some(t), ..
+                    },
+                ) if t.starts_with("${") && t.ends_with('}') && !t[2..].contains(['$', ':']) => {
+                    let name = t[2..t.len() - 1].to_string();
+                    let mut prior = out[i].value.value.clone();
+                    with_default(&mut prior, &name);
+                    let mut e = e.clone();
+                    if let (
+                        Value::Str {
+                            template: Some(p), ..
+                        },
+                        Value::Str { template, .. },
+                    ) = (&prior, &mut e.value.value)
+                    {
+                        if p.contains(":-") {
+                            *template = Some(p.clone());
+                        }
+                    }
+                    out[i] = e;
+                }
                 (Some(i), Value::Object(new)) => {
                     if let Value::Object(old) = &mut out[i].value.value {
                         old.entries.extend(new.entries.iter().cloned());
@@ -399,7 +425,7 @@ impl Parser<'_> {
                         None => return Err(self.error("missing `]`")),
                         _ => {
                             let v = self.value()?;
-                            if v.value != Value::Unset {
+                            if !matches!(v.value, Value::Unset(_)) {
                                 items.push(v);
                             }
                         }
@@ -506,7 +532,7 @@ impl Parser<'_> {
                     template: Some(format!("${{{name}}}")),
                     quoted: false,
                 },
-                None if *optional => Value::Unset,
+                None if *optional => Value::Unset(name.clone()),
                 None => {
                     return Err(HoconError {
                         line,
@@ -565,6 +591,20 @@ impl Parser<'_> {
             (_, v) => v,
         };
         Ok(Node { line, value })
+    }
+}
+
+/// A literal string becomes `${VAR:-string}` (when etlhost's syntax can hold the string).
+fn with_default(v: &mut Value, var: &str) {
+    if let Value::Str {
+        text,
+        template: template @ None,
+        ..
+    } = v
+    {
+        if !text.contains(['$', '}']) {
+            *template = Some(format!("${{{var}:-{text}}}"));
+        }
     }
 }
 
@@ -732,7 +772,15 @@ mod tests {
                 quoted: false
             }
         );
-        assert_eq!(get(&o, "b").value.value, s("x"));
+        // Unset: the earlier value, which a converted spec writes as `${NOPE:-x}`.
+        assert_eq!(
+            get(&o, "b").value.value,
+            Value::Str {
+                text: "x".into(),
+                template: Some("${NOPE:-x}".into()),
+                quoted: true
+            }
+        );
         assert_eq!(get(&o, "c").line, 4);
         assert_eq!(
             get(&o, "d").value.value,

@@ -479,11 +479,11 @@ sink {
             .replace("user = \"admin\"", "user = \"a${b}\"");
         let env = |n: &str| (n == "ST_PW").then(|| "secret".to_string());
         let m = mapped(Path::new("job.conf"), &text, &env).unwrap();
-        assert_eq!(m.tree["source"]["options"]["password"], "${ST_PW}");
+        assert_eq!(m.tree["source"]["options"]["password"], "${ST_PW:-dev}");
         // A literal `${` in the file stays literal once etlhost expands `${VAR}`.
         assert_eq!(m.tree["source"]["options"]["user"], "a$${b}");
         let unset = mapped(Path::new("job.conf"), &text, &|_| None).unwrap();
-        assert_eq!(unset.tree["source"]["options"]["password"], "dev");
+        assert_eq!(unset.tree["source"]["options"]["password"], "${ST_PW:-dev}");
     }
 
     #[test]
