@@ -268,13 +268,15 @@ async fn the_one_by_one_job_with_query_param_position() {
     assert_eq!(y["batches"], ROWS);
 }
 
-/// To the console: every row printed once, with its name.
+/// To the console: every row printed once, with its name; the YAML and TOML conversions too.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_job() {
     person("st_console").await;
     let dir = scratch("st_console");
     write_and_convert(&dir, &console(&incident("st_console", "unused")));
-    for spec in ["job.conf", "job.yaml"] {
+    let toml = etl(&dir, &["convert", "job.conf", "-o", "job.toml"], "warn");
+    assert_eq!(toml.code, 0, "{}", toml.stderr);
+    for spec in ["job.conf", "job.yaml", "job.toml"] {
         let (s, out) = run(&dir, spec, "warn");
         assert_eq!(s["written"], ROWS);
         let mut ids = std::collections::BTreeSet::new();
