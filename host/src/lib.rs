@@ -16,6 +16,7 @@
 //! - [`report`]: live progress for people: bars or a periodic block.
 //! - [`transform`]: WASM transforms: loading, the engine, per-reader chains.
 //! - [`state_file`]: files that outlive a run, written atomically.
+//! - [`seatunnel`]: SeaTunnel job files (HOCON) read as specs, and converted to YAML or TOML.
 
 pub mod checkpoint;
 pub mod cli;
@@ -28,6 +29,7 @@ pub mod plan;
 pub mod plugin;
 pub mod report;
 pub mod run;
+pub mod seatunnel;
 pub mod spec;
 pub mod state_file;
 pub mod stats;

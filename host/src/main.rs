@@ -23,5 +23,6 @@ fn main() -> ExitCode {
         Command::Plan { spec } => cli::plan::run(&spec),
         Command::Plugins => cli::plugins::run(),
         Command::Init(args) => cli::init::run(args),
+        Command::Convert(args) => cli::convert::run(&args),
     }
 }

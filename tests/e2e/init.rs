@@ -2,7 +2,6 @@
 //! wrote: nodes, relationships and their properties must be in the graph.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use xtask::services::{BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PORT, MYSQL_USER};
 

@@ -8,6 +8,7 @@ mod init;
 mod plugins;
 mod progress;
 mod resume;
+mod seatunnel;
 mod spec_errors;
 mod splits;
 mod support;

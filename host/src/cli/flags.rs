@@ -15,7 +15,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run a job spec (.yaml, .yml or .toml).
+    /// Run a job spec (.yaml, .yml, .toml, or a SeaTunnel job file: .conf).
     Run(RunArgs),
     /// Check a spec and its plugins' options without moving data.
     Validate { spec: PathBuf },
@@ -27,6 +27,9 @@ pub enum Command {
     /// key), relationships from foreign keys and join tables. Option values are written as given,
     /// so `'${MYSQL_PASSWORD}'` keeps a password out of the file (it is expanded to connect).
     Init(Box<InitArgs>),
+    /// Write the etlhost spec (.yaml or .toml) of a SeaTunnel job file (.conf), with a comment
+    /// on every key whose meaning changed.
+    Convert(ConvertArgs),
 }
 
 #[derive(clap::Args)]
@@ -84,6 +87,18 @@ pub struct InitArgs {
     /// Readers per flow (and splits of a table with a numeric primary key).
     #[arg(long, default_value_t = 2)]
     pub parallelism: usize,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ConvertArgs {
+    /// The SeaTunnel job file (.conf).
+    pub input: PathBuf,
+    /// The spec to write; .yaml, .yml or .toml decides the format.
+    #[arg(short, long)]
+    pub output: PathBuf,
     /// Replace the output file if it exists.
     #[arg(long)]
     pub force: bool,

@@ -1,6 +1,7 @@
 //! The `etlhost` commands, one module each; [`flags`] holds their arguments. Each command returns
 //! its exit code (the table in README).
 
+pub mod convert;
 pub mod flags;
 pub mod init;
 pub mod plan;

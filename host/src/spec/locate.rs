@@ -12,6 +12,8 @@ use super::Format;
 #[derive(Debug, Default)]
 pub struct Locator {
     lines: HashMap<String, usize>,
+    /// Key paths written under another name in the file (a SeaTunnel `.conf` file's keys).
+    names: HashMap<String, String>,
 }
 
 impl Locator {
@@ -21,7 +23,30 @@ impl Locator {
             Format::Yaml => yaml(text, &mut lines),
             Format::Toml => toml(text, &mut lines),
         }
-        Locator { lines }
+        Locator {
+            lines,
+            names: HashMap::new(),
+        }
+    }
+
+    /// A locator for a file whose keys were mapped onto the model: key path -> line, and key
+    /// path -> the key as the file writes it.
+    pub fn from_parts(lines: HashMap<String, usize>, names: HashMap<String, String>) -> Self {
+        Locator { lines, names }
+    }
+
+    /// `path` as the file writes it: the nearest enclosing renamed key, with the rest appended.
+    pub fn name(&self, path: &str) -> String {
+        let mut p = path;
+        loop {
+            if let Some(n) = self.names.get(p) {
+                return format!("{n}{}", &path[p.len()..]);
+            }
+            match p.rfind(['.', '[']) {
+                Some(cut) => p = &p[..cut],
+                None => return path.to_string(),
+            }
+        }
     }
 
     /// The line of `path`, or of its nearest enclosing key that is in the file (a missing key is

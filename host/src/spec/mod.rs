@@ -294,31 +294,24 @@ impl Spec {
             key: key.to_string(),
             message,
         };
-        let Some(format) = Format::from_path(path) else {
+        // `None`: a SeaTunnel job file (HOCON), mapped onto the same model.
+        let format = Format::from_path(path);
+        if format.is_none() && path.extension().and_then(|e| e.to_str()) != Some("conf") {
             return Err(fail(
                 None,
                 "",
-                "unknown spec format: the file name must end in .yaml, .yml or .toml".into(),
+                "unknown spec format: the file name must end in .yaml, .yml, .toml or .conf (SeaTunnel)".into(),
             ));
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(None, "", format!("cannot read: {e}")))?;
-        let mut tree: serde_json::Value = match format {
-            Format::Yaml => serde_yaml_ng::from_str(&text).map_err(|e| {
-                let line = e.location().map(|l| l.line());
-                let msg = e.to_string();
-                // The location is already in front; drop serde_yaml's own " at line N column M".
-                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-                fail(line, "", msg)
-            })?,
-            Format::Toml => toml::from_str(&text).map_err(|e| {
-                let line = e
-                    .span()
-                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-                fail(line, "", e.message().trim().to_string())
-            })?,
+        let (mut tree, locator) = match format {
+            None => crate::seatunnel::spec_tree(path, &text, env)?,
+            Some(format) => (
+                Self::parse(&text, format, &fail)?,
+                Locator::new(&text, format),
+            ),
         };
-        let locator = Locator::new(&text, format);
         if !tree.is_object() {
             return Err(fail(
                 Some(1),
@@ -327,12 +320,12 @@ impl Spec {
             ));
         }
         env::expand_tree(&mut tree, "", env)
-            .map_err(|(key, msg)| fail(locator.line(&key), &key, msg))?;
+            .map_err(|(key, msg)| fail(locator.line(&key), &locator.name(&key), msg))?;
         let multi_flow = tree.get("flows").is_some();
         let origins = flows::normalise(&mut tree);
         let job: JobSpec = from_value(tree).map_err(|e| {
             let key = origins.file_key(&e.key);
-            fail(locator.line(&key), &key, e.message)
+            fail(locator.line(&key), &locator.name(&key), e.message)
         })?;
         let mut spec = Spec {
             job,
@@ -349,6 +342,29 @@ impl Spec {
         Ok(spec)
     }
 
+    /// A YAML or TOML file's tree.
+    fn parse(
+        text: &str,
+        format: Format,
+        fail: &dyn Fn(Option<usize>, &str, String) -> SpecError,
+    ) -> Result<serde_json::Value, SpecError> {
+        Ok(match format {
+            Format::Yaml => serde_yaml_ng::from_str(text).map_err(|e| {
+                let line = e.location().map(|l| l.line());
+                let msg = e.to_string();
+                // The location is already in front; drop serde_yaml's own " at line N column M".
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                fail(line, "", msg)
+            })?,
+            Format::Toml => toml::from_str(text).map_err(|e| {
+                let line = e
+                    .span()
+                    .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+                fail(line, "", e.message().trim().to_string())
+            })?,
+        })
+    }
+
     /// An error about `key` (a path in the job's model such as `flows[0].sink.options.uri`),
     /// reported under the key and line it has in the file.
     pub fn error(&self, key: &str, message: impl Into<String>) -> SpecError {
@@ -356,7 +372,7 @@ impl Spec {
         SpecError {
             file: self.path.display().to_string(),
             line: self.locator.line(&key),
-            key,
+            key: self.locator.name(&key),
             message: message.into(),
         }
     }

@@ -9,6 +9,7 @@
 
 mod connection;
 mod packstream;
+mod params;
 
 use std::time::Duration;
 
@@ -64,6 +65,12 @@ pub struct BoltOptions {
     pub temporal: Temporal,
     #[serde(default)]
     pub decimal: DecimalAs,
+    /// Parameter name -> the row's field position (from 0), SeaTunnel's `queryParamPosition`
+    /// (see `params.rs`).
+    pub params_by_position: Option<std::collections::BTreeMap<String, usize>>,
+    /// One row's fields are the query's top-level parameters (needs `write_mode: one_by_one`).
+    #[serde(default)]
+    pub row_parameters: bool,
 }
 
 fn default_timeout() -> u64 {
@@ -73,12 +80,7 @@ fn default_timeout() -> u64 {
 impl Options for BoltOptions {
     fn check(&self) -> Result<(), ConfigError> {
         address(&self.uri)?;
-        if !self.query.contains("$batch") {
-            return Err(ConfigError::new(
-                "query",
-                "must use the parameter $batch (e.g. UNWIND $batch AS row CREATE ...)",
-            ));
-        }
+        params::check(self)?;
         if self.connect_timeout_secs == 0 {
             return Err(ConfigError::new(
                 "connect_timeout_secs",
@@ -173,15 +175,15 @@ impl Sink for BoltSink {
     }
 
     fn write_batch(&mut self, batch: &Batch) -> Result<(), Error> {
+        params::fits(&self.options, batch)?;
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => self.connect()?,
         };
-        let (temporal, decimal) = (self.options.temporal, self.options.decimal);
-        let result =
-            conn.run_in_transaction(self.options.database.as_deref(), &self.options.query, |m| {
-                encode_params(m, batch, temporal, decimal)
-            });
+        let o = &self.options;
+        let result = conn.run_in_transaction(o.database.as_deref(), &o.query, |m| {
+            params::encode(m, batch, o)
+        });
         match result {
             Ok(()) => {
                 self.conn = Some(conn);
