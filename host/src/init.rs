@@ -18,6 +18,7 @@ use etlhost_plugin_sdk::{Catalog, ColumnType, ForeignKey, TableInfo};
 use serde_json::{json, Map, Value};
 
 use crate::spec::Format;
+use crate::state_file::file_stem;
 
 /// What the user asked for, with option values as they should appear in the spec (`${VAR}`
 /// references left unexpanded).
@@ -205,16 +206,7 @@ impl<'a> Plan<'a> {
     /// A flow name from `base`; flow names are also file names: other characters become `_`, and
     /// a clash gets a number.
     fn unique(&mut self, base: &str) -> String {
-        let safe: String = base
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = file_stem(base);
         let mut name = safe.clone();
         let mut n = 2;
         while !self.used.insert(name.clone()) {

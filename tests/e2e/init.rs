@@ -64,11 +64,7 @@ fn init(db: &str, graph_db: &str, output: &Path, extra: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 fn run(spec: &Path) -> serde_json::Value {

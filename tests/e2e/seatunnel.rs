@@ -118,11 +118,7 @@ fn etl(dir: &Path, args: &[&str], log: &str) -> Output {
         .env("RUST_LOG", log)
         .output()
         .unwrap();
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Output::from(out)
 }
 
 /// Runs `spec` (in `dir`) to success and returns its summary and output.

@@ -126,6 +126,16 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Self {
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 /// Writes `text` as spec file `name` in a scratch directory and runs `etlhost <command> <file>`.
 pub fn etlhost_with_spec(
     command: &str,
@@ -147,11 +157,7 @@ pub fn etlhost_with_spec(
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    let output = Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let output = Output::from(out);
     (path, output)
 }
 

@@ -264,16 +264,8 @@ pub fn map(root: &Object, stem: &str) -> R<Mapped> {
                 .as_ref()
                 .map(|w| w.0.clone())
                 .unwrap_or_else(|| format!("flow{i}"));
-            let label: String = label
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
+            // Flow names are also file names.
+            let label = crate::state_file::file_stem(&label);
             flow.insert("name".into(), J::String(format!("{label}_{i}")));
             m.at(&format!("{prefix}name"), sink.line, &sink_key);
         }
