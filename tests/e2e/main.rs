@@ -13,3 +13,4 @@ mod splits;
 mod support;
 mod transfer;
 mod transforms;
+mod types;
