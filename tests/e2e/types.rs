@@ -196,3 +196,106 @@ async fn types_options_make_tinyint1_booleans_bit1_bytes_json_values_and_tempora
     // Points are not temporal: they stay points.
     assert_eq!(point(&g, 1, "p").await, (4326, 13.4, 52.5));
 }
+
+/// A transform built by `cargo xtask build`.
+fn component(name: &str) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join(format!("transforms/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build`",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn types_new_values_pass_through_transforms_unchanged() {
+    types_table("types_wasm").await;
+    let g = graph("types_wasm").await;
+    // field-map hands every value back (a row of its own, plus a computed column); the Python
+    // and JS identities receive them all.
+    let transforms = format!(
+        "transforms:
+  - name: label
+    component: {}
+    config: {{compute: {{label: \"row {{id}}\"}}}}
+  - name: py
+    component: {}
+  - name: js
+    component: {}
+sink:
+",
+        component("field-map"),
+        component("py-identity"),
+        component("js-identity")
+    );
+    let cypher = WRITE.replace(
+        "DOC",
+        "doc_name: row.doc.name, doc_tags: row.doc.tags, label: row.label",
+    );
+    let job = spec(
+        "types_wasm",
+        "types_wasm",
+        "types",
+        "types_wasm",
+        100,
+        &cypher,
+    )
+    .replacen(
+        "    table: types\n",
+        "    table: types\n    json_columns: [doc]\n",
+        1,
+    )
+    .replacen("sink:\n", &transforms, 1);
+    let summary = run_job("types_wasm", &job);
+    assert_eq!(summary["written"], 3, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+
+    assert_eq!(text(&g, 1, "label").await, "row 1");
+    assert_eq!(point(&g, 1, "p").await, (4326, 13.4, 52.5));
+    assert_eq!(point(&g, 1, "c").await, (7203, 1.5, -2.0));
+    assert_eq!(strings(prop(&g, 1, "s").await), ["a", "c"]);
+    assert_eq!(strings(prop(&g, 3, "s").await), Vec::<String>::new());
+    assert_eq!(text(&g, 1, "ts_text").await, "2024-01-02T03:04:05.123456Z");
+    assert_eq!(text(&g, 1, "dt_text").await, "2024-01-02T03:04:05.123456");
+    assert_eq!(text(&g, 1, "doc_name").await, "Ada");
+    assert_eq!(strings(prop(&g, 1, "doc_tags").await), ["x", "y"]);
+    assert!(matches!(prop(&g, 1, "b1").await, BoltType::Boolean(b) if b.value));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn types_text_that_is_not_json_in_a_json_column_fails_the_read_naming_it() {
+    let pool = mysql("types_badjson").await;
+    let mut c = pool.get_conn().await.unwrap();
+    c.query_drop("CREATE TABLE notes (id INT PRIMARY KEY, note TEXT)")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO notes VALUES (1, '{\"ok\": 1}'), (2, 'oops')")
+        .await
+        .unwrap();
+    graph("types_badjson").await;
+    let job = spec(
+        "types_badjson",
+        "types_badjson",
+        "notes",
+        "types_badjson",
+        100,
+        "UNWIND $batch AS row CREATE (:Note {id: row.id})",
+    )
+    .replacen(
+        "    table: notes\n",
+        "    table: notes\n    json_columns: [note]\n",
+        1,
+    );
+    let (_, out) = crate::support::etlhost_with_spec("run", "types_badjson.yaml", &job, &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("column `note`: not JSON: expected value at line 1 column 1"),
+        "{}",
+        out.stderr
+    );
+}
