@@ -299,3 +299,61 @@ async fn types_text_that_is_not_json_in_a_json_column_fails_the_read_naming_it()
         out.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn types_a_timestamp_column_splits_and_keeps_an_incremental_cursor_in_utc() {
+    let pool = mysql("types_cursor").await;
+    let mut c = pool.get_conn().await.unwrap();
+    c.query_drop("CREATE TABLE ev (id INT PRIMARY KEY, at TIMESTAMP(6) NOT NULL)")
+        .await
+        .unwrap();
+    // Written at +05:00: row i is i minutes after 2026-01-01T00:00Z.
+    c.query_drop("SET time_zone = '+05:00'").await.unwrap();
+    c.query_drop(
+        "INSERT INTO ev SELECT seq, TIMESTAMP('2026-01-01 05:00:00') + INTERVAL seq MINUTE \
+         FROM seq_1_to_100",
+    )
+    .await
+    .unwrap();
+    let g = graph("types_cursor").await;
+    let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("types-cursor-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let job = crate::support::spec_with(
+        "types_cursor",
+        "types_cursor",
+        "ev",
+        "types_cursor",
+        1000,
+        "UNWIND $batch AS row MERGE (e:Ev {id: row.id}) SET e.at = toString(row.at)",
+        "  partition_column: at\n  partition_num: 4\n  cursor_column: at",
+    )
+    .replacen(
+        "source:\n",
+        &format!("checkpoint:\n  dir: {}\nsource:\n", state.display()),
+        1,
+    );
+    let first = run_job("types_cursor", &job);
+    assert_eq!(first["read"], 100, "{first}");
+    let cursor: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("types_cursor.cursor.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cursor["text"], "2026-01-01T01:40:00Z");
+    let at: String = one(&g, "MATCH (e:Ev {id: 100}) RETURN e.at AS n").await;
+    // (ArcadeDB's toString, like Java's, leaves out seconds that are zero.)
+    assert_eq!(at, "2026-01-01T01:40Z");
+
+    c.query_drop(
+        "INSERT INTO ev SELECT seq, TIMESTAMP('2026-01-01 06:00:00') + INTERVAL seq MINUTE \
+         FROM seq_101_to_110",
+    )
+    .await
+    .unwrap();
+    // The 10 new rows and the one at the stored cursor (the bound is inclusive).
+    let second = run_job("types_cursor", &job);
+    assert_eq!(second["read"], 11, "{second}");
+    assert_eq!(
+        one::<i64>(&g, "MATCH (e:Ev) RETURN count(e) AS n").await,
+        110
+    );
+}
