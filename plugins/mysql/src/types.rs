@@ -33,7 +33,7 @@ pub enum Conv {
 /// A column of a result and how to convert its values.
 pub fn column(c: &mysql_async::Column, typing: &Typing) -> (Column, Conv) {
     let name = c.name_str().into_owned();
-    let json = typing.json_columns.iter().any(|j| *j == name)
+    let json = typing.json_columns.contains(&name)
         || (typing.json_value && c.column_type() == My::MYSQL_TYPE_JSON);
     let conv = if json {
         Conv::Json
