@@ -384,8 +384,8 @@ impl Source for MySqlSource {
             for (t, name, data_type, column_type, nullable) in columns {
                 if let Some(t) = table(&mut catalog, &t) {
                     t.columns.push(ColumnInfo {
+                        column_type: types::declared(&name, &data_type, &column_type, &self.typing),
                         name,
-                        column_type: types::declared(&data_type, &column_type, &self.typing),
                         declared_type: column_type,
                         nullable: nullable == "YES",
                     });

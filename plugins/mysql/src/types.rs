@@ -88,8 +88,11 @@ fn column_type(c: &mysql_async::Column, typing: &Typing) -> ColumnType {
 
 /// A column's type from information_schema (`DATA_TYPE`, `COLUMN_TYPE`), as [`column`] would
 /// type its values when read.
-pub fn declared(data_type: &str, column_type: &str, typing: &Typing) -> ColumnType {
+pub fn declared(name: &str, data_type: &str, column_type: &str, typing: &Typing) -> ColumnType {
     let unsigned = column_type.contains("unsigned");
+    if typing.json_columns.iter().any(|j| j == name) {
+        return ColumnType::Any;
+    }
     match data_type {
         "tinyint" if typing.tinyint1_as_bool && column_type.starts_with("tinyint(1)") => {
             ColumnType::Bool
