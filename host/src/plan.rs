@@ -32,7 +32,7 @@ fn key_of(v: &Value) -> Option<Key> {
         Value::Int(i) => Key::Int(*i as i128),
         Value::UInt(u) => Key::Int(*u as i128),
         Value::Date(d) => Key::Int(*d as i128),
-        Value::DateTime(us) => Key::Int(*us as i128),
+        Value::DateTime(us) | Value::Timestamp(us) => Key::Int(*us as i128),
         Value::Float(f) => Key::Float(*f),
         Value::Decimal(s) => Key::Float(s.parse().ok()?),
         _ => return None,
@@ -45,6 +45,7 @@ fn value_of(k: Key, ty: ColumnType) -> Value {
         (Key::Int(i), ColumnType::UInt) => Value::UInt(i as u64),
         (Key::Int(i), ColumnType::Date) => Value::Date(i as i32),
         (Key::Int(i), ColumnType::DateTime) => Value::DateTime(i as i64),
+        (Key::Int(i), ColumnType::Timestamp) => Value::Timestamp(i as i64),
         (Key::Int(i), _) => Value::Int(i as i64),
         (Key::Float(f), ColumnType::Decimal) => Value::Decimal(format!("{f}")),
         (Key::Float(f), _) => Value::Float(f),
@@ -58,6 +59,7 @@ fn splittable_type(b: &KeyBounds) -> Option<ColumnType> {
         Value::UInt(_) => Some(ColumnType::UInt),
         Value::Date(_) => Some(ColumnType::Date),
         Value::DateTime(_) => Some(ColumnType::DateTime),
+        Value::Timestamp(_) => Some(ColumnType::Timestamp),
         Value::Decimal(_) => Some(ColumnType::Decimal),
         Value::Float(_) => Some(ColumnType::Float),
         _ => None,
@@ -85,6 +87,10 @@ fn bound_key(v: &serde_json::Value, ty: ColumnType) -> Result<Key, String> {
         (J::String(s), ColumnType::Date) => parse_date(s)
             .map(|d| Key::Int(d as i128))
             .ok_or_else(|| format!("{s:?} is not a date (YYYY-MM-DD)")),
+        // A TIMESTAMP bound is in UTC, with or without the `Z`.
+        (J::String(s), ColumnType::Timestamp) => parse_datetime(s.trim().trim_end_matches('Z'))
+            .map(|us| Key::Int(us as i128))
+            .ok_or_else(|| format!("{s:?} is not a timestamp (YYYY-MM-DD HH:MM:SS, UTC)")),
         (J::String(s), ColumnType::DateTime) => parse_datetime(s)
             .map(|us| Key::Int(us as i128))
             .ok_or_else(|| format!("{s:?} is not a datetime (YYYY-MM-DD HH:MM:SS)")),
@@ -187,7 +193,7 @@ pub fn plan(
         Some(
             t @ (ColumnType::Int | ColumnType::UInt | ColumnType::Decimal | ColumnType::Float),
         ) => t,
-        Some(t @ (ColumnType::Date | ColumnType::DateTime)) => t,
+        Some(t @ (ColumnType::Date | ColumnType::DateTime | ColumnType::Timestamp)) => t,
         // Only NULL keys or no rows, and nothing declared: one split reads them all.
         None if bounds.min.is_null() && bounds.max.is_null() => return whole(bounds.rows),
         _ => {

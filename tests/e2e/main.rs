@@ -14,3 +14,4 @@ mod splits;
 mod support;
 mod transfer;
 mod transforms;
+mod types;

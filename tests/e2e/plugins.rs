@@ -161,7 +161,7 @@ async fn a_sink_built_outside_the_workspace_from_the_sdk_alone_runs_a_job() {
     assert!(
         list.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>()
-                == ["jsonl", "sink", "0.1.0", "1", &lib.display().to_string()]),
+                == ["jsonl", "sink", "0.1.0", "2", &lib.display().to_string()]),
         "{list}"
     );
 }
@@ -232,8 +232,8 @@ fn broken_plugin_files_are_refused_with_the_file_named() {
     assert_eq!(
         err,
         format!(
-            "error: {}:8: sink.plugin: {}: plugin ABI version 99 does not match the host's ABI version 1; \
-             rebuild the plugin against an etlhost-plugin-sdk with ABI version 1",
+            "error: {}:8: sink.plugin: {}: plugin ABI version 99 does not match the host's ABI version 2; \
+             rebuild the plugin against an etlhost-plugin-sdk with ABI version 2",
             path.display(),
             future.display()
         )

@@ -153,7 +153,8 @@ fn toml_errors_name_lines_too() {
         err,
         format!(
             "error: {path}:8: source.options.tabel: unknown key, expected one of `url`, `user`, `password`, \
-             `table`, `query`, `fetch_size`, `connection_check_timeout_sec`"
+             `table`, `query`, `fetch_size`, `connection_check_timeout_sec`, `tinyint1_as_bool`, \
+             `bit1_as_bool`, `json`, `json_columns`"
         )
     );
 }

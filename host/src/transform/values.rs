@@ -1,11 +1,44 @@
 //! Rows across the WASM boundary: the SDK's values to the WIT `value` variant and back. Nothing is
-//! lost either way: the variants match one to one.
+//! lost either way: scalars match one to one, and lists and maps (which WIT cannot nest) cross as
+//! JSON text whose scalars are exactly the ones JSON has. A list or map holding anything else
+//! (bytes, a date, a decimal, ...) or an unsigned integer JSON would bring back as a signed one
+//! cannot cross: [`to_wit`] refuses it rather than change it.
 
-use etlhost_plugin_sdk::{Column, ColumnType, Value};
+use etlhost_plugin_sdk::{Column, ColumnType, Point, Value};
 
-use super::engine::wit::{Column as WitColumn, ColumnType as WitType, Value as WitValue};
+use super::engine::wit::{
+    Column as WitColumn, ColumnType as WitType, Point as WitPoint, Value as WitValue,
+};
 
-pub fn to_wit(v: &Value) -> WitValue {
+/// A row's values for the guest, or why one of them cannot cross.
+pub fn row_to_wit(row: &[Value]) -> Result<Vec<WitValue>, String> {
+    row.iter().map(to_wit).collect()
+}
+
+/// A guest's row back as values, or why it cannot be read.
+pub fn row_from_wit(row: Vec<WitValue>) -> Result<Vec<Value>, String> {
+    row.into_iter().map(from_wit).collect()
+}
+
+pub fn to_wit(v: &Value) -> Result<WitValue, String> {
+    Ok(match v {
+        Value::Timestamp(t) => WitValue::Timestamp(*t),
+        Value::Point(p) => WitValue::Point(WitPoint {
+            srid: p.srid,
+            x: p.x,
+            y: p.y,
+            z: p.z,
+        }),
+        Value::List(_) | Value::Map(_) => {
+            let mut text = String::new();
+            nested_json(v, &mut text)?;
+            WitValue::Nested(text)
+        }
+        v => scalar_to_wit(v),
+    })
+}
+
+fn scalar_to_wit(v: &Value) -> WitValue {
     match v {
         Value::Null => WitValue::Null,
         Value::Bool(b) => WitValue::Boolean(*b),
@@ -18,10 +51,100 @@ pub fn to_wit(v: &Value) -> WitValue {
         Value::Date(d) => WitValue::Date(*d),
         Value::DateTime(t) => WitValue::Datetime(*t),
         Value::Time(t) => WitValue::Time(*t),
+        Value::Timestamp(_) | Value::Point(_) | Value::List(_) | Value::Map(_) => {
+            unreachable!("handled in to_wit")
+        }
     }
 }
 
-pub fn from_wit(v: WitValue) -> Value {
+/// Writes a list or map member as JSON, refusing what JSON would not give back as it is.
+fn nested_json(v: &Value, out: &mut String) -> Result<(), String> {
+    use std::fmt::Write;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => write!(out, "{b}").unwrap(),
+        Value::Int(i) => write!(out, "{i}").unwrap(),
+        Value::UInt(u) if *u > i64::MAX as u64 => write!(out, "{u}").unwrap(),
+        Value::Float(f) if f.is_finite() => {
+            out.push_str(&serde_json::Value::from(*f).to_string());
+        }
+        Value::String(s) => out.push_str(&serde_json::Value::from(s.as_str()).to_string()),
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                nested_json(item, out)?;
+            }
+            out.push(']');
+        }
+        Value::Map(entries) => {
+            out.push('{');
+            for (i, (k, item)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::from(k.as_str()).to_string());
+                out.push(':');
+                nested_json(item, out)?;
+            }
+            out.push('}');
+        }
+        other => {
+            return Err(format!(
+                "a list or map holding {other:?} cannot be passed to a WASM transform                  (only JSON's null, booleans, integers, finite floats, strings, lists and maps)"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// JSON text from a guest back as a value: integers that fit i64 as `Int`, larger as `UInt`,
+/// other numbers as `Float`, objects in their order.
+fn nested_value(doc: serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match doc {
+        J::Null => Value::Null,
+        J::Bool(b) => Value::Bool(b),
+        J::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Value::Int(i),
+            (None, Some(u)) => Value::UInt(u),
+            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::String(s),
+        J::Array(items) => Value::List(items.into_iter().map(nested_value).collect()),
+        J::Object(m) => Value::Map(m.into_iter().map(|(k, v)| (k, nested_value(v))).collect()),
+    }
+}
+
+/// A guest's value, or why it is not one (a `nested` value that is not JSON).
+pub fn from_wit(v: WitValue) -> Result<Value, String> {
+    Ok(match v {
+        WitValue::Timestamp(t) => Value::Timestamp(t),
+        WitValue::Point(p) => Value::Point(Point {
+            srid: p.srid,
+            x: p.x,
+            y: p.y,
+            z: p.z,
+        }),
+        WitValue::Nested(text) => {
+            let doc: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| format!("returned a nested value that is not JSON: {e}"))?;
+            match doc {
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => nested_value(doc),
+                _ => {
+                    return Err(format!(
+                        "returned a nested value that is not a list or map: {text}"
+                    ))
+                }
+            }
+        }
+        v => scalar_from_wit(v),
+    })
+}
+
+fn scalar_from_wit(v: WitValue) -> Value {
     match v {
         WitValue::Null => Value::Null,
         WitValue::Boolean(b) => Value::Bool(b),
@@ -34,6 +157,9 @@ pub fn from_wit(v: WitValue) -> Value {
         WitValue::Date(d) => Value::Date(d),
         WitValue::Datetime(t) => Value::DateTime(t),
         WitValue::Time(t) => Value::Time(t),
+        WitValue::Timestamp(_) | WitValue::Point(_) | WitValue::Nested(_) => {
+            unreachable!("handled in from_wit")
+        }
     }
 }
 
@@ -51,6 +177,9 @@ pub fn column_to_wit(c: &Column) -> WitColumn {
             ColumnType::Date => WitType::Date,
             ColumnType::DateTime => WitType::Datetime,
             ColumnType::Time => WitType::Time,
+            ColumnType::Timestamp => WitType::Timestamp,
+            ColumnType::Point => WitType::Point,
+            ColumnType::List => WitType::Nested,
             ColumnType::Any => WitType::Any,
         },
     }
@@ -70,7 +199,53 @@ pub fn column_from_wit(c: WitColumn) -> Column {
             WitType::Date => ColumnType::Date,
             WitType::Datetime => ColumnType::DateTime,
             WitType::Time => ColumnType::Time,
+            WitType::Timestamp => ColumnType::Timestamp,
+            WitType::Point => ColumnType::Point,
+            WitType::Nested => ColumnType::List,
             WitType::Any => ColumnType::Any,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_values_cross_and_come_back_unchanged() {
+        let values = [
+            Value::Timestamp(-5),
+            Value::Point(Point {
+                srid: 4326,
+                x: 13.4,
+                y: 52.5,
+                z: None,
+            }),
+            Value::List(vec![]),
+            Value::List(vec![Value::String("a,\"b\"".into()), Value::Null]),
+            Value::Map(vec![
+                ("z".into(), Value::Float(1.0)),
+                ("a".into(), Value::UInt(u64::MAX)),
+                (
+                    "m".into(),
+                    Value::List(vec![Value::Int(-1), Value::Bool(true)]),
+                ),
+            ]),
+        ];
+        for v in values {
+            assert_eq!(from_wit(to_wit(&v).unwrap()).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn what_json_cannot_carry_is_refused() {
+        for v in [
+            Value::List(vec![Value::Bytes(vec![1])]),
+            Value::List(vec![Value::UInt(5)]),
+            Value::List(vec![Value::Float(f64::NAN)]),
+        ] {
+            assert!(to_wit(&v).is_err(), "{v:?}");
+        }
+        assert!(from_wit(WitValue::Nested("7".into())).is_err());
     }
 }

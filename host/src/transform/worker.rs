@@ -14,7 +14,7 @@ use wasmtime::Store;
 
 use super::engine::{wit, State, Transforms, TICK};
 use super::outcome::{Applied, Origin, Outcome};
-use super::values::{column_from_wit, column_to_wit, from_wit, to_wit};
+use super::values::{column_from_wit, column_to_wit, row_from_wit, row_to_wit};
 
 struct Live {
     store: Store<State>,
@@ -87,7 +87,11 @@ impl Chain {
             let rows: Vec<Row> = held
                 .rows
                 .into_iter()
-                .map(|r| r.into_iter().map(from_wit).collect())
+                .filter_map(|r| {
+                    row_from_wit(r)
+                        .map_err(|e| tracing::warn!(transform = %name, "finish: a row {e}"))
+                        .ok()
+                })
                 .collect();
             let origins = vec![Origin::Finish; rows.len()];
             out.push(self.apply_from(i + 1, Batch { schema, rows }, origins));
@@ -128,14 +132,32 @@ impl Chain {
             columns,
             origins,
         } = *input;
+        let name = self.transforms.list[i].name.clone();
+        // A row holding a value the guest cannot be given unchanged fails here, without a call.
+        let mut rows = Vec::with_capacity(idx.len());
+        let mut crossing = Vec::with_capacity(idx.len());
+        for &r in idx {
+            match row_to_wit(&batch.rows[r]) {
+                Ok(row) => {
+                    rows.push(row);
+                    crossing.push(r);
+                }
+                Err(reason) => acc.outcomes.push(Outcome::Failed {
+                    origin: origins[r],
+                    transform: name.clone(),
+                    row: one_row(batch, r),
+                    reason,
+                }),
+            }
+        }
+        if crossing.is_empty() {
+            return;
+        }
+        let idx = &crossing[..];
         let sub = wit::Batch {
             columns: columns.to_vec(),
-            rows: idx
-                .iter()
-                .map(|&r| batch.rows[r].iter().map(to_wit).collect())
-                .collect(),
+            rows,
         };
-        let name = self.transforms.list[i].name.clone();
         match self.call(i, &sub) {
             Ok(out) if out.outcomes.len() == idx.len() => {
                 let out_schema: Schema = if out.columns.is_empty() {
@@ -171,16 +193,20 @@ impl Chain {
                             "kept a row, but its output columns differ from the input's".into(),
                         ),
                         wit::Outcome::Keep => emit(batch.rows[r].clone(), acc),
-                        wit::Outcome::Replace(row) => {
-                            emit(row.into_iter().map(from_wit).collect(), acc)
-                        }
+                        wit::Outcome::Replace(row) => match row_from_wit(row) {
+                            Ok(row) => emit(row, acc),
+                            Err(e) => Some(e),
+                        },
                         wit::Outcome::Expand(rows) if rows.is_empty() => {
                             acc.outcomes.push(Outcome::Dropped { origin });
                             None
                         }
-                        wit::Outcome::Expand(rows) => rows
-                            .into_iter()
-                            .find_map(|row| emit(row.into_iter().map(from_wit).collect(), acc)),
+                        wit::Outcome::Expand(rows) => {
+                            rows.into_iter().find_map(|row| match row_from_wit(row) {
+                                Ok(row) => emit(row, acc),
+                                Err(e) => Some(e),
+                            })
+                        }
                         wit::Outcome::Drop => {
                             acc.outcomes.push(Outcome::Dropped { origin });
                             None

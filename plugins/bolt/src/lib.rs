@@ -181,8 +181,9 @@ impl Sink for BoltSink {
             None => self.connect()?,
         };
         let o = &self.options;
+        let enc = Encoding::new(o.temporal, o.decimal, conn.version());
         let result = conn.run_in_transaction(o.database.as_deref(), &o.query, |m| {
-            params::encode(m, batch, o)
+            params::encode(m, batch, o, &enc)
         });
         match result {
             Ok(()) => {
@@ -200,8 +201,26 @@ impl Sink for BoltSink {
     }
 }
 
-/// The parameter map `{batch: [{column: value, ...}, ...]}`; public for the raw-limit benchmark.
+/// The parameter map `{batch: [{column: value, ...}, ...]}` for Bolt 5; public for the raw-limit
+/// benchmark.
 pub fn encode_params(m: &mut Vec<u8>, batch: &Batch, temporal: Temporal, decimal: DecimalAs) {
+    encode_params_for(m, batch, temporal, decimal, (5, 0))
+}
+
+/// [`encode_params`] for the Bolt `version` the connection agreed on (it decides how a zoned
+/// DateTime is written).
+pub fn encode_params_for(
+    m: &mut Vec<u8>,
+    batch: &Batch,
+    temporal: Temporal,
+    decimal: DecimalAs,
+    version: (u8, u8),
+) {
+    encode_rows(m, batch, &Encoding::new(temporal, decimal, version))
+}
+
+/// `{batch: [{column: value, ...}, ...]}`, a NULL column left out of its row's map.
+fn encode_rows(m: &mut Vec<u8>, batch: &Batch, enc: &Encoding) {
     use packstream as ps;
     ps::map_header(m, 1);
     ps::string(m, "batch");
@@ -213,17 +232,50 @@ pub fn encode_params(m: &mut Vec<u8>, batch: &Batch, temporal: Temporal, decimal
                 continue;
             }
             ps::string(m, &col.name);
-            encode_value(m, v, temporal, decimal);
+            encode_value(m, v, enc);
         }
     }
 }
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
-fn encode_value(m: &mut Vec<u8>, v: &Value, temporal: Temporal, decimal: DecimalAs) {
+/// How values are written: the options, and what the connection's Bolt version decides.
+struct Encoding {
+    temporal: Temporal,
+    decimal: DecimalAs,
+    /// Bolt 5's DateTime (`I`, seconds since the epoch in UTC) rather than 4.x's (`F`, seconds of
+    /// the local time). With offset 0, as etlhost sends it, only the tag differs.
+    utc_datetime: bool,
+}
+
+impl Encoding {
+    fn new(temporal: Temporal, decimal: DecimalAs, version: (u8, u8)) -> Self {
+        Encoding {
+            temporal,
+            decimal,
+            utc_datetime: version.0 >= 5,
+        }
+    }
+}
+
+/// Neo4j's spatial reference ids: WGS-84 (longitude, latitude) for EPSG 4326 and its 3D form
+/// 4979, cartesian for everything else (Neo4j knows no other system).
+fn neo4j_srid(p: &etlhost_plugin_sdk::Point) -> i64 {
+    match (p.srid, p.z.is_some()) {
+        (4326, false) => 4326,
+        (4326 | 4979, true) => 4979,
+        (_, false) => 7203,
+        (_, true) => 9157,
+    }
+}
+
+fn encode_value(m: &mut Vec<u8>, v: &Value, enc: &Encoding) {
     use packstream as ps;
-    if temporal == Temporal::String
-        && matches!(v, Value::Date(_) | Value::DateTime(_) | Value::Time(_))
+    if enc.temporal == Temporal::String
+        && matches!(
+            v,
+            Value::Date(_) | Value::DateTime(_) | Value::Time(_) | Value::Timestamp(_)
+        )
     {
         return ps::string(m, &v.to_string());
     }
@@ -237,7 +289,7 @@ fn encode_value(m: &mut Vec<u8>, v: &Value, temporal: Temporal, decimal: Decimal
             Err(_) => ps::string(m, &u.to_string()),
         },
         Value::Float(f) => ps::float(m, *f),
-        Value::Decimal(d) => match (decimal, d.parse::<f64>()) {
+        Value::Decimal(d) => match (enc.decimal, d.parse::<f64>()) {
             (DecimalAs::Float, Ok(f)) => ps::float(m, f),
             _ => ps::string(m, d),
         },
@@ -264,6 +316,45 @@ fn encode_value(m: &mut Vec<u8>, v: &Value, temporal: Temporal, decimal: Decimal
             ps::int(m, us.div_euclid(1_000_000));
             ps::int(m, us.rem_euclid(1_000_000) * 1000);
         }
+        Value::Timestamp(us) => {
+            ps::struct_header(m, 3, if enc.utc_datetime { b'I' } else { b'F' });
+            ps::int(m, us.div_euclid(1_000_000));
+            ps::int(m, us.rem_euclid(1_000_000) * 1000);
+            ps::int(m, 0);
+        }
+        Value::Point(p) => {
+            let srid = neo4j_srid(p);
+            match p.z {
+                None => {
+                    ps::struct_header(m, 3, b'X');
+                    ps::int(m, srid);
+                }
+                Some(_) => {
+                    ps::struct_header(m, 4, b'Y');
+                    ps::int(m, srid);
+                }
+            }
+            ps::float(m, p.x);
+            ps::float(m, p.y);
+            if let Some(z) = p.z {
+                ps::float(m, z);
+            }
+        }
+        // Members that are NULL stay in lists and maps as nulls: their position or key means
+        // something there.
+        Value::List(items) => {
+            ps::list_header(m, items.len());
+            for item in items {
+                encode_value(m, item, enc);
+            }
+        }
+        Value::Map(entries) => {
+            ps::map_header(m, entries.len());
+            for (k, v) in entries {
+                ps::string(m, k);
+                encode_value(m, v, enc);
+            }
+        }
     }
 }
 
@@ -272,6 +363,88 @@ export_sink!(BoltSink, name = "bolt");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use etlhost_plugin_sdk::{Column, ColumnType, Point};
+    use packstream::Ps;
+
+    fn encoded(v: Value, temporal: Temporal, version: (u8, u8)) -> Ps {
+        let batch = Batch {
+            schema: vec![Column {
+                name: "v".into(),
+                ty: ColumnType::Any,
+            }]
+            .into(),
+            rows: vec![vec![v]],
+        };
+        let mut m = Vec::new();
+        encode_params_for(&mut m, &batch, temporal, DecimalAs::String, version);
+        let Ps::Map(mut top) = packstream::decode(&m).unwrap() else {
+            panic!()
+        };
+        let Some(Ps::List(mut rows)) = top.remove("batch") else {
+            panic!()
+        };
+        let Ps::Map(mut row) = rows.remove(0) else {
+            panic!()
+        };
+        row.remove("v").unwrap()
+    }
+
+    #[test]
+    fn new_values() {
+        let native = Temporal::Native;
+        let ts = Value::Timestamp(1_700_000_000_123_456);
+        let fields = vec![Ps::Int(1_700_000_000), Ps::Int(123_456_000), Ps::Int(0)];
+        assert_eq!(
+            encoded(ts.clone(), native, (5, 4)),
+            Ps::Struct(b'I', fields.clone())
+        );
+        assert_eq!(
+            encoded(ts.clone(), native, (4, 4)),
+            Ps::Struct(b'F', fields)
+        );
+        assert_eq!(
+            encoded(ts, Temporal::String, (5, 4)),
+            Ps::String("2023-11-14T22:13:20.123456Z".into())
+        );
+        let p = |srid, z| {
+            Value::Point(Point {
+                srid,
+                x: 1.5,
+                y: -2.0,
+                z,
+            })
+        };
+        assert_eq!(
+            encoded(p(4326, None), native, (5, 4)),
+            Ps::Struct(b'X', vec![Ps::Int(4326), Ps::Float(1.5), Ps::Float(-2.0)])
+        );
+        assert_eq!(
+            encoded(p(0, None), Temporal::String, (5, 4)),
+            Ps::Struct(b'X', vec![Ps::Int(7203), Ps::Float(1.5), Ps::Float(-2.0)])
+        );
+        assert_eq!(
+            encoded(p(3857, Some(3.0)), native, (5, 4)),
+            Ps::Struct(
+                b'Y',
+                vec![
+                    Ps::Int(9157),
+                    Ps::Float(1.5),
+                    Ps::Float(-2.0),
+                    Ps::Float(3.0)
+                ]
+            )
+        );
+        let doc = Value::Map(vec![
+            ("tags".into(), Value::List(vec![Value::String("a".into())])),
+            ("none".into(), Value::Null),
+        ]);
+        let Ps::Map(doc) = encoded(doc, native, (5, 4)) else {
+            panic!()
+        };
+        assert_eq!(doc["tags"], Ps::List(vec![Ps::String("a".into())]));
+        assert_eq!(doc["none"], Ps::Null);
+    }
 
     #[test]
     fn addresses() {

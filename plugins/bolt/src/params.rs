@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use etlhost_plugin_sdk::{Batch, ConfigError, Error};
 
 use crate::packstream as ps;
-use crate::{encode_value, BoltOptions};
+use crate::{encode_rows, encode_value, BoltOptions, Encoding};
 
 pub fn check(o: &BoltOptions) -> Result<(), ConfigError> {
     let batch = o.query.contains("$batch");
@@ -71,9 +71,9 @@ pub fn fits(o: &BoltOptions, batch: &Batch) -> Result<(), Error> {
 }
 
 /// The parameter map for a batch that passed [`fits`].
-pub fn encode(m: &mut Vec<u8>, batch: &Batch, o: &BoltOptions) {
+pub(crate) fn encode(m: &mut Vec<u8>, batch: &Batch, o: &BoltOptions, enc: &Encoding) {
     if !o.row_parameters && o.params_by_position.is_none() {
-        return crate::encode_params(m, batch, o.temporal, o.decimal);
+        return encode_rows(m, batch, enc);
     }
     let fields = named_fields(batch, o.params_by_position.as_ref());
     if o.row_parameters {
@@ -83,7 +83,7 @@ pub fn encode(m: &mut Vec<u8>, batch: &Batch, o: &BoltOptions) {
         for (name, i) in &fields {
             ps::string(m, name);
             match row.map(|r| &r[*i]) {
-                Some(v) => encode_value(m, v, o.temporal, o.decimal),
+                Some(v) => encode_value(m, v, enc),
                 None => ps::null(m),
             }
         }
@@ -98,7 +98,7 @@ pub fn encode(m: &mut Vec<u8>, batch: &Batch, o: &BoltOptions) {
         ps::map_header(m, fields.iter().filter(|(_, i)| present(i)).count());
         for (name, i) in fields.iter().filter(|(_, i)| present(i)) {
             ps::string(m, name);
-            encode_value(m, &row[*i], o.temporal, o.decimal);
+            encode_value(m, &row[*i], enc);
         }
     }
 }
@@ -181,7 +181,12 @@ mod tests {
             "params_by_position": {"ID": 0, "X": 1}
         }));
         let mut m = Vec::new();
-        encode(&mut m, &batch(1), &o);
+        encode(
+            &mut m,
+            &batch(1),
+            &o,
+            &Encoding::new(o.temporal, o.decimal, (5, 4)),
+        );
         let mut want = Vec::new();
         ps::map_header(&mut want, 2);
         ps::string(&mut want, "ID");
@@ -192,7 +197,12 @@ mod tests {
         // In $batch rows a NULL field is left out: {batch: [{ID: 0}]}.
         let o = options(serde_json::json!({"params_by_position": {"ID": 0, "X": 1}}));
         let mut m = Vec::new();
-        encode(&mut m, &batch(1), &o);
+        encode(
+            &mut m,
+            &batch(1),
+            &o,
+            &Encoding::new(o.temporal, o.decimal, (5, 4)),
+        );
         let mut want = Vec::new();
         ps::map_header(&mut want, 1);
         ps::string(&mut want, "batch");

@@ -34,6 +34,34 @@ pub struct MySqlOptions {
     /// Seconds to wait for a connection (SeaTunnel's `connection_check_timeout_sec`).
     #[serde(default = "default_timeout")]
     pub connection_check_timeout_sec: u64,
+    /// Read `TINYINT(1)` (and `BOOLEAN`, its alias) as booleans: 0 is false, anything else true.
+    /// Off by default, because a TINYINT(1) can hold -128..127 and the width is only a display
+    /// hint: turning 2 into `true` would lose it.
+    #[serde(default)]
+    pub tinyint1_as_bool: bool,
+    /// Read `BIT(1)` as booleans (on by default: one bit is a boolean, nothing is lost).
+    #[serde(default = "yes")]
+    pub bit1_as_bool: bool,
+    /// `text` (default): JSON columns arrive as their text. `value`: parsed into lists, maps and
+    /// scalars, so a query can destructure them (`row.doc.name`).
+    #[serde(default)]
+    pub json: JsonAs,
+    /// Columns parsed as JSON whatever their declared type (MariaDB's JSON is a LONGTEXT that its
+    /// protocol does not mark as JSON). A value there that is not JSON fails the read.
+    #[serde(default)]
+    pub json_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonAs {
+    #[default]
+    Text,
+    Value,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_fetch_size() -> usize {
@@ -79,6 +107,7 @@ pub struct MySqlSource {
     fetch_size: usize,
     timeout: Duration,
     secrets: Vec<String>,
+    typing: types::Typing,
 }
 
 /// Quotes an identifier, `db.table` as two.
@@ -195,6 +224,9 @@ impl Source for MySqlSource {
         if let Some(p) = &o.password {
             b = b.pass(Some(p));
         }
+        // TIMESTAMP values are read as UTC instants. `setup` (not `init`) runs again after the
+        // pool resets a connection, which would otherwise restore the server's time zone.
+        b = b.setup(vec!["SET time_zone = '+00:00'"]);
         let relation = match (&o.table, &o.query) {
             (Some(t), _) => quote(t),
             (None, Some(q)) => format!("({}) AS etlhost_query", q.trim().trim_end_matches(';')),
@@ -210,6 +242,12 @@ impl Source for MySqlSource {
             fetch_size: o.fetch_size,
             timeout: Duration::from_secs(o.connection_check_timeout_sec.max(1)),
             secrets,
+            typing: types::Typing {
+                tinyint1_as_bool: o.tinyint1_as_bool,
+                bit1_as_bool: o.bit1_as_bool,
+                json_value: o.json == JsonAs::Value,
+                json_columns: o.json_columns.clone(),
+            },
         };
         // Connect once now, so a wrong password or host fails before any work is planned.
         block_on(async {
@@ -228,10 +266,11 @@ impl Source for MySqlSource {
         let (tx, rx) = mpsc::channel(2);
         let fetch_size = self.fetch_size;
         let secrets = self.secrets.clone();
+        let typing = self.typing.clone();
         // Rows stream on the plugin's runtime into a small channel; `next_batch` takes from it. When
         // the reader is dropped the channel closes and the task stops reading.
         runtime().spawn(async move {
-            if let Err(e) = stream_rows(conn, sql, params, fetch_size, &tx).await {
+            if let Err(e) = stream_rows(conn, sql, params, fetch_size, &typing, &tx).await {
                 let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
                 let retryable = matches!(e, mysql_async::Error::Io(_));
                 let message = redact_secrets(&format!("reading failed: {e}"), &secrets);
@@ -266,7 +305,7 @@ impl Source for MySqlSource {
             let key = key.ok_or_else(|| {
                 Error::permanent(format!("`{column}` is not a column of the source"))
             })?;
-            let key_type = types::column(&key).ty;
+            let key_type = types::column(&key, &self.typing).0.ty;
             let row: Option<mysql_async::Row> = c.exec_first(sql, params).await.map_err(fail)?;
             let mut vals = row
                 .ok_or_else(|| Error::permanent("the bounds query returned no row"))?
@@ -345,8 +384,8 @@ impl Source for MySqlSource {
             for (t, name, data_type, column_type, nullable) in columns {
                 if let Some(t) = table(&mut catalog, &t) {
                     t.columns.push(ColumnInfo {
+                        column_type: types::declared(&name, &data_type, &column_type, &self.typing),
                         name,
-                        column_type: types::declared(&data_type, &column_type),
                         declared_type: column_type,
                         nullable: nullable == "YES",
                     });
@@ -399,6 +438,7 @@ async fn stream_rows(
     sql: String,
     params: Vec<mysql_async::Value>,
     fetch_size: usize,
+    typing: &types::Typing,
     tx: &mpsc::Sender<Sent>,
 ) -> Result<(), mysql_async::Error> {
     let params = if params.is_empty() {
@@ -407,18 +447,31 @@ async fn stream_rows(
         mysql_async::Params::Positional(params)
     };
     let mut result = conn.exec_iter(sql, params).await?;
-    let columns: Vec<_> = result.columns_ref().iter().map(types::column).collect();
-    let types: Vec<_> = columns.iter().map(|c| c.ty).collect();
+    let (columns, convs): (Vec<_>, Vec<_>) = result
+        .columns_ref()
+        .iter()
+        .map(|c| types::column(c, typing))
+        .unzip();
     let schema: Schema = columns.into();
     let mut rows = Vec::with_capacity(fetch_size);
     while let Some(row) = result.next().await? {
-        rows.push(
-            row.unwrap()
-                .into_iter()
-                .zip(&types)
-                .map(|(v, t)| types::value(v, *t))
-                .collect(),
-        );
+        let row: Result<Vec<Value>, Error> = row
+            .unwrap()
+            .into_iter()
+            .zip(&convs)
+            .zip(schema.iter())
+            .map(|((v, conv), col)| {
+                types::convert(v, *conv)
+                    .map_err(|e| Error::permanent(format!("column `{}`: {e}", col.name)))
+            })
+            .collect();
+        match row {
+            Ok(row) => rows.push(row),
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return Ok(());
+            }
+        }
         if rows.len() == fetch_size {
             let batch = Batch {
                 schema: schema.clone(),

@@ -17,8 +17,9 @@
 
 use std::ffi::c_void;
 
-/// Bumped on any change to the types in this module.
-pub const ABI_VERSION: u32 = 1;
+/// Bumped on any change to the types in this module, or to the batch format in [`crate::codec`]
+/// (2: points, UTC timestamps, lists and maps).
+pub const ABI_VERSION: u32 = 2;
 
 /// The one symbol a plugin library exports.
 pub const ENTRY_SYMBOL: &str = "etlhost_plugin_entry";

@@ -3,7 +3,7 @@
 //! All integers are little-endian. A buffer is:
 //!
 //! ```text
-//! magic     4 bytes  "ETB1"
+//! magic     4 bytes  "ETB2" (version 2 added tags 11-14; "ETB1" had 0-10)
 //! ncols     u32
 //! column    ncols times: name (str), type (u8, the ColumnType tag below)
 //! nrows     u32
@@ -25,8 +25,13 @@
 //! | 8   | Date     | i32 days since 1970-01-01                |
 //! | 9   | DateTime | i64 microseconds since 1970-01-01T00:00  |
 //! | 10  | Time     | i64 microseconds                         |
+//! | 11  | Timestamp| i64 microseconds since 1970-01-01T00:00 UTC |
+//! | 12  | Point    | u32 srid, f64 x, f64 y, u8 has_z (0 or 1), f64 z if has_z |
+//! | 13  | List     | u32 count, then count values (tag and payload each) |
+//! | 14  | Map      | u32 count, then count times: key (str), value |
 //!
-//! Column type tags are the same numbers, with 0 meaning "any".
+//! Column type tags are the same numbers, with 0 meaning "any" (there is no Map column type: JSON
+//! columns are "any"). Lists and maps nest at most [`MAX_DEPTH`] deep.
 //!
 //! Why a format of our own and not the Arrow C Data Interface: every connector we serve is
 //! row-oriented at both ends (MySQL sends rows, a Bolt `UNWIND $batch` wants a list of maps), so a
@@ -35,9 +40,14 @@
 //! format is one contiguous buffer with one owner, so freeing it is a single call, it is defined
 //! completely by the table above, and the same bytes can be copied into a WASM guest as they are.
 
-use crate::value::{Batch, Column, ColumnType, Value};
+use crate::value::{Batch, Column, ColumnType, Point, Value};
 
-const MAGIC: &[u8; 4] = b"ETB1";
+// The format's version: a reader that sees another refuses the buffer instead of misreading it.
+// (The ABI version, bumped with it, already keeps host and plugin of different SDKs apart.)
+const MAGIC: &[u8; 4] = b"ETB2";
+
+/// How deep lists and maps may nest (MySQL allows JSON documents 100 levels deep).
+pub const MAX_DEPTH: usize = 128;
 
 fn type_tag(ty: ColumnType) -> u8 {
     match ty {
@@ -52,6 +62,9 @@ fn type_tag(ty: ColumnType) -> u8 {
         ColumnType::Date => 8,
         ColumnType::DateTime => 9,
         ColumnType::Time => 10,
+        ColumnType::Timestamp => 11,
+        ColumnType::Point => 12,
+        ColumnType::List => 13,
     }
 }
 
@@ -68,6 +81,9 @@ fn tag_type(tag: u8) -> Option<ColumnType> {
         8 => ColumnType::Date,
         9 => ColumnType::DateTime,
         10 => ColumnType::Time,
+        11 => ColumnType::Timestamp,
+        12 => ColumnType::Point,
+        13 => ColumnType::List,
         _ => return None,
     })
 }
@@ -84,53 +100,89 @@ pub fn encode(batch: &Batch) -> Vec<u8> {
     put_u32(&mut out, batch.rows.len() as u32);
     for row in &batch.rows {
         for v in row {
-            match v {
-                Value::Null => out.push(0),
-                Value::Bool(b) => {
-                    out.push(1);
-                    out.push(*b as u8);
-                }
-                Value::Int(i) => {
-                    out.push(2);
-                    out.extend_from_slice(&i.to_le_bytes());
-                }
-                Value::UInt(u) => {
-                    out.push(3);
-                    out.extend_from_slice(&u.to_le_bytes());
-                }
-                Value::Float(x) => {
-                    out.push(4);
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
-                Value::Decimal(s) => {
-                    out.push(5);
-                    put_str(&mut out, s);
-                }
-                Value::String(s) => {
-                    out.push(6);
-                    put_str(&mut out, s);
-                }
-                Value::Bytes(b) => {
-                    out.push(7);
-                    put_u32(&mut out, b.len() as u32);
-                    out.extend_from_slice(b);
-                }
-                Value::Date(d) => {
-                    out.push(8);
-                    out.extend_from_slice(&d.to_le_bytes());
-                }
-                Value::DateTime(t) => {
-                    out.push(9);
-                    out.extend_from_slice(&t.to_le_bytes());
-                }
-                Value::Time(t) => {
-                    out.push(10);
-                    out.extend_from_slice(&t.to_le_bytes());
-                }
-            }
+            put_value(&mut out, v);
         }
     }
     out
+}
+
+fn put_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.push(0),
+        Value::Bool(b) => {
+            out.push(1);
+            out.push(*b as u8);
+        }
+        Value::Int(i) => {
+            out.push(2);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::UInt(u) => {
+            out.push(3);
+            out.extend_from_slice(&u.to_le_bytes());
+        }
+        Value::Float(x) => {
+            out.push(4);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Value::Decimal(s) => {
+            out.push(5);
+            put_str(out, s);
+        }
+        Value::String(s) => {
+            out.push(6);
+            put_str(out, s);
+        }
+        Value::Bytes(b) => {
+            out.push(7);
+            put_u32(out, b.len() as u32);
+            out.extend_from_slice(b);
+        }
+        Value::Date(d) => {
+            out.push(8);
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        Value::DateTime(t) => {
+            out.push(9);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Value::Time(t) => {
+            out.push(10);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Value::Timestamp(t) => {
+            out.push(11);
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        Value::Point(p) => {
+            out.push(12);
+            put_u32(out, p.srid);
+            out.extend_from_slice(&p.x.to_le_bytes());
+            out.extend_from_slice(&p.y.to_le_bytes());
+            match p.z {
+                Some(z) => {
+                    out.push(1);
+                    out.extend_from_slice(&z.to_le_bytes());
+                }
+                None => out.push(0),
+            }
+        }
+        Value::List(items) => {
+            out.push(13);
+            put_u32(out, items.len() as u32);
+            for item in items {
+                put_value(out, item);
+            }
+        }
+        Value::Map(entries) => {
+            out.push(14);
+            put_u32(out, entries.len() as u32);
+            for (k, v) in entries {
+                put_str(out, k);
+                put_value(out, v);
+            }
+        }
+    }
 }
 
 fn put_u32(out: &mut Vec<u8>, n: u32) {
@@ -183,6 +235,69 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(self.arr()?))
     }
 
+    fn f64(&mut self) -> Result<f64, DecodeError> {
+        Ok(f64::from_le_bytes(self.arr()?))
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
+        let tag = self.u8()?;
+        Ok(match tag {
+            0 => Value::Null,
+            1 => Value::Bool(self.u8()? != 0),
+            2 => Value::Int(i64::from_le_bytes(self.arr()?)),
+            3 => Value::UInt(u64::from_le_bytes(self.arr()?)),
+            4 => Value::Float(self.f64()?),
+            5 => Value::Decimal(self.str()?),
+            6 => Value::String(self.str()?),
+            7 => {
+                let n = self.u32()? as usize;
+                Value::Bytes(self.take(n)?.to_vec())
+            }
+            8 => Value::Date(i32::from_le_bytes(self.arr()?)),
+            9 => Value::DateTime(i64::from_le_bytes(self.arr()?)),
+            10 => Value::Time(i64::from_le_bytes(self.arr()?)),
+            11 => Value::Timestamp(i64::from_le_bytes(self.arr()?)),
+            12 => {
+                let srid = self.u32()?;
+                let (x, y) = (self.f64()?, self.f64()?);
+                let z = match self.u8()? {
+                    0 => None,
+                    _ => Some(self.f64()?),
+                };
+                Value::Point(Point { srid, x, y, z })
+            }
+            13 | 14 if depth >= MAX_DEPTH => {
+                return Err(DecodeError(format!(
+                    "lists and maps nested deeper than {MAX_DEPTH} at byte {}",
+                    self.pos - 1
+                )))
+            }
+            13 => {
+                let n = self.u32()? as usize;
+                let mut items = Vec::with_capacity(n.min(4096));
+                for _ in 0..n {
+                    items.push(self.value(depth + 1)?);
+                }
+                Value::List(items)
+            }
+            14 => {
+                let n = self.u32()? as usize;
+                let mut entries = Vec::with_capacity(n.min(4096));
+                for _ in 0..n {
+                    let k = self.str()?;
+                    entries.push((k, self.value(depth + 1)?));
+                }
+                Value::Map(entries)
+            }
+            t => {
+                return Err(DecodeError(format!(
+                    "unknown value tag {t} at byte {}",
+                    self.pos - 1
+                )))
+            }
+        })
+    }
+
     fn str(&mut self) -> Result<String, DecodeError> {
         let n = self.u32()? as usize;
         let at = self.pos;
@@ -196,7 +311,9 @@ impl<'a> Reader<'a> {
 pub fn decode(buf: &[u8]) -> Result<Batch, DecodeError> {
     let mut r = Reader { buf, pos: 0 };
     if r.take(4)? != MAGIC {
-        return Err(DecodeError("bad magic (not an ETB1 batch)".into()));
+        return Err(DecodeError(
+            "bad magic (not an ETB2 batch: plugin and host built from different SDKs?)".into(),
+        ));
     }
     let ncols = r.u32()? as usize;
     let mut schema = Vec::with_capacity(ncols.min(4096));
@@ -212,29 +329,7 @@ pub fn decode(buf: &[u8]) -> Result<Batch, DecodeError> {
     for _ in 0..nrows {
         let mut row = Vec::with_capacity(ncols);
         for _ in 0..ncols {
-            let tag = r.u8()?;
-            row.push(match tag {
-                0 => Value::Null,
-                1 => Value::Bool(r.u8()? != 0),
-                2 => Value::Int(i64::from_le_bytes(r.arr()?)),
-                3 => Value::UInt(u64::from_le_bytes(r.arr()?)),
-                4 => Value::Float(f64::from_le_bytes(r.arr()?)),
-                5 => Value::Decimal(r.str()?),
-                6 => Value::String(r.str()?),
-                7 => {
-                    let n = r.u32()? as usize;
-                    Value::Bytes(r.take(n)?.to_vec())
-                }
-                8 => Value::Date(i32::from_le_bytes(r.arr()?)),
-                9 => Value::DateTime(i64::from_le_bytes(r.arr()?)),
-                10 => Value::Time(i64::from_le_bytes(r.arr()?)),
-                t => {
-                    return Err(DecodeError(format!(
-                        "unknown value tag {t} at byte {}",
-                        r.pos - 1
-                    )))
-                }
-            });
+            row.push(r.value(0)?);
         }
         rows.push(row);
     }
@@ -276,6 +371,25 @@ mod tests {
             Value::Date(-3),
             Value::DateTime(1_700_000_000_000_001),
             Value::Time(-1),
+            Value::Timestamp(-1_000_001),
+            Value::Point(Point {
+                srid: 4326,
+                x: -0.1,
+                y: 51.5,
+                z: None,
+            }),
+            Value::Point(Point {
+                srid: 0,
+                x: 1.0,
+                y: 2.0,
+                z: Some(-3.5),
+            }),
+            Value::List(vec![]),
+            Value::List(vec![Value::String("a".into()), Value::Null]),
+            Value::Map(vec![
+                ("z".into(), Value::List(vec![Value::Map(vec![])])),
+                ("a".into(), Value::UInt(7)),
+            ]),
         ];
         let rows = values
             .iter()
@@ -283,6 +397,34 @@ mod tests {
             .collect();
         let batch = Batch { schema, rows };
         assert_eq!(decode(&encode(&batch)).unwrap(), batch);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let mut deep = Value::Null;
+        for _ in 0..=MAX_DEPTH {
+            deep = Value::List(vec![deep]);
+        }
+        let batch = Batch {
+            schema: vec![Column {
+                name: "d".into(),
+                ty: ColumnType::Any,
+            }]
+            .into(),
+            rows: vec![vec![deep]],
+        };
+        let e = decode(&encode(&batch)).unwrap_err();
+        assert!(
+            e.0.starts_with("lists and maps nested deeper than 128"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_version_1_buffer_is_refused() {
+        let mut buf = encode(&Batch::new(vec![].into()));
+        buf[..4].copy_from_slice(b"ETB1");
+        assert!(decode(&buf).unwrap_err().0.starts_with("bad magic"));
     }
 
     #[test]

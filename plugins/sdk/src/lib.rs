@@ -36,7 +36,7 @@ pub use split::{
     Catalog, ColumnInfo, CursorRange, ForeignKey, KeyBounds, KeyRange, PlanRequest, Split,
     TableInfo,
 };
-pub use value::{Batch, Column, ColumnType, Row, Schema, Value};
+pub use value::{Batch, Column, ColumnType, Point, Row, Schema, Value};
 
 /// The SDK's version, recorded in every plugin's descriptor.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -24,6 +24,26 @@ pub enum Value {
     DateTime(i64),
     /// A signed duration in microseconds (MySQL `TIME` can exceed 24 h and be negative).
     Time(i64),
+    /// Microseconds since 1970-01-01T00:00:00 UTC: an instant, not a wall-clock time (MySQL
+    /// `TIMESTAMP`, read in UTC).
+    Timestamp(i64),
+    /// A point in a spatial reference system.
+    Point(Point),
+    /// An ordered list (MySQL `SET` members, JSON arrays).
+    List(Vec<Value>),
+    /// Keys and values in their source order (JSON objects). Keys are unique.
+    Map(Vec<(String, Value)>),
+}
+
+/// A 2D or 3D point. `srid` is the source's spatial reference id as it gives it (EPSG numbers:
+/// 4326 is WGS-84 with `x` = longitude and `y` = latitude in degrees; 0 is a plane without units);
+/// a sink maps it to what it supports.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    pub srid: u32,
+    pub x: f64,
+    pub y: f64,
+    pub z: Option<f64>,
 }
 
 impl Value {
@@ -36,6 +56,14 @@ impl Value {
         match self {
             Value::String(s) | Value::Decimal(s) => 8 + s.len(),
             Value::Bytes(b) => 8 + b.len(),
+            Value::Point(_) => 33,
+            Value::List(items) => 8 + items.iter().map(Value::approx_size).sum::<usize>(),
+            Value::Map(entries) => {
+                8 + entries
+                    .iter()
+                    .map(|(k, v)| 8 + k.len() + v.approx_size())
+                    .sum::<usize>()
+            }
             _ => 9,
         }
     }
@@ -53,7 +81,26 @@ impl Value {
             Value::Decimal(d) => J::String(d.clone()),
             Value::String(s) => J::String(s.clone()),
             Value::Bytes(b) => J::String(hex(b)),
-            Value::Date(_) | Value::DateTime(_) | Value::Time(_) => J::String(self.to_string()),
+            Value::Date(_) | Value::DateTime(_) | Value::Time(_) | Value::Timestamp(_) => {
+                J::String(self.to_string())
+            }
+            Value::Point(p) => {
+                let mut m = serde_json::Map::new();
+                m.insert("srid".into(), J::from(p.srid));
+                m.insert("x".into(), J::from(p.x));
+                m.insert("y".into(), J::from(p.y));
+                if let Some(z) = p.z {
+                    m.insert("z".into(), J::from(z));
+                }
+                J::Object(m)
+            }
+            Value::List(items) => J::Array(items.iter().map(Value::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -82,11 +129,21 @@ impl fmt::Display for Value {
                 let (y, m, d) = civil_from_days(*days as i64);
                 write!(f, "{y:04}-{m:02}-{d:02}")
             }
-            Value::DateTime(micros) => {
-                let (y, m, d) = civil_from_days(micros.div_euclid(86_400_000_000));
-                write!(f, "{y:04}-{m:02}-{d:02}T")?;
-                clock(f, micros.rem_euclid(86_400_000_000).unsigned_abs())
+            Value::DateTime(micros) => date_time(f, *micros),
+            // ISO 8601 with `Z`: the instant in UTC.
+            Value::Timestamp(micros) => {
+                date_time(f, *micros)?;
+                f.write_str("Z")
             }
+            // WKT, with the SRID in front as PostGIS's EWKT writes it.
+            Value::Point(p) => {
+                write!(f, "SRID={};POINT", p.srid)?;
+                match p.z {
+                    Some(z) => write!(f, " Z({} {} {z})", p.x, p.y),
+                    None => write!(f, "({} {})", p.x, p.y),
+                }
+            }
+            Value::List(_) | Value::Map(_) => json_text(f, self),
             Value::Time(micros) => {
                 if *micros < 0 {
                     f.write_str("-")?;
@@ -95,6 +152,40 @@ impl fmt::Display for Value {
             }
         }
     }
+}
+
+/// JSON text keeping a map's key order (serde_json's own map keeps it only with a feature).
+fn json_text(f: &mut fmt::Formatter<'_>, v: &Value) -> fmt::Result {
+    match v {
+        Value::List(items) => {
+            f.write_str("[")?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                json_text(f, item)?;
+            }
+            f.write_str("]")
+        }
+        Value::Map(entries) => {
+            f.write_str("{")?;
+            for (i, (k, item)) in entries.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                write!(f, "{}:", serde_json::Value::from(k.as_str()))?;
+                json_text(f, item)?;
+            }
+            f.write_str("}")
+        }
+        other => write!(f, "{}", other.to_json()),
+    }
+}
+
+fn date_time(f: &mut fmt::Formatter<'_>, micros: i64) -> fmt::Result {
+    let (y, m, d) = civil_from_days(micros.div_euclid(86_400_000_000));
+    write!(f, "{y:04}-{m:02}-{d:02}T")?;
+    clock(f, micros.rem_euclid(86_400_000_000).unsigned_abs())
 }
 
 /// `HH:MM:SS`, with `.ffffff` only when there are microseconds; hours may exceed 24.
@@ -152,6 +243,9 @@ pub enum ColumnType {
     Date,
     DateTime,
     Time,
+    Timestamp,
+    Point,
+    List,
     /// Unknown or mixed; values carry their own type.
     Any,
 }
@@ -229,5 +323,21 @@ mod tests {
             Value::Time(-(838 * 3600 + 59 * 60 + 59) * 1_000_000).to_string(),
             "-838:59:59"
         );
+        assert_eq!(
+            Value::Timestamp(-1).to_string(),
+            "1969-12-31T23:59:59.999999Z"
+        );
+        let p = Point {
+            srid: 4326,
+            x: 13.4,
+            y: 52.5,
+            z: None,
+        };
+        assert_eq!(Value::Point(p).to_string(), "SRID=4326;POINT(13.4 52.5)");
+        let doc = Value::Map(vec![
+            ("b".into(), Value::List(vec![Value::Int(1), Value::Null])),
+            ("a".into(), Value::String("x".into())),
+        ]);
+        assert_eq!(doc.to_string(), r#"{"b":[1,null],"a":"x"}"#);
     }
 }

@@ -10,7 +10,11 @@
 //
 // Values: NULL is null, integers are numbers (BigInt beyond 2^53), floats numbers, DECIMAL a
 // string, text a string, bytes a Uint8Array, DATE and DATETIME a Date in UTC (a DATETIME passed on
-// unchanged keeps its microseconds), TIME a number of microseconds. A column keeps its type when
+// unchanged keeps its microseconds), TIMESTAMP a Date too (made with `timestamp(date)`, or any Date
+// in a TIMESTAMP column), TIME a number of microseconds, a point a `Point`, lists and maps (SET
+// members, JSON read as values) arrays and plain objects. A list or map passed on unchanged keeps
+// its exact JSON; a changed one is written by JSON.stringify, so with JS numbers (1.0 is 1, big
+// integers round). A column keeps its type when
 // its value keeps its JS type; a new column takes the type of its first non-null value (integral
 // numbers are integers).
 //
@@ -21,6 +25,31 @@ export class RowError extends Error {}
 
 const DAY_MS = 86_400_000;
 const MICROS = Symbol('micros');
+const ZONED = Symbol('zoned');
+// The JSON text a parsed list or map came with, and how JSON.stringify writes it as parsed.
+const NESTED = new WeakMap();
+
+/** A point; srid 4326 has x = longitude, y = latitude. `z` is undefined for a 2D point. */
+export class Point {
+  constructor(srid, x, y, z) {
+    this.srid = srid;
+    this.x = x;
+    this.y = y;
+    this.z = z;
+  }
+}
+
+/** Marks a Date as a TIMESTAMP (an instant in UTC) rather than a DATETIME. */
+export function timestamp(d) {
+  d[ZONED] = true;
+  return d;
+}
+
+function plain(x) {
+  if (Array.isArray(x)) return true;
+  const proto = Object.getPrototypeOf(x);
+  return proto === Object.prototype || proto === null;
+}
 
 function int(v) {
   return Number.isSafeInteger(Number(v)) ? Number(v) : v;
@@ -42,6 +71,17 @@ const TO_JS = {
     return d;
   },
   time: (v) => Number(v),
+  timestamp: (v) => {
+    const d = TO_JS.datetime(v);
+    d[ZONED] = true;
+    return d;
+  },
+  point: (v) => new Point(v.srid, v.x, v.y, v.z ?? undefined),
+  nested: (v) => {
+    const parsed = JSON.parse(v);
+    NESTED.set(parsed, { text: v, js: JSON.stringify(parsed) });
+    return parsed;
+  },
 };
 
 /** A WIT value ({tag, val}) as a JS value. */
@@ -70,7 +110,9 @@ function ownType(x) {
       return 'text';
   }
   if (x instanceof Uint8Array) return 'bytes';
-  if (x instanceof Date) return 'datetime';
+  if (x instanceof Date) return x[ZONED] ? 'timestamp' : 'datetime';
+  if (x instanceof Point) return 'point';
+  if (plain(x)) return 'nested';
   throw new RowError(`cannot pass a ${x?.constructor?.name ?? typeof x} on: ${String(x)}`);
 }
 
@@ -80,7 +122,14 @@ export function toValue(x, ty) {
   if (own === 'any') return { tag: 'null' };
   if (x instanceof Date) {
     if (ty === 'date') return { tag: 'date', val: Math.floor(x.getTime() / DAY_MS) };
-    return { tag: 'datetime', val: micros(x) };
+    const zoned = ty === 'timestamp' || (own === 'timestamp' && ty !== 'datetime');
+    return { tag: zoned ? 'timestamp' : 'datetime', val: micros(x) };
+  }
+  if (own === 'point') return { tag: 'point', val: { srid: x.srid, x: x.x, y: x.y, z: x.z } };
+  if (own === 'nested') {
+    const js = JSON.stringify(x);
+    const kept = NESTED.get(x);
+    return { tag: 'nested', val: kept !== undefined && kept.js === js ? kept.text : js };
   }
   const numeric = own === 'int' || own === 'uint' || own === 'float';
   if (numeric && ty === 'float') return { tag: 'float', val: Number(x) };

@@ -16,9 +16,13 @@ Write a row function and export it; every row arrives as a dict of Python values
     WitWorld = et.export(Upper)
 
 Values: NULL is None, integers int, floats float, DECIMAL decimal.Decimal, text str, bytes bytes,
-DATE datetime.date, DATETIME datetime.datetime (no time zone; an aware one is passed on in UTC),
-TIME datetime.timedelta. A column keeps its type when its value keeps its Python type; a new
-column takes the type of its first non-None value.
+DATE datetime.date, DATETIME datetime.datetime (no time zone), TIMESTAMP datetime.datetime in UTC
+(tzinfo=datetime.timezone.utc; any aware datetime becomes a TIMESTAMP, except in a DATETIME
+column, where it is passed on in UTC without a zone; a naive one in a TIMESTAMP column is taken
+as UTC), TIME datetime.timedelta, points
+etlhost_transform.Point(srid, x, y, z) (z None for 2D), lists and maps (SET members, JSON read as
+values) Python lists and dicts of None, bool, int, float and str. A column keeps its type when its
+value keeps its Python type; a new column takes the type of its first non-None value.
 
 Converting to dicts costs time (see README, "Transforms"). For full speed, implement the
 `wit_world.WitWorld` protocol directly on whole batches, as `identity.py` does.
@@ -33,7 +37,11 @@ from componentize_py_types import Err
 from wit_world.imports import types as t
 
 _EPOCH = datetime.datetime(1970, 1, 1)
+_EPOCH_UTC = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _EPOCH_DAY = datetime.date(1970, 1, 1)
+
+# A point: `Point(srid, x, y, z)`, z None for a 2D point; srid 4326 has x = longitude.
+Point = t.Point
 
 
 class RowError(Exception):
@@ -71,6 +79,9 @@ _TO_PYTHON = {
     t.Value_Date: lambda v: _EPOCH_DAY + datetime.timedelta(days=v.value),
     t.Value_Datetime: lambda v: _EPOCH + datetime.timedelta(microseconds=v.value),
     t.Value_Time: lambda v: datetime.timedelta(microseconds=v.value),
+    t.Value_Timestamp: lambda v: _EPOCH_UTC + datetime.timedelta(microseconds=v.value),
+    t.Value_Point: _value,
+    t.Value_Nested: lambda v: json.loads(v.value),
 }
 
 
@@ -104,16 +115,29 @@ def _value_type(x):
     # datetime before date: a datetime is also a date.
     if isinstance(x, datetime.datetime):
         if x.tzinfo is not None:
-            x = x.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+            return t.Value_Timestamp(_micros(x - _EPOCH_UTC)), t.ColumnType.TIMESTAMP
         return t.Value_Datetime(_micros(x - _EPOCH)), t.ColumnType.DATETIME
     if isinstance(x, datetime.date):
         return t.Value_Date((x - _EPOCH_DAY).days), t.ColumnType.DATE
     if isinstance(x, datetime.timedelta):
         return t.Value_Time(_micros(x)), t.ColumnType.TIME
+    if isinstance(x, t.Point):
+        return t.Value_Point(x), t.ColumnType.POINT
+    if isinstance(x, (list, dict)):
+        try:
+            text = json.dumps(x, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as e:
+            raise RowError(f"a list or map holds what JSON cannot: {e}")
+        return t.Value_Nested(text), t.ColumnType.NESTED
     raise RowError(f"cannot pass a {type(x).__name__} on: {x!r}")
 
 
 def _to_value(x, ty):
+    if isinstance(x, datetime.datetime):
+        if ty == t.ColumnType.DATETIME and x.tzinfo is not None:
+            x = x.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        elif ty == t.ColumnType.TIMESTAMP and x.tzinfo is None:
+            x = x.replace(tzinfo=datetime.timezone.utc)  # a naive time in a TIMESTAMP column is UTC
     v, _ = _value_type(x)
     if ty == t.ColumnType.UINT and isinstance(v, t.Value_Int) and x >= 0:
         return t.Value_Uint(x)

@@ -47,7 +47,9 @@ fn text(v: &Value) -> String {
         Value::Decimal(s) | Value::Text(s) => s.clone(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         Value::Date(d) => d.to_string(),
-        Value::Datetime(t) | Value::Time(t) => t.to_string(),
+        Value::Datetime(t) | Value::Time(t) | Value::Timestamp(t) => t.to_string(),
+        Value::Point(p) => format!("POINT({} {})", p.x, p.y),
+        Value::Nested(json) => json.clone(),
     }
 }
 

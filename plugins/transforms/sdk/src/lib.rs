@@ -17,8 +17,9 @@
 //! etlhost_transform::transform!(Upper);
 //! ```
 //!
-//! The interface is `wit/transform.wit` (`etlhost:transform@0.1.0`): whole batches in, one
-//! [`Outcome`] per input row out, `finish` at the end of the stream.
+//! The interface is `wit/transform.wit` (`etlhost:transform@0.2.0`): whole batches in, one
+//! [`Outcome`] per input row out, `finish` at the end of the stream. Lists and maps arrive as
+//! `Value::Nested`, JSON text (WIT types cannot nest): parse it with the JSON crate you like.
 
 #[doc(hidden)]
 pub mod bindings {
@@ -30,7 +31,9 @@ pub mod bindings {
     });
 }
 
-pub use bindings::etlhost::transform::types::{Batch, Column, ColumnType, Outcome, Output, Value};
+pub use bindings::etlhost::transform::types::{
+    Batch, Column, ColumnType, Outcome, Output, Point, Value,
+};
 #[doc(hidden)]
 pub use bindings::{export, Guest};
 
