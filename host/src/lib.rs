@@ -4,6 +4,7 @@
 //! - [`spec`]: the job spec file (YAML or TOML) and its errors.
 //! - [`plugin`]: loading connector libraries and calling them through the C ABI.
 //! - [`job`]: a spec with its plugins loaded and options validated.
+//! - [`check`]: sinks checked online (`etlhost validate`) without writing.
 //! - [`init`]: a generated spec from a source's tables and foreign keys.
 //! - [`plan`]: which splits a job reads.
 //! - [`run`]: a job's flows in order, each planned, resumed or narrowed to its cursor.
@@ -13,6 +14,7 @@
 //! - [`cursor`]: how far an incremental flow read, kept between runs.
 //! - [`report`]: live progress for people: bars or a periodic block.
 
+pub mod check;
 pub mod checkpoint;
 pub mod cursor;
 pub mod init;

@@ -39,8 +39,14 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Check a spec and its plugins' options without moving data.
-    Validate { spec: PathBuf },
+    /// Check a spec and its plugins' options, and have each sink connect and check that it could
+    /// write (the bolt sink has the server compile its Cypher), without moving data.
+    Validate {
+        spec: PathBuf,
+        /// Check the spec only: connect nowhere.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Print the splits a job would read (range and estimated rows) without moving data.
     Plan { spec: PathBuf },
     /// List the plugins found on the plugin search path.
@@ -108,6 +114,27 @@ fn load_job(spec: &Path) -> Result<Job, ExitCode> {
     })
 }
 
+/// `validate` without `--offline`: each sink connects and checks its options online.
+fn check_sinks(job: &Job) -> Result<(), ExitCode> {
+    use etlhost::check::CheckError;
+    match etlhost::check::check_sinks(job) {
+        Ok(unchecked) => {
+            for flow in unchecked {
+                tracing::info!(flow = %flow, "the sink plugin has no online check: validated offline only");
+            }
+            Ok(())
+        }
+        Err(CheckError::Config(e)) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+        Err(CheckError::Failed(m)) => {
+            eprintln!("error: {m}");
+            Err(ExitCode::from(EXIT_RUN))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -119,11 +146,16 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { spec } => {
+        Command::Validate { spec, offline } => {
             let job = match load_job(&spec) {
                 Ok(j) => j,
                 Err(code) => return code,
             };
+            if !offline {
+                if let Err(code) = check_sinks(&job) {
+                    return code;
+                }
+            }
             let flows: Vec<String> = job
                 .spec
                 .flows_in_order()

@@ -262,7 +262,7 @@ pub fn run_flow(
                 .map(|s| Box::new(s) as Box<dyn SinkSide>)
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| RunError::Start(format!("cannot start sink: {e}")))?;
+        .map_err(|e| crate::check::sink_open_error(flow, e))?;
 
     let (base, splits, estimated) = match previous {
         Some(cp) => {

@@ -133,7 +133,7 @@ async fn a_failed_flow_stops_the_flows_after_it() {
 }
 
 fn validate(name: &str, text: &str) -> (String, String) {
-    let (path, out) = etlhost_with_spec("validate", name, text, &[]);
+    let (path, out) = etlhost_with_spec("validate", name, text, &["--offline"]);
     (
         path.display().to_string(),
         format!("{}{}", out.stdout, out.stderr)

@@ -11,5 +11,6 @@ mod resume;
 mod spec_errors;
 mod splits;
 mod support;
+mod tls;
 mod transfer;
 mod transforms;
