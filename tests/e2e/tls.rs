@@ -202,8 +202,9 @@ fn start_error(name: &str, uri: &str, extra: &str) -> String {
     out.stderr.trim_end().to_string()
 }
 
-#[test]
-fn tls_an_untrusted_certificate_is_refused() {
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_an_untrusted_certificate_is_refused() {
+    people().await;
     let bolt = tls_server().server.bolt;
     assert_eq!(
         start_error(
@@ -220,8 +221,9 @@ fn tls_an_untrusted_certificate_is_refused() {
     );
 }
 
-#[test]
-fn tls_a_certificate_for_another_host_is_refused() {
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_a_certificate_for_another_host_is_refused() {
+    people().await;
     let s = tls_server();
     let bolt = s.server.bolt;
     assert_eq!(
@@ -238,8 +240,9 @@ fn tls_a_certificate_for_another_host_is_refused() {
     );
 }
 
-#[test]
-fn tls_an_expired_certificate_is_refused() {
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_an_expired_certificate_is_refused() {
+    people().await;
     let s = expired_server();
     let bolt = s.server.bolt;
     assert_eq!(
@@ -255,8 +258,9 @@ fn tls_an_expired_certificate_is_refused() {
     );
 }
 
-#[test]
-fn tls_plaintext_to_a_server_that_requires_tls() {
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_plaintext_to_a_server_that_requires_tls() {
+    people().await;
     let bolt = tls_server().server.bolt;
     assert_eq!(
         start_error("tls_plain_to_tls", &format!("bolt://127.0.0.1:{bolt}"), ""),
@@ -269,8 +273,9 @@ fn tls_plaintext_to_a_server_that_requires_tls() {
     );
 }
 
-#[test]
-fn tls_tls_to_a_plaintext_server() {
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_tls_to_a_plaintext_server() {
+    people().await;
     assert_eq!(
         start_error(
             "tls_tls_to_plain",
@@ -279,8 +284,8 @@ fn tls_tls_to_a_plaintext_server() {
         ),
         format!(
             "error: cannot start sink: plugin bolt: cannot connect to \
-             bolt+ssc://127.0.0.1:{BOLT_PORT}: the server did not answer the TLS handshake: it \
-             does not speak TLS on this port (use bolt:// or neo4j:// without +s/+ssc and \
+             bolt+ssc://127.0.0.1:{BOLT_PORT}: the server closed the connection during the TLS \
+             handshake: it does not speak TLS on this port (use bolt:// or neo4j:// without +s/+ssc and \
              without trusted_ca)"
         )
     );
@@ -302,7 +307,7 @@ async fn tls_a_query_the_server_rejects_stops_the_job_before_a_row_is_read() {
     let dead = PathBuf::from("tls_badquery.dead-letter.jsonl");
     let (path, run) = etlhost_with_spec("run", "tls_badquery.yaml", &text, &[]);
     let expected = format!(
-        "error: {}:18: sink.options.query: the server rejects the query: QUERYMESSAGE",
+        "error: {}:18: sink.options.query: the server rejects the query: Syntax error at line 1:56 - extraneous input ')' expecting {{',', '}}'}} (Neo.ClientError.Statement.SyntaxError)",
         path.display()
     );
     assert_eq!(run.code, 2, "{}", run.stderr);

@@ -24,6 +24,9 @@ const MAGIC: [u8; 4] = [0x60, 0x60, 0xB0, 0x17];
 // Proposals, each [0, range, minor, major]: 5.4 down to 5.0, then 4.4 down to 4.0.
 const PROPOSALS: [[u8; 4]; 4] = [[0, 4, 4, 5], [0, 4, 4, 4], [0; 4], [0; 4]];
 
+/// What [`Connection::explain`] puts before the query.
+pub const EXPLAIN_PREFIX: &str = "EXPLAIN ";
+
 const USER_AGENT: &str = concat!("etlhost/", env!("CARGO_PKG_VERSION"));
 
 const HELLO: u8 = 0x01;
@@ -291,7 +294,7 @@ impl Connection {
         self.out.clear();
         self.message(|m| {
             ps::struct_header(m, 3, RUN);
-            ps::string(m, &format!("EXPLAIN {query}"));
+            ps::string(m, &format!("{EXPLAIN_PREFIX}{query}"));
             ps::map_header(m, 1);
             ps::string(m, "batch");
             ps::list_header(m, 0);

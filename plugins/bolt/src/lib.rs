@@ -415,6 +415,30 @@ impl Sink for BoltSink {
     }
 }
 
+/// Positions on the query's first line in a server message (ArcadeDB `line 1:64`, Neo4j `line 1,
+/// column 65 (offset: 64)`) counted the `EXPLAIN ` the check put in front: the user's query
+/// starts `by` characters later.
+fn unshift_columns(message: &str, by: usize) -> String {
+    let mut out = message.to_string();
+    for marker in ["line 1:", "line 1, column ", "(offset: "] {
+        let mut from = 0;
+        while let Some(i) = out[from..].find(marker) {
+            let start = from + i + marker.len();
+            let digits = out[start..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .count();
+            let end = start + digits;
+            match out[start..end].parse::<usize>() {
+                Ok(n) if n >= by => out.replace_range(start..end, &(n - by).to_string()),
+                _ => {}
+            }
+            from = start;
+        }
+    }
+    out
+}
+
 enum Checked {
     /// The server refuses the query itself: a mistake in the spec.
     Rejected(ConfigError),
@@ -428,6 +452,7 @@ fn check_query(conn: &mut Connection, db: Option<&str>, query: &str) -> Result<(
         Err(BoltError::Server { code, message })
             if code.starts_with("Neo.ClientError.Statement.") =>
         {
+            let message = unshift_columns(&message, connection::EXPLAIN_PREFIX.len());
             Err(Checked::Rejected(ConfigError::new(
                 "query",
                 format!("the server rejects the query: {message} ({code})"),
@@ -505,3 +530,20 @@ fn encode_value(m: &mut Vec<u8>, v: &Value, temporal: Temporal, decimal: Decimal
 }
 
 export_sink!(BoltSink, name = "bolt");
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn positions_in_server_messages_count_from_the_users_query() {
+        let f = |m: &str| super::unshift_columns(m, 8);
+        assert_eq!(
+            f("Syntax error at line 1:64 - extraneous input ')'"),
+            "Syntax error at line 1:56 - extraneous input ')'"
+        );
+        assert_eq!(
+            f("Invalid input ')' (line 1, column 65 (offset: 64))"),
+            "Invalid input ')' (line 1, column 57 (offset: 56))"
+        );
+        assert_eq!(f("at line 2:3"), "at line 2:3");
+    }
+}

@@ -117,7 +117,10 @@ fn explain(e: &io::Error, host: &str) -> String {
             other => format!("the server's certificate is invalid: {other:?}"),
         },
         Some(rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. }) => {
-            not_tls()
+            format!(
+                "the server answered the TLS handshake with something else: {}",
+                not_tls()
+            )
         }
         Some(other) => format!("TLS handshake failed: {other}"),
         None if matches!(
@@ -127,15 +130,18 @@ fn explain(e: &io::Error, host: &str) -> String {
                 | io::ErrorKind::ConnectionAborted
         ) =>
         {
-            format!("{} ({e})", not_tls())
+            format!(
+                "the server closed the connection during the TLS handshake: {}",
+                not_tls()
+            )
         }
         None => format!("TLS handshake failed: {e}"),
     }
 }
 
 fn not_tls() -> String {
-    "the server did not answer the TLS handshake: it does not speak TLS on this port (use bolt:// \
-     or neo4j:// without +s/+ssc and without trusted_ca)"
+    "it does not speak TLS on this port (use bolt:// or neo4j:// without +s/+ssc and without \
+     trusted_ca)"
         .to_string()
 }
 

@@ -46,13 +46,15 @@ impl Target {
             "neo4j" => (true, None),
             "neo4j+s" => (true, Some(Trust::System)),
             "neo4j+ssc" => (true, Some(Trust::Any)),
-            other => return Err(ConfigError::new(
-                "uri",
-                format!(
+            other => {
+                return Err(ConfigError::new(
+                    "uri",
+                    format!(
                     "unknown scheme `{other}://`: use bolt://, bolt+s://, bolt+ssc://, neo4j://, \
                          neo4j+s:// or neo4j+ssc://"
                 ),
-            )),
+                ))
+            }
         };
         let tls = match (tls, trusted_ca) {
             (None, Some(ca)) => Some(Trust::Ca(PathBuf::from(ca))),
