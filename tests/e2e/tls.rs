@@ -398,3 +398,36 @@ async fn tls_what_tls_costs() {
         (t / p - 1.0) * 100.0
     );
 }
+
+/// ArcadeDB knows only basic authentication: `auth: none` and `auth: bearer` reach it (in LOGON,
+/// Bolt 5.4) and are refused with its message; the token is never shown.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_auth_none_and_bearer_are_sent_and_refused_by_a_basic_only_server() {
+    people().await;
+    for (name, auth) in [
+        ("tls_auth_none", "    auth: none\n"),
+        (
+            "tls_auth_bearer",
+            "    auth: bearer\n    token: s3cr3t-t0ken\n",
+        ),
+    ] {
+        let text = person_spec(
+            name,
+            "tls_never",
+            &format!("bolt://127.0.0.1:{BOLT_PORT}"),
+            auth,
+        )
+        .replace("    user: root\n", "")
+        .replace("    password: etlhost-pass\n", "");
+        let out = run_failing(name, &text);
+        assert_eq!(out.code, 3, "{}", out.stderr);
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!(
+                "error: cannot start sink: plugin bolt: cannot connect to \
+                 bolt://127.0.0.1:{BOLT_PORT}: Neo.ClientError.Security.Unauthorized: Missing \
+                 credentials"
+            )
+        );
+    }
+}

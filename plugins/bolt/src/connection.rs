@@ -619,3 +619,47 @@ impl RoutingTable {
         Ok(table)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Ps {
+        Ps::String(v.into())
+    }
+
+    #[test]
+    fn routing_tables() {
+        let server = |role: &str, addrs: &[&str]| {
+            Ps::Map(BTreeMap::from([
+                ("role".into(), s(role)),
+                (
+                    "addresses".into(),
+                    Ps::List(addrs.iter().map(|a| s(a)).collect()),
+                ),
+            ]))
+        };
+        let rt = Ps::Map(BTreeMap::from([
+            ("ttl".into(), Ps::Int(300)),
+            ("db".into(), s("neo4j")),
+            (
+                "servers".into(),
+                Ps::List(vec![
+                    server("ROUTE", &["a:7687", "b:7687"]),
+                    server("WRITE", &["a"]),
+                    server("READ", &["b:7688"]),
+                ]),
+            ),
+        ]));
+        let meta = Ps::Map(BTreeMap::from([("rt".into(), rt)]));
+        let t = RoutingTable::parse(&meta).unwrap();
+        assert_eq!(t.writers, ["a:7687"]);
+        assert_eq!(t.routers, ["a:7687", "b:7687"]);
+        assert!(t.expires > Instant::now() + Duration::from_secs(290));
+        let bad = RoutingTable::parse(&Ps::Map(BTreeMap::new())).unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "Bolt protocol error: malformed routing table: no `rt`"
+        );
+    }
+}
