@@ -9,7 +9,12 @@ use std::sync::OnceLock;
 use xtask::graph::{fresh_graph_at, graph_count_at};
 use xtask::services::{java_tool, ExtraArcadeDb, BOLT_PORT, HTTP_PORT};
 
-use crate::support::{etlhost_with_spec, person_table, run_job_output, spec, Output};
+use std::process::Stdio;
+
+use crate::support::{
+    etlhost_with_spec, person_table, read_summary, run_job_output, spawn_run, spec,
+    wait_for_first_nodes, Output,
+};
 
 /// A TLS-only ArcadeDB and the PEM of its self-signed certificate.
 struct TlsServer {
@@ -430,4 +435,61 @@ async fn tls_auth_none_and_bearer_are_sent_and_refused_by_a_basic_only_server() 
             )
         );
     }
+}
+
+/// A `neo4j://` job whose server goes away mid-job: the sink asks for a new routing table and
+/// retries, the host's retries carry it over the restart, and every row arrives once.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_a_routed_job_survives_its_server_restarting() {
+    const ROWS: u64 = 200_000;
+    person_table("tls_reroute", ROWS, "person-").await;
+    let mut server = ExtraArcadeDb::start(&scratch("tls-reroute").join("home"), &[]).unwrap();
+    fresh_graph_at(server.http, "tls_reroute").unwrap();
+    let text = spec(
+        "tls_reroute",
+        "tls_reroute",
+        "person",
+        "tls_reroute",
+        200,
+        "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name",
+    )
+    .replace(
+        &format!("bolt://127.0.0.1:{BOLT_PORT}"),
+        &format!("neo4j://127.0.0.1:{}", server.bolt),
+    )
+    .replace(
+        "  max_batch_size: 200",
+        "  max_batch_size: 200\n  max_retries: 40\n  retry_backoff: 100ms",
+    )
+    .replace(
+        "    database: tls_reroute\n",
+        "    database: tls_reroute\n    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]\n",
+    );
+    let (path, _) = etlhost_with_spec("validate", "tls_reroute.yaml", &text, &["--offline"]);
+    let summary_path = scratch("tls-reroute-summary").join("summary.json");
+    let job = spawn_run(&path, &summary_path, Stdio::null());
+    let before = wait_for_first_nodes(server.http, "tls_reroute");
+    assert!(
+        before < ROWS,
+        "the job finished before the server restarted"
+    );
+    server.restart().unwrap();
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refreshing the routing table and retrying once"),
+        "{stderr}"
+    );
+    let summary = read_summary(&summary_path);
+    assert_eq!(summary["read"], ROWS);
+    assert_eq!(summary["written"], ROWS);
+    assert_eq!(summary["failed"], 0);
+    let n = graph_count_at(
+        server.http,
+        "tls_reroute",
+        "MATCH (p:Person) RETURN count(p) AS n",
+    )
+    .unwrap();
+    assert_eq!(n, ROWS);
 }

@@ -294,22 +294,51 @@ pub struct ExtraArcadeDb {
     pub bolt: u16,
     pub http: u16,
     pub home: PathBuf,
+    extra: Vec<(&'static str, String)>,
     watchdog: std::process::Child,
 }
 
 impl ExtraArcadeDb {
     /// Starts the server with `extra` system properties (see [`arcadedb_command`]) and waits until
     /// its Bolt port and HTTP API answer.
-    pub fn start(home: &Path, extra: &[(&str, String)]) -> Result<ExtraArcadeDb> {
+    pub fn start(home: &Path, extra: &[(&'static str, String)]) -> Result<ExtraArcadeDb> {
         let (bolt, http) = (free_port()?, free_port()?);
+        let watchdog = Self::spawn(home, bolt, http, extra)?;
+        Ok(ExtraArcadeDb {
+            bolt,
+            http,
+            home: home.to_path_buf(),
+            extra: extra.to_vec(),
+            watchdog,
+        })
+    }
+
+    /// Kills the server (as a crash) and starts it again on the same ports and data, ready when
+    /// this returns.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.watchdog = Self::spawn(&self.home, self.bolt, self.http, &self.extra)?;
+        Ok(())
+    }
+
+    fn spawn(
+        home: &Path,
+        bolt: u16,
+        http: u16,
+        extra: &[(&str, String)],
+    ) -> Result<std::process::Child> {
         let java = arcadedb_command(home, bolt, http, extra)?;
         let log = home.join("server.log");
-        let out = std::fs::File::create(&log)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         // A shell holds the server and kills it when its stdin, a pipe only this process writes
-        // to, reaches end of file: when the value is dropped or this process dies.
+        // to, reaches end of file: when the value is dropped or this process dies. SIGKILL, as a
+        // crash: a graceful shutdown fails the queries in flight with permanent errors first.
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
-            .arg(r#""$@" & j=$!; read -r _; kill $j; wait $j"#)
+            .arg(r#""$@" & j=$!; read -r _; kill -9 $j; wait $j"#)
             .arg("sh")
             .arg(java.get_program())
             .args(java.get_args())
@@ -317,23 +346,25 @@ impl ExtraArcadeDb {
             .stdin(Stdio::piped())
             .stdout(out.try_clone()?)
             .stderr(out);
-        let watchdog = cmd.spawn().context("cannot start ArcadeDB")?;
-        let server = ExtraArcadeDb {
-            bolt,
-            http,
-            home: home.to_path_buf(),
-            watchdog,
-        };
-        wait_for("ArcadeDB", Duration::from_secs(120), &log, || {
+        let mut watchdog = cmd.spawn().context("cannot start ArcadeDB")?;
+        if let Err(e) = wait_for("ArcadeDB", Duration::from_secs(120), &log, || {
             arcadedb_ready(bolt, http)
-        })?;
-        Ok(server)
+        }) {
+            drop(watchdog.stdin.take());
+            let _ = watchdog.wait();
+            return Err(e);
+        }
+        Ok(watchdog)
+    }
+
+    fn stop(&mut self) {
+        drop(self.watchdog.stdin.take());
+        let _ = self.watchdog.wait();
     }
 }
 
 impl Drop for ExtraArcadeDb {
     fn drop(&mut self) {
-        drop(self.watchdog.stdin.take());
-        let _ = self.watchdog.wait();
+        self.stop();
     }
 }

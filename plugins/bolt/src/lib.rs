@@ -352,14 +352,25 @@ impl BoltSink {
                 Ok(())
             }
             Err(e) => {
-                // After a network error the connection is dropped, and the next call reconnects.
-                if !matches!(e, BoltError::Io(_)) {
+                // After a network error, or an error that leaves the session unusable, the
+                // connection is dropped, and the next call reconnects.
+                if !matches!(e, BoltError::Io(_)) && !needs_new_session(&e) {
                     self.conn = Some(conn);
                 }
                 Err((self.error("write failed", clone_error(&e)), Some(e)))
             }
         }
     }
+}
+
+/// Errors after which the session cannot go on: Bolt 5.1+ servers drop a session's login when
+/// its credentials expire or change (ArcadeDB: `The credentials of this connection are no longer
+/// valid`, Neo4j: `Neo.ClientError.Security.AuthorizationExpired`) and then refuse every request
+/// until a new LOGON (`BEGIN not expected in state: AUTHENTICATION`). A new connection logs in
+/// again.
+fn needs_new_session(e: &BoltError) -> bool {
+    matches!(e, BoltError::Server { code, .. }
+        if code.starts_with("Neo.ClientError.Security.") || code == "Neo.ClientError.Request.Invalid")
 }
 
 /// Errors that mean "this server no longer takes writes here": ask for a new routing table.
@@ -403,9 +414,17 @@ impl Sink for BoltSink {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), Error> {
         match self.try_batch(batch) {
             Ok(()) => Ok(()),
+            Err((e, Some(cause))) if needs_new_session(&cause) => {
+                // Log in again on a new connection and try once more; wrong credentials fail again.
+                tracing::warn!("{e}; logging in again on a new connection and retrying once");
+                if self.target.routing {
+                    self.table = None;
+                }
+                self.try_batch(batch).map_err(|(e, _)| e)
+            }
             Err((e, Some(cause))) if self.target.routing && needs_new_route(&cause) => {
                 // The leader moved or the server went away: a new table, and one more try.
-                tracing::info!("{e}; refreshing the routing table and retrying once");
+                tracing::warn!("{e}; refreshing the routing table and retrying once");
                 self.table = None;
                 self.conn = None;
                 self.try_batch(batch).map_err(|(e, _)| e)
