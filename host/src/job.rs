@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use etlhost_plugin_sdk::ConfigError;
+
 use crate::plugin::{self, Kind, Plugin, PluginError};
 use crate::spec::{FlowRef, Spec, SpecError};
 
@@ -49,13 +51,20 @@ fn load(
     let p = plugin::load_as(name, flow.spec.dir(), kind, role)
         .map_err(|m| flow.error(&format!("{role}.plugin"), m))?;
     p.validate(options).map_err(|e| match e {
-        PluginError::Config { error, .. } if error.key.is_empty() => {
-            flow.error(&format!("{role}.options"), error.message)
-        }
-        PluginError::Config { error, .. } => {
-            flow.error(&format!("{role}.options.{}", error.key), error.message)
-        }
+        PluginError::Config { error, .. } => option_error(flow, role, &error),
         other => flow.error(&format!("{role}.options"), other.to_string()),
     })?;
     Ok(p)
+}
+
+/// A plugin's refusal of one of its options, at the option's line: `sink.options.query`.
+pub fn option_error(flow: FlowRef<'_>, role: &str, error: &ConfigError) -> SpecError {
+    if error.key.is_empty() {
+        flow.error(&format!("{role}.options"), error.message.clone())
+    } else {
+        flow.error(
+            &format!("{role}.options.{}", error.key),
+            error.message.clone(),
+        )
+    }
 }

@@ -5,6 +5,7 @@
 //! - [`spec`]: the job spec file (YAML or TOML) and its errors.
 //! - [`plugin`]: loading connector libraries and calling them through the C ABI.
 //! - [`job`]: a spec with its plugins loaded and options validated.
+//! - [`check`]: sinks checked online (`etlhost validate`) without writing.
 //! - [`init`]: a generated spec from a source's tables and foreign keys.
 //! - [`plan`]: which splits a job reads.
 //! - [`run`]: a job's flows in order, each planned, resumed or narrowed to its cursor.
@@ -18,6 +19,7 @@
 //! - [`state_file`]: files that outlive a run, written atomically.
 //! - [`seatunnel`]: SeaTunnel job files (HOCON) read as specs, and converted to YAML or TOML.
 
+pub mod check;
 pub mod checkpoint;
 pub mod cli;
 pub mod cursor;

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
         .init();
     match Cli::parse().command {
         Command::Run(args) => cli::run::run(args),
-        Command::Validate { spec } => cli::validate::run(&spec),
+        Command::Validate { spec, offline } => cli::validate::run(&spec, offline),
         Command::Plan { spec } => cli::plan::run(&spec),
         Command::Plugins => cli::plugins::run(),
         Command::Init(args) => cli::init::run(args),

@@ -12,6 +12,7 @@ mod seatunnel;
 mod spec_errors;
 mod splits;
 mod support;
+mod tls;
 mod transfer;
 mod transforms;
 mod types;

@@ -324,7 +324,8 @@ fn plugin_option_errors_point_into_the_conf_file() {
     assert_eq!(out.code, 2);
     assert!(
         out.stderr.ends_with(
-            "error: job.conf:25: sink.MysqlToNeo4j.uri: must start with bolt:// or neo4j://\n"
+            "error: job.conf:25: sink.MysqlToNeo4j.uri: unknown scheme `http://`: use bolt://, \
+             bolt+s://, bolt+ssc://, neo4j://, neo4j+s:// or neo4j+ssc://\n"
         ),
         "{}",
         out.stderr

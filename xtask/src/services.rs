@@ -217,47 +217,154 @@ fn ensure_arcadedb() -> Result<()> {
 /// Starts an ArcadeDB server with the Bolt plugin, its data under `home`, and waits until it is
 /// ready. Returns its process id. Tests use this for a private server they can stop and restart.
 pub fn start_arcadedb(home: &Path, bolt: u16, http: u16) -> Result<u32> {
-    let pkg = arcadedb_package()?;
-    let java = pkg.join("jre/bin/java");
-    if !java.exists() {
-        bail!(
-            "the ArcadeDB package at {} carries no Java runtime",
-            pkg.display()
-        );
-    }
-    std::fs::create_dir_all(home.join("databases"))?;
+    let mut cmd = arcadedb_command(home, bolt, http, &[])?;
     let log = home.join("server.log");
     eprintln!(
         "xtask: starting ArcadeDB with the Bolt plugin on {bolt} (log: {})",
         log.display()
     );
-    let prop = |k: &str, v: &str| format!("-Darcadedb.{k}={v}");
-    let pid = spawn_daemon(
-        Command::new(&java)
-            .arg("-Xmx2g")
-            .arg(prop("server.rootPath", &home.display().to_string()))
-            .arg(prop(
-                "server.databaseDirectory",
-                &home.join("databases").display().to_string(),
-            ))
-            .arg(prop("server.rootPassword", GRAPH_PASSWORD))
-            .arg(prop("server.httpIncomingHost", "127.0.0.1"))
-            .arg(prop("server.httpIncomingPort", &http.to_string()))
-            .arg(prop(
-                "server.plugins",
-                "Bolt:com.arcadedb.bolt.BoltProtocolPlugin",
-            ))
-            .arg(prop("bolt.host", "127.0.0.1"))
-            .arg(prop("bolt.port", &bolt.to_string()))
-            .arg(prop("server.defaultDatabases", "test[root]"))
-            .arg("-cp")
-            .arg(format!("{}/jars/*", pkg.display()))
-            .arg("com.arcadedb.server.ArcadeDBServer")
-            .current_dir(home),
-        &log,
-    )?;
+    let pid = spawn_daemon(&mut cmd, &log)?;
     wait_for("ArcadeDB", Duration::from_secs(120), &log, || {
         arcadedb_ready(bolt, http)
     })?;
     Ok(pid)
+}
+
+/// The `java` command line of an ArcadeDB server with the Bolt plugin, data under `home`, and
+/// `extra` system properties (`bolt.ssl`, `ssl.keyStore`, ... without the `arcadedb.` prefix).
+fn arcadedb_command(
+    home: &Path,
+    bolt: u16,
+    http: u16,
+    extra: &[(&str, String)],
+) -> Result<Command> {
+    let java = java_tool("java")?;
+    std::fs::create_dir_all(home.join("databases"))?;
+    let prop = |k: &str, v: &str| format!("-Darcadedb.{k}={v}");
+    let mut cmd = Command::new(&java);
+    cmd.arg("-Xmx2g")
+        .arg(prop("server.rootPath", &home.display().to_string()))
+        .arg(prop(
+            "server.databaseDirectory",
+            &home.join("databases").display().to_string(),
+        ))
+        .arg(prop("server.rootPassword", GRAPH_PASSWORD))
+        .arg(prop("server.httpIncomingHost", "127.0.0.1"))
+        .arg(prop("server.httpIncomingPort", &http.to_string()))
+        .arg(prop(
+            "server.plugins",
+            "Bolt:com.arcadedb.bolt.BoltProtocolPlugin",
+        ))
+        .arg(prop("bolt.host", "127.0.0.1"))
+        .arg(prop("bolt.port", &bolt.to_string()))
+        .arg(prop("server.defaultDatabases", "test[root]"));
+    for (k, v) in extra {
+        cmd.arg(prop(k, v));
+    }
+    cmd.arg("-cp")
+        .arg(format!("{}/jars/*", arcadedb_package()?.display()))
+        .arg("com.arcadedb.server.ArcadeDBServer")
+        .current_dir(home);
+    Ok(cmd)
+}
+
+/// A program of the Java runtime that ships in the ArcadeDB package (`java`, `keytool`).
+pub fn java_tool(name: &str) -> Result<PathBuf> {
+    let pkg = arcadedb_package()?;
+    let tool = pkg.join("jre/bin").join(name);
+    if !tool.exists() {
+        bail!(
+            "the ArcadeDB package at {} carries no {name} in its Java runtime",
+            pkg.display()
+        );
+    }
+    Ok(tool)
+}
+
+/// A port on loopback that nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// An ArcadeDB server of a test's own, on free ports, that stops when this value is dropped or
+/// when the process that started it exits, however it exits.
+pub struct ExtraArcadeDb {
+    pub bolt: u16,
+    pub http: u16,
+    pub home: PathBuf,
+    extra: Vec<(&'static str, String)>,
+    watchdog: std::process::Child,
+}
+
+impl ExtraArcadeDb {
+    /// Starts the server with `extra` system properties (see [`arcadedb_command`]) and waits until
+    /// its Bolt port and HTTP API answer.
+    pub fn start(home: &Path, extra: &[(&'static str, String)]) -> Result<ExtraArcadeDb> {
+        let (bolt, http) = (free_port()?, free_port()?);
+        let watchdog = Self::spawn(home, bolt, http, extra)?;
+        Ok(ExtraArcadeDb {
+            bolt,
+            http,
+            home: home.to_path_buf(),
+            extra: extra.to_vec(),
+            watchdog,
+        })
+    }
+
+    /// Kills the server (as a crash) and starts it again on the same ports and data, ready when
+    /// this returns.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.watchdog = Self::spawn(&self.home, self.bolt, self.http, &self.extra)?;
+        Ok(())
+    }
+
+    fn spawn(
+        home: &Path,
+        bolt: u16,
+        http: u16,
+        extra: &[(&str, String)],
+    ) -> Result<std::process::Child> {
+        let java = arcadedb_command(home, bolt, http, extra)?;
+        let log = home.join("server.log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
+        // A shell holds the server and kills it when its stdin, a pipe only this process writes
+        // to, reaches end of file: when the value is dropped or this process dies. SIGKILL, as a
+        // crash: a graceful shutdown fails the queries in flight with permanent errors first.
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#""$@" & j=$!; read -r _; kill -9 $j; wait $j"#)
+            .arg("sh")
+            .arg(java.get_program())
+            .args(java.get_args())
+            .current_dir(home)
+            .stdin(Stdio::piped())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let mut watchdog = cmd.spawn().context("cannot start ArcadeDB")?;
+        if let Err(e) = wait_for("ArcadeDB", Duration::from_secs(120), &log, || {
+            arcadedb_ready(bolt, http)
+        }) {
+            drop(watchdog.stdin.take());
+            let _ = watchdog.wait();
+            return Err(e);
+        }
+        Ok(watchdog)
+    }
+
+    fn stop(&mut self) {
+        drop(self.watchdog.stdin.take());
+        let _ = self.watchdog.wait();
+    }
+}
+
+impl Drop for ExtraArcadeDb {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

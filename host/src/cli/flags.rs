@@ -17,8 +17,14 @@ pub struct Cli {
 pub enum Command {
     /// Run a job spec (.yaml, .yml, .toml, or a SeaTunnel job file: .conf).
     Run(RunArgs),
-    /// Check a spec and its plugins' options without moving data.
-    Validate { spec: PathBuf },
+    /// Check a spec and its plugins' options, and have each sink connect and check that it could
+    /// write (the bolt sink has the server compile its Cypher), without moving data.
+    Validate {
+        spec: PathBuf,
+        /// Check the spec only: connect nowhere.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Print the splits a job would read (range and estimated rows) without moving data.
     Plan { spec: PathBuf },
     /// List the plugins found on the plugin search path.

@@ -1,13 +1,23 @@
-//! `etlhost validate SPEC`: the spec and every plugin's options checked, no data moved.
+//! `etlhost validate SPEC`: the spec and every plugin's options checked, and (unless
+//! `--offline`) each sink connected and checking that it could write; no data moved.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(spec: &Path) -> ExitCode {
+use super::{EXIT_CONFIG, EXIT_RUN};
+use crate::check::{self, CheckError};
+use crate::job::Job;
+
+pub fn run(spec: &Path, offline: bool) -> ExitCode {
     let job = match super::load_job(spec) {
         Ok(j) => j,
         Err(code) => return code,
     };
+    if !offline {
+        if let Err(code) = check_sinks(&job) {
+            return code;
+        }
+    }
     let flows: Vec<String> = job
         .spec
         .flows_in_order()
@@ -31,4 +41,24 @@ pub fn run(spec: &Path) -> ExitCode {
         flows.join("; ")
     );
     ExitCode::SUCCESS
+}
+
+/// Each sink connects and checks its options online.
+fn check_sinks(job: &Job) -> Result<(), ExitCode> {
+    match check::check_sinks(job) {
+        Ok(unchecked) => {
+            for flow in unchecked {
+                tracing::info!(flow = %flow, "the sink plugin has no online check: validated offline only");
+            }
+            Ok(())
+        }
+        Err(CheckError::Config(e)) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+        Err(CheckError::Failed(m)) => {
+            eprintln!("error: {m}");
+            Err(ExitCode::from(EXIT_RUN))
+        }
+    }
 }

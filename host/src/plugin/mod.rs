@@ -37,6 +37,8 @@ pub struct Plugin {
     pub kind: Kind,
     pub path: PathBuf,
     desc: &'static PluginDescriptor,
+    /// A sink's optional online check ([`abi::SINK_CHECK_SYMBOL`]).
+    check: Option<abi::SinkCheckFn>,
 }
 
 impl fmt::Debug for Plugin {
@@ -60,6 +62,25 @@ impl Plugin {
         // SAFETY: the descriptor passed the ABI check; the buffers are valid for the call.
         let status = unsafe { (self.desc.validate)(StrRef::new(&json), &mut err) };
         self.status(status, err)
+    }
+
+    /// A sink's online check (connects, writes nothing): `Ok(false)` when the plugin has none.
+    pub fn check_sink(
+        &self,
+        options: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, PluginError> {
+        let Some(check) = self.check.filter(|_| self.kind == Kind::Sink) else {
+            return Ok(false);
+        };
+        let json = handles::options_json(options);
+        let mut err = OwnedBuf::EMPTY;
+        // SAFETY: the symbol has the SinkCheckFn type; the buffers are valid for the call.
+        let status = unsafe { check(StrRef::new(&json), &mut err) };
+        if status == abi::STATUS_NOT_CHECKED {
+            drop(self.take(err));
+            return Ok(false);
+        }
+        self.status(status, err).map(|()| true)
     }
 
     /// Copies out and releases a buffer the plugin filled.
@@ -259,6 +280,10 @@ fn load_uncached(path: &Path) -> Result<Plugin, LoadError> {
             )))
         }
     };
+    // SAFETY: the optional symbol's type is the one the ABI defines for it.
+    let check = unsafe { lib.get::<abi::SinkCheckFn>(abi::SINK_CHECK_SYMBOL.as_bytes()) }
+        .ok()
+        .map(|f| *f);
     // SAFETY: `host_log` has the LogFn signature and lives as long as the process.
     unsafe { (desc.set_log)(host_log, max_log_level()) };
     Ok(Plugin {
@@ -268,6 +293,7 @@ fn load_uncached(path: &Path) -> Result<Plugin, LoadError> {
         kind,
         path: path.to_path_buf(),
         desc,
+        check,
     })
 }
 

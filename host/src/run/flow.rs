@@ -142,7 +142,7 @@ fn open_plugins(job: &Job, flow: FlowRef<'_>) -> Result<Plugins, RunError> {
                 .map(|s| Box::new(s) as Box<dyn SinkSide>)
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| RunError::Start(format!("cannot start sink: {e}")))?;
+        .map_err(|e| crate::check::sink_open_error(flow, e))?;
     Ok((source, sinks))
 }
 

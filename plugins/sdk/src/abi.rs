@@ -1,7 +1,7 @@
 //! The C ABI between the host and a plugin library. Only `#[repr(C)]` types and plain integers cross.
 //!
 //! A plugin library exports one symbol, [`ENTRY_SYMBOL`], an `extern "C" fn() -> *const
-//! PluginDescriptor`. The host reads `abi_version` and `descriptor_size` first and refuses the
+//! PluginDescriptor` (a sink may export a second, optional one, [`SINK_CHECK_SYMBOL`]). The host reads `abi_version` and `descriptor_size` first and refuses the
 //! library unless both match what it was built with; only then does it read any other field.
 //!
 //! Within one ABI version nothing in this module changes: no field is added, removed, reordered or
@@ -23,6 +23,21 @@ pub const ABI_VERSION: u32 = 2;
 
 /// The one symbol a plugin library exports.
 pub const ENTRY_SYMBOL: &str = "etlhost_plugin_entry";
+
+/// An optional second symbol of sink libraries, a [`SinkCheckFn`]: connects with the options and
+/// checks that writing would work (the target accepts the query, the credentials are right)
+/// without writing anything, for `etlhost validate`. It is looked up by name, so libraries built
+/// before it existed load unchanged (they are validated offline only) and nothing in the
+/// descriptor or vtables changes.
+pub const SINK_CHECK_SYMBOL: &str = "etlhost_sink_check";
+
+/// `check(options, err)`: `STATUS_OK` when checked, [`STATUS_NOT_CHECKED`] when the sink has no
+/// online check, else `STATUS_CONFIG` / `STATUS_ERROR` / `STATUS_RETRYABLE` with `err` filled
+/// (released with the descriptor's `free_buf`).
+pub type SinkCheckFn = unsafe extern "C" fn(options: StrRef, err: *mut OwnedBuf) -> u32;
+
+/// [`SinkCheckFn`] only: the sink checks nothing beyond the offline `validate`.
+pub const STATUS_NOT_CHECKED: u32 = 1;
 
 pub const KIND_SOURCE: u32 = 1;
 pub const KIND_SINK: u32 = 2;

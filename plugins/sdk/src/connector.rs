@@ -49,6 +49,18 @@ pub trait Sink: Send + Sized + 'static {
 
     fn open(options: Self::Options) -> Result<Self, OpenError>;
 
+    /// Whether [`Sink::check`] checks anything; leave it `false` unless it does, so that
+    /// `etlhost validate` does not claim a check that never happened.
+    const CHECKS: bool = false;
+
+    /// For `etlhost validate`: connects and checks that writing would work (the target accepts
+    /// the query, the credentials are right) without writing anything. Errors as from `open`; a
+    /// mistake in an option is a [`crate::ConfigError`] on its key.
+    fn check(options: Self::Options) -> Result<(), OpenError> {
+        let _ = options;
+        Ok(())
+    }
+
     /// Writes one batch, all or nothing where the target allows it.
     fn write_batch(&mut self, batch: &Batch) -> Result<(), Error>;
 

@@ -242,6 +242,23 @@ pub unsafe extern "C" fn sink_open<K: Sink>(
     unsafe { open_instance(opts, out, err, K::open) }
 }
 
+/// The [`SinkCheckFn`] of a sink type.
+///
+/// # Safety
+/// ABI contract: `opts` readable; `err` writable.
+pub unsafe extern "C" fn sink_check<K: Sink>(opts: StrRef, err: *mut OwnedBuf) -> u32 {
+    if !K::CHECKS {
+        return STATUS_NOT_CHECKED;
+    }
+    // SAFETY: ABI contract.
+    unsafe {
+        guard(err, || {
+            K::check(options::parse::<K::Options>(opts.as_bytes())?)?;
+            Ok(STATUS_OK)
+        })
+    }
+}
+
 /// # Safety
 /// ABI contract: `sink` is a live instance of `K`; `batch` readable; `err` writable.
 pub unsafe extern "C" fn sink_write_batch<K: Sink>(
@@ -338,6 +355,15 @@ macro_rules! export_sink {
                 &VTABLE
             }
         );
+        /// The optional online check (`etlhost validate`), looked up by name by the host.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn etlhost_sink_check(
+            options: $crate::abi::StrRef,
+            err: *mut $crate::abi::OwnedBuf,
+        ) -> u32 {
+            // SAFETY: the caller keeps the ABI contract of `SinkCheckFn`.
+            unsafe { $crate::export::sink_check::<$ty>(options, err) }
+        }
     };
 }
 

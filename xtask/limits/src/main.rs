@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use etlhost_bolt::{encode_params, Connection, Credentials, DecimalAs, Temporal};
+use etlhost_bolt::{encode_params, Auth, Connection, DecimalAs, Settings, Temporal};
 use etlhost_plugin_sdk::value::days_from_civil;
 use etlhost_plugin_sdk::{Batch, Column, ColumnType, Value};
 use mysql_async::prelude::Queryable;
@@ -102,9 +102,13 @@ fn sink_raw(
     db: &str,
     batch: usize,
 ) -> Result<()> {
-    let creds = Credentials { user, password };
-    let mut conn = Connection::connect(addr, &creds, std::time::Duration::from_secs(10))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = Settings {
+        auth: Auth::Basic { user, password },
+        tls: None,
+        routing: None,
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let mut conn = Connection::connect(addr, &settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let schema = schema();
     let start = Instant::now();
     let total = rows.len() as u64;

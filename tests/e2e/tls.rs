@@ -1,0 +1,495 @@
+//! The bolt sink against ArcadeDB servers of the tests' own that require TLS: every URI scheme
+//! carries the person job, and every way TLS can go wrong gives a message naming the URI and the
+//! cause. Certificates are made at run time with the `keytool` of ArcadeDB's bundled Java.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use xtask::graph::{fresh_graph_at, graph_count_at};
+use xtask::services::{java_tool, ExtraArcadeDb, BOLT_PORT, HTTP_PORT};
+
+use std::process::Stdio;
+
+use crate::support::{
+    etlhost_with_spec, person_table, read_summary, run_job_output, spawn_run, spec,
+    wait_for_first_nodes, Output,
+};
+
+/// A TLS-only ArcadeDB and the PEM of its self-signed certificate.
+struct TlsServer {
+    server: ExtraArcadeDb,
+    cert: PathBuf,
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A PKCS12 keystore with one self-signed RSA key for `localhost` (and no IP address, so that
+/// connecting by 127.0.0.1 is a host-name mismatch), valid from `start` (keytool syntax) for
+/// `days`; returns the keystore and the certificate as PEM.
+fn keystore(dir: &Path, start: Option<&str>, days: u32) -> (PathBuf, PathBuf) {
+    let keytool = java_tool("keytool").unwrap();
+    let ks = dir.join("server.p12");
+    let pem = dir.join("server.pem");
+    let mut gen = Command::new(&keytool);
+    gen.args([
+        "-genkeypair",
+        "-alias",
+        "s",
+        "-keyalg",
+        "RSA",
+        "-keysize",
+        "2048",
+        "-dname",
+        "CN=localhost",
+        "-ext",
+        "SAN=dns:localhost",
+        "-storetype",
+        "PKCS12",
+        "-storepass",
+        "tls-test",
+        "-keypass",
+        "tls-test",
+        "-validity",
+        &days.to_string(),
+        "-keystore",
+    ])
+    .arg(&ks);
+    if let Some(s) = start {
+        gen.args(["-startdate", s]);
+    }
+    let out = gen.output().unwrap();
+    assert!(out.status.success(), "keytool: {out:?}");
+    let out = Command::new(&keytool)
+        .args([
+            "-exportcert",
+            "-rfc",
+            "-alias",
+            "s",
+            "-storepass",
+            "tls-test",
+            "-keystore",
+        ])
+        .arg(&ks)
+        .arg("-file")
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "keytool: {out:?}");
+    (ks, pem)
+}
+
+fn start_tls_server(name: &str, start: Option<&str>, days: u32) -> TlsServer {
+    let dir = scratch(name);
+    let (ks, cert) = keystore(&dir, start, days);
+    let ks = ks.display().to_string();
+    let pass = "tls-test".to_string();
+    let server = ExtraArcadeDb::start(
+        &dir.join("home"),
+        &[
+            ("bolt.ssl", "REQUIRED".into()),
+            ("ssl.keyStore", ks.clone()),
+            ("ssl.keyStorePassword", pass.clone()),
+            ("ssl.trustStore", ks),
+            ("ssl.trustStorePassword", pass),
+        ],
+    )
+    .unwrap();
+    TlsServer { server, cert }
+}
+
+/// One TLS server per test binary (a JVM takes seconds to start); it stops when the binary exits.
+fn tls_server() -> &'static TlsServer {
+    static S: OnceLock<TlsServer> = OnceLock::new();
+    S.get_or_init(|| start_tls_server("tls-server", None, 30))
+}
+
+/// A server whose certificate expired two days ago.
+fn expired_server() -> &'static TlsServer {
+    static S: OnceLock<TlsServer> = OnceLock::new();
+    S.get_or_init(|| start_tls_server("tls-expired", Some("-3d"), 1))
+}
+
+/// The person job's spec with the sink pointed at `uri`, `extra` sink option lines added.
+fn person_spec(name: &str, db: &str, uri: &str, extra: &str) -> String {
+    spec(
+        name,
+        "tls_people",
+        "person",
+        db,
+        500,
+        "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
+    )
+    .replace(&format!("bolt://127.0.0.1:{BOLT_PORT}"), uri)
+    .replace(
+        &format!("    database: {db}\n"),
+        &format!("    database: {db}\n{extra}"),
+    )
+}
+
+fn run_failing(name: &str, text: &str) -> Output {
+    let (_, out) = etlhost_with_spec("run", &format!("{name}.yaml"), text, &[]);
+    out
+}
+
+const ROWS: u64 = 3_000;
+
+async fn people() {
+    static READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    READY
+        .get_or_init(|| async {
+            person_table("tls_people", ROWS, "tls-").await;
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_the_person_job_runs_through_every_scheme() {
+    people().await;
+    let s = tls_server();
+    let (bolt, http) = (s.server.bolt, s.server.http);
+    let ca = format!("    trusted_ca: {}\n", s.cert.display());
+    let cases = [
+        (
+            "tls_ssc",
+            format!("bolt+ssc://127.0.0.1:{bolt}"),
+            String::new(),
+        ),
+        ("tls_ca", format!("bolt://localhost:{bolt}"), ca.clone()),
+        (
+            "tls_route_ssc",
+            format!("neo4j+ssc://127.0.0.1:{bolt}"),
+            String::new(),
+        ),
+        ("tls_route_ca", format!("neo4j://localhost:{bolt}"), ca),
+    ];
+    for (db, uri, extra) in &cases {
+        fresh_graph_at(http, db).unwrap();
+        let (summary, out) = run_job_output(db, &person_spec(db, db, uri, extra));
+        assert_eq!(summary["written"], ROWS, "{uri}: {}", out.stderr);
+        let n = graph_count_at(http, db, "MATCH (p:Person) RETURN count(p) AS n").unwrap();
+        assert_eq!(n, ROWS, "{uri}");
+        let n = graph_count_at(
+            http,
+            db,
+            "MATCH (p:Person {id: 1234}) WHERE p.name = 'tls-1234' RETURN count(p) AS n",
+        )
+        .unwrap();
+        assert_eq!(n, 1, "{uri}");
+    }
+    // Routing without TLS, on the shared plaintext server.
+    xtask::graph::fresh_graph("tls_route_plain").unwrap();
+    let uri = format!("neo4j://127.0.0.1:{BOLT_PORT}");
+    let (summary, out) = run_job_output(
+        "tls_route_plain",
+        &person_spec("tls_route_plain", "tls_route_plain", &uri, ""),
+    );
+    assert_eq!(summary["written"], ROWS, "{}", out.stderr);
+    let n = graph_count_at(
+        HTTP_PORT,
+        "tls_route_plain",
+        "MATCH (p:Person) RETURN count(p) AS n",
+    )
+    .unwrap();
+    assert_eq!(n, ROWS);
+}
+
+/// Runs the person job against `uri`, expecting it to fail at start with exit code 3, and returns
+/// the error line.
+fn start_error(name: &str, uri: &str, extra: &str) -> String {
+    let out = run_failing(name, &person_spec(name, "tls_never", uri, extra));
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    out.stderr.trim_end().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_an_untrusted_certificate_is_refused() {
+    people().await;
+    let bolt = tls_server().server.bolt;
+    assert_eq!(
+        start_error(
+            "tls_untrusted",
+            &format!("bolt+s://root:etlhost-pass@localhost:{bolt}"),
+            ""
+        ),
+        format!(
+            "error: cannot start sink: plugin bolt: cannot connect to \
+             bolt+s://root:***@localhost:{bolt}: the server's certificate is not trusted: no \
+             trusted root issued it (use trusted_ca with the CA's PEM file, or bolt+ssc:// / \
+             neo4j+ssc:// to accept it unverified)"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_a_certificate_for_another_host_is_refused() {
+    people().await;
+    let s = tls_server();
+    let bolt = s.server.bolt;
+    assert_eq!(
+        start_error(
+            "tls_mismatch",
+            &format!("bolt://127.0.0.1:{bolt}"),
+            &format!("    trusted_ca: {}\n", s.cert.display())
+        ),
+        format!(
+            "error: cannot start sink: plugin bolt: cannot connect to bolt://127.0.0.1:{bolt}: \
+             the server's certificate is not valid for the host name `127.0.0.1` (it names other \
+             hosts; connect by a name the certificate lists)"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_an_expired_certificate_is_refused() {
+    people().await;
+    let s = expired_server();
+    let bolt = s.server.bolt;
+    assert_eq!(
+        start_error(
+            "tls_expired",
+            &format!("bolt://localhost:{bolt}"),
+            &format!("    trusted_ca: {}\n", s.cert.display())
+        ),
+        format!(
+            "error: cannot start sink: plugin bolt: cannot connect to bolt://localhost:{bolt}: \
+             the server's certificate has expired"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_plaintext_to_a_server_that_requires_tls() {
+    people().await;
+    let bolt = tls_server().server.bolt;
+    assert_eq!(
+        start_error("tls_plain_to_tls", &format!("bolt://127.0.0.1:{bolt}"), ""),
+        format!(
+            "error: cannot start sink: plugin bolt: cannot connect to bolt://127.0.0.1:{bolt}: \
+             Bolt protocol error: the server closed the connection during the Bolt handshake: \
+             the server expects TLS: use bolt+s://, bolt+ssc:// or trusted_ca (neo4j+s://, \
+             neo4j+ssc:// to route)"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_tls_to_a_plaintext_server() {
+    people().await;
+    assert_eq!(
+        start_error(
+            "tls_tls_to_plain",
+            &format!("bolt+ssc://127.0.0.1:{BOLT_PORT}"),
+            ""
+        ),
+        format!(
+            "error: cannot start sink: plugin bolt: cannot connect to \
+             bolt+ssc://127.0.0.1:{BOLT_PORT}: the server closed the connection during the TLS \
+             handshake: it does not speak TLS on this port (use bolt:// or neo4j:// without +s/+ssc and \
+             without trusted_ca)"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_a_query_the_server_rejects_stops_the_job_before_a_row_is_read() {
+    people().await;
+    xtask::graph::fresh_graph("tls_badquery").unwrap();
+    // A missing closing brace.
+    let text = spec(
+        "tls_badquery",
+        "tls_people",
+        "person",
+        "tls_badquery",
+        500,
+        "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name)",
+    );
+    let dead = PathBuf::from("tls_badquery.dead-letter.jsonl");
+    let (path, run) = etlhost_with_spec("run", "tls_badquery.yaml", &text, &[]);
+    let expected = format!(
+        "error: {}:18: sink.options.query: the server rejects the query: Syntax error at line 1:56 - extraneous input ')' expecting {{',', '}}'}} (Neo.ClientError.Statement.SyntaxError)",
+        path.display()
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stderr.trim_end(), expected);
+    assert!(!dead.exists(), "rows were dead-lettered");
+    let n = xtask::graph::graph_count("tls_badquery", "MATCH (p) RETURN count(p) AS n").unwrap();
+    assert_eq!(n, 0);
+
+    let (_, validate) = etlhost_with_spec("validate", "tls_badquery.yaml", &text, &[]);
+    assert_eq!(validate.code, 2, "{}", validate.stderr);
+    assert_eq!(validate.stderr.trim_end(), expected);
+    let (_, offline) = etlhost_with_spec("validate", "tls_badquery.yaml", &text, &["--offline"]);
+    assert_eq!(offline.code, 0, "{}", offline.stderr);
+}
+
+#[test]
+fn tls_validate_connects_and_reports_what_fails() {
+    let bolt = tls_server().server.bolt;
+    let text = person_spec(
+        "tls_validate",
+        "tls_never",
+        &format!("bolt+s://localhost:{bolt}"),
+        "",
+    );
+    let (_, out) = etlhost_with_spec("validate", "tls_validate.yaml", &text, &[]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "error: sink check failed: plugin bolt: cannot connect to bolt+s://localhost:{bolt}: \
+             the server's certificate is not trusted: no trusted root issued it (use trusted_ca \
+             with the CA's PEM file, or bolt+ssc:// / neo4j+ssc:// to accept it unverified)"
+        )
+    );
+    let (_, out) = etlhost_with_spec("validate", "tls_validate.yaml", &text, &["--offline"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// What TLS costs: the 100,000-row person job (batches of 1,000, CREATE) written alternately to
+/// two identical private servers, one plaintext and one TLS-only, alternately, five times each
+/// after three warm-up runs each; prints the median rows/s of each. Not part of the suite (it measures, asserts nothing about speed):
+/// `cargo test -p etlhost-e2e --test e2e tls_what_tls_costs -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn tls_what_tls_costs() {
+    const BENCH_ROWS: u64 = 100_000;
+    person_table("tls_bench", BENCH_ROWS, "person-").await;
+    let plain = ExtraArcadeDb::start(&scratch("tls-bench-plain").join("home"), &[]).unwrap();
+    let tls = tls_server();
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    // Rounds 0-5 warm both servers' JVMs up (throughput still climbs there) and are not counted.
+    for round in 0..16 {
+        let over_tls = round % 2 == 1;
+        let (http, uri) = if over_tls {
+            (
+                tls.server.http,
+                format!("bolt+ssc://127.0.0.1:{}", tls.server.bolt),
+            )
+        } else {
+            (plain.http, format!("bolt://127.0.0.1:{}", plain.bolt))
+        };
+        let db = format!("tls_bench{round}");
+        fresh_graph_at(http, &db).unwrap();
+        let text = spec(
+            "tls_bench",
+            "tls_bench",
+            "person",
+            &db,
+            1000,
+            "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
+        )
+        .replace(&format!("bolt://127.0.0.1:{BOLT_PORT}"), &uri);
+        let (summary, out) = run_job_output("tls_bench", &text);
+        assert_eq!(summary["written"], BENCH_ROWS, "{}", out.stderr);
+        let rate = BENCH_ROWS as f64 / summary["duration_secs"].as_f64().unwrap();
+        eprintln!("round {round}: {uri}: {rate:.0} rows/s");
+        if round >= 6 {
+            rates[usize::from(over_tls)].push(rate);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (p, t) = (median(&mut rates[0]), median(&mut rates[1]));
+    eprintln!(
+        "median: plaintext {p:.0} rows/s, TLS {t:.0} rows/s ({:+.1}%)",
+        (t / p - 1.0) * 100.0
+    );
+}
+
+/// ArcadeDB knows only basic authentication: `auth: none` and `auth: bearer` reach it (in LOGON,
+/// Bolt 5.4) and are refused with its message; the token is never shown.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_auth_none_and_bearer_are_sent_and_refused_by_a_basic_only_server() {
+    people().await;
+    for (name, auth) in [
+        ("tls_auth_none", "    auth: none\n"),
+        (
+            "tls_auth_bearer",
+            "    auth: bearer\n    token: s3cr3t-t0ken\n",
+        ),
+    ] {
+        let text = person_spec(
+            name,
+            "tls_never",
+            &format!("bolt://127.0.0.1:{BOLT_PORT}"),
+            auth,
+        )
+        .replace("    user: root\n", "")
+        .replace("    password: etlhost-pass\n", "");
+        let out = run_failing(name, &text);
+        assert_eq!(out.code, 3, "{}", out.stderr);
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!(
+                "error: cannot start sink: plugin bolt: cannot connect to \
+                 bolt://127.0.0.1:{BOLT_PORT}: Neo.ClientError.Security.Unauthorized: Missing \
+                 credentials"
+            )
+        );
+    }
+}
+
+/// A `neo4j://` job whose server goes away mid-job: the sink asks for a new routing table and
+/// retries, the host's retries carry it over the restart, and every row arrives once.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_a_routed_job_survives_its_server_restarting() {
+    const ROWS: u64 = 200_000;
+    person_table("tls_reroute", ROWS, "person-").await;
+    let mut server = ExtraArcadeDb::start(&scratch("tls-reroute").join("home"), &[]).unwrap();
+    fresh_graph_at(server.http, "tls_reroute").unwrap();
+    let text = spec(
+        "tls_reroute",
+        "tls_reroute",
+        "person",
+        "tls_reroute",
+        200,
+        "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name",
+    )
+    .replace(
+        &format!("bolt://127.0.0.1:{BOLT_PORT}"),
+        &format!("neo4j://127.0.0.1:{}", server.bolt),
+    )
+    .replace(
+        "  max_batch_size: 200",
+        "  max_batch_size: 200\n  max_retries: 40\n  retry_backoff: 100ms",
+    )
+    .replace(
+        "    database: tls_reroute\n",
+        "    database: tls_reroute\n    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]\n",
+    );
+    let (path, _) = etlhost_with_spec("validate", "tls_reroute.yaml", &text, &["--offline"]);
+    let summary_path = scratch("tls-reroute-summary").join("summary.json");
+    let job = spawn_run(&path, &summary_path, Stdio::null());
+    let before = wait_for_first_nodes(server.http, "tls_reroute");
+    assert!(
+        before < ROWS,
+        "the job finished before the server restarted"
+    );
+    server.restart().unwrap();
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refreshing the routing table and retrying once"),
+        "{stderr}"
+    );
+    let summary = read_summary(&summary_path);
+    assert_eq!(summary["read"], ROWS);
+    assert_eq!(summary["written"], ROWS);
+    assert_eq!(summary["failed"], 0);
+    let n = graph_count_at(
+        server.http,
+        "tls_reroute",
+        "MATCH (p:Person) RETURN count(p) AS n",
+    )
+    .unwrap();
+    assert_eq!(n, ROWS);
+}
