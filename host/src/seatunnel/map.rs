@@ -36,6 +36,9 @@ pub type Refusal = (usize, String, String);
 
 type R<T> = Result<T, Refusal>;
 
+/// A value with the line and key it was written at.
+type Located<T = String> = (T, usize, String);
+
 fn refuse<T>(line: usize, key: &str, msg: impl Into<String>) -> R<T> {
     Err((line, key.to_string(), msg.into()))
 }
@@ -68,72 +71,12 @@ pub fn map(root: &Object, stem: &str) -> R<Mapped> {
             );
         }
     }
-    // The job-level keys, written once at the top.
-    let mut top = Map::new();
-    let mut name = J::String(stem.to_string());
-    let mut name_at = None;
-    let mut parallelism = None;
-    if let Some(env) = merged.get("env") {
-        let obj = object(env, "env")?;
-        for (key, e) in leaves(obj, "env") {
-            match key.as_str() {
-                "env.parallelism" | "env.execution.parallelism" => {
-                    parallelism = Some((int(e, &key)?, e.line, key.clone()));
-                }
-                "env.job.mode" => match text(e, &key)?.to_ascii_uppercase().as_str() {
-                    "BATCH" => {}
-                    "STREAMING" => {
-                        return refuse(
-                            e.line,
-                            &key,
-                            "STREAMING is not supported: etlhost runs batch jobs (use BATCH; \
-                             for changes since the last run see `cursor_column` in README, \"Incremental sync\")",
-                        )
-                    }
-                    other => {
-                        return refuse(
-                            e.line,
-                            &key,
-                            format!("`{other}`: expected BATCH (etlhost does not stream)"),
-                        )
-                    }
-                },
-                "env.job.name" => {
-                    name = J::String(passthrough(e, &key)?);
-                    name_at = Some((e.line, key.clone()));
-                }
-                "env.checkpoint.interval" => {
-                    let ms = int(e, &key)?;
-                    if ms == 0 {
-                        return refuse(e.line, &key, "must be more than 0 ms");
-                    }
-                    top.insert("checkpoint".into(), json!({ "interval": format!("{ms}ms") }));
-                    m.at("checkpoint.interval", e.line, &key);
-                    m.note(
-                        "checkpoint.interval",
-                        e.line,
-                        &key,
-                        "SeaTunnel's milliseconds; etlhost records progress this often, never \
-                         waiting for a sink (checkpoints cannot expire)",
-                    );
-                }
-                "env.checkpoint.timeout" => m.note(
-                    "checkpoint.interval",
-                    e.line,
-                    &key,
-                    "dropped: etlhost's checkpoints only record what the sink has acknowledged \
-                     and never wait for a batch in flight, so there is nothing to time out",
-                ),
-                _ => {
-                    return refuse(
-                        e.line,
-                        &key,
-                        format!("no etlhost equivalent; `env` accepts {ENV_KEYS}"),
-                    )
-                }
-            }
-        }
-    }
+    let Env {
+        top,
+        name,
+        name_at,
+        parallelism,
+    } = m.env(merged.get("env"), stem)?;
     if let Some(t) = merged.get("transform") {
         let obj = object(t, "transform")?;
         if let Some(first) = obj.entries.first() {
@@ -309,6 +252,93 @@ pub fn map(root: &Object, stem: &str) -> R<Mapped> {
     }
     m.tree = J::Object(tree);
     Ok(m)
+}
+
+/// What the `env` block says: the job's name (the file's stem unless `job.name`), the flows'
+/// parallelism, and the job-level keys written once at the top (`checkpoint`).
+struct Env {
+    top: Map<String, J>,
+    name: J,
+    name_at: Option<(usize, String)>,
+    parallelism: Option<Located<u64>>,
+}
+
+impl Mapped {
+    fn env(&mut self, env: Option<&Entry>, stem: &str) -> R<Env> {
+        let mut env_out = Env {
+            top: Map::new(),
+            name: J::String(stem.to_string()),
+            name_at: None,
+            parallelism: None,
+        };
+        let Some(env) = env else {
+            return Ok(env_out);
+        };
+        let obj = object(env, "env")?;
+        for (key, e) in leaves(obj, "env") {
+            match key.as_str() {
+                "env.parallelism" | "env.execution.parallelism" => {
+                    env_out.parallelism = Some((int(e, &key)?, e.line, key.clone()));
+                }
+                "env.job.mode" => {
+                    match text(e, &key)?.to_ascii_uppercase().as_str() {
+                        "BATCH" => {}
+                        "STREAMING" => return refuse(
+                            e.line,
+                            &key,
+                            "STREAMING is not supported: etlhost runs batch jobs (use BATCH; for \
+                         changes since the last run see `cursor_column` in README, \
+                         \"Incremental sync\")",
+                        ),
+                        other => {
+                            return refuse(
+                                e.line,
+                                &key,
+                                format!("`{other}`: expected BATCH (etlhost does not stream)"),
+                            )
+                        }
+                    }
+                }
+                "env.job.name" => {
+                    env_out.name = J::String(passthrough(e, &key)?);
+                    env_out.name_at = Some((e.line, key.clone()));
+                }
+                "env.checkpoint.interval" => {
+                    let ms = int(e, &key)?;
+                    if ms == 0 {
+                        return refuse(e.line, &key, "must be more than 0 ms");
+                    }
+                    env_out.top.insert(
+                        "checkpoint".into(),
+                        json!({ "interval": format!("{ms}ms") }),
+                    );
+                    self.at("checkpoint.interval", e.line, &key);
+                    self.note(
+                        "checkpoint.interval",
+                        e.line,
+                        &key,
+                        "SeaTunnel's milliseconds; etlhost records progress this often, never \
+                     waiting for a sink (checkpoints cannot expire)",
+                    );
+                }
+                "env.checkpoint.timeout" => self.note(
+                    "checkpoint.interval",
+                    e.line,
+                    &key,
+                    "dropped: etlhost's checkpoints only record what the sink has acknowledged \
+                 and never wait for a batch in flight, so there is nothing to time out",
+                ),
+                _ => {
+                    return refuse(
+                        e.line,
+                        &key,
+                        format!("no etlhost equivalent; `env` accepts {ENV_KEYS}"),
+                    )
+                }
+            }
+        }
+        Ok(env_out)
+    }
 }
 
 impl Mapped {
@@ -541,8 +571,8 @@ impl Mapped {
         let opt = |name: &str| format!("{base}.options.{name}");
         let mut one_by_one = true;
         let mut mode_at = None;
-        let mut query: Option<(String, usize, String)> = None;
-        let mut positions: Option<(J, usize, String)> = None;
+        let mut query: Option<Located> = None;
+        let mut positions: Option<Located<J>> = None;
         let mut batch_size = None;
         let mut config_list = None;
         for v in &o.entries {
@@ -635,7 +665,6 @@ impl Mapped {
             }
         }
         if let Some(list) = config_list {
-            let k = format!("{key}.queryConfigList");
             if let Some((_, line, qk)) = &query {
                 return refuse(
                     *line,
@@ -643,90 +672,7 @@ impl Mapped {
                     "write either `query` or `queryConfigList`, not both",
                 );
             }
-            let Value::Array(items) = &list.value.value else {
-                return refuse(
-                    list.line,
-                    &k,
-                    "must be a list of { tableName, rowKind, query }",
-                );
-            };
-            let mut chosen = None;
-            for (i, item) in items.iter().enumerate() {
-                let ik = format!("{k}[{i}]");
-                let Value::Object(io) = &item.value else {
-                    return refuse(item.line, &ik, "must be { tableName, rowKind, query }");
-                };
-                let io = io.merged();
-                let mut q = None;
-                let mut kind = "INSERT".to_string();
-                let mut tname = None;
-                let mut pos = None;
-                for f in &io.entries {
-                    let fk = format!("{ik}.{}", f.key);
-                    match f.key.as_str() {
-                        "tableName" => tname = Some((text(f, &fk)?, f.line, fk)),
-                        "rowKind" => kind = text(f, &fk)?.to_ascii_uppercase(),
-                        "query" => q = Some((passthrough(f, &fk)?, f.line, fk)),
-                        "queryParamPosition" => pos = Some((param_positions(f, &fk)?, f.line, fk)),
-                        _ => {
-                            return refuse(
-                                f.line,
-                                &fk,
-                                "no etlhost equivalent; an entry has `tableName`, `rowKind`, \
-                                 `query`, `queryParamPosition`",
-                            )
-                        }
-                    }
-                }
-                match kind.as_str() {
-                    "INSERT" => {}
-                    "UPDATE" | "UPDATE_AFTER" | "UPDATE_BEFORE" | "DELETE" => {
-                        let at = io.get("rowKind").map(|e| e.line).unwrap_or(item.line);
-                        return refuse(
-                            at,
-                            &format!("{ik}.rowKind"),
-                            format!(
-                                "{kind} rows only come from a streaming (CDC) source, which etlhost \
-                                 does not have yet: a batch job reads INSERT rows only (use MERGE \
-                                 in the INSERT query to update existing nodes)"
-                            ),
-                        );
-                    }
-                    other => {
-                        return refuse(
-                            item.line,
-                            &format!("{ik}.rowKind"),
-                            format!("`{other}`: expected INSERT"),
-                        )
-                    }
-                }
-                if let (Some((t, line, tk)), Some(table)) = (&tname, table) {
-                    if t != table {
-                        return refuse(
-                            *line,
-                            tk,
-                            format!(
-                                "`{t}` is not the table this sink reads (`{table}`, the source's \
-                                 result_table_name)"
-                            ),
-                        );
-                    }
-                }
-                if chosen.is_some() {
-                    return refuse(
-                        item.line,
-                        &ik,
-                        "a second INSERT query for the same table: etlhost runs one query per sink",
-                    );
-                }
-                let Some(q) = q else {
-                    return refuse(item.line, &ik, "missing `query`");
-                };
-                chosen = Some((q, pos));
-            }
-            let Some((q, pos)) = chosen else {
-                return refuse(list.line, &k, "has no INSERT query");
-            };
+            let (q, pos) = query_config_list(list, key, table)?;
             query = Some(q);
             if pos.is_some() {
                 positions = pos;
@@ -823,6 +769,101 @@ impl Mapped {
         }
         out.insert("options".into(), J::Object(opts));
         Ok(J::Object(out))
+    }
+}
+
+/// The one INSERT query of a `queryConfigList` (for `table`, the source's result_table_name), and
+/// its `queryParamPosition`: (text, line, key) each.
+fn query_config_list(
+    list: &Entry,
+    key: &str,
+    table: Option<&str>,
+) -> R<(Located, Option<Located<J>>)> {
+    let k = format!("{key}.queryConfigList");
+    let Value::Array(items) = &list.value.value else {
+        return refuse(
+            list.line,
+            &k,
+            "must be a list of { tableName, rowKind, query }",
+        );
+    };
+    let mut chosen = None;
+    for (i, item) in items.iter().enumerate() {
+        let ik = format!("{k}[{i}]");
+        let Value::Object(io) = &item.value else {
+            return refuse(item.line, &ik, "must be { tableName, rowKind, query }");
+        };
+        let io = io.merged();
+        let mut q = None;
+        let mut kind = "INSERT".to_string();
+        let mut tname = None;
+        let mut pos = None;
+        for f in &io.entries {
+            let fk = format!("{ik}.{}", f.key);
+            match f.key.as_str() {
+                "tableName" => tname = Some((text(f, &fk)?, f.line, fk)),
+                "rowKind" => kind = text(f, &fk)?.to_ascii_uppercase(),
+                "query" => q = Some((passthrough(f, &fk)?, f.line, fk)),
+                "queryParamPosition" => pos = Some((param_positions(f, &fk)?, f.line, fk)),
+                _ => {
+                    return refuse(
+                        f.line,
+                        &fk,
+                        "no etlhost equivalent; an entry has `tableName`, `rowKind`, \
+                             `query`, `queryParamPosition`",
+                    )
+                }
+            }
+        }
+        match kind.as_str() {
+            "INSERT" => {}
+            "UPDATE" | "UPDATE_AFTER" | "UPDATE_BEFORE" | "DELETE" => {
+                let at = io.get("rowKind").map(|e| e.line).unwrap_or(item.line);
+                return refuse(
+                    at,
+                    &format!("{ik}.rowKind"),
+                    format!(
+                        "{kind} rows only come from a streaming (CDC) source, which etlhost \
+                             does not have yet: a batch job reads INSERT rows only (use MERGE \
+                             in the INSERT query to update existing nodes)"
+                    ),
+                );
+            }
+            other => {
+                return refuse(
+                    item.line,
+                    &format!("{ik}.rowKind"),
+                    format!("`{other}`: expected INSERT"),
+                )
+            }
+        }
+        if let (Some((t, line, tk)), Some(table)) = (&tname, table) {
+            if t != table {
+                return refuse(
+                    *line,
+                    tk,
+                    format!(
+                        "`{t}` is not the table this sink reads (`{table}`, the source's \
+                             result_table_name)"
+                    ),
+                );
+            }
+        }
+        if chosen.is_some() {
+            return refuse(
+                item.line,
+                &ik,
+                "a second INSERT query for the same table: etlhost runs one query per sink",
+            );
+        }
+        let Some(q) = q else {
+            return refuse(item.line, &ik, "missing `query`");
+        };
+        chosen = Some((q, pos));
+    }
+    match chosen {
+        Some(c) => Ok(c),
+        None => refuse(list.line, &k, "has no INSERT query"),
     }
 }
 
