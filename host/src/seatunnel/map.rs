@@ -915,8 +915,8 @@ fn jdbc_url(url: &str) -> Result<(String, Vec<String>), String> {
                 ))
             }
             "serverTimezone" | "serverTimeZone" | "connectionTimeZone" => notes.push(format!(
-                "`{k}={v}` dropped: etlhost reads DATETIME and TIMESTAMP as the wall-clock values \
-                 stored, never converted between time zones"
+                "`{k}={v}` dropped: etlhost reads DATETIME as the wall-clock value stored and \
+                 TIMESTAMP in UTC, whatever the server's time zone"
             )),
             "characterEncoding" | "useUnicode" => notes.push(format!(
                 "`{k}={v}` dropped: etlhost always reads text as UTF-8 (utf8mb4)"
