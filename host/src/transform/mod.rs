@@ -9,7 +9,6 @@
 //! Sandbox: an instance gets no files, network or environment variables unless the spec grants
 //! them (`allow`), at most `memory` bytes of linear memory, and `deadline` per call (enforced with
 //! wasmtime's epoch interruption, so a guest in an endless loop is stopped).
-
 //!
 //! The engine is the largest part of a build (wasmtime and cranelift), so it sits behind the cargo
 //! feature `transforms` (on by default); `cargo xtask demo` builds without it, and such a binary
