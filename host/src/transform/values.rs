@@ -100,24 +100,6 @@ fn nested_json(v: &Value, out: &mut String) -> Result<(), String> {
     Ok(())
 }
 
-/// JSON text from a guest back as a value: integers that fit i64 as `Int`, larger as `UInt`,
-/// other numbers as `Float`, objects in their order.
-fn nested_value(doc: serde_json::Value) -> Value {
-    use serde_json::Value as J;
-    match doc {
-        J::Null => Value::Null,
-        J::Bool(b) => Value::Bool(b),
-        J::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::Int(i),
-            (None, Some(u)) => Value::UInt(u),
-            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        J::String(s) => Value::String(s),
-        J::Array(items) => Value::List(items.into_iter().map(nested_value).collect()),
-        J::Object(m) => Value::Map(m.into_iter().map(|(k, v)| (k, nested_value(v))).collect()),
-    }
-}
-
 /// A guest's value, or why it is not one (a `nested` value that is not JSON).
 pub fn from_wit(v: WitValue) -> Result<Value, String> {
     Ok(match v {
@@ -132,7 +114,7 @@ pub fn from_wit(v: WitValue) -> Result<Value, String> {
             let doc: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| format!("returned a nested value that is not JSON: {e}"))?;
             match doc {
-                serde_json::Value::Array(_) | serde_json::Value::Object(_) => nested_value(doc),
+                serde_json::Value::Array(_) | serde_json::Value::Object(_) => Value::from_json(doc),
                 _ => {
                     return Err(format!(
                         "returned a nested value that is not a list or map: {text}"

@@ -291,26 +291,11 @@ impl Connection {
     /// Has the server compile `query` without running it: `EXPLAIN` in an auto-commit
     /// transaction, with an empty `$batch`.
     pub fn explain(&mut self, database: Option<&str>, query: &str) -> Result<(), BoltError> {
-        self.out.clear();
-        self.message(|m| {
-            ps::struct_header(m, 3, RUN);
-            ps::string(m, &format!("{EXPLAIN_PREFIX}{query}"));
+        self.run_autocommit_with(database, &format!("{EXPLAIN_PREFIX}{query}"), |m| {
             ps::map_header(m, 1);
             ps::string(m, "batch");
             ps::list_header(m, 0);
-            db_map(m, database);
-        });
-        self.message(pull_all);
-        self.flush()?;
-        let run = self.summary()?;
-        let pull = self.summary()?;
-        for s in [run, pull] {
-            if let Summary::Failure { code, message } = s {
-                self.reset()?;
-                return Err(BoltError::Server { code, message });
-            }
-        }
-        Ok(())
+        })
     }
 
     pub fn address(&self) -> &str {
@@ -448,11 +433,21 @@ impl Connection {
     /// Runs one statement in an auto-commit transaction (schema statements cannot share a
     /// transaction with writes).
     pub fn run_autocommit(&mut self, database: Option<&str>, query: &str) -> Result<(), BoltError> {
+        self.run_autocommit_with(database, query, |m| ps::map_header(m, 0))
+    }
+
+    /// [`Self::run_autocommit`] with parameters: `params` writes the parameter map.
+    fn run_autocommit_with(
+        &mut self,
+        database: Option<&str>,
+        query: &str,
+        params: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), BoltError> {
         self.out.clear();
         self.message(|m| {
             ps::struct_header(m, 3, RUN);
             ps::string(m, query);
-            ps::map_header(m, 0);
+            params(m);
             db_map(m, database);
         });
         self.message(pull_all);

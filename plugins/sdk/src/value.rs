@@ -47,6 +47,28 @@ pub struct Point {
 }
 
 impl Value {
+    /// A JSON document as values: integers that fit 64 bits stay exact (`Int`, or `UInt` above
+    /// i64::MAX), other numbers are floats, objects keep their key order.
+    pub fn from_json(doc: serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        match doc {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(b),
+            J::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => Value::Int(i),
+                (None, Some(u)) => Value::UInt(u),
+                _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            J::String(s) => Value::String(s),
+            J::Array(items) => Value::List(items.into_iter().map(Value::from_json).collect()),
+            J::Object(m) => Value::Map(
+                m.into_iter()
+                    .map(|(k, v)| (k, Value::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
     }
