@@ -213,27 +213,142 @@ async fn a_query_source_is_split_too() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_text_column_is_refused() {
-    let pool = mysql("e2e_split_text").await;
-    exec(&pool, "CREATE TABLE t (name VARCHAR(30))").await;
-    exec(&pool, "INSERT INTO t VALUES ('a')").await;
+async fn a_time_column_is_refused() {
+    let pool = mysql("e2e_split_time").await;
+    exec(&pool, "CREATE TABLE t (d TIME)").await;
+    exec(&pool, "INSERT INTO t VALUES ('01:00:00')").await;
     let text = console_spec(
-        "split_text",
-        "e2e_split_text",
+        "split_time",
+        "e2e_split_time",
         "table: t",
-        "  partition_column: name",
+        "  partition_column: d",
         2,
     );
-    let (path, out) = etlhost_with_spec("run", "split_text.yaml", &text, &[]);
+    let (path, out) = etlhost_with_spec("run", "split_time.yaml", &text, &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert_eq!(
         out.stderr.trim_end(),
         format!(
-            "error: {}:5: source.partition_column: column `name` has type varchar, which cannot be split into \
-             ranges; partition on an integer, decimal, date or datetime column",
+            "error: {}:5: source.partition_column: column `d` has type time, which cannot be split into \
+             ranges; partition on a number, date, datetime or text column",
             path.display()
         )
     );
+}
+
+/// A split as `plan` prints it: start and end (`None` for an open end), estimated rows.
+type Planned = (Option<String>, Option<String>, u64);
+
+fn planned(stdout: &str) -> Vec<Planned> {
+    stdout
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let est: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            let range = line.split_once(" in [").unwrap().1;
+            let (start, rest) = range.split_once(", ").unwrap();
+            let end = rest.split_once(')').unwrap().0;
+            let bound = |b: &str| (!b.ends_with("inf")).then(|| b.to_string());
+            (bound(start), bound(end), est)
+        })
+        .collect()
+}
+
+/// The rows of each planned split, counted by the server.
+async fn real_counts(
+    pool: &mysql_async::Pool,
+    table: &str,
+    column: &str,
+    splits: &[Planned],
+) -> Vec<u64> {
+    let mut c = pool.get_conn().await.unwrap();
+    let mut counts = Vec::new();
+    for (start, end, _) in splits {
+        let mut conds = vec!["TRUE".to_string()];
+        let mut params: Vec<String> = Vec::new();
+        if let Some(s) = start {
+            conds.push(format!("{column} >= ?"));
+            params.push(s.clone());
+        }
+        if let Some(e) = end {
+            conds.push(format!("{column} < ?"));
+            params.push(e.clone());
+        }
+        let nulls = match start {
+            None => format!(" OR {column} IS NULL"),
+            Some(_) => String::new(),
+        };
+        let sql = format!(
+            "SELECT COUNT(*) FROM {table} WHERE ({}){nulls}",
+            conds.join(" AND ")
+        );
+        let n: u64 = c.exec_first(sql, params).await.unwrap().unwrap();
+        counts.push(n);
+    }
+    counts
+}
+
+/// Row counts within 2x of each other, and every estimate within 20% of its split's real count.
+fn assert_even_and_estimated(splits: &[Planned], counts: &[u64]) {
+    let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+    assert!(*max <= 2 * *min, "uneven splits: {counts:?}");
+    for ((_, _, est), real) in splits.iter().zip(counts) {
+        let off = (*est as f64 - *real as f64).abs() / *real as f64;
+        assert!(off <= 0.2, "estimated {est} for {real} rows: {splits:?}");
+    }
+}
+
+/// The case equal key ranges get wrong: 1,000 ids near 1 and 50,000 from 10^12 up. Eight equal
+/// ranges would leave six empty and one with 50,000 rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn skewed_keys_are_split_by_their_rows() {
+    let pool = mysql("e2e_split_skew").await;
+    exec(&pool, "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT)").await;
+    exec(&pool, "INSERT INTO t SELECT seq, 'a' FROM seq_1_to_1000").await;
+    exec(
+        &pool,
+        "INSERT INTO t SELECT 1000000000000 + seq, 'b' FROM seq_1_to_50000",
+    )
+    .await;
+    let extra = "  partition_column: id\n  partition_num: 8";
+    let text = console_spec("split_skew", "e2e_split_skew", "table: t", extra, 4);
+    let (_, out) = etlhost_with_spec("plan", "split_skew.yaml", &text, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let splits = planned(&out.stdout);
+    assert_eq!(splits.len(), 8, "{}", out.stdout);
+    let counts = real_counts(&pool, "t", "id", &splits).await;
+    assert_eq!(counts.iter().sum::<u64>(), 51_000);
+    assert_even_and_estimated(&splits, &counts);
+    assert_exactly_once(&pool, "split_skew_run", "e2e_split_skew", "t", extra).await;
+}
+
+/// Text keys (UUIDs, words in either case, accents, 4-byte Unicode) are cut at sampled keys in
+/// the server's collation and read in key order, every row exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_key_is_split_by_a_sample_of_its_values() {
+    let pool = mysql("e2e_split_text").await;
+    exec(
+        &pool,
+        "CREATE TABLE t (id INT, code VARCHAR(40) PRIMARY KEY) CHARACTER SET utf8mb4",
+    )
+    .await;
+    exec(&pool, "INSERT INTO t SELECT seq, UUID() FROM seq_1_to_3000").await;
+    exec(
+        &pool,
+        "INSERT INTO t VALUES (3001, 'Zebra'), (3002, 'apple'), (3003, '\u{1F600} smile'), \
+         (3004, 'Ähre')",
+    )
+    .await;
+    let extra = "  partition_column: code\n  partition_num: 5";
+    let text = console_spec("split_text", "e2e_split_text", "table: t", extra, 3);
+    let (_, out) = etlhost_with_spec("plan", "split_text.yaml", &text, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let splits = planned(&out.stdout);
+    assert_eq!(splits.len(), 5, "{}", out.stdout);
+    let counts = real_counts(&pool, "t", "code", &splits).await;
+    assert_eq!(counts.iter().sum::<u64>(), 3004);
+    assert_even_and_estimated(&splits, &counts);
+    assert_exactly_once(&pool, "split_text_run", "e2e_split_text", "t", extra).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

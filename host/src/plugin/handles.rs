@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use etlhost_plugin_sdk::abi::{self, Instance, OwnedBuf, SinkVTable, SourceVTable, StrRef};
 use etlhost_plugin_sdk::{
-    codec, Batch, Catalog, ConfigError, CursorRange, KeyBounds, PlanRequest, Split, Value,
+    codec, Batch, Catalog, ConfigError, CursorRange, KeyBounds, KeySample, PlanRequest, Split,
+    Value,
 };
 
 use super::{Kind, Plugin};
@@ -135,6 +136,23 @@ impl SourceHandle {
                 from: from.cloned(),
             },
             "cursor bounds",
+        )
+    }
+
+    /// About `count` sampled keys of `column`, ascending (see [`PlanRequest::KeySample`]).
+    pub fn key_sample(
+        &self,
+        column: &str,
+        cursor: Option<&CursorRange>,
+        count: u64,
+    ) -> Result<KeySample, PluginError> {
+        self.call(
+            &PlanRequest::KeySample {
+                column: column.to_string(),
+                cursor: cursor.cloned(),
+                count,
+            },
+            "key sample",
         )
     }
 

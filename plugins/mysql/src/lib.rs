@@ -1,6 +1,7 @@
 //! The `mysql` source: reads a table or a query from MySQL or MariaDB, one split (key range) at a
 //! time, streaming rows with mysql_async's binary protocol so every column keeps its type.
 
+mod sample;
 mod types;
 
 use std::time::Duration;
@@ -9,8 +10,8 @@ use etlhost_plugin_sdk::redact::redact_secrets;
 use etlhost_plugin_sdk::runtime::{block_on, runtime};
 use etlhost_plugin_sdk::{
     export_source, Batch, Catalog, ColumnInfo, ColumnType, ConfigError, CursorRange, Error,
-    ForeignKey, KeyBounds, OpenError, Options, Schema, Source, Split, SplitReader, TableInfo,
-    Value,
+    ForeignKey, KeyBounds, KeySample, OpenError, Options, Schema, Source, Split, SplitReader,
+    TableInfo, Value,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool};
@@ -327,6 +328,15 @@ impl Source for MySqlSource {
                 rows,
             })
         })
+    }
+
+    fn key_sample(
+        &self,
+        column: &str,
+        cursor: Option<&CursorRange>,
+        count: u64,
+    ) -> Result<KeySample, Error> {
+        self.sample(column, cursor, count)
     }
 
     fn describe(&self) -> Result<Catalog, Error> {

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, OpenError};
 use crate::options::Options;
-use crate::split::{Catalog, CursorRange, KeyBounds, Split};
+use crate::split::{Catalog, CursorRange, KeyBounds, KeySample, Split};
 use crate::value::Batch;
 
 /// A source reads splits. One instance serves every reader of a job, from several threads at once,
@@ -27,6 +27,18 @@ pub trait Source: Send + Sync + Sized + 'static {
     fn key_bounds(&self, column: &str, cursor: Option<&CursorRange>) -> Result<KeyBounds, Error> {
         let _ = (column, cursor);
         Err(Error::permanent("this source cannot be split by key"))
+    }
+
+    /// About `count` non-NULL values of `column`, spread over its rows, in ascending order, for
+    /// planning splits of equal row counts (see [`crate::PlanRequest::KeySample`]).
+    fn key_sample(
+        &self,
+        column: &str,
+        cursor: Option<&CursorRange>,
+        count: u64,
+    ) -> Result<KeySample, Error> {
+        let _ = (column, cursor, count);
+        Err(Error::permanent("this source cannot sample its keys"))
     }
 
     /// The tables the source can read, with keys and foreign keys, for `etlhost init`.

@@ -154,6 +154,14 @@ pub unsafe extern "C" fn source_call<S: Source>(
                     serde_json::to_vec(&s.key_bounds(&column, Some(&cursor))?)
                 }
                 PlanRequest::Describe => serde_json::to_vec(&s.describe()?),
+                PlanRequest::KeySample {
+                    cursor: Some(_), ..
+                } if !S::INCREMENTAL => return Err(not_incremental().into()),
+                PlanRequest::KeySample {
+                    column,
+                    cursor,
+                    count,
+                } => serde_json::to_vec(&s.key_sample(&column, cursor.as_ref(), count)?),
             }
             .map_err(|e| Error::permanent(e.to_string()))?;
             Ok(STATUS_OK)

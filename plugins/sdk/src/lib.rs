@@ -33,8 +33,8 @@ pub use connector::{Sink, Source, SplitReader};
 pub use error::{ConfigError, Error, OpenError};
 pub use options::Options;
 pub use split::{
-    Catalog, ColumnInfo, CursorRange, ForeignKey, KeyBounds, KeyRange, PlanRequest, Split,
-    TableInfo,
+    Catalog, ColumnInfo, CursorRange, ForeignKey, KeyBounds, KeyRange, KeySample, PlanRequest,
+    Split, TableInfo,
 };
 pub use value::{Batch, Column, ColumnType, Point, Row, Schema, Value};
 

@@ -70,6 +70,16 @@ pub enum PlanRequest {
     },
     /// The source's tables, columns, keys and foreign keys, for `etlhost init` ([`Catalog`]).
     Describe,
+    /// About `count` of the column's non-NULL values, spread evenly over its rows (in `cursor`
+    /// when set), in the source's own ascending order ([`KeySample`]). The host cuts splits of
+    /// equal row counts from it where keys are unevenly spread or are not numbers. A source built
+    /// before this request refuses it, and the host falls back to equal key ranges.
+    KeySample {
+        column: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<CursorRange>,
+        count: u64,
+    },
 }
 
 /// What `etlhost init` needs to know about a relational source.
@@ -121,6 +131,16 @@ pub struct KeyBounds {
     pub column_type: ColumnType,
     pub min: Value,
     pub max: Value,
+    pub rows: u64,
+}
+
+/// The answer to [`PlanRequest::KeySample`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeySample {
+    /// Sampled non-NULL keys in ascending order as the source compares them (its collation for
+    /// text), duplicates kept, so that a key's position tells the share of rows below it.
+    pub keys: Vec<Value>,
+    /// The non-NULL keys the sample was drawn from.
     pub rows: u64,
 }
 
