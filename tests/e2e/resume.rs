@@ -220,7 +220,7 @@ checkpoint:
 /// on resume, so the query is a MERGE, on the integer `n`: ArcadeDB merges on a text property
 /// at a few hundred rows a second.)
 #[tokio::test(flavor = "multi_thread")]
-async fn a_text_keyed_job_killed_mid_way_resumes_exactly_once() {
+async fn a_text_keyed_job_killed_mid_way_resumes_with_nothing_lost() {
     const ROWS: u64 = 100_000;
     let pool = mysql("e2e_resume_text").await;
     exec(
