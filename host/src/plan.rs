@@ -6,7 +6,8 @@
 //! as long as the rows are spread evenly over them; where a sample of the keys shows them bunched
 //! (a few ids near 1 and most near 10^12, say), and always for text keys, the cuts are the
 //! sample's quantiles, so each split holds about the same number of rows and the estimates follow
-//! the data. The first split is unbounded below and also takes the NULL keys; the last is unbounded
+//! the data. A key of several columns (`[region, id]`) is always cut at sampled tuples. The first
+//! split is unbounded below and also takes the NULL keys; the last is unbounded
 //! above. So every row lands in exactly one split whatever the bounds say: rows outside the bounds
 //! go to the first or last split, never nowhere.
 
@@ -203,10 +204,16 @@ pub fn plan(
             estimated_rows,
         }])
     };
-    let Some(column) = &src.partition_column else {
+    let Some(key) = &src.partition_column else {
         return whole(0);
     };
     let n = src.partition_num.unwrap_or(spec.flow.parallelism).max(1);
+    let columns = key.columns();
+    let column = &columns[0];
+    if columns.len() > 1 {
+        let cuts = composite_cuts(spec, source, cursor, columns, n)?;
+        return Ok(splits(columns, cuts, cursor));
+    }
     let bounds = source.key_bounds(column, cursor).map_err(|e| {
         spec.error(
             "source.partition_column",
@@ -243,7 +250,7 @@ pub fn plan(
     };
     let sample = |count| {
         source
-            .key_sample(column, cursor, count)
+            .key_sample(columns, cursor, count)
             .map_err(|e| e.to_string())
     };
     let cuts = match kind {
@@ -252,21 +259,7 @@ pub fn plan(
             None => return whole(bounds.rows),
         },
         KeyKind::Ordered => {
-            for key in ["partition_lower_bound", "partition_upper_bound"] {
-                let given = match key {
-                    "partition_lower_bound" => &src.partition_lower_bound,
-                    _ => &src.partition_upper_bound,
-                };
-                if given.is_some() {
-                    return Err(spec.error(
-                        &format!("source.{key}"),
-                        format!(
-                            "`{column}` is a text key, split by a sample of its values; \
-                             bounds apply to number and date keys only"
-                        ),
-                    ));
-                }
-            }
+            refuse_bounds(spec, &format!("`{column}` is a text key"))?;
             let s = if n > 1 {
                 sample(SAMPLE_KEYS).map_err(|e| {
                     spec.error(
@@ -285,24 +278,92 @@ pub fn plan(
             sampled_cuts(&s, n, bounds.rows)
         }
     };
+    Ok(splits(columns, cuts, cursor))
+}
+
+/// Bounds in the spec are for keys of one number or date column: refused for `what`.
+fn refuse_bounds(spec: FlowRef<'_>, what: &str) -> Result<(), SpecError> {
+    let src = &spec.flow.source;
+    for (key, given) in [
+        ("partition_lower_bound", &src.partition_lower_bound),
+        ("partition_upper_bound", &src.partition_upper_bound),
+    ] {
+        if given.is_some() {
+            return Err(spec.error(
+                &format!("source.{key}"),
+                format!(
+                    "{what}, split by a sample of its values; bounds apply to a key of one \
+                     number or date column only"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Cuts for a key of several columns (a composite primary key): always at sampled tuples.
+fn composite_cuts(
+    spec: FlowRef<'_>,
+    source: &SourceHandle,
+    cursor: Option<&CursorRange>,
+    columns: &[String],
+    n: usize,
+) -> Result<Cuts, SpecError> {
+    let names = format!("({})", columns.join(", "));
+    refuse_bounds(spec, &format!("{names} is a key of several columns"))?;
+    let bounds = source.key_bounds(&columns[0], cursor).map_err(|e| {
+        spec.error(
+            "source.partition_column",
+            format!("cannot query the bounds of {}: {e}", columns[0]),
+        )
+    })?;
+    // With n = 1 the sample is empty but still counts the keyed rows, for the check below.
+    let count = if n > 1 { SAMPLE_KEYS } else { 0 };
+    let s = source.key_sample(columns, cursor, count).map_err(|e| {
+        spec.error(
+            "source.partition_column",
+            format!("cannot sample the keys {names} to split them: {e}"),
+        )
+    })?;
+    // A tuple with a NULL in it compares as neither below nor above any other, so such a row
+    // would belong to no split.
+    if s.rows < bounds.rows {
+        return Err(spec.error(
+            "source.partition_column",
+            format!(
+                "{} rows have a NULL in {names}; a key of several columns must have no NULLs \
+                 (partition on a primary key)",
+                bounds.rows - s.rows
+            ),
+        ));
+    }
+    Ok(sampled_cuts(&s, n, bounds.rows))
+}
+
+/// The splits between `cuts`, in key order.
+fn splits(columns: &[String], cuts: Cuts, cursor: Option<&CursorRange>) -> Vec<PlannedSplit> {
     let count = cuts.at.len() + 1;
-    let splits = (0..count)
+    (0..count)
         .map(|i| PlannedSplit {
             split: Split {
                 id: i as u32,
                 range: Some(KeyRange {
-                    column: column.clone(),
+                    column: columns[0].clone(),
                     start: (i > 0).then(|| cuts.at[i - 1].clone()),
                     end: cuts.at.get(i).cloned(),
                     nulls: i == 0,
                     after: None,
+                    columns: if columns.len() > 1 {
+                        columns.to_vec()
+                    } else {
+                        Vec::new()
+                    },
                 }),
                 cursor: cursor.cloned(),
             },
             estimated_rows: cuts.estimated[i],
         })
-        .collect();
-    Ok(splits)
+        .collect()
 }
 
 /// Cuts for a number or date key: equal ranges over the bounds (the spec's or the data's), unless

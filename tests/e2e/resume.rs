@@ -215,74 +215,87 @@ checkpoint:
     assert!(checkpoint(&cp_file).is_none());
 }
 
-/// A table keyed by a UUID is split at sampled keys, read in key order, killed and resumed from its
-/// text watermarks: every row arrives. (Batches written after the last checkpoint are written again
-/// on resume, so the query is a MERGE, on the integer `n`: ArcadeDB merges on a text property
-/// at a few hundred rows a second.)
+/// A table keyed by a UUID, and one keyed by two columns, are split at sampled keys, read in key
+/// order, killed and resumed from their text and tuple watermarks: every row arrives. (Batches
+/// written after the last checkpoint are written again on resume, so the query is a MERGE, on the
+/// integer `n`: ArcadeDB merges on a text property at a few hundred rows a second.)
 #[tokio::test(flavor = "multi_thread")]
-async fn a_text_keyed_job_killed_mid_way_resumes_with_nothing_lost() {
+async fn text_and_composite_keyed_jobs_killed_mid_way_resume_with_nothing_lost() {
     const ROWS: u64 = 100_000;
-    let pool = mysql("e2e_resume_text").await;
-    exec(
-        &pool,
-        "CREATE TABLE t (code CHAR(36) PRIMARY KEY, n INT NOT NULL)",
-    )
-    .await;
-    exec(
-        &pool,
-        &format!("INSERT INTO t SELECT UUID(), seq FROM seq_1_to_{ROWS}"),
-    )
-    .await;
-    let g = graph("e2e_resume_text").await;
-    let dir = scratch_dir("resume_text");
-    let cp_dir = dir.join("checkpoints");
-    let text = spec_with(
-        "resume_text",
-        "e2e_resume_text",
-        "t",
-        "e2e_resume_text",
-        1000,
-        "UNWIND $batch AS row MERGE (c:Code {n: row.n}) SET c.code = row.code",
-        "  partition_column: code\n  partition_num: 8",
-    )
-    .replacen("source:", "parallelism: 2\nsource:", 1)
-    .replace(
-        "    database: e2e_resume_text\n",
-        "    database: e2e_resume_text\n    setup: [\"CREATE INDEX code_n IF NOT EXISTS FOR (c:Code) ON (c.n)\"]\n",
-    ) + &format!("checkpoint:\n  dir: {}\n  interval: 100ms\n", cp_dir.display());
-    let spec = dir.join("resume_text.yaml");
-    std::fs::write(&spec, &text).unwrap();
-    let cp_file = cp_dir.join("resume_text.checkpoint.json");
-    let summary = dir.join("summary.json");
+    let keys = [
+        (
+            "resume_text",
+            "CREATE TABLE t (code CHAR(36) PRIMARY KEY, n INT NOT NULL)",
+            format!("INSERT INTO t SELECT UUID(), seq FROM seq_1_to_{ROWS}"),
+            "code",
+            "String",
+        ),
+        (
+            "resume_pair",
+            "CREATE TABLE t (region CHAR(4), n INT NOT NULL, code CHAR(36), PRIMARY KEY (region, n))",
+            format!(
+                "INSERT INTO t SELECT ELT(1 + seq % 3, 'eu', 'us', 'apac'), seq, UUID() \
+                 FROM seq_1_to_{ROWS}"
+            ),
+            "[region, n]",
+            "List",
+        ),
+    ];
+    for (name, create, insert, column, watermark_type) in keys {
+        let db = format!("e2e_{name}");
+        let pool = mysql(&db).await;
+        exec(&pool, create).await;
+        exec(&pool, &insert).await;
+        let g = graph(&db).await;
+        let dir = scratch_dir(name);
+        let cp_dir = dir.join("checkpoints");
+        let text = spec_with(
+            name,
+            &db,
+            "t",
+            &db,
+            1000,
+            "UNWIND $batch AS row MERGE (c:Code {n: row.n}) SET c.code = row.code",
+            &format!("  partition_column: {column}\n  partition_num: 8"),
+        )
+        .replacen("source:", "parallelism: 2\nsource:", 1)
+        .replace(
+            &format!("    database: {db}\n"),
+            &format!(
+                "    database: {db}\n    setup: [\"CREATE INDEX code_n IF NOT EXISTS FOR (c:Code) ON (c.n)\"]\n"
+            ),
+        ) + &format!("checkpoint:\n  dir: {}\n  interval: 100ms\n", cp_dir.display());
+        let spec = dir.join(format!("{name}.yaml"));
+        std::fs::write(&spec, &text).unwrap();
+        let cp_file = cp_dir.join(format!("{name}.checkpoint.json"));
+        let summary = dir.join("summary.json");
 
-    let cp = kill_mid_way(&spec, &summary, &cp_file);
-    let watermark = cp["watermarks"]
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap();
-    assert!(
-        watermark.get("String").is_some(),
-        "not a text watermark: {cp}"
-    );
-    let out = run(&spec, &summary).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(read_summary(&summary)["read"].as_u64().unwrap() < ROWS);
+        let cp = kill_mid_way(&spec, &summary, &cp_file);
+        let watermark = cp["watermarks"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        assert!(watermark.get(watermark_type).is_some(), "{name}: {cp}");
+        let out = run(&spec, &summary).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(read_summary(&summary)["read"].as_u64().unwrap() < ROWS);
 
-    let count = |q: &str| graph_count("e2e_resume_text", q).unwrap();
-    assert_eq!(count("MATCH (c:Code) RETURN count(c) AS n"), ROWS);
-    assert_eq!(
-        count("MATCH (c:Code) RETURN count(DISTINCT c.code) AS n"),
-        ROWS
-    );
-    assert_eq!(
-        count("MATCH (c:Code) RETURN sum(c.n) AS n"),
-        ROWS * (ROWS + 1) / 2
-    );
-    drop(g);
+        let count = |q: &str| graph_count(&db, q).unwrap();
+        assert_eq!(count("MATCH (c:Code) RETURN count(c) AS n"), ROWS, "{name}");
+        assert_eq!(
+            count("MATCH (c:Code) RETURN count(DISTINCT c.code) AS n"),
+            ROWS
+        );
+        assert_eq!(
+            count("MATCH (c:Code) RETURN sum(c.n) AS n"),
+            ROWS * (ROWS + 1) / 2
+        );
+        drop(g);
+    }
 }

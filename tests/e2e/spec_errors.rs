@@ -77,6 +77,25 @@ fn wrong_type() {
 }
 
 #[test]
+fn partition_keys_that_name_no_column_or_one_twice() {
+    for (key, message) in [
+        ("5", "expected a column name or a list of column names"),
+        ("[]", "names no column"),
+        ("[id, name, id]", "names `id` twice"),
+    ] {
+        let text = GOOD.replace(
+            "  plugin: mysql\n",
+            &format!("  plugin: mysql\n  partition_column: {key}\n"),
+        );
+        let (path, err) = validate("partition_key.yaml", &text);
+        assert_eq!(
+            err,
+            format!("error: {path}:4: source.partition_column: {message}")
+        );
+    }
+}
+
+#[test]
 fn missing_plugin_file() {
     let text = GOOD.replace("plugin: bolt", "plugin: ./plugins/libnothing.so");
     let (path, err) = validate("missing_plugin.yaml", &text);

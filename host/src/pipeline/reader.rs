@@ -3,7 +3,7 @@
 //! others.
 
 use crossbeam_channel::{Receiver, Sender};
-use etlhost_plugin_sdk::{Batch, Split};
+use etlhost_plugin_sdk::{Batch, Split, Value};
 
 use super::acks;
 use super::seams::SourceSide;
@@ -36,7 +36,7 @@ pub fn run(
         let range = describe(&split);
         tracing::info!(split = split.id, reader, range = %range, "split started");
         let mut rows = 0u64;
-        let key = split.range.as_ref().map(|r| r.column.as_str());
+        let key = split.range.as_ref().map(|r| r.key_columns());
         let result = (|| {
             let mut r = source.open_split(&split)?;
             while let Some(batch) = r.next_batch()? {
@@ -45,9 +45,7 @@ pub fn run(
                     continue;
                 }
                 let first = rows;
-                let safe = key
-                    .and_then(|k| batch.schema.iter().position(|c| c.name == k))
-                    .and_then(|i| acks::safe_key(batch.rows.iter().map(|r| &r[i])));
+                let safe = key.and_then(|k| safe_key(&batch, k));
                 shared.acks.chunk_read(split.id, first + n as u64, safe);
                 // Counted as read before it is handed on: from here the writers account for it.
                 Counters::add(&shared.counters.read, n);
@@ -117,6 +115,25 @@ pub fn run(
     // Returning drops `out`: once every reader has, the batcher flushes and finishes.
 }
 
+/// The chunk's safe key (see [`acks::safe_key`]): of one column, or of a tuple of several.
+fn safe_key(batch: &Batch, key: &[String]) -> Option<Value> {
+    let at: Option<Vec<usize>> = key
+        .iter()
+        .map(|k| batch.schema.iter().position(|c| &c.name == k))
+        .collect();
+    match at?.as_slice() {
+        [i] => acks::safe_key(batch.rows.iter().map(|r| &r[*i])),
+        many => {
+            let keys: Vec<Value> = batch
+                .rows
+                .iter()
+                .map(|r| Value::List(many.iter().map(|i| r[*i].clone()).collect()))
+                .collect();
+            acks::safe_key(keys.iter())
+        }
+    }
+}
+
 /// `id in [1, 100)`, or `whole source`.
 pub fn describe(split: &Split) -> String {
     let range = match &split.range {
@@ -129,7 +146,11 @@ pub fn describe(split: &Split) -> String {
                 .after
                 .as_ref()
                 .map_or(String::new(), |a| format!(" after {a}"));
-            format!("{} in [{start}, {end}){nulls}{after}", r.column)
+            let key = match r.key_columns() {
+                [one] => one.clone(),
+                many => format!("({})", many.join(", ")),
+            };
+            format!("{key} in [{start}, {end}){nulls}{after}")
         }
     };
     match &split.cursor {

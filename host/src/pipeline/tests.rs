@@ -115,6 +115,7 @@ fn splits(rows: i64, n: usize) -> Vec<Split> {
                 end: Some(Value::Int(rows * (i + 1) / n)),
                 nulls: false,
                 after: None,
+                columns: Vec::new(),
             }),
         })
         .collect()

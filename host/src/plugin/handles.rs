@@ -142,13 +142,13 @@ impl SourceHandle {
     /// About `count` sampled keys of `column`, ascending (see [`PlanRequest::KeySample`]).
     pub fn key_sample(
         &self,
-        column: &str,
+        columns: &[String],
         cursor: Option<&CursorRange>,
         count: u64,
     ) -> Result<KeySample, PluginError> {
         self.call(
             &PlanRequest::KeySample {
-                column: column.to_string(),
+                columns: columns.to_vec(),
                 cursor: cursor.cloned(),
                 count,
             },

@@ -132,8 +132,9 @@ fn one() -> usize {
 pub struct SourceSpec {
     /// A plugin name (`mysql`, found on the plugin path) or a path to a shared library.
     pub plugin: String,
-    /// Split the source into key ranges on this column (integer, decimal, date or datetime).
-    pub partition_column: Option<String>,
+    /// Split the source into key ranges on this column (number, date, datetime or text), or on
+    /// the tuple of a list of columns (a composite primary key).
+    pub partition_column: Option<PartitionKey>,
     /// The first split starts below this (and takes NULL keys); default: the column's minimum.
     pub partition_lower_bound: Option<serde_json::Value>,
     /// The last split ends above this; default: the column's maximum.
@@ -146,6 +147,41 @@ pub struct SourceSpec {
     /// The plugin's own options, validated by the plugin.
     #[serde(default)]
     pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `partition_column: id` or `partition_column: [region, id]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartitionKey {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for PartitionKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde_json::Value as J;
+        let fail = || serde::de::Error::custom("expected a column name or a list of column names");
+        match J::deserialize(d)? {
+            J::String(c) => Ok(PartitionKey::One(c)),
+            J::Array(items) => items
+                .into_iter()
+                .map(|i| match i {
+                    J::String(c) => Ok(c),
+                    _ => Err(fail()),
+                })
+                .collect::<Result<_, _>>()
+                .map(PartitionKey::Many),
+            _ => Err(fail()),
+        }
+    }
+}
+
+impl PartitionKey {
+    pub fn columns(&self) -> &[String] {
+        match self {
+            PartitionKey::One(c) => std::slice::from_ref(c),
+            PartitionKey::Many(cs) => cs,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -486,6 +522,22 @@ impl FlowRef<'_> {
         }
         if f.source.partition_num == Some(0) {
             return Err(self.error("source.partition_num", "must be at least 1"));
+        }
+        if let Some(key) = &f.source.partition_column {
+            let cols = key.columns();
+            if cols.is_empty() {
+                return Err(self.error("source.partition_column", "names no column"));
+            }
+            if let Some(dup) = cols
+                .iter()
+                .enumerate()
+                .find(|(i, c)| cols[..*i].contains(c))
+            {
+                return Err(self.error(
+                    "source.partition_column",
+                    format!("names `{}` twice", dup.1),
+                ));
+            }
         }
         if f.source.partition_column.is_none() {
             let stray = [

@@ -153,20 +153,18 @@ impl MySqlSource {
         let mut params = Vec::new();
         let mut filters = Vec::new();
         if let Some(r) = &split.range {
-            let col = quote(&r.column);
+            let cols = r.key_columns();
             let mut conds = Vec::new();
             if let Some(s) = &r.start {
-                conds.push(format!("{col} >= ?"));
-                params.push(types::param(s));
+                conds.push(sample::tuple_cmp(cols, s, ">=", &mut params));
             }
             if let Some(a) = &r.after {
-                conds.push(format!("{col} > ?"));
-                params.push(types::param(a));
+                conds.push(sample::tuple_cmp(cols, a, ">", &mut params));
             }
             if let Some(e) = &r.end {
-                conds.push(format!("{col} < ?"));
-                params.push(types::param(e));
+                conds.push(sample::tuple_cmp(cols, e, "<", &mut params));
             }
+            let col = quote(&r.column);
             let range = if conds.is_empty() {
                 format!("{col} IS NOT NULL")
             } else {
@@ -189,7 +187,8 @@ impl MySqlSource {
         }
         if let Some(r) = &split.range {
             // Key order (NULLs first) lets the host record how far the split got.
-            sql.push_str(&format!(" ORDER BY {}", quote(&r.column)));
+            let order: Vec<String> = r.key_columns().iter().map(|c| quote(c)).collect();
+            sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
         }
         (sql, params)
     }
@@ -332,11 +331,11 @@ impl Source for MySqlSource {
 
     fn key_sample(
         &self,
-        column: &str,
+        columns: &[String],
         cursor: Option<&CursorRange>,
         count: u64,
     ) -> Result<KeySample, Error> {
-        self.sample(column, cursor, count)
+        self.sample(columns, cursor, count)
     }
 
     fn describe(&self) -> Result<Catalog, Error> {

@@ -1,7 +1,7 @@
 //! Key samples for planning: the host cuts splits of equal row counts from them.
 
 use etlhost_plugin_sdk::runtime::block_on;
-use etlhost_plugin_sdk::{CursorRange, Error, KeySample};
+use etlhost_plugin_sdk::{CursorRange, Error, KeySample, Value};
 use mysql_async::prelude::Queryable;
 
 use crate::{cursor_sql, quote, types, MySqlSource};
@@ -12,26 +12,36 @@ const SEED: u32 = 20_261_201;
 impl MySqlSource {
     pub(crate) fn sample(
         &self,
-        column: &str,
+        columns: &[String],
         cursor: Option<&CursorRange>,
         count: u64,
     ) -> Result<KeySample, Error> {
-        let mut conds = vec![format!("{} IS NOT NULL", quote(column))];
+        let names = columns.join("`, `");
+        let mut conds: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{} IS NOT NULL", quote(c)))
+            .collect();
         let mut params = Vec::new();
         if let Some(c) = cursor {
             let (cond, p) = cursor_sql(c);
             conds.push(cond);
             params.extend(p);
         }
+        let selected: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} AS k{i}", quote(c)))
+            .collect();
+        let order: Vec<String> = (0..columns.len()).map(|i| format!("k{i}")).collect();
         let keys = format!(
-            "(SELECT {} AS k FROM {} WHERE {}) AS etlhost_sample",
-            quote(column),
+            "(SELECT {} FROM {} WHERE {}) AS etlhost_sample",
+            selected.join(", "),
             self.relation,
             conds.join(" AND ")
         );
         block_on(async {
             let mut c = self.conn().await?;
-            let fail = |e| self.err(&format!("cannot sample the keys of `{column}`"), e);
+            let fail = |e| self.err(&format!("cannot sample the keys `{names}`"), e);
             let rows: Option<u64> = c
                 .exec_first(format!("SELECT COUNT(*) FROM {keys}"), params.clone())
                 .await
@@ -40,24 +50,83 @@ impl MySqlSource {
             // RAND(seed) < p keeps about `count` rows in one scan of the key, where an exact
             // every-n-th-row pick would need a window over the whole table (10x slower here).
             let share = count as f64 / rows.max(1) as f64;
+            let order = order.join(", ");
             let sql = if share >= 1.0 {
-                format!("SELECT k FROM {keys} ORDER BY k")
+                format!("SELECT {order} FROM {keys} ORDER BY {order}")
             } else {
                 params.push(share.into());
-                format!("SELECT k FROM {keys} WHERE RAND({SEED}) < ? ORDER BY k")
+                format!("SELECT {order} FROM {keys} WHERE RAND({SEED}) < ? ORDER BY {order}")
             };
             let mut result = c.exec_iter(sql, params).await.map_err(fail)?;
-            let ty = match result.columns_ref().first() {
-                Some(col) => types::column(col, &self.typing).0.ty,
-                None => return Err(Error::permanent("the sample query returned no column")),
-            };
+            let types: Vec<_> = result
+                .columns_ref()
+                .iter()
+                .map(|col| types::column(col, &self.typing).0.ty)
+                .collect();
             let mut keys = Vec::new();
             while let Some(row) = result.next().await.map_err(fail)? {
-                if let Some(v) = row.unwrap().into_iter().next() {
-                    keys.push(types::value(v, ty));
-                }
+                let mut key: Vec<Value> = row
+                    .unwrap()
+                    .into_iter()
+                    .zip(&types)
+                    .map(|(v, ty)| types::value(v, *ty))
+                    .collect();
+                keys.push(match key.len() {
+                    1 => key.pop().expect("one column"),
+                    _ => Value::List(key),
+                });
             }
             Ok(KeySample { keys, rows })
         })
+    }
+}
+
+/// `(c1, c2, ...) <op> (v1, v2, ...)` compared column by column, written out as
+/// `c1 > v1 OR (c1 = v1 AND (c2 > v2 OR ...))`: MariaDB 10.11 scans the whole index for a row
+/// constructor comparison but uses the key's range for this form. `op` is `>=`, `>` or `<`.
+pub(crate) fn tuple_cmp(
+    columns: &[String],
+    values: &Value,
+    op: &str,
+    params: &mut Vec<mysql_async::Value>,
+) -> String {
+    let values: &[Value] = match values {
+        Value::List(v) => v,
+        one => std::slice::from_ref(one),
+    };
+    let strict = if op == "<" { "<" } else { ">" };
+    let mut sql = String::new();
+    let last = columns.len().min(values.len()) - 1;
+    for (i, (c, v)) in columns.iter().zip(values).enumerate() {
+        let c = quote(c);
+        if i == last {
+            sql.push_str(&format!("{c} {op} ?"));
+            params.push(types::param(v));
+        } else {
+            sql.push_str(&format!("({c} {strict} ? OR ({c} = ? AND "));
+            params.push(types::param(v));
+            params.push(types::param(v));
+        }
+    }
+    sql.push_str(&"))".repeat(last));
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tuple_comparison_is_written_out_column_by_column() {
+        let cols = ["a".to_string(), "b".to_string()];
+        let mut params = Vec::new();
+        let v = Value::List(vec![Value::Int(5), Value::String("k".into())]);
+        assert_eq!(
+            tuple_cmp(&cols, &v, ">=", &mut params),
+            "(`a` > ? OR (`a` = ? AND `b` >= ?))"
+        );
+        assert_eq!(params.len(), 3);
+        let one = ["a".to_string()];
+        assert_eq!(tuple_cmp(&one, &Value::Int(1), "<", &mut params), "`a` < ?");
     }
 }

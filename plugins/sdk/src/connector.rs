@@ -29,15 +29,16 @@ pub trait Source: Send + Sync + Sized + 'static {
         Err(Error::permanent("this source cannot be split by key"))
     }
 
-    /// About `count` non-NULL values of `column`, spread over its rows, in ascending order, for
-    /// planning splits of equal row counts (see [`crate::PlanRequest::KeySample`]).
+    /// About `count` keys of `columns` (one value, or a list for several columns), spread over
+    /// the rows, in ascending order, for planning splits of equal row counts (see
+    /// [`crate::PlanRequest::KeySample`]).
     fn key_sample(
         &self,
-        column: &str,
+        columns: &[String],
         cursor: Option<&CursorRange>,
         count: u64,
     ) -> Result<KeySample, Error> {
-        let _ = (column, cursor, count);
+        let _ = (columns, cursor, count);
         Err(Error::permanent("this source cannot sample its keys"))
     }
 

@@ -158,10 +158,10 @@ pub unsafe extern "C" fn source_call<S: Source>(
                     cursor: Some(_), ..
                 } if !S::INCREMENTAL => return Err(not_incremental().into()),
                 PlanRequest::KeySample {
-                    column,
+                    columns,
                     cursor,
                     count,
-                } => serde_json::to_vec(&s.key_sample(&column, cursor.as_ref(), count)?),
+                } => serde_json::to_vec(&s.key_sample(&columns, cursor.as_ref(), count)?),
             }
             .map_err(|e| Error::permanent(e.to_string()))?;
             Ok(STATUS_OK)

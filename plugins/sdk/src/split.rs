@@ -35,6 +35,10 @@ pub struct CursorRange {
 /// Rows whose `column` lies in `[start, end)`; a missing bound is unbounded on that side. Rows where
 /// `column` is NULL belong to the split with `nulls: true` (exactly one per plan).
 ///
+/// With `columns` (a composite key, two or more columns), the key is the tuple of those columns,
+/// compared column by column, and `start`, `end` and `after` are [`Value::List`]s of one value per
+/// column; `column` is then the first of them. Such a key has no NULLs (the host checks).
+///
 /// A source reads a split's rows in ascending order of `column` (NULLs first), so that the host can
 /// record how far a split got. When `after` is set (a resumed split), only rows with `column >
 /// after` are read.
@@ -47,6 +51,19 @@ pub struct KeyRange {
     pub nulls: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+}
+
+impl KeyRange {
+    /// The key's columns: `columns`, or `column` alone.
+    pub fn key_columns(&self) -> &[String] {
+        if self.columns.is_empty() {
+            std::slice::from_ref(&self.column)
+        } else {
+            &self.columns
+        }
+    }
 }
 
 /// Questions the host asks a source while planning, through the ABI's `call`.
@@ -70,12 +87,13 @@ pub enum PlanRequest {
     },
     /// The source's tables, columns, keys and foreign keys, for `etlhost init` ([`Catalog`]).
     Describe,
-    /// About `count` of the column's non-NULL values, spread evenly over its rows (in `cursor`
-    /// when set), in the source's own ascending order ([`KeySample`]). The host cuts splits of
-    /// equal row counts from it where keys are unevenly spread or are not numbers. A source built
-    /// before this request refuses it, and the host falls back to equal key ranges.
+    /// About `count` keys spread evenly over the rows (in `cursor` when set) that have no NULL in
+    /// `columns`, in the source's own ascending order ([`KeySample`]); a key of several columns is
+    /// a [`Value::List`]. The host cuts splits of equal row counts from it where keys are unevenly
+    /// spread or are not numbers. A source built before this request refuses it, and the host
+    /// falls back to equal key ranges.
     KeySample {
-        column: String,
+        columns: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cursor: Option<CursorRange>,
         count: u64,
@@ -140,7 +158,7 @@ pub struct KeySample {
     /// Sampled non-NULL keys in ascending order as the source compares them (its collation for
     /// text), duplicates kept, so that a key's position tells the share of rows below it.
     pub keys: Vec<Value>,
-    /// The non-NULL keys the sample was drawn from.
+    /// The rows with a non-NULL key, which the sample was drawn from.
     pub rows: u64,
 }
 
