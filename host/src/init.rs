@@ -8,7 +8,8 @@
 //! - a join table (a primary key made of exactly two foreign keys) becomes relationships between the
 //!   two referenced nodes, named after the table and carrying its other columns as properties.
 //!
-//! Numeric primary keys get `partition_column`, so big tables are read in parallel. Foreign key
+//! Primary keys become `partition_column` (a number, date or text key, or every column of a
+//! composite one), so big tables are read in parallel. Foreign key
 //! columns are not copied onto nodes: the relationship carries them.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,12 +121,19 @@ fn sql_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-fn numeric(t: &TableInfo, column: &str) -> bool {
+/// Whether the host can cut `column` into key ranges (numbers and dates) or at sampled keys (text).
+fn splittable(t: &TableInfo, column: &str) -> bool {
     t.columns.iter().any(|c| {
         c.name == column
             && matches!(
                 c.column_type,
-                ColumnType::Int | ColumnType::UInt | ColumnType::Decimal
+                ColumnType::Int
+                    | ColumnType::UInt
+                    | ColumnType::Decimal
+                    | ColumnType::Date
+                    | ColumnType::DateTime
+                    | ColumnType::Timestamp
+                    | ColumnType::String
             )
     })
 }
@@ -227,21 +235,21 @@ impl<'a> Plan<'a> {
 }
 
 /// A flow's `source`: the plugin's `options`, and `partition_column` when `column` is numeric.
-fn source(t: &TableInfo, column: Option<&String>, options: Value) -> Map<String, Value> {
+fn source(t: &TableInfo, key: &[String], options: Value) -> Map<String, Value> {
     let mut source = Map::new();
-    if let Some(c) = column.filter(|c| numeric(t, c)) {
-        source.insert("partition_column".into(), json!(c));
+    match key {
+        [] => {}
+        [one] if splittable(t, one) => {
+            source.insert("partition_column".into(), json!(one));
+        }
+        [_] => {}
+        // The columns of a primary key are NOT NULL, so its tuples can be split.
+        many => {
+            source.insert("partition_column".into(), json!(many));
+        }
     }
     source.insert("options".into(), options);
     source
-}
-
-/// The single column of a one-column primary key.
-fn single_key(t: &TableInfo) -> Option<&String> {
-    match t.primary_key.as_slice() {
-        [pk] => Some(pk),
-        _ => None,
-    }
 }
 
 pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
@@ -414,7 +422,7 @@ fn node_flow(plan: &mut Plan<'_>, t: &TableInfo) -> Value {
     sink.insert("query".into(), Value::String(query));
     json!({
         "name": plan.node_flow[t.name.as_str()],
-        "source": source(t, single_key(t), json!({ "table": t.name })),
+        "source": source(t, &t.primary_key, json!({ "table": t.name })),
         "sink": { "options": sink },
     })
 }
@@ -467,7 +475,7 @@ fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>)
         flows.push(json!({
             "name": name,
             "after": plan.after(&t.name, &fk.table),
-            "source": source(t, single_key(t), json!({ "query": sql })),
+            "source": source(t, &t.primary_key, json!({ "query": sql })),
             "sink": { "options": { "query": query } },
         }));
     }
@@ -497,7 +505,7 @@ fn join_flow(plan: &mut Plan<'_>, t: &TableInfo, a: &ForeignKey, b: &ForeignKey)
     json!({
         "name": plan.unique(&t.name),
         "after": plan.after(&a.table, &b.table),
-        "source": source(t, t.primary_key.first(), json!({ "table": t.name })),
+        "source": source(t, &t.primary_key, json!({ "table": t.name })),
         "sink": { "options": { "query": query } },
     })
 }

@@ -152,7 +152,8 @@ async fn init_writes_a_spec_that_builds_nodes_relationships_and_join_tables() {
         "SET n.name = row.name, n.email = row.email, n.salary = row.salary",
         "query: SELECT `id`, `company_id` FROM `employee` WHERE `company_id` IS NOT NULL",
         "MERGE (a)-[r:EMPLOYEE_PROJECT]->(b)",
-        "partition_column: employee_id",
+        // A join table's composite primary key is split as a whole.
+        "partition_column:\n    - employee_id\n    - project_code\n",
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
