@@ -463,6 +463,83 @@ impl Connection {
         Ok(())
     }
 
+    /// Starts a query in an auto-commit transaction and returns the names of its fields; its
+    /// records are then read with [`Self::pull`]. For reading (`etlhost verify`).
+    pub fn run_read(
+        &mut self,
+        database: Option<&str>,
+        query: &str,
+        params: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Vec<String>, BoltError> {
+        self.out.clear();
+        self.message(|m| {
+            ps::struct_header(m, 3, RUN);
+            ps::string(m, query);
+            params(m);
+            db_map(m, database);
+        });
+        self.flush()?;
+        match self.summary()? {
+            Summary::Success(Ps::Map(meta)) => Ok(match meta.get("fields") {
+                Some(Ps::List(f)) => f.iter().filter_map(Ps::as_str).map(String::from).collect(),
+                _ => Vec::new(),
+            }),
+            Summary::Success(_) => Ok(Vec::new()),
+            Summary::Failure { code, message } => {
+                self.reset()?;
+                Err(BoltError::Server { code, message })
+            }
+            Summary::Ignored => Err(BoltError::Protocol("RUN was ignored".into())),
+        }
+    }
+
+    /// Up to `n` more records of the result [`Self::run_read`] started (`-1`: all), and whether
+    /// more remain.
+    pub fn pull(&mut self, n: i64) -> Result<(Vec<Vec<Ps>>, bool), BoltError> {
+        self.out.clear();
+        self.message(|m| {
+            ps::struct_header(m, 1, PULL);
+            ps::map_header(m, 1);
+            ps::string(m, "n");
+            ps::int(m, n);
+        });
+        self.flush()?;
+        let mut records = Vec::new();
+        loop {
+            match self.read_message()? {
+                Ps::Struct(RECORD, mut f) => match f.pop() {
+                    Some(Ps::List(values)) => records.push(values),
+                    _ => return Err(BoltError::Protocol("a RECORD without values".into())),
+                },
+                Ps::Struct(SUCCESS, mut f) => {
+                    let more = matches!(f.pop(), Some(Ps::Map(m)) if m.get("has_more") == Some(&Ps::Bool(true)));
+                    return Ok((records, more));
+                }
+                Ps::Struct(FAILURE, f) => {
+                    let meta = match f.into_iter().next() {
+                        Some(Ps::Map(m)) => m,
+                        _ => Default::default(),
+                    };
+                    let get = |k: &str| meta.get(k).and_then(Ps::as_str).unwrap_or("").to_string();
+                    let e = BoltError::Server {
+                        code: get("code"),
+                        message: get("message"),
+                    };
+                    self.reset()?;
+                    return Err(e);
+                }
+                Ps::Struct(IGNORED, _) => {
+                    return Err(BoltError::Protocol("PULL was ignored".into()))
+                }
+                other => {
+                    return Err(BoltError::Protocol(format!(
+                        "unexpected response {other:?}"
+                    )))
+                }
+            }
+        }
+    }
+
     /// Clears a failed state so the connection can be used again.
     fn reset(&mut self) -> Result<(), BoltError> {
         self.out.clear();

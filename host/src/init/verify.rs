@@ -1,0 +1,81 @@
+//! The `verify:` block of each generated flow: the Cypher that reads back what the flow wrote,
+//! keyed like the source's rows, so `etlhost verify` needs no configuration for them.
+//!
+//! - a node flow: its label's nodes, by primary key, with every copied property;
+//! - a foreign key's relationships: keyed by the row's primary key and the foreign key's columns
+//!   (the two ends), so a moved, missing or extra relationship shows as its endpoints;
+//! - a join table's relationships: keyed by the table's primary key (both ends), with its other
+//!   columns as the relationship's properties.
+//!
+//! `$lo`/`$hi` bound the key's first column, the flow's `partition_column` where it has one.
+
+use serde_json::{json, Value};
+
+use super::ident;
+
+/// `WHERE ($lo IS NULL OR x >= $lo) AND ($hi IS NULL OR x < $hi)` for property `x`.
+fn range(property: &str) -> String {
+    format!("WHERE ($lo IS NULL OR {property} >= $lo) AND ($hi IS NULL OR {property} < $hi)")
+}
+
+/// `RETURN a.x AS x, ... ORDER BY k1, k2` from (expression, column) pairs.
+fn returns(fields: &[(String, String)], key: &[String]) -> String {
+    let ret: Vec<String> = fields
+        .iter()
+        .map(|(expr, col)| format!("{expr} AS {}", ident(col)))
+        .collect();
+    let order: Vec<String> = key.iter().map(|k| ident(k)).collect();
+    format!("RETURN {} ORDER BY {}", ret.join(", "), order.join(", "))
+}
+
+fn block(query: String, key: &[String]) -> Value {
+    json!({ "key": key, "query": query })
+}
+
+/// A node flow's nodes: `label`, keyed by `keys`, with `props`.
+pub fn node(label: &str, keys: &[String], props: &[&str]) -> Value {
+    let fields: Vec<(String, String)> = keys
+        .iter()
+        .map(String::as_str)
+        .chain(props.iter().copied())
+        .map(|c| (format!("n.{}", ident(c)), c.to_string()))
+        .collect();
+    let query = format!(
+        "MATCH (n:{})\n{}\n{}",
+        ident(label),
+        range(&format!("n.{}", ident(&keys[0]))),
+        returns(&fields, keys)
+    );
+    block(query, keys)
+}
+
+/// A relationship between two nodes; `from` and `to` are (column, property) pairs read from
+/// the start node `a` and the end node `b`, `props` the relationship's own properties.
+pub fn relationship(
+    pattern: &str,
+    from: &[(String, String)],
+    to: &[(String, String)],
+    props: &[&str],
+) -> Value {
+    let key: Vec<String> = from.iter().chain(to).map(|(c, _)| c.clone()).collect();
+    let mut fields: Vec<(String, String)> = from
+        .iter()
+        .map(|(c, p)| (format!("a.{}", ident(p)), c.clone()))
+        .chain(
+            to.iter()
+                .map(|(c, p)| (format!("b.{}", ident(p)), c.clone())),
+        )
+        .collect();
+    fields.extend(
+        props
+            .iter()
+            .map(|p| (format!("r.{}", ident(p)), p.to_string())),
+    );
+    let first = format!("a.{}", ident(&from[0].1));
+    let query = format!(
+        "MATCH {pattern}\n{}\n{}",
+        range(&first),
+        returns(&fields, &key)
+    );
+    block(query, &key)
+}
