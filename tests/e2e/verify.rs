@@ -316,3 +316,153 @@ verify: 0 of 1 flows match, 1 different, 0 not verifiable
         )
     );
 }
+
+/// Every type of the README's type table, with the edge cases: a correct load must verify clean.
+async fn types_table(db: &str) {
+    let pool = mysql(db).await;
+    exec(
+        &pool,
+        "CREATE TABLE types (
+            id INT PRIMARY KEY,
+            p POINT NULL, c POINT NULL, g GEOMETRY NULL,
+            b1 BIT(1) NULL, b8 BIT(8) NULL, t1 TINYINT(1) NULL,
+            s SET('a','b','c') NULL,
+            ts TIMESTAMP(6) NULL, dt DATETIME(6) NULL, d DATE NULL, tm TIME(6) NULL,
+            doc JSON NULL, dec_ DECIMAL(10,2) NULL, big BIGINT UNSIGNED NULL,
+            f FLOAT NULL, db DOUBLE NULL, vb VARBINARY(10) NULL, txt TEXT NULL
+        )",
+    )
+    .await;
+    exec(&pool, "SET time_zone = '+02:00'").await;
+    exec(
+        &pool,
+        "INSERT INTO types VALUES
+         (1, ST_GeomFromText('POINT(13.4 52.5)', 4326), ST_GeomFromText('POINT(1.5 -2)'),
+          ST_GeomFromText('LINESTRING(0 0,1 1)'), b'1', b'10100101', 1, 'c,a',
+          '2024-01-02 05:04:05.123456', '2024-01-02 03:04:05.123456', '2024-02-29',
+          '-838:59:59', '{\"name\": \"Ada\", \"tags\": [\"x\", \"y\"]}', 12.5,
+          18446744073709551615, 0.1, 2.5e-300, x'00ff', 'Grüße ✓'),
+         (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+          NULL, NULL, NULL, NULL, NULL),
+         (3, NULL, NULL, NULL, b'0', NULL, 2, '', '1970-01-01 02:00:01', '1000-01-01 00:00:00',
+          '9999-12-31', '12:30:00.5', '[]', -0.01, 5, -1, 0, '', '')",
+    )
+    .await;
+}
+
+const TYPES_VERIFY: &str = "
+verify:
+  key: [id]
+  query: >-
+    MATCH (r:Row) WHERE ($lo IS NULL OR r.id >= $lo) AND ($hi IS NULL OR r.id < $hi)
+    RETURN r.id AS id, r.p AS p, r.c AS c, r.g AS g, r.b1 AS b1, r.b8 AS b8, r.t1 AS t1,
+    r.s AS s, r.ts AS ts, r.dt AS dt, r.d AS d, r.tm AS tm, r.doc AS doc, r.dec_ AS dec_,
+    r.big AS big, r.f AS f, r.db AS db, r.vb AS vb, r.txt AS txt ORDER BY id
+";
+
+const TYPES_WRITE: &str = "UNWIND $batch AS row CREATE (r:Row {id: row.id, p: row.p, c: row.c, \
+    g: row.g, b1: row.b1, b8: row.b8, t1: row.t1, s: row.s, ts: row.ts, dt: row.dt, d: row.d, \
+    tm: row.tm, doc: row.doc, dec_: row.dec_, big: row.big, f: row.f, db: row.db, vb: row.vb, \
+    txt: row.txt})";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_types_table_is_clean_as_mapped() {
+    types_table("vf_types").await;
+    let g = graph("vf_types").await;
+    let base = crate::support::spec_with(
+        "vf_types",
+        "vf_types",
+        "types",
+        "vf_types",
+        100,
+        TYPES_WRITE,
+        "  partition_column: id\n  partition_num: 2",
+    ) + TYPES_VERIFY;
+    run_job("vf_types", &base);
+    let (_, out) = etlhost_with_spec("verify", "vf_types.yaml", &base, &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout,
+        clean("vf_types", 3) + "verify: 1 of 1 flows match, 0 different, 0 not verifiable\n"
+    );
+    // A value changed in the graph is found, in its column.
+    g.run(neo4rs::query(
+        "MATCH (r:Row {id: 1}) SET r.dt = localdatetime('2024-01-02T03:04:05.123457')",
+    ))
+    .await
+    .unwrap();
+    let (_, out) = etlhost_with_spec("verify", "vf_types.yaml", &base, &[]);
+    assert_eq!(out.code, 5, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("  different          1  id=1 [dt]\n"),
+        "{}",
+        out.stdout
+    );
+
+    // The other mappings: booleans from TINYINT(1), BIT(1) as bytes, temporals and decimals as
+    // the sink wrote them (text, floats).
+    let g2 = graph("vf_types_opt").await;
+    let options = base
+        .replacen(
+            "    table: types\n",
+            "    table: types\n    tinyint1_as_bool: true\n    bit1_as_bool: false\n",
+            1,
+        )
+        .replacen(
+            "    database: vf_types\n",
+            "    database: vf_types_opt\n    temporal: string\n    decimal: float\n",
+            1,
+        );
+    run_job("vf_types_opt", &options);
+    drop(g2);
+    let (_, out) = etlhost_with_spec("verify", "vf_types_opt.yaml", &options, &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_applies_the_flows_transforms_to_the_source_side() {
+    crate::support::person_table("vf_wasm", 30, "n").await;
+    let g = graph("vf_wasm").await;
+    let component = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("transforms/field-map.wasm");
+    assert!(component.exists(), "run `cargo xtask build` first");
+    let flows = format!(
+        "  - name: labels
+    source: {{partition_column: id, options: {{table: person}}}}
+    transforms:
+      - name: label
+        component: {}
+        config: {{compute: {{label: \"x-{{name}}\"}}, drop: [name]}}
+    sink: {{options: {{query: 'UNWIND $batch AS row MERGE (p:Person {{id: row.id}}) SET p.label = row.label'}}}}
+    verify:
+      key: [id]
+      query: >-
+        MATCH (p:Person) WHERE ($lo IS NULL OR p.id >= $lo) AND ($hi IS NULL OR p.id < $hi)
+        RETURN p.id AS id, p.label AS label ORDER BY id
+",
+        component.display()
+    );
+    let text = hand_spec("vf_wasm", "vf_wasm", &flows);
+    run_job("vf_wasm", &text);
+    let (_, out) = etlhost_with_spec("verify", "vf_wasm.yaml", &text, &[]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout,
+        clean("labels", 30) + "verify: 1 of 1 flows match, 0 different, 0 not verifiable\n"
+    );
+    g.run(neo4rs::query(
+        "MATCH (p:Person {id: 9}) SET p.label = 'x-n99'",
+    ))
+    .await
+    .unwrap();
+    let (_, out) = etlhost_with_spec("verify", "vf_wasm.yaml", &text, &[]);
+    assert_eq!(out.code, 5, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("  different          1  id=9 [label]\n"),
+        "{}",
+        out.stdout
+    );
+}

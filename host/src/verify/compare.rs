@@ -166,6 +166,7 @@ pub fn split(
     graph: &mut Stream<'_>,
     chunk_rows: usize,
     compare: &[String],
+    ordered: bool,
     tally: &mut Tally,
 ) -> Result<(), String> {
     let mut waiting_source: BTreeMap<Key, Vec<Canon>> = BTreeMap::new();
@@ -181,7 +182,7 @@ pub fn split(
             }
             let item = source.take()?.expect("peeked");
             let first = &item.0[0];
-            alike = Some(alike.unwrap_or(true) && first.orders_alike());
+            alike = Some(alike.unwrap_or(ordered) && first.orders_alike());
             if high.as_ref().is_none_or(|h| first > h) {
                 high = Some(first.clone());
             }
@@ -189,7 +190,7 @@ pub fn split(
         }
         let source_done = source.peek()?.is_none();
         // A split without source rows: every graph row is extra, whatever the order.
-        let ordered = alike.unwrap_or(true);
+        let ordered = alike.unwrap_or(ordered);
         let low = s_chunk.first().map(|i| i.0[0].clone());
         let mut g_chunk: Vec<Item> = Vec::new();
         while let Some(p) = graph.peek()? {

@@ -23,6 +23,7 @@ use crate::job::Job;
 use crate::plan;
 use crate::plugin::{QueryHandle, SourceHandle};
 use crate::spec::{FlowRef, SpecError, VerifySpec};
+use crate::transform::{Chain, Origin, Transforms};
 use canonical::Mapping;
 use compare::{Side, Stream};
 pub use report::{FlowReport, Outcome, Tally};
@@ -76,11 +77,6 @@ fn not_verifiable(job: &Job, flow: FlowRef<'_>) -> Option<String> {
             "the flow has no `verify:` block naming the graph's side (its query and key)".into(),
         );
     }
-    if !f.transforms.is_empty() {
-        return Some(
-            "the flow has transforms, and verify compares the source's rows as read".into(),
-        );
-    }
     let sink = &job.plugins[flow.index].sink;
     if !sink.can_query() {
         return Some(format!(
@@ -109,13 +105,19 @@ fn flow_tally(job: &Job, flow: FlowRef<'_>, opts: &Options) -> Result<Tally, Ver
     let v = f.verify.as_ref().expect("checked by not_verifiable");
     let source = SourceHandle::open(job.plugins[flow.index].source.clone(), &f.source.options)
         .map_err(|e| VerifyError::Failed(format!("flow {}: cannot start source: {e}", f.name)))?;
+    // The flow's transforms run on the source's rows, as in `run`.
+    let transforms = crate::transform::load(flow).map_err(|e| match e {
+        crate::error::RunError::Config(e) => VerifyError::Config(e),
+        other => VerifyError::Failed(other.to_string()),
+    })?;
+    let transforms = transforms.as_ref();
     let mapping = Mapping::from_sink_options(&f.sink.options);
     let mut tally = Tally {
         key: v.key.clone(),
         ..Tally::default()
     };
     if let Some(n) = opts.sample {
-        if sample::run(job, flow, &source, mapping, n, opts, &mut tally)? {
+        if sample::run(job, flow, &source, transforms, mapping, n, opts, &mut tally)? {
             return Ok(tally);
         }
         tracing::warn!(
@@ -130,7 +132,10 @@ fn flow_tally(job: &Job, flow: FlowRef<'_>, opts: &Options) -> Result<Tally, Ver
     }
     for split in splits(flow, &source, &mapping, v)? {
         let (lo, hi) = bounds(&split, &mapping);
-        compare_range(job, flow, &source, split, lo, hi, mapping, opts, &mut tally)?;
+        let range = Range { split, lo, hi };
+        compare_range(
+            job, flow, &source, transforms, range, mapping, opts, &mut tally,
+        )?;
     }
     Ok(tally)
 }
@@ -232,19 +237,26 @@ fn graph_rows(
     Ok(rx)
 }
 
-/// Compares the source's `split` with the graph's `[lo, hi)` into `tally`.
+/// A source split and the graph's `[lo, hi)` it is compared with.
+struct Range {
+    split: Split,
+    lo: Value,
+    hi: Value,
+}
+
+/// Compares one [`Range`] of both sides into `tally`.
 #[allow(clippy::too_many_arguments)]
 fn compare_range(
     job: &Job,
     flow: FlowRef<'_>,
     source: &Arc<SourceHandle>,
-    split: Split,
-    lo: Value,
-    hi: Value,
+    transforms: Option<&Arc<Transforms>>,
+    range: Range,
     mapping: Mapping,
     opts: &Options,
     tally: &mut Tally,
 ) -> Result<(), VerifyError> {
+    let Range { split, lo, hi } = range;
     let f = flow.flow;
     let v = f.verify.as_ref().expect("verifiable");
     let graph = graph_rows(job, flow, lo, hi, opts.chunk_rows)?;
@@ -272,16 +284,42 @@ fn compare_range(
             Err(_) => Ok(None),
         }
     });
-    let mut source_side = Stream::new(Side::Source(mapping), &v.key, &columns, || {
-        reader
+    let mut chain = transforms.map(|t| Chain::new(t.clone()));
+    // Transforms may reorder rows or change keys: their rows are matched whatever their order.
+    let ordered = chain.is_none();
+    let (mut rows, mut ended, mut held) = (0u64, false, Vec::<Batch>::new());
+    let mut source_side = Stream::new(Side::Source(mapping), &v.key, &columns, move || loop {
+        if let Some(b) = held.pop() {
+            return Ok(Some(b));
+        }
+        if ended {
+            return Ok(None);
+        }
+        let next = reader
             .next_batch()
-            .map_err(|e| format!("flow {}: reading the source failed: {e}", f.name))
+            .map_err(|e| format!("flow {}: reading the source failed: {e}", f.name))?;
+        match (next, chain.as_mut()) {
+            (Some(batch), None) => return Ok(Some(batch)),
+            (Some(batch), Some(c)) => {
+                let n = batch.len() as u64;
+                let origins = (rows..rows + n).map(Origin::Row).collect();
+                rows += n;
+                return Ok(Some(c.apply(batch, origins).batch));
+            }
+            (None, c) => {
+                ended = true;
+                if let Some(c) = c {
+                    held = c.finish().into_iter().map(|a| a.batch).rev().collect();
+                }
+            }
+        }
     });
     compare::split(
         &mut source_side,
         &mut graph_side,
         opts.chunk_rows,
         &columns,
+        ordered,
         tally,
     )
     .map_err(VerifyError::Failed)?;

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use etlhost_plugin_sdk::{KeyRange, Split, Value};
 
 use super::canonical::Mapping;
-use super::{bounds, compare_range, Options, Tally, VerifyError};
+use super::{bounds, compare_range, Options, Range, Tally, VerifyError};
 use crate::job::Job;
 use crate::plugin::SourceHandle;
 use crate::spec::FlowRef;
+use crate::transform::Transforms;
 
 /// A key column's value as a number, and back.
 fn number(v: &Value) -> Option<i64> {
@@ -51,10 +52,12 @@ impl Rng {
 }
 
 /// Samples `n` keys into `tally`; `Ok(false)` when the key cannot be sampled.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     job: &Job,
     flow: FlowRef<'_>,
     source: &Arc<SourceHandle>,
+    transforms: Option<&Arc<Transforms>>,
     mapping: Mapping,
     n: usize,
     opts: &Options,
@@ -101,7 +104,12 @@ pub fn run(
         };
         let (glo, ghi) = bounds(&split, &mapping);
         let before = (tally.source_rows, tally.graph_rows);
-        compare_range(job, flow, source, split, glo, ghi, mapping, opts, tally)?;
+        let range = Range {
+            split,
+            lo: glo,
+            hi: ghi,
+        };
+        compare_range(job, flow, source, transforms, range, mapping, opts, tally)?;
         if (tally.source_rows, tally.graph_rows) != before {
             found += 1;
         }
