@@ -294,6 +294,20 @@ verify: 0 of 1 flows match, 1 different, 0 not verifiable
 "
     );
 
+    // Without a `lookup` query, a sample runs the block's query once per key.
+    let (_, out) = etlhost_with_spec(
+        "verify",
+        "vf_hand_one.yaml",
+        &one,
+        &["--sample", "10", "--seed", "3"],
+    );
+    assert!(
+        out.stdout.contains(" (sample of 10 keys)\n"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+
     // A mistake in the block is reported at its line, before anything is read.
     let bad = one.replace("key: [id]", "key: [name]");
     let (path, out) = etlhost_with_spec("verify", "vf_hand_bad.yaml", &bad, &[]);

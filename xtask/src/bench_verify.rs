@@ -76,6 +76,10 @@ verify:
     MATCH (n:Person)
     WHERE ($lo IS NULL OR n.id >= $lo) AND ($hi IS NULL OR n.id < $hi)
     RETURN n.id AS id, n.name AS name, n.email AS email, n.created_at AS created_at ORDER BY id
+  lookup: |
+    MATCH (n:Person)
+    WHERE n.id IN $keys
+    RETURN n.id AS id, n.name AS name, n.email AS email, n.created_at AS created_at ORDER BY id
 "
     )
 }

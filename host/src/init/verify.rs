@@ -7,7 +7,9 @@
 //! - a join table's relationships: keyed by the table's primary key (both ends), with its other
 //!   columns as the relationship's properties.
 //!
-//! `$lo`/`$hi` bound the key's first column, the flow's `partition_column` where it has one.
+//! `$lo`/`$hi` bound the key's first column, the flow's `partition_column` where it has one;
+//! `lookup` (for `--sample`) takes the first column's values in `$keys` instead, which the graph
+//! answers from the flow's constraint or index rather than by scanning the label.
 
 use serde_json::{json, Value};
 
@@ -28,8 +30,14 @@ fn returns(fields: &[(String, String)], key: &[String]) -> String {
     format!("RETURN {} ORDER BY {}", ret.join(", "), order.join(", "))
 }
 
-fn block(query: String, key: &[String]) -> Value {
-    json!({ "key": key, "query": query })
+/// The block: `query` has a `WHERE` clause of its own on its second line, which `lookup`
+/// replaces by `first IN $keys`.
+fn block(query: String, first: &str, key: &[String]) -> Value {
+    let mut lines: Vec<&str> = query.lines().collect();
+    let filter = format!("WHERE {first} IN $keys");
+    lines[1] = &filter;
+    let lookup = lines.join("\n");
+    json!({ "key": key, "query": query, "lookup": lookup })
 }
 
 /// A node flow's nodes: `label`, keyed by `keys`, with `props`.
@@ -40,13 +48,14 @@ pub fn node(label: &str, keys: &[String], props: &[&str]) -> Value {
         .chain(props.iter().copied())
         .map(|c| (format!("n.{}", ident(c)), c.to_string()))
         .collect();
+    let first = format!("n.{}", ident(&keys[0]));
     let query = format!(
         "MATCH (n:{})\n{}\n{}",
         ident(label),
-        range(&format!("n.{}", ident(&keys[0]))),
+        range(&first),
         returns(&fields, keys)
     );
-    block(query, keys)
+    block(query, &first, keys)
 }
 
 /// A relationship between two nodes; `from` and `to` are (column, property) pairs read from
@@ -77,5 +86,5 @@ pub fn relationship(
         range(&first),
         returns(&fields, &key)
     );
-    block(query, &key)
+    block(query, &first, &key)
 }

@@ -18,12 +18,19 @@ pub struct VerifySpec {
     pub key: Vec<String>,
     /// The columns compared beside the key; default: every other column the query returns.
     pub compare: Option<Vec<String>>,
+    /// For `--sample`: the same rows as `query`, for the first key column's values in the list
+    /// `$keys` (a query the graph answers from an index). Without it, `--sample` runs `query`
+    /// once per key.
+    pub lookup: Option<String>,
 }
 
 /// Rules serde cannot express, reported at the block's keys.
 pub(super) fn check(flow: &FlowRef<'_>, v: &VerifySpec) -> Result<(), SpecError> {
     if v.query.trim().is_empty() {
         return Err(flow.error("verify.query", "must not be empty"));
+    }
+    if v.lookup.as_deref().is_some_and(|l| l.trim().is_empty()) {
+        return Err(flow.error("verify.lookup", "must not be empty"));
     }
     if v.key.is_empty() {
         return Err(flow.error("verify.key", "must name at least one column"));

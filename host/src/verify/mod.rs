@@ -191,22 +191,14 @@ fn bounds(split: &Split, mapping: &Mapping) -> (Value, Value) {
     }
 }
 
-/// Reads the graph's side of `[lo, hi)` on a thread of its own, so that both sides are read at
+/// Runs a graph query on a thread of its own, so that both sides are read at
 /// once; batches arrive through a small channel.
 fn graph_rows(
     job: &Job,
     flow: FlowRef<'_>,
-    lo: Value,
-    hi: Value,
-    fetch_size: usize,
+    request: QueryRequest,
 ) -> Result<crossbeam_channel::Receiver<Result<Batch, String>>, VerifyError> {
     let f = flow.flow;
-    let v = f.verify.as_ref().expect("verifiable");
-    let request = QueryRequest {
-        query: v.query.clone(),
-        params: vec![("lo".into(), lo), ("hi".into(), hi)],
-        fetch_size,
-    };
     let plugin = job.plugins[flow.index].sink.clone();
     let mut rows = match QueryHandle::open(plugin, &f.sink.options, &request) {
         Some(Ok(r)) => r,
@@ -237,6 +229,48 @@ fn graph_rows(
     Ok(rx)
 }
 
+/// The batches of a source split, through the flow's transforms when it has any (their `finish`
+/// rows at the end).
+fn source_rows(
+    flow: FlowRef<'_>,
+    source: &Arc<SourceHandle>,
+    transforms: Option<&Arc<Transforms>>,
+    split: &Split,
+) -> Result<impl FnMut() -> Result<Option<Batch>, String>, VerifyError> {
+    let name = flow.flow.name.clone();
+    let mut reader = source
+        .open_split(split)
+        .map_err(|e| VerifyError::Failed(format!("flow {name}: cannot read the source: {e}")))?;
+    let mut chain = transforms.map(|t| Chain::new(t.clone()));
+    let (mut rows, mut ended, mut held) = (0u64, false, Vec::<Batch>::new());
+    Ok(move || loop {
+        if let Some(b) = held.pop() {
+            return Ok(Some(b));
+        }
+        if ended {
+            return Ok(None);
+        }
+        let next = reader
+            .next_batch()
+            .map_err(|e| format!("flow {name}: reading the source failed: {e}"))?;
+        match (next, chain.as_mut()) {
+            (Some(batch), None) => return Ok(Some(batch)),
+            (Some(batch), Some(c)) => {
+                let n = batch.len() as u64;
+                let origins = (rows..rows + n).map(Origin::Row).collect();
+                rows += n;
+                return Ok(Some(c.apply(batch, origins).batch));
+            }
+            (None, c) => {
+                ended = true;
+                if let Some(c) = c {
+                    held = c.finish().into_iter().map(|a| a.batch).rev().collect();
+                }
+            }
+        }
+    })
+}
+
 /// A source split and the graph's `[lo, hi)` it is compared with.
 struct Range {
     split: Split,
@@ -259,7 +293,12 @@ fn compare_range(
     let Range { split, lo, hi } = range;
     let f = flow.flow;
     let v = f.verify.as_ref().expect("verifiable");
-    let graph = graph_rows(job, flow, lo, hi, opts.chunk_rows)?;
+    let request = QueryRequest {
+        query: v.query.clone(),
+        params: vec![("lo".into(), lo), ("hi".into(), hi)],
+        fetch_size: opts.chunk_rows,
+    };
+    let graph = graph_rows(job, flow, request)?;
     // The graph's first batch names its columns, which `compare` defaults to.
     let first = match graph.recv() {
         Ok(Ok(b)) => Some(b),
@@ -271,9 +310,6 @@ fn compare_range(
         .map(|b| b.schema.iter().map(|c| c.name.clone()).collect())
         .unwrap_or_default();
     let columns = compared(v, &graph_columns);
-    let mut reader = source.open_split(&split).map_err(|e| {
-        VerifyError::Failed(format!("flow {}: cannot read the source: {e}", f.name))
-    })?;
     let mut first = first;
     let mut graph_side = Stream::new(Side::Graph, &v.key, &columns, move || {
         if let Some(b) = first.take() {
@@ -284,36 +320,10 @@ fn compare_range(
             Err(_) => Ok(None),
         }
     });
-    let mut chain = transforms.map(|t| Chain::new(t.clone()));
     // Transforms may reorder rows or change keys: their rows are matched whatever their order.
-    let ordered = chain.is_none();
-    let (mut rows, mut ended, mut held) = (0u64, false, Vec::<Batch>::new());
-    let mut source_side = Stream::new(Side::Source(mapping), &v.key, &columns, move || loop {
-        if let Some(b) = held.pop() {
-            return Ok(Some(b));
-        }
-        if ended {
-            return Ok(None);
-        }
-        let next = reader
-            .next_batch()
-            .map_err(|e| format!("flow {}: reading the source failed: {e}", f.name))?;
-        match (next, chain.as_mut()) {
-            (Some(batch), None) => return Ok(Some(batch)),
-            (Some(batch), Some(c)) => {
-                let n = batch.len() as u64;
-                let origins = (rows..rows + n).map(Origin::Row).collect();
-                rows += n;
-                return Ok(Some(c.apply(batch, origins).batch));
-            }
-            (None, c) => {
-                ended = true;
-                if let Some(c) = c {
-                    held = c.finish().into_iter().map(|a| a.batch).rev().collect();
-                }
-            }
-        }
-    });
+    let ordered = transforms.is_none();
+    let read = source_rows(flow, source, transforms, &split)?;
+    let mut source_side = Stream::new(Side::Source(mapping), &v.key, &columns, read);
     compare::split(
         &mut source_side,
         &mut graph_side,
