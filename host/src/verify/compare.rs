@@ -281,3 +281,96 @@ impl Found {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etlhost_plugin_sdk::ColumnType;
+
+    /// Batches of `(id, v)` rows, `per` rows each.
+    fn batches(rows: &[(Value, i64)], per: usize) -> Vec<Batch> {
+        let schema: Arc<[Column]> = ["id", "v"]
+            .map(|n| Column {
+                name: n.into(),
+                ty: ColumnType::Any,
+            })
+            .to_vec()
+            .into();
+        rows.chunks(per)
+            .map(|c| Batch {
+                schema: schema.clone(),
+                rows: c
+                    .iter()
+                    .map(|(k, v)| vec![k.clone(), Value::Int(*v)])
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn run(source: &[(Value, i64)], graph: &[(Value, i64)], chunk: usize) -> Tally {
+        let key = vec!["id".to_string()];
+        let cmp = vec!["v".to_string()];
+        let (mut s, mut g) = (
+            batches(source, 3).into_iter(),
+            batches(graph, 2).into_iter(),
+        );
+        let mut ss = Stream::new(Side::Source(Mapping::default()), &key, &cmp, move || {
+            Ok(s.next())
+        });
+        let mut gs = Stream::new(Side::Graph, &key, &cmp, move || Ok(g.next()));
+        let mut t = Tally::default();
+        split(&mut ss, &mut gs, chunk, &cmp, true, &mut t).unwrap();
+        t.source_rows = ss.count;
+        t.graph_rows = gs.count;
+        t
+    }
+
+    fn keys(f: &Found) -> Vec<String> {
+        f.first.iter().map(|(k, _)| k[0].show()).collect()
+    }
+
+    #[test]
+    fn ordered_keys_find_each_difference_across_chunks() {
+        let ints = |r: std::ops::Range<i64>| -> Vec<(Value, i64)> {
+            r.map(|i| (Value::Int(i), i * 10)).collect()
+        };
+        let source = ints(0..40);
+        let t = run(&source, &source, 4);
+        assert!(t.matches());
+        assert_eq!((t.chunks, t.chunks_differing), (10, 0));
+
+        let mut graph: Vec<(Value, i64)> = ints(-3..40)
+            .into_iter()
+            .filter(|(k, _)| *k != Value::Int(17))
+            .collect();
+        graph[25].1 = 0; // id 23
+        graph.push((Value::Int(41), 0));
+        let mut source = source;
+        source.push((Value::Int(45), 1));
+        let t = run(&source, &graph, 4);
+        assert_eq!(keys(&t.missing), ["17", "45"]);
+        assert_eq!(keys(&t.extra), ["-3", "-2", "-1", "41"]);
+        assert_eq!(keys(&t.different), ["23"]);
+        assert_eq!((t.source_rows, t.graph_rows), (41, 43));
+    }
+
+    #[test]
+    fn text_keys_out_of_order_still_match() {
+        let s = |k: &str, v| (Value::String(k.into()), v);
+        // MySQL's case-insensitive order against Cypher's code point order.
+        let source = [s("a", 1), s("B", 2), s("c", 3), s("D", 4)];
+        let graph = [s("B", 2), s("D", 4), s("a", 1), s("c", 9), s("e", 5)];
+        let t = run(&source, &graph, 1);
+        assert_eq!(t.missing.count, 0);
+        assert_eq!(keys(&t.extra), ["\"e\""]);
+        assert_eq!(keys(&t.different), ["\"c\""]);
+    }
+
+    #[test]
+    fn a_second_entity_with_the_same_key_is_extra() {
+        let i = |k, v| (Value::Int(k), v);
+        let t = run(&[i(1, 1), i(2, 2)], &[i(1, 1), i(2, 2), i(2, 2)], 10);
+        assert_eq!(keys(&t.extra), ["2"]);
+        assert_eq!(t.missing.count + t.different.count, 0);
+    }
+}
