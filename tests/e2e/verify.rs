@@ -319,6 +319,16 @@ verify: 0 of 1 flows match, 1 different, 0 not verifiable
             path.display()
         )
     );
+    let bad = one.replace("key: [id]", "key: [id]\n      compare: [name, age]");
+    let (path, out) = etlhost_with_spec("verify", "vf_hand_bad.yaml", &bad, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim(),
+        format!(
+            "error: {}:21: flows[0].verify.compare: the source's rows have no column `age` (they have: id, name)",
+            path.display()
+        )
+    );
     let bad = one.replace("key: [id]", "key: []");
     let (path, out) = etlhost_with_spec("verify", "vf_hand_bad.yaml", &bad, &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);

@@ -62,6 +62,8 @@ pub struct Stream<'a> {
     /// Rows read (with a key), and rows skipped for a NULL key.
     pub count: u64,
     pub null_keys: u64,
+    /// A key or compared column its rows lack, once found (a mistake in the `verify:` block).
+    pub missing_column: Option<String>,
 }
 
 impl<'a> Stream<'a> {
@@ -81,6 +83,7 @@ impl<'a> Stream<'a> {
             peeked: None,
             count: 0,
             null_keys: 0,
+            missing_column: None,
         }
     }
 
@@ -92,6 +95,12 @@ impl<'a> Stream<'a> {
         {
             return Ok(());
         }
+        let missing = self
+            .key
+            .iter()
+            .chain(self.compare)
+            .find(|n| !schema.iter().any(|c| &c.name == *n));
+        self.missing_column = missing.cloned();
         let find = |name: &String| {
             schema.iter().position(|c| &c.name == name).ok_or_else(|| {
                 let names: Vec<&str> = schema.iter().map(|c| c.name.as_str()).collect();

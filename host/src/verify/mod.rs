@@ -271,6 +271,23 @@ fn source_rows(
     })
 }
 
+/// Where in the `verify:` block a column that one side lacks was named: `verify.key` or
+/// `verify.compare`, or (a default `compare` column the source lacks) `verify.query`.
+fn block_error(flow: FlowRef<'_>, source: &Stream<'_>, graph: &Stream<'_>) -> Option<&'static str> {
+    let v = flow.flow.verify.as_ref()?;
+    let column = source
+        .missing_column
+        .as_ref()
+        .or(graph.missing_column.as_ref())?;
+    Some(if v.key.contains(column) {
+        "verify.key"
+    } else if v.compare.is_some() {
+        "verify.compare"
+    } else {
+        "verify.query"
+    })
+}
+
 /// A source split and the graph's `[lo, hi)` it is compared with.
 struct Range {
     split: Split,
@@ -324,15 +341,20 @@ fn compare_range(
     let ordered = transforms.is_none();
     let read = source_rows(flow, source, transforms, &split)?;
     let mut source_side = Stream::new(Side::Source(mapping), &v.key, &columns, read);
-    compare::split(
+    let result = compare::split(
         &mut source_side,
         &mut graph_side,
         opts.chunk_rows,
         &columns,
         ordered,
         tally,
-    )
-    .map_err(VerifyError::Failed)?;
+    );
+    if let Err(message) = result {
+        return Err(block_error(flow, &source_side, &graph_side)
+            .map_or(VerifyError::Failed(message.clone()), |key| {
+                VerifyError::Config(flow.error(key, message))
+            }));
+    }
     tally.source_rows += source_side.count;
     tally.graph_rows += graph_side.count;
     tally.source_null_keys += source_side.null_keys;
