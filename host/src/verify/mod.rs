@@ -130,12 +130,42 @@ fn flow_tally(job: &Job, flow: FlowRef<'_>, opts: &Options) -> Result<Tally, Ver
             ..Tally::default()
         };
     }
-    for split in splits(flow, &source, &mapping, v)? {
-        let (lo, hi) = bounds(&split, &mapping);
-        let range = Range { split, lo, hi };
-        compare_range(
-            job, flow, &source, transforms, range, mapping, opts, &mut tally,
-        )?;
+    let splits = splits(flow, &source, &mapping, v)?;
+    // The flow's readers compare splits at once, each into a tally of its own, added up in
+    // split order so that the first keys shown are the lowest.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<Tally, VerifyError>>>> =
+        splits.iter().map(|_| Default::default()).collect();
+    let workers = f.parallelism.clamp(1, splits.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(split) = splits.get(i) else { break };
+                let (lo, hi) = bounds(split, &mapping);
+                let range = Range {
+                    split: split.clone(),
+                    lo,
+                    hi,
+                };
+                let mut part = Tally::default();
+                let r = compare_range(
+                    job, flow, &source, transforms, range, mapping, opts, &mut part,
+                );
+                let failed = r.is_err();
+                *slots[i].lock().expect("not poisoned") = Some(r.map(|()| part));
+                if failed {
+                    break;
+                }
+            });
+        }
+    });
+    for slot in slots {
+        match slot.into_inner().expect("not poisoned") {
+            Some(part) => tally.add(part?),
+            // Not compared: another split failed first, and its error is in its slot.
+            None => continue,
+        }
     }
     Ok(tally)
 }

@@ -35,7 +35,29 @@ pub struct Tally {
     pub sampled: Option<u64>,
 }
 
+impl Found {
+    fn append(&mut self, other: Found) {
+        self.count += other.count;
+        let room = FIRST.saturating_sub(self.first.len());
+        self.first.extend(other.first.into_iter().take(room));
+    }
+}
+
 impl Tally {
+    /// Adds the tally of a later split.
+    pub fn add(&mut self, part: Tally) {
+        self.source_rows += part.source_rows;
+        self.graph_rows += part.graph_rows;
+        self.missing.append(part.missing);
+        self.extra.append(part.extra);
+        self.different.append(part.different);
+        self.duplicate_source_keys += part.duplicate_source_keys;
+        self.source_null_keys += part.source_null_keys;
+        self.graph_null_keys += part.graph_null_keys;
+        self.chunks += part.chunks;
+        self.chunks_differing += part.chunks_differing;
+    }
+
     pub fn matches(&self) -> bool {
         self.missing.count == 0
             && self.extra.count == 0
