@@ -308,6 +308,21 @@ verify: 0 of 1 flows match, 1 different, 0 not verifiable
         out.stderr
     );
 
+    // A graph it cannot read: exit code 3, and the password stays out of the message.
+    let wrong = one.replace(
+        &format!("password: {GRAPH_PASSWORD}"),
+        "password: vf-wrong-pass",
+    );
+    let (_, out) = etlhost_with_spec("verify", "vf_hand_wrong.yaml", &wrong, &[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("error: flow people: cannot read the graph: plugin bolt: "),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("vf-wrong-pass"), "{}", out.stderr);
+
     // A mistake in the block is reported at its line, before anything is read.
     let bad = one.replace("key: [id]", "key: [name]");
     let (path, out) = etlhost_with_spec("verify", "vf_hand_bad.yaml", &bad, &[]);
