@@ -75,11 +75,13 @@ verify:
   query: |
     MATCH (n:Person)
     WHERE ($lo IS NULL OR n.id >= $lo) AND ($hi IS NULL OR n.id < $hi)
-    RETURN n.id AS id, n.name AS name, n.email AS email, n.created_at AS created_at ORDER BY id
+    WITH n ORDER BY n.id
+    RETURN n.id AS id, n.name AS name, n.email AS email, n.created_at AS created_at
   lookup: |
     MATCH (n:Person)
     WHERE n.id IN $keys
-    RETURN n.id AS id, n.name AS name, n.email AS email, n.created_at AS created_at ORDER BY id
+    WITH n ORDER BY n.id
+    RETURN n.id AS id, n.name AS name, n.email AS email, n.created_at AS created_at
 "
     )
 }
