@@ -92,6 +92,11 @@ pub struct Connection {
     address: String,
     out: Vec<u8>,
     msg: Vec<u8>,
+    /// Bytes received and not yet read: a result of many records arrives in few reads, not two
+    /// system calls per record.
+    inbuf: Box<[u8]>,
+    inlo: usize,
+    inhi: usize,
 }
 
 /// How the client authenticates (`auth` in the options).
@@ -170,6 +175,9 @@ impl Connection {
             address: address.to_string(),
             out: Vec::new(),
             msg: Vec::new(),
+            inbuf: vec![0; 1 << 16].into_boxed_slice(),
+            inlo: 0,
+            inhi: 0,
         };
         conn.hello(settings)?;
         // Queries may run for long; only the connection phase is bounded by the connect timeout.
@@ -329,22 +337,48 @@ impl Connection {
     }
 
     fn read_message(&mut self) -> Result<Ps, BoltError> {
-        self.msg.clear();
-        loop {
+        let mut msg = std::mem::take(&mut self.msg);
+        msg.clear();
+        let read = (|| loop {
             let mut len = [0u8; 2];
-            self.stream.read_exact(&mut len)?;
+            self.read_in(&mut len)?;
             let len = u16::from_be_bytes(len) as usize;
             if len == 0 {
-                if self.msg.is_empty() {
+                if msg.is_empty() {
                     continue; // a NOOP keep-alive chunk
                 }
-                break;
+                return Ok::<(), io::Error>(());
             }
-            let at = self.msg.len();
-            self.msg.resize(at + len, 0);
-            self.stream.read_exact(&mut self.msg[at..])?;
+            let at = msg.len();
+            msg.resize(at + len, 0);
+            self.read_in(&mut msg[at..])?;
+        })();
+        let decoded = read
+            .map_err(BoltError::from)
+            .and_then(|()| ps::decode(&msg).map_err(|e| BoltError::Protocol(e.0)));
+        self.msg = msg;
+        decoded
+    }
+
+    /// Fills `out` from the receive buffer, refilling it from the stream as needed.
+    fn read_in(&mut self, out: &mut [u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.inlo == self.inhi {
+                let n = match self.stream.read(&mut self.inbuf) {
+                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                (self.inlo, self.inhi) = (0, n);
+            }
+            let take = (self.inhi - self.inlo).min(out.len() - done);
+            out[done..done + take].copy_from_slice(&self.inbuf[self.inlo..self.inlo + take]);
+            self.inlo += take;
+            done += take;
         }
-        ps::decode(&self.msg).map_err(|e| BoltError::Protocol(e.0))
+        Ok(())
     }
 
     /// Reads responses up to the summary of one request: SUCCESS, FAILURE or IGNORED (records of a
