@@ -134,6 +134,7 @@ fn flow_tally(job: &Job, flow: FlowRef<'_>, opts: &Options) -> Result<Tally, Ver
     // The flow's readers compare splits at once, each into a tally of its own, added up in
     // split order so that the first keys shown are the lowest.
     let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let slots: Vec<std::sync::Mutex<Option<Result<Tally, VerifyError>>>> =
         splits.iter().map(|_| Default::default()).collect();
     let workers = f.parallelism.clamp(1, splits.len().max(1));
@@ -142,6 +143,9 @@ fn flow_tally(job: &Job, flow: FlowRef<'_>, opts: &Options) -> Result<Tally, Ver
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(split) = splits.get(i) else { break };
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
                 let (lo, hi) = bounds(split, &mapping);
                 let range = Range {
                     split: split.clone(),
@@ -155,6 +159,7 @@ fn flow_tally(job: &Job, flow: FlowRef<'_>, opts: &Options) -> Result<Tally, Ver
                 let failed = r.is_err();
                 *slots[i].lock().expect("not poisoned") = Some(r.map(|()| part));
                 if failed {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
                     break;
                 }
             });

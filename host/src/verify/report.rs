@@ -146,6 +146,8 @@ impl FlowReport {
                     "extra": t.extra.count,
                     "different": t.different.count,
                     "duplicate_source_keys": t.duplicate_source_keys,
+                    "source_null_keys": t.source_null_keys,
+                    "graph_null_keys": t.graph_null_keys,
                     "first_missing": keys(&t.missing),
                     "first_extra": keys(&t.extra),
                     "first_different": keys(&t.different),
