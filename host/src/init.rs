@@ -21,6 +21,8 @@ use serde_json::{json, Map, Value};
 use crate::spec::Format;
 use crate::state_file::file_stem;
 
+mod verify;
+
 /// What the user asked for, with option values as they should appear in the spec (`${VAR}`
 /// references left unexpanded).
 #[derive(Debug, Clone)]
@@ -420,11 +422,15 @@ fn node_flow(plan: &mut Plan<'_>, t: &TableInfo) -> Value {
         q
     };
     sink.insert("query".into(), Value::String(query));
-    json!({
+    let mut flow = json!({
         "name": plan.node_flow[t.name.as_str()],
         "source": source(t, &t.primary_key, json!({ "table": t.name })),
         "sink": { "options": sink },
-    })
+    });
+    if !t.primary_key.is_empty() {
+        flow["verify"] = verify::node(&lbl, &t.primary_key, &props);
+    }
+    flow
 }
 
 /// A relationship flow for each foreign key of node table `t` that points at a generated node.
@@ -472,11 +478,30 @@ fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>)
             ident(&rel)
         );
         let name = plan.unique(&format!("{}_{}", t.name, rel.to_ascii_lowercase()));
+        let pattern = format!(
+            "(a:{})-[r:{}]->(b:{})",
+            ident(&label(&t.name)),
+            ident(&rel),
+            ident(&label(&fk.table))
+        );
+        let from: Vec<(String, String)> = t
+            .primary_key
+            .iter()
+            .map(|k| (k.clone(), k.clone()))
+            .collect();
+        let to: Vec<(String, String)> = fk
+            .columns
+            .iter()
+            .zip(target_keys(fk))
+            .filter(|(c, _)| !t.primary_key.contains(c))
+            .map(|(c, r)| (c.clone(), r.clone()))
+            .collect();
         flows.push(json!({
             "name": name,
             "after": plan.after(&t.name, &fk.table),
             "source": source(t, &t.primary_key, json!({ "query": sql })),
             "sink": { "options": { "query": query } },
+            "verify": verify::relationship(&pattern, &from, &to, &[]),
         }));
     }
 }
@@ -502,11 +527,25 @@ fn join_flow(plan: &mut Plan<'_>, t: &TableInfo, a: &ForeignKey, b: &ForeignKey)
     if let Some(set) = set_clause("r", &props) {
         let _ = write!(query, "\n{set}");
     }
+    let pattern = format!(
+        "(a:{})-[r:{}]->(b:{})",
+        ident(&label(&a.table)),
+        ident(&rel),
+        ident(&label(&b.table))
+    );
+    let ends = |f: &ForeignKey| -> Vec<(String, String)> {
+        f.columns
+            .iter()
+            .cloned()
+            .zip(target_keys(f).iter().cloned())
+            .collect()
+    };
     json!({
         "name": plan.unique(&t.name),
         "after": plan.after(&a.table, &b.table),
         "source": source(t, &t.primary_key, json!({ "table": t.name })),
         "sink": { "options": { "query": query } },
+        "verify": verify::relationship(&pattern, &ends(a), &ends(b), &props),
     })
 }
 

@@ -17,6 +17,7 @@
 //! - [`report`]: live progress for people: bars or a periodic block.
 //! - [`transform`]: WASM transforms: loading, the engine, per-reader chains.
 //! - [`state_file`]: files that outlive a run, written atomically.
+//! - [`verify`]: `etlhost verify`, the graph compared with the source, row by row.
 //! - [`seatunnel`]: SeaTunnel job files (HOCON) read as specs, and converted to YAML or TOML.
 
 pub mod check;
@@ -36,3 +37,4 @@ pub mod spec;
 pub mod state_file;
 pub mod stats;
 pub mod transform;
+pub mod verify;

@@ -24,5 +24,6 @@ fn main() -> ExitCode {
         Command::Plugins => cli::plugins::run(),
         Command::Init(args) => cli::init::run(args),
         Command::Convert(args) => cli::convert::run(&args),
+        Command::Verify(args) => cli::verify::run(&args),
     }
 }

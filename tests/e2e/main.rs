@@ -16,3 +16,4 @@ mod tls;
 mod transfer;
 mod transforms;
 mod types;
+mod verify;

@@ -8,6 +8,7 @@
 //! - `bench`: throughput benchmarks as ratios within one run; tables in `target/bench/*.json`.
 
 mod bench;
+mod bench_verify;
 mod demo;
 
 use std::process::Command;
@@ -25,6 +26,9 @@ fn main() -> Result<()> {
         "services" => services::ensure(),
         "build" => build(rest.iter().any(|a| a == "--release")),
         "demo" => demo::run(),
+        "bench" if args.get(1).is_some_and(|a| a == "verify") => {
+            bench_verify::run(args.get(2).map(String::as_str))
+        }
         "bench" => bench::run(args.get(1).map(String::as_str)),
         "test" => {
             services::ensure()?;

@@ -36,6 +36,27 @@ pub enum Command {
     /// Write the etlhost spec (.yaml or .toml) of a SeaTunnel job file (.conf), with a comment
     /// on every key whose meaning changed.
     Convert(ConvertArgs),
+    /// Compare, flow by flow, what the source holds with what the graph holds: rows in the
+    /// source, entities in the graph, missing, extra and different ones with their keys. Exit
+    /// code 0 only when every flow matches.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    pub spec: PathBuf,
+    /// Check this many random keys per flow instead of every row.
+    #[arg(long)]
+    pub sample: Option<usize>,
+    /// Seeds the choice of `--sample` keys (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Source rows per checksum chunk.
+    #[arg(long, default_value_t = 10_000)]
+    pub chunk_rows: usize,
+    /// Also write the result to this file as JSON.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

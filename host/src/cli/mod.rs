@@ -8,6 +8,7 @@ pub mod plan;
 pub mod plugins;
 pub mod run;
 pub mod validate;
+pub mod verify;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,6 +21,10 @@ pub const EXIT_RUN: u8 = 3;
 pub const EXIT_FAILED_ROWS: u8 = 4;
 pub const EXIT_INTERRUPTED: u8 = 130;
 pub const EXIT_INTERNAL: u8 = 70;
+/// `etlhost verify`: a flow's graph differs from its source.
+pub const EXIT_DIFFERENT: u8 = 5;
+/// `etlhost verify`: nothing differs, but a flow could not be verified.
+pub const EXIT_NOT_VERIFIABLE: u8 = 6;
 
 /// Loads a spec and its plugins; a failure is reported and becomes the config-error exit code.
 fn load_job(spec: &Path) -> Result<Job, ExitCode> {

@@ -4,6 +4,7 @@
 //! crash the process, and a plugin's threads may outlive its last handle. Each is leaked once.
 
 mod handles;
+mod query;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use etlhost_plugin_sdk::abi::{self, OwnedBuf, PluginDescriptor, StrRef};
 
 pub use handles::{PluginError, ReaderHandle, SinkHandle, SourceHandle};
+pub use query::QueryHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -39,6 +41,8 @@ pub struct Plugin {
     desc: &'static PluginDescriptor,
     /// A sink's optional online check ([`abi::SINK_CHECK_SYMBOL`]).
     check: Option<abi::SinkCheckFn>,
+    /// A sink's optional read capability (`etlhost verify`), see [`query`].
+    query: Option<&'static etlhost_plugin_sdk::query::SinkQueryVTable>,
 }
 
 impl fmt::Debug for Plugin {
@@ -284,6 +288,7 @@ fn load_uncached(path: &Path) -> Result<Plugin, LoadError> {
     let check = unsafe { lib.get::<abi::SinkCheckFn>(abi::SINK_CHECK_SYMBOL.as_bytes()) }
         .ok()
         .map(|f| *f);
+    let query = query::lookup(lib, &file.to_string());
     // SAFETY: `host_log` has the LogFn signature and lives as long as the process.
     unsafe { (desc.set_log)(host_log, max_log_level()) };
     Ok(Plugin {
@@ -294,6 +299,7 @@ fn load_uncached(path: &Path) -> Result<Plugin, LoadError> {
         path: path.to_path_buf(),
         desc,
         check,
+        query,
     })
 }
 

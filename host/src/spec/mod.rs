@@ -9,6 +9,7 @@ mod duration;
 pub mod env;
 mod flows;
 mod locate;
+mod verify;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 pub use duration::Span;
 pub use locate::Locator;
+pub use verify::VerifySpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -86,6 +88,8 @@ pub struct FlowSpec {
     /// How many rows of this flow may fail (dead-lettered) before the job counts as failed.
     #[serde(default)]
     pub max_failed_rows: u64,
+    /// How `etlhost verify` finds the graph's side of the flow.
+    pub verify: Option<VerifySpec>,
 }
 
 fn default_progress_interval() -> Span {
@@ -569,6 +573,9 @@ impl FlowRef<'_> {
         }
         if f.sink.batch_timeout.is_some_and(|t| t.0.is_zero()) {
             return Err(self.error("sink.batch_timeout", "must be longer than 0"));
+        }
+        if let Some(v) = &f.verify {
+            verify::check(self, v)?;
         }
         for (i, t) in f.transforms.iter().enumerate() {
             if t.deadline.0.is_zero() {

@@ -92,6 +92,11 @@ pub struct Connection {
     address: String,
     out: Vec<u8>,
     msg: Vec<u8>,
+    /// Bytes received and not yet read: a result of many records arrives in few reads, not two
+    /// system calls per record.
+    inbuf: Box<[u8]>,
+    inlo: usize,
+    inhi: usize,
 }
 
 /// How the client authenticates (`auth` in the options).
@@ -170,6 +175,9 @@ impl Connection {
             address: address.to_string(),
             out: Vec::new(),
             msg: Vec::new(),
+            inbuf: vec![0; 1 << 16].into_boxed_slice(),
+            inlo: 0,
+            inhi: 0,
         };
         conn.hello(settings)?;
         // Queries may run for long; only the connection phase is bounded by the connect timeout.
@@ -329,22 +337,48 @@ impl Connection {
     }
 
     fn read_message(&mut self) -> Result<Ps, BoltError> {
-        self.msg.clear();
-        loop {
+        let mut msg = std::mem::take(&mut self.msg);
+        msg.clear();
+        let read = (|| loop {
             let mut len = [0u8; 2];
-            self.stream.read_exact(&mut len)?;
+            self.read_in(&mut len)?;
             let len = u16::from_be_bytes(len) as usize;
             if len == 0 {
-                if self.msg.is_empty() {
+                if msg.is_empty() {
                     continue; // a NOOP keep-alive chunk
                 }
-                break;
+                return Ok::<(), io::Error>(());
             }
-            let at = self.msg.len();
-            self.msg.resize(at + len, 0);
-            self.stream.read_exact(&mut self.msg[at..])?;
+            let at = msg.len();
+            msg.resize(at + len, 0);
+            self.read_in(&mut msg[at..])?;
+        })();
+        let decoded = read
+            .map_err(BoltError::from)
+            .and_then(|()| ps::decode(&msg).map_err(|e| BoltError::Protocol(e.0)));
+        self.msg = msg;
+        decoded
+    }
+
+    /// Fills `out` from the receive buffer, refilling it from the stream as needed.
+    fn read_in(&mut self, out: &mut [u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.inlo == self.inhi {
+                let n = match self.stream.read(&mut self.inbuf) {
+                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                (self.inlo, self.inhi) = (0, n);
+            }
+            let take = (self.inhi - self.inlo).min(out.len() - done);
+            out[done..done + take].copy_from_slice(&self.inbuf[self.inlo..self.inlo + take]);
+            self.inlo += take;
+            done += take;
         }
-        ps::decode(&self.msg).map_err(|e| BoltError::Protocol(e.0))
+        Ok(())
     }
 
     /// Reads responses up to the summary of one request: SUCCESS, FAILURE or IGNORED (records of a
@@ -461,6 +495,83 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Starts a query in an auto-commit transaction and returns the names of its fields; its
+    /// records are then read with [`Self::pull`]. For reading (`etlhost verify`).
+    pub fn run_read(
+        &mut self,
+        database: Option<&str>,
+        query: &str,
+        params: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Vec<String>, BoltError> {
+        self.out.clear();
+        self.message(|m| {
+            ps::struct_header(m, 3, RUN);
+            ps::string(m, query);
+            params(m);
+            db_map(m, database);
+        });
+        self.flush()?;
+        match self.summary()? {
+            Summary::Success(Ps::Map(meta)) => Ok(match meta.get("fields") {
+                Some(Ps::List(f)) => f.iter().filter_map(Ps::as_str).map(String::from).collect(),
+                _ => Vec::new(),
+            }),
+            Summary::Success(_) => Ok(Vec::new()),
+            Summary::Failure { code, message } => {
+                self.reset()?;
+                Err(BoltError::Server { code, message })
+            }
+            Summary::Ignored => Err(BoltError::Protocol("RUN was ignored".into())),
+        }
+    }
+
+    /// Up to `n` more records of the result [`Self::run_read`] started (`-1`: all), and whether
+    /// more remain.
+    pub fn pull(&mut self, n: i64) -> Result<(Vec<Vec<Ps>>, bool), BoltError> {
+        self.out.clear();
+        self.message(|m| {
+            ps::struct_header(m, 1, PULL);
+            ps::map_header(m, 1);
+            ps::string(m, "n");
+            ps::int(m, n);
+        });
+        self.flush()?;
+        let mut records = Vec::new();
+        loop {
+            match self.read_message()? {
+                Ps::Struct(RECORD, mut f) => match f.pop() {
+                    Some(Ps::List(values)) => records.push(values),
+                    _ => return Err(BoltError::Protocol("a RECORD without values".into())),
+                },
+                Ps::Struct(SUCCESS, mut f) => {
+                    let more = matches!(f.pop(), Some(Ps::Map(m)) if m.get("has_more") == Some(&Ps::Bool(true)));
+                    return Ok((records, more));
+                }
+                Ps::Struct(FAILURE, f) => {
+                    let meta = match f.into_iter().next() {
+                        Some(Ps::Map(m)) => m,
+                        _ => Default::default(),
+                    };
+                    let get = |k: &str| meta.get(k).and_then(Ps::as_str).unwrap_or("").to_string();
+                    let e = BoltError::Server {
+                        code: get("code"),
+                        message: get("message"),
+                    };
+                    self.reset()?;
+                    return Err(e);
+                }
+                Ps::Struct(IGNORED, _) => {
+                    return Err(BoltError::Protocol("PULL was ignored".into()))
+                }
+                other => {
+                    return Err(BoltError::Protocol(format!(
+                        "unexpected response {other:?}"
+                    )))
+                }
+            }
+        }
     }
 
     /// Clears a failed state so the connection can be used again.

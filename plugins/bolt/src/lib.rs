@@ -10,6 +10,7 @@
 mod connection;
 mod packstream;
 mod params;
+mod read;
 mod tls;
 mod uri;
 
@@ -642,6 +643,8 @@ fn encode_value(m: &mut Vec<u8>, v: &Value, enc: &Encoding) {
 }
 
 export_sink!(BoltSink, name = "bolt");
+// `etlhost verify` reads the graph through the sink (read.rs).
+etlhost_plugin_sdk::export_sink_query!(BoltSink);
 
 #[cfg(test)]
 mod tests {

@@ -41,7 +41,7 @@ unsafe fn put(out: *mut OwnedBuf, bytes: Vec<u8>) {
 ///
 /// # Safety
 /// `err` is null or valid for writes.
-unsafe fn guard(err: *mut OwnedBuf, f: impl FnOnce() -> Result<u32, OpenError>) -> u32 {
+pub(crate) unsafe fn guard(err: *mut OwnedBuf, f: impl FnOnce() -> Result<u32, OpenError>) -> u32 {
     let (status, text) = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(status)) => return status,
         Ok(Err(OpenError::Config(c))) => (
@@ -206,6 +206,29 @@ pub unsafe extern "C" fn source_next_batch<S: Source>(reader: Instance, out: *mu
     // SAFETY: ABI contract.
     unsafe {
         let r = &mut *(reader as *mut S::Reader);
+        let mut encoded = None;
+        let status = guard(out, || match r.next_batch()? {
+            Some(batch) => {
+                encoded = Some(codec::encode(&batch));
+                Ok(STATUS_OK)
+            }
+            None => Ok(STATUS_END),
+        });
+        if let Some(bytes) = encoded {
+            put(out, bytes);
+        }
+        status
+    }
+}
+
+/// `next_batch` of any [`SplitReader`] (the rows of a sink's query too).
+///
+/// # Safety
+/// ABI contract: `reader` is a live `R`; `out` writable.
+pub(crate) unsafe fn next_batch_of<R: SplitReader>(reader: Instance, out: *mut OwnedBuf) -> u32 {
+    // SAFETY: ABI contract.
+    unsafe {
+        let r = &mut *(reader as *mut R);
         let mut encoded = None;
         let status = guard(out, || match r.next_batch()? {
             Some(batch) => {

@@ -23,6 +23,7 @@ mod error;
 pub mod export;
 mod log;
 pub mod options;
+pub mod query;
 pub mod redact;
 #[cfg(feature = "runtime")]
 pub mod runtime;
@@ -32,6 +33,7 @@ pub mod value;
 pub use connector::{Sink, Source, SplitReader};
 pub use error::{ConfigError, Error, OpenError};
 pub use options::Options;
+pub use query::{QueryRequest, SinkQuery};
 pub use split::{
     Catalog, ColumnInfo, CursorRange, ForeignKey, KeyBounds, KeyRange, KeySample, PlanRequest,
     Split, TableInfo,

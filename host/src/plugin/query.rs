@@ -1,0 +1,110 @@
+//! A sink's optional read capability (`etlhost_plugin_sdk::query`): looked up by name when the
+//! library loads, and a handle on one running query that releases it exactly once.
+
+use std::sync::Arc;
+
+use etlhost_plugin_sdk::abi::{self, Instance, OwnedBuf, StrRef};
+use etlhost_plugin_sdk::query::{
+    QueryRequest, SinkQueryFn, SinkQueryVTable, QUERY_VERSION, SINK_QUERY_SYMBOL,
+};
+use etlhost_plugin_sdk::{codec, Batch};
+
+use super::{handles::options_json, Kind, Plugin, PluginError};
+
+/// The library's query table, when it exports one the host can read.
+pub(super) fn lookup(
+    lib: &'static libloading::Library,
+    file: &str,
+) -> Option<&'static SinkQueryVTable> {
+    // SAFETY: the optional symbol's type is the one the SDK defines for it.
+    let f = unsafe { lib.get::<SinkQueryFn>(SINK_QUERY_SYMBOL.as_bytes()) }.ok()?;
+    // SAFETY: the function returns a pointer to a static table.
+    let table = unsafe { f() };
+    if table.is_null() {
+        return None;
+    }
+    // Only version and size may be read before they are known to match.
+    // SAFETY: every version of the table starts with these two u32 fields.
+    let (version, size) = unsafe {
+        let head = table as *const u32;
+        (head.read(), head.add(1).read())
+    };
+    if version != QUERY_VERSION || size as usize != std::mem::size_of::<SinkQueryVTable>() {
+        tracing::warn!(
+            "{file}: the plugin's read capability is version {version} ({size} bytes); the host reads version {QUERY_VERSION}: it is not used"
+        );
+        return None;
+    }
+    // SAFETY: version and size match: the table has this layout and is a static.
+    Some(unsafe { &*table })
+}
+
+impl Plugin {
+    /// Whether the sink can run read queries (`etlhost verify`).
+    pub fn can_query(&self) -> bool {
+        self.kind == Kind::Sink && self.query.is_some()
+    }
+}
+
+/// The rows of one query a sink runs.
+pub struct QueryHandle {
+    plugin: Arc<Plugin>,
+    vt: &'static SinkQueryVTable,
+    rows: Instance,
+}
+
+// SAFETY: like a split reader, a result is used by one thread at a time.
+unsafe impl Send for QueryHandle {}
+
+impl QueryHandle {
+    /// Connects with the sink's options and starts `request`. `None` when the sink cannot read.
+    pub fn open(
+        plugin: Arc<Plugin>,
+        options: &serde_json::Map<String, serde_json::Value>,
+        request: &QueryRequest,
+    ) -> Option<Result<QueryHandle, PluginError>> {
+        let vt = plugin.query.filter(|_| plugin.kind == Kind::Sink)?;
+        let json = options_json(options);
+        let req = serde_json::to_vec(request).expect("requests serialise");
+        let mut rows: Instance = std::ptr::null_mut();
+        let mut err = OwnedBuf::EMPTY;
+        // SAFETY: ABI contract; buffers valid for the call.
+        let status =
+            unsafe { (vt.open)(StrRef::new(&json), StrRef::new(&req), &mut rows, &mut err) };
+        Some(
+            plugin
+                .status(status, err)
+                .map(|()| QueryHandle { plugin, vt, rows }),
+        )
+    }
+
+    /// The next rows, or `None` at the end of the result.
+    pub fn next_batch(&mut self) -> Result<Option<Batch>, PluginError> {
+        let plugin = &self.plugin;
+        let mut out = OwnedBuf::EMPTY;
+        // SAFETY: ABI contract; `&mut self` gives exclusive use of the result.
+        let status = unsafe { (self.vt.next_batch)(self.rows, &mut out) };
+        match status {
+            abi::STATUS_OK => {
+                // SAFETY: the plugin filled `out`; it is decoded before being freed.
+                let decoded = codec::decode(unsafe { out.as_bytes() });
+                plugin.take(out);
+                decoded
+                    .map(Some)
+                    .map_err(|e| plugin.malformed(e.to_string()))
+            }
+            abi::STATUS_END => {
+                plugin.take(out);
+                Ok(None)
+            }
+            s => plugin.output(s, out).map(|_| None),
+        }
+    }
+}
+
+impl Drop for QueryHandle {
+    fn drop(&mut self) {
+        // SAFETY: released once.
+        unsafe { (self.vt.close)(self.rows) };
+    }
+}
