@@ -36,36 +36,39 @@ fn keystore(dir: &Path, start: Option<&str>, days: u32) -> (PathBuf, PathBuf) {
     let keytool = java_tool("keytool").unwrap();
     let ks = dir.join("server.p12");
     let pem = dir.join("server.pem");
+    // Run in the scratch folder: a JVM that crashes writes its hs_err log where it runs.
     let mut gen = Command::new(&keytool);
-    gen.args([
-        "-genkeypair",
-        "-alias",
-        "s",
-        "-keyalg",
-        "RSA",
-        "-keysize",
-        "2048",
-        "-dname",
-        "CN=localhost",
-        "-ext",
-        "SAN=dns:localhost",
-        "-storetype",
-        "PKCS12",
-        "-storepass",
-        "tls-test",
-        "-keypass",
-        "tls-test",
-        "-validity",
-        &days.to_string(),
-        "-keystore",
-    ])
-    .arg(&ks);
+    gen.current_dir(dir)
+        .args([
+            "-genkeypair",
+            "-alias",
+            "s",
+            "-keyalg",
+            "RSA",
+            "-keysize",
+            "2048",
+            "-dname",
+            "CN=localhost",
+            "-ext",
+            "SAN=dns:localhost",
+            "-storetype",
+            "PKCS12",
+            "-storepass",
+            "tls-test",
+            "-keypass",
+            "tls-test",
+            "-validity",
+            &days.to_string(),
+            "-keystore",
+        ])
+        .arg(&ks);
     if let Some(s) = start {
         gen.args(["-startdate", s]);
     }
     let out = gen.output().unwrap();
     assert!(out.status.success(), "keytool: {out:?}");
     let out = Command::new(&keytool)
+        .current_dir(dir)
         .args([
             "-exportcert",
             "-rfc",
