@@ -55,6 +55,7 @@ pub(super) fn check(flow: &FlowRef<'_>, v: &VerifySpec) -> Result<(), SpecError>
         }
     }
     if let Some(p) = &flow.flow.source.partition_column {
+        let p = &p.columns()[0];
         if p != &v.key[0] {
             return Err(flow.error(
                 "verify.key[0]",

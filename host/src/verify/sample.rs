@@ -107,6 +107,7 @@ pub fn run(
                 end: Some(like(&b.min, k + 1)),
                 nulls: false,
                 after: None,
+                columns: Vec::new(),
             }),
             cursor: None,
         };
