@@ -298,6 +298,29 @@ fn assert_even_and_estimated(splits: &[Planned], counts: &[u64]) {
     }
 }
 
+/// Plans `n` splits of table `t` in database `e2e_<name>` on `column`, checks them with
+/// [`assert_even_and_estimated`] against the server's counts, then reads them with 3 readers:
+/// every row exactly once.
+async fn assert_planned_by_rows(
+    pool: &mysql_async::Pool,
+    name: &str,
+    column: &str,
+    n: usize,
+    rows: u64,
+) {
+    let db = format!("e2e_{name}");
+    let extra = format!("  partition_column: {column}\n  partition_num: {n}");
+    let text = console_spec(name, &db, "table: t", &extra, 3);
+    let (_, out) = etlhost_with_spec("plan", &format!("{name}.yaml"), &text, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let splits = planned(&out.stdout);
+    assert_eq!(splits.len(), n, "{}", out.stdout);
+    let counts = real_counts(pool, "t", column, &splits).await;
+    assert_eq!(counts.iter().sum::<u64>(), rows);
+    assert_even_and_estimated(&splits, &counts);
+    assert_exactly_once(pool, &format!("{name}_run"), &db, "t", &extra).await;
+}
+
 /// The case equal key ranges get wrong: 1,000 ids near 1 and 50,000 from 10^12 up. Eight equal
 /// ranges would leave six empty and one with 50,000 rows.
 #[tokio::test(flavor = "multi_thread")]
@@ -310,16 +333,7 @@ async fn skewed_keys_are_split_by_their_rows() {
         "INSERT INTO t SELECT 1000000000000 + seq, 'b' FROM seq_1_to_50000",
     )
     .await;
-    let extra = "  partition_column: id\n  partition_num: 8";
-    let text = console_spec("split_skew", "e2e_split_skew", "table: t", extra, 4);
-    let (_, out) = etlhost_with_spec("plan", "split_skew.yaml", &text, &[]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let splits = planned(&out.stdout);
-    assert_eq!(splits.len(), 8, "{}", out.stdout);
-    let counts = real_counts(&pool, "t", "id", &splits).await;
-    assert_eq!(counts.iter().sum::<u64>(), 51_000);
-    assert_even_and_estimated(&splits, &counts);
-    assert_exactly_once(&pool, "split_skew_run", "e2e_split_skew", "t", extra).await;
+    assert_planned_by_rows(&pool, "split_skew", "id", 8, 51_000).await;
 }
 
 /// Text keys (UUIDs, words in either case, accents, 4-byte Unicode) are cut at sampled keys in
@@ -339,16 +353,7 @@ async fn a_text_key_is_split_by_a_sample_of_its_values() {
          (3004, 'Ähre')",
     )
     .await;
-    let extra = "  partition_column: code\n  partition_num: 5";
-    let text = console_spec("split_text", "e2e_split_text", "table: t", extra, 3);
-    let (_, out) = etlhost_with_spec("plan", "split_text.yaml", &text, &[]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let splits = planned(&out.stdout);
-    assert_eq!(splits.len(), 5, "{}", out.stdout);
-    let counts = real_counts(&pool, "t", "code", &splits).await;
-    assert_eq!(counts.iter().sum::<u64>(), 3004);
-    assert_even_and_estimated(&splits, &counts);
-    assert_exactly_once(&pool, "split_text_run", "e2e_split_text", "t", extra).await;
+    assert_planned_by_rows(&pool, "split_text", "code", 5, 3004).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
