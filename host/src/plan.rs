@@ -7,9 +7,9 @@
 //! (a few ids near 1 and most near 10^12, say), and always for text keys, the cuts are the
 //! sample's quantiles, so each split holds about the same number of rows and the estimates follow
 //! the data. A key of several columns (`[region, id]`) is always cut at sampled tuples. The first
-//! split is unbounded below and also takes the NULL keys; the last is unbounded
-//! above. So every row lands in exactly one split whatever the bounds say: rows outside the bounds
-//! go to the first or last split, never nowhere.
+//! split is unbounded below and also takes the NULL keys; the last is unbounded above. So every row
+//! lands in exactly one split whatever the bounds say: rows outside the bounds go to the first or
+//! last split, never nowhere.
 
 use etlhost_plugin_sdk::value::days_from_civil;
 use etlhost_plugin_sdk::{ColumnType, CursorRange, KeyBounds, KeyRange, KeySample, Split, Value};
