@@ -500,7 +500,10 @@ fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>)
             "name": name,
             "after": plan.after(&t.name, &fk.table),
             "source": source(t, &t.primary_key, json!({ "query": sql })),
-            "sink": { "options": { "query": query } },
+            "sink": {
+                "endpoints": endpoints(&t.primary_key, &fk.columns),
+                "options": { "query": query },
+            },
             "verify": verify::relationship(&pattern, &from, &to, &[]),
         }));
     }
@@ -544,9 +547,22 @@ fn join_flow(plan: &mut Plan<'_>, t: &TableInfo, a: &ForeignKey, b: &ForeignKey)
         "name": plan.unique(&t.name),
         "after": plan.after(&a.table, &b.table),
         "source": source(t, &t.primary_key, json!({ "table": t.name })),
-        "sink": { "options": { "query": query } },
+        "sink": {
+            "endpoints": endpoints(&a.columns, &b.columns),
+            "options": { "query": query },
+        },
         "verify": verify::relationship(&pattern, &ends(a), &ends(b), &props),
     })
+}
+
+/// `sink.endpoints` of a relationship flow: the columns that find its two nodes, so that its rows
+/// can be written by several writers without two of them touching one node.
+fn endpoints(start: &[String], end: &[String]) -> Value {
+    let cols = |c: &[String]| match c {
+        [one] => json!(one),
+        many => json!(many),
+    };
+    json!({ "start": cols(start), "end": cols(end) })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod delivery;
 mod flows;
 mod incremental;
 mod init;
+mod parallel_rels;
 mod plugins;
 mod progress;
 mod resume;

@@ -59,7 +59,7 @@ fn unknown_key() {
         format!(
             "error: {path}:10: sink.batch_size: unknown key, expected one of `plugin`, `max_batch_size`, \
              `batch_timeout`, `max_batch_bytes`, `write_mode`, `parallelism`, `max_retries`, `retry_backoff`, \
-             `options`"
+             `endpoints`, `options`"
         )
     );
 }

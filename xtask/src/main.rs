@@ -5,7 +5,8 @@
 //! - `demo`: services, seed `test.person` with 100,000 rows, build what the job needs (not the WASM
 //!   engine), run `jobs/person.yaml`, and read the node count back from the graph.
 //! - `test [ARGS]`: services, build, then the whole test suite (`cargo test --workspace ARGS`).
-//! - `bench`: throughput benchmarks as ratios within one run; tables in `target/bench/*.json`.
+//! - `bench [NAME] [--reps N] [--10m]`: benchmarks, medians of alternating runs and instructions
+//!   per row; tables in `target/bench/*.json`.
 
 mod bench;
 mod bench_verify;
@@ -26,10 +27,10 @@ fn main() -> Result<()> {
         "services" => services::ensure(),
         "build" => build(rest.iter().any(|a| a == "--release")),
         "demo" => demo::run(),
-        "bench" if args.get(1).is_some_and(|a| a == "verify") => {
-            bench_verify::run(args.get(2).map(String::as_str))
+        "bench" if rest.first().is_some_and(|a| a == "verify") => {
+            bench_verify::run(rest.get(1).map(String::as_str))
         }
-        "bench" => bench::run(args.get(1).map(String::as_str)),
+        "bench" => bench::run(rest),
         "test" => {
             services::ensure()?;
             build(false)?;
@@ -40,7 +41,8 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | bench [readers|batching|transforms|compare]>"
+                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | {}>",
+                bench::usage()
             );
             if task == "help" {
                 Ok(())

@@ -16,6 +16,8 @@ use crate::transform::Origin;
 pub struct Work {
     pub batch: Batch,
     pub origin: Vec<(u32, Origin)>,
+    /// Set for the batches of a flow grouped by its endpoints (see `grouping`).
+    pub lane: Option<super::grouping::Lane>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +42,7 @@ impl Pending {
                     rows: Vec::with_capacity(cap),
                 },
                 origin: Vec::with_capacity(cap),
+                lane: None,
             },
             bytes: 0,
             since: Instant::now(),

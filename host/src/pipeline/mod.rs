@@ -25,6 +25,7 @@ mod batcher;
 mod checkpointer;
 mod control;
 mod deadletter;
+mod grouping;
 mod reader;
 mod seams;
 mod settings;
@@ -45,6 +46,7 @@ use shared::{Shared, Tick};
 
 pub use control::{Control, StopReason};
 pub use deadletter::DeadLetter;
+pub use grouping::Endpoints;
 pub use reader::describe as describe_split;
 pub use seams::{SinkSide, SourceSide, SplitRead};
 pub use settings::{CheckpointSettings, Settings};
@@ -121,9 +123,13 @@ pub fn execute(
             bytes: shared.settings.max_batch_bytes,
             timeout: shared.settings.batch_timeout,
         };
+        let batcher_shared = shared.clone();
         stages.push(spawn(
             "batcher".into(),
-            Box::new(move || batcher::run(chunk_rx, batch_tx, limits)),
+            Box::new(move || match &batcher_shared.settings.endpoints {
+                Some(e) => grouping::run(chunk_rx, batch_tx, limits, e, writers, &batcher_shared),
+                None => batcher::run(chunk_rx, batch_tx, limits),
+            }),
         ));
         for (i, sink) in sinks.into_iter().enumerate() {
             let (batches, shared) = (batch_rx.clone(), shared.clone());

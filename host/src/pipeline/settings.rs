@@ -18,6 +18,9 @@ pub struct Settings {
     pub max_retries: u32,
     pub retry_backoff: Duration,
     pub max_failed_rows: u64,
+    /// A relationship flow's endpoint columns: its rows are grouped so that concurrent batches
+    /// never touch the same node (see `grouping`).
+    pub endpoints: Option<super::Endpoints>,
     pub dead_letter: PathBuf,
     /// Where and how often progress is recorded; `None` records nothing.
     pub checkpoint: Option<CheckpointSettings>,

@@ -158,6 +158,7 @@ fn run_fake(
         max_failed_rows: u64::MAX,
         dead_letter,
         checkpoint: None,
+        endpoints: None,
     };
     let summary = execute(
         Arc::new(FakeSource { fetch }),
@@ -254,6 +255,7 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
         max_failed_rows: 0,
         dead_letter: scratch("stop.jsonl"),
         checkpoint: None,
+        endpoints: None,
     };
     let s = execute(
         Arc::new(FakeSource { fetch: 7 }),

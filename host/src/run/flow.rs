@@ -124,6 +124,10 @@ fn settings(flow: FlowRef<'_>) -> Settings {
         max_retries: s.max_retries,
         retry_backoff: s.retry_backoff.0,
         max_failed_rows: f.max_failed_rows,
+        endpoints: s.endpoints.as_ref().map(|e| crate::pipeline::Endpoints {
+            start: e.start.clone(),
+            end: e.end.clone(),
+        }),
         dead_letter: flow.spec.dead_letter_path(),
         checkpoint: None,
     }

@@ -6,6 +6,7 @@
 //! options ([`Spec::error`], [`FlowRef::error`]).
 
 mod duration;
+mod endpoints;
 pub mod env;
 mod flows;
 mod locate;
@@ -18,6 +19,7 @@ use etlhost_plugin_sdk::options::from_value;
 use serde::Deserialize;
 
 pub use duration::Span;
+pub use endpoints::EndpointsSpec;
 pub use locate::Locator;
 pub use verify::VerifySpec;
 
@@ -212,6 +214,8 @@ pub struct SinkSpec {
     /// Wait before the first retry; doubled for each further one, at most 30 s.
     #[serde(default = "default_backoff")]
     pub retry_backoff: Span,
+    /// A relationship flow's endpoint columns: concurrent writers then never touch one node.
+    pub endpoints: Option<EndpointsSpec>,
     #[serde(default)]
     pub options: serde_json::Map<String, serde_json::Value>,
 }
@@ -570,6 +574,9 @@ impl FlowRef<'_> {
         }
         if f.sink.max_batch_bytes == Some(0) {
             return Err(self.error("sink.max_batch_bytes", "must be at least 1"));
+        }
+        if let Some((key, why)) = f.sink.endpoints.as_ref().and_then(|e| e.problem()) {
+            return Err(self.error(&format!("sink.endpoints.{key}"), why));
         }
         if f.sink.batch_timeout.is_some_and(|t| t.0.is_zero()) {
             return Err(self.error("sink.batch_timeout", "must be longer than 0"));

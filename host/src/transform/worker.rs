@@ -100,12 +100,13 @@ impl Chain {
     }
 
     /// Transform `i` over a batch: outputs in input order.
-    fn stage(&mut self, i: usize, batch: Batch, origins: Vec<Origin>) -> Applied {
+    fn stage(&mut self, i: usize, mut batch: Batch, origins: Vec<Origin>) -> Applied {
         let mut acc = Acc {
             schema: None,
             rows: Vec::new(),
             origins: Vec::new(),
             outcomes: Vec::new(),
+            kept: Vec::new(),
         };
         let all: Vec<usize> = (0..batch.rows.len()).collect();
         let columns: Vec<wit::Column> = batch.schema.iter().map(column_to_wit).collect();
@@ -115,6 +116,10 @@ impl Chain {
             origins: &origins,
         };
         self.call_rows(i, &input, &all, &mut acc);
+        // Each input row has one outcome, so each is kept at most once.
+        for (at, r) in acc.kept.drain(..) {
+            acc.rows[at] = std::mem::take(&mut batch.rows[r]);
+        }
         let schema = acc.schema.unwrap_or_else(|| batch.schema.clone());
         Applied {
             batch: Batch {
@@ -192,7 +197,13 @@ impl Chain {
                         wit::Outcome::Keep if !same_columns(&schema, &batch.schema) => Some(
                             "kept a row, but its output columns differ from the input's".into(),
                         ),
-                        wit::Outcome::Keep => emit(batch.rows[r].clone(), acc),
+                        wit::Outcome::Keep => {
+                            // Same columns, so the row fits; moved in after the call.
+                            acc.kept.push((acc.rows.len(), r));
+                            acc.rows.push(Row::new());
+                            acc.origins.push(origin);
+                            None
+                        }
                         wit::Outcome::Replace(row) => match row_from_wit(row) {
                             Ok(row) => emit(row, acc),
                             Err(e) => Some(e),
@@ -218,6 +229,9 @@ impl Chain {
                         while acc.origins.last() == Some(&origin) && origin != Origin::Finish {
                             acc.origins.pop();
                             acc.rows.pop();
+                        }
+                        while acc.kept.last().is_some_and(|(at, _)| *at >= acc.rows.len()) {
+                            acc.kept.pop();
                         }
                         acc.outcomes.push(fail(reason));
                     }
@@ -299,6 +313,9 @@ struct Acc {
     rows: Vec<Row>,
     origins: Vec<Origin>,
     outcomes: Vec<Outcome>,
+    /// Rows kept as they are: (place in `rows`, input row), moved in once the call is over
+    /// instead of copied (the input is still borrowed while outcomes are read).
+    kept: Vec<(usize, usize)>,
 }
 
 fn same_columns(a: &[Column], b: &[Column]) -> bool {

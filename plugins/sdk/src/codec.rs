@@ -307,9 +307,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a buffer written by [`encode`].
-pub fn decode(buf: &[u8]) -> Result<Batch, DecodeError> {
-    let mut r = Reader { buf, pos: 0 };
+/// The schema and row count at the head of a buffer, leaving `r` at the first value.
+fn header(r: &mut Reader<'_>) -> Result<(Vec<Column>, usize), DecodeError> {
     if r.take(4)? != MAGIC {
         return Err(DecodeError(
             "bad magic (not an ETB2 batch: plugin and host built from different SDKs?)".into(),
@@ -325,6 +324,20 @@ pub fn decode(buf: &[u8]) -> Result<Batch, DecodeError> {
         schema.push(Column { name, ty });
     }
     let nrows = r.u32()? as usize;
+    Ok((schema, nrows))
+}
+
+/// How many rows a buffer written by [`encode`] holds, read from its header without decoding a
+/// value.
+pub fn row_count(buf: &[u8]) -> Result<usize, DecodeError> {
+    header(&mut Reader { buf, pos: 0 }).map(|(_, n)| n)
+}
+
+/// Decodes a buffer written by [`encode`].
+pub fn decode(buf: &[u8]) -> Result<Batch, DecodeError> {
+    let mut r = Reader { buf, pos: 0 };
+    let (schema, nrows) = header(&mut r)?;
+    let ncols = schema.len();
     let mut rows = Vec::with_capacity(nrows.min(1 << 20));
     for _ in 0..nrows {
         let mut row = Vec::with_capacity(ncols);
@@ -397,6 +410,7 @@ mod tests {
             .collect();
         let batch = Batch { schema, rows };
         assert_eq!(decode(&encode(&batch)).unwrap(), batch);
+        assert_eq!(row_count(&encode(&batch)), Ok(values.len()));
     }
 
     #[test]

@@ -77,6 +77,14 @@ pub trait Sink: Send + Sized + 'static {
     /// Writes one batch, all or nothing where the target allows it.
     fn write_batch(&mut self, batch: &Batch) -> Result<(), Error>;
 
+    /// Writes one batch as it crossed the boundary, in the format of [`crate::codec`]. The default
+    /// decodes it and calls [`Sink::write_batch`]; a sink that needs no values (a counter) can
+    /// skip decoding them, e.g. with [`crate::codec::row_count`].
+    fn write_encoded(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let batch = crate::codec::decode(bytes).map_err(|e| Error::permanent(e.to_string()))?;
+        self.write_batch(&batch)
+    }
+
     /// Called once after the last batch of a successful job.
     fn finish(&mut self) -> Result<(), Error> {
         Ok(())

@@ -301,9 +301,7 @@ pub unsafe extern "C" fn sink_write_batch<K: Sink>(
     unsafe {
         let k = &mut *(sink as *mut K);
         guard(err, || {
-            let batch =
-                codec::decode(batch.as_bytes()).map_err(|e| Error::permanent(e.to_string()))?;
-            k.write_batch(&batch)?;
+            k.write_encoded(batch.as_bytes())?;
             Ok(STATUS_OK)
         })
     }

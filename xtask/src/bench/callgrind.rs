@@ -1,0 +1,249 @@
+//! A stable cost: the instructions the host and its plugins execute per row, counted by
+//! valgrind's callgrind (repeatable to a fraction of a percent, where timings on a shared 2-core
+//! machine move 2x). Callgrind counts only the process it runs, not MariaDB or the graph database,
+//! and runs it ~50x slower, so each path is run on a small slice of rows and on a fixed-cost slice
+//! ([`SMALL`] rows: start-up, connections, compiling), and the difference is divided by the
+//! difference in rows:
+//!
+//! - source path: MySQL -> console (count only): reading, decoding, the plugin boundary;
+//! - sink path: MySQL -> Bolt; the sink's own part (encoding to PackStream, the Bolt client) is
+//!   the sink path minus the source path;
+//! - transform boundary: MySQL -> the Rust `identity` transform -> console, minus the source path.
+//!
+//! The top entries are the functions whose own (exclusive) count per row differs most. A job is run
+//! once first, uncounted, so that neither counted run compiles the transform.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use xtask::graph::fresh_graph;
+
+use super::compare::{bolt_spec, nodes_must_be};
+use super::transforms::with_transform;
+use super::{bench_dir, console_spec, release_bin, seed, write_json, Opts, BENCH_DB};
+
+/// The fixed-cost slice and the measured slice.
+const SMALL: u64 = 1_000;
+const LARGE: u64 = 21_000;
+const TOP: usize = 8;
+
+/// Instructions of one run: the total and per function (exclusive).
+struct Counts {
+    total: f64,
+    functions: HashMap<String, f64>,
+}
+
+fn slice(spec: &str, rows: u64) -> String {
+    spec.replace(
+        "    table: person_1m\n",
+        &format!("    query: SELECT * FROM person_1m WHERE id <= {rows}\n"),
+    )
+}
+
+/// Runs etlhost on `spec` under callgrind and reads the counts back.
+fn count(name: &str, spec: &str, rows: u64) -> Result<Counts> {
+    let dir = bench_dir().join("callgrind");
+    std::fs::create_dir_all(&dir)?;
+    let spec_path = dir.join(format!("{name}-{rows}.yaml"));
+    let out_path = dir.join(format!("{name}-{rows}.callgrind.out"));
+    let summary = dir.join(format!("{name}-{rows}.summary.json"));
+    std::fs::write(&spec_path, spec)?;
+    let out = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out_path.display()))
+        .arg(release_bin("etlhost"))
+        .arg("run")
+        .arg(&spec_path)
+        .arg("--fresh")
+        .arg("--summary-json")
+        .arg(&summary)
+        .env("RUST_LOG", "warn")
+        .output()
+        .context("cannot run valgrind (apt-get install valgrind)")?;
+    if !out.status.success() {
+        bail!(
+            "callgrind run of {} failed:\n{}",
+            spec_path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary)?)?;
+    if s["written"].as_u64() != Some(rows) {
+        bail!("{name}: wrote {} of {rows} rows", s["written"]);
+    }
+    annotate(&out_path)
+}
+
+/// `callgrind_annotate`'s totals and per-function exclusive counts.
+fn annotate(file: &Path) -> Result<Counts> {
+    let out = Command::new("callgrind_annotate")
+        .args(["--threshold=100", "--inclusive=no", "--auto=no"])
+        .arg(file)
+        .output()
+        .context("cannot run callgrind_annotate")?;
+    if !out.status.success() {
+        bail!(
+            "callgrind_annotate {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut counts = Counts {
+        total: f64::NAN,
+        functions: HashMap::new(),
+    };
+    for line in text.lines() {
+        // `1,234,567 (12.34%)  file:function [object]`, or `... PROGRAM TOTALS`.
+        let line = line.trim();
+        let Some((n, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(n) = n.replace(',', "").parse::<f64>() else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        let rest = match rest.strip_prefix('(') {
+            Some(r) => r.split_once(')').map_or(r, |(_, r)| r).trim_start(),
+            None => rest,
+        };
+        if rest.starts_with("PROGRAM TOTALS") {
+            counts.total = n;
+            continue;
+        }
+        let (name, object) = match rest.split_once(" [") {
+            Some((n, o)) => (n, o.trim_end_matches(']').rsplit('/').next().unwrap_or(o)),
+            None => (rest, "etlhost"),
+        };
+        let name = name.split_once(':').map_or(name, |(_, f)| f);
+        let key = format!("{} [{object}]", short(name));
+        *counts.functions.entry(key).or_default() += n;
+    }
+    if counts.total.is_nan() {
+        bail!(
+            "no PROGRAM TOTALS in callgrind_annotate's output for {}",
+            file.display()
+        );
+    }
+    Ok(counts)
+}
+
+/// A function's name without its hash suffix and long generic arguments.
+fn short(name: &str) -> String {
+    let name = name.trim();
+    let name = match name.rfind("::h") {
+        Some(i) if name[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => &name[..i],
+        _ => name,
+    };
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in name.chars() {
+        match c {
+            '<' => {
+                if depth == 0 {
+                    out.push_str("<..>");
+                }
+                depth += 1;
+            }
+            '>' if depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("<..><..>", "<..>")
+}
+
+/// Per row: (large - small) / rows, total and per function.
+fn per_row(small: &Counts, large: &Counts) -> (f64, HashMap<String, f64>) {
+    let rows = (LARGE - SMALL) as f64;
+    let mut f: HashMap<String, f64> = HashMap::new();
+    for (k, v) in &large.functions {
+        *f.entry(k.clone()).or_default() += v / rows;
+    }
+    for (k, v) in &small.functions {
+        *f.entry(k.clone()).or_default() -= v / rows;
+    }
+    ((large.total - small.total) / rows, f)
+}
+
+fn minus(a: &HashMap<String, f64>, b: &HashMap<String, f64>) -> HashMap<String, f64> {
+    let mut out = a.clone();
+    for (k, v) in b {
+        *out.entry(k.clone()).or_default() -= v;
+    }
+    out
+}
+
+fn top(f: &HashMap<String, f64>) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> = f.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v.truncate(TOP);
+    v
+}
+
+pub fn run(_: &Opts) -> Result<()> {
+    seed("person_1m", 1_000_000)?;
+    let source_spec = console_spec("person_1m", 1, 1);
+    let sink_spec = bolt_spec("person_1m", "batch", 1000);
+    let transform_spec = with_transform("person_1m", "identity", "{}");
+    let measure = |name: &str, spec: &str, graph: bool| -> Result<(f64, HashMap<String, f64>)> {
+        eprintln!("xtask: callgrind: {name}, {SMALL} and {LARGE} rows");
+        // Not counted: fills the transforms' compile cache, which both counted runs then find.
+        super::etlhost(&format!("callgrind-warm-{name}"), &slice(spec, SMALL))?;
+        let mut runs = Vec::new();
+        for rows in [SMALL, LARGE] {
+            if graph {
+                fresh_graph(BENCH_DB)?;
+            }
+            runs.push(count(name, &slice(spec, rows), rows)?);
+            if graph {
+                nodes_must_be(rows, name)?;
+            }
+        }
+        Ok(per_row(&runs[0], &runs[1]))
+    };
+    let (source, source_f) = measure("source", &source_spec, false)?;
+    let (sink, sink_f) = measure("sink", &sink_spec, true)?;
+    let (transform, transform_f) = measure("transform", &transform_spec, false)?;
+    let paths = [
+        (
+            "source path (MySQL -> console count)",
+            source,
+            source_f.clone(),
+        ),
+        ("sink path (MySQL -> Bolt)", sink, sink_f.clone()),
+        (
+            "sink encoding + Bolt client (sink path - source path)",
+            sink - source,
+            minus(&sink_f, &source_f),
+        ),
+        (
+            "transform boundary, Rust identity (- source path)",
+            transform - source,
+            minus(&transform_f, &source_f),
+        ),
+    ];
+    println!(
+        "\nInstructions per row (callgrind, etlhost process only: {LARGE} rows minus {SMALL} rows, divided by {})",
+        LARGE - SMALL
+    );
+    let mut out = Vec::new();
+    for (name, per, functions) in &paths {
+        println!("{name:<56} {per:>10.0} instructions/row");
+        let entries = top(functions);
+        for (f, n) in &entries {
+            println!("    {n:>10.0}  {f}");
+        }
+        out.push(json!({
+            "path": name, "instructions_per_row": per,
+            "top": entries.iter().map(|(f, n)| json!({"function": f, "instructions_per_row": n})).collect::<Vec<_>>(),
+        }));
+    }
+    write_json(
+        "instructions.json",
+        &json!({"small_rows": SMALL, "large_rows": LARGE, "paths": out}),
+    )
+}
