@@ -478,24 +478,6 @@ fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>)
             ident(&rel)
         );
         let name = plan.unique(&format!("{}_{}", t.name, rel.to_ascii_lowercase()));
-        let pattern = format!(
-            "(a:{})-[r:{}]->(b:{})",
-            ident(&label(&t.name)),
-            ident(&rel),
-            ident(&label(&fk.table))
-        );
-        let from: Vec<(String, String)> = t
-            .primary_key
-            .iter()
-            .map(|k| (k.clone(), k.clone()))
-            .collect();
-        let to: Vec<(String, String)> = fk
-            .columns
-            .iter()
-            .zip(target_keys(fk))
-            .filter(|(c, _)| !t.primary_key.contains(c))
-            .map(|(c, r)| (c.clone(), r.clone()))
-            .collect();
         flows.push(json!({
             "name": name,
             "after": plan.after(&t.name, &fk.table),
@@ -504,7 +486,7 @@ fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>)
                 "endpoints": endpoints(&t.primary_key, &fk.columns),
                 "options": { "query": query },
             },
-            "verify": verify::relationship(&pattern, &from, &to, &[]),
+            "verify": verify::foreign_key(t, fk, &rel),
         }));
     }
 }
@@ -530,19 +512,6 @@ fn join_flow(plan: &mut Plan<'_>, t: &TableInfo, a: &ForeignKey, b: &ForeignKey)
     if let Some(set) = set_clause("r", &props) {
         let _ = write!(query, "\n{set}");
     }
-    let pattern = format!(
-        "(a:{})-[r:{}]->(b:{})",
-        ident(&label(&a.table)),
-        ident(&rel),
-        ident(&label(&b.table))
-    );
-    let ends = |f: &ForeignKey| -> Vec<(String, String)> {
-        f.columns
-            .iter()
-            .cloned()
-            .zip(target_keys(f).iter().cloned())
-            .collect()
-    };
     json!({
         "name": plan.unique(&t.name),
         "after": plan.after(&a.table, &b.table),
@@ -551,7 +520,7 @@ fn join_flow(plan: &mut Plan<'_>, t: &TableInfo, a: &ForeignKey, b: &ForeignKey)
             "endpoints": endpoints(&a.columns, &b.columns),
             "options": { "query": query },
         },
-        "verify": verify::relationship(&pattern, &ends(a), &ends(b), &props),
+        "verify": verify::join(a, b, &rel, &props),
     })
 }
 

@@ -308,6 +308,23 @@ verify: 0 of 1 flows match, 1 different, 0 not verifiable
         out.stderr
     );
 
+    // A sink that cannot read back: not verifiable, never a match.
+    let console = format!(
+        "name: vf_console
+source: {{plugin: mysql, options: {{url: 'mysql://127.0.0.1:{MYSQL_PORT}/vf_hand', user: {MYSQL_USER}, password: {MYSQL_PASSWORD}, table: person}}}}
+sink: {{plugin: console, options: {{mode: count}}}}
+verify: {{key: [id], query: 'MATCH (p:Person) RETURN p.id AS id'}}
+"
+    );
+    let (_, out) = etlhost_with_spec("verify", "vf_console.yaml", &console, &[]);
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout,
+        "flow vf_console: not verifiable: the sink plugin cannot read (plugin 'console' exports no `etlhost_sink_query`)
+verify: 0 of 1 flows match, 0 different, 1 not verifiable
+"
+    );
+
     // A graph it cannot read: exit code 3, and the password stays out of the message.
     let wrong = one.replace(
         &format!("password: {GRAPH_PASSWORD}"),

@@ -11,9 +11,10 @@
 //! `lookup` (for `--sample`) takes the first column's values in `$keys` instead, which the graph
 //! answers from the flow's constraint or index rather than by scanning the label.
 
+use etlhost_plugin_sdk::{ForeignKey, TableInfo};
 use serde_json::{json, Value};
 
-use super::ident;
+use super::{ident, label, target_keys};
 
 /// `WHERE ($lo IS NULL OR x >= $lo) AND ($hi IS NULL OR x < $hi)` for property `x`.
 fn range(property: &str) -> String {
@@ -67,9 +68,48 @@ pub fn node(label: &str, keys: &[String], props: &[&str]) -> Value {
     block(query, &first, keys)
 }
 
+/// A foreign key's relationships `(a:T)-[r:REL]->(b:Target)`: keyed by the row's primary key
+/// (read from `a`) and the key's columns not in it (read from `b`'s referenced properties).
+pub fn foreign_key(t: &TableInfo, fk: &ForeignKey, rel: &str) -> Value {
+    let from: Vec<(String, String)> = t
+        .primary_key
+        .iter()
+        .map(|k| (k.clone(), k.clone()))
+        .collect();
+    let to: Vec<(String, String)> = fk
+        .columns
+        .iter()
+        .zip(target_keys(fk))
+        .filter(|(c, _)| !t.primary_key.contains(c))
+        .map(|(c, r)| (c.clone(), r.clone()))
+        .collect();
+    relationship(&pattern(&t.name, rel, &fk.table), &from, &to, &[])
+}
+
+/// A join table's relationships between the nodes its keys `a` and `b` point at, with `props`.
+pub fn join(a: &ForeignKey, b: &ForeignKey, rel: &str, props: &[&str]) -> Value {
+    let ends = |f: &ForeignKey| -> Vec<(String, String)> {
+        f.columns
+            .iter()
+            .cloned()
+            .zip(target_keys(f).iter().cloned())
+            .collect()
+    };
+    relationship(&pattern(&a.table, rel, &b.table), &ends(a), &ends(b), props)
+}
+
+fn pattern(from: &str, rel: &str, to: &str) -> String {
+    format!(
+        "(a:{})-[r:{}]->(b:{})",
+        ident(&label(from)),
+        ident(rel),
+        ident(&label(to))
+    )
+}
+
 /// A relationship between two nodes; `from` and `to` are (column, property) pairs read from
 /// the start node `a` and the end node `b`, `props` the relationship's own properties.
-pub fn relationship(
+fn relationship(
     pattern: &str,
     from: &[(String, String)],
     to: &[(String, String)],

@@ -306,12 +306,13 @@ mod tests {
             .to_vec()
             .into();
         rows.chunks(per)
-            .map(|c| Batch {
-                schema: schema.clone(),
-                rows: c
+            .map(|c| {
+                let mut b = Batch::new(schema.clone());
+                b.rows = c
                     .iter()
                     .map(|(k, v)| vec![k.clone(), Value::Int(*v)])
-                    .collect(),
+                    .collect();
+                b
             })
             .collect()
     }

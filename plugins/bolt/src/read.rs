@@ -80,13 +80,12 @@ impl SplitReader for BoltRows {
             return Ok(None);
         }
         self.first = false;
-        Ok(Some(Batch {
-            schema: self.schema.clone(),
-            rows: records
-                .into_iter()
-                .map(|r| r.into_iter().map(value).collect())
-                .collect(),
-        }))
+        let mut batch = Batch::new(self.schema.clone());
+        batch.rows = records
+            .into_iter()
+            .map(|r| r.into_iter().map(value).collect())
+            .collect();
+        Ok(Some(batch))
     }
 }
 
