@@ -9,7 +9,6 @@
 //!   per row; tables in `target/bench/*.json`.
 
 mod bench;
-mod bench_verify;
 mod demo;
 
 use std::process::Command;
@@ -27,9 +26,6 @@ fn main() -> Result<()> {
         "services" => services::ensure(),
         "build" => build(rest.iter().any(|a| a == "--release")),
         "demo" => demo::run(),
-        "bench" if rest.first().is_some_and(|a| a == "verify") => {
-            bench_verify::run(rest.get(1).map(String::as_str))
-        }
         "bench" => bench::run(rest),
         "test" => {
             services::ensure()?;

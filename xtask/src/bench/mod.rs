@@ -16,6 +16,7 @@ mod knows;
 mod readers;
 mod rss;
 mod transforms;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -49,6 +50,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("knows", knows::run),
     ("rss", rss::run),
     ("callgrind", callgrind::run),
+    ("verify", verify::run),
 ];
 
 pub fn usage() -> String {
