@@ -35,4 +35,5 @@ pub mod seatunnel;
 pub mod spec;
 pub mod state_file;
 pub mod stats;
+pub mod stream;
 pub mod transform;

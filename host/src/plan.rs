@@ -171,6 +171,7 @@ pub fn plan(
                 id: 0,
                 range: None,
                 cursor: cursor.cloned(),
+                stream: None,
             },
             estimated_rows,
         }])
@@ -246,6 +247,7 @@ pub fn plan(
                     after: None,
                 }),
                 cursor: cursor.cloned(),
+                stream: None,
             },
             // Uniform over the range: the best guess without a histogram.
             estimated_rows: bounds.rows / count as u64

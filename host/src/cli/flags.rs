@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// No progress bars or progress blocks (logs still follow RUST_LOG).
     #[arg(long)]
     pub quiet: bool,
+    /// `mode: stream`: serve Prometheus metrics (lag, changes, position) on this address, e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args)]
