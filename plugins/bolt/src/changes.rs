@@ -6,7 +6,7 @@
 //! changes reach the graph in the order the source made them, and a batch is all or nothing.
 
 use etlhost_plugin_sdk::change::runs;
-use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, ConfigError, Error, OpenError};
+use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, ConfigError, Error, OpenError};
 
 use super::connection::{Connection, WriteParams};
 
@@ -59,6 +59,24 @@ fn query_for(o: &BoltOptions, kind: ChangeKind) -> Option<&str> {
     }
 }
 
+/// Within a run of one kind only each key's last change counts: `UNWIND` does not promise to
+/// finish one row's clauses before the next row's, so two changes of one key in one statement
+/// could both take effect (two relationships where one moved).
+fn last_per_key(batch: &ChangeBatch, run: &[Change]) -> Vec<Change> {
+    if batch.key.is_empty() {
+        return run.to_vec();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut keep: Vec<Change> = run
+        .iter()
+        .rev()
+        .filter(|c| seen.insert(format!("{:?}", batch.key_of(c))))
+        .cloned()
+        .collect();
+    keep.reverse();
+    keep
+}
+
 impl BoltSink {
     fn try_changes(&mut self, batch: &ChangeBatch) -> Result<(), (Error, Option<BoltError>)> {
         let mut conn = match self.conn.take() {
@@ -77,7 +95,7 @@ impl BoltSink {
                 self.conn = Some(conn);
                 return Err((e, None));
             };
-            parts.push((query, batch.rows(run)));
+            parts.push((query, batch.rows(&last_per_key(batch, run))));
         }
         if parts.is_empty() {
             self.conn = Some(conn);
