@@ -772,3 +772,98 @@ sink:
     assert_eq!(rels, want_rels);
     assert_eq!(job.terminate(), 130);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_init_mode_stream_writes_flows_that_keep_relationships_in_sync() {
+    let pool = mysql("st_init").await;
+    exec(
+        &pool,
+        "CREATE TABLE team (id INT PRIMARY KEY, name VARCHAR(50))",
+    )
+    .await;
+    exec(
+        &pool,
+        "CREATE TABLE member (id INT PRIMARY KEY, name VARCHAR(50), team_id INT NULL, \
+         FOREIGN KEY (team_id) REFERENCES team (id))",
+    )
+    .await;
+    exec(
+        &pool,
+        "CREATE TABLE likes (a INT, b INT, since INT, PRIMARY KEY (a, b), \
+         FOREIGN KEY (a) REFERENCES member (id), FOREIGN KEY (b) REFERENCES member (id))",
+    )
+    .await;
+    exec(&pool, "INSERT INTO team VALUES (1, 'red'), (2, 'blue')").await;
+    exec(
+        &pool,
+        "INSERT INTO member VALUES (1, 'ann', 1), (2, 'bob', 1), (3, 'cy', NULL)",
+    )
+    .await;
+    exec(&pool, "INSERT INTO likes VALUES (1, 2, 2020), (2, 1, 2021)").await;
+    let _g = graph("st_init").await;
+    let dir = scratch("st_init");
+    let spec = dir.join("st_init.yaml");
+    let out = etlhost_command()
+        .arg("init")
+        .arg(&spec)
+        .args([
+            "--mode",
+            "stream",
+            "--source-url",
+            "mysql://127.0.0.1:3306/st_init",
+        ])
+        .args(["--source-user", "etl", "--source-password", "etl"])
+        .args(["--sink-uri", &format!("bolt://127.0.0.1:{BOLT_PORT}")])
+        .args(["--sink-user", GRAPH_USER, "--sink-password", GRAPH_PASSWORD])
+        .args(["--sink-database", "st_init"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&spec).unwrap()
+        + &format!(
+            "checkpoint: {{dir: {}, interval: 100ms}}\n",
+            dir.join("cp").display()
+        );
+    assert!(text.contains("mode: stream"), "{text}");
+    std::fs::write(&spec, text).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    exec(&pool, "INSERT INTO team VALUES (3, 'green')").await;
+    exec(&pool, "INSERT INTO member VALUES (4, 'dee', 3)").await;
+    exec(&pool, "UPDATE member SET team_id = 2 WHERE id = 1").await;
+    exec(&pool, "UPDATE member SET team_id = NULL WHERE id = 2").await;
+    exec(&pool, "UPDATE member SET team_id = 3 WHERE id = 3").await;
+    exec(&pool, "INSERT INTO likes VALUES (4, 1, 2024)").await;
+    exec(&pool, "DELETE FROM likes WHERE a = 1 AND b = 2").await;
+    exec(&pool, "UPDATE likes SET since = 1999 WHERE a = 2").await;
+    exec(&pool, "DELETE FROM likes WHERE a = 2").await;
+    exec(&pool, "DELETE FROM member WHERE id = 2").await;
+    exec(&pool, "UPDATE member SET id = 30 WHERE id = 3").await;
+    job.wait_until_acked(&head(&pool).await);
+    let rows = |q: &str| {
+        let mut v: Vec<String> = cypher("st_init", q).iter().map(|r| r.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        rows("MATCH (m:Member) RETURN m.id AS id, m.name AS name"),
+        [
+            r#"{"id":1,"name":"ann"}"#,
+            r#"{"id":30,"name":"cy"}"#,
+            r#"{"id":4,"name":"dee"}"#
+        ]
+    );
+    assert_eq!(
+        rows("MATCH (m:Member)-[:TEAM]->(t:Team) RETURN m.id AS m, t.id AS t"),
+        [r#"{"m":1,"t":2}"#, r#"{"m":30,"t":3}"#, r#"{"m":4,"t":3}"#]
+    );
+    assert_eq!(
+        rows("MATCH (a:Member)-[r:LIKES]->(b:Member) RETURN a.id AS a, b.id AS b, r.since AS s"),
+        [r#"{"a":4,"b":1,"s":2024}"#]
+    );
+    assert_eq!(job.terminate(), 130);
+}

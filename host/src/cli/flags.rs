@@ -100,6 +100,9 @@ pub struct InitArgs {
     /// Replace the output file if it exists.
     #[arg(long)]
     pub force: bool,
+    /// `stream`: flows that snapshot and then follow the binlog (delete queries included).
+    #[arg(long, default_value = "batch", value_parser = ["batch", "stream"])]
+    pub mode: String,
 }
 
 #[derive(clap::Args)]
