@@ -202,9 +202,13 @@ fn normalise(text: &str) -> String {
 
 /// Every `:Person` node's properties as text, by id.
 fn graph_rows(db: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
+    graph_rows_at(HTTP_PORT, db)
+}
+
+fn graph_rows_at(port: u16, db: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
     let body = serde_json::json!({"language": "cypher", "command": "MATCH (p:Person) RETURN p"});
     let (code, text) = xtask::graph::http_at(
-        HTTP_PORT,
+        port,
         "POST",
         &format!("/api/v1/command/{db}"),
         Some(&body.to_string()),
@@ -865,5 +869,70 @@ async fn st_init_mode_stream_writes_flows_that_keep_relationships_in_sync() {
         rows("MATCH (a:Member)-[r:LIKES]->(b:Member) RETURN a.id AS a, b.id AS b, r.since AS s"),
         [r#"{"a":4,"b":1,"s":2024}"#]
     );
+    assert_eq!(job.terminate(), 130);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_the_stream_survives_a_bolt_server_restart() {
+    let pool = mysql("st_bolt").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO person SELECT seq, CONCAT('p', seq) FROM seq_1_to_500",
+    )
+    .await;
+    let dir = scratch("st_bolt");
+    let mut server = xtask::services::ExtraArcadeDb::start(&dir.join("home"), &[]).unwrap();
+    xtask::graph::fresh_graph_at(server.http, "st_bolt").unwrap();
+    let text = stream_spec(
+        "st_bolt",
+        "mysql://127.0.0.1:3306/st_bolt",
+        "st_bolt",
+        &dir,
+        "",
+    )
+    .replace(
+        &format!("bolt://127.0.0.1:{BOLT_PORT}"),
+        &format!("bolt://127.0.0.1:{}", server.bolt),
+    );
+    let spec = dir.join("st_bolt.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    // Changes keep coming while the graph server is down and starting again.
+    let restart = std::thread::spawn(move || {
+        server.restart().unwrap();
+        server
+    });
+    let mut id = 1000;
+    while !restart.is_finished() {
+        id += 1;
+        exec(
+            &pool,
+            &format!("INSERT INTO person VALUES ({id}, 'during')"),
+        )
+        .await;
+        exec(
+            &pool,
+            &format!("UPDATE person SET name = 'moved' WHERE id = {}", id - 900),
+        )
+        .await;
+    }
+    let server = restart.join().unwrap();
+    exec(&pool, "DELETE FROM person WHERE id < 50").await;
+    job.wait_until_acked(&head(&pool).await);
+    assert!(
+        job.stderr().contains("writing changes failed"),
+        "no write failed while the server was down:\n{}",
+        job.stderr()
+    );
+    let want = mysql_rows(&pool).await;
+    let got = graph_rows_at(server.http, "st_bolt");
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
     assert_eq!(job.terminate(), 130);
 }
