@@ -132,6 +132,7 @@ mod tests {
                 id: 0,
                 range: None,
                 cursor: None,
+                stream: None,
             }],
             done: [0].into(),
             watermarks: BTreeMap::new(),

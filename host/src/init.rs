@@ -39,7 +39,12 @@ pub struct Request {
     pub format: Format,
     /// Where the catalog came from, for the file's header.
     pub origin: String,
+    /// `--mode stream`: flows that snapshot and then follow the binlog.
+    pub stream: bool,
 }
+
+#[path = "init_stream.rs"]
+mod stream;
 
 /// A generated spec: its text and what it holds.
 #[derive(Debug)]
@@ -304,28 +309,40 @@ pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
 
     let mut flows: Vec<Value> = node_tables
         .iter()
-        .map(|t| node_flow(&mut plan, t))
+        .map(|t| {
+            let mut flow = node_flow(&mut plan, t);
+            if req.stream {
+                stream::node(&mut plan, &mut flow, t);
+            }
+            flow
+        })
         .collect();
     let nodes = flows.len();
     for t in &node_tables {
-        foreign_key_flows(&mut plan, t, &mut flows);
+        foreign_key_flows(&mut plan, t, &mut flows, req.stream);
     }
     let rels = flows.len() - nodes;
     for t in &tables {
         if let Some((a, b)) = join_keys(t, &plan.selected) {
-            let flow = join_flow(&mut plan, t, a, b);
+            let mut flow = join_flow(&mut plan, t, a, b);
+            if req.stream {
+                stream::join(&mut flow, t, a, b);
+            }
             flows.push(flow);
         }
     }
     let joins = flows.len() - nodes - rels;
 
-    let spec = json!({
+    let mut spec = json!({
         "name": req.name,
         "parallelism": req.parallelism,
         "source": { "plugin": req.source_plugin, "options": req.source_options },
         "sink": { "plugin": req.sink_plugin, "options": req.sink_options },
         "flows": flows,
     });
+    if req.stream {
+        spec["mode"] = json!("stream");
+    }
     let body = match req.format {
         Format::Yaml => serde_yaml_ng::to_string(&spec).map_err(|e| e.to_string())?,
         Format::Toml => toml::to_string_pretty(&spec).map_err(|e| e.to_string())?,
@@ -434,7 +451,7 @@ fn node_flow(plan: &mut Plan<'_>, t: &TableInfo) -> Value {
 }
 
 /// A relationship flow for each foreign key of node table `t` that points at a generated node.
-fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>) {
+fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>, stream: bool) {
     for fk in &t.foreign_keys {
         if !plan.node_tables.contains(fk.table.as_str()) {
             plan.notes.push(format!(
@@ -478,7 +495,7 @@ fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>)
             ident(&rel)
         );
         let name = plan.unique(&format!("{}_{}", t.name, rel.to_ascii_lowercase()));
-        flows.push(json!({
+        let mut flow = json!({
             "name": name,
             "after": plan.after(&t.name, &fk.table),
             "source": source(t, &t.primary_key, json!({ "query": sql })),
@@ -487,7 +504,11 @@ fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>)
                 "options": { "query": query },
             },
             "verify": verify::foreign_key(t, fk, &rel),
-        }));
+        });
+        if stream {
+            stream::foreign_key(&mut flow, t, fk);
+        }
+        flows.push(flow);
     }
 }
 

@@ -33,7 +33,10 @@ impl Job {
                         Kind::Source,
                         &f.source.options,
                     )?,
-                    sink: load(flow, "sink", &f.sink.plugin, Kind::Sink, &f.sink.options)?,
+                    sink: crate::stream::check_sink(
+                        flow,
+                        load(flow, "sink", &f.sink.plugin, Kind::Sink, &f.sink.options)?,
+                    )?,
                 })
             })
             .collect::<Result<_, SpecError>>()?;

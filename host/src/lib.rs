@@ -36,5 +36,6 @@ pub mod seatunnel;
 pub mod spec;
 pub mod state_file;
 pub mod stats;
+pub mod stream;
 pub mod transform;
 pub mod verify;

@@ -200,6 +200,7 @@ pub fn plan(
                 id: 0,
                 range: None,
                 cursor: cursor.cloned(),
+                stream: None,
             },
             estimated_rows,
         }])
@@ -360,6 +361,7 @@ fn splits(columns: &[String], cuts: Cuts, cursor: Option<&CursorRange>) -> Vec<P
                     },
                 }),
                 cursor: cursor.cloned(),
+                stream: None,
             },
             estimated_rows: cuts.estimated[i],
         })

@@ -83,6 +83,9 @@ pub struct Summary {
     /// For a job of several flows: each flow's statistics, in the order they ran.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flows: Vec<Summary>,
+    /// `mode: stream`: changes, lag and the last acknowledged position (see `stream::metrics`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<serde_json::Value>,
 }
 
 /// UTC ISO 8601 to the millisecond, e.g. `2023-11-14T22:13:20.123Z`.
@@ -189,6 +192,7 @@ impl Summary {
             retries: 0,
             rows_per_sec: 0.0,
             read_per_reader: Vec::new(),
+            stream: None,
             peak_rss_bytes: peak_rss_bytes(),
             error,
             flows: Vec::new(),

@@ -12,6 +12,7 @@ mod resume;
 mod seatunnel;
 mod spec_errors;
 mod splits;
+mod stream;
 mod support;
 mod tls;
 mod transfer;

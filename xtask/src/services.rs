@@ -100,10 +100,44 @@ fn mysql_tcp_login_works() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Asks the running server (as root, over its socket) for one variable.
+fn mariadb_variable(name: &str) -> Option<String> {
+    let out = Command::new("mariadb")
+        .args(["-uroot", "-N", "-B", "-e", &format!("SELECT @@{name}")])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The settings streaming (binlog CDC) needs; `log_bin` cannot be switched on at run time.
+fn binlog_args(datadir: &str) -> Vec<String> {
+    vec![
+        format!("--log-bin={}/binlog", datadir.trim_end_matches('/')),
+        "--binlog-format=ROW".into(),
+        "--binlog-row-image=FULL".into(),
+        "--server-id=1".into(),
+    ]
+}
+
 fn ensure_mariadb() -> Result<()> {
     if listening(MYSQL_PORT) && mysql_tcp_login_works() {
-        eprintln!("xtask: MariaDB already running on 127.0.0.1:{MYSQL_PORT}");
-        return Ok(());
+        if mariadb_variable("log_bin").as_deref() == Some("0") {
+            // Streaming needs the binary log, which only a restart turns on.
+            eprintln!("xtask: MariaDB on 127.0.0.1:{MYSQL_PORT} runs without its binary log: restarting it with --log-bin");
+            run(Command::new("mysqladmin").args(["-uroot", "shutdown"]))
+                .context("stopping MariaDB to turn its binary log on failed")?;
+            let log = services_dir().join("mariadb.log");
+            wait_for("MariaDB to stop", Duration::from_secs(60), &log, || {
+                !listening(MYSQL_PORT)
+            })?;
+        } else {
+            eprintln!("xtask: MariaDB already running on 127.0.0.1:{MYSQL_PORT}");
+            grant_etl_user()?;
+            return Ok(());
+        }
     }
     let server = Path::new("/usr/sbin/mariadbd");
     if !server.exists() {
@@ -124,11 +158,13 @@ fn ensure_mariadb() -> Result<()> {
         let log = services_dir().join("mariadb.log");
         eprintln!("xtask: starting MariaDB (log: {})", log.display());
         let _pid = spawn_daemon(
-            Command::new(server).args([
-                "--user=mysql",
-                "--bind-address=127.0.0.1",
-                &format!("--port={MYSQL_PORT}"),
-            ]),
+            Command::new(server)
+                .args([
+                    "--user=mysql",
+                    "--bind-address=127.0.0.1",
+                    &format!("--port={MYSQL_PORT}"),
+                ])
+                .args(binlog_args("/var/lib/mysql")),
             &log,
         )?;
         wait_for("MariaDB", Duration::from_secs(60), &log, || {
@@ -140,6 +176,14 @@ fn ensure_mariadb() -> Result<()> {
                 .is_ok_and(|s| s.success())
         })?;
     }
+    grant_etl_user()?;
+    eprintln!("xtask: MariaDB ready on 127.0.0.1:{MYSQL_PORT} (user {MYSQL_USER}, binary log in ROW format)");
+    Ok(())
+}
+
+/// The test user, idempotently. ALL PRIVILEGES on *.* includes REPLICATION SLAVE and REPLICATION
+/// CLIENT (BINLOG MONITOR in MariaDB 10.5+), which streaming needs.
+fn grant_etl_user() -> Result<()> {
     // root logs in over the unix socket only. A TCP login from 127.0.0.1 may be matched as
     // 'etl'@'localhost', so both accounts exist.
     let sql = format!(
@@ -156,7 +200,6 @@ fn ensure_mariadb() -> Result<()> {
     if !mysql_tcp_login_works() {
         bail!("MariaDB is up but '{MYSQL_USER}' cannot log in over TCP on 127.0.0.1:{MYSQL_PORT}");
     }
-    eprintln!("xtask: MariaDB ready on 127.0.0.1:{MYSQL_PORT} (user {MYSQL_USER})");
     Ok(())
 }
 

@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// No progress bars or progress blocks (logs still follow RUST_LOG).
     #[arg(long)]
     pub quiet: bool,
+    /// `mode: stream`: serve Prometheus metrics (lag, changes, position) on this address, e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -117,6 +121,9 @@ pub struct InitArgs {
     /// Replace the output file if it exists.
     #[arg(long)]
     pub force: bool,
+    /// `stream`: flows that snapshot and then follow the binlog (delete queries included).
+    #[arg(long, default_value = "batch", value_parser = ["batch", "stream"])]
+    pub mode: String,
 }
 
 #[derive(clap::Args)]

@@ -85,6 +85,7 @@ fn init(a: &InitArgs) -> Result<(), (u8, String)> {
         tables: a.tables.clone(),
         exclude: a.exclude.clone(),
         format,
+        stream: a.mode == "stream",
         origin: format!(
             "{} source {}",
             p.name,

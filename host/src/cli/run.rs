@@ -40,6 +40,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         fresh: args.fresh,
         full: args.full,
         report: report_mode,
+        metrics_addr: args.metrics_addr,
     };
     let (summary, code) = match run::run(&job, control.clone(), &opts) {
         Ok(s) => (Some(s), ExitCode::SUCCESS),

@@ -108,6 +108,7 @@ fn splits(rows: i64, n: usize) -> Vec<Split> {
     (0..n)
         .map(|i| Split {
             cursor: None,
+            stream: None,
             id: i as u32,
             range: Some(KeyRange {
                 column: "id".into(),

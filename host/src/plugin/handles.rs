@@ -160,6 +160,11 @@ impl SourceHandle {
         self.call(&PlanRequest::Describe, "catalog")
     }
 
+    /// `mode: stream`: the server's checks and where its change log is now.
+    pub fn stream_head(&self) -> Result<etlhost_plugin_sdk::StreamHead, PluginError> {
+        self.call(&PlanRequest::StreamPosition, "stream position")
+    }
+
     fn call<T: serde::de::DeserializeOwned>(
         &self,
         request: &PlanRequest,
@@ -270,6 +275,24 @@ impl SinkHandle {
         let mut err = OwnedBuf::EMPTY;
         // SAFETY: ABI contract; `&mut self` gives exclusive use of the instance.
         let status = unsafe { (self.vt.write_batch)(self.inst, StrRef::new(&bytes), &mut err) };
+        self.plugin.status(status, err)
+    }
+
+    /// Writes a change batch ([`etlhost_plugin_sdk::change`]); the plugin was checked to have
+    /// the symbol before the stream started.
+    pub fn write_changes(
+        &mut self,
+        changes: &etlhost_plugin_sdk::ChangeBatch,
+    ) -> Result<(), PluginError> {
+        let Some((_, write)) = self.plugin.changes else {
+            return Err(self
+                .plugin
+                .malformed("this sink cannot write changes".into()));
+        };
+        let bytes = codec::encode(&changes.clone().into_batch());
+        let mut err = OwnedBuf::EMPTY;
+        // SAFETY: the symbol has the SinkWriteChangesFn type; `&mut self` gives exclusive use.
+        let status = unsafe { write(self.inst, StrRef::new(&bytes), &mut err) };
         self.plugin.status(status, err)
     }
 

@@ -43,6 +43,8 @@ pub struct Plugin {
     check: Option<abi::SinkCheckFn>,
     /// A sink's optional read capability (`etlhost verify`), see [`query`].
     query: Option<&'static etlhost_plugin_sdk::query::SinkQueryVTable>,
+    /// A sink's optional change writing ([`abi::SINK_CHECK_CHANGES_SYMBOL`], `mode: stream`).
+    pub(crate) changes: Option<(abi::SinkCheckFn, abi::SinkWriteChangesFn)>,
 }
 
 impl fmt::Debug for Plugin {
@@ -74,6 +76,25 @@ impl Plugin {
         options: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<bool, PluginError> {
         let Some(check) = self.check.filter(|_| self.kind == Kind::Sink) else {
+            return Ok(false);
+        };
+        let json = handles::options_json(options);
+        let mut err = OwnedBuf::EMPTY;
+        // SAFETY: the symbol has the SinkCheckFn type; the buffers are valid for the call.
+        let status = unsafe { check(StrRef::new(&json), &mut err) };
+        if status == abi::STATUS_NOT_CHECKED {
+            drop(self.take(err));
+            return Ok(false);
+        }
+        self.status(status, err).map(|()| true)
+    }
+
+    /// Whether a sink can write changes with these options: `Ok(false)` when it cannot at all.
+    pub fn check_changes(
+        &self,
+        options: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, PluginError> {
+        let Some((check, _)) = self.changes.filter(|_| self.kind == Kind::Sink) else {
             return Ok(false);
         };
         let json = handles::options_json(options);
@@ -289,6 +310,12 @@ fn load_uncached(path: &Path) -> Result<Plugin, LoadError> {
         .ok()
         .map(|f| *f);
     let query = query::lookup(lib, &file.to_string());
+    // SAFETY: the optional symbols' types are the ones the ABI defines for them.
+    let changes = unsafe {
+        let check = lib.get::<abi::SinkCheckFn>(abi::SINK_CHECK_CHANGES_SYMBOL.as_bytes());
+        let write = lib.get::<abi::SinkWriteChangesFn>(abi::SINK_WRITE_CHANGES_SYMBOL.as_bytes());
+        check.ok().map(|c| *c).zip(write.ok().map(|w| *w))
+    };
     // SAFETY: `host_log` has the LogFn signature and lives as long as the process.
     unsafe { (desc.set_log)(host_log, max_log_level()) };
     Ok(Plugin {
@@ -300,6 +327,7 @@ fn load_uncached(path: &Path) -> Result<Plugin, LoadError> {
         desc,
         check,
         query,
+        changes,
     })
 }
 

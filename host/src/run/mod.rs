@@ -3,7 +3,7 @@
 //! A job of several flows keeps every completed flow's checkpoint until the whole job succeeds, so
 //! a killed job resumes at the flow it was in and skips the ones before it.
 
-mod flow;
+pub(crate) mod flow;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -23,6 +23,8 @@ pub struct RunOptions {
     /// Ignore stored cursors: read every row, then store the cursor anew.
     pub full: bool,
     pub report: report::Mode,
+    /// `mode: stream`: where to serve Prometheus metrics.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs every flow of the job; the summary is the job's, with each flow's inside for a job of
@@ -30,6 +32,9 @@ pub struct RunOptions {
 pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summary, RunError> {
     let spec = &job.spec;
     let start = SystemTime::now();
+    if crate::stream::is_streaming(spec) {
+        return crate::stream::run(job, control, opts);
+    }
     if !spec.multi_flow {
         let summary = flow::run(job, spec.flow(0), control, opts)?;
         checkpoint::forget(spec);

@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 use super::FlowSpec;
 
 /// Keys of a flow that may also be written at the top of the file.
-const FLOW_KEYS: [&str; 5] = [
+const FLOW_KEYS: [&str; 7] = [
+    "mode",
+    "snapshot",
     "parallelism",
     "source",
     "transforms",

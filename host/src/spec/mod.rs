@@ -92,6 +92,24 @@ pub struct FlowSpec {
     pub max_failed_rows: u64,
     /// How `etlhost verify` finds the graph's side of the flow.
     pub verify: Option<VerifySpec>,
+    /// `batch` copies once; `stream` snapshots, then follows the source's change log.
+    #[serde(default)]
+    pub mode: Mode,
+    /// `mode: stream` only: `false` skips the snapshot and starts at the log's head.
+    #[serde(default = "yes")]
+    pub snapshot: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Batch,
+    Stream,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_progress_interval() -> Span {
@@ -528,6 +546,7 @@ impl FlowRef<'_> {
         if f.parallelism == 0 {
             return Err(self.error("parallelism", "must be at least 1"));
         }
+        crate::stream::check_flow(self)?;
         if f.source.partition_num == Some(0) {
             return Err(self.error("source.partition_num", "must be at least 1"));
         }

@@ -200,6 +200,7 @@ fn splits(
             id: 0,
             range: None,
             cursor: None,
+            stream: None,
         }];
     }
     for s in &mut splits {

@@ -110,6 +110,7 @@ pub fn run(
                 columns: Vec::new(),
             }),
             cursor: None,
+            stream: None,
         };
         if v.lookup.is_some() {
             drawn.push(mapping.source(like(&b.min, k)).param());

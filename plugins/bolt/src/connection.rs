@@ -116,6 +116,9 @@ pub struct Settings<'a> {
     pub timeout: Duration,
 }
 
+/// Writes one statement's parameter map.
+pub type WriteParams<'a> = &'a dyn Fn(&mut Vec<u8>);
+
 impl Connection {
     pub fn connect(address: &str, settings: &Settings<'_>) -> Result<Self, BoltError> {
         let timeout = settings.timeout;
@@ -448,6 +451,49 @@ impl Connection {
         // All four requests were pipelined: read all four summaries, remember the first failure.
         let mut failure = None;
         for _ in 0..4 {
+            match self.summary()? {
+                Summary::Success(_) | Summary::Ignored => {}
+                Summary::Failure { code, message } => {
+                    failure.get_or_insert(BoltError::Server { code, message });
+                }
+            }
+        }
+        match failure {
+            None => Ok(()),
+            Some(e) => {
+                self.reset()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Several statements, each with its parameters (see [`WriteParams`]), in one explicit transaction, pipelined into
+    /// one write like [`Self::run_in_transaction`] (a stream's runs of inserts and deletes).
+    pub fn run_all_in_transaction(
+        &mut self,
+        database: Option<&str>,
+        statements: &[(&str, WriteParams<'_>)],
+    ) -> Result<(), BoltError> {
+        self.out.clear();
+        self.message(|m| {
+            ps::struct_header(m, 1, BEGIN);
+            db_map(m, database);
+        });
+        for (query, params) in statements {
+            self.message(|m| {
+                ps::struct_header(m, 3, RUN);
+                ps::string(m, query);
+                params(m);
+                ps::map_header(m, 0);
+            });
+            self.message(pull_all);
+        }
+        self.message(|m| {
+            ps::struct_header(m, 0, COMMIT);
+        });
+        self.flush()?;
+        let mut failure = None;
+        for _ in 0..2 + 2 * statements.len() {
             match self.summary()? {
                 Summary::Success(_) | Summary::Ignored => {}
                 Summary::Failure { code, message } => {

@@ -7,6 +7,7 @@
 //!
 //! A NULL column is left out of its row's map, so the property is absent, as in Neo4j.
 
+mod changes;
 mod connection;
 mod packstream;
 mod params;
@@ -79,8 +80,13 @@ pub struct BoltOptions {
     pub trusted_ca: Option<String>,
     /// The database to write to. Name it: some servers (ArcadeDB) otherwise pick one silently.
     pub database: Option<String>,
-    /// The Cypher run once per batch; it receives the rows as `$batch`.
+    /// The Cypher run once per batch; it receives the rows as `$batch`. In a streaming flow it
+    /// writes inserts and updates (the rows as they are now).
     pub query: String,
+    /// Streaming flows: the Cypher for deleted rows (`$batch` holds the rows as they were).
+    pub delete_query: Option<String>,
+    /// Streaming flows: the Cypher for updated rows, when it differs from `query`.
+    pub update_query: Option<String>,
     /// Whether the server compiles `query` (`EXPLAIN`) at start, so a mistake stops the job before
     /// a row is read. Off only for servers without `EXPLAIN`.
     #[serde(default = "yes")]
@@ -194,6 +200,7 @@ impl BoltSink {
                 Checked::Rejected(c) => OpenError::Config(c),
                 Checked::Failed(e) => OpenError::Other(sink.error("query check failed", e)),
             })?;
+            changes::check_queries(&sink, &mut conn)?;
         }
         if setup {
             for stmt in &sink.options.setup {
@@ -435,6 +442,16 @@ impl Sink for BoltSink {
             }
             Err((e, _)) => Err(e),
         }
+    }
+
+    const CHANGES: bool = true;
+
+    fn check_changes(options: &BoltOptions) -> Result<(), ConfigError> {
+        changes::check_options(options)
+    }
+
+    fn write_changes(&mut self, batch: &etlhost_plugin_sdk::ChangeBatch) -> Result<(), Error> {
+        self.write_changes_retrying(batch)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `mysql` source: reads a table or a query from MySQL or MariaDB, one split (key range) at a
 //! time, streaming rows with mysql_async's binary protocol so every column keeps its type.
 
+mod binlog;
 mod sample;
 mod types;
 
@@ -11,7 +12,7 @@ use etlhost_plugin_sdk::runtime::{block_on, runtime};
 use etlhost_plugin_sdk::{
     export_source, Batch, Catalog, ColumnInfo, ColumnType, ConfigError, CursorRange, Error,
     ForeignKey, KeyBounds, KeySample, OpenError, Options, Schema, Source, Split, SplitReader,
-    TableInfo, Value,
+    StreamHead, TableInfo, Value,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool};
@@ -103,6 +104,9 @@ impl Options for MySqlOptions {
 
 pub struct MySqlSource {
     pool: Pool,
+    /// For the binlog connection, which is not a pooled one.
+    opts: OptsBuilder,
+    database: String,
     /// `SELECT * FROM <relation>` reads every row; splits add a WHERE clause.
     relation: String,
     fetch_size: usize,
@@ -217,6 +221,7 @@ impl Source for MySqlSource {
 
     fn open(o: MySqlOptions) -> Result<Self, OpenError> {
         let opts = Opts::from_url(&o.url).map_err(|e| ConfigError::new("url", e.to_string()))?;
+        let database = opts.db_name().unwrap_or_default().to_string();
         let mut b = OptsBuilder::from_opts(opts);
         if let Some(u) = &o.user {
             b = b.user(Some(u));
@@ -237,6 +242,8 @@ impl Source for MySqlSource {
         // The pool needs the plugin's runtime to be current when it is created and dropped.
         let _guard = runtime().enter();
         let source = MySqlSource {
+            opts: b.clone(),
+            database,
             pool: Pool::new(b),
             relation,
             fetch_size: o.fetch_size,
@@ -259,7 +266,29 @@ impl Source for MySqlSource {
         Ok(source)
     }
 
+    const STREAMS: bool = true;
+
+    fn stream_head(&self) -> Result<StreamHead, Error> {
+        block_on(async {
+            let mut c = self.conn().await?;
+            binlog::head(&mut c, &self.secrets).await
+        })
+    }
+
     fn open_split(&self, split: &Split) -> Result<MySqlReader, Error> {
+        if let Some(req) = &split.stream {
+            let (tx, rx) = mpsc::channel(4);
+            let follow = binlog::Follow {
+                opts: self.opts.clone(),
+                pool: self.pool.clone(),
+                database: self.database.clone(),
+                fetch_size: self.fetch_size,
+                typing: self.typing.clone(),
+                secrets: self.secrets.clone(),
+            };
+            runtime().spawn(binlog::follow(follow, req.clone(), tx));
+            return Ok(MySqlReader { rx });
+        }
         let (sql, params) = self.split_sql(split);
         tracing::debug!(split = split.id, sql = %sql, "reading split");
         let conn = block_on(self.conn())?;

@@ -39,6 +39,22 @@ pub type SinkCheckFn = unsafe extern "C" fn(options: StrRef, err: *mut OwnedBuf)
 /// [`SinkCheckFn`] only: the sink checks nothing beyond the offline `validate`.
 pub const STATUS_NOT_CHECKED: u32 = 1;
 
+/// Optional sink symbol, a [`SinkCheckFn`]: whether the sink can write change batches
+/// ([`crate::change`]) with these options. `STATUS_OK`: yes; [`STATUS_NOT_CHECKED`]: the sink
+/// cannot write changes at all; `STATUS_CONFIG`: an option is missing or wrong for it (a row kind
+/// without a query). Looked up by name like [`SINK_CHECK_SYMBOL`]; a library without it cannot
+/// be the sink of a streaming flow.
+pub const SINK_CHECK_CHANGES_SYMBOL: &str = "etlhost_sink_check_changes";
+
+/// Optional sink symbol, a [`SinkWriteChangesFn`]: writes one change batch (a batch in
+/// [`crate::codec`]'s format with the reserved columns of [`crate::change`]), with the status
+/// codes of [`SinkVTable::write_batch`].
+pub const SINK_WRITE_CHANGES_SYMBOL: &str = "etlhost_sink_write_changes";
+
+/// `write_changes(sink, batch, err)`, see [`SINK_WRITE_CHANGES_SYMBOL`].
+pub type SinkWriteChangesFn =
+    unsafe extern "C" fn(sink: Instance, batch: StrRef, err: *mut OwnedBuf) -> u32;
+
 pub const KIND_SOURCE: u32 = 1;
 pub const KIND_SINK: u32 = 2;
 

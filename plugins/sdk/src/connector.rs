@@ -1,6 +1,7 @@
 //! The safe traits a connector implements. The export macros turn them into the C ABI.
 
-use crate::error::{Error, OpenError};
+use crate::change::{ChangeBatch, StreamHead};
+use crate::error::{ConfigError, Error, OpenError};
 use crate::options::Options;
 use crate::split::{Catalog, CursorRange, KeyBounds, KeySample, Split};
 use crate::value::Batch;
@@ -46,6 +47,16 @@ pub trait Source: Send + Sync + Sized + 'static {
     fn describe(&self) -> Result<Catalog, Error> {
         Err(Error::permanent("this source cannot describe its tables"))
     }
+
+    /// Whether the source can stream changes: answers [`Source::stream_head`] and reads a split
+    /// whose `stream` is set by returning [`ChangeBatch`]es (as [`ChangeBatch::into_batch`]) from
+    /// `next_batch`. The SDK refuses stream splits for sources that leave it `false`.
+    const STREAMS: bool = false;
+
+    /// Checks that the server can stream changes and says where its change log is now.
+    fn stream_head(&self) -> Result<StreamHead, Error> {
+        Err(Error::permanent("this source cannot stream changes"))
+    }
 }
 
 /// Reads the rows of one split in batches.
@@ -88,5 +99,22 @@ pub trait Sink: Send + Sized + 'static {
     /// Called once after the last batch of a successful job.
     fn finish(&mut self) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// Whether the sink writes change batches ([`Sink::write_changes`]); leave it `false` unless
+    /// it does, and streaming flows refuse the sink.
+    const CHANGES: bool = false;
+
+    /// Whether these options can write every kind of change (each kind has its query, say), as a
+    /// [`ConfigError`] on the key to set; run by `etlhost validate` and before a stream starts.
+    fn check_changes(options: &Self::Options) -> Result<(), ConfigError> {
+        let _ = options;
+        Ok(())
+    }
+
+    /// Writes one table's changes in their order, all or nothing where the target allows it.
+    fn write_changes(&mut self, changes: &ChangeBatch) -> Result<(), Error> {
+        let _ = changes;
+        Err(Error::permanent("this sink cannot write changes"))
     }
 }

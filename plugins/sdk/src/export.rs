@@ -162,6 +162,10 @@ pub unsafe extern "C" fn source_call<S: Source>(
                     cursor,
                     count,
                 } => serde_json::to_vec(&s.key_sample(&columns, cursor.as_ref(), count)?),
+                PlanRequest::StreamPosition if !S::STREAMS => {
+                    return Err(Error::permanent("this source cannot stream changes").into())
+                }
+                PlanRequest::StreamPosition => serde_json::to_vec(&s.stream_head()?),
             }
             .map_err(|e| Error::permanent(e.to_string()))?;
             Ok(STATUS_OK)
@@ -187,6 +191,9 @@ pub unsafe extern "C" fn source_open_split<S: Source>(
         guard(err, || {
             let split: Split = serde_json::from_slice(split.as_bytes())
                 .map_err(|e| Error::permanent(format!("malformed split from host: {e}")))?;
+            if split.stream.is_some() && !S::STREAMS {
+                return Err(Error::permanent("this source cannot stream changes").into());
+            }
             if split.cursor.is_some() && !S::INCREMENTAL {
                 return Err(Error::permanent(
                     "this source cannot read incrementally (no cursor support)",
@@ -307,6 +314,46 @@ pub unsafe extern "C" fn sink_write_batch<K: Sink>(
     }
 }
 
+/// The [`crate::abi::SINK_CHECK_CHANGES_SYMBOL`] function of a sink type.
+///
+/// # Safety
+/// ABI contract: `opts` readable; `err` writable.
+pub unsafe extern "C" fn sink_check_changes<K: Sink>(opts: StrRef, err: *mut OwnedBuf) -> u32 {
+    if !K::CHANGES {
+        return STATUS_NOT_CHECKED;
+    }
+    // SAFETY: ABI contract.
+    unsafe {
+        guard(err, || {
+            K::check_changes(&options::parse::<K::Options>(opts.as_bytes())?)?;
+            Ok(STATUS_OK)
+        })
+    }
+}
+
+/// The [`crate::abi::SINK_WRITE_CHANGES_SYMBOL`] function of a sink type.
+///
+/// # Safety
+/// ABI contract: `sink` is a live instance of `K`; `batch` readable; `err` writable.
+pub unsafe extern "C" fn sink_write_changes<K: Sink>(
+    sink: Instance,
+    batch: StrRef,
+    err: *mut OwnedBuf,
+) -> u32 {
+    // SAFETY: ABI contract.
+    unsafe {
+        let k = &mut *(sink as *mut K);
+        guard(err, || {
+            let batch =
+                codec::decode(batch.as_bytes()).map_err(|e| Error::permanent(e.to_string()))?;
+            let changes =
+                crate::change::ChangeBatch::from_batch(batch).map_err(Error::permanent)?;
+            k.write_changes(&changes)?;
+            Ok(STATUS_OK)
+        })
+    }
+}
+
 /// # Safety
 /// ABI contract: `sink` is a live instance of `K`; `err` writable.
 pub unsafe extern "C" fn sink_finish<K: Sink>(sink: Instance, err: *mut OwnedBuf) -> u32 {
@@ -392,6 +439,25 @@ macro_rules! export_sink {
         ) -> u32 {
             // SAFETY: the caller keeps the ABI contract of `SinkCheckFn`.
             unsafe { $crate::export::sink_check::<$ty>(options, err) }
+        }
+        /// Optional: whether the sink can write changes with these options (`mode: stream`).
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn etlhost_sink_check_changes(
+            options: $crate::abi::StrRef,
+            err: *mut $crate::abi::OwnedBuf,
+        ) -> u32 {
+            // SAFETY: the caller keeps the ABI contract of `SinkCheckFn`.
+            unsafe { $crate::export::sink_check_changes::<$ty>(options, err) }
+        }
+        /// Optional: writes one change batch (`mode: stream`).
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn etlhost_sink_write_changes(
+            sink: $crate::abi::Instance,
+            batch: $crate::abi::StrRef,
+            err: *mut $crate::abi::OwnedBuf,
+        ) -> u32 {
+            // SAFETY: the caller keeps the ABI contract of `SinkWriteChangesFn`.
+            unsafe { $crate::export::sink_write_changes::<$ty>(sink, batch, err) }
         }
     };
 }

@@ -17,6 +17,7 @@
 //! name). The C-level contract is in [`abi`]; its version is [`abi::ABI_VERSION`].
 
 pub mod abi;
+pub mod change;
 pub mod codec;
 mod connector;
 mod error;
@@ -30,6 +31,7 @@ pub mod runtime;
 pub mod split;
 pub mod value;
 
+pub use change::{Change, ChangeBatch, ChangeKind, Position, StreamHead, StreamRequest};
 pub use connector::{Sink, Source, SplitReader};
 pub use error::{ConfigError, Error, OpenError};
 pub use options::Options;

@@ -15,6 +15,10 @@ pub struct Split {
     /// Set for an incremental read: only rows in this cursor range, in addition to `range`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<CursorRange>,
+    /// Set for a change stream (`mode: stream`): the reader returns change batches
+    /// ([`crate::change`]) from this position on, until the host closes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<crate::change::StreamRequest>,
 }
 
 /// The slice of an incremental read: rows whose `column` is `>= from` (when set) and `<= to` (when
@@ -98,6 +102,10 @@ pub enum PlanRequest {
         cursor: Option<CursorRange>,
         count: u64,
     },
+    /// For `mode: stream`: check that the server can stream changes (refusing with the setting
+    /// to fix) and answer where its change log is now ([`crate::change::StreamHead`]). Sources
+    /// built before streaming refuse the unknown request, so the host never streams from them.
+    StreamPosition,
 }
 
 /// What `etlhost init` needs to know about a relational source.

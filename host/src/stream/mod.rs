@@ -1,0 +1,185 @@
+//! `mode: stream`: keep the graph equal to the source by following its change log (MySQL's binlog).
+//!
+//! ```text
+//! head position (checked settings) -> stored -> snapshot (today's flows and splits)
+//!   -> one change reader per job -> dispatch per table -> each flow's writers (by key) -> acked position
+//! ```
+//!
+//! The position is captured *before* the snapshot and stored first, so nothing committed during
+//! the snapshot is missed; the changes the snapshot already saw are replayed, which idempotent
+//! Cypher (`MERGE`, `DETACH DELETE`) makes harmless. The stream is read in chunks (one table's
+//! changes); a chunk is written by every flow of its table before the next chunk is, flows in
+//! file order, so a node flow's writes land before the relationship flow's of the same change.
+//! Within a flow, `sink.parallelism` writers each take the changes of the keys that hash to them,
+//! in order. The recorded position is the commit of the last transaction whose every change has
+//! been written: never inside a transaction.
+
+mod follow;
+mod metrics;
+mod state;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::error::RunError;
+use crate::job::Job;
+use crate::pipeline::Control;
+use crate::plugin::{Plugin, PluginError, SourceHandle};
+use crate::run::RunOptions;
+use crate::spec::{FlowRef, Mode, Spec, SpecError};
+use crate::stats::{Counters, Status, Summary};
+
+pub use metrics::serve as serve_metrics;
+
+/// Whether any flow of the job streams.
+pub fn is_streaming(spec: &Spec) -> bool {
+    spec.job.flows.iter().any(|f| f.mode == Mode::Stream)
+}
+
+/// The spec rules of `mode` and `snapshot`.
+pub fn check_flow(flow: &FlowRef<'_>) -> Result<(), SpecError> {
+    let f = flow.flow;
+    if f.mode == Mode::Batch {
+        if !f.snapshot {
+            return Err(flow.error("snapshot", "has no effect without mode: stream"));
+        }
+        return Ok(());
+    }
+    if f.source.cursor_column.is_some() {
+        return Err(flow.error(
+            "source.cursor_column",
+            "a streaming flow sees every change: drop cursor_column",
+        ));
+    }
+    if !f.transforms.is_empty() {
+        return Err(flow.error(
+            "transforms",
+            "transforms are not applied to streamed changes yet: use them in batch flows",
+        ));
+    }
+    if !f.source.options.contains_key("table") {
+        return Err(flow.error(
+            "source.options.table",
+            "missing: a streaming flow follows one table's changes (not a `query`)",
+        ));
+    }
+    Ok(())
+}
+
+/// A streaming flow's sink must write changes, with a query for every kind.
+pub fn check_sink(flow: FlowRef<'_>, sink: Arc<Plugin>) -> Result<Arc<Plugin>, SpecError> {
+    if flow.flow.mode != Mode::Stream {
+        return Ok(sink);
+    }
+    match sink.check_changes(&flow.flow.sink.options) {
+        Ok(true) => Ok(sink),
+        Ok(false) => Err(flow.error(
+            "sink.plugin",
+            format!(
+                "plugin {} cannot write changes (inserts, updates, deletes), which mode: stream needs",
+                sink.name
+            ),
+        )),
+        Err(PluginError::Config { error, .. }) => {
+            Err(crate::job::option_error(flow, "sink", &error))
+        }
+        Err(e) => Err(flow.error("sink.options", e.to_string())),
+    }
+}
+
+/// Runs a job with streaming flows: snapshot (unless done or skipped), then follow until stopped.
+pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summary, RunError> {
+    let spec = &job.spec;
+    let start = SystemTime::now();
+    let streams: Vec<FlowRef<'_>> = spec
+        .flows_in_order()
+        .filter(|f| f.flow.mode == Mode::Stream)
+        .collect();
+    let first = streams[0];
+    let url = |f: &FlowRef<'_>| {
+        let o = &f.flow.source.options;
+        (o.get("url").cloned(), o.get("user").cloned())
+    };
+    if let Some(other) = streams.iter().find(|f| url(f) != url(&first)) {
+        return Err(RunError::Config(other.error(
+            "source.options.url",
+            "the streaming flows of a job share one binlog connection: they must read the same server as the first",
+        )));
+    }
+    let source = SourceHandle::open(
+        job.plugins[first.index].source.clone(),
+        &first.flow.source.options,
+    )
+    .map_err(|e| RunError::Start(format!("cannot start source: {e}")))?;
+    let head = source
+        .stream_head()
+        .map_err(|e| RunError::Start(format!("cannot stream from the source: {e}")))?
+        .position;
+    let path = state::path(spec);
+    let previous = if opts.fresh {
+        None
+    } else {
+        state::load(&path).map_err(RunError::Start)?
+    };
+    let mut st = match previous {
+        Some(st) => {
+            tracing::info!(position = %st.position, snapshot_done = st.snapshot_done, "resuming the stream from {}", path.display());
+            st
+        }
+        None => {
+            let st = state::StreamState {
+                position: head.clone(),
+                snapshot_done: false,
+            };
+            state::save(&path, &st).map_err(RunError::Start)?;
+            st
+        }
+    };
+    let mut snapshots = Vec::new();
+    if !st.snapshot_done {
+        for flow in spec.flows_in_order() {
+            if flow.flow.mode == Mode::Stream && !flow.flow.snapshot {
+                continue;
+            }
+            if control.stopping() {
+                break;
+            }
+            match crate::run::flow::run(job, flow, control.clone(), opts) {
+                Ok(s) => snapshots.push(s),
+                Err(e) => return Err(e),
+            }
+        }
+        if control.stopping() {
+            let s = Summary::total(
+                &spec.job.name,
+                snapshots,
+                Status::Interrupted,
+                start,
+                Some("interrupted during the snapshot".into()),
+            );
+            return Err(RunError::Failed(Box::new(s)));
+        }
+        crate::checkpoint::forget(spec);
+        st.snapshot_done = true;
+        state::save(&path, &st).map_err(RunError::Start)?;
+        tracing::info!(position = %st.position, "snapshot done; following the change log");
+    }
+    let counters = Arc::new(Counters::new(1));
+    let outcome = follow::follow(job, &streams, source, st, &path, control, &counters, opts);
+    let (status, error, stream_json) = outcome;
+    let mut s = Summary::new(
+        &spec.job.name,
+        None,
+        status,
+        &counters,
+        start,
+        SystemTime::now(),
+        error,
+    );
+    s.stream = Some(stream_json);
+    s.flows = snapshots;
+    match status {
+        Status::Succeeded => Ok(s),
+        _ => Err(RunError::Failed(Box::new(s))),
+    }
+}

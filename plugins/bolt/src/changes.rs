@@ -1,0 +1,141 @@
+//! Streaming flows: one table's changes written with a Cypher per row kind.
+//!
+//! `query` writes inserts (and updates, unless `update_query` is set) with `$batch` the rows as they
+//! are now, `delete_query` writes deletes with `$batch` the rows as they were. A change batch is cut
+//! into runs of one kind, in order, and every run's statement goes into one transaction, so a key's
+//! changes reach the graph in the order the source made them, and a batch is all or nothing.
+
+use etlhost_plugin_sdk::change::runs;
+use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, ConfigError, Error, OpenError};
+
+use super::connection::{Connection, WriteParams};
+
+type Encoder<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
+use super::Encoding;
+use super::{check_query, needs_new_session, params, BoltError, BoltOptions, BoltSink, Checked};
+
+/// Every kind needs its query: a delete without `delete_query` would be dropped without a word.
+pub fn check_options(o: &BoltOptions) -> Result<(), ConfigError> {
+    if o.delete_query
+        .as_deref()
+        .is_none_or(|q| q.trim().is_empty())
+    {
+        return Err(ConfigError::new(
+            "delete_query",
+            "missing: a streaming flow also deletes rows; give the Cypher for them (`$batch` holds the deleted rows as they were, e.g. `UNWIND $batch AS row MATCH (n:Person {id: row.id}) DETACH DELETE n`)",
+        ));
+    }
+    if o.row_parameters {
+        return Err(ConfigError::new(
+            "row_parameters",
+            "a streaming flow writes batches of changes: row_parameters cannot be used",
+        ));
+    }
+    Ok(())
+}
+
+/// The server compiles `delete_query` and `update_query` too, at start.
+pub fn check_queries(sink: &BoltSink, conn: &mut Connection) -> Result<(), OpenError> {
+    let db = sink.options.database.as_deref();
+    for (key, q) in [
+        ("delete_query", &sink.options.delete_query),
+        ("update_query", &sink.options.update_query),
+    ] {
+        let Some(q) = q else { continue };
+        check_query(conn, db, q).map_err(|e| match e {
+            Checked::Rejected(c) => OpenError::Config(ConfigError::new(key, c.message)),
+            Checked::Failed(e) => OpenError::Other(sink.error("query check failed", e)),
+        })?;
+    }
+    Ok(())
+}
+
+fn query_for(o: &BoltOptions, kind: ChangeKind) -> Option<&str> {
+    match kind {
+        ChangeKind::Insert => Some(&o.query),
+        ChangeKind::Update => Some(o.update_query.as_deref().unwrap_or(&o.query)),
+        ChangeKind::Delete => o.delete_query.as_deref(),
+        ChangeKind::Mark => None,
+    }
+}
+
+/// Within a run of one kind only each key's last change counts: `UNWIND` does not promise to
+/// finish one row's clauses before the next row's, so two changes of one key in one statement
+/// could both take effect (two relationships where one moved).
+fn last_per_key(batch: &ChangeBatch, run: &[Change]) -> Vec<Change> {
+    if batch.key.is_empty() {
+        return run.to_vec();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut keep: Vec<Change> = run
+        .iter()
+        .rev()
+        .filter(|c| seen.insert(format!("{:?}", batch.key_of(c))))
+        .cloned()
+        .collect();
+    keep.reverse();
+    keep
+}
+
+impl BoltSink {
+    fn try_changes(&mut self, batch: &ChangeBatch) -> Result<(), (Error, Option<BoltError>)> {
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.connect().map_err(|e| (e, None))?,
+        };
+        let o = &self.options;
+        let enc = Encoding::new(o.temporal, o.decimal, conn.version());
+        let mut parts = Vec::new();
+        for (kind, run) in runs(&batch.changes) {
+            if kind == ChangeKind::Mark {
+                continue;
+            }
+            let Some(query) = query_for(o, kind) else {
+                let e = Error::permanent(format!("no query for {} changes", kind.name()));
+                self.conn = Some(conn);
+                return Err((e, None));
+            };
+            parts.push((query, batch.rows(&last_per_key(batch, run))));
+        }
+        if parts.is_empty() {
+            self.conn = Some(conn);
+            return Ok(());
+        }
+        let encoders: Vec<Encoder<'_>> = parts
+            .iter()
+            .map(|(_, rows)| {
+                let enc = &enc;
+                Box::new(move |m: &mut Vec<u8>| params::encode(m, rows, o, enc)) as Encoder<'_>
+            })
+            .collect();
+        let statements: Vec<(&str, WriteParams<'_>)> = parts
+            .iter()
+            .zip(&encoders)
+            .map(|((q, _), e)| (*q, e.as_ref()))
+            .collect();
+        let result = conn.run_all_in_transaction(o.database.as_deref(), &statements);
+        match result {
+            Ok(()) => {
+                self.conn = Some(conn);
+                Ok(())
+            }
+            Err(e) => {
+                if !matches!(e, BoltError::Io(_)) && !needs_new_session(&e) {
+                    self.conn = Some(conn);
+                }
+                Err((self.error("write failed", super::clone_error(&e)), Some(e)))
+            }
+        }
+    }
+
+    pub(super) fn write_changes_retrying(&mut self, batch: &ChangeBatch) -> Result<(), Error> {
+        match self.try_changes(batch) {
+            Ok(()) => Ok(()),
+            Err((e, Some(cause))) if needs_new_session(&cause) => {
+                tracing::warn!("{e}; logging in again on a new connection and retrying once");
+                self.try_changes(batch).map_err(|(e, _)| e)
+            }
+            Err((e, _)) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,608 @@
+//! `mode: stream`: check that the server can stream, say where its binlog is, and follow it.
+//!
+//! The binlog carries rows by column position; names and types come from a `SELECT * ... LIMIT 0`
+//! probe (the same column metadata a snapshot read converts with, so both read a value alike) and
+//! the primary key from information_schema, re-read after any DDL statement in the log. Changes are
+//! handed on per transaction, once its commit (XID) arrives, each with the position just after that
+//! commit, so the host never records a position inside a transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use etlhost_plugin_sdk::redact::redact_secrets;
+use etlhost_plugin_sdk::{
+    Batch, Change, ChangeBatch, ChangeKind, ColumnType, Error, Position, Schema, StreamHead,
+    StreamRequest, Value,
+};
+use futures_util::{FutureExt, StreamExt};
+use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::{ColumnFlags, ColumnType as My};
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, OptsBuilder, Pool};
+use tokio::sync::mpsc;
+
+use crate::types::{self, Conv, Typing};
+
+/// MariaDB's own event types, which mysql_common leaves undecoded.
+const MARIADB_GTID_EVENT: u8 = 162;
+
+/// What the stream task needs, cloned from the source.
+#[derive(Clone)]
+pub struct Follow {
+    pub opts: OptsBuilder,
+    pub pool: Pool,
+    pub database: String,
+    pub fetch_size: usize,
+    pub typing: Typing,
+    pub secrets: Vec<String>,
+}
+
+fn err(secrets: &[String], context: &str, e: impl std::fmt::Display) -> Error {
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    Error::permanent(redact_secrets(&format!("{context}: {e}"), &secrets))
+}
+
+/// Lost connections (a server restart) are worth another try; everything else is not.
+fn classify(secrets: &[String], context: &str, e: mysql_async::Error) -> Error {
+    let retryable = matches!(e, mysql_async::Error::Io(_) | mysql_async::Error::Driver(_))
+        || matches!(&e, mysql_async::Error::Server(s) if matches!(s.code, 1053 | 2013 | 1927));
+    let purged = matches!(&e, mysql_async::Error::Server(s) if s.code == 1236);
+    let mut error = err(secrets, context, e);
+    error.retryable = retryable && !purged;
+    error
+}
+
+/// Checks the server's settings and the user's privileges, then answers the binlog's head.
+pub async fn head(conn: &mut Conn, secrets: &[String]) -> Result<StreamHead, Error> {
+    let fail = |e| err(secrets, "cannot check the binary log settings", e);
+    let (log_bin, format, image): (i64, String, String) = conn
+        .query_first("SELECT @@log_bin, @@binlog_format, @@binlog_row_image")
+        .await
+        .map_err(fail)?
+        .ok_or_else(|| Error::permanent("the server answered no binlog settings"))?;
+    let restart =
+        "--log-bin=<dir>/binlog --binlog-format=ROW --binlog-row-image=FULL --server-id=1";
+    if log_bin == 0 {
+        return Err(Error::permanent(format!(
+            "the server's binary log is off (log_bin = OFF), and streaming reads it: restart the server with {restart}"
+        )));
+    }
+    if !format.eq_ignore_ascii_case("ROW") {
+        return Err(Error::permanent(format!(
+            "binlog_format is {format}, streaming needs ROW: SET GLOBAL binlog_format = 'ROW' (and binlog-format=ROW in the server's configuration)"
+        )));
+    }
+    if !image.eq_ignore_ascii_case("FULL") {
+        return Err(Error::permanent(format!(
+            "binlog_row_image is {image}, streaming needs FULL: SET GLOBAL binlog_row_image = 'FULL' (and binlog-row-image=FULL in the server's configuration)"
+        )));
+    }
+    check_privileges(conn, secrets).await?;
+    let status: Option<mysql_async::Row> =
+        conn.query_first("SHOW MASTER STATUS").await.map_err(fail)?;
+    let status = status.ok_or_else(|| {
+        Error::permanent("SHOW MASTER STATUS answered nothing: is the binary log on?")
+    })?;
+    let file: String = status.get(0).unwrap_or_default();
+    let pos: u64 = status.get(1).unwrap_or_default();
+    // MariaDB's GTID position; MySQL has none under this name, which is fine.
+    let gtid: Option<String> = conn
+        .query_first::<Option<String>, _>("SELECT @@gtid_binlog_pos")
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+        .filter(|g| !g.is_empty());
+    Ok(StreamHead {
+        position: Position { file, pos, gtid },
+    })
+}
+
+/// `REPLICATION SLAVE` (to read the binlog) and `REPLICATION CLIENT` (MariaDB 10.5+: `BINLOG
+/// MONITOR`, to ask where it is), found in the user's grants on `*.*`.
+async fn check_privileges(conn: &mut Conn, secrets: &[String]) -> Result<(), Error> {
+    let fail = |e| err(secrets, "cannot read the user's grants", e);
+    let user: String = conn
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .map_err(fail)?
+        .unwrap_or_default();
+    let grants: Vec<String> = conn
+        .query("SHOW GRANTS FOR CURRENT_USER()")
+        .await
+        .map_err(fail)?;
+    let global: Vec<String> = grants
+        .iter()
+        .filter(|g| g.contains(" ON *.* "))
+        .map(|g| g.to_uppercase())
+        .collect();
+    let has = |names: &[&str]| {
+        global
+            .iter()
+            .any(|g| g.contains("ALL PRIVILEGES") || names.iter().any(|n| g.contains(n)))
+    };
+    let mut missing = Vec::new();
+    if !has(&["REPLICATION SLAVE", "REPLICATION REPLICA"]) {
+        missing.push("REPLICATION SLAVE");
+    }
+    if !has(&["REPLICATION CLIENT", "BINLOG MONITOR", "SUPER"]) {
+        missing.push("REPLICATION CLIENT");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let (name, host) = user.rsplit_once('@').unwrap_or((&user, "%"));
+    Err(Error::permanent(format!(
+        "user {user} lacks the {} privilege{} that streaming needs: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{name}'@'{host}'",
+        missing.join(" and "),
+        if missing.len() > 1 { "s" } else { "" }
+    )))
+}
+
+/// A table's columns as the binlog's positions map to them.
+struct TableShape {
+    schema: Schema,
+    convs: Vec<Conv>,
+    /// Bits of an unsigned integer column: the binlog sends them signed unless the server logs
+    /// column metadata, which MariaDB does not by default.
+    unsigned_bits: Vec<Option<u32>>,
+    key: Vec<usize>,
+}
+
+async fn shape(
+    pool: &Pool,
+    db: &str,
+    table: &str,
+    typing: &Typing,
+) -> Result<TableShape, mysql_async::Error> {
+    let mut c = pool.get_conn().await?;
+    let relation = format!("`{}`.`{}`", db.replace('`', "``"), table.replace('`', "``"));
+    let result = c
+        .exec_iter(format!("SELECT * FROM {relation} LIMIT 0"), ())
+        .await?;
+    let columns = result.columns_ref().to_vec();
+    result.drop_result().await?;
+    let key_names: Vec<String> = c
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' \
+             ORDER BY ORDINAL_POSITION",
+            (db, table),
+        )
+        .await?;
+    let (cols, convs): (Vec<_>, Vec<_>) = columns.iter().map(|c| types::column(c, typing)).unzip();
+    let unsigned_bits = columns
+        .iter()
+        .map(|c| {
+            if !c.flags().contains(ColumnFlags::UNSIGNED_FLAG) {
+                return None;
+            }
+            match c.column_type() {
+                My::MYSQL_TYPE_TINY => Some(8),
+                My::MYSQL_TYPE_SHORT => Some(16),
+                My::MYSQL_TYPE_INT24 => Some(24),
+                My::MYSQL_TYPE_LONG => Some(32),
+                My::MYSQL_TYPE_LONGLONG => Some(64),
+                _ => None,
+            }
+        })
+        .collect();
+    let key = key_names
+        .iter()
+        .filter_map(|k| cols.iter().position(|c| &c.name == k))
+        .collect();
+    Ok(TableShape {
+        schema: cols.into(),
+        convs,
+        unsigned_bits,
+        key,
+    })
+}
+
+impl TableShape {
+    fn row(&self, values: Vec<BinlogValue<'static>>) -> Result<Vec<Value>, String> {
+        let mut row = Vec::with_capacity(self.schema.len());
+        for (i, v) in values.into_iter().enumerate() {
+            let Some(col) = self.schema.get(i) else {
+                // A column added after this event was logged is not in it; one dropped since
+                // is not in the probe: drop its value.
+                break;
+            };
+            let v = match v {
+                BinlogValue::Value(v) => v,
+                other => {
+                    let v: Result<mysql_async::Value, _> = other.try_into();
+                    v.map_err(|e| format!("column `{}`: {e}", col.name))?
+                }
+            };
+            let v = match (v, self.unsigned_bits[i]) {
+                (mysql_async::Value::Int(n), Some(bits)) if n < 0 => {
+                    mysql_async::Value::UInt((n as u64) & u64::MAX >> (64 - bits))
+                }
+                (v, _) => v,
+            };
+            let value = match (col.ty, v) {
+                // TIMESTAMP arrives as seconds since 1970 (and a fraction) in the binlog.
+                (ColumnType::Timestamp, mysql_async::Value::Bytes(b)) => timestamp(&b)
+                    .ok_or_else(|| format!("column `{}`: not a binlog TIMESTAMP", col.name))?,
+                (ColumnType::Timestamp, mysql_async::Value::Int(s)) => {
+                    Value::Timestamp(s * 1_000_000)
+                }
+                (_, v) => types::convert(v, self.convs[i])
+                    .map_err(|e| format!("column `{}`: {e}", col.name))?,
+            };
+            row.push(value);
+        }
+        row.resize(self.schema.len(), Value::Null);
+        Ok(row)
+    }
+}
+
+fn timestamp(b: &[u8]) -> Option<Value> {
+    let s = std::str::from_utf8(b).ok()?;
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let micros: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}")[..6].parse().ok()?
+    };
+    Some(Value::Timestamp(secs * 1_000_000 + micros))
+}
+
+pub type Sent = Result<Batch, Error>;
+
+/// Follows the binlog from `req.from`, sending change batches until the receiver is dropped or
+/// an error is sent (the host reconnects from where it got).
+pub async fn follow(f: Follow, req: StreamRequest, tx: mpsc::Sender<Sent>) {
+    if let Err(e) = run(&f, &req, &tx).await {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+/// Tables by name below the source's database (`db.t` names another one).
+fn wanted(f: &Follow, req: &StreamRequest) -> HashSet<(String, String)> {
+    req.tables
+        .iter()
+        .map(|t| match t.split_once('.') {
+            Some((d, t)) => (d.to_string(), t.to_string()),
+            None => (f.database.clone(), t.clone()),
+        })
+        .collect()
+}
+
+async fn purged_check(conn: &mut Conn, from: &Position, secrets: &[String]) -> Result<(), Error> {
+    let logs: Vec<mysql_async::Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(|e| classify(secrets, "cannot list the binary logs", e))?;
+    let names: Vec<String> = logs.iter().filter_map(|r| r.get(0)).collect();
+    if from.file.is_empty() || names.iter().any(|n| n == &from.file) {
+        return Ok(());
+    }
+    Err(Error::permanent(format!(
+        "the binlog position {from} is no longer on the server (purged; the oldest binary log is {}): run with --fresh to start over with a new snapshot",
+        names.first().map_or("none", String::as_str)
+    )))
+}
+
+struct Out {
+    batch: Option<ChangeBatch>,
+    fetch_size: usize,
+}
+
+impl Out {
+    /// Adds a transaction's changes; a batch holds one table of one shape.
+    async fn push(
+        &mut self,
+        tx: &mpsc::Sender<Sent>,
+        table: &str,
+        schema: &Schema,
+        key: &[usize],
+        change: Change,
+    ) -> Result<(), ()> {
+        let same = self
+            .batch
+            .as_ref()
+            .is_some_and(|b| b.table == table && Schema::ptr_eq(&b.schema, schema));
+        if !same {
+            self.flush(tx).await?;
+            self.batch = Some(ChangeBatch {
+                table: table.to_string(),
+                schema: schema.clone(),
+                key: key.to_vec(),
+                changes: Vec::new(),
+            });
+        }
+        let b = self.batch.as_mut().expect("set above");
+        b.changes.push(change);
+        if b.changes.len() >= self.fetch_size {
+            self.flush(tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, tx: &mpsc::Sender<Sent>) -> Result<(), ()> {
+        match self.batch.take() {
+            Some(b) if !b.changes.is_empty() => tx.send(Ok(b.into_batch())).await.map_err(|_| ()),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn run(f: &Follow, req: &StreamRequest, tx: &mpsc::Sender<Sent>) -> Result<(), Error> {
+    let secrets = &f.secrets;
+    let connect = |e| classify(secrets, "cannot connect to MySQL for its binlog", e);
+    let mut conn = Conn::new(f.opts.clone()).await.map_err(connect)?;
+    purged_check(&mut conn, &req.from, secrets).await?;
+    // Announce MariaDB's capabilities: its GTID and annotate events then arrive as themselves,
+    // not as dummy QUERY events.
+    conn.query_drop("SET @mariadb_slave_capability = 4")
+        .await
+        .map_err(connect)?;
+    // A replica id of our own, different from the server's and from other readers'.
+    let server_id = 1_000_000 + (std::process::id() % 1_000_000) + rand_offset();
+    let request = BinlogStreamRequest::new(server_id)
+        .with_filename(req.from.file.as_bytes())
+        .with_pos(req.from.pos);
+    let mut stream = conn
+        .get_binlog_stream(request)
+        .await
+        .map_err(|e| classify(secrets, "cannot start reading the binlog", e))?;
+    let tables = wanted(f, req);
+    let mut shapes: HashMap<(String, String), TableShape> = HashMap::new();
+    let mut file = req.from.file.clone();
+    let mut gtid = req.from.gtid.clone();
+    // The current transaction's changes, handed on at its commit.
+    let mut pending: Vec<(String, Schema, Vec<usize>, Change)> = Vec::new();
+    let mut out = Out {
+        batch: None,
+        fetch_size: f.fetch_size,
+    };
+    let mut last_mark = std::time::Instant::now();
+    // Between transactions (not inside one), and where the log is then: when the stream goes
+    // quiet, the host is told it got this far, so its lag can reach 0.
+    let mut boundary = true;
+    let mut here = req.from.clone();
+    let mut marked = here.clone();
+    loop {
+        let next = match stream.next().now_or_never() {
+            Some(n) => n,
+            None => {
+                // Also once a second while idle, so the host's reader is never blocked for long.
+                if boundary && (here != marked || last_mark.elapsed() >= Duration::from_secs(1)) {
+                    marked = here.clone();
+                    last_mark = std::time::Instant::now();
+                    let mark = mark(here.clone(), 0);
+                    if out
+                        .push(tx, "", &Vec::new().into(), &[], mark)
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+                // Nothing more right now: hand on what is collected rather than wait for more.
+                if out.flush(tx).await.is_err() {
+                    return Ok(());
+                }
+                match tokio::time::timeout(Duration::from_secs(1), stream.next()).await {
+                    Ok(n) => n,
+                    Err(_) if tx.is_closed() => return Ok(()),
+                    Err(_) => continue,
+                }
+            }
+        };
+        let event = match next {
+            None => return Err(Error::retryable("the server ended the binlog stream")),
+            Some(Err(e)) => return Err(classify(secrets, "reading the binlog failed", e)),
+            Some(Ok(e)) => e,
+        };
+        let header = event.header();
+        let timestamp = header.timestamp();
+        let end = header.log_pos() as u64;
+        if header.event_type_raw() == MARIADB_GTID_EVENT {
+            let d = event.data();
+            if d.len() >= 12 {
+                let seq = u64::from_le_bytes(d[0..8].try_into().expect("8 bytes"));
+                let domain = u32::from_le_bytes(d[8..12].try_into().expect("4 bytes"));
+                gtid = Some(format!("{domain}-{}-{seq}", header.server_id()));
+            }
+            boundary = false;
+            continue;
+        }
+        let data = match event.read_data() {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(e) => return Err(err(secrets, "cannot decode a binlog event", e)),
+        };
+        let commit = |file: &str, gtid: &Option<String>| Position {
+            file: file.to_string(),
+            pos: end,
+            gtid: gtid.clone(),
+        };
+        let committed;
+        match data {
+            EventData::RotateEvent(r) => {
+                file = log_name(&r.name());
+                if boundary {
+                    here = Position {
+                        file: file.clone(),
+                        pos: r.position(),
+                        gtid: gtid.clone(),
+                    };
+                }
+                continue;
+            }
+            EventData::QueryEvent(q) => {
+                let sql = q.query();
+                let sql = sql.trim();
+                if sql.eq_ignore_ascii_case("BEGIN") {
+                    boundary = false;
+                    continue;
+                }
+                if sql.eq_ignore_ascii_case("COMMIT") {
+                    committed = true;
+                } else {
+                    // DDL: a table's columns may have changed; read them again when next used.
+                    shapes.clear();
+                    committed = pending.is_empty();
+                }
+            }
+            EventData::XidEvent(_) => committed = true,
+            EventData::TableMapEvent(_) => {
+                boundary = false;
+                continue;
+            }
+            EventData::RowsEvent(rows) => {
+                boundary = false;
+                let Some(tme) = stream.get_tme(rows.table_id()) else {
+                    return Err(Error::permanent("a rows event without its table map"));
+                };
+                let key = (
+                    tme.database_name().into_owned(),
+                    tme.table_name().into_owned(),
+                );
+                if !tables.is_empty() && !tables.contains(&key) {
+                    continue;
+                }
+                if !shapes.contains_key(&key) {
+                    let s = shape(&f.pool, &key.0, &key.1, &f.typing)
+                        .await
+                        .map_err(|e| classify(secrets, "cannot read a table's columns", e))?;
+                    shapes.insert(key.clone(), s);
+                }
+                let s = &shapes[&key];
+                let (schema, pk) = (s.schema.clone(), s.key.clone());
+                let kind = match &rows {
+                    RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
+                        ChangeKind::Insert
+                    }
+                    RowsEventData::UpdateRowsEventV1(_)
+                    | RowsEventData::UpdateRowsEvent(_)
+                    | RowsEventData::PartialUpdateRowsEvent(_) => ChangeKind::Update,
+                    _ => ChangeKind::Delete,
+                };
+                let name = if key.0 == f.database {
+                    key.1.clone()
+                } else {
+                    format!("{}.{}", key.0, key.1)
+                };
+                for r in rows.rows(tme) {
+                    let (before, after) =
+                        r.map_err(|e| err(secrets, "cannot decode a binlog row", e))?;
+                    let conv = |r: Option<mysql_async::binlog::row::BinlogRow>| {
+                        r.map(|r| s.row(r.unwrap()).map_err(Error::permanent))
+                            .transpose()
+                    };
+                    let (before, after) = (conv(before)?, conv(after)?);
+                    let change = |kind, row, old| Change {
+                        kind,
+                        row,
+                        old,
+                        commit: Position::default(),
+                        last: false,
+                        timestamp,
+                    };
+                    let mut add = |c| pending.push((name.clone(), schema.clone(), pk.clone(), c));
+                    match (kind, before, after) {
+                        (ChangeKind::Insert, _, Some(a)) => {
+                            add(change(ChangeKind::Insert, a, None))
+                        }
+                        (ChangeKind::Delete, Some(b), _) => {
+                            add(change(ChangeKind::Delete, b, None))
+                        }
+                        (ChangeKind::Update, Some(b), Some(a)) => {
+                            if pk.iter().any(|i| a.get(*i) != b.get(*i)) {
+                                // A new key is another row: delete the old, upsert the new.
+                                add(change(ChangeKind::Delete, b, None));
+                                add(change(ChangeKind::Insert, a, None));
+                            } else {
+                                add(change(ChangeKind::Update, a, Some(b)));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            _ => {
+                if boundary && end > 0 {
+                    here.file = file.clone();
+                    here.pos = end;
+                }
+                continue;
+            }
+        }
+        if !committed {
+            continue;
+        }
+        let at = commit(&file, &gtid);
+        boundary = true;
+        here = at.clone();
+        if pending.is_empty() {
+            // A transaction of other tables: let the host's position follow, now and then.
+            if last_mark.elapsed() >= Duration::from_millis(200) {
+                last_mark = std::time::Instant::now();
+                let mark = Change {
+                    kind: ChangeKind::Mark,
+                    row: Vec::new(),
+                    old: None,
+                    commit: at,
+                    last: true,
+                    timestamp,
+                };
+                let empty: Schema = Vec::new().into();
+                if out.push(tx, "", &empty, &[], mark).await.is_err() {
+                    return Ok(());
+                }
+            }
+            continue;
+        }
+        let n = pending.len();
+        for (i, (table, schema, k, mut c)) in std::mem::take(&mut pending).into_iter().enumerate() {
+            c.commit = at.clone();
+            c.last = i + 1 == n;
+            if out.push(tx, &table, &schema, &k, c).await.is_err() {
+                return Ok(());
+            }
+        }
+        last_mark = std::time::Instant::now();
+    }
+}
+
+/// A rotate event's log name, without the checksum bytes mysql_common leaves after it (a name is
+/// `<base>.<digits>`).
+fn log_name(raw: &str) -> String {
+    match raw.rfind('.') {
+        Some(dot) => {
+            let digits = raw[dot + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .count();
+            raw[..dot + 1 + digits].to_string()
+        }
+        None => raw.to_string(),
+    }
+}
+
+fn mark(at: Position, timestamp: u32) -> Change {
+    Change {
+        kind: ChangeKind::Mark,
+        row: Vec::new(),
+        old: None,
+        commit: at,
+        last: true,
+        timestamp,
+    }
+}
+
+fn rand_offset() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (t % 1000) * 1000 + NEXT.fetch_add(1, Ordering::Relaxed) % 1000
+}

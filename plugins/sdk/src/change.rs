@@ -1,0 +1,363 @@
+//! Change data capture: rows that carry their kind (insert, update, delete), the row as it was, and
+//! where in the source's change log they come from.
+//!
+//! Nothing in the C ABI changes for this (see the SDK README, "Streaming changes"):
+//!
+//! - a source that can stream answers [`crate::PlanRequest::StreamPosition`] (older sources refuse
+//!   the unknown request, so the host refuses to stream from them) and reads a [`crate::Split`]
+//!   whose `stream` is set by returning change batches from `next_batch`;
+//! - a change batch crosses as an ordinary [`Batch`] in [`crate::codec`]'s format whose first
+//!   columns are the reserved ones below ([`ChangeBatch::into_batch`], [`ChangeBatch::from_batch`]);
+//! - a sink that can write changes says so with [`crate::Sink::CHANGES`]; the export macro adds two
+//!   optional symbols ([`crate::abi::SINK_CHECK_CHANGES_SYMBOL`],
+//!   [`crate::abi::SINK_WRITE_CHANGES_SYMBOL`]) that the host looks up by name, so sinks built
+//!   before them load unchanged and are refused for streaming flows only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::{Batch, Column, ColumnType, Row, Schema, Value};
+
+/// What happened to a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Insert,
+    Update,
+    Delete,
+    /// No row: the stream got this far (a transaction of other tables, a heartbeat), so the host
+    /// can advance its position and lag while a table is quiet.
+    Mark,
+}
+
+impl ChangeKind {
+    fn tag(self) -> i64 {
+        match self {
+            ChangeKind::Mark => 0,
+            ChangeKind::Insert => 1,
+            ChangeKind::Update => 2,
+            ChangeKind::Delete => 3,
+        }
+    }
+
+    fn from_tag(tag: i64) -> Option<ChangeKind> {
+        Some(match tag {
+            0 => ChangeKind::Mark,
+            1 => ChangeKind::Insert,
+            2 => ChangeKind::Update,
+            3 => ChangeKind::Delete,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Insert => "insert",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
+            ChangeKind::Mark => "mark",
+        }
+    }
+}
+
+/// A place in a source's change log: for MySQL a binlog file and offset, plus the GTID position
+/// where the server gives one. Resuming at a position reads what comes after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub file: String,
+    pub pos: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.pos)?;
+        if let Some(g) = &self.gtid {
+            write!(f, " (GTID {g})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the host asks a streaming source to read: the changes after `from` of these tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamRequest {
+    pub from: Position,
+    /// Table names as the source's options name them; empty: every table.
+    #[serde(default)]
+    pub tables: Vec<String>,
+}
+
+/// The answer to [`crate::PlanRequest::StreamPosition`]: where the change log is now, after the
+/// source has checked that it can stream at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamHead {
+    pub position: Position,
+}
+
+/// One changed row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    /// Insert and update: the row as it is now. Delete: the row as it was. Mark: empty.
+    pub row: Row,
+    /// Update: the row as it was before. A source emits an update that changes the primary key as
+    /// a delete of the old row and an insert of the new one, so an update keeps its key.
+    pub old: Option<Row>,
+    /// Where the change's transaction ends: resuming there reads what comes after it.
+    pub commit: Position,
+    /// The last change of its transaction: once it and every change before it are written, the
+    /// host may record `commit`.
+    pub last: bool,
+    /// When the source wrote it (seconds since 1970, UTC), for lag.
+    pub timestamp: u32,
+}
+
+/// Changes of one table, in log order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeBatch {
+    pub table: String,
+    /// The table's columns; every row (and old row) has one value per column.
+    pub schema: Schema,
+    /// Indices into `schema` of the primary key, used to keep one key's changes in order.
+    pub key: Vec<usize>,
+    pub changes: Vec<Change>,
+}
+
+const KIND: &str = "_etl_kind";
+const TABLE: &str = "_etl_table";
+const KEY: &str = "_etl_key";
+const FILE: &str = "_etl_file";
+const POS: &str = "_etl_pos";
+const GTID: &str = "_etl_gtid";
+const LAST: &str = "_etl_last";
+const TS: &str = "_etl_ts";
+const RESERVED: usize = 8;
+const OLD: &str = "_etl_old.";
+
+impl ChangeBatch {
+    /// The batch that crosses the plugin boundary: the reserved columns, the table's columns, then
+    /// each column again as `_etl_old.<name>` (NULL except for updates).
+    pub fn into_batch(self) -> Batch {
+        let n = self.schema.len();
+        let mut cols: Vec<Column> = [
+            (KIND, ColumnType::Int),
+            (TABLE, ColumnType::String),
+            (KEY, ColumnType::String),
+            (FILE, ColumnType::String),
+            (POS, ColumnType::UInt),
+            (GTID, ColumnType::Any),
+            (LAST, ColumnType::Bool),
+            (TS, ColumnType::Int),
+        ]
+        .into_iter()
+        .map(|(name, ty)| Column {
+            name: name.into(),
+            ty,
+        })
+        .collect();
+        cols.extend(self.schema.iter().cloned());
+        cols.extend(self.schema.iter().map(|c| Column {
+            name: format!("{OLD}{}", c.name),
+            ty: c.ty,
+        }));
+        let key = self
+            .key
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let rows = self
+            .changes
+            .into_iter()
+            .map(|c| {
+                let mut r = Vec::with_capacity(RESERVED + 2 * n);
+                r.push(Value::Int(c.kind.tag()));
+                r.push(Value::String(self.table.clone()));
+                r.push(Value::String(key.clone()));
+                r.push(Value::String(c.commit.file));
+                r.push(Value::UInt(c.commit.pos));
+                r.push(c.commit.gtid.map_or(Value::Null, Value::String));
+                r.push(Value::Bool(c.last));
+                r.push(Value::Int(c.timestamp as i64));
+                let mut row = c.row;
+                row.resize(n, Value::Null);
+                r.extend(row);
+                match c.old {
+                    Some(mut old) => {
+                        old.resize(n, Value::Null);
+                        r.extend(old);
+                    }
+                    None => r.extend(std::iter::repeat_n(Value::Null, n)),
+                }
+                r
+            })
+            .collect();
+        Batch {
+            schema: cols.into(),
+            rows,
+        }
+    }
+
+    /// Whether a batch is a change batch (it starts with the reserved columns).
+    pub fn is_change_batch(batch: &Batch) -> bool {
+        batch.schema.first().is_some_and(|c| c.name == KIND)
+    }
+
+    /// Takes a change batch apart again; an error says what is malformed.
+    pub fn from_batch(batch: Batch) -> Result<ChangeBatch, String> {
+        let names: Vec<&str> = batch
+            .schema
+            .iter()
+            .take(RESERVED)
+            .map(|c| c.name.as_str())
+            .collect();
+        if names != [KIND, TABLE, KEY, FILE, POS, GTID, LAST, TS] {
+            return Err("not a change batch: the reserved columns are missing".into());
+        }
+        let rest = batch.schema.len() - RESERVED;
+        if rest % 2 != 0 {
+            return Err("a change batch has as many old columns as columns".into());
+        }
+        let n = rest / 2;
+        let schema: Schema = batch.schema[RESERVED..RESERVED + n].to_vec().into();
+        let mut table = String::new();
+        let mut key = Vec::new();
+        let mut changes = Vec::with_capacity(batch.rows.len());
+        for (i, mut r) in batch.rows.into_iter().enumerate() {
+            if r.len() != RESERVED + 2 * n {
+                return Err(format!("change {i} has {} values", r.len()));
+            }
+            let old: Row = r.split_off(RESERVED + n);
+            let row: Row = r.split_off(RESERVED);
+            let text = |v: &Value| match v {
+                Value::String(s) => Some(s.clone()),
+                _ => None,
+            };
+            let kind = match &r[0] {
+                Value::Int(t) => ChangeKind::from_tag(*t),
+                _ => None,
+            }
+            .ok_or_else(|| format!("change {i} has no valid kind"))?;
+            if i == 0 {
+                table = text(&r[1]).unwrap_or_default();
+                key = text(&r[2])
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse::<usize>().map_err(|e| e.to_string()))
+                    .collect::<Result<_, _>>()?;
+            }
+            let commit = Position {
+                file: text(&r[3]).unwrap_or_default(),
+                pos: match r[4] {
+                    Value::UInt(p) => p,
+                    Value::Int(p) => p as u64,
+                    _ => 0,
+                },
+                gtid: text(&r[5]),
+            };
+            changes.push(Change {
+                kind,
+                row: if kind == ChangeKind::Mark {
+                    Vec::new()
+                } else {
+                    row
+                },
+                old: (kind == ChangeKind::Update).then_some(old),
+                commit,
+                last: matches!(r[6], Value::Bool(true)),
+                timestamp: match r[7] {
+                    Value::Int(t) => t as u32,
+                    _ => 0,
+                },
+            });
+        }
+        Ok(ChangeBatch {
+            table,
+            schema,
+            key,
+            changes,
+        })
+    }
+
+    /// The rows of these changes as a plain batch of the table's columns (the new row for inserts
+    /// and updates, the old row for deletes), e.g. for a sink's `$batch`.
+    pub fn rows(&self, changes: &[Change]) -> Batch {
+        Batch {
+            schema: self.schema.clone(),
+            rows: changes.iter().map(|c| c.row.clone()).collect(),
+        }
+    }
+
+    /// The primary key values of a change's row.
+    pub fn key_of<'a>(&self, change: &'a Change) -> Vec<&'a Value> {
+        self.key.iter().filter_map(|i| change.row.get(*i)).collect()
+    }
+}
+
+/// Runs of consecutive changes of the same kind, in order: a sink writes each run with the kind's
+/// query, all in one transaction, so a key's changes keep their order.
+pub fn runs(changes: &[Change]) -> impl Iterator<Item = (ChangeKind, &[Change])> {
+    let mut rest = changes;
+    std::iter::from_fn(move || {
+        let first = rest.first()?.kind;
+        let n = rest.iter().take_while(|c| c.kind == first).count();
+        let (run, tail) = rest.split_at(n);
+        rest = tail;
+        Some((first, run))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let schema: Schema = vec![
+            Column {
+                name: "id".into(),
+                ty: ColumnType::Int,
+            },
+            Column {
+                name: "name".into(),
+                ty: ColumnType::String,
+            },
+        ]
+        .into();
+        let at = |pos| Position {
+            file: "binlog.000001".into(),
+            pos,
+            gtid: Some("0-1-7".into()),
+        };
+        let b = ChangeBatch {
+            table: "person".into(),
+            schema,
+            key: vec![0],
+            changes: vec![
+                Change {
+                    kind: ChangeKind::Insert,
+                    row: vec![Value::Int(1), Value::String("a".into())],
+                    old: None,
+                    commit: at(10),
+                    last: false,
+                    timestamp: 5,
+                },
+                Change {
+                    kind: ChangeKind::Update,
+                    row: vec![Value::Int(1), Value::String("b".into())],
+                    old: Some(vec![Value::Int(1), Value::String("a".into())]),
+                    commit: at(10),
+                    last: true,
+                    timestamp: 5,
+                },
+            ],
+        };
+        let wire = crate::codec::encode(&b.clone().into_batch());
+        let back = ChangeBatch::from_batch(crate::codec::decode(&wire).unwrap()).unwrap();
+        assert_eq!(back, b);
+        let kinds: Vec<_> = runs(&back.changes).map(|(k, r)| (k, r.len())).collect();
+        assert_eq!(kinds, [(ChangeKind::Insert, 1), (ChangeKind::Update, 1)]);
+    }
+}

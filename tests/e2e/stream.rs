@@ -1,0 +1,938 @@
+//! `mode: stream` (issue 15): snapshot, then the binlog's inserts, updates (key changes included)
+//! and deletes reach the graph; SIGKILL and a rerun resume from the recorded position; SIGTERM
+//! records it and exits 130; server settings that cannot stream are refused with their fix.
+//!
+//! Synchronisation is on real signals: the stream's Prometheus endpoint says which binlog position
+//! is acknowledged, and a test waits until it reaches the server's own `SHOW MASTER STATUS`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use xtask::mariadb::ExtraMariaDb;
+use xtask::services::{free_port, BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, HTTP_PORT};
+
+use crate::support::{etlhost_command, exec, graph, mysql};
+
+fn scratch(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+const NODE_QUERY: &str = "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p = row";
+const DELETE_QUERY: &str = "UNWIND $batch AS row MATCH (p:Person {id: row.id}) DETACH DELETE p";
+
+/// A streaming job of one flow reading `table` of `url`'s database into graph `graph_db`.
+fn stream_spec(name: &str, url: &str, graph_db: &str, dir: &Path, extra: &str) -> String {
+    format!(
+        "name: {name}
+mode: stream
+checkpoint: {{dir: {cp}, interval: 100ms}}
+source:
+  plugin: mysql
+  options: {{url: \"{url}\", user: etl, password: etl, table: person}}
+sink:
+  plugin: bolt
+  parallelism: 2
+  max_retries: 3
+  retry_backoff: 100ms
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: {graph_db}
+    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]
+    query: \"{NODE_QUERY}\"
+    delete_query: \"{DELETE_QUERY}\"
+{extra}",
+        cp = dir.join("cp").display()
+    )
+}
+
+struct Running {
+    child: Child,
+    metrics: u16,
+    stderr: PathBuf,
+}
+
+impl Running {
+    fn start(spec: &Path, dir: &Path, fresh: bool) -> Running {
+        let metrics = free_port().unwrap();
+        let stderr = dir.join(format!("stderr-{metrics}.log"));
+        let mut cmd = etlhost_command();
+        cmd.arg("run").arg(spec);
+        if fresh {
+            cmd.arg("--fresh");
+        }
+        let child = cmd
+            .arg("--summary-json")
+            .arg(dir.join("summary.json"))
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Running {
+            child,
+            metrics,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The metrics text, `None` while the stream has not started serving it.
+    fn scrape(&self) -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics)).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+
+    /// The acknowledged position from the metrics: `(file, pos)`.
+    fn acked(&mut self) -> Option<(String, u64)> {
+        let text = self.scrape()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("etlhost_stream_position{"))?;
+        let file = line.split("file=\"").nth(1)?.split('"').next()?.to_string();
+        let pos = line.rsplit(' ').next()?.parse().ok()?;
+        Some((file, pos))
+    }
+
+    /// Waits until every change up to `target` (the server's binlog head) is acknowledged.
+    fn wait_until_acked(&mut self, target: &(String, u64)) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(120) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("etlhost exited ({status}):\n{}", self.stderr());
+            }
+            if let Some((file, pos)) = self.acked() {
+                if file > target.0 || (file == target.0 && pos >= target.1) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the stream never acknowledged {target:?} (at {:?}):\n{}",
+            self.acked(),
+            self.stderr()
+        );
+    }
+
+    /// SIGTERM: drains, records the position, exits 130.
+    fn terminate(mut self) -> i32 {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        status.code().unwrap_or(-1)
+    }
+
+    fn sigkill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn head(pool: &mysql_async::Pool) -> (String, u64) {
+    let mut c = pool.get_conn().await.unwrap();
+    let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
+    (row.get(0).unwrap(), row.get(1).unwrap())
+}
+
+/// Every row of `person` as the graph should hold it: column -> text, NULLs left out.
+async fn mysql_rows(pool: &mysql_async::Pool) -> BTreeMap<i64, BTreeMap<String, String>> {
+    let mut c = pool.get_conn().await.unwrap();
+    let rows: Vec<mysql_async::Row> = c.query("SELECT * FROM person").await.unwrap();
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let cols = r.columns();
+        let mut m = BTreeMap::new();
+        let mut id = 0;
+        for (i, col) in cols.iter().enumerate() {
+            let v: mysql_async::Value = r.get(i).unwrap();
+            let text = match v {
+                mysql_async::Value::NULL => continue,
+                mysql_async::Value::Int(n) => n.to_string(),
+                mysql_async::Value::UInt(n) => n.to_string(),
+                mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                other => other.as_sql(true).trim_matches('\'').to_string(),
+            };
+            if col.name_str() == "id" {
+                id = text.parse().unwrap();
+            }
+            m.insert(col.name_str().into_owned(), normalise(&text));
+        }
+        out.insert(id, m);
+    }
+    out
+}
+
+/// Dates as the two sides print them: `2020-01-01 10:00:00.000000` and `2020-01-01T10:00`.
+fn normalise(text: &str) -> String {
+    let t = text.replace('T', " ");
+    let t = t.trim_end_matches(".000000").to_string();
+    if t.len() == 16 && t.as_bytes()[13] == b':' {
+        format!("{t}:00")
+    } else {
+        t
+    }
+}
+
+/// Every `:Person` node's properties as text, by id.
+fn graph_rows(db: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
+    graph_rows_at(HTTP_PORT, db)
+}
+
+fn graph_rows_at(port: u16, db: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
+    let body = serde_json::json!({"language": "cypher", "command": "MATCH (p:Person) RETURN p"});
+    let (code, text) = xtask::graph::http_at(
+        port,
+        "POST",
+        &format!("/api/v1/command/{db}"),
+        Some(&body.to_string()),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut out = BTreeMap::new();
+    for node in json["result"].as_array().unwrap() {
+        let mut m = BTreeMap::new();
+        for (k, v) in node.as_object().unwrap() {
+            if k.starts_with('@') || v.is_null() {
+                continue;
+            }
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            m.insert(k.clone(), normalise(&text));
+        }
+        let id = node["id"].as_i64().expect("every node has an id");
+        assert!(out.insert(id, m).is_none(), "two nodes with id {id}");
+    }
+    out
+}
+
+fn assert_graph_equals(pool_rows: &BTreeMap<i64, BTreeMap<String, String>>, db: &str) {
+    let g = graph_rows(db);
+    let missing: Vec<_> = pool_rows.keys().filter(|k| !g.contains_key(k)).collect();
+    let extra: Vec<_> = g.keys().filter(|k| !pool_rows.contains_key(k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing in the graph: {missing:?}, deleted in MySQL but in the graph: {extra:?}"
+    );
+    for (id, row) in pool_rows {
+        assert_eq!(&g[id], row, "node {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_snapshot_then_changes_survive_sigkill_and_stop_on_sigterm() {
+    let pool = mysql("st_basic").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100), score DECIMAL(10,2), \
+         born DATETIME(6), big BIGINT UNSIGNED) CHARACTER SET utf8mb4",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO person SELECT seq, CONCAT('p', seq), seq / 4, \
+         TIMESTAMP('2020-01-01 10:00:00.123456') + INTERVAL seq MINUTE, NULL FROM seq_1_to_300",
+    )
+    .await;
+    let _g = graph("st_basic").await;
+    let dir = scratch("st_basic");
+    let spec = dir.join("st_basic.yaml");
+    let url = "mysql://127.0.0.1:3306/st_basic";
+    std::fs::write(&spec, stream_spec("st_basic", url, "st_basic", &dir, "")).unwrap();
+
+    let mut job = Running::start(&spec, &dir, true);
+    // Changes while the snapshot may still run, and after: all of them must arrive.
+    exec(&pool, "INSERT INTO person (id, name) VALUES (1001, 'new')").await;
+    job.wait_until_acked(&head(&pool).await);
+    exec(
+        &pool,
+        "UPDATE person SET name = 'Ünïcode 🦀', big = 18446744073709551615 WHERE id = 1",
+    )
+    .await;
+    exec(&pool, "DELETE FROM person WHERE id BETWEEN 10 AND 19").await;
+    // A new primary key is the old row's delete and the new row's upsert.
+    exec(
+        &pool,
+        "UPDATE person SET id = id + 5000 WHERE id BETWEEN 20 AND 24",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO person (id, name, score) SELECT seq, 'batch', 1.5 FROM seq_2000_to_2199",
+    )
+    .await;
+    exec(
+        &pool,
+        "UPDATE person SET score = score + 1 WHERE id % 7 = 0",
+    )
+    .await;
+    job.wait_until_acked(&head(&pool).await);
+    assert_graph_equals(&mysql_rows(&pool).await, "st_basic");
+
+    // SIGKILL: nothing recorded after the last interval is lost, what is replayed is harmless.
+    exec(
+        &pool,
+        "UPDATE person SET name = 'before kill' WHERE id < 100",
+    )
+    .await;
+    job.sigkill();
+    exec(&pool, "DELETE FROM person WHERE id BETWEEN 30 AND 39").await;
+    // A schema change while it is down: later rows carry the new column.
+    exec(&pool, "ALTER TABLE person ADD COLUMN email VARCHAR(100)").await;
+    exec(
+        &pool,
+        "INSERT INTO person (id, name, email) VALUES (3000, 'mail', 'a@b.c')",
+    )
+    .await;
+    exec(
+        &pool,
+        "UPDATE person SET email = CONCAT(id, '@x') WHERE id BETWEEN 40 AND 49",
+    )
+    .await;
+    let mut job = Running::start(&spec, &dir, false);
+    job.wait_until_acked(&head(&pool).await);
+    assert_graph_equals(&mysql_rows(&pool).await, "st_basic");
+
+    let target = head(&pool).await;
+    let stderr_path = job.stderr.clone();
+    let code = job.terminate();
+    assert_eq!(
+        code,
+        130,
+        "SIGTERM exits 130:\n{}",
+        std::fs::read_to_string(stderr_path).unwrap_or_default()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "interrupted");
+    assert_eq!(summary["stream"]["position"]["file"], target.0.as_str());
+    assert!(summary["stream"]["position"]["pos"].as_u64().unwrap() >= target.1);
+    assert_eq!(summary["stream"]["lag_seconds"], 0);
+    let cp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cp/st_basic.stream.json")).unwrap())
+            .unwrap();
+    assert_eq!(cp["position"], summary["stream"]["position"]);
+    assert_eq!(cp["snapshot_done"], true);
+}
+
+/// `etlhost run` of a spec, to the end: exit code and stderr.
+fn run_to_end(spec: &Path, extra: &[&str]) -> (i32, String) {
+    let out = etlhost_command()
+        .arg("run")
+        .arg(spec)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn first_error(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or(stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_a_user_without_replication_privileges_is_refused() {
+    let pool = mysql("st_priv").await;
+    exec(&pool, "CREATE TABLE person (id INT PRIMARY KEY)").await;
+    // The test user cannot grant: root does, over the shared server's socket.
+    for host in ["127.0.0.1", "localhost"] {
+        let sql = format!(
+            "DROP USER IF EXISTS 'st_norepl'@'{host}'; \
+             CREATE USER 'st_norepl'@'{host}' IDENTIFIED BY 'etl'; \
+             GRANT SELECT ON st_priv.* TO 'st_norepl'@'{host}';"
+        );
+        let ok = std::process::Command::new("mariadb")
+            .args(["-uroot", "-e", &sql])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{sql}");
+    }
+    let dir = scratch("st_priv");
+    let spec = dir.join("st_priv.yaml");
+    let text = stream_spec(
+        "st_priv",
+        "mysql://127.0.0.1:3306/st_priv",
+        "st_priv",
+        &dir,
+        "",
+    )
+    .replace("user: etl,", "user: st_norepl,");
+    std::fs::write(&spec, text).unwrap();
+    let (code, stderr) = run_to_end(&spec, &["--fresh"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        "error: cannot stream from the source: plugin mysql: user st_norepl@localhost lacks the \
+         REPLICATION SLAVE and REPLICATION CLIENT privileges that streaming needs: GRANT \
+         REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'st_norepl'@'localhost'"
+    );
+}
+
+#[test]
+fn st_a_streaming_flow_without_a_delete_query_is_refused_at_validate() {
+    let dir = scratch("st_nodelete");
+    let spec = dir.join("st_nodelete.yaml");
+    let text = stream_spec(
+        "st_nodelete",
+        "mysql://127.0.0.1:3306/st_nodelete",
+        "st_nodelete",
+        &dir,
+        "",
+    )
+    .replace(&format!("    delete_query: \"{DELETE_QUERY}\"\n"), "");
+    std::fs::write(&spec, text).unwrap();
+    let out = etlhost_command()
+        .args(["validate", "--offline"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        format!(
+            "error: {}:12: sink.options.delete_query: missing: a streaming flow also deletes rows; \
+             give the Cypher for them (`$batch` holds the deleted rows as they were, e.g. `UNWIND \
+             $batch AS row MATCH (n:Person {{id: row.id}}) DETACH DELETE n`)",
+            spec.display()
+        )
+    );
+}
+
+async fn private_pool(db: &ExtraMariaDb, name: &str) -> mysql_async::Pool {
+    let url = format!("mysql://etl:etl@127.0.0.1:{}/mysql", db.port);
+    let admin = mysql_async::Pool::new(url.as_str());
+    exec(&admin, &format!("CREATE DATABASE IF NOT EXISTS {name}")).await;
+    admin.disconnect().await.unwrap();
+    mysql_async::Pool::new(format!("mysql://etl:etl@127.0.0.1:{}/{name}", db.port).as_str())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_servers_that_cannot_stream_are_refused_with_the_fix() {
+    let dir = scratch("st_settings");
+    // Binary logging off: a server of its own, without --log-bin.
+    let off = ExtraMariaDb::start(&dir.join("off"), &[]).unwrap();
+    let pool = private_pool(&off, "st_settings").await;
+    exec(&pool, "CREATE TABLE person (id INT PRIMARY KEY)").await;
+    let url = format!("mysql://127.0.0.1:{}/st_settings", off.port);
+    let spec = dir.join("off.yaml");
+    std::fs::write(&spec, stream_spec("st_off", &url, "st_settings", &dir, "")).unwrap();
+    let (code, stderr) = run_to_end(&spec, &["--fresh"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        "error: cannot stream from the source: plugin mysql: the server's binary log is off \
+         (log_bin = OFF), and streaming reads it: restart the server with \
+         --log-bin=<dir>/binlog --binlog-format=ROW --binlog-row-image=FULL --server-id=1"
+    );
+    drop(pool);
+    drop(off);
+
+    let on = ExtraMariaDb::start(
+        &dir.join("on"),
+        &[
+            "--log-bin={dir}/binlog".into(),
+            "--binlog-format=ROW".into(),
+            "--server-id=1".into(),
+        ],
+    )
+    .unwrap();
+    let pool = private_pool(&on, "st_settings").await;
+    exec(&pool, "CREATE TABLE person (id INT PRIMARY KEY)").await;
+    let url = format!("mysql://127.0.0.1:{}/st_settings", on.port);
+    let _g = graph("st_settings").await;
+    let spec = dir.join("on.yaml");
+    std::fs::write(
+        &spec,
+        stream_spec("st_on", &url, "st_settings", &dir, "snapshot: false\n"),
+    )
+    .unwrap();
+    on.root_sql("SET GLOBAL binlog_format = 'MIXED'").unwrap();
+    let (code, stderr) = run_to_end(&spec, &["--fresh"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        "error: cannot stream from the source: plugin mysql: binlog_format is MIXED, streaming \
+         needs ROW: SET GLOBAL binlog_format = 'ROW' (and binlog-format=ROW in the server's \
+         configuration)"
+    );
+    on.root_sql("SET GLOBAL binlog_format = 'ROW'; SET GLOBAL binlog_row_image = 'MINIMAL'")
+        .unwrap();
+    let (code, stderr) = run_to_end(&spec, &["--fresh"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        "error: cannot stream from the source: plugin mysql: binlog_row_image is MINIMAL, \
+         streaming needs FULL: SET GLOBAL binlog_row_image = 'FULL' (and binlog-row-image=FULL \
+         in the server's configuration)"
+    );
+    on.root_sql("SET GLOBAL binlog_row_image = 'FULL'").unwrap();
+
+    // A recorded position the server has purged since: a clear error, and --fresh starts over.
+    let job = Running::start(&spec, &dir, true);
+    let mut job = job;
+    job.wait_until_acked(&head(&pool).await);
+    let recorded = job.acked().unwrap();
+    assert_eq!(job.terminate(), 130);
+    exec(&pool, "INSERT INTO person VALUES (1)").await;
+    exec(&pool, "FLUSH BINARY LOGS").await;
+    let newest = head(&pool).await.0;
+    // MariaDB keeps a log until its binlog checkpoint has passed it: purge until it is gone.
+    let start = Instant::now();
+    loop {
+        exec(&pool, &format!("PURGE BINARY LOGS TO '{newest}'")).await;
+        let logs = on.root_sql("SHOW BINARY LOGS").unwrap();
+        if logs.lines().next().is_some_and(|l| l.starts_with(&newest)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "cannot purge: {logs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, stderr) = run_to_end(&spec, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    let cp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cp/st_on.stream.json")).unwrap()).unwrap();
+    let gtid = cp["position"]["gtid"].as_str().unwrap();
+    assert_eq!(
+        first_error(&stderr),
+        format!(
+            "error: job failed: plugin mysql: the binlog position {}:{} (GTID {gtid}) is no longer \
+             on the server (purged; the oldest binary log is {newest}): run with --fresh to start \
+             over with a new snapshot",
+            recorded.0, recorded.1
+        )
+    );
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    assert_eq!(job.terminate(), 130);
+}
+
+/// Rows of a Cypher query through the HTTP API of the shared server.
+fn cypher(db: &str, q: &str) -> Vec<serde_json::Value> {
+    let body = serde_json::json!({"language": "cypher", "command": q});
+    let (code, text) = xtask::graph::http_at(
+        HTTP_PORT,
+        "POST",
+        &format!("/api/v1/command/{db}"),
+        Some(&body.to_string()),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{q}: {text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["result"].as_array().unwrap().clone()
+}
+
+/// A small deterministic generator (no dependency for randomness in a test).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+const BIG_SPEC_FLOWS: &str = "flows:
+  - name: teams
+    source: {options: {table: team}}
+    sink:
+      options:
+        query: \"UNWIND $batch AS row MERGE (t:Team {id: row.id}) SET t.name = row.name\"
+        delete_query: \"UNWIND $batch AS row MATCH (t:Team {id: row.id}) DETACH DELETE t\"
+  - name: members
+    source: {options: {table: member}}
+    sink:
+      options:
+        query: \"UNWIND $batch AS row MERGE (m:Member {id: row.id}) SET m.name = row.name\"
+        delete_query: \"UNWIND $batch AS row MATCH (m:Member {id: row.id}) DETACH DELETE m\"
+  - name: member_team
+    after: [teams, members]
+    source: {options: {table: member}}
+    sink:
+      options:
+        query: \"UNWIND $batch AS row MATCH (m:Member {id: row.id}) OPTIONAL MATCH (m)-[r:TEAM]->() DELETE r WITH DISTINCT m, row WHERE row.team_id IS NOT NULL MATCH (t:Team {id: row.team_id}) MERGE (m)-[:TEAM]->(t)\"
+        delete_query: \"UNWIND $batch AS row MATCH (m:Member {id: row.id})-[r:TEAM]->() DELETE r\"
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_random_changes_with_a_kill_and_a_mysql_restart_leave_the_graph_equal() {
+    const CHANGES: u64 = 20_000;
+    let dir = scratch("st_big");
+    let mut server = ExtraMariaDb::start(
+        &dir.join("mysql"),
+        &[
+            "--log-bin={dir}/binlog".into(),
+            "--binlog-format=ROW".into(),
+            "--server-id=1".into(),
+            "--innodb-flush-log-at-trx-commit=2".into(),
+        ],
+    )
+    .unwrap();
+    let mut pool = private_pool(&server, "st_big").await;
+    exec(
+        &pool,
+        "CREATE TABLE team (id INT PRIMARY KEY, name VARCHAR(50))",
+    )
+    .await;
+    exec(
+        &pool,
+        "CREATE TABLE member (id INT PRIMARY KEY, name VARCHAR(50), team_id INT NULL, \
+         FOREIGN KEY (team_id) REFERENCES team (id))",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO team SELECT seq, CONCAT('t', seq) FROM seq_1_to_200",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO member SELECT seq, CONCAT('m', seq), IF(seq % 5 = 0, NULL, seq % 200 + 1) \
+         FROM seq_1_to_3000",
+    )
+    .await;
+    let _g = graph("st_big").await;
+    let url = format!("mysql://127.0.0.1:{}/st_big", server.port);
+    let text = format!(
+        "name: st_big
+mode: stream
+checkpoint: {{dir: {cp}, interval: 100ms}}
+source:
+  plugin: mysql
+  options: {{url: \"{url}\", user: etl, password: etl}}
+sink:
+  plugin: bolt
+  parallelism: 2
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: st_big
+    setup: [\"CREATE INDEX member_id IF NOT EXISTS FOR (m:Member) ON (m.id)\", \"CREATE INDEX team_id IF NOT EXISTS FOR (t:Team) ON (t.id)\"]
+{BIG_SPEC_FLOWS}",
+        cp = dir.join("cp").display()
+    );
+    let spec = dir.join("st_big.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+
+    let mut rng = Lcg(15);
+    let (mut next_team, mut next_member) = (10_000u64, 10_000u64);
+    let mut done = 0;
+    let mut restarted = false;
+    let mut killed = false;
+    while done < CHANGES {
+        if !killed && done >= CHANGES / 3 {
+            // SIGKILL mid-stream, and on again from the recorded position.
+            killed = true;
+            job.sigkill();
+            job = Running::start(&spec, &dir, false);
+        }
+        if !restarted && done >= 2 * CHANGES / 3 {
+            // MariaDB crashes and comes back: the stream reconnects from where it got.
+            restarted = true;
+            pool.disconnect().await.unwrap();
+            server.restart().unwrap();
+            pool = mysql_async::Pool::new(
+                format!("mysql://etl:etl@127.0.0.1:{}/st_big", server.port).as_str(),
+            );
+        }
+        let mut c = pool.get_conn().await.unwrap();
+        // One to four statements a transaction.
+        let n = 1 + rng.below(4);
+        c.query_drop("BEGIN").await.unwrap();
+        for _ in 0..n {
+            let member = 1 + rng.below(next_member);
+            let team = 1 + rng.below(next_team.min(400));
+            let sql = match rng.below(10) {
+                0 => {
+                    next_team += 1;
+                    format!("INSERT INTO team VALUES ({next_team}, 'nt{next_team}')")
+                }
+                1 | 2 => {
+                    next_member += 1;
+                    format!("INSERT INTO member VALUES ({next_member}, 'nm', {team})")
+                }
+                3 => format!("UPDATE member SET name = CONCAT(name, 'x') WHERE id = {member}"),
+                4 | 5 => format!("UPDATE member SET team_id = {team} WHERE id = {member}"),
+                6 => format!("UPDATE member SET team_id = NULL WHERE id = {member}"),
+                7 => {
+                    next_member += 1;
+                    format!("UPDATE member SET id = {next_member} WHERE id = {member}")
+                }
+                8 => format!("DELETE FROM member WHERE id = {member}"),
+                _ => format!("DELETE FROM team WHERE id = {team}"),
+            };
+            // A foreign key refusal or a missing row is part of the game: only real changes count.
+            if let Ok(()) = c.query_drop(&sql).await {
+                done += c.affected_rows();
+            }
+        }
+        c.query_drop("COMMIT").await.unwrap();
+    }
+    let target = head(&pool).await;
+    job.wait_until_acked(&target);
+
+    let mut c = pool.get_conn().await.unwrap();
+    let teams: BTreeMap<i64, String> = c
+        .query::<(i64, String), _>("SELECT id, name FROM team")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let members: BTreeMap<i64, (String, Option<i64>)> = c
+        .query::<(i64, String, Option<i64>), _>("SELECT id, name, team_id FROM member")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, name, team)| (id, (name, team)))
+        .collect();
+    let g_teams: BTreeMap<i64, String> =
+        cypher("st_big", "MATCH (t:Team) RETURN t.id AS id, t.name AS name")
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_i64().unwrap(),
+                    r["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+    assert_eq!(g_teams, teams, "teams");
+    let g_members: BTreeMap<i64, String> = cypher(
+        "st_big",
+        "MATCH (m:Member) RETURN m.id AS id, m.name AS name",
+    )
+    .iter()
+    .map(|r| {
+        (
+            r["id"].as_i64().unwrap(),
+            r["name"].as_str().unwrap().to_string(),
+        )
+    })
+    .collect();
+    let want: BTreeMap<i64, String> = members.iter().map(|(k, v)| (*k, v.0.clone())).collect();
+    assert_eq!(g_members.len(), want.len(), "member count");
+    assert_eq!(g_members, want, "members");
+    let mut rels: Vec<(i64, i64)> = cypher(
+        "st_big",
+        "MATCH (m:Member)-[:TEAM]->(t:Team) RETURN m.id AS m, t.id AS t",
+    )
+    .iter()
+    .map(|r| (r["m"].as_i64().unwrap(), r["t"].as_i64().unwrap()))
+    .collect();
+    rels.sort();
+    let mut want_rels: Vec<(i64, i64)> = members
+        .iter()
+        .filter_map(|(id, (_, team))| team.map(|t| (*id, t)))
+        .collect();
+    want_rels.sort();
+    assert_eq!(
+        rels.len(),
+        want_rels.len(),
+        "one relationship per non-NULL foreign key"
+    );
+    assert_eq!(rels, want_rels);
+    assert_eq!(job.terminate(), 130);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_init_mode_stream_writes_flows_that_keep_relationships_in_sync() {
+    let pool = mysql("st_init").await;
+    exec(
+        &pool,
+        "CREATE TABLE team (id INT PRIMARY KEY, name VARCHAR(50))",
+    )
+    .await;
+    exec(
+        &pool,
+        "CREATE TABLE member (id INT PRIMARY KEY, name VARCHAR(50), team_id INT NULL, \
+         FOREIGN KEY (team_id) REFERENCES team (id))",
+    )
+    .await;
+    exec(
+        &pool,
+        "CREATE TABLE likes (a INT, b INT, since INT, PRIMARY KEY (a, b), \
+         FOREIGN KEY (a) REFERENCES member (id), FOREIGN KEY (b) REFERENCES member (id))",
+    )
+    .await;
+    exec(&pool, "INSERT INTO team VALUES (1, 'red'), (2, 'blue')").await;
+    exec(
+        &pool,
+        "INSERT INTO member VALUES (1, 'ann', 1), (2, 'bob', 1), (3, 'cy', NULL)",
+    )
+    .await;
+    exec(&pool, "INSERT INTO likes VALUES (1, 2, 2020), (2, 1, 2021)").await;
+    let _g = graph("st_init").await;
+    let dir = scratch("st_init");
+    let spec = dir.join("st_init.yaml");
+    let out = etlhost_command()
+        .arg("init")
+        .arg(&spec)
+        .args([
+            "--mode",
+            "stream",
+            "--source-url",
+            "mysql://127.0.0.1:3306/st_init",
+        ])
+        .args(["--source-user", "etl", "--source-password", "etl"])
+        .args(["--sink-uri", &format!("bolt://127.0.0.1:{BOLT_PORT}")])
+        .args(["--sink-user", GRAPH_USER, "--sink-password", GRAPH_PASSWORD])
+        .args(["--sink-database", "st_init"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&spec).unwrap()
+        + &format!(
+            "checkpoint: {{dir: {}, interval: 100ms}}\n",
+            dir.join("cp").display()
+        );
+    assert!(text.contains("mode: stream"), "{text}");
+    std::fs::write(&spec, text).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    exec(&pool, "INSERT INTO team VALUES (3, 'green')").await;
+    exec(&pool, "INSERT INTO member VALUES (4, 'dee', 3)").await;
+    exec(&pool, "UPDATE member SET team_id = 2 WHERE id = 1").await;
+    exec(&pool, "UPDATE member SET team_id = NULL WHERE id = 2").await;
+    exec(&pool, "UPDATE member SET team_id = 3 WHERE id = 3").await;
+    exec(&pool, "INSERT INTO likes VALUES (4, 1, 2024)").await;
+    exec(&pool, "DELETE FROM likes WHERE a = 1 AND b = 2").await;
+    exec(&pool, "UPDATE likes SET since = 1999 WHERE a = 2").await;
+    exec(&pool, "DELETE FROM likes WHERE a = 2").await;
+    exec(&pool, "DELETE FROM member WHERE id = 2").await;
+    exec(&pool, "UPDATE member SET id = 30 WHERE id = 3").await;
+    job.wait_until_acked(&head(&pool).await);
+    let rows = |q: &str| {
+        let mut v: Vec<String> = cypher("st_init", q).iter().map(|r| r.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        rows("MATCH (m:Member) RETURN m.id AS id, m.name AS name"),
+        [
+            r#"{"id":1,"name":"ann"}"#,
+            r#"{"id":30,"name":"cy"}"#,
+            r#"{"id":4,"name":"dee"}"#
+        ]
+    );
+    assert_eq!(
+        rows("MATCH (m:Member)-[:TEAM]->(t:Team) RETURN m.id AS m, t.id AS t"),
+        [r#"{"m":1,"t":2}"#, r#"{"m":30,"t":3}"#, r#"{"m":4,"t":3}"#]
+    );
+    assert_eq!(
+        rows("MATCH (a:Member)-[r:LIKES]->(b:Member) RETURN a.id AS a, b.id AS b, r.since AS s"),
+        [r#"{"a":4,"b":1,"s":2024}"#]
+    );
+    assert_eq!(job.terminate(), 130);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_the_stream_survives_a_bolt_server_restart() {
+    let pool = mysql("st_bolt").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO person SELECT seq, CONCAT('p', seq) FROM seq_1_to_500",
+    )
+    .await;
+    let dir = scratch("st_bolt");
+    let mut server = xtask::services::ExtraArcadeDb::start(&dir.join("home"), &[]).unwrap();
+    xtask::graph::fresh_graph_at(server.http, "st_bolt").unwrap();
+    let text = stream_spec(
+        "st_bolt",
+        "mysql://127.0.0.1:3306/st_bolt",
+        "st_bolt",
+        &dir,
+        "",
+    )
+    .replace(
+        &format!("bolt://127.0.0.1:{BOLT_PORT}"),
+        &format!("bolt://127.0.0.1:{}", server.bolt),
+    );
+    let spec = dir.join("st_bolt.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    // Changes keep coming while the graph server is down and starting again.
+    let restart = std::thread::spawn(move || {
+        server.restart().unwrap();
+        server
+    });
+    let mut id = 1000;
+    while !restart.is_finished() {
+        id += 1;
+        exec(
+            &pool,
+            &format!("INSERT INTO person VALUES ({id}, 'during')"),
+        )
+        .await;
+        exec(
+            &pool,
+            &format!("UPDATE person SET name = 'moved' WHERE id = {}", id - 900),
+        )
+        .await;
+    }
+    let server = restart.join().unwrap();
+    exec(&pool, "DELETE FROM person WHERE id < 50").await;
+    job.wait_until_acked(&head(&pool).await);
+    assert!(
+        job.stderr().contains("writing changes failed"),
+        "no write failed while the server was down:\n{}",
+        job.stderr()
+    );
+    let want = mysql_rows(&pool).await;
+    let got = graph_rows_at(server.http, "st_bolt");
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+    assert_eq!(job.terminate(), 130);
+}
