@@ -395,7 +395,9 @@ mod tests {
                     end: Some(Value::Int(rows * (i + 1) / 2)),
                     nulls: false,
                     after: None,
+                    columns: Vec::new(),
                 }),
+                stream: None,
             })
             .collect();
         let settings = crate::pipeline::Settings {
