@@ -6,8 +6,10 @@
 //!   engine), run `jobs/person.yaml`, and read the node count back from the graph.
 //! - `test [ARGS]`: services, build, then the whole test suite (`cargo test --workspace ARGS`).
 //! - `bench`: throughput benchmarks as ratios within one run; tables in `target/bench/*.json`.
+//!   `bench stream`: streaming against batch, and commit-to-graph latency (`bench_stream.rs`).
 
 mod bench;
+mod bench_stream;
 mod demo;
 
 use std::process::Command;
@@ -25,6 +27,7 @@ fn main() -> Result<()> {
         "services" => services::ensure(),
         "build" => build(rest.iter().any(|a| a == "--release")),
         "demo" => demo::run(),
+        "bench" if args.get(1).is_some_and(|a| a == "stream") => bench_stream::run(),
         "bench" => bench::run(args.get(1).map(String::as_str)),
         "test" => {
             services::ensure()?;
