@@ -936,3 +936,65 @@ async fn st_the_stream_survives_a_bolt_server_restart() {
     assert_eq!(got, want);
     assert_eq!(job.terminate(), 130);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_a_snapshot_split_is_read_on_from_its_safe_key_after_a_mysql_restart() {
+    const ROWS: u64 = 60_000;
+    let dir = scratch("st_split_retry");
+    let mut server = ExtraMariaDb::start(&dir.join("mysql"), &[]).unwrap();
+    let pool = private_pool(&server, "st_split").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
+    )
+    .await;
+    exec(
+        &pool,
+        &format!("INSERT INTO person SELECT seq, CONCAT('p', seq) FROM seq_1_to_{ROWS}"),
+    )
+    .await;
+    pool.disconnect().await.unwrap();
+    let _g = graph("st_split").await;
+    let text = format!(
+        "name: st_split
+parallelism: 2
+checkpoint: {{dir: {cp}}}
+source:
+  plugin: mysql
+  partition_column: id
+  options: {{url: \"mysql://127.0.0.1:{port}/st_split\", user: etl, password: etl, table: person, fetch_size: 100}}
+sink:
+  plugin: bolt
+  max_batch_size: 100
+  retry_backoff: 200ms
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: st_split
+    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]
+    query: \"{NODE_QUERY}\"
+",
+        cp = dir.join("cp").display(),
+        port = server.port
+    );
+    let spec = dir.join("st_split.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let summary = dir.join("summary.json");
+    let job = crate::support::spawn_run(&spec, &summary, Stdio::null());
+    let before = crate::support::wait_for_first_nodes(HTTP_PORT, "st_split");
+    assert!(before < ROWS, "the snapshot ended before the restart");
+    server.restart().unwrap();
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reading the split again after key"),
+        "no split was read again: {stderr}"
+    );
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["read"], ROWS, "every row read once");
+    assert_eq!(s["written"], ROWS);
+    let n = xtask::graph::graph_count("st_split", "MATCH (p:Person) RETURN count(p) AS n").unwrap();
+    assert_eq!(n, ROWS);
+}

@@ -26,6 +26,7 @@ mod checkpointer;
 mod control;
 mod deadletter;
 mod reader;
+mod resume;
 mod seams;
 mod settings;
 mod shared;
