@@ -998,3 +998,50 @@ sink:
     let n = xtask::graph::graph_count("st_split", "MATCH (p:Person) RETURN count(p) AS n").unwrap();
     assert_eq!(n, ROWS);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_enum_and_set_columns_stream_as_their_names() {
+    let pool = mysql("st_enum").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, mood ENUM('ok', 'it''s bad', 'great'), \
+         tags SET('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'))",
+    )
+    .await;
+    exec(&pool, "INSERT INTO person VALUES (1, 'ok', 'a')").await;
+    let _g = graph("st_enum").await;
+    let dir = scratch("st_enum");
+    let spec = dir.join("st_enum.yaml");
+    let url = "mysql://127.0.0.1:3306/st_enum";
+    std::fs::write(&spec, stream_spec("st_enum", url, "st_enum", &dir, "")).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    exec(
+        &pool,
+        "INSERT INTO person VALUES (2, 'it''s bad', 'b,i'), (3, NULL, '')",
+    )
+    .await;
+    exec(
+        &pool,
+        "UPDATE person SET mood = 'great', tags = 'a,c,h' WHERE id = 1",
+    )
+    .await;
+    job.wait_until_acked(&head(&pool).await);
+    let mut rows: Vec<String> = cypher(
+        "st_enum",
+        "MATCH (p:Person) RETURN p.id AS id, p.mood AS mood, p.tags AS tags",
+    )
+    .iter()
+    .map(|r| r.to_string())
+    .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            r#"{"id":1,"mood":"great","tags":["a","c","h"]}"#,
+            r#"{"id":2,"mood":"it's bad","tags":["b","i"]}"#,
+            r#"{"id":3,"mood":null,"tags":[]}"#
+        ]
+    );
+    assert_eq!(job.terminate(), 130);
+}
