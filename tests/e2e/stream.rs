@@ -716,6 +716,15 @@ sink:
     job.wait_until_acked(&target);
 
     let mut c = pool.get_conn().await.unwrap();
+    // Three streaming flows over two tables: one binlog connection.
+    let dumps: i64 = c
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dumps, 1, "binlog connections");
     let teams: BTreeMap<i64, String> = c
         .query::<(i64, String), _>("SELECT id, name FROM team")
         .await
