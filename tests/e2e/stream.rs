@@ -716,6 +716,15 @@ sink:
     job.wait_until_acked(&target);
 
     let mut c = pool.get_conn().await.unwrap();
+    // Three streaming flows over two tables: one binlog connection.
+    let dumps: i64 = c
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dumps, 1, "binlog connections");
     let teams: BTreeMap<i64, String> = c
         .query::<(i64, String), _>("SELECT id, name FROM team")
         .await
@@ -934,5 +943,114 @@ async fn st_the_stream_survives_a_bolt_server_restart() {
     let got = graph_rows_at(server.http, "st_bolt");
     assert_eq!(got.len(), want.len());
     assert_eq!(got, want);
+    assert_eq!(job.terminate(), 130);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_a_snapshot_split_is_read_on_from_its_safe_key_after_a_mysql_restart() {
+    const ROWS: u64 = 60_000;
+    let dir = scratch("st_split_retry");
+    let mut server = ExtraMariaDb::start(&dir.join("mysql"), &[]).unwrap();
+    let pool = private_pool(&server, "st_split").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
+    )
+    .await;
+    exec(
+        &pool,
+        &format!("INSERT INTO person SELECT seq, CONCAT('p', seq) FROM seq_1_to_{ROWS}"),
+    )
+    .await;
+    pool.disconnect().await.unwrap();
+    let _g = graph("st_split").await;
+    let text = format!(
+        "name: st_split
+parallelism: 2
+checkpoint: {{dir: {cp}}}
+source:
+  plugin: mysql
+  partition_column: id
+  options: {{url: \"mysql://127.0.0.1:{port}/st_split\", user: etl, password: etl, table: person, fetch_size: 100}}
+sink:
+  plugin: bolt
+  max_batch_size: 100
+  retry_backoff: 200ms
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: st_split
+    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]
+    query: \"{NODE_QUERY}\"
+",
+        cp = dir.join("cp").display(),
+        port = server.port
+    );
+    let spec = dir.join("st_split.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let summary = dir.join("summary.json");
+    let job = crate::support::spawn_run(&spec, &summary, Stdio::null());
+    let before = crate::support::wait_for_first_nodes(HTTP_PORT, "st_split");
+    assert!(before < ROWS, "the snapshot ended before the restart");
+    server.restart().unwrap();
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reading the split again after key"),
+        "no split was read again: {stderr}"
+    );
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["read"], ROWS, "every row read once");
+    assert_eq!(s["written"], ROWS);
+    let n = xtask::graph::graph_count("st_split", "MATCH (p:Person) RETURN count(p) AS n").unwrap();
+    assert_eq!(n, ROWS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_enum_and_set_columns_stream_as_their_names() {
+    let pool = mysql("st_enum").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, mood ENUM('ok', 'it''s bad', 'great'), \
+         tags SET('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'))",
+    )
+    .await;
+    exec(&pool, "INSERT INTO person VALUES (1, 'ok', 'a')").await;
+    let _g = graph("st_enum").await;
+    let dir = scratch("st_enum");
+    let spec = dir.join("st_enum.yaml");
+    let url = "mysql://127.0.0.1:3306/st_enum";
+    std::fs::write(&spec, stream_spec("st_enum", url, "st_enum", &dir, "")).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    exec(
+        &pool,
+        "INSERT INTO person VALUES (2, 'it''s bad', 'b,i'), (3, NULL, '')",
+    )
+    .await;
+    exec(
+        &pool,
+        "UPDATE person SET mood = 'great', tags = 'a,c,h' WHERE id = 1",
+    )
+    .await;
+    job.wait_until_acked(&head(&pool).await);
+    let mut rows: Vec<String> = cypher(
+        "st_enum",
+        "MATCH (p:Person) RETURN p.id AS id, p.mood AS mood, p.tags AS tags",
+    )
+    .iter()
+    .map(|r| r.to_string())
+    .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            r#"{"id":1,"mood":"great","tags":["a","c","h"]}"#,
+            r#"{"id":2,"mood":"it's bad","tags":["b","i"]}"#,
+            r#"{"id":3,"mood":null,"tags":[]}"#
+        ]
+    );
     assert_eq!(job.terminate(), 130);
 }

@@ -27,6 +27,7 @@ mod control;
 mod deadletter;
 mod grouping;
 mod reader;
+mod resume;
 mod seams;
 mod settings;
 mod shared;

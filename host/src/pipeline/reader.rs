@@ -38,7 +38,9 @@ pub fn run(
         let mut rows = 0u64;
         let key = split.range.as_ref().map(|r| r.key_columns());
         let result = (|| {
-            let mut r = source.open_split(&split)?;
+            let (retries, backoff) = (shared.settings.max_retries, shared.settings.retry_backoff);
+            let mut r =
+                super::resume::Resuming::open(source, &split, retries, backoff, &shared.control)?;
             while let Some(batch) = r.next_batch()? {
                 let n = batch.len();
                 if n == 0 {

@@ -133,6 +133,10 @@ impl Progress {
             "Changes written to the sink.",
             self.changes().to_string(),
         );
+        out.push_str(
+            "# HELP etlhost_stream_changes_by_kind_total Changes written, by row kind.\n\
+             # TYPE etlhost_stream_changes_by_kind_total counter\n",
+        );
         for (kind, n) in [
             ("insert", self.inserts),
             ("update", self.updates),

@@ -147,6 +147,8 @@ struct TableShape {
     /// Bits of an unsigned integer column: the binlog sends them signed unless the server logs
     /// column metadata, which MariaDB does not by default.
     unsigned_bits: Vec<Option<u32>>,
+    /// ENUM and SET members: the binlog sends an ENUM's index (from 1) and a SET's bitmap.
+    members: Vec<Option<(bool, Vec<String>)>>,
     key: Vec<usize>,
 }
 
@@ -171,6 +173,19 @@ async fn shape(
             (db, table),
         )
         .await?;
+    let declared: Vec<(String, String)> = c
+        .exec(
+            "SELECT DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (db, table),
+        )
+        .await?;
+    let members = (0..columns.len())
+        .map(|i| match declared.get(i) {
+            Some((t, full)) if t == "enum" || t == "set" => Some((t == "set", members(full))),
+            _ => None,
+        })
+        .collect();
     let (cols, convs): (Vec<_>, Vec<_>) = columns.iter().map(|c| types::column(c, typing)).unzip();
     let unsigned_bits = columns
         .iter()
@@ -196,8 +211,36 @@ async fn shape(
         schema: cols.into(),
         convs,
         unsigned_bits,
+        members,
         key,
     })
+}
+
+/// The members of `enum('a','b')` / `set('a','b')`, quotes undone (`''` is one quote).
+fn members(column_type: &str) -> Vec<String> {
+    let inner = column_type
+        .split_once('(')
+        .map_or("", |(_, r)| r.strip_suffix(')').unwrap_or(r));
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = inner.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match (quoted, ch) {
+            (false, '\'') => quoted = true,
+            (true, '\'') if chars.peek() == Some(&'\'') => {
+                chars.next();
+                cur.push('\'');
+            }
+            (true, '\'') => {
+                quoted = false;
+                out.push(std::mem::take(&mut cur));
+            }
+            (true, c) => cur.push(c),
+            (false, _) => {}
+        }
+    }
+    out
 }
 
 impl TableShape {
@@ -222,7 +265,26 @@ impl TableShape {
                 }
                 (v, _) => v,
             };
-            let value = match (col.ty, v) {
+            let value = match (&self.members[i], v) {
+                (Some((false, names)), mysql_async::Value::Int(n)) => {
+                    // 0 is the empty string MySQL stores for an invalid value.
+                    let name = usize::try_from(n - 1).ok().and_then(|k| names.get(k));
+                    row.push(Value::String(name.cloned().unwrap_or_default()));
+                    continue;
+                }
+                (Some((true, names)), mysql_async::Value::Bytes(bits)) => {
+                    let set = names
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, _)| bits.get(k / 8).is_some_and(|b| b & (1 << (k % 8)) != 0))
+                        .map(|(_, m)| Value::String(m.clone()))
+                        .collect();
+                    row.push(Value::List(set));
+                    continue;
+                }
+                (_, v) => v,
+            };
+            let value = match (col.ty, value) {
                 // TIMESTAMP arrives as seconds since 1970 (and a fraction) in the binlog.
                 (ColumnType::Timestamp, mysql_async::Value::Bytes(b)) => timestamp(&b)
                     .ok_or_else(|| format!("column `{}`: not a binlog TIMESTAMP", col.name))?,

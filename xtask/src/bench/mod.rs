@@ -15,6 +15,7 @@ mod compare;
 mod knows;
 mod readers;
 mod rss;
+mod stream;
 mod transforms;
 mod verify;
 
@@ -51,6 +52,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("rss", rss::run),
     ("callgrind", callgrind::run),
     ("verify", verify::run),
+    ("stream", stream::run),
 ];
 
 pub fn usage() -> String {

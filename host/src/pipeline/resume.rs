@@ -1,0 +1,118 @@
+//! A split read that survives a lost source connection (a MySQL restart): on a transient error it
+//! waits (the sink's `retry_backoff`, doubling, at most 30 s; `max_retries` times per failure)
+//! and reads the split again from after its last *safe* key (see [`super::acks::safe_key`]),
+//! dropping the rows after that key it had already handed on, so every row is still read once.
+//! Exact when the split's key is unique (a primary key); only splits with a key range retry.
+
+use std::time::Duration;
+
+use etlhost_plugin_sdk::{Batch, Split, Value};
+
+use super::acks;
+use super::control::Control;
+use super::seams::{SourceSide, SplitRead};
+use crate::plugin::PluginError;
+
+pub struct Resuming<'a> {
+    source: &'a dyn SourceSide,
+    control: &'a Control,
+    split: Split,
+    inner: Box<dyn SplitRead>,
+    /// The last key all of whose rows were handed on, and how many rows after it were.
+    safe: Option<Value>,
+    since: u64,
+    /// Rows of a reopened read still to drop (they were handed on before the error).
+    skip: u64,
+    retries: u32,
+    backoff: Duration,
+}
+
+impl<'a> Resuming<'a> {
+    pub fn open(
+        source: &'a dyn SourceSide,
+        split: &Split,
+        retries: u32,
+        backoff: Duration,
+        control: &'a Control,
+    ) -> Result<Self, PluginError> {
+        Ok(Resuming {
+            inner: source.open_split(split)?,
+            source,
+            control,
+            split: split.clone(),
+            safe: None,
+            since: 0,
+            skip: 0,
+            retries,
+            backoff,
+        })
+    }
+
+    pub fn next_batch(&mut self) -> Result<Option<Batch>, PluginError> {
+        let mut left = self.retries;
+        let mut wait = self.backoff;
+        loop {
+            match self.inner.next_batch() {
+                Ok(Some(mut b)) => {
+                    let drop = (self.skip as usize).min(b.rows.len());
+                    b.rows.drain(..drop);
+                    self.skip -= drop as u64;
+                    if b.rows.is_empty() {
+                        continue;
+                    }
+                    self.track(&b);
+                    return Ok(Some(b));
+                }
+                Ok(None) => return Ok(None),
+                Err(e) if e.is_retryable() && self.split.range.is_some() => loop {
+                    if left == 0 || self.control.stopping() {
+                        return Err(e);
+                    }
+                    left -= 1;
+                    tracing::warn!(
+                        split = self.split.id,
+                        "reading failed: {e}; reading the split again after {} in {wait:?}",
+                        self.safe
+                            .as_ref()
+                            .map_or("its start".to_string(), |k| format!("key {k}"))
+                    );
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                    let mut again = self.split.clone();
+                    if let (Some(r), Some(k)) = (again.range.as_mut(), &self.safe) {
+                        r.after = Some(k.clone());
+                        r.nulls = false;
+                    }
+                    match self.source.open_split(&again) {
+                        Ok(r) => {
+                            self.inner = r;
+                            self.skip = self.since;
+                            break;
+                        }
+                        Err(e2) if e2.is_retryable() => continue,
+                        Err(e2) => return Err(e2),
+                    }
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Moves the safe key on: the rows after it are the batch's final key group.
+    fn track(&mut self, b: &Batch) {
+        let Some(column) = self.split.range.as_ref().map(|r| r.column.as_str()) else {
+            return;
+        };
+        let Some(i) = b.schema.iter().position(|c| c.name == column) else {
+            return;
+        };
+        match acks::safe_key(b.rows.iter().map(|r| &r[i])) {
+            Some(k) => {
+                let last = &b.rows[b.rows.len() - 1][i];
+                self.since = b.rows.iter().rev().take_while(|r| &r[i] == last).count() as u64;
+                self.safe = Some(k);
+            }
+            None => self.since += b.rows.len() as u64,
+        }
+    }
+}
