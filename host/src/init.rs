@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::spec::Format;
 use crate::state_file::file_stem;
 
+mod stream;
 mod verify;
 
 /// What the user asked for, with option values as they should appear in the spec (`${VAR}`
@@ -42,9 +43,6 @@ pub struct Request {
     /// `--mode stream`: flows that snapshot and then follow the binlog.
     pub stream: bool,
 }
-
-#[path = "init_stream.rs"]
-mod stream;
 
 /// A generated spec: its text and what it holds.
 #[derive(Debug)]
