@@ -634,14 +634,17 @@ async fn run(f: &Follow, req: &StreamRequest, tx: &mpsc::Sender<Sent>) -> Result
     }
 }
 
-/// A rotate event's log name, without the checksum bytes mysql_common leaves after it (a name is
-/// `<base>.<digits>`).
+/// A rotate event's log name, without the checksum bytes mysql_common leaves after it. A name is
+/// `<base>.<6 digits>` (the server pads the number to six), and the checksum's bytes may be digits
+/// themselves (`binlog.000001` followed by `2...` was seen), so at most six digits are kept; a
+/// server past binlog.999999 would get a wrong name and a clear "purged" error, never a silent one.
 fn log_name(raw: &str) -> String {
     match raw.rfind('.') {
         Some(dot) => {
             let digits = raw[dot + 1..]
                 .chars()
                 .take_while(char::is_ascii_digit)
+                .take(6)
                 .count();
             raw[..dot + 1 + digits].to_string()
         }
@@ -667,4 +670,17 @@ fn rand_offset() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     (t % 1000) * 1000 + NEXT.fetch_add(1, Ordering::Relaxed) % 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_name;
+
+    #[test]
+    fn a_rotate_name_keeps_six_digits_whatever_the_checksum_bytes_are() {
+        assert_eq!(log_name("binlog.000001"), "binlog.000001");
+        assert_eq!(log_name("binlog.0000012\u{7f}x"), "binlog.000001");
+        assert_eq!(log_name("binlog.000002\u{1}"), "binlog.000002");
+        assert_eq!(log_name("my.host-bin.000003"), "my.host-bin.000003");
+    }
 }
