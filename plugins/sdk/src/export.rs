@@ -11,7 +11,6 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::abi::*;
-use crate::codec;
 use crate::connector::{Sink, Source, SplitReader};
 use crate::error::{Error, OpenError};
 use crate::options::{self, Options};
@@ -199,9 +198,9 @@ pub unsafe extern "C" fn source_next_batch<S: Source>(reader: Instance, out: *mu
     unsafe {
         let r = &mut *(reader as *mut S::Reader);
         let mut encoded = None;
-        let status = guard(out, || match r.next_batch()? {
-            Some(batch) => {
-                encoded = Some(codec::encode(&batch));
+        let status = guard(out, || match r.next_encoded()? {
+            Some(bytes) => {
+                encoded = Some(bytes);
                 Ok(STATUS_OK)
             }
             None => Ok(STATUS_END),
