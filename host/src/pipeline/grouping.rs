@@ -14,9 +14,12 @@
 //!   the one group that sits the round out with itself (`{a, a}`, `2a = r`). No group appears twice
 //!   in a round, so no two buckets of a round share a node, whether start and end nodes are the
 //!   same kind (monopartite, `(:Person)-[:KNOWS]->(:Person)`) or not (bipartite);
-//! - the batches of one bucket are written one after another (a writer holds the bucket's lock
-//!   while it writes), those of different buckets of the round concurrently, and a round starts
-//!   only when every batch of the round before it is written or failed.
+//! - a writer holds the locks of its batch's two groups while it writes it (taken in group order,
+//!   so two writers never wait for each other in a circle): batches that share a group, and so
+//!   possibly a node, are never written at once. The rounds are the order batches are handed out
+//!   in, one batch of each bucket of a round in turn, so that writers mostly find their groups
+//!   free; there is no barrier between rounds, so a slow batch or a retry holds only its own two
+//!   groups, not a whole round.
 //!
 //! Rows are collected into a window (`max_batch_size * G * G` rows, at most [`MAX_WINDOW`]) before
 //! being scheduled, so memory stays bounded in table size; the window is also flushed when the
@@ -49,19 +52,29 @@ pub struct Endpoints {
     pub end: Vec<String>,
 }
 
-/// What a batch of a grouped flow carries to its writer: its bucket's lock, so that two batches of
-/// one bucket are never written at once, and a token of its round, dropped with the batch once it
-/// is written or failed; the round is over when every token is gone.
+/// What a batch of a grouped flow carries to its writer: the groups of its rows' endpoints, whose
+/// locks the writer holds while it writes the batch.
 pub struct Lane {
-    bucket: Arc<Mutex<()>>,
-    _round: Sender<()>,
+    locks: Arc<[Mutex<()>]>,
+    groups: (usize, usize),
+}
+
+/// The locks of a batch's groups, released when dropped.
+pub struct Held<'a> {
+    _lower: MutexGuard<'a, ()>,
+    _upper: Option<MutexGuard<'a, ()>>,
 }
 
 impl Lane {
-    /// Waits until no other writer writes a batch of this bucket, and holds it until dropped.
-    pub fn hold(&self) -> MutexGuard<'_, ()> {
-        // The lock guards no data: a writer that panicked holding it leaves nothing inconsistent.
-        self.bucket.lock().unwrap_or_else(|e| e.into_inner())
+    /// Waits until no other writer holds one of this batch's groups, and holds them until dropped.
+    pub fn hold(&self) -> Held<'_> {
+        // The locks guard no data: a writer that panicked holding one leaves nothing inconsistent.
+        let lock = |g: usize| self.locks[g].lock().unwrap_or_else(|e| e.into_inner());
+        let (a, b) = self.groups;
+        Held {
+            _lower: lock(a.min(b)),
+            _upper: (a != b).then(|| lock(a.max(b))),
+        }
     }
 }
 
@@ -91,6 +104,7 @@ pub fn run(
         return super::batcher::run(input, output, limits);
     }
     let groups = 2 * writers + 1;
+    let locks: Arc<[Mutex<()>]> = (0..groups).map(|_| Mutex::new(())).collect();
     let window_rows = limits
         .rows
         .saturating_mul(groups * groups)
@@ -102,7 +116,7 @@ pub fn run(
             (Some(t), Some(w)) => match input.recv_timeout(t.saturating_sub(w.since.elapsed())) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => {
-                    flush(window.take().expect("checked"), &output, limits);
+                    flush(window.take().expect("checked"), &output, limits, &locks);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => None,
@@ -114,7 +128,7 @@ pub fn run(
             .as_ref()
             .is_some_and(|w| w.schema != chunk.batch.schema)
         {
-            flush(window.take().expect("checked"), &output, limits);
+            flush(window.take().expect("checked"), &output, limits, &locks);
         }
         let w = window.get_or_insert_with(|| {
             let columns = positions(&chunk.batch.schema, endpoints);
@@ -147,11 +161,11 @@ pub fn run(
             w.rows += 1;
         }
         if w.rows >= window_rows {
-            flush(window.take().expect("just filled"), &output, limits);
+            flush(window.take().expect("just filled"), &output, limits, &locks);
         }
     }
     if let Some(w) = window {
-        flush(w, &output, limits);
+        flush(w, &output, limits, &locks);
     }
 }
 
@@ -199,25 +213,25 @@ fn hash_value(v: &Value, h: &mut impl Hasher) {
     }
 }
 
-/// Writes a window: round after round, each round's buckets concurrently, as the module docs say.
-fn flush(w: Window, output: &Sender<Work>, limits: Limits) {
-    for round in w.buckets {
-        let (token, done) = crossbeam_channel::bounded::<()>(0);
-        let mut lanes: Vec<(Arc<Mutex<()>>, std::vec::IntoIter<Work>)> = round
+/// Hands a window's batches out round after round, one batch of each bucket of a round in turn.
+fn flush(w: Window, output: &Sender<Work>, limits: Limits, locks: &Arc<[Mutex<()>]>) {
+    let groups = locks.len();
+    for (r, round) in w.buckets.into_iter().enumerate() {
+        let mut lanes: Vec<((usize, usize), std::vec::IntoIter<Work>)> = round
             .into_iter()
-            .filter(|b| !b.is_empty())
-            .map(|b| {
-                let batches = batches(&w.schema, b, limits);
-                (Arc::new(Mutex::new(())), batches.into_iter())
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(lower, b)| {
+                let upper = (r + groups - lower) % groups;
+                ((lower, upper), batches(&w.schema, b, limits).into_iter())
             })
             .collect();
-        // One batch of each bucket in turn, so that the writers start on different buckets.
         while !lanes.is_empty() {
-            lanes.retain_mut(|(bucket, batches)| match batches.next() {
+            lanes.retain_mut(|(pair, batches)| match batches.next() {
                 Some(mut work) => {
                     work.lane = Some(Lane {
-                        bucket: bucket.clone(),
-                        _round: token.clone(),
+                        locks: locks.clone(),
+                        groups: *pair,
                     });
                     output.send(work).expect("writers outlive the batcher");
                     true
@@ -225,9 +239,6 @@ fn flush(w: Window, output: &Sender<Work>, limits: Limits) {
                 None => false,
             });
         }
-        drop(token);
-        // Disconnected once the writers have dropped every batch of the round.
-        let _ = done.recv();
     }
 }
 

@@ -25,7 +25,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub fn run(mut sink: Box<dyn SinkSide>, batches: Receiver<Work>, shared: &Shared) {
     // The loop ends only when the batcher has sent its last (partial) batch and hung up.
     for work in batches {
-        // A grouped flow's batch waits for others of its bucket (see `grouping`).
+        // A grouped flow's batch waits until no other writer holds its groups (see `grouping`).
         let _bucket = work.lane.as_ref().map(|l| l.hold());
         let all: Vec<usize> = (0..work.batch.len()).collect();
         deliver(&mut *sink, &work, &work.batch, &all, shared);

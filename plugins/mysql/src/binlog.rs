@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use etlhost_plugin_sdk::redact::redact_secrets;
 use etlhost_plugin_sdk::{
-    Batch, Change, ChangeBatch, ChangeKind, ColumnType, Error, Position, Schema, StreamHead,
+    Change, ChangeBatch, ChangeKind, ColumnType, Error, Position, Schema, StreamHead,
     StreamRequest, Value,
 };
 use futures_util::{FutureExt, StreamExt};
@@ -313,7 +313,8 @@ fn timestamp(b: &[u8]) -> Option<Value> {
     Some(Value::Timestamp(secs * 1_000_000 + micros))
 }
 
-pub type Sent = Result<Batch, Error>;
+/// Change batches already encoded, like the snapshot's batches (see `MySqlReader`).
+pub type Sent = Result<Vec<u8>, Error>;
 
 /// Follows the binlog from `req.from`, sending change batches until the receiver is dropped or
 /// an error is sent (the host reconnects from where it got).
@@ -387,7 +388,10 @@ impl Out {
 
     async fn flush(&mut self, tx: &mpsc::Sender<Sent>) -> Result<(), ()> {
         match self.batch.take() {
-            Some(b) if !b.changes.is_empty() => tx.send(Ok(b.into_batch())).await.map_err(|_| ()),
+            Some(b) if !b.changes.is_empty() => tx
+                .send(Ok(etlhost_plugin_sdk::codec::encode(&b.into_batch())))
+                .await
+                .map_err(|_| ()),
             _ => Ok(()),
         }
     }

@@ -64,6 +64,13 @@ pub trait SplitReader: Send + 'static {
     /// The next rows, or `None` when the split is exhausted. Batches need not be of equal size; the
     /// host re-batches for the sink.
     fn next_batch(&mut self) -> Result<Option<Batch>, Error>;
+
+    /// The next rows in the format of [`crate::codec`], which is how they cross the boundary; the
+    /// default encodes [`SplitReader::next_batch`]'s. A reader that makes its rows on a thread of
+    /// its own can encode them there, so that they are freed on the thread that allocated them.
+    fn next_encoded(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.next_batch()?.map(|b| crate::codec::encode(&b)))
+    }
 }
 
 /// A sink writes batches. The host opens one instance per writer and owns batching, so a sink never

@@ -214,9 +214,9 @@ pub unsafe extern "C" fn source_next_batch<S: Source>(reader: Instance, out: *mu
     unsafe {
         let r = &mut *(reader as *mut S::Reader);
         let mut encoded = None;
-        let status = guard(out, || match r.next_batch()? {
-            Some(batch) => {
-                encoded = Some(codec::encode(&batch));
+        let status = guard(out, || match r.next_encoded()? {
+            Some(bytes) => {
+                encoded = Some(bytes);
                 Ok(STATUS_OK)
             }
             None => Ok(STATUS_END),
