@@ -217,21 +217,30 @@ impl ReaderHandle {
         let mut out = OwnedBuf::EMPTY;
         // SAFETY: ABI contract; `&mut self` gives exclusive use of the reader.
         let status = unsafe { (self.source.vt.next_batch)(self.reader, &mut out) };
+        plugin.next_batch(status, out)
+    }
+}
+
+impl Plugin {
+    /// What a `next_batch` call of the plugin answered: a batch, the end, or its error.
+    pub(crate) fn next_batch(
+        &self,
+        status: u32,
+        out: OwnedBuf,
+    ) -> Result<Option<Batch>, PluginError> {
         match status {
             abi::STATUS_OK => {
                 // SAFETY: the plugin filled `out`; it is decoded before being freed.
                 let decoded = codec::decode(unsafe { out.as_bytes() });
-                plugin.take(out);
-                decoded
-                    .map(Some)
-                    .map_err(|e| plugin.malformed(e.to_string()))
+                self.take(out);
+                decoded.map(Some).map_err(|e| self.malformed(e.to_string()))
             }
             abi::STATUS_END => {
-                plugin.take(out);
+                self.take(out);
                 Ok(None)
             }
             // Any other status is an error, which `output` returns with the plugin's text.
-            s => plugin.output(s, out).map(|_| None),
+            s => self.output(s, out).map(|_| None),
         }
     }
 }

@@ -75,18 +75,7 @@ impl Plugin {
         &self,
         options: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<bool, PluginError> {
-        let Some(check) = self.check.filter(|_| self.kind == Kind::Sink) else {
-            return Ok(false);
-        };
-        let json = handles::options_json(options);
-        let mut err = OwnedBuf::EMPTY;
-        // SAFETY: the symbol has the SinkCheckFn type; the buffers are valid for the call.
-        let status = unsafe { check(StrRef::new(&json), &mut err) };
-        if status == abi::STATUS_NOT_CHECKED {
-            drop(self.take(err));
-            return Ok(false);
-        }
-        self.status(status, err).map(|()| true)
+        self.run_check(self.check, options)
     }
 
     /// Whether a sink can write changes with these options: `Ok(false)` when it cannot at all.
@@ -94,7 +83,17 @@ impl Plugin {
         &self,
         options: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<bool, PluginError> {
-        let Some((check, _)) = self.changes.filter(|_| self.kind == Kind::Sink) else {
+        self.run_check(self.changes.map(|(check, _)| check), options)
+    }
+
+    /// Runs one of a sink's optional checks: `Ok(false)` when the plugin has none or it checked
+    /// nothing.
+    fn run_check(
+        &self,
+        check: Option<abi::SinkCheckFn>,
+        options: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, PluginError> {
+        let Some(check) = check.filter(|_| self.kind == Kind::Sink) else {
             return Ok(false);
         };
         let json = handles::options_json(options);

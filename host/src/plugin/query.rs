@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use etlhost_plugin_sdk::abi::{self, Instance, OwnedBuf, StrRef};
+use etlhost_plugin_sdk::abi::{Instance, OwnedBuf, StrRef};
 use etlhost_plugin_sdk::query::{
     QueryRequest, SinkQueryFn, SinkQueryVTable, QUERY_VERSION, SINK_QUERY_SYMBOL,
 };
-use etlhost_plugin_sdk::{codec, Batch};
+use etlhost_plugin_sdk::Batch;
 
 use super::{handles::options_json, Kind, Plugin, PluginError};
 
@@ -84,21 +84,7 @@ impl QueryHandle {
         let mut out = OwnedBuf::EMPTY;
         // SAFETY: ABI contract; `&mut self` gives exclusive use of the result.
         let status = unsafe { (self.vt.next_batch)(self.rows, &mut out) };
-        match status {
-            abi::STATUS_OK => {
-                // SAFETY: the plugin filled `out`; it is decoded before being freed.
-                let decoded = codec::decode(unsafe { out.as_bytes() });
-                plugin.take(out);
-                decoded
-                    .map(Some)
-                    .map_err(|e| plugin.malformed(e.to_string()))
-            }
-            abi::STATUS_END => {
-                plugin.take(out);
-                Ok(None)
-            }
-            s => plugin.output(s, out).map(|_| None),
-        }
+        plugin.next_batch(status, out)
     }
 }
 

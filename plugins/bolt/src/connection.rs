@@ -429,42 +429,9 @@ impl Connection {
         &mut self,
         database: Option<&str>,
         query: &str,
-        params: impl FnOnce(&mut Vec<u8>),
+        params: impl Fn(&mut Vec<u8>),
     ) -> Result<(), BoltError> {
-        self.out.clear();
-        self.message(|m| {
-            ps::struct_header(m, 1, BEGIN);
-            db_map(m, database);
-        });
-        self.message(|m| {
-            ps::struct_header(m, 3, RUN);
-            ps::string(m, query);
-            params(m);
-            ps::map_header(m, 0);
-        });
-        self.message(pull_all);
-        self.message(|m| {
-            ps::struct_header(m, 0, COMMIT);
-        });
-        self.flush()?;
-
-        // All four requests were pipelined: read all four summaries, remember the first failure.
-        let mut failure = None;
-        for _ in 0..4 {
-            match self.summary()? {
-                Summary::Success(_) | Summary::Ignored => {}
-                Summary::Failure { code, message } => {
-                    failure.get_or_insert(BoltError::Server { code, message });
-                }
-            }
-        }
-        match failure {
-            None => Ok(()),
-            Some(e) => {
-                self.reset()?;
-                Err(e)
-            }
-        }
+        self.run_all_in_transaction(database, &[(query, &params)])
     }
 
     /// Several statements, each with its parameters (see [`WriteParams`]), in one explicit transaction, pipelined into
@@ -492,6 +459,8 @@ impl Connection {
             ps::struct_header(m, 0, COMMIT);
         });
         self.flush()?;
+        // Every request was pipelined: read all the summaries (BEGIN, RUN and PULL per statement,
+        // COMMIT), remember the first failure.
         let mut failure = None;
         for _ in 0..2 + 2 * statements.len() {
             match self.summary()? {
