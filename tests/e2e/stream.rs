@@ -596,6 +596,21 @@ const BIG_SPEC_FLOWS: &str = "flows:
         delete_query: \"UNWIND $batch AS row MATCH (m:Member {id: row.id})-[r:TEAM]->() DELETE r\"
 ";
 
+/// `team` and `member`, whose `team_id` refers to a team or is NULL.
+async fn team_and_member(pool: &mysql_async::Pool) {
+    exec(
+        pool,
+        "CREATE TABLE team (id INT PRIMARY KEY, name VARCHAR(50))",
+    )
+    .await;
+    exec(
+        pool,
+        "CREATE TABLE member (id INT PRIMARY KEY, name VARCHAR(50), team_id INT NULL, \
+         FOREIGN KEY (team_id) REFERENCES team (id))",
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn st_random_changes_with_a_kill_and_a_mysql_restart_leave_the_graph_equal() {
     const CHANGES: u64 = 20_000;
@@ -611,17 +626,7 @@ async fn st_random_changes_with_a_kill_and_a_mysql_restart_leave_the_graph_equal
     )
     .unwrap();
     let mut pool = private_pool(&server, "st_big").await;
-    exec(
-        &pool,
-        "CREATE TABLE team (id INT PRIMARY KEY, name VARCHAR(50))",
-    )
-    .await;
-    exec(
-        &pool,
-        "CREATE TABLE member (id INT PRIMARY KEY, name VARCHAR(50), team_id INT NULL, \
-         FOREIGN KEY (team_id) REFERENCES team (id))",
-    )
-    .await;
+    team_and_member(&pool).await;
     exec(
         &pool,
         "INSERT INTO team SELECT seq, CONCAT('t', seq) FROM seq_1_to_200",
@@ -789,17 +794,7 @@ sink:
 #[tokio::test(flavor = "multi_thread")]
 async fn st_init_mode_stream_writes_flows_that_keep_relationships_in_sync() {
     let pool = mysql("st_init").await;
-    exec(
-        &pool,
-        "CREATE TABLE team (id INT PRIMARY KEY, name VARCHAR(50))",
-    )
-    .await;
-    exec(
-        &pool,
-        "CREATE TABLE member (id INT PRIMARY KEY, name VARCHAR(50), team_id INT NULL, \
-         FOREIGN KEY (team_id) REFERENCES team (id))",
-    )
-    .await;
+    team_and_member(&pool).await;
     exec(
         &pool,
         "CREATE TABLE likes (a INT, b INT, since INT, PRIMARY KEY (a, b), \

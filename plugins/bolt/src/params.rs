@@ -173,6 +173,18 @@ mod tests {
         );
     }
 
+    /// One row's parameters under `o`, for Bolt 5.4.
+    fn encoded(o: &BoltOptions) -> Vec<u8> {
+        let mut m = Vec::new();
+        encode(
+            &mut m,
+            &batch(1),
+            o,
+            &Encoding::new(o.temporal, o.decimal, (5, 4)),
+        );
+        m
+    }
+
     #[test]
     fn named_positions_shape_the_parameters() {
         // One row's fields as top-level parameters, NULL included: {ID: 0, X: null}.
@@ -180,13 +192,7 @@ mod tests {
             "query": "CREATE (:P {id: $ID})", "row_parameters": true,
             "params_by_position": {"ID": 0, "X": 1}
         }));
-        let mut m = Vec::new();
-        encode(
-            &mut m,
-            &batch(1),
-            &o,
-            &Encoding::new(o.temporal, o.decimal, (5, 4)),
-        );
+        let m = encoded(&o);
         let mut want = Vec::new();
         ps::map_header(&mut want, 2);
         ps::string(&mut want, "ID");
@@ -196,13 +202,7 @@ mod tests {
         assert_eq!(m, want);
         // In $batch rows a NULL field is left out: {batch: [{ID: 0}]}.
         let o = options(serde_json::json!({"params_by_position": {"ID": 0, "X": 1}}));
-        let mut m = Vec::new();
-        encode(
-            &mut m,
-            &batch(1),
-            &o,
-            &Encoding::new(o.temporal, o.decimal, (5, 4)),
-        );
+        let m = encoded(&o);
         let mut want = Vec::new();
         ps::map_header(&mut want, 1);
         ps::string(&mut want, "batch");
