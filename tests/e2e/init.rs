@@ -3,9 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use xtask::services::{BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PORT, MYSQL_USER};
-
-use crate::support::{etlhost_command, exec, graph, mysql, one, read_summary, Output};
+use crate::support::{etlhost_command, etlhost_init, exec, graph, mysql, one, read_summary};
 
 async fn company_schema(db: &str) {
     let pool = mysql(db).await;
@@ -36,35 +34,6 @@ fn scratch(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("init");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
-}
-
-/// `etlhost init OUTPUT --force` for MySQL database `db` into graph database `graph_db`.
-fn init(db: &str, graph_db: &str, output: &Path, extra: &[&str]) -> Output {
-    let out = etlhost_command()
-        .arg("init")
-        .arg(output)
-        .arg("--force")
-        .args([
-            "--source-url",
-            &format!("mysql://127.0.0.1:{MYSQL_PORT}/{db}"),
-            "--source-user",
-            MYSQL_USER,
-            "--source-password",
-            "${ETLHOST_MYSQL_PASSWORD:-etl}",
-            "--sink-uri",
-            &format!("bolt://127.0.0.1:{BOLT_PORT}"),
-            "--sink-user",
-            GRAPH_USER,
-            "--sink-password",
-            GRAPH_PASSWORD,
-            "--sink-database",
-            graph_db,
-        ])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    Output::from(out)
 }
 
 fn run(spec: &Path) -> serde_json::Value {
@@ -135,7 +104,7 @@ async fn init_writes_a_spec_that_builds_nodes_relationships_and_join_tables() {
     company_schema("e2e_init").await;
     let g = graph("e2e_init").await;
     let spec = scratch("company.yaml");
-    let out = init("e2e_init", "e2e_init", &spec, &[]);
+    let out = etlhost_init("e2e_init", "e2e_init", &spec, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         out.stdout.trim(),
@@ -195,7 +164,7 @@ async fn init_writes_a_spec_that_builds_nodes_relationships_and_join_tables() {
     // The same from a TOML spec, into a graph of its own.
     let g2 = graph("e2e_init_toml").await;
     let toml = scratch("company.toml");
-    let out = init("e2e_init", "e2e_init_toml", &toml, &[]);
+    let out = etlhost_init("e2e_init", "e2e_init_toml", &toml, &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(std::fs::read_to_string(&toml)
         .unwrap()
@@ -210,7 +179,7 @@ async fn init_selects_tables() {
     let spec = scratch("select.yaml");
 
     // Without `project`, the join table is a table of its own with a relationship to employee.
-    let out = init("e2e_init_select", "x", &spec, &["--exclude", "project"]);
+    let out = etlhost_init("e2e_init_select", "x", &spec, &["--exclude", "project"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out
         .stdout
@@ -219,7 +188,7 @@ async fn init_selects_tables() {
         "note: foreign key `employee_project_ibfk_2` of `employee_project` points at `project`, which is not generated: no relationship"
     ), "{}", out.stderr);
 
-    let out = init(
+    let out = etlhost_init(
         "e2e_init_select",
         "x",
         &spec,
@@ -230,7 +199,7 @@ async fn init_selects_tables() {
         .stdout
         .contains("2 node flows, 2 relationship flows from foreign keys, 0 from join tables"));
 
-    let out = init("e2e_init_select", "x", &spec, &["--tables", "company,nope"]);
+    let out = etlhost_init("e2e_init_select", "x", &spec, &["--tables", "company,nope"]);
     assert_eq!(out.code, 2);
     assert_eq!(
         out.stderr.trim(),

@@ -206,18 +206,8 @@ fn graph_rows(db: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
 }
 
 fn graph_rows_at(port: u16, db: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
-    let body = serde_json::json!({"language": "cypher", "command": "MATCH (p:Person) RETURN p"});
-    let (code, text) = xtask::graph::http_at(
-        port,
-        "POST",
-        &format!("/api/v1/command/{db}"),
-        Some(&body.to_string()),
-    )
-    .unwrap();
-    assert_eq!(code, 200, "{text}");
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut out = BTreeMap::new();
-    for node in json["result"].as_array().unwrap() {
+    for node in &cypher_at(port, db, "MATCH (p:Person) RETURN p") {
         let mut m = BTreeMap::new();
         for (k, v) in node.as_object().unwrap() {
             if k.starts_with('@') || v.is_null() {
@@ -548,9 +538,14 @@ async fn st_servers_that_cannot_stream_are_refused_with_the_fix() {
 
 /// Rows of a Cypher query through the HTTP API of the shared server.
 fn cypher(db: &str, q: &str) -> Vec<serde_json::Value> {
+    cypher_at(HTTP_PORT, db, q)
+}
+
+/// Rows of a Cypher query through the HTTP API on `port`.
+fn cypher_at(port: u16, db: &str, q: &str) -> Vec<serde_json::Value> {
     let body = serde_json::json!({"language": "cypher", "command": q});
     let (code, text) = xtask::graph::http_at(
-        HTTP_PORT,
+        port,
         "POST",
         &format!("/api/v1/command/{db}"),
         Some(&body.to_string()),

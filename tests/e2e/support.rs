@@ -262,3 +262,32 @@ pub fn wait_for_first_nodes(port: u16, db: &str) -> u64 {
     }
     panic!("the job never wrote a node to {db}");
 }
+
+/// `etlhost init OUTPUT --force` for MySQL database `db` into graph database `graph_db`.
+pub fn etlhost_init(db: &str, graph_db: &str, output: &Path, extra: &[&str]) -> Output {
+    let out = etlhost_command()
+        .arg("init")
+        .arg(output)
+        .arg("--force")
+        .args([
+            "--source-url",
+            &format!("mysql://127.0.0.1:{MYSQL_PORT}/{db}"),
+            "--source-user",
+            MYSQL_USER,
+            "--source-password",
+            "${ETLHOST_MYSQL_PASSWORD:-etl}",
+            "--sink-uri",
+            &format!("bolt://127.0.0.1:{BOLT_PORT}"),
+            "--sink-user",
+            GRAPH_USER,
+            "--sink-password",
+            GRAPH_PASSWORD,
+            "--sink-database",
+            graph_db,
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    Output::from(out)
+}

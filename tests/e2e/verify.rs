@@ -9,7 +9,9 @@ use xtask::services::{
     BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
 };
 
-use crate::support::{etlhost_command, etlhost_with_spec, exec, graph, mysql, run_job, Output};
+use crate::support::{
+    etlhost_command, etlhost_init, etlhost_with_spec, exec, graph, mysql, run_job, Output,
+};
 
 async fn shop_schema(db: &str) -> mysql_async::Pool {
     let pool = mysql(db).await;
@@ -46,35 +48,8 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn init(db: &str, output: &Path) {
-    let out = etlhost_command()
-        .arg("init")
-        .arg(output)
-        .arg("--force")
-        .args([
-            "--source-url",
-            &format!("mysql://127.0.0.1:{MYSQL_PORT}/{db}"),
-            "--source-user",
-            MYSQL_USER,
-            "--source-password",
-            MYSQL_PASSWORD,
-            "--sink-uri",
-            &format!("bolt://127.0.0.1:{BOLT_PORT}"),
-            "--sink-user",
-            GRAPH_USER,
-            "--sink-password",
-            GRAPH_PASSWORD,
-            "--sink-database",
-            db,
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = etlhost_init(db, db, output, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
 fn etlhost(args: &[&str], spec: &Path) -> Output {
