@@ -114,18 +114,10 @@ impl BoltSink {
             .map(|((q, _), e)| (*q, e.as_ref()))
             .collect();
         let result = conn.run_all_in_transaction(o.database.as_deref(), &statements);
-        match result {
-            Ok(()) => {
-                self.conn = Some(conn);
-                Ok(())
-            }
-            Err(e) => {
-                if !matches!(e, BoltError::Io(_)) && !needs_new_session(&e) {
-                    self.conn = Some(conn);
-                }
-                Err((self.error("write failed", super::clone_error(&e)), Some(e)))
-            }
-        }
+        // The encoders borrow the options; `settle` needs the sink back.
+        drop(statements);
+        drop(encoders);
+        self.settle(conn, result)
     }
 
     pub(super) fn write_changes_retrying(&mut self, batch: &ChangeBatch) -> Result<(), Error> {

@@ -485,13 +485,13 @@ impl Connection {
         self.run_autocommit_with(database, query, |m| ps::map_header(m, 0))
     }
 
-    /// [`Self::run_autocommit`] with parameters: `params` writes the parameter map.
-    fn run_autocommit_with(
+    /// Starts a fresh request: RUN `query` in an auto-commit transaction, not yet sent.
+    fn autocommit_run(
         &mut self,
         database: Option<&str>,
         query: &str,
         params: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<(), BoltError> {
+    ) {
         self.out.clear();
         self.message(|m| {
             ps::struct_header(m, 3, RUN);
@@ -499,6 +499,16 @@ impl Connection {
             params(m);
             db_map(m, database);
         });
+    }
+
+    /// [`Self::run_autocommit`] with parameters: `params` writes the parameter map.
+    fn run_autocommit_with(
+        &mut self,
+        database: Option<&str>,
+        query: &str,
+        params: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), BoltError> {
+        self.autocommit_run(database, query, params);
         self.message(pull_all);
         self.flush()?;
         let run = self.summary()?;
@@ -520,13 +530,7 @@ impl Connection {
         query: &str,
         params: impl FnOnce(&mut Vec<u8>),
     ) -> Result<Vec<String>, BoltError> {
-        self.out.clear();
-        self.message(|m| {
-            ps::struct_header(m, 3, RUN);
-            ps::string(m, query);
-            params(m);
-            db_map(m, database);
-        });
+        self.autocommit_run(database, query, params);
         self.flush()?;
         match self.summary()? {
             Summary::Success(Ps::Map(meta)) => Ok(match meta.get("fields") {

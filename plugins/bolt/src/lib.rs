@@ -356,14 +356,22 @@ impl BoltSink {
         let result = conn.run_in_transaction(o.database.as_deref(), &o.query, |m| {
             params::encode(m, batch, o, &enc)
         });
+        self.settle(conn, result)
+    }
+
+    /// After a write on `conn`: the connection is kept for the next write, unless a network
+    /// error or an error that leaves the session unusable means the next call must reconnect.
+    fn settle(
+        &mut self,
+        conn: Connection,
+        result: Result<(), BoltError>,
+    ) -> Result<(), (Error, Option<BoltError>)> {
         match result {
             Ok(()) => {
                 self.conn = Some(conn);
                 Ok(())
             }
             Err(e) => {
-                // After a network error, or an error that leaves the session unusable, the
-                // connection is dropped, and the next call reconnects.
                 if !matches!(e, BoltError::Io(_)) && !needs_new_session(&e) {
                     self.conn = Some(conn);
                 }

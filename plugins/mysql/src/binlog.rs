@@ -611,16 +611,12 @@ async fn run(f: &Follow, req: &StreamRequest, tx: &mpsc::Sender<Sent>) -> Result
             // A transaction of other tables: let the host's position follow, now and then.
             if last_mark.elapsed() >= Duration::from_millis(200) {
                 last_mark = std::time::Instant::now();
-                let mark = Change {
-                    kind: ChangeKind::Mark,
-                    row: Vec::new(),
-                    old: None,
-                    commit: at,
-                    last: true,
-                    timestamp,
-                };
                 let empty: Schema = Vec::new().into();
-                if out.push(tx, "", &empty, &[], mark).await.is_err() {
+                if out
+                    .push(tx, "", &empty, &[], mark(at, timestamp))
+                    .await
+                    .is_err()
+                {
                     return Ok(());
                 }
             }
