@@ -13,6 +13,8 @@
 //! - [`pipeline`]: readers, batcher and writers.
 //! - [`stats`]: row accounting and the final statistics.
 //! - [`checkpoint`]: durable progress, for resuming a killed job.
+//! - [`target`]: progress kept in the target instead, in each batch's transaction; the shared plan.
+//! - [`shard`]: one job spread over several processes.
 //! - [`cursor`]: how far an incremental flow read, kept between runs.
 //! - [`report`]: live progress for people: bars or a periodic block.
 //! - [`transform`]: WASM transforms: loading, the engine, per-reader chains.
@@ -33,9 +35,11 @@ pub mod plugin;
 pub mod report;
 pub mod run;
 pub mod seatunnel;
+pub mod shard;
 pub mod spec;
 pub mod state_file;
 pub mod stats;
 pub mod stream;
+pub mod target;
 pub mod transform;
 pub mod verify;

@@ -63,6 +63,9 @@ pub struct Summary {
     /// Set on the statistics of one flow of a job of several.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flow: Option<String>,
+    /// Set on the statistics of one shard of a job (`2/4`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub status: Status,
     pub start: String,
     pub end: String,
@@ -129,6 +132,7 @@ impl Summary {
         let get = |a: &AtomicU64| a.load(Ordering::SeqCst);
         Summary {
             flow: flow.map(str::to_string),
+            shard: None,
             read: get(&c.read),
             written: get(&c.written),
             failed: get(&c.failed),
@@ -176,6 +180,7 @@ impl Summary {
         Summary {
             job: job.to_string(),
             flow: None,
+            shard: None,
             status,
             start: iso(start),
             end: iso(end),
@@ -246,6 +251,9 @@ impl fmt::Display for Summary {
         ];
         for (k, v) in rows {
             writeln!(f, "{k:<22}: {v}")?;
+            if let Some(shard) = self.shard.as_ref().filter(|_| k == "Job") {
+                writeln!(f, "{:<22}: {shard}", "Shard")?;
+            }
         }
         if self.flows.is_empty() {
             let per: Vec<String> = self.read_per_reader.iter().map(u64::to_string).collect();

@@ -10,6 +10,7 @@ mod plugins;
 mod progress;
 mod resume;
 mod seatunnel;
+mod shards;
 mod spec_errors;
 mod splits;
 mod stream;

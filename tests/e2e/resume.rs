@@ -79,7 +79,10 @@ async fn a_job_killed_mid_way_resumes_with_nothing_lost_or_doubled() {
     .replace(
         "    database: e2e_resume\n",
         "    database: e2e_resume\n    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]\n",
-    ) + &format!("checkpoint:\n  dir: {}\n  interval: 100ms\n", cp_dir.display());
+    ) + &format!(
+        "checkpoint:\n  dir: {}\n  interval: 100ms\n  # These tests are about local checkpoint files (sinks without progress in the target).\n  store: local\n",
+        cp_dir.display()
+    );
     let spec = dir.join("resume.yaml");
     std::fs::write(&spec, &text).unwrap();
     let cp_file = cp_dir.join("resume.checkpoint.json");
@@ -264,7 +267,10 @@ async fn text_and_composite_keyed_jobs_killed_mid_way_resume_with_nothing_lost()
             &format!(
                 "    database: {db}\n    setup: [\"CREATE INDEX code_n IF NOT EXISTS FOR (c:Code) ON (c.n)\"]\n"
             ),
-        ) + &format!("checkpoint:\n  dir: {}\n  interval: 100ms\n", cp_dir.display());
+        ) + &format!(
+        "checkpoint:\n  dir: {}\n  interval: 100ms\n  # These tests are about local checkpoint files (sinks without progress in the target).\n  store: local\n",
+        cp_dir.display()
+    );
         let spec = dir.join(format!("{name}.yaml"));
         std::fs::write(&spec, &text).unwrap();
         let cp_file = cp_dir.join(format!("{name}.checkpoint.json"));

@@ -79,6 +79,14 @@ pub struct RunArgs {
     /// 127.0.0.1:9464.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Run only shard I of N (zero-based, e.g. 2/4): every N-th split of every flow. Without it,
+    /// Kubernetes' JOB_COMPLETION_INDEX with the spec's `shards` (or ETLHOST_SHARDS) selects it.
+    #[arg(long, value_parser = crate::shard::Shard::parse)]
+    pub shard: Option<crate::shard::Shard>,
+    /// The run every shard of it shares, for its plan and progress in the target (default: the
+    /// ETLHOST_RUN environment variable, else none).
+    #[arg(long)]
+    pub run: Option<String>,
 }
 
 #[derive(clap::Args)]

@@ -36,11 +36,25 @@ pub fn run(args: RunArgs) -> ExitCode {
         eprintln!("interrupted: finishing the rows already read (Ctrl-C again to abort)");
         on_signal.stop(StopReason::Interrupted);
     });
+    let env = |name: &str| std::env::var(name).ok();
+    let shard = match crate::shard::Shard::resolve(args.shard, &job.spec, &env) {
+        Ok(s) => s,
+        Err(RunError::Config(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_RUN);
+        }
+    };
     let opts = RunOptions {
         fresh: args.fresh,
         full: args.full,
         report: report_mode,
         metrics_addr: args.metrics_addr,
+        shard,
+        run: args.run.or_else(|| env("ETLHOST_RUN")).unwrap_or_default(),
     };
     let (summary, code) = match run::run(&job, control.clone(), &opts) {
         Ok(s) => (Some(s), ExitCode::SUCCESS),
@@ -73,6 +87,10 @@ pub fn run(args: RunArgs) -> ExitCode {
             (Some(*s), ExitCode::from(EXIT_INTERNAL))
         }
     };
+    let mut summary = summary;
+    if let Some(s) = summary.as_mut().filter(|_| shard.is_sharded()) {
+        s.shard = Some(shard.to_string());
+    }
     if let Some(s) = &summary {
         eprintln!("{s}");
         if let Some(path) = &args.summary_json {

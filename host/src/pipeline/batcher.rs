@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use etlhost_plugin_sdk::{Batch, Schema};
+use etlhost_plugin_sdk::{Batch, Progress, Schema, Value};
 
 use super::reader::Chunk;
 use crate::transform::Origin;
@@ -18,6 +18,25 @@ pub struct Work {
     pub origin: Vec<(u32, Origin)>,
     /// Set for the batches of a flow grouped by its endpoints (see `grouping`).
     pub lane: Option<super::grouping::Lane>,
+    /// With progress in the target: the split's progress once this batch is written (see
+    /// `ordered`), and each row's key.
+    pub progress: Option<Progress>,
+    pub keys: Vec<Value>,
+}
+
+impl Work {
+    pub fn empty(schema: Schema) -> Self {
+        Work {
+            batch: Batch {
+                schema,
+                rows: Vec::new(),
+            },
+            origin: Vec::new(),
+            lane: None,
+            progress: None,
+            keys: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +62,8 @@ impl Pending {
                 },
                 origin: Vec::with_capacity(cap),
                 lane: None,
+                progress: None,
+                keys: Vec::new(),
             },
             bytes: 0,
             since: Instant::now(),
@@ -128,6 +149,8 @@ mod tests {
                 split: 0,
                 first: (id - size as i64) as u64,
                 origins: None,
+                keys: None,
+                end: false,
                 batch: Batch {
                     schema: schema(),
                     rows,
@@ -180,6 +203,8 @@ mod tests {
                 split: 0,
                 first: 0,
                 origins: None,
+                keys: None,
+                end: false,
                 batch: Batch {
                     schema: schema(),
                     rows: vec![vec![Value::Int(1)]],

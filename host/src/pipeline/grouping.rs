@@ -256,6 +256,8 @@ fn batches(schema: &Schema, rows: Vec<Entry>, limits: Limits) -> Vec<Work> {
                     },
                     origin: Vec::new(),
                     lane: None,
+                    progress: None,
+                    keys: Vec::new(),
                 },
                 0,
             )
@@ -427,6 +429,7 @@ mod tests {
             }),
             dead_letter: std::env::temp_dir().join("etlhost-grouping-never.jsonl"),
             checkpoint: None,
+            progress: None,
         };
         let summary = execute(
             Arc::new(Edges { nodes: 101 }),

@@ -26,6 +26,7 @@ mod checkpointer;
 mod control;
 mod deadletter;
 mod grouping;
+mod ordered;
 mod reader;
 mod resume;
 mod seams;
@@ -48,6 +49,7 @@ use shared::{Shared, Tick};
 pub use control::{Control, StopReason};
 pub use deadletter::DeadLetter;
 pub use grouping::Endpoints;
+pub use ordered::ProgressSettings;
 pub use reader::describe as describe_split;
 pub use seams::{SinkSide, SourceSide, SplitRead};
 pub use settings::{CheckpointSettings, Settings};
@@ -93,7 +95,13 @@ pub fn execute(
     }
     drop(split_tx);
     let (chunk_tx, chunk_rx) = crossbeam_channel::bounded(readers * 2);
-    let (batch_tx, batch_rx) = crossbeam_channel::bounded(writers * 2);
+    // With progress in the target each writer has its own queue (a split's batches go to one
+    // writer, in order); otherwise all writers take from one.
+    let ordered = shared.settings.progress.is_some();
+    let queues: Vec<_> = (0..if ordered { writers } else { 1 })
+        .map(|_| crossbeam_channel::bounded::<batcher::Work>(writers * 2))
+        .collect();
+    let (batch_txs, batch_rxs): (Vec<_>, Vec<_>) = queues.into_iter().unzip();
 
     std::thread::scope(|scope| {
         let spawn = |name: String, f| spawn_stage(scope, name, f);
@@ -127,19 +135,27 @@ pub fn execute(
         let batcher_shared = shared.clone();
         stages.push(spawn(
             "batcher".into(),
-            Box::new(move || match &batcher_shared.settings.endpoints {
-                Some(e) => grouping::run(chunk_rx, batch_tx, limits, e, writers, &batcher_shared),
-                None => batcher::run(chunk_rx, batch_tx, limits),
+            Box::new(move || {
+                let s = &batcher_shared;
+                if ordered {
+                    return ordered::run(chunk_rx, batch_txs, limits, s);
+                }
+                let tx = batch_txs.into_iter().next().expect("one queue");
+                match &s.settings.endpoints {
+                    Some(e) => grouping::run(chunk_rx, tx, limits, e, writers, s),
+                    None => batcher::run(chunk_rx, tx, limits),
+                }
             }),
         ));
         for (i, sink) in sinks.into_iter().enumerate() {
-            let (batches, shared) = (batch_rx.clone(), shared.clone());
+            let batches = batch_rxs[i % batch_rxs.len()].clone();
+            let shared = shared.clone();
             stages.push(spawn(
                 format!("writer-{i}"),
                 Box::new(move || writer::run(sink, batches, &shared)),
             ));
         }
-        drop(batch_rx);
+        drop(batch_rxs);
         for s in stages {
             if s.join().is_err() {
                 shared.fail("a pipeline thread panicked".into());

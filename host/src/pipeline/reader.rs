@@ -18,6 +18,24 @@ pub struct Chunk {
     pub first: u64,
     pub batch: Batch,
     pub origins: Option<Vec<Origin>>,
+    /// With progress in the target: each row's key (its input row's, after transforms), so that
+    /// batches end where the key changes.
+    pub keys: Option<Vec<Value>>,
+    /// With progress in the target: the split is read to its end (a chunk with no rows).
+    pub end: bool,
+}
+
+impl Chunk {
+    fn rows(split: u32, first: u64, batch: Batch, origins: Option<Vec<Origin>>) -> Self {
+        Chunk {
+            split,
+            first,
+            batch,
+            origins,
+            keys: None,
+            end: false,
+        }
+    }
 }
 
 pub fn run(
@@ -37,6 +55,7 @@ pub fn run(
         tracing::info!(split = split.id, reader, range = %range, "split started");
         let mut rows = 0u64;
         let key = split.range.as_ref().map(|r| r.key_columns());
+        let ordered = shared.settings.progress.is_some();
         let result = (|| {
             let (retries, backoff) = (shared.settings.max_retries, shared.settings.retry_backoff);
             let mut r =
@@ -48,30 +67,25 @@ pub fn run(
                 }
                 let first = rows;
                 let safe = key.and_then(|k| safe_key(&batch, k));
+                let keys = key.filter(|_| ordered).and_then(|k| row_keys(&batch, k));
                 shared.acks.chunk_read(split.id, first + n as u64, safe);
                 // Counted as read before it is handed on: from here the writers account for it.
                 Counters::add(&shared.counters.read, n);
                 Counters::add(&shared.counters.per_reader[reader], n);
                 rows += n as u64;
-                let chunk = match chain.as_mut() {
-                    None => Chunk {
-                        split: split.id,
-                        first,
-                        batch,
-                        origins: None,
-                    },
+                let mut chunk = match chain.as_mut() {
+                    None => Chunk::rows(split.id, first, batch, None),
                     Some(c) => {
                         let applied =
                             c.apply(batch, (first..first + n as u64).map(Origin::Row).collect());
                         shared.transformed(split.id, n as u64, &applied);
-                        Chunk {
-                            split: split.id,
-                            first,
-                            batch: applied.batch,
-                            origins: Some(applied.origins),
-                        }
+                        Chunk::rows(split.id, first, applied.batch, Some(applied.origins))
                     }
                 };
+                chunk.keys = keys.map(|k| match &chunk.origins {
+                    None => k,
+                    Some(o) => super::ordered::keys_of_outputs(&k, first, o),
+                });
                 if !chunk.batch.rows.is_empty() {
                     out.send(chunk).expect("the batcher outlives the readers");
                 }
@@ -85,6 +99,11 @@ pub fn run(
         match result {
             Ok(true) => {
                 tracing::info!(split = split.id, reader, range = %range, rows, "split read");
+                if ordered {
+                    let mut end = Chunk::rows(split.id, rows, Batch::new(Vec::new().into()), None);
+                    end.end = true;
+                    out.send(end).expect("the batcher outlives the readers");
+                }
                 if shared.acks.split_read(split.id, rows) {
                     shared.split_complete(split.id);
                 }
@@ -104,12 +123,7 @@ pub fn run(
         for applied in c.finish() {
             shared.transformed(last_split, 0, &applied);
             if !applied.batch.rows.is_empty() {
-                let chunk = Chunk {
-                    split: last_split,
-                    first: 0,
-                    batch: applied.batch,
-                    origins: Some(applied.origins),
-                };
+                let chunk = Chunk::rows(last_split, 0, applied.batch, Some(applied.origins));
                 out.send(chunk).expect("the batcher outlives the readers");
             }
         }
@@ -119,21 +133,29 @@ pub fn run(
 
 /// The chunk's safe key (see [`acks::safe_key`]): of one column, or of a tuple of several.
 fn safe_key(batch: &Batch, key: &[String]) -> Option<Value> {
-    let at: Option<Vec<usize>> = key
-        .iter()
-        .map(|k| batch.schema.iter().position(|c| &c.name == k))
-        .collect();
-    match at?.as_slice() {
+    match key_positions(batch, key)?.as_slice() {
         [i] => acks::safe_key(batch.rows.iter().map(|r| &r[*i])),
-        many => {
-            let keys: Vec<Value> = batch
-                .rows
-                .iter()
-                .map(|r| Value::List(many.iter().map(|i| r[*i].clone()).collect()))
-                .collect();
-            acks::safe_key(keys.iter())
-        }
+        _ => acks::safe_key(row_keys(batch, key)?.iter()),
     }
+}
+
+fn key_positions(batch: &Batch, key: &[String]) -> Option<Vec<usize>> {
+    key.iter()
+        .map(|k| batch.schema.iter().position(|c| &c.name == k))
+        .collect()
+}
+
+/// Each row's key: the column's value, or a list of the columns' values. `None` when a key
+/// column is missing from the rows.
+fn row_keys(batch: &Batch, key: &[String]) -> Option<Vec<Value>> {
+    Some(match key_positions(batch, key)?.as_slice() {
+        [i] => batch.rows.iter().map(|r| r[*i].clone()).collect(),
+        many => batch
+            .rows
+            .iter()
+            .map(|r| Value::List(many.iter().map(|i| r[*i].clone()).collect()))
+            .collect(),
+    })
 }
 
 /// `id in [1, 100)`, or `whole source`.

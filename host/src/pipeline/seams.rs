@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use etlhost_plugin_sdk::{Batch, Split};
+use etlhost_plugin_sdk::{Batch, Progress, Split};
 
 use crate::plugin::{PluginError, ReaderHandle, SinkHandle, SourceHandle};
 
@@ -20,6 +20,30 @@ pub trait SplitRead: Send {
 pub trait SinkSide: Send {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError>;
     fn finish(&mut self) -> Result<(), PluginError>;
+
+    /// Progress in the target: `batch` and its split's `progress` in one transaction.
+    fn write_with_progress(
+        &mut self,
+        batch: &Batch,
+        progress: &Progress,
+    ) -> Result<(), PluginError> {
+        let _ = (batch, progress);
+        Err(no_progress())
+    }
+
+    /// Every progress record of `job` in `run`, as the target has it now.
+    fn read_progress(&mut self, job: &str, run: &str) -> Result<Vec<Progress>, PluginError> {
+        let _ = (job, run);
+        Err(no_progress())
+    }
+}
+
+fn no_progress() -> PluginError {
+    PluginError::Failed {
+        plugin: "sink".into(),
+        retryable: false,
+        message: "this sink cannot record progress".into(),
+    }
 }
 
 impl SourceSide for Arc<SourceHandle> {
@@ -40,5 +64,15 @@ impl SinkSide for SinkHandle {
     }
     fn finish(&mut self) -> Result<(), PluginError> {
         SinkHandle::finish(self)
+    }
+    fn write_with_progress(
+        &mut self,
+        batch: &Batch,
+        progress: &Progress,
+    ) -> Result<(), PluginError> {
+        SinkHandle::write_with_progress(self, batch, progress)
+    }
+    fn read_progress(&mut self, job: &str, run: &str) -> Result<Vec<Progress>, PluginError> {
+        SinkHandle::read_progress(self, job, run)
     }
 }

@@ -24,6 +24,8 @@ pub struct Settings {
     pub dead_letter: PathBuf,
     /// Where and how often progress is recorded; `None` records nothing.
     pub checkpoint: Option<CheckpointSettings>,
+    /// Progress in the target, in each batch's transaction (see `ordered`).
+    pub progress: Option<super::ProgressSettings>,
 }
 
 #[derive(Debug, Clone)]

@@ -159,6 +159,7 @@ fn run_fake(
         max_failed_rows: u64::MAX,
         dead_letter,
         checkpoint: None,
+        progress: None,
         endpoints: None,
     };
     let summary = execute(
@@ -256,6 +257,7 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
         max_failed_rows: 0,
         dead_letter: scratch("stop.jsonl"),
         checkpoint: None,
+        progress: None,
         endpoints: None,
     };
     let s = execute(

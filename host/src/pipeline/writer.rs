@@ -20,13 +20,17 @@ use super::shared::Shared;
 use crate::plugin::PluginError;
 use crate::stats::Counters;
 
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub fn run(mut sink: Box<dyn SinkSide>, batches: Receiver<Work>, shared: &Shared) {
     // The loop ends only when the batcher has sent its last (partial) batch and hung up.
     for work in batches {
         // A grouped flow's batch waits until no other writer holds its groups (see `grouping`).
         let _bucket = work.lane.as_ref().map(|l| l.hold());
+        if work.progress.is_some() {
+            super::ordered::deliver(&mut *sink, &work, shared);
+            continue;
+        }
         let all: Vec<usize> = (0..work.batch.len()).collect();
         deliver(&mut *sink, &work, &work.batch, &all, shared);
     }
@@ -66,7 +70,7 @@ fn deliver(sink: &mut dyn SinkSide, work: &Work, batch: &Batch, rows: &[usize], 
 }
 
 /// Tells the progress tracker that `rows` are behind us, as runs of consecutive row numbers.
-fn acknowledge(work: &Work, rows: &[usize], shared: &Shared) {
+pub(super) fn acknowledge(work: &Work, rows: &[usize], shared: &Shared) {
     let mut run: Option<(u32, u64, u64)> = None;
     let flush = |(split, start, end)| shared.ack(split, start, end);
     for &i in rows {
@@ -89,7 +93,7 @@ fn acknowledge(work: &Work, rows: &[usize], shared: &Shared) {
     }
 }
 
-fn write_with_retries(
+pub(super) fn write_with_retries(
     sink: &mut dyn SinkSide,
     batch: &Batch,
     shared: &Shared,
@@ -116,7 +120,7 @@ fn write_with_retries(
     }
 }
 
-fn fail_rows(work: &Work, rows: &[usize], e: &PluginError, shared: &Shared) {
+pub(super) fn fail_rows(work: &Work, rows: &[usize], e: &PluginError, shared: &Shared) {
     if shared.fail_rows(&work.batch, rows, &work.origin, "sink", &e.to_string()) {
         // Kept in the dead-letter file, so behind us as far as a resumed run is concerned.
         acknowledge(work, rows, shared);

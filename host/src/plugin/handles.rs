@@ -257,6 +257,8 @@ pub struct SinkHandle {
     plugin: Arc<Plugin>,
     vt: &'static SinkVTable,
     inst: Instance,
+    /// For reading progress back with the same options (see `progress`).
+    options: serde_json::Map<String, serde_json::Value>,
 }
 
 // SAFETY: the ABI allows a sink instance to move between threads (used by one at a time).
@@ -276,7 +278,12 @@ impl SinkHandle {
         // SAFETY: ABI contract; buffers valid for the call.
         let status = unsafe { (vt.open)(StrRef::new(&json), &mut inst, &mut err) };
         plugin.status(status, err)?;
-        Ok(SinkHandle { plugin, vt, inst })
+        Ok(SinkHandle {
+            plugin,
+            vt,
+            inst,
+            options: options.clone(),
+        })
     }
 
     pub fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError> {
@@ -303,6 +310,18 @@ impl SinkHandle {
         // SAFETY: the symbol has the SinkWriteChangesFn type; `&mut self` gives exclusive use.
         let status = unsafe { write(self.inst, StrRef::new(&bytes), &mut err) };
         self.plugin.status(status, err)
+    }
+
+    pub(super) fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    pub(super) fn instance(&mut self) -> Instance {
+        self.inst
+    }
+
+    pub(super) fn options(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.options
     }
 
     pub fn finish(&mut self) -> Result<(), PluginError> {

@@ -4,6 +4,7 @@
 //! crash the process, and a plugin's threads may outlive its last handle. Each is leaked once.
 
 mod handles;
+mod progress;
 mod query;
 
 use std::collections::HashMap;
@@ -43,6 +44,8 @@ pub struct Plugin {
     check: Option<abi::SinkCheckFn>,
     /// A sink's optional read capability (`etlhost verify`), see [`query`].
     query: Option<&'static etlhost_plugin_sdk::query::SinkQueryVTable>,
+    /// A sink's optional progress capability (progress in the target, shards), see [`progress`].
+    progress: Option<&'static etlhost_plugin_sdk::progress::SinkProgressVTable>,
     /// A sink's optional change writing ([`abi::SINK_CHECK_CHANGES_SYMBOL`], `mode: stream`).
     pub(crate) changes: Option<(abi::SinkCheckFn, abi::SinkWriteChangesFn)>,
 }
@@ -140,6 +143,37 @@ impl Plugin {
             message,
         }
     }
+}
+
+/// An optional table of functions that starts with its layout's version and size (`u32` each): the
+/// table, when both are the ones the host was built with.
+///
+/// # Safety
+/// `table` is null or points at a static table of type `T` in some version, which starts with
+/// the two `u32`s.
+unsafe fn versioned_table<T>(
+    table: *const T,
+    version: u32,
+    file: &str,
+    what: &str,
+) -> Option<&'static T> {
+    if table.is_null() {
+        return None;
+    }
+    // Only version and size may be read before they are known to match.
+    // SAFETY: every version of the table starts with these two u32 fields.
+    let (found, size) = unsafe {
+        let head = table as *const u32;
+        (head.read(), head.add(1).read())
+    };
+    if found != version || size as usize != std::mem::size_of::<T>() {
+        tracing::warn!(
+            "{file}: the plugin's {what} is version {found} ({size} bytes); the host reads version {version}: it is not used"
+        );
+        return None;
+    }
+    // SAFETY: version and size match: the table has this layout and is a static.
+    Some(unsafe { &*table })
 }
 
 /// Why a plugin could not be loaded. Every message names the file.
@@ -309,6 +343,7 @@ fn load_uncached(path: &Path) -> Result<Plugin, LoadError> {
         .ok()
         .map(|f| *f);
     let query = query::lookup(lib, &file.to_string());
+    let progress = progress::lookup(lib, &file.to_string());
     // SAFETY: the optional symbols' types are the ones the ABI defines for them.
     let changes = unsafe {
         let check = lib.get::<abi::SinkCheckFn>(abi::SINK_CHECK_CHANGES_SYMBOL.as_bytes());
@@ -326,6 +361,7 @@ fn load_uncached(path: &Path) -> Result<Plugin, LoadError> {
         desc,
         check,
         query,
+        progress,
         changes,
     })
 }

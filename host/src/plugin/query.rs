@@ -16,27 +16,12 @@ pub(super) fn lookup(
     lib: &'static libloading::Library,
     file: &str,
 ) -> Option<&'static SinkQueryVTable> {
-    // SAFETY: the optional symbol's type is the one the SDK defines for it.
-    let f = unsafe { lib.get::<SinkQueryFn>(SINK_QUERY_SYMBOL.as_bytes()) }.ok()?;
-    // SAFETY: the function returns a pointer to a static table.
-    let table = unsafe { f() };
-    if table.is_null() {
-        return None;
+    // SAFETY: the optional symbol's type is the one the SDK defines for it, a function returning
+    // a static table that starts with its version and size.
+    unsafe {
+        let f = lib.get::<SinkQueryFn>(SINK_QUERY_SYMBOL.as_bytes()).ok()?;
+        super::versioned_table(f(), QUERY_VERSION, file, "read capability")
     }
-    // Only version and size may be read before they are known to match.
-    // SAFETY: every version of the table starts with these two u32 fields.
-    let (version, size) = unsafe {
-        let head = table as *const u32;
-        (head.read(), head.add(1).read())
-    };
-    if version != QUERY_VERSION || size as usize != std::mem::size_of::<SinkQueryVTable>() {
-        tracing::warn!(
-            "{file}: the plugin's read capability is version {version} ({size} bytes); the host reads version {QUERY_VERSION}: it is not used"
-        );
-        return None;
-    }
-    // SAFETY: version and size match: the table has this layout and is a static.
-    Some(unsafe { &*table })
 }
 
 impl Plugin {

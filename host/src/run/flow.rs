@@ -11,12 +11,13 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::cursor;
 use crate::error::RunError;
 use crate::job::Job;
-use crate::pipeline::{execute, CheckpointSettings, Control, Settings, SinkSide};
+use crate::pipeline::{execute, CheckpointSettings, Control, ProgressSettings, Settings, SinkSide};
 use crate::plan;
 use crate::plugin::{SinkHandle, SourceHandle};
 use crate::report;
 use crate::spec::{FlowRef, WriteMode};
 use crate::stats::{Counters, Status, Summary};
+use crate::target::Target;
 use crate::transform;
 
 pub fn run(
@@ -30,30 +31,98 @@ pub fn run(
         .spec
         .multi_flow
         .then(|| tracing::info_span!("flow", name = %f.name).entered());
-    let previous = checkpoint::previous(flow, opts.fresh)?;
     let counters = Arc::new(Counters::new(f.parallelism.max(1)));
     let mut settings = settings(flow);
+    let target = Target::of(job, flow, opts)?;
+    // Progress in each batch's transaction, unless the flow's rows are grouped by their endpoints
+    // (a grouped batch mixes splits): such a flow keeps a local checkpoint and records its splits
+    // in the target when they are done.
+    let in_batches = target.as_ref().filter(|_| settings.endpoints.is_none());
+    let previous = match in_batches {
+        Some(_) => None,
+        None => checkpoint::previous(flow, opts.fresh)?,
+    };
     if previous
         .as_ref()
         .is_some_and(|cp| checkpoint::remaining(cp).is_empty())
     {
-        return Ok(skipped(flow, &settings, &counters));
+        tracing::info!(
+            flow = %f.name,
+            "completed in an earlier run (checkpoint {}); skipped",
+            checkpoint::flow_path(flow).display()
+        );
+        return Ok(skipped(&settings, &counters));
     }
 
     let transforms = transform::load(flow)?;
+    // Opened before the target's records are read: a wrong password or query fails here, as the
+    // sink's own error.
     let (source, sinks) = open_plugins(job, flow)?;
-    let (base, splits, estimated) = match previous {
-        Some(cp) => resume(flow, cp),
-        None => plan_anew(flow, &source, opts.full)?,
+    let stored = match &target {
+        Some(t) => {
+            if opts.fresh {
+                t.forget(flow)?;
+                tracing::info!(
+                    "--fresh: discarded the flow's progress in the target (run '{}')",
+                    t.run
+                );
+            }
+            t.wait_for_earlier_flows(flow, &control)?;
+            t.stored(flow)?
+        }
+        None => None,
     };
-    log_start(flow, &base, splits.len());
+    if previous.is_none() && stored.as_ref().is_some_and(|s| s.splits.is_empty()) {
+        tracing::info!(
+            flow = %f.name,
+            "every split of this shard is done in the target (run '{}'); skipped",
+            opts.run
+        );
+        return Ok(skipped(&settings, &counters));
+    }
+    let start = match (&target, stored) {
+        (Some(_), Some(s)) => Some(s),
+        (Some(t), None) => Some(t.plan(flow, &control, || {
+            let (cp, _, estimated) = plan_anew(flow, &source, opts.full)?;
+            Ok((cp.splits, estimated))
+        })?),
+        (None, _) => None,
+    };
+    let (base, splits, estimated) = match (previous, &start) {
+        (Some(cp), _) => resume(flow, cp),
+        (None, Some(s)) => {
+            // This shard's share of the plan; its local checkpoint (if any) covers only these.
+            let cp = checkpoint::planned(flow, s.splits.clone());
+            (cp, s.splits.clone(), s.estimated)
+        }
+        (None, None) => plan_anew(flow, &source, opts.full)?,
+    };
+    log_start(flow, &base, splits.len(), target.as_ref());
     // Where an incremental read got to once every row is written: stored on success only.
     let reached = cursor::reached(&base.splits);
-    settings.checkpoint = Some(CheckpointSettings {
-        path: checkpoint::flow_path(flow),
-        interval: flow.spec.job.checkpoint.interval.0,
-        base,
-    });
+    match (in_batches, &start) {
+        (Some(t), Some(s)) => {
+            settings.progress = Some(ProgressSettings {
+                job: t.job.clone(),
+                flow: f.name.clone(),
+                run: t.run.clone(),
+                shard: t.shard.index,
+                base: s
+                    .progress
+                    .iter()
+                    .map(|p| (p.split, (p.rows, p.after.clone())))
+                    .collect(),
+            })
+        }
+        _ => {
+            settings.checkpoint = Some(CheckpointSettings {
+                path: checkpoint::flow_path(flow),
+                interval: flow.spec.job.checkpoint.interval.0,
+                base,
+            })
+        }
+    }
+    let mine: Vec<u32> = splits.iter().map(|s| s.id).collect();
     let reporter = report::Reporter::start(opts.report, &flow.label(), counters.clone(), estimated);
     let summary = execute(
         Arc::new(source),
@@ -71,26 +140,41 @@ pub fn run(
     if summary.status != Status::Succeeded {
         return Err(RunError::Failed(Box::new(summary)));
     }
+    if let (Some(t), None) = (&target, in_batches) {
+        record_done(job, flow, t, &mine)?;
+    }
     if let Some(reached) = reached {
         cursor::store(flow, reached);
     }
     Ok(summary)
 }
 
-/// A flow whose checkpoint says it completed in an earlier run of the job.
-fn skipped(flow: FlowRef<'_>, settings: &Settings, counters: &Counters) -> Summary {
-    tracing::info!(
-        flow = %flow.flow.name,
-        "completed in an earlier run (checkpoint {}); skipped",
-        checkpoint::flow_path(flow).display()
-    );
+/// A flow whose checkpoint (or records in the target) say it completed in an earlier run.
+fn skipped(settings: &Settings, counters: &Counters) -> Summary {
     let now = SystemTime::now();
     let (job, name) = (&settings.job, settings.flow.as_deref());
     Summary::new(job, name, Status::Succeeded, counters, now, now, None)
 }
 
-fn log_start(flow: FlowRef<'_>, base: &Checkpoint, splits: usize) {
+fn log_start(flow: FlowRef<'_>, base: &Checkpoint, splits: usize, target: Option<&Target>) {
     let f = flow.flow;
+    if let Some(t) = target {
+        if base.splits.iter().any(|s| s.range.is_none()) {
+            tracing::warn!(
+                "flow `{}` has no partition_column: its progress is recorded in the target only when its one split is done, so a killed run reads it again (use MERGE, or set source.partition_column for exactly-once)",
+                f.name
+            );
+        }
+        if t.shard.is_sharded() {
+            tracing::info!(
+                shard = %t.shard,
+                run = %t.run,
+                "shard {} runs {splits} of the plan's {} splits",
+                t.shard,
+                base.splits.len()
+            );
+        }
+    }
     if base.splits.len() == 1 && f.parallelism > 1 {
         tracing::warn!(
             "parallelism is {} but there is one split: set source.partition_column to read in parallel",
@@ -130,7 +214,35 @@ fn settings(flow: FlowRef<'_>) -> Settings {
         }),
         dead_letter: flow.spec.dead_letter_path(),
         checkpoint: None,
+        progress: None,
     }
+}
+
+/// A flow whose batches do not carry their progress records its splits as done at the end, so
+/// that shards waiting for it can go on.
+fn record_done(job: &Job, flow: FlowRef<'_>, t: &Target, splits: &[u32]) -> Result<(), RunError> {
+    let plugins = &job.plugins[flow.index];
+    let mut sink = SinkHandle::open(plugins.sink.clone(), &flow.flow.sink.options)
+        .map_err(|e| crate::check::sink_open_error(flow, e))?;
+    let done: Vec<etlhost_plugin_sdk::Progress> = splits
+        .iter()
+        .map(|&split| etlhost_plugin_sdk::Progress {
+            job: t.job.clone(),
+            flow: flow.flow.name.clone(),
+            run: t.run.clone(),
+            split,
+            after: None,
+            rows: 0,
+            done: true,
+            shard: t.shard.index,
+        })
+        .collect();
+    t.record(&mut sink, &done).map_err(|e| {
+        RunError::Start(format!(
+            "cannot record flow `{}` as done in the target: {e}",
+            flow.flow.name
+        ))
+    })
 }
 
 /// A flow's open plugins: the source, and one sink instance per writer.

@@ -14,6 +14,7 @@ use crate::job::Job;
 use crate::pipeline::Control;
 use crate::report;
 use crate::stats::{Status, Summary};
+use crate::target::Target;
 
 /// How a run was asked for on the command line.
 #[derive(Debug, Clone)]
@@ -25,6 +26,10 @@ pub struct RunOptions {
     pub report: report::Mode,
     /// `mode: stream`: where to serve Prometheus metrics.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// This process's share of the job's splits.
+    pub shard: crate::shard::Shard,
+    /// The run all shards share (`--run`, `ETLHOST_RUN`); empty by default.
+    pub run: String,
 }
 
 /// Runs every flow of the job; the summary is the job's, with each flow's inside for a job of
@@ -35,9 +40,10 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
     if crate::stream::is_streaming(spec) {
         return crate::stream::run(job, control, opts);
     }
+    start_over(opts)?;
     if !spec.multi_flow {
         let summary = flow::run(job, spec.flow(0), control, opts)?;
-        checkpoint::forget(spec);
+        finished(job, opts);
         return Ok(summary);
     }
     let mut done: Vec<Summary> = Vec::new();
@@ -72,6 +78,34 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
             }
         }
     }
-    checkpoint::forget(spec);
+    finished(job, opts);
     Ok(*total(done, Status::Succeeded, None))
+}
+
+/// `--fresh` discards progress flow by flow (see `flow`), which a shard must not do.
+fn start_over(opts: &RunOptions) -> Result<(), RunError> {
+    if opts.fresh && opts.shard.is_sharded() {
+        return Err(RunError::Start(format!(
+            "--fresh cannot be used with shards: it would discard the other shards' progress; start a new run instead (--run or ETLHOST_RUN, now '{}')",
+            opts.run
+        )));
+    }
+    Ok(())
+}
+
+/// The whole job succeeded: its checkpoints go, and, when it ran in one process, its records in
+/// the target, so the next run starts fresh. A shard keeps them: the others may still need them.
+fn finished(job: &Job, opts: &RunOptions) {
+    checkpoint::forget(&job.spec);
+    if opts.shard.is_sharded() {
+        return;
+    }
+    for i in 0..job.spec.job.flows.len() {
+        let flow = job.spec.flow(i);
+        if let Ok(Some(t)) = Target::of(job, flow, opts) {
+            if let Err(e) = t.forget(flow) {
+                tracing::warn!("cannot remove the run's progress from the target: {e}");
+            }
+        }
+    }
 }

@@ -19,13 +19,14 @@ const FLOW_KEYS: [&str; 7] = [
 ];
 
 /// Keys that belong to the job as a whole.
-const JOB_KEYS: [&str; 6] = [
+const JOB_KEYS: [&str; 7] = [
     "name",
     "flows",
     "dead_letter",
     "checkpoint",
     "cache_dir",
     "progress_interval",
+    "shards",
 ];
 
 /// Model paths that came from somewhere else in the file: `(model prefix, file prefix)`.

@@ -70,6 +70,9 @@ pub struct JobSpec {
     /// How often the progress block is printed when stderr is not a terminal.
     #[serde(default = "default_progress_interval")]
     pub progress_interval: Span,
+    /// How many processes share the job (`--shard I/N`, or Kubernetes' `JOB_COMPLETION_INDEX`
+    /// with this count or `ETLHOST_SHARDS`).
+    pub shards: Option<u32>,
 }
 
 /// One source -> transforms -> sink pipeline of a job.
@@ -124,6 +127,19 @@ pub struct CheckpointSpec {
     pub dir: PathBuf,
     #[serde(default = "default_checkpoint_interval")]
     pub interval: Span,
+    /// Where progress is kept: in the target, in each batch's transaction (`target`), in local
+    /// files (`local`), or in the target when the sink can (`auto`).
+    #[serde(default)]
+    pub store: Store,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Store {
+    #[default]
+    Auto,
+    Target,
+    Local,
 }
 
 impl Default for CheckpointSpec {
@@ -131,6 +147,7 @@ impl Default for CheckpointSpec {
         CheckpointSpec {
             dir: default_checkpoint_dir(),
             interval: default_checkpoint_interval(),
+            store: Store::Auto,
         }
     }
 }
@@ -477,6 +494,9 @@ impl Spec {
         }
         if j.checkpoint.interval.0.is_zero() {
             return Err(self.error("checkpoint.interval", "must be longer than 0"));
+        }
+        if j.shards == Some(0) {
+            return Err(self.error("shards", "must be at least 1"));
         }
         if j.flows.is_empty() {
             return Err(self.error("flows", "a job needs at least one flow"));

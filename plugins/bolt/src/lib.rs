@@ -11,6 +11,7 @@ mod changes;
 mod connection;
 mod packstream;
 mod params;
+mod progress;
 mod read;
 mod tls;
 mod uri;
@@ -670,6 +671,7 @@ fn encode_value(m: &mut Vec<u8>, v: &Value, enc: &Encoding) {
 export_sink!(BoltSink, name = "bolt");
 // `etlhost verify` reads the graph through the sink (read.rs).
 etlhost_plugin_sdk::export_sink_query!(BoltSink);
+etlhost_plugin_sdk::export_sink_progress!(BoltSink);
 
 // Per-row values are many small allocations; mimalloc makes each about half the instructions of
 // glibc's malloc (README, "Performance"). Memory crosses the boundary only back to its owner.

@@ -1,0 +1,406 @@
+//! Progress in the target: every batch is written with its split's progress in one transaction,
+//! so a batch whose commit landed is never written again (exactly-once even for `CREATE`).
+//!
+//! That needs three things the plain batcher does not give:
+//! - a batch holds rows of **one split**, consecutive in read order, and ends where the key
+//!   changes, so "every row with a key up to the batch's last one is written" is true when it
+//!   commits;
+//! - the batches of a split are written **in order**: each split is given to one writer, and a
+//!   writer writes its batches one after the other;
+//! - a batch whose answer was lost is not written again if its commit landed: before a retry the
+//!   writer reads the split's progress back; `rows` (rows of the split behind us) tells.
+//!
+//! The last batch of a split also says the split is done (or, when it is already sent, a batch
+//! with no rows does). A split without a key (no `partition_column`) can only be recorded when it
+//! is done: its batches in between carry no progress.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use etlhost_plugin_sdk::{Batch, Progress, Value};
+
+use super::batcher::{Limits, Work};
+use super::reader::Chunk;
+use super::seams::SinkSide;
+use super::shared::Shared;
+use crate::plugin::PluginError;
+use crate::stats::Counters;
+use crate::transform::Origin;
+
+/// What a flow records in the target, and where its splits stood before this run.
+#[derive(Debug, Clone)]
+pub struct ProgressSettings {
+    pub job: String,
+    pub flow: String,
+    pub run: String,
+    pub shard: u32,
+    /// Split id -> rows behind it from earlier runs (and the key they reached).
+    pub base: HashMap<u32, (u64, Option<Value>)>,
+}
+
+/// The key of each output row of a transformed chunk: its input row's (`first` is the chunk's
+/// first input row); rows from no input row get NULL, where a batch never ends.
+pub fn keys_of_outputs(input: &[Value], first: u64, origins: &[Origin]) -> Vec<Value> {
+    origins
+        .iter()
+        .map(|o| match o {
+            Origin::Row(seq) => input
+                .get((seq - first) as usize)
+                .cloned()
+                .unwrap_or(Value::Null),
+            Origin::Finish => Value::Null,
+        })
+        .collect()
+}
+
+/// A batch may end after row `i - 1` when the key changes there (and is not NULL: NULL keys are
+/// read first, and "after NULL" names no rows).
+fn cut_after(keys: &[Value], i: usize) -> bool {
+    i > 0 && i < keys.len() && !keys[i - 1].is_null() && keys[i - 1] != keys[i]
+}
+
+/// The largest cut at or below `max` rows, else the first above it.
+fn cut(keys: &[Value], max: usize) -> Option<usize> {
+    let max = max.min(keys.len());
+    (1..=max)
+        .rev()
+        .find(|&i| cut_after(keys, i))
+        .or_else(|| (max + 1..keys.len()).find(|&i| cut_after(keys, i)))
+}
+
+/// One split's rows not yet sent.
+struct Pending {
+    work: Work,
+    keys: Vec<Value>,
+    /// False once a chunk came without keys: the split's batches then carry no progress.
+    keyed: bool,
+    writer: usize,
+    /// Rows sent so far, earlier runs included.
+    rows: u64,
+    after: Option<Value>,
+    since: Instant,
+}
+
+impl Pending {
+    /// Takes the first `n` rows as a batch, with the progress they reach (`None`: the cut is not
+    /// at a key change, so no progress can be recorded).
+    fn take(&mut self, n: usize, split: u32, done: bool, s: &ProgressSettings) -> Work {
+        let rest = Work {
+            batch: Batch {
+                schema: self.work.batch.schema.clone(),
+                rows: self.work.batch.rows.split_off(n),
+            },
+            origin: self.work.origin.split_off(n),
+            lane: None,
+            progress: None,
+            keys: Vec::new(),
+        };
+        let rest_keys = if self.keyed {
+            self.keys.split_off(n)
+        } else {
+            Vec::new()
+        };
+        let mut work = std::mem::replace(&mut self.work, rest);
+        let keys = std::mem::replace(&mut self.keys, rest_keys);
+        self.rows += n as u64;
+        let at_key_change =
+            self.keyed && !self.keys.is_empty() && keys.last().is_some_and(|k| !k.is_null());
+        let safe = done || (at_key_change && keys.last() != self.keys.first());
+        if let Some(k) = keys.last().filter(|k| safe && self.keyed && !k.is_null()) {
+            self.after = Some(k.clone());
+        }
+        work.progress = safe.then(|| Progress {
+            job: s.job.clone(),
+            flow: s.flow.clone(),
+            run: s.run.clone(),
+            split,
+            after: self.after.clone(),
+            rows: self.rows,
+            done,
+            shard: s.shard,
+        });
+        work.keys = keys;
+        self.since = Instant::now();
+        work
+    }
+}
+
+/// The batcher of a flow with progress in the target: per split, batches of consecutive rows cut
+/// where the key changes, each to the split's writer.
+pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, shared: &Shared) {
+    let s = shared
+        .settings
+        .progress
+        .as_ref()
+        .expect("ordered flows record progress");
+    let mut splits: HashMap<u32, Pending> = HashMap::new();
+    let mut next_writer = 0;
+    let send = |p: &Pending, w: Work| {
+        writers[p.writer]
+            .send(w)
+            .expect("writers outlive the batcher")
+    };
+    loop {
+        let oldest = splits
+            .values()
+            .filter(|p| !p.work.batch.is_empty())
+            .map(|p| p.since)
+            .min();
+        let next = match (limits.timeout, oldest) {
+            (Some(t), Some(since)) => match input.recv_timeout(t.saturating_sub(since.elapsed())) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => {
+                    for (id, p) in splits.iter_mut() {
+                        if let Some(n) = cut(&p.keys, p.keys.len()).filter(|_| p.keyed) {
+                            let w = p.take(n, *id, false, s);
+                            send(p, w);
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
+            _ => input.recv().ok(),
+        };
+        let Some(chunk) = next else { break };
+        let p = splits.entry(chunk.split).or_insert_with(|| {
+            let (rows, after) = s.base.get(&chunk.split).cloned().unwrap_or_default();
+            next_writer += 1;
+            Pending {
+                work: Work::empty(chunk.batch.schema.clone()),
+                keys: Vec::new(),
+                keyed: true,
+                writer: (next_writer - 1) % writers.len(),
+                rows,
+                after,
+                since: Instant::now(),
+            }
+        });
+        if chunk.end {
+            let n = p.work.batch.len();
+            let w = p.take(n, chunk.split, true, s);
+            send(p, w);
+            splits.remove(&chunk.split);
+            continue;
+        }
+        if p.work.batch.is_empty() {
+            p.work.batch.schema = chunk.batch.schema.clone();
+            p.since = Instant::now();
+        }
+        let first = chunk.first;
+        match chunk.keys {
+            Some(k) if p.keyed => p.keys.extend(k),
+            _ => p.keyed = false,
+        }
+        for (i, row) in chunk.batch.rows.into_iter().enumerate() {
+            p.work.batch.rows.push(row);
+            let seq = match &chunk.origins {
+                Some(o) => o[i],
+                None => Origin::Row(first + i as u64),
+            };
+            p.work.origin.push((chunk.split, seq));
+        }
+        // One row more than a batch is kept before cutting, so that a full batch can end at its
+        // last row when the next one's key differs.
+        while p.work.batch.len() > limits.rows || (!p.keyed && p.work.batch.len() == limits.rows) {
+            let n = if p.keyed {
+                match cut(&p.keys, limits.rows) {
+                    Some(n) => n,
+                    None => break,
+                }
+            } else {
+                limits.rows
+            };
+            let w = p.take(n, chunk.split, false, s);
+            send(p, w);
+        }
+    }
+    // Reading stopped before these splits ended. Rows up to the last key change are written with
+    // their progress; the rest are given back (a resumed run reads them), since their key's rows
+    // may go on in rows not read.
+    for (id, mut p) in splits {
+        let n = if p.keyed {
+            cut(&p.keys, p.keys.len()).unwrap_or(0)
+        } else {
+            p.work.batch.len()
+        };
+        if n > 0 {
+            let w = p.take(n, id, false, s);
+            send(&p, w);
+        }
+        let left = p.work.batch.len();
+        if left == 0 {
+            continue;
+        }
+        if shared.transforms.is_none() {
+            shared
+                .counters
+                .read
+                .fetch_sub(left as u64, Ordering::Relaxed);
+        } else {
+            // Transformed rows cannot be given back (they are outputs, not the rows read).
+            let rest = Work::empty(p.work.batch.schema.clone());
+            let w = std::mem::replace(&mut p.work, rest);
+            send(&p, w);
+        }
+    }
+}
+
+/// Writes a batch that carries its split's progress; see the module docs.
+pub fn deliver(sink: &mut dyn SinkSide, work: &Work, shared: &Shared) {
+    let step = work.progress.as_ref().expect("checked by the writer");
+    let n = work.batch.len();
+    match write(sink, &work.batch, step, shared) {
+        Ok(()) => written(work, &(0..n).collect::<Vec<_>>(), shared),
+        Err(e) if n > 1 && !e.is_retryable() => {
+            tracing::warn!(
+                rows = n,
+                split = step.split,
+                "a batch failed ({e}); writing it in halves to isolate the failing rows"
+            );
+            if !bisect(sink, work, 0, n, shared) {
+                record_only(sink, step, shared);
+            }
+        }
+        Err(e) => {
+            super::writer::fail_rows(work, &(0..n).collect::<Vec<_>>(), &e, shared);
+            record_only(sink, step, shared);
+        }
+    }
+}
+
+/// Writes rows `[a, b)` of the batch in halves until the failing ones are isolated; each part
+/// that ends at a key change records the progress it reaches. Returns whether the batch's own
+/// progress (its end) was recorded.
+fn bisect(sink: &mut dyn SinkSide, work: &Work, a: usize, b: usize, shared: &Shared) -> bool {
+    let step = work.progress.as_ref().expect("checked by the writer");
+    let n = work.batch.len();
+    let rows: Vec<usize> = (a..b).collect();
+    let part = Batch {
+        schema: work.batch.schema.clone(),
+        rows: work.batch.rows[a..b].to_vec(),
+    };
+    let at_end = b == n;
+    let progress = if at_end {
+        Some(step.clone())
+    } else if cut_after(&work.keys, b) {
+        Some(Progress {
+            after: Some(work.keys[b - 1].clone()),
+            rows: step.rows - (n - b) as u64,
+            done: false,
+            ..step.clone()
+        })
+    } else {
+        None
+    };
+    let result = match &progress {
+        Some(p) => write(sink, &part, p, shared),
+        None => super::writer::write_with_retries(sink, &part, shared),
+    };
+    match result {
+        Ok(()) => {
+            written(work, &rows, shared);
+            at_end
+        }
+        Err(e) if b - a > 1 && !e.is_retryable() => {
+            let mid = a + (b - a) / 2;
+            bisect(sink, work, a, mid, shared);
+            bisect(sink, work, mid, b, shared)
+        }
+        Err(e) => {
+            super::writer::fail_rows(work, &rows, &e, shared);
+            false
+        }
+    }
+}
+
+fn written(work: &Work, rows: &[usize], shared: &Shared) {
+    Counters::add(&shared.counters.written, rows.len());
+    Counters::add(&shared.counters.batches, 1);
+    super::writer::acknowledge(work, rows, shared);
+}
+
+/// The batch's rows are written or failed, but its progress is not recorded yet: record it alone,
+/// so a resumed run does not read them again. Failing that, the job fails.
+fn record_only(sink: &mut dyn SinkSide, step: &Progress, shared: &Shared) {
+    let empty = Batch::new(Vec::new().into());
+    if let Err(e) = write(sink, &empty, step, shared) {
+        shared.fail(format!(
+            "cannot record the progress of split {} in the target: {e}",
+            step.split
+        ));
+    }
+}
+
+/// One batch and its progress, with retries; before each retry, whether the failed attempt in
+/// fact committed (its answer lost): then it is not written again.
+fn write(
+    sink: &mut dyn SinkSide,
+    batch: &Batch,
+    step: &Progress,
+    shared: &Shared,
+) -> Result<(), PluginError> {
+    let s = &shared.settings;
+    let mut backoff = s.retry_backoff;
+    let mut attempt = 0;
+    loop {
+        let e = match sink.write_with_progress(batch, step) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() && attempt < s.max_retries => e,
+            Err(e) => return Err(e),
+        };
+        attempt += 1;
+        Counters::add(&shared.counters.retries, 1);
+        tracing::warn!(
+            attempt,
+            max_retries = s.max_retries,
+            split = step.split,
+            "transient write error, retrying in {backoff:?}: {e}"
+        );
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(super::writer::MAX_BACKOFF);
+        match landed(sink, step) {
+            Ok(true) => {
+                tracing::warn!(
+                    split = step.split,
+                    rows = step.rows,
+                    "the failed attempt had committed (the split's progress says so): not written again"
+                );
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot read the split's progress back: {e}"),
+        }
+    }
+}
+
+/// Whether the target's progress of `step`'s split already reaches it.
+fn landed(sink: &mut dyn SinkSide, step: &Progress) -> Result<bool, PluginError> {
+    let state = sink.read_progress(&step.job, &step.run)?;
+    Ok(state
+        .iter()
+        .any(|p| p.flow == step.flow && p.split == step.split && p.rows >= step.rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_end_where_the_key_changes() {
+        let keys = [1, 2, 2, 2, 3, 4].map(Value::Int);
+        assert_eq!(cut(&keys, 3), Some(1), "rows 2, 2, 2 stay together");
+        assert_eq!(cut(&keys, 4), Some(4));
+        assert_eq!(
+            cut(&keys, 6),
+            Some(5),
+            "the last row may go on in the next chunk"
+        );
+        let same = [7, 7, 7].map(Value::Int);
+        assert_eq!(cut(&same, 2), None);
+        let nulls = [Value::Null, Value::Null, Value::Int(1)];
+        assert_eq!(cut(&nulls, 3), None, "no batch ends after a NULL key");
+    }
+}

@@ -1,0 +1,317 @@
+//! Progress in the target and shards: a `CREATE` job is exactly-once through SIGKILLs, whether it
+//! runs in one process or as four shards (as a Kubernetes Indexed Job starts them), and a shard
+//! running another spec is refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use xtask::graph::graph_count;
+
+use crate::support::{etlhost_command, exec, graph, mysql, person_table, read_summary, spec_with};
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// `etlhost run SPEC [--shard I/N] --run RUN`, resuming whatever the target records.
+fn shard_run(spec: &Path, shard: Option<&str>, run: &str, summary: &Path) -> Command {
+    let mut cmd = etlhost_command();
+    cmd.arg("run")
+        .arg(spec)
+        .args(["--run", run, "--quiet", "--summary-json"])
+        .arg(summary)
+        .env("RUST_LOG", "warn");
+    if let Some(s) = shard {
+        cmd.args(["--shard", s]);
+    }
+    cmd
+}
+
+/// Rows the target records as written for the splits at `positions` of the plan (`split % n = i`).
+fn recorded(db: &str, filter: &str) -> u64 {
+    graph_count(
+        db,
+        &format!("MATCH (p:EtlhostProgress) WHERE {filter} RETURN sum(p.rows) AS n"),
+    )
+    .unwrap_or(0)
+}
+
+/// A pseudo-random number in `lo..hi`, different in every run of the suite.
+fn random_in(lo: u64, hi: u64, salt: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut x = nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    lo + x % (hi - lo)
+}
+
+/// Waits until the target records at least `rows` rows under `filter`, then SIGKILLs `child`;
+/// returns the rows recorded when it was killed. The job must not have finished by then.
+fn kill_after(child: &mut Child, db: &str, filter: &str, rows: u64) -> u64 {
+    loop {
+        let n = recorded(db, filter);
+        if n >= rows {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return n;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the job ended ({status}) before {rows} rows were recorded ({n} were)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn assert_exactly_once(db: &str, rows: u64) {
+    let count = |q: &str| graph_count(db, q).unwrap();
+    assert_eq!(count("MATCH (p:Person) RETURN count(p) AS n"), rows);
+    assert_eq!(
+        count("MATCH (p:Person) RETURN count(DISTINCT p.id) AS n"),
+        rows
+    );
+    assert_eq!(
+        count("MATCH (p:Person) RETURN sum(p.id) AS n"),
+        rows * (rows + 1) / 2
+    );
+    assert_eq!(
+        count("MATCH (p:Person) WHERE p.name = 'person-' + toString(p.id) RETURN count(p) AS n"),
+        rows
+    );
+}
+
+fn create_spec(name: &str, db: &str, splits: u32) -> String {
+    spec_with(
+        name,
+        db,
+        "person",
+        db,
+        2000,
+        "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
+        &format!("  partition_column: id\n  partition_num: {splits}"),
+    )
+    .replacen("source:", "parallelism: 2\nsource:", 1)
+    .replacen(
+        "  max_batch_size: 2000",
+        "  max_batch_size: 2000\n  parallelism: 2",
+        1,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn four_shards_create_a_million_nodes_exactly_once_though_two_are_killed() {
+    const ROWS: u64 = 1_000_000;
+    const SHARDS: u64 = 4;
+    let db = "e2e_shards";
+    person_table(db, ROWS, "person-").await;
+    let g = graph(db).await;
+    let dir = scratch_dir("shards");
+    let spec = dir.join("shards.yaml");
+    std::fs::write(&spec, create_spec("shards", db, 16)).unwrap();
+    let summary = |i: u64| dir.join(format!("shard-{i}.json"));
+    let start = |i: u64| {
+        shard_run(&spec, Some(&format!("{i}/{SHARDS}")), "r1", &summary(i))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut shards: Vec<Child> = (0..SHARDS).map(start).collect();
+    // Shards 1 and 3 are killed once they have committed a random part of their share.
+    let share = ROWS / SHARDS;
+    for (n, i) in [1u64, 3].into_iter().enumerate() {
+        let filter = format!("p.split % {SHARDS} = {i}");
+        let at = random_in(share / 10, share * 8 / 10, n as u64);
+        let killed = kill_after(&mut shards[i as usize], db, &filter, at);
+        eprintln!("shard {i}/{SHARDS} killed with {killed} of its {share} rows recorded");
+        assert!(killed < share, "shard {i} finished before it was killed");
+        shards[i as usize] = start(i);
+    }
+    for (i, child) in shards.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "shard {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = read_summary(&summary(i as u64));
+        assert_eq!(s["shard"], format!("{i}/{SHARDS}"));
+        assert_eq!(s["written"], s["read"], "shard {i}: {s}");
+    }
+    assert_exactly_once(db, ROWS);
+    // The progress records stay for the run: one per split, every one done.
+    let count = |q: &str| graph_count(db, q).unwrap();
+    assert_eq!(
+        count("MATCH (p:EtlhostProgress {job: 'shards', run: 'r1'}) WHERE p.done RETURN count(p) AS n"),
+        16
+    );
+    assert_eq!(count("MATCH (p:EtlhostPlan) RETURN count(p) AS n"), 1);
+    drop(g);
+}
+
+/// One process, keyed by an integer, a UUID and a two-column key in turn: killed once it has
+/// committed part of the rows, then resumed; every row is created exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_job_killed_and_resumed_in_one_process_is_exactly_once() {
+    const ROWS: u64 = 200_000;
+    let tables = [
+        (
+            "once_int",
+            "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
+            format!("INSERT INTO person SELECT seq, CONCAT('person-', seq) FROM seq_1_to_{ROWS}"),
+            "id",
+        ),
+        (
+            "once_uuid",
+            "CREATE TABLE person (code CHAR(36) PRIMARY KEY, id INT NOT NULL, name VARCHAR(100))",
+            format!(
+                "INSERT INTO person SELECT UUID(), seq, CONCAT('person-', seq) FROM seq_1_to_{ROWS}"
+            ),
+            "code",
+        ),
+        (
+            "once_pair",
+            "CREATE TABLE person (region CHAR(4), id INT, name VARCHAR(100), PRIMARY KEY (region, id))",
+            format!(
+                "INSERT INTO person SELECT ELT(1 + seq % 3, 'eu', 'us', 'apac'), seq, \
+                 CONCAT('person-', seq) FROM seq_1_to_{ROWS}"
+            ),
+            "[region, id]",
+        ),
+    ];
+    for (name, create, insert, key) in tables {
+        let db = format!("e2e_{name}");
+        let pool = mysql(&db).await;
+        exec(&pool, create).await;
+        exec(&pool, &insert).await;
+        let g = graph(&db).await;
+        let dir = scratch_dir(name);
+        let spec = dir.join(format!("{name}.yaml"));
+        let text = create_spec(name, &db, 8).replace(
+            "  partition_column: id\n",
+            &format!("  partition_column: {key}\n"),
+        );
+        std::fs::write(&spec, text).unwrap();
+        let summary = dir.join("summary.json");
+        let mut job = shard_run(&spec, None, "", &summary)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let at = random_in(ROWS / 10, ROWS * 7 / 10, 7);
+        let killed = kill_after(&mut job, &db, "true", at);
+        assert!(
+            killed < ROWS,
+            "{name}: the job finished before it was killed"
+        );
+        let before = graph_count(&db, "MATCH (p:Person) RETURN count(p) AS n").unwrap();
+        // Nothing is in the graph that the progress does not account for.
+        assert!(
+            before >= killed,
+            "{name}: {before} nodes, {killed} rows recorded"
+        );
+
+        let out = shard_run(&spec, None, "", &summary).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = read_summary(&summary);
+        assert!(s["read"].as_u64().unwrap() <= ROWS - killed, "{name}: {s}");
+        assert_exactly_once(&db, ROWS);
+        // A run that finished in one process leaves no progress behind.
+        assert_eq!(
+            graph_count(&db, "MATCH (p:EtlhostProgress) RETURN count(p) AS n").unwrap(),
+            0,
+            "{name}"
+        );
+        eprintln!(
+            "{name}: killed with {killed} rows recorded ({before} nodes); resumed run read {}",
+            s["read"]
+        );
+        drop(g);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shard_running_another_spec_is_refused() {
+    let db = "e2e_shard_spec";
+    person_table(db, 1000, "person-").await;
+    let g = graph(db).await;
+    let dir = scratch_dir("shard_spec");
+    let spec = dir.join("job.yaml");
+    let text = create_spec("shard_spec", db, 4);
+    std::fs::write(&spec, &text).unwrap();
+    let summary = dir.join("summary.json");
+    let out = shard_run(&spec, Some("0/2"), "r1", &summary)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let other = dir.join("other").join("job.yaml");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::write(
+        &other,
+        text.replace("max_batch_size: 2000", "max_batch_size: 500"),
+    )
+    .unwrap();
+    let out = shard_run(&other, Some("1/2"), "r1", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let hash = |p: &Path| format!("{:016x}", fnv1a(&std::fs::read(p).unwrap()));
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}: shard 1/2: the spec differs from the one run 'r1' of job 'shard_spec' was planned with (spec hash {}, planned with {}): every shard of a run must run the same spec",
+            other.display(),
+            hash(&other),
+            hash(&spec)
+        )
+    );
+    // Another shard count is refused too.
+    let out = shard_run(&spec, Some("1/3"), "r1", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "error: {}: run 'r1' of job 'shard_spec' was planned for 2 shard(s), and this process runs shard 1/3: give every shard the same count, or start a new run with another run id (--run or ETLHOST_RUN)",
+            spec.display()
+        )
+    );
+    // The same spec runs the rest; shard 0's half and shard 1's make every row once.
+    let out = shard_run(&spec, Some("1/2"), "r1", &summary)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_exactly_once(db, 1000);
+    drop(g);
+}
+
+/// The spec hash as etlhost computes it (FNV-1a of the file's bytes).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
