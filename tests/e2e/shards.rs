@@ -315,3 +315,125 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     }
     h
 }
+
+/// Two shards of a job whose `knows` flow comes after `people`: shard 1 starts first and waits
+/// for shard 0's plan, and neither writes a relationship before every person is in, so each
+/// `MATCH` finds both ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flow_starts_on_a_shard_only_once_every_shard_finished_the_flows_before_it() {
+    use std::io::BufRead;
+    use xtask::services::{
+        BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
+    };
+    const PEOPLE: u64 = 200_000;
+    let db = "e2e_shard_after";
+    let pool = person_table(db, PEOPLE, "person-").await;
+    exec(
+        &pool,
+        "CREATE TABLE knows (id INT PRIMARY KEY, a INT, b INT)",
+    )
+    .await;
+    exec(
+        &pool,
+        &format!("INSERT INTO knows SELECT seq, seq, seq % {PEOPLE} + 1 FROM seq_1_to_{PEOPLE}"),
+    )
+    .await;
+    let g = graph(db).await;
+    let dir = scratch_dir("shard_after");
+    let spec = dir.join("social.yaml");
+    // Shard 0 gets two of the three `people` splits: it finishes that flow last.
+    let text = format!(
+        "name: social
+shards: 2
+source:
+  plugin: mysql
+  partition_column: id
+  options:
+    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
+    user: {MYSQL_USER}
+    password: {MYSQL_PASSWORD}
+sink:
+  plugin: bolt
+  max_batch_size: 1000
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: {db}
+flows:
+  - name: knows
+    after: [people]
+    source:
+      partition_num: 2
+      options:
+        table: knows
+    sink:
+      options:
+        query: \"UNWIND $batch AS row MATCH (a:Person {{id: row.a}}) MATCH (b:Person {{id: row.b}}) CREATE (a)-[:KNOWS]->(b)\"
+  - name: people
+    source:
+      partition_num: 3
+      options:
+        table: person
+    sink:
+      options:
+        setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]
+        query: \"UNWIND $batch AS row CREATE (:Person {{id: row.id, name: row.name}})\"
+"
+    );
+    std::fs::write(&spec, text).unwrap();
+    let start = |i: u32| {
+        let mut cmd = shard_run(&spec, None, "a1", &dir.join(format!("{i}.json")));
+        cmd.env("JOB_COMPLETION_INDEX", i.to_string())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut second = start(1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = second.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    // Shard 0 starts only once shard 1 says it waits for its plan.
+    rx.iter()
+        .find(|l| {
+            l.contains("waiting for shard 0 to plan flow `people` (run 'a1' of job 'social')")
+        })
+        .expect("shard 1 never said it waits for shard 0's plan");
+    let first = start(0);
+    let out = first.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "shard 0: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(second.wait().unwrap().success());
+    let log = log.join().unwrap();
+    let waited = log
+        .iter()
+        .find(|l| l.contains("waits for flow `people` to finish on every shard"));
+    eprintln!("shard 1 waited for shard 0 to finish `people`: {waited:?}");
+    for i in 0..2 {
+        let s = read_summary(&dir.join(format!("{i}.json")));
+        assert_eq!(s["shard"], format!("{i}/2"), "{s}");
+        assert_eq!(s["written"], s["read"], "{s}");
+    }
+    let count = |q: &str| graph_count(db, q).unwrap();
+    assert_eq!(count("MATCH (p:Person) RETURN count(p) AS n"), PEOPLE);
+    assert_eq!(
+        count("MATCH (a:Person)-[:KNOWS]->(b:Person) WHERE b.id = a.id % 200000 + 1 RETURN count(*) AS n"),
+        PEOPLE,
+        "shard 1's log:\n{}",
+        log.join("\n")
+    );
+    drop(g);
+}
