@@ -15,6 +15,7 @@ mod compare;
 mod knows;
 mod readers;
 mod rss;
+mod shards;
 mod stream;
 mod transforms;
 mod verify;
@@ -53,6 +54,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("callgrind", callgrind::run),
     ("verify", verify::run),
     ("stream", stream::run),
+    ("shards", shards::run),
 ];
 
 pub fn usage() -> String {
