@@ -33,9 +33,12 @@ impl Job {
                         Kind::Source,
                         &f.source.options,
                     )?,
-                    sink: crate::stream::check_sink(
+                    sink: crate::target::check_sink(
                         flow,
-                        load(flow, "sink", &f.sink.plugin, Kind::Sink, &f.sink.options)?,
+                        crate::stream::check_sink(
+                            flow,
+                            load(flow, "sink", &f.sink.plugin, Kind::Sink, &f.sink.options)?,
+                        )?,
                     )?,
                 })
             })

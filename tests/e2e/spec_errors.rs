@@ -206,3 +206,23 @@ fn yaml_and_toml_jobs_are_the_same_job() {
     assert_eq!(yaml.job, toml.job);
     assert_eq!(yaml.job.flows[0].sink.max_batch_size, 1000);
 }
+
+#[test]
+fn progress_in_the_target_needs_a_sink_that_keeps_it() {
+    let console = GOOD.replace(
+        &GOOD[GOOD.find("sink:").unwrap()..],
+        "sink:\n  plugin: console\n",
+    );
+    let text = console.clone() + "checkpoint:\n  store: target\n";
+    let (path, err) = validate("store_target.yaml", &text);
+    assert_eq!(
+        err,
+        format!("error: {path}:10: checkpoint.store: is `target`, but the sink plugin `console` of flow `errors` cannot keep progress in the target")
+    );
+    let text = console + "shards: 4\n";
+    let (path, err) = validate("shards_console.yaml", &text);
+    assert_eq!(
+        err,
+        format!("error: {path}:9: shards: splits the job into shards, which share their plan and progress through the target, but the sink plugin `console` of flow `errors` cannot keep progress in the target")
+    );
+}
