@@ -240,7 +240,7 @@ impl Target {
             .into_iter()
             .filter(|p| p.flow == flow.flow.name)
             .collect();
-        Ok(Some(self.start(plan, progress, None)))
+        Ok(Some(self.start(plan, progress)))
     }
 
     fn check(&self, flow: FlowRef<'_>, plan: &Plan) -> Result<(), RunError> {
@@ -302,7 +302,7 @@ impl Target {
             let stored = self.ask(&StateRequest::Plan { plan: plan.clone() })?;
             let plan = stored.plans.into_iter().next().unwrap_or(plan);
             self.check(flow, &plan)?;
-            let mine = self.start(plan, Vec::new(), None);
+            let mine = self.start(plan, Vec::new());
             // The estimate is the plan's, narrowed to this shard's share.
             let share = estimated
                 .map(|e| e * mine.splits.len() as u64 / mine.plan.splits.len().max(1) as u64);
@@ -324,7 +324,7 @@ impl Target {
     }
 
     /// This shard's splits of `plan` that are not done, each in progress starting after its key.
-    fn start(&self, plan: Plan, progress: Vec<Progress>, estimated: Option<u64>) -> Start {
+    fn start(&self, plan: Plan, progress: Vec<Progress>) -> Start {
         let splits = plan
             .splits
             .iter()
@@ -349,7 +349,7 @@ impl Target {
             plan,
             splits,
             progress,
-            estimated,
+            estimated: None,
         }
     }
 }

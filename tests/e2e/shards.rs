@@ -129,7 +129,7 @@ async fn four_shards_create_a_million_nodes_exactly_once_though_two_are_killed()
         let filter = format!("p.split % {SHARDS} = {i}");
         let at = random_in(share / 10, share * 8 / 10, n as u64);
         let killed = kill_after(&mut shards[i as usize], db, &filter, at);
-        eprintln!("shard {i}/{SHARDS} killed with {killed} of its {share} rows recorded");
+        eprintln!("shard {i}/{SHARDS} killed with at least {killed} of its {share} rows recorded");
         assert!(killed < share, "shard {i} finished before it was killed");
         shards[i as usize] = start(i);
     }
@@ -143,6 +143,15 @@ async fn four_shards_create_a_million_nodes_exactly_once_though_two_are_killed()
         let s = read_summary(&summary(i as u64));
         assert_eq!(s["shard"], format!("{i}/{SHARDS}"));
         assert_eq!(s["written"], s["read"], "shard {i}: {s}");
+        let read = s["read"].as_u64().unwrap();
+        if i % 2 == 1 {
+            // The record read before the kill can lag behind (the graph answers late under load),
+            // but the restarted shard still had rows to move: the kill stopped it mid-way.
+            assert!(read > 0 && read < share, "shard {i} after its restart: {s}");
+            eprintln!("shard {i}/{SHARDS} restarted: read the {read} rows left");
+        } else {
+            assert_eq!(read, share, "shard {i}");
+        }
     }
     assert_exactly_once(db, ROWS);
     // The progress records stay for the run: one per split, every one done.
