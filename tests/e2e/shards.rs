@@ -250,9 +250,9 @@ async fn a_create_job_killed_and_resumed_in_one_process_is_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_shard_running_another_spec_is_refused() {
+async fn shards_started_apart_share_one_plan_and_refuse_another_spec() {
     let db = "e2e_shard_spec";
-    person_table(db, 1000, "person-").await;
+    let pool = person_table(db, 1000, "person-").await;
     let g = graph(db).await;
     let dir = scratch_dir("shard_spec");
     let spec = dir.join("job.yaml");
@@ -302,7 +302,14 @@ async fn a_shard_running_another_spec_is_refused() {
             spec.display()
         )
     );
-    // The same spec runs the rest; shard 0's half and shard 1's make every row once.
+    // The table grows before shard 1 starts: it still reads the plan shard 0 made, so its splits
+    // are the other half of the same ranges (a plan of the grown table would cut 1..2000 and
+    // overlap what shard 0 wrote).
+    exec(
+        &pool,
+        "INSERT INTO person SELECT seq, CONCAT('person-', seq) FROM seq_1001_to_2000",
+    )
+    .await;
     let out = shard_run(&spec, Some("1/2"), "r1", &summary)
         .output()
         .unwrap();
@@ -311,7 +318,16 @@ async fn a_shard_running_another_spec_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_exactly_once(db, 1000);
+    let count = |q: &str| graph_count(db, q).unwrap();
+    let nodes = count("MATCH (p:Person) RETURN count(p) AS n");
+    assert_eq!(
+        count("MATCH (p:Person) RETURN count(DISTINCT p.id) AS n"),
+        nodes
+    );
+    assert_eq!(
+        count("MATCH (p:Person) WHERE p.id <= 1000 RETURN count(p) AS n"),
+        1000
+    );
     drop(g);
 }
 
