@@ -149,7 +149,7 @@ impl Target {
         let empty = etlhost_plugin_sdk::Batch::new(Vec::new().into());
         progress
             .iter()
-            .try_for_each(|p| sink.write_with_progress(&empty, p))
+            .try_for_each(|p| sink.write_with_progress(&empty, p).map(drop))
     }
 
     fn run_name(&self) -> String {

@@ -462,3 +462,164 @@ flows:
     );
     drop(g);
 }
+
+/// A TCP proxy in front of the Bolt server that, once, lets a transaction through and loses its
+/// answer: once a connection has sent `after` bytes, the server's next six answers (BEGIN, the
+/// batch's RUN and PULL, the progress's RUN and PULL, COMMIT: the transaction committed) are
+/// swallowed and both sockets closed.
+struct LosingProxy {
+    port: u16,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LosingProxy {
+    fn start(server: u16, after: usize) -> LosingProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let lost = Arc::new(AtomicBool::new(false));
+        let armed = Arc::new(AtomicBool::new(true));
+        let (lost2, armed2) = (lost.clone(), armed.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = TcpStream::connect(("127.0.0.1", server)).unwrap();
+                let (c_read, s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let trigger = Arc::new(AtomicBool::new(false));
+                let (t1, armed) = (trigger.clone(), armed2.clone());
+                // Client -> server: counts bytes; arms this connection's loss once past `after`.
+                std::thread::spawn(move || {
+                    let (mut from, mut to, mut sent) = (c_read, s_write, 0usize);
+                    let mut buf = vec![0u8; 65536];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        sent += n;
+                        if sent >= after && armed.swap(false, Ordering::SeqCst) {
+                            t1.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+                let lost = lost2.clone();
+                // Server -> client: follows Bolt's chunked messages to count answers.
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (server, client);
+                    let mut buf = vec![0u8; 65536];
+                    let (mut pending, mut in_message, mut answers) = (Vec::new(), false, 0);
+                    let mut handshake = 4;
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        let mut at = 0;
+                        let mut forward = 0;
+                        if handshake > 0 {
+                            let h = handshake.min(pending.len());
+                            at += h;
+                            handshake -= h;
+                            forward = at;
+                        }
+                        loop {
+                            if pending.len() < at + 2 {
+                                break;
+                            }
+                            let len = u16::from_be_bytes([pending[at], pending[at + 1]]) as usize;
+                            if pending.len() < at + 2 + len {
+                                break;
+                            }
+                            if len == 0 {
+                                in_message = false;
+                            } else if !in_message {
+                                in_message = true;
+                                let signature = pending[at + 3];
+                                if trigger.load(Ordering::SeqCst)
+                                    && matches!(signature, 0x70 | 0x7E | 0x7F)
+                                {
+                                    answers += 1;
+                                }
+                            }
+                            at += 2 + len;
+                            if !trigger.load(Ordering::SeqCst) {
+                                forward = at;
+                            }
+                            if answers == 6 && !in_message {
+                                lost.store(true, Ordering::SeqCst);
+                                let _ = to.write_all(&pending[..forward]);
+                                let _ = to.shutdown(Shutdown::Both);
+                                let _ = from.shutdown(Shutdown::Both);
+                                return;
+                            }
+                        }
+                        if to.write_all(&pending[..forward]).is_err() {
+                            break;
+                        }
+                        pending.drain(..forward);
+                        // What stays unforwarded after the trigger is re-parsed from its start.
+                        if trigger.load(Ordering::SeqCst) {
+                            answers = 0;
+                            in_message = false;
+                        }
+                    }
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        LosingProxy { port, lost }
+    }
+}
+
+/// A batch committed whose answer is lost is retried, and the retry, finding the split's record
+/// already past where the batch began, writes nothing: every node once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_whose_answer_was_lost_is_not_written_again() {
+    const ROWS: u64 = 20_000;
+    let db = "e2e_lost_answer";
+    person_table(db, ROWS, "person-").await;
+    let g = graph(db).await;
+    let proxy = LosingProxy::start(xtask::services::BOLT_PORT, 100_000);
+    let dir = scratch_dir("lost_answer");
+    let spec = dir.join("lost.yaml");
+    let text = spec_with(
+        "lost",
+        db,
+        "person",
+        db,
+        1000,
+        "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
+        "  partition_column: id\n  partition_num: 2",
+    )
+    .replace(
+        &format!("bolt://127.0.0.1:{}", xtask::services::BOLT_PORT),
+        &format!("bolt://127.0.0.1:{}", proxy.port),
+    )
+    .replacen(
+        "  max_batch_size: 1000",
+        "  max_batch_size: 1000\n  retry_backoff: 10ms",
+        1,
+    );
+    std::fs::write(&spec, text).unwrap();
+    let summary = dir.join("summary.json");
+    let out = shard_run(&spec, None, "", &summary).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        proxy.lost.load(std::sync::atomic::Ordering::SeqCst),
+        "no answer was lost"
+    );
+    assert!(
+        stderr.contains(
+            "the failed attempt had committed (the split's progress says so): not written again"
+        ),
+        "{stderr}"
+    );
+    let s = read_summary(&summary);
+    assert!(s["retries"].as_u64().unwrap() >= 1, "{s}");
+    assert_exactly_once(db, ROWS);
+    drop(g);
+}

@@ -7,8 +7,9 @@
 //!   commits;
 //! - the batches of a split are written **in order**: each split is given to one writer, and a
 //!   writer writes its batches one after the other;
-//! - a batch whose answer was lost is not written again if its commit landed: before a retry the
-//!   writer reads the split's progress back; `rows` (rows of the split behind us) tells.
+//! - a batch whose answer was lost is not written again if its commit landed: a retry is written
+//!   only if the split's record still stands where the batch began (`rows` before it), checked in
+//!   the retry's own transaction, so an attempt that commits late cannot slip in between.
 //!
 //! The last batch of a split also says the split is done (or, when it is already sent, a batch
 //! with no rows does). A split without a key (no `partition_column`) can only be recorded when it
@@ -79,6 +80,9 @@ struct Pending {
     writer: usize,
     /// Rows sent so far, earlier runs included.
     rows: u64,
+    /// `rows` as the target's record will stand once the batches sent are written: where the next
+    /// batch with progress begins.
+    recorded: u64,
     after: Option<Value>,
     since: Instant,
 }
@@ -118,6 +122,8 @@ impl Pending {
             split,
             after: self.after.clone(),
             rows: self.rows,
+            from: std::mem::replace(&mut self.recorded, self.rows),
+            check: false,
             done,
             shard: s.shard,
         });
@@ -174,6 +180,7 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
                 keyed: true,
                 writer: (next_writer - 1) % writers.len(),
                 rows,
+                recorded: rows,
                 after,
                 since: Instant::now(),
             }
@@ -252,29 +259,45 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
 pub fn deliver(sink: &mut dyn SinkSide, work: &Work, shared: &Shared) {
     let step = work.progress.as_ref().expect("checked by the writer");
     let n = work.batch.len();
+    let all: Vec<usize> = (0..n).collect();
     match write(sink, &work.batch, step, shared) {
-        Ok(()) => written(work, &(0..n).collect::<Vec<_>>(), shared),
+        Ok(()) => written(work, &all, shared),
         Err(e) if n > 1 && !e.is_retryable() => {
             tracing::warn!(
                 rows = n,
                 split = step.split,
                 "a batch failed ({e}); writing it in halves to isolate the failing rows"
             );
-            if !bisect(sink, work, 0, n, shared) {
-                record_only(sink, step, shared);
+            let mut from = step.from;
+            if !bisect(sink, work, 0, n, &mut from, shared) {
+                record_only(
+                    sink,
+                    &Progress {
+                        from,
+                        ..step.clone()
+                    },
+                    shared,
+                );
             }
         }
         Err(e) => {
-            super::writer::fail_rows(work, &(0..n).collect::<Vec<_>>(), &e, shared);
+            super::writer::fail_rows(work, &all, &e, shared);
             record_only(sink, step, shared);
         }
     }
 }
 
 /// Writes rows `[a, b)` of the batch in halves until the failing ones are isolated; each part
-/// that ends at a key change records the progress it reaches. Returns whether the batch's own
-/// progress (its end) was recorded.
-fn bisect(sink: &mut dyn SinkSide, work: &Work, a: usize, b: usize, shared: &Shared) -> bool {
+/// that ends at a key change records the progress it reaches (`from`: where the record stands).
+/// Returns whether the batch's own progress (its end) was recorded.
+fn bisect(
+    sink: &mut dyn SinkSide,
+    work: &Work,
+    a: usize,
+    b: usize,
+    from: &mut u64,
+    shared: &Shared,
+) -> bool {
     let step = work.progress.as_ref().expect("checked by the writer");
     let n = work.batch.len();
     let rows: Vec<usize> = (a..b).collect();
@@ -284,11 +307,15 @@ fn bisect(sink: &mut dyn SinkSide, work: &Work, a: usize, b: usize, shared: &Sha
     };
     let at_end = b == n;
     let progress = if at_end {
-        Some(step.clone())
+        Some(Progress {
+            from: *from,
+            ..step.clone()
+        })
     } else if cut_after(&work.keys, b) {
         Some(Progress {
             after: Some(work.keys[b - 1].clone()),
             rows: step.rows - (n - b) as u64,
+            from: *from,
             done: false,
             ..step.clone()
         })
@@ -301,13 +328,16 @@ fn bisect(sink: &mut dyn SinkSide, work: &Work, a: usize, b: usize, shared: &Sha
     };
     match result {
         Ok(()) => {
+            if let Some(p) = &progress {
+                *from = p.rows;
+            }
             written(work, &rows, shared);
             at_end
         }
         Err(e) if b - a > 1 && !e.is_retryable() => {
             let mid = a + (b - a) / 2;
-            bisect(sink, work, a, mid, shared);
-            bisect(sink, work, mid, b, shared)
+            bisect(sink, work, a, mid, from, shared);
+            bisect(sink, work, mid, b, from, shared)
         }
         Err(e) => {
             super::writer::fail_rows(work, &rows, &e, shared);
@@ -334,8 +364,9 @@ fn record_only(sink: &mut dyn SinkSide, step: &Progress, shared: &Shared) {
     }
 }
 
-/// One batch and its progress, with retries; before each retry, whether the failed attempt in
-/// fact committed (its answer lost): then it is not written again.
+/// One batch and its progress, with retries; a retry is written only if the split's record still
+/// stands where the batch began, in the same transaction, so an attempt that committed with its
+/// answer lost is not written twice.
 fn write(
     sink: &mut dyn SinkSide,
     batch: &Batch,
@@ -345,9 +376,18 @@ fn write(
     let s = &shared.settings;
     let mut backoff = s.retry_backoff;
     let mut attempt = 0;
+    let mut step = std::borrow::Cow::Borrowed(step);
     loop {
-        let e = match sink.write_with_progress(batch, step) {
-            Ok(()) => return Ok(()),
+        let e = match sink.write_with_progress(batch, &step) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                tracing::warn!(
+                    split = step.split,
+                    rows = step.rows,
+                    "the failed attempt had committed (the split's progress says so): not written again"
+                );
+                return Ok(());
+            }
             Err(e) if e.is_retryable() && attempt < s.max_retries => e,
             Err(e) => return Err(e),
         };
@@ -361,27 +401,8 @@ fn write(
         );
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(super::writer::MAX_BACKOFF);
-        match landed(sink, step) {
-            Ok(true) => {
-                tracing::warn!(
-                    split = step.split,
-                    rows = step.rows,
-                    "the failed attempt had committed (the split's progress says so): not written again"
-                );
-                return Ok(());
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!("cannot read the split's progress back: {e}"),
-        }
+        step.to_mut().check = true;
     }
-}
-
-/// Whether the target's progress of `step`'s split already reaches it.
-fn landed(sink: &mut dyn SinkSide, step: &Progress) -> Result<bool, PluginError> {
-    let state = sink.read_progress(&step.job, &step.run)?;
-    Ok(state
-        .iter()
-        .any(|p| p.flow == step.flow && p.split == step.split && p.rows >= step.rows))
 }
 
 #[cfg(test)]

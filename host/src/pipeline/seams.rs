@@ -21,19 +21,14 @@ pub trait SinkSide: Send {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError>;
     fn finish(&mut self) -> Result<(), PluginError>;
 
-    /// Progress in the target: `batch` and its split's `progress` in one transaction.
+    /// Progress in the target: `batch` and its split's `progress` in one transaction; `Ok(false)`
+    /// when [`Progress::check`] found the batch committed already (nothing written).
     fn write_with_progress(
         &mut self,
         batch: &Batch,
         progress: &Progress,
-    ) -> Result<(), PluginError> {
+    ) -> Result<bool, PluginError> {
         let _ = (batch, progress);
-        Err(no_progress())
-    }
-
-    /// Every progress record of `job` in `run`, as the target has it now.
-    fn read_progress(&mut self, job: &str, run: &str) -> Result<Vec<Progress>, PluginError> {
-        let _ = (job, run);
         Err(no_progress())
     }
 }
@@ -69,10 +64,7 @@ impl SinkSide for SinkHandle {
         &mut self,
         batch: &Batch,
         progress: &Progress,
-    ) -> Result<(), PluginError> {
+    ) -> Result<bool, PluginError> {
         SinkHandle::write_with_progress(self, batch, progress)
-    }
-    fn read_progress(&mut self, job: &str, run: &str) -> Result<Vec<Progress>, PluginError> {
-        SinkHandle::read_progress(self, job, run)
     }
 }

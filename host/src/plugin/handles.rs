@@ -257,8 +257,6 @@ pub struct SinkHandle {
     plugin: Arc<Plugin>,
     vt: &'static SinkVTable,
     inst: Instance,
-    /// For reading progress back with the same options (see `progress`).
-    options: serde_json::Map<String, serde_json::Value>,
 }
 
 // SAFETY: the ABI allows a sink instance to move between threads (used by one at a time).
@@ -278,12 +276,7 @@ impl SinkHandle {
         // SAFETY: ABI contract; buffers valid for the call.
         let status = unsafe { (vt.open)(StrRef::new(&json), &mut inst, &mut err) };
         plugin.status(status, err)?;
-        Ok(SinkHandle {
-            plugin,
-            vt,
-            inst,
-            options: options.clone(),
-        })
+        Ok(SinkHandle { plugin, vt, inst })
     }
 
     pub fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError> {
@@ -318,10 +311,6 @@ impl SinkHandle {
 
     pub(super) fn instance(&mut self) -> Instance {
         self.inst
-    }
-
-    pub(super) fn options(&self) -> &serde_json::Map<String, serde_json::Value> {
-        &self.options
     }
 
     pub fn finish(&mut self) -> Result<(), PluginError> {

@@ -5,6 +5,7 @@
 use etlhost_plugin_sdk::abi::{OwnedBuf, StrRef};
 use etlhost_plugin_sdk::progress::{
     SinkProgressFn, SinkProgressVTable, PROGRESS_VERSION, SINK_PROGRESS_SYMBOL,
+    STATUS_ALREADY_WRITTEN,
 };
 use etlhost_plugin_sdk::{codec, Batch, Progress, State, StateRequest};
 
@@ -59,12 +60,13 @@ impl Plugin {
 }
 
 impl SinkHandle {
-    /// Writes `batch` (possibly empty) and `progress` in one transaction.
+    /// Writes `batch` (possibly empty) and `progress` in one transaction; `Ok(false)` when
+    /// [`Progress::check`] found the batch committed already.
     pub fn write_with_progress(
         &mut self,
         batch: &Batch,
         progress: &Progress,
-    ) -> Result<(), PluginError> {
+    ) -> Result<bool, PluginError> {
         let plugin = self.plugin();
         let Some(vt) = plugin.progress else {
             return Err(plugin.malformed("this sink cannot record progress".into()));
@@ -81,15 +83,10 @@ impl SinkHandle {
                 &mut err,
             )
         };
-        self.plugin().status(status, err)
-    }
-
-    /// Every progress record of `job` in `run`, read on a connection of its own.
-    pub fn read_progress(&mut self, job: &str, run: &str) -> Result<Vec<Progress>, PluginError> {
-        let request = StateRequest::Read {
-            job: job.into(),
-            run: run.into(),
-        };
-        Ok(self.plugin().state(self.options(), &request)?.progress)
+        if status == STATUS_ALREADY_WRITTEN {
+            drop(self.plugin().take(err));
+            return Ok(false);
+        }
+        self.plugin().status(status, err).map(|()| true)
     }
 }

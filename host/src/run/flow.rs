@@ -233,6 +233,8 @@ fn record_done(job: &Job, flow: FlowRef<'_>, t: &Target, splits: &[u32]) -> Resu
             split,
             after: None,
             rows: 0,
+            from: 0,
+            check: false,
             done: true,
             shard: t.shard.index,
         })

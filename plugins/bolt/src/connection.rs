@@ -35,6 +35,7 @@ const ROUTE: u8 = 0x66;
 const RUN: u8 = 0x10;
 const BEGIN: u8 = 0x11;
 const COMMIT: u8 = 0x12;
+const ROLLBACK: u8 = 0x13;
 const RESET: u8 = 0x0F;
 const PULL: u8 = 0x3F;
 
@@ -472,6 +473,93 @@ impl Connection {
         }
         match failure {
             None => Ok(()),
+            Some(e) => {
+                self.reset()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Self::run_all_in_transaction`], but only when `check`, run first in the same transaction,
+    /// returns a record; otherwise the transaction is rolled back and the answer is `false`. One
+    /// round trip more than a plain transaction (the check's answer decides what is sent next).
+    pub fn run_all_if(
+        &mut self,
+        database: Option<&str>,
+        check: (&str, WriteParams<'_>),
+        statements: &[(&str, WriteParams<'_>)],
+    ) -> Result<bool, BoltError> {
+        self.out.clear();
+        self.message(|m| {
+            ps::struct_header(m, 1, BEGIN);
+            db_map(m, database);
+        });
+        let (query, params) = check;
+        self.message(|m| {
+            ps::struct_header(m, 3, RUN);
+            ps::string(m, query);
+            params(m);
+            ps::map_header(m, 0);
+        });
+        self.message(pull_all);
+        self.flush()?;
+        let mut failure = None;
+        let mut found = false;
+        for _ in 0..3 {
+            loop {
+                match self.read_message()? {
+                    Ps::Struct(RECORD, _) => found = true,
+                    Ps::Struct(SUCCESS, _) | Ps::Struct(IGNORED, _) => break,
+                    Ps::Struct(FAILURE, f) => {
+                        let meta = match f.into_iter().next() {
+                            Some(Ps::Map(m)) => m,
+                            _ => Default::default(),
+                        };
+                        let get =
+                            |k: &str| meta.get(k).and_then(Ps::as_str).unwrap_or("").to_string();
+                        failure.get_or_insert(BoltError::Server {
+                            code: get("code"),
+                            message: get("message"),
+                        });
+                        break;
+                    }
+                    other => {
+                        return Err(BoltError::Protocol(format!(
+                            "unexpected response {other:?}"
+                        )))
+                    }
+                }
+            }
+        }
+        if let Some(e) = failure {
+            self.reset()?;
+            return Err(e);
+        }
+        let last = if found { COMMIT } else { ROLLBACK };
+        if found {
+            for (query, params) in statements {
+                self.message(|m| {
+                    ps::struct_header(m, 3, RUN);
+                    ps::string(m, query);
+                    params(m);
+                    ps::map_header(m, 0);
+                });
+                self.message(pull_all);
+            }
+        }
+        self.message(|m| ps::struct_header(m, 0, last));
+        self.flush()?;
+        let answers = if found { 1 + 2 * statements.len() } else { 1 };
+        for _ in 0..answers {
+            match self.summary()? {
+                Summary::Success(_) | Summary::Ignored => {}
+                Summary::Failure { code, message } => {
+                    failure.get_or_insert(BoltError::Server { code, message });
+                }
+            }
+        }
+        match failure {
+            None => Ok(found),
             Some(e) => {
                 self.reset()?;
                 Err(e)

@@ -22,6 +22,13 @@ const WRITE_PROGRESS: &str =
     "MERGE (p:EtlhostProgress {job: $job, flow: $flow, run: $run, split: $split}) \
      SET p.after = $after, p.rows = $rows, p.done = $done, p.shard = $shard, p.updated = $updated";
 
+/// A retry's progress: only when the record still stands where the batch began.
+const CHECK_AND_WRITE_PROGRESS: &str =
+    "MATCH (p:EtlhostProgress {job: $job, flow: $flow, run: $run, split: $split}) \
+     WHERE p.rows = $from \
+     SET p.after = $after, p.rows = $rows, p.done = $done, p.shard = $shard, p.updated = $updated \
+     RETURN p.rows";
+
 const READ_PLANS: &str = "MATCH (p:EtlhostPlan {job: $job, run: $run}) \
      RETURN p.flow, p.spec_hash, p.shards, p.splits, p.planned_at";
 
@@ -85,7 +92,7 @@ impl BoltSink {
         &mut self,
         batch: &Batch,
         progress: &Progress,
-    ) -> Result<(), (Error, Option<BoltError>)> {
+    ) -> Result<bool, (Error, Option<BoltError>)> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => self.connect().map_err(|e| (e, None))?,
@@ -105,6 +112,7 @@ impl BoltSink {
                     ("split", Param::Int(progress.split.into())),
                     ("after", after.as_deref().map_or(Param::Null, Param::Text)),
                     ("rows", Param::Int(progress.rows as i64)),
+                    ("from", Param::Int(progress.from as i64)),
                     ("done", Param::Bool(progress.done)),
                     ("shard", Param::Int(progress.shard.into())),
                     ("updated", Param::Int(updated)),
@@ -115,18 +123,25 @@ impl BoltSink {
         if !batch.is_empty() {
             statements.push((&o.query, &write_rows));
         }
-        statements.push((WRITE_PROGRESS, &write_progress));
-        let result = conn.run_all_in_transaction(o.database.as_deref(), &statements);
+        let db = o.database.as_deref();
+        let result = if progress.check {
+            conn.run_all_if(db, (CHECK_AND_WRITE_PROGRESS, &write_progress), &statements)
+        } else {
+            statements.push((WRITE_PROGRESS, &write_progress));
+            conn.run_all_in_transaction(db, &statements).map(|()| true)
+        };
         drop(statements);
-        self.settle(conn, result)
+        let mut written = true;
+        let result = result.map(|w| written = w);
+        self.settle(conn, result).map(|()| written)
     }
 }
 
 impl SinkProgress for BoltSink {
-    fn write_with_progress(&mut self, batch: &Batch, progress: &Progress) -> Result<(), Error> {
+    fn write_with_progress(&mut self, batch: &Batch, progress: &Progress) -> Result<bool, Error> {
         params::fits(&self.options, batch)?;
         match self.try_with_progress(batch, progress) {
-            Ok(()) => Ok(()),
+            Ok(written) => Ok(written),
             Err((e, Some(cause))) if needs_new_session(&cause) => {
                 tracing::warn!("{e}; logging in again on a new connection and retrying once");
                 self.try_with_progress(batch, progress).map_err(|(e, _)| e)
@@ -272,6 +287,8 @@ fn read(conn: &mut Connection, db: Option<&str>, job: &str, run: &str) -> Result
             split: int(split) as u32,
             after,
             rows: int(rows) as u64,
+            from: 0,
+            check: false,
             done: matches!(done, Ps::Bool(true)),
             shard: int(shard) as u32,
         });

@@ -28,6 +28,10 @@ pub const SINK_PROGRESS_SYMBOL: &str = "etlhost_sink_progress";
 /// The version of [`SinkProgressVTable`]'s layout.
 pub const PROGRESS_VERSION: u32 = 1;
 
+/// `write` with [`Progress::check`] only: the split's record does not stand at
+/// [`Progress::from`] rows (the batch was committed before, its answer lost): nothing was written.
+pub const STATUS_ALREADY_WRITTEN: u32 = 5;
+
 pub type SinkProgressFn = unsafe extern "C" fn() -> *const SinkProgressVTable;
 
 #[repr(C)]
@@ -38,7 +42,7 @@ pub struct SinkProgressVTable {
     pub size: u32,
     /// `write(sink, batch, progress, err)`: the batch (codec format; it may have no rows) and the
     /// progress (JSON, a [`Progress`]) in one transaction, with the status codes of
-    /// [`crate::abi::SinkVTable::write_batch`].
+    /// [`crate::abi::SinkVTable::write_batch`], plus [`STATUS_ALREADY_WRITTEN`].
     pub write: unsafe extern "C" fn(
         sink: Instance,
         batch: StrRef,
@@ -73,9 +77,16 @@ pub struct Progress {
     #[serde(default)]
     pub after: Option<Value>,
     /// Rows of the split written or failed so far, across runs: it grows with every batch, which
-    /// is how the host tells whether a batch whose answer was lost was committed.
+    /// is how a batch whose answer was lost is told from one that was never committed.
     #[serde(default)]
     pub rows: u64,
+    /// Writing: the record's `rows` before this batch.
+    #[serde(default)]
+    pub from: u64,
+    /// Writing: write only if the record still stands at `from` (a retry: the attempt before may
+    /// have committed with its answer lost). The check and the write are one transaction.
+    #[serde(default)]
+    pub check: bool,
     /// The whole split is written.
     #[serde(default)]
     pub done: bool,
@@ -132,8 +143,9 @@ pub struct State {
 /// `etlhost_plugin_sdk::export_sink_progress!(MySink);` beside `export_sink!`.
 pub trait SinkProgress: Sink {
     /// Writes `batch` (which may have no rows) and stores `progress` over the split's record, in
-    /// one transaction: both land or neither does.
-    fn write_with_progress(&mut self, batch: &Batch, progress: &Progress) -> Result<(), Error>;
+    /// one transaction: both land or neither does. With [`Progress::check`], only if the record
+    /// stands at [`Progress::from`] rows; `Ok(false)` when it does not (nothing written).
+    fn write_with_progress(&mut self, batch: &Batch, progress: &Progress) -> Result<bool, Error>;
 
     /// Connects with `options` and answers `request`.
     fn state(options: Self::Options, request: &StateRequest) -> Result<State, OpenError>;
@@ -155,8 +167,10 @@ pub unsafe extern "C" fn progress_write<K: SinkProgress>(
                 .map_err(|e| Error::permanent(format!("malformed batch from host: {e}")))?;
             let progress: Progress = serde_json::from_slice(progress.as_bytes())
                 .map_err(|e| Error::permanent(format!("malformed progress from host: {e}")))?;
-            sink.write_with_progress(&batch, &progress)?;
-            Ok(crate::abi::STATUS_OK)
+            Ok(match sink.write_with_progress(&batch, &progress)? {
+                true => crate::abi::STATUS_OK,
+                false => STATUS_ALREADY_WRITTEN,
+            })
         })
     }
 }
@@ -221,6 +235,8 @@ mod tests {
             split: 3,
             after: Some(Value::List(vec![Value::String("eu".into()), Value::Int(7)])),
             rows: 1000,
+            from: 500,
+            check: true,
             done: false,
             shard: 2,
         };
