@@ -115,6 +115,66 @@ impl fmt::Display for Shard {
 mod tests {
     use super::*;
 
+    fn spec(shards: &str) -> Spec {
+        let dir = std::env::temp_dir().join(format!("etlhost-shard-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("s{}.yaml", shards.len()));
+        let text =
+            format!("name: j\n{shards}source: {{plugin: mysql}}\nsink: {{plugin: console}}\n");
+        std::fs::write(&path, text).unwrap();
+        Spec::load_with_env(&path, &|_| None).unwrap()
+    }
+
+    fn resolve(flag: Option<&str>, spec: &Spec, env: &[(&str, &str)]) -> Result<Shard, String> {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        Shard::resolve(flag.map(|f| Shard::parse(f).unwrap()), spec, &lookup)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_shard_comes_from_the_flag_or_kubernetes_index() {
+        let plain = spec("");
+        let four = spec("shards: 4\n");
+        assert_eq!(resolve(None, &plain, &[]), Ok(Shard::ALL));
+        assert_eq!(
+            resolve(Some("2/4"), &four, &[]),
+            Ok(Shard { index: 2, count: 4 })
+        );
+        let k8s = [("JOB_COMPLETION_INDEX", "3")];
+        assert_eq!(resolve(None, &four, &k8s), Ok(Shard { index: 3, count: 4 }));
+        let from_env = [("JOB_COMPLETION_INDEX", "1"), ("ETLHOST_SHARDS", "2")];
+        assert_eq!(
+            resolve(None, &plain, &from_env),
+            Ok(Shard { index: 1, count: 2 })
+        );
+        assert_eq!(
+            resolve(None, &plain, &k8s),
+            Err("JOB_COMPLETION_INDEX is 3, but the number of shards is not known: set `shards` in the spec or ETLHOST_SHARDS".into())
+        );
+        assert_eq!(
+            resolve(None, &four, &[("JOB_COMPLETION_INDEX", "4")]),
+            Err("JOB_COMPLETION_INDEX is `4`: it must be a shard index below 4".into())
+        );
+        assert_eq!(
+            resolve(None, &four, &[]),
+            Err("the job is split into 4 shards: say which one this process runs with --shard I/4 (or Kubernetes' JOB_COMPLETION_INDEX)".into())
+        );
+        assert!(resolve(Some("1/2"), &four, &[])
+            .unwrap_err()
+            .ends_with("shards: is 4, but --shard 1/2 names 2 shards"));
+        assert!(resolve(
+            None,
+            &four,
+            &[("ETLHOST_SHARDS", "3"), ("JOB_COMPLETION_INDEX", "0")]
+        )
+        .unwrap_err()
+        .ends_with("shards: is 4, but ETLHOST_SHARDS is 3: set one of them"));
+    }
+
     #[test]
     fn shards_parse_and_share_the_splits() {
         let s = Shard::parse("1/3").unwrap();
