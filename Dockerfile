@@ -23,8 +23,11 @@ RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
 WORKDIR /src
 COPY . .
 # target/ is a cache mount (kept between builds, not part of the image), so what the runtime
-# stage needs is copied out in the same step (faulty.wasm is the tests' misbehaving transform). The plugins go into a `plugins/` folder next to
-# the binary, where etlhost looks for plugins named without a path.
+# stage needs is copied out in the same step. The plugins go into a `plugins/` folder next to
+# the binary, where etlhost looks for plugins named without a path. Paths as xtask builds them:
+# target/release/ (cargo) and target/transforms/ (xtask/src/transforms.rs); faulty.wasm is the
+# tests' misbehaving transform. The image was never built where this file was written (no
+# Docker engine there): see README, "Running on Kubernetes".
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo xtask build --release \
