@@ -252,9 +252,16 @@ fn check_job(job: &Value, docs: &[(PathBuf, Value)]) -> Result<()> {
             file.display()
         )
     })?;
+    // etlhost names lines of the extracted file; say where they are in the manifest.
+    let source = std::fs::read_to_string(file)?;
+    let block = source
+        .lines()
+        .position(|l| l.trim_start().starts_with(&format!("{key}: |")))
+        .map(|i| i + 1)
+        .unwrap_or(0);
     validate_spec(key, text, &env).with_context(|| {
         format!(
-            "the spec {key} of ConfigMap {map_name} ({})",
+            "the spec {key} of ConfigMap {map_name}: its line N is line {block} + N of {}",
             file.display()
         )
     })
