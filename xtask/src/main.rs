@@ -7,9 +7,12 @@
 //! - `test [ARGS]`: services, build, then the whole test suite (`cargo test --workspace ARGS`).
 //! - `bench [NAME] [--reps N] [--10m]`: benchmarks, medians of alternating runs and instructions
 //!   per row; tables in `target/bench/*.json`.
+//! - `deploy-check`: the Kubernetes manifests in `deploy/kubernetes/` validated offline (schemas,
+//!   wiring, the spec); needs `build` first.
 
 mod bench;
 mod demo;
+mod deploy_check;
 
 use std::process::Command;
 
@@ -27,6 +30,7 @@ fn main() -> Result<()> {
         "build" => build(rest.iter().any(|a| a == "--release")),
         "demo" => demo::run(),
         "bench" => bench::run(rest),
+        "deploy-check" => deploy_check::run(),
         "test" => {
             services::ensure()?;
             build(false)?;
@@ -37,7 +41,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | {}>",
+                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | deploy-check | {}>",
                 bench::usage()
             );
             if task == "help" {
