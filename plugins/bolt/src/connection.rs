@@ -388,9 +388,14 @@ impl Connection {
     /// Reads responses up to the summary of one request: SUCCESS, FAILURE or IGNORED (records of a
     /// result are skipped: a writer has no use for them).
     fn summary(&mut self) -> Result<Summary, BoltError> {
+        self.answer(&mut false)
+    }
+
+    /// [`Self::summary`], noting in `records` whether a record came before it.
+    fn answer(&mut self, records: &mut bool) -> Result<Summary, BoltError> {
         loop {
             match self.read_message()? {
-                Ps::Struct(RECORD, _) => continue,
+                Ps::Struct(RECORD, _) => *records = true,
                 Ps::Struct(SUCCESS, mut f) => {
                     return Ok(Summary::Success(f.pop().unwrap_or(Ps::Null)))
                 }
@@ -443,41 +448,12 @@ impl Connection {
         statements: &[(&str, WriteParams<'_>)],
     ) -> Result<(), BoltError> {
         self.out.clear();
-        self.message(|m| {
-            ps::struct_header(m, 1, BEGIN);
-            db_map(m, database);
-        });
-        for (query, params) in statements {
-            self.message(|m| {
-                ps::struct_header(m, 3, RUN);
-                ps::string(m, query);
-                params(m);
-                ps::map_header(m, 0);
-            });
-            self.message(pull_all);
-        }
-        self.message(|m| {
-            ps::struct_header(m, 0, COMMIT);
-        });
+        self.queue_begin(database);
+        self.queue_statements(statements);
+        self.message(|m| ps::struct_header(m, 0, COMMIT));
         self.flush()?;
-        // Every request was pipelined: read all the summaries (BEGIN, RUN and PULL per statement,
-        // COMMIT), remember the first failure.
-        let mut failure = None;
-        for _ in 0..2 + 2 * statements.len() {
-            match self.summary()? {
-                Summary::Success(_) | Summary::Ignored => {}
-                Summary::Failure { code, message } => {
-                    failure.get_or_insert(BoltError::Server { code, message });
-                }
-            }
-        }
-        match failure {
-            None => Ok(()),
-            Some(e) => {
-                self.reset()?;
-                Err(e)
-            }
-        }
+        // Every request was pipelined: the summaries of BEGIN, RUN and PULL per statement, COMMIT.
+        self.summaries(2 + 2 * statements.len(), &mut false)
     }
 
     /// [`Self::run_all_in_transaction`], but only when `check`, run first in the same transaction,
@@ -490,68 +466,47 @@ impl Connection {
         statements: &[(&str, WriteParams<'_>)],
     ) -> Result<bool, BoltError> {
         self.out.clear();
+        self.queue_begin(database);
+        self.queue_statements(&[check]);
+        self.flush()?;
+        let mut found = false;
+        self.summaries(3, &mut found)?;
+        if found {
+            self.queue_statements(statements);
+        }
+        self.message(|m| ps::struct_header(m, 0, if found { COMMIT } else { ROLLBACK }));
+        self.flush()?;
+        let answers = if found { 1 + 2 * statements.len() } else { 1 };
+        self.summaries(answers, &mut false)?;
+        Ok(found)
+    }
+
+    fn queue_begin(&mut self, database: Option<&str>) {
         self.message(|m| {
             ps::struct_header(m, 1, BEGIN);
             db_map(m, database);
         });
-        let (query, params) = check;
-        self.message(|m| {
-            ps::struct_header(m, 3, RUN);
-            ps::string(m, query);
-            params(m);
-            ps::map_header(m, 0);
-        });
-        self.message(pull_all);
-        self.flush()?;
+    }
+
+    /// RUN and PULL of each statement, not yet sent.
+    fn queue_statements(&mut self, statements: &[(&str, WriteParams<'_>)]) {
+        for (query, params) in statements {
+            self.message(|m| {
+                ps::struct_header(m, 3, RUN);
+                ps::string(m, query);
+                params(m);
+                ps::map_header(m, 0);
+            });
+            self.message(pull_all);
+        }
+    }
+
+    /// Reads `n` summaries of pipelined requests (noting in `records` whether any record came)
+    /// and fails with the first failure, after resetting the connection.
+    fn summaries(&mut self, n: usize, records: &mut bool) -> Result<(), BoltError> {
         let mut failure = None;
-        let mut found = false;
-        for _ in 0..3 {
-            loop {
-                match self.read_message()? {
-                    Ps::Struct(RECORD, _) => found = true,
-                    Ps::Struct(SUCCESS, _) | Ps::Struct(IGNORED, _) => break,
-                    Ps::Struct(FAILURE, f) => {
-                        let meta = match f.into_iter().next() {
-                            Some(Ps::Map(m)) => m,
-                            _ => Default::default(),
-                        };
-                        let get =
-                            |k: &str| meta.get(k).and_then(Ps::as_str).unwrap_or("").to_string();
-                        failure.get_or_insert(BoltError::Server {
-                            code: get("code"),
-                            message: get("message"),
-                        });
-                        break;
-                    }
-                    other => {
-                        return Err(BoltError::Protocol(format!(
-                            "unexpected response {other:?}"
-                        )))
-                    }
-                }
-            }
-        }
-        if let Some(e) = failure {
-            self.reset()?;
-            return Err(e);
-        }
-        let last = if found { COMMIT } else { ROLLBACK };
-        if found {
-            for (query, params) in statements {
-                self.message(|m| {
-                    ps::struct_header(m, 3, RUN);
-                    ps::string(m, query);
-                    params(m);
-                    ps::map_header(m, 0);
-                });
-                self.message(pull_all);
-            }
-        }
-        self.message(|m| ps::struct_header(m, 0, last));
-        self.flush()?;
-        let answers = if found { 1 + 2 * statements.len() } else { 1 };
-        for _ in 0..answers {
-            match self.summary()? {
+        for _ in 0..n {
+            match self.answer(records)? {
                 Summary::Success(_) | Summary::Ignored => {}
                 Summary::Failure { code, message } => {
                     failure.get_or_insert(BoltError::Server { code, message });
@@ -559,7 +514,7 @@ impl Connection {
             }
         }
         match failure {
-            None => Ok(found),
+            None => Ok(()),
             Some(e) => {
                 self.reset()?;
                 Err(e)
