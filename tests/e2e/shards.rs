@@ -30,6 +30,13 @@ fn shard_run(spec: &Path, shard: Option<&str>, run: &str, summary: &Path) -> Com
     cmd
 }
 
+/// Runs one shard to its end, which must succeed.
+fn run_to_the_end(spec: &Path, shard: &str, run: &str, summary: &Path) {
+    let out = shard_run(spec, Some(shard), run, summary).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "shard {shard}: {stderr}");
+}
+
 /// Rows the target records as written for the splits at `positions` of the plan (`split % n = i`).
 fn recorded(db: &str, filter: &str) -> u64 {
     graph_count(
@@ -259,14 +266,7 @@ async fn shards_started_apart_share_one_plan_and_refuse_another_spec() {
     let text = create_spec("shard_spec", db, 4);
     std::fs::write(&spec, &text).unwrap();
     let summary = dir.join("summary.json");
-    let out = shard_run(&spec, Some("0/2"), "r1", &summary)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_the_end(&spec, "0/2", "r1", &summary);
 
     let other = dir.join("other").join("job.yaml");
     std::fs::create_dir_all(other.parent().unwrap()).unwrap();
@@ -310,14 +310,7 @@ async fn shards_started_apart_share_one_plan_and_refuse_another_spec() {
         "INSERT INTO person SELECT seq, CONCAT('person-', seq) FROM seq_1001_to_2000",
     )
     .await;
-    let out = shard_run(&spec, Some("1/2"), "r1", &summary)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_to_the_end(&spec, "1/2", "r1", &summary);
     let count = |q: &str| graph_count(db, q).unwrap();
     let nodes = count("MATCH (p:Person) RETURN count(p) AS n");
     assert_eq!(
