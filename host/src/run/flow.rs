@@ -81,7 +81,18 @@ pub fn run(
         return Ok(skipped(&settings, &counters));
     }
     let start = match (&target, stored) {
-        (Some(_), Some(s)) => Some(s),
+        (Some(t), Some(s)) => {
+            let done = s.progress.iter().filter(|p| p.done).count();
+            let going = s.progress.iter().filter(|p| !p.done && p.rows > 0).count();
+            tracing::info!(
+                job = %flow.label(),
+                shard = %t.shard,
+                "resuming run '{}' from its records in the target: {done} of {} splits done, {going} in progress",
+                t.run,
+                s.plan.splits.len()
+            );
+            Some(s)
+        }
         (Some(t), None) => Some(t.plan(flow, &control, || {
             let (cp, _, estimated) = plan_anew(flow, &source, opts.full)?;
             Ok((cp.splits, estimated))
