@@ -13,9 +13,15 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-/// The bindings of `wit/transform.wit`.
+/// The bindings of `wit/transform.wit`. Borrowing: a batch is lowered into the guest straight from
+/// the host's rows (`BatchParam<'a>` holds `&str`s into them), not from an owned copy of every
+/// value made per call; what comes back is owned (`*Result` types).
 pub mod wit {
-    wasmtime::component::bindgen!({ world: "transform", path: "../wit" });
+    wasmtime::component::bindgen!({
+        world: "transform",
+        path: "../wit",
+        ownership: Borrowing { duplicate_if_necessary: true },
+    });
     pub use self::etlhost::transform::types::*;
 }
 

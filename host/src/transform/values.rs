@@ -2,26 +2,51 @@
 //! lost either way: scalars match one to one, and lists and maps (which WIT cannot nest) cross as
 //! JSON text whose scalars are exactly the ones JSON has. A list or map holding anything else
 //! (bytes, a date, a decimal, ...) or an unsigned integer JSON would bring back as a signed one
-//! cannot cross: [`to_wit`] refuses it rather than change it.
+//! cannot cross: [`nested_texts`] refuses it rather than change it.
+//!
+//! Values go in borrowed ([`to_wit`] points into the host's rows: no copy of a string is made
+//! before wasmtime copies it into the guest) and come back owned.
 
 use etlhost_plugin_sdk::{Column, ColumnType, Point, Value};
 
 use super::engine::wit::{
-    Column as WitColumn, ColumnType as WitType, Point as WitPoint, Value as WitValue,
+    ColumnParam as WitColumn, ColumnResult as WitColumnResult, ColumnType as WitType,
+    Point as WitPoint, ValueParam as WitValue, ValueResult as WitValueResult,
 };
 
-/// A row's values for the guest, or why one of them cannot cross.
-pub fn row_to_wit(row: &[Value]) -> Result<Vec<WitValue>, String> {
-    row.iter().map(to_wit).collect()
-}
-
 /// A guest's row back as values, or why it cannot be read.
-pub fn row_from_wit(row: Vec<WitValue>) -> Result<Vec<Value>, String> {
+pub fn row_from_wit(row: Vec<WitValueResult>) -> Result<Vec<Value>, String> {
     row.into_iter().map(from_wit).collect()
 }
 
-pub fn to_wit(v: &Value) -> Result<WitValue, String> {
-    Ok(match v {
+/// Appends the JSON text of each list or map of `row`, in order, for [`to_wit`]; or says why one
+/// cannot cross (then what it appended is left for the caller to truncate).
+pub fn nested_texts(row: &[Value], out: &mut Vec<String>) -> Result<(), String> {
+    for v in row {
+        if let Value::List(_) | Value::Map(_) = v {
+            let mut text = String::new();
+            nested_json(v, &mut text)?;
+            out.push(text);
+        }
+    }
+    Ok(())
+}
+
+/// `v` for the guest, borrowed; a list or map takes the next text of `nested` (made by
+/// [`nested_texts`] for the same rows, in the same order).
+pub fn to_wit<'a>(v: &'a Value, nested: &mut impl Iterator<Item = &'a String>) -> WitValue<'a> {
+    match v {
+        Value::Null => WitValue::Null,
+        Value::Bool(b) => WitValue::Boolean(*b),
+        Value::Int(i) => WitValue::Int(*i),
+        Value::UInt(u) => WitValue::Uint(*u),
+        Value::Float(f) => WitValue::Float(*f),
+        Value::Decimal(s) => WitValue::Decimal(s),
+        Value::String(s) => WitValue::Text(s),
+        Value::Bytes(b) => WitValue::Bytes(b),
+        Value::Date(d) => WitValue::Date(*d),
+        Value::DateTime(t) => WitValue::Datetime(*t),
+        Value::Time(t) => WitValue::Time(*t),
         Value::Timestamp(t) => WitValue::Timestamp(*t),
         Value::Point(p) => WitValue::Point(WitPoint {
             srid: p.srid,
@@ -29,31 +54,11 @@ pub fn to_wit(v: &Value) -> Result<WitValue, String> {
             y: p.y,
             z: p.z,
         }),
-        Value::List(_) | Value::Map(_) => {
-            let mut text = String::new();
-            nested_json(v, &mut text)?;
-            WitValue::Nested(text)
-        }
-        v => scalar_to_wit(v),
-    })
-}
-
-fn scalar_to_wit(v: &Value) -> WitValue {
-    match v {
-        Value::Null => WitValue::Null,
-        Value::Bool(b) => WitValue::Boolean(*b),
-        Value::Int(i) => WitValue::Int(*i),
-        Value::UInt(u) => WitValue::Uint(*u),
-        Value::Float(f) => WitValue::Float(*f),
-        Value::Decimal(s) => WitValue::Decimal(s.clone()),
-        Value::String(s) => WitValue::Text(s.clone()),
-        Value::Bytes(b) => WitValue::Bytes(b.clone()),
-        Value::Date(d) => WitValue::Date(*d),
-        Value::DateTime(t) => WitValue::Datetime(*t),
-        Value::Time(t) => WitValue::Time(*t),
-        Value::Timestamp(_) | Value::Point(_) | Value::List(_) | Value::Map(_) => {
-            unreachable!("handled in to_wit")
-        }
+        Value::List(_) | Value::Map(_) => WitValue::Nested(
+            nested
+                .next()
+                .expect("nested_texts made one per list or map"),
+        ),
     }
 }
 
@@ -101,16 +106,16 @@ fn nested_json(v: &Value, out: &mut String) -> Result<(), String> {
 }
 
 /// A guest's value, or why it is not one (a `nested` value that is not JSON).
-pub fn from_wit(v: WitValue) -> Result<Value, String> {
+pub fn from_wit(v: WitValueResult) -> Result<Value, String> {
     Ok(match v {
-        WitValue::Timestamp(t) => Value::Timestamp(t),
-        WitValue::Point(p) => Value::Point(Point {
+        WitValueResult::Timestamp(t) => Value::Timestamp(t),
+        WitValueResult::Point(p) => Value::Point(Point {
             srid: p.srid,
             x: p.x,
             y: p.y,
             z: p.z,
         }),
-        WitValue::Nested(text) => {
+        WitValueResult::Nested(text) => {
             let doc: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| format!("returned a nested value that is not JSON: {e}"))?;
             match doc {
@@ -126,28 +131,28 @@ pub fn from_wit(v: WitValue) -> Result<Value, String> {
     })
 }
 
-fn scalar_from_wit(v: WitValue) -> Value {
+fn scalar_from_wit(v: WitValueResult) -> Value {
     match v {
-        WitValue::Null => Value::Null,
-        WitValue::Boolean(b) => Value::Bool(b),
-        WitValue::Int(i) => Value::Int(i),
-        WitValue::Uint(u) => Value::UInt(u),
-        WitValue::Float(f) => Value::Float(f),
-        WitValue::Decimal(s) => Value::Decimal(s),
-        WitValue::Text(s) => Value::String(s),
-        WitValue::Bytes(b) => Value::Bytes(b),
-        WitValue::Date(d) => Value::Date(d),
-        WitValue::Datetime(t) => Value::DateTime(t),
-        WitValue::Time(t) => Value::Time(t),
-        WitValue::Timestamp(_) | WitValue::Point(_) | WitValue::Nested(_) => {
+        WitValueResult::Null => Value::Null,
+        WitValueResult::Boolean(b) => Value::Bool(b),
+        WitValueResult::Int(i) => Value::Int(i),
+        WitValueResult::Uint(u) => Value::UInt(u),
+        WitValueResult::Float(f) => Value::Float(f),
+        WitValueResult::Decimal(s) => Value::Decimal(s),
+        WitValueResult::Text(s) => Value::String(s),
+        WitValueResult::Bytes(b) => Value::Bytes(b),
+        WitValueResult::Date(d) => Value::Date(d),
+        WitValueResult::Datetime(t) => Value::DateTime(t),
+        WitValueResult::Time(t) => Value::Time(t),
+        WitValueResult::Timestamp(_) | WitValueResult::Point(_) | WitValueResult::Nested(_) => {
             unreachable!("handled in from_wit")
         }
     }
 }
 
-pub fn column_to_wit(c: &Column) -> WitColumn {
+pub fn column_to_wit(c: &Column) -> WitColumn<'_> {
     WitColumn {
-        name: c.name.clone(),
+        name: &c.name,
         ty: match c.ty {
             ColumnType::Bool => WitType::Boolean,
             ColumnType::Int => WitType::Int,
@@ -167,7 +172,7 @@ pub fn column_to_wit(c: &Column) -> WitColumn {
     }
 }
 
-pub fn column_from_wit(c: WitColumn) -> Column {
+pub fn column_from_wit(c: WitColumnResult) -> Column {
     Column {
         name: c.name,
         ty: match c.ty {
@@ -215,7 +220,10 @@ mod tests {
             ]),
         ];
         for v in values {
-            assert_eq!(from_wit(to_wit(&v).unwrap()).unwrap(), v);
+            let mut texts = Vec::new();
+            nested_texts(std::slice::from_ref(&v), &mut texts).unwrap();
+            let param = to_wit(&v, &mut texts.iter());
+            assert_eq!(from_wit(owned(param)).unwrap(), v);
         }
     }
 
@@ -226,8 +234,21 @@ mod tests {
             Value::List(vec![Value::UInt(5)]),
             Value::List(vec![Value::Float(f64::NAN)]),
         ] {
-            assert!(to_wit(&v).is_err(), "{v:?}");
+            assert!(
+                nested_texts(std::slice::from_ref(&v), &mut Vec::new()).is_err(),
+                "{v:?}"
+            );
         }
-        assert!(from_wit(WitValue::Nested("7".into())).is_err());
+        assert!(from_wit(WitValueResult::Nested("7".into())).is_err());
+    }
+
+    /// What the guest would give back unchanged.
+    fn owned(v: WitValue<'_>) -> WitValueResult {
+        match v {
+            WitValue::Timestamp(t) => WitValueResult::Timestamp(t),
+            WitValue::Point(p) => WitValueResult::Point(p),
+            WitValue::Nested(s) => WitValueResult::Nested(s.to_string()),
+            other => panic!("not a value this test sends: {other:?}"),
+        }
     }
 }

@@ -14,7 +14,7 @@ use wasmtime::Store;
 
 use super::engine::{wit, State, Transforms, TICK};
 use super::outcome::{Applied, Origin, Outcome};
-use super::values::{column_from_wit, column_to_wit, row_from_wit, row_to_wit};
+use super::values::{column_from_wit, column_to_wit, nested_texts, row_from_wit, to_wit};
 
 struct Live {
     store: Store<State>,
@@ -109,7 +109,7 @@ impl Chain {
             kept: Vec::new(),
         };
         let all: Vec<usize> = (0..batch.rows.len()).collect();
-        let columns: Vec<wit::Column> = batch.schema.iter().map(column_to_wit).collect();
+        let columns: Vec<wit::ColumnParam<'_>> = batch.schema.iter().map(column_to_wit).collect();
         let input = Input {
             batch: &batch,
             columns: &columns,
@@ -139,31 +139,50 @@ impl Chain {
         } = *input;
         let name = self.transforms.list[i].name.clone();
         // A row holding a value the guest cannot be given unchanged fails here, without a call.
-        let mut rows = Vec::with_capacity(idx.len());
+        let mut texts = Vec::new();
         let mut crossing = Vec::with_capacity(idx.len());
         for &r in idx {
-            match row_to_wit(&batch.rows[r]) {
-                Ok(row) => {
-                    rows.push(row);
-                    crossing.push(r);
+            let before = texts.len();
+            match nested_texts(&batch.rows[r], &mut texts) {
+                Ok(()) => crossing.push(r),
+                Err(reason) => {
+                    texts.truncate(before);
+                    acc.outcomes.push(Outcome::Failed {
+                        origin: origins[r],
+                        transform: name.clone(),
+                        row: one_row(batch, r),
+                        reason,
+                    })
                 }
-                Err(reason) => acc.outcomes.push(Outcome::Failed {
-                    origin: origins[r],
-                    transform: name.clone(),
-                    row: one_row(batch, r),
-                    reason,
-                }),
             }
         }
         if crossing.is_empty() {
             return;
         }
         let idx = &crossing[..];
-        let sub = wit::Batch {
-            columns: columns.to_vec(),
-            rows,
+        // All values of the call in one vector, borrowed from the rows, and the rows as slices of
+        // it: two allocations per call instead of a vector and a copied string per row and value.
+        let mut nested = texts.iter();
+        let mut values = Vec::with_capacity(idx.len() * batch.schema.len());
+        let mut ends = Vec::with_capacity(idx.len());
+        for &r in idx {
+            values.extend(batch.rows[r].iter().map(|v| to_wit(v, &mut nested)));
+            ends.push(values.len());
+        }
+        let mut start = 0;
+        let rows: Vec<&[wit::ValueParam<'_>]> = ends
+            .iter()
+            .map(|&end| {
+                let row = &values[start..end];
+                start = end;
+                row
+            })
+            .collect();
+        let sub = wit::BatchParam {
+            columns,
+            rows: &rows,
         };
-        match self.call(i, &sub) {
+        match self.call(i, sub) {
             Ok(out) if out.outcomes.len() == idx.len() => {
                 let out_schema: Schema = if out.columns.is_empty() {
                     batch.schema.clone()
@@ -281,7 +300,7 @@ impl Chain {
     }
 
     /// One `process` call on transform `i`'s instance, made (and initialised) if there is none.
-    fn call(&mut self, i: usize, input: &wit::Batch) -> Result<wit::Output, String> {
+    fn call(&mut self, i: usize, input: wit::BatchParam<'_>) -> Result<wit::Output, String> {
         if self.live[i].is_none() {
             self.live[i] = Some(instantiate(&self.transforms, i)?);
         }
@@ -304,7 +323,7 @@ impl Chain {
 #[derive(Clone, Copy)]
 struct Input<'a> {
     batch: &'a Batch,
-    columns: &'a [wit::Column],
+    columns: &'a [wit::ColumnParam<'a>],
     origins: &'a [Origin],
 }
 
