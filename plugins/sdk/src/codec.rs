@@ -40,7 +40,7 @@
 //! format is one contiguous buffer with one owner, so freeing it is a single call, it is defined
 //! completely by the table above, and the same bytes can be copied into a WASM guest as they are.
 
-use crate::value::{Batch, Column, ColumnType, Point, Value};
+use crate::value::{Batch, Column, ColumnType, Point, Schema, Value};
 
 // The format's version: a reader that sees another refuses the buffer instead of misreading it.
 // (The ABI version, bumped with it, already keeps host and plugin of different SDKs apart.)
@@ -90,20 +90,69 @@ fn tag_type(tag: u8) -> Option<ColumnType> {
 
 /// Encodes a batch into the wire format.
 pub fn encode(batch: &Batch) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + batch.rows.len() * batch.schema.len() * 12);
-    out.extend_from_slice(MAGIC);
-    put_u32(&mut out, batch.schema.len() as u32);
-    for c in batch.schema.iter() {
-        put_str(&mut out, &c.name);
-        out.push(type_tag(c.ty));
-    }
-    put_u32(&mut out, batch.rows.len() as u32);
+    let mut b = Builder::new(
+        &batch.schema,
+        64 + batch.rows.len() * batch.schema.len() * 12,
+    );
     for row in &batch.rows {
-        for v in row {
-            put_value(&mut out, v);
+        b.push_row(row);
+    }
+    b.finish()
+}
+
+/// Builds one buffer row by row.
+pub struct Builder {
+    buf: Vec<u8>,
+    /// Where the row count goes, once known.
+    count_at: usize,
+    rows: usize,
+}
+
+impl Builder {
+    /// An empty buffer of `schema` with room for about `capacity` bytes.
+    pub fn new(schema: &[Column], capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity);
+        buf.extend_from_slice(MAGIC);
+        put_u32(&mut buf, schema.len() as u32);
+        for c in schema {
+            put_str(&mut buf, &c.name);
+            buf.push(type_tag(c.ty));
+        }
+        let count_at = buf.len();
+        put_u32(&mut buf, 0);
+        Builder {
+            buf,
+            count_at,
+            rows: 0,
         }
     }
-    out
+
+    /// Appends one row: a value per column of the schema, in order.
+    pub fn push_row(&mut self, row: &[Value]) {
+        for v in row {
+            put_value(&mut self.buf, v);
+        }
+        self.rows += 1;
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes so far, header included.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        let n = (self.rows as u32).to_le_bytes();
+        self.buf[self.count_at..self.count_at + 4].copy_from_slice(&n);
+        self.buf
+    }
 }
 
 fn put_value(out: &mut Vec<u8>, v: &Value) {
@@ -305,6 +354,83 @@ impl<'a> Reader<'a> {
         String::from_utf8(b.to_vec())
             .map_err(|_| DecodeError(format!("invalid UTF-8 at byte {at}")))
     }
+
+    /// Checks the next value as [`Reader::value`] would read it (tags, lengths, UTF-8, nesting)
+    /// without building it, and returns its [`Value::approx_size`].
+    fn skip(&mut self, depth: usize) -> Result<usize, DecodeError> {
+        let tag = self.u8()?;
+        Ok(match tag {
+            0 => 9,
+            1 => {
+                self.take(1)?;
+                9
+            }
+            2 | 3 | 4 | 9 | 10 | 11 => {
+                self.take(8)?;
+                9
+            }
+            8 => {
+                self.take(4)?;
+                9
+            }
+            5 | 6 => 8 + self.check_str()?,
+            7 => {
+                let n = self.u32()? as usize;
+                self.take(n)?;
+                8 + n
+            }
+            12 => {
+                self.take(4 + 16)?;
+                if self.u8()? != 0 {
+                    self.take(8)?;
+                }
+                33
+            }
+            13 | 14 if depth >= MAX_DEPTH => {
+                return Err(DecodeError(format!(
+                    "lists and maps nested deeper than {MAX_DEPTH} at byte {}",
+                    self.pos - 1
+                )))
+            }
+            13 => {
+                let n = self.u32()? as usize;
+                let mut size = 8;
+                for _ in 0..n {
+                    size += self.skip(depth + 1)?;
+                }
+                size
+            }
+            14 => {
+                let n = self.u32()? as usize;
+                let mut size = 8;
+                for _ in 0..n {
+                    size += 8 + self.check_str()?;
+                    size += self.skip(depth + 1)?;
+                }
+                size
+            }
+            t => {
+                return Err(DecodeError(format!(
+                    "unknown value tag {t} at byte {}",
+                    self.pos - 1
+                )))
+            }
+        })
+    }
+
+    /// Checks a string without copying it; returns its length in bytes.
+    fn check_str(&mut self) -> Result<usize, DecodeError> {
+        let n = self.u32()? as usize;
+        let at = self.pos;
+        let b = self.take(n)?;
+        // Most text is ASCII, and `is_ascii` checks a word at a time with no set-up, where
+        // `from_utf8` costs more than the short strings of a typical row.
+        if !b.is_ascii() {
+            std::str::from_utf8(b)
+                .map_err(|_| DecodeError(format!("invalid UTF-8 at byte {at}")))?;
+        }
+        Ok(n)
+    }
 }
 
 /// The schema and row count at the head of a buffer, leaving `r` at the first value.
@@ -353,6 +479,135 @@ pub fn decode(buf: &[u8]) -> Result<Batch, DecodeError> {
         schema: schema.into(),
         rows,
     })
+}
+
+/// A buffer checked as completely as [`decode`] checks it (tags, lengths, UTF-8, nesting, no
+/// trailing bytes) without building a value, with where its rows are: how the host carries a
+/// source's rows to a sink when nothing needs their values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    bytes: Vec<u8>,
+    schema: Schema,
+    /// Where each row's values start, then the buffer's end: one more than there are rows.
+    offsets: Vec<usize>,
+    /// Each row's size as [`Value::approx_size`] counts it, summed over its values.
+    sizes: Vec<usize>,
+}
+
+impl Encoded {
+    /// Checks a buffer written by [`encode`] or a [`Builder`].
+    pub fn check(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        let mut r = Reader {
+            buf: &bytes,
+            pos: 0,
+        };
+        let (schema, nrows) = header(&mut r)?;
+        // Bounded by the buffer, whatever its header claims: a value takes at least a byte.
+        let cap = nrows.min(bytes.len()) + 1;
+        let (mut offsets, mut sizes) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+        for _ in 0..nrows {
+            offsets.push(r.pos);
+            let mut size = 0;
+            for _ in 0..schema.len() {
+                size += r.skip(0)?;
+            }
+            sizes.push(size);
+        }
+        offsets.push(r.pos);
+        if r.pos != bytes.len() {
+            return Err(DecodeError(format!(
+                "{} trailing bytes",
+                bytes.len() - r.pos
+            )));
+        }
+        Ok(Encoded {
+            bytes,
+            schema: schema.into(),
+            offsets,
+            sizes,
+        })
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    pub fn rows(&self) -> usize {
+        self.sizes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sizes.is_empty()
+    }
+
+    /// The whole buffer, as checked.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The summed [`Value::approx_size`] of `rows`.
+    pub fn size(&self, rows: std::ops::Range<usize>) -> usize {
+        self.sizes[rows].iter().sum()
+    }
+
+    /// Column `col` of every row, decoded; the other columns are not.
+    pub fn column(&self, col: usize) -> Vec<Value> {
+        self.offsets[..self.rows()]
+            .iter()
+            .map(|&pos| {
+                let mut r = Reader {
+                    buf: &self.bytes,
+                    pos,
+                };
+                for _ in 0..col {
+                    r.skip(0).expect("checked");
+                }
+                r.value(0).expect("checked")
+            })
+            .collect()
+    }
+
+    /// All rows, decoded.
+    pub fn decode(&self) -> Batch {
+        decode(&self.bytes).expect("checked")
+    }
+
+    /// An empty buffer of `schema` with room for about `capacity` bytes, to [`Encoded::extend`].
+    pub fn empty(schema: Schema, capacity: usize) -> Encoded {
+        let bytes = Builder::new(&schema, capacity).finish();
+        Encoded {
+            offsets: vec![bytes.len()],
+            bytes,
+            schema,
+            sizes: Vec::new(),
+        }
+    }
+
+    /// Appends `rows` of `from`, a buffer of the same schema, copying their bytes as they are.
+    pub fn extend(&mut self, from: &Encoded, rows: std::ops::Range<usize>) {
+        debug_assert_eq!(self.schema, from.schema, "rows of another schema");
+        let (start, end) = (from.offsets[rows.start], from.offsets[rows.end]);
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&from.bytes[start..end]);
+        self.offsets.pop();
+        self.offsets.extend(
+            from.offsets[rows.start..=rows.end]
+                .iter()
+                .map(|o| o - start + base),
+        );
+        self.sizes.extend_from_slice(&from.sizes[rows]);
+        // The row count sits just before the first row.
+        let at = self.offsets[0] - 4;
+        let n = (self.sizes.len() as u32).to_le_bytes();
+        self.bytes[at..at + 4].copy_from_slice(&n);
+    }
+
+    /// `rows` of this buffer as a buffer of their own.
+    pub fn slice(&self, rows: std::ops::Range<usize>) -> Encoded {
+        let mut out = Encoded::empty(self.schema.clone(), 0);
+        out.extend(self, rows);
+        out
+    }
 }
 
 #[cfg(test)]
@@ -411,6 +666,31 @@ mod tests {
         let batch = Batch { schema, rows };
         assert_eq!(decode(&encode(&batch)).unwrap(), batch);
         assert_eq!(row_count(&encode(&batch)), Ok(values.len()));
+
+        // Checked without decoding: the same rows, sizes as the values count them.
+        let checked = Encoded::check(encode(&batch)).unwrap();
+        assert_eq!(checked.schema(), &batch.schema);
+        assert_eq!(checked.rows(), batch.rows.len());
+        assert_eq!(checked.decode(), batch);
+        for (i, row) in batch.rows.iter().enumerate() {
+            let size: usize = row.iter().map(Value::approx_size).sum();
+            assert_eq!(checked.size(i..i + 1), size);
+        }
+        assert_eq!(checked.column(0), values.to_vec());
+
+        // Rows put together from encoded ranges are the rows of the parts, in order.
+        let (a, b) = (3, 11);
+        let mut joined = Encoded::empty(batch.schema.clone(), 0);
+        joined.extend(&checked, a..b);
+        joined.extend(&checked, 0..1);
+        let mut expected = batch.rows[a..b].to_vec();
+        expected.push(batch.rows[0].clone());
+        assert_eq!(joined.decode().rows, expected);
+        assert_eq!(Encoded::check(joined.as_bytes().to_vec()).unwrap(), joined);
+        let slice = checked.slice(a..b);
+        assert_eq!(slice.decode().rows, batch.rows[a..b].to_vec());
+        assert_eq!(slice.column(1).len(), b - a);
+        assert_eq!(Encoded::check(slice.as_bytes().to_vec()).unwrap(), slice);
     }
 
     #[test]
@@ -454,6 +734,44 @@ mod tests {
         let buf = encode(&batch);
         for cut in 0..buf.len() {
             assert!(decode(&buf[..cut]).is_err(), "cut at {cut}");
+            assert!(Encoded::check(buf[..cut].to_vec()).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn check_refuses_what_decode_refuses() {
+        let batch = Batch {
+            schema: vec![Column {
+                name: "s".into(),
+                ty: ColumnType::String,
+            }]
+            .into(),
+            rows: vec![vec![Value::String("hé".into())]],
+        };
+        let mut buf = encode(&batch);
+        let last = buf.len() - 1;
+        buf[last] = 0xff;
+        assert_eq!(
+            Encoded::check(buf.clone()).unwrap_err(),
+            decode(&buf).unwrap_err()
+        );
+        let mut deep = Value::Null;
+        for _ in 0..=MAX_DEPTH {
+            deep = Value::Map(vec![("k".into(), deep)]);
+        }
+        let deep = encode(&Batch {
+            schema: batch.schema.clone(),
+            rows: vec![vec![deep]],
+        });
+        assert_eq!(
+            Encoded::check(deep.clone()).unwrap_err(),
+            decode(&deep).unwrap_err()
+        );
+        let mut trailing = encode(&batch);
+        trailing.push(0);
+        assert_eq!(
+            Encoded::check(trailing.clone()).unwrap_err(),
+            decode(&trailing).unwrap_err()
+        );
     }
 }
