@@ -494,37 +494,34 @@ async fn stream_rows(
         .map(|c| types::column(c, typing))
         .unzip();
     let schema: Schema = columns.into();
-    let mut rows = Vec::with_capacity(fetch_size);
-    while let Some(row) = result.next().await? {
-        let row: Result<Vec<Value>, Error> = row
-            .unwrap()
-            .into_iter()
-            .zip(&convs)
-            .zip(schema.iter())
-            .map(|((v, conv), col)| {
-                types::convert(v, *conv)
-                    .map_err(|e| Error::permanent(format!("column `{}`: {e}", col.name)))
-            })
-            .collect();
-        match row {
-            Ok(row) => rows.push(row),
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return Ok(());
+    // Each row is encoded as soon as it is converted, so a batch's values are never all alive at
+    // once: one reused row of values, one growing buffer.
+    let mut row: Vec<Value> = Vec::with_capacity(schema.len());
+    let mut batch = codec::Builder::new(&schema, 0);
+    while let Some(next) = result.next().await? {
+        row.clear();
+        for (i, (v, conv)) in next.unwrap().into_iter().zip(&convs).enumerate() {
+            match types::convert(v, *conv) {
+                Ok(v) => row.push(v),
+                Err(e) => {
+                    let e = Error::permanent(format!("column `{}`: {e}", schema[i].name));
+                    let _ = tx.send(Err(e)).await;
+                    return Ok(());
+                }
             }
         }
-        if rows.len() == fetch_size {
-            let batch = Batch {
-                schema: schema.clone(),
-                rows: std::mem::replace(&mut rows, Vec::with_capacity(fetch_size)),
-            };
-            if tx.send(Ok(codec::encode(&batch))).await.is_err() {
+        batch.push_row(&row);
+        if batch.rows() == fetch_size {
+            // The next batch is likely the size of this one: room for it at once.
+            let size = batch.len();
+            let full = std::mem::replace(&mut batch, codec::Builder::new(&schema, size));
+            if tx.send(Ok(full.finish())).await.is_err() {
                 return Ok(()); // the host stopped reading this split
             }
         }
     }
-    if !rows.is_empty() {
-        let _ = tx.send(Ok(codec::encode(&Batch { schema, rows }))).await;
+    if !batch.is_empty() {
+        let _ = tx.send(Ok(batch.finish())).await;
     }
     Ok(())
 }
