@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{Batch, Progress, Schema, Value};
 
 use super::reader::Chunk;
@@ -14,7 +15,10 @@ use crate::transform::Origin;
 
 /// Rows for one sink call, with where each row came from: (split, row of the split).
 pub struct Work {
+    /// The rows, or, on the pass-through path, their schema alone (the rows are in `encoded`).
     pub batch: Batch,
+    /// On the pass-through path: the rows as the source encoded them.
+    pub encoded: Option<Encoded>,
     pub origin: Vec<(u32, Origin)>,
     /// Set for the batches of a flow grouped by its endpoints (see `grouping`).
     pub lane: Option<super::grouping::Lane>,
@@ -31,11 +35,27 @@ impl Work {
                 schema,
                 rows: Vec::new(),
             },
+            encoded: None,
             origin: Vec::new(),
             lane: None,
             progress: None,
             keys: Vec::new(),
         }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.encoded {
+            Some(e) => e.rows(),
+            None => self.batch.len(),
+        }
+    }
+
+    /// The rows decoded, if they were still encoded.
+    pub fn decoded(&mut self) -> &Batch {
+        if let Some(e) = self.encoded.take() {
+            self.batch = e.decode();
+        }
+        &self.batch
     }
 }
 
@@ -60,6 +80,7 @@ impl Pending {
                     schema,
                     rows: Vec::with_capacity(cap),
                 },
+                encoded: None,
                 origin: Vec::with_capacity(cap),
                 lane: None,
                 progress: None,
@@ -75,7 +96,7 @@ pub fn run(input: Receiver<Chunk>, output: Sender<Work>, limits: Limits) {
     let cap = limits.rows.min(65_536);
     let mut pending: Option<Pending> = None;
     let send = |p: Pending| {
-        if !p.work.batch.is_empty() {
+        if p.work.len() > 0 {
             output.send(p.work).expect("writers outlive the batcher");
         }
     };
@@ -91,13 +112,17 @@ pub fn run(input: Receiver<Chunk>, output: Sender<Work>, limits: Limits) {
             },
             _ => input.recv().ok(),
         };
-        let Some(chunk) = next else { break };
+        let Some(mut chunk) = next else { break };
         // Rows of a different shape (another split's columns) never share a batch.
         if pending
             .as_ref()
             .is_some_and(|p| p.work.batch.schema != chunk.batch.schema)
         {
             send(pending.take().expect("checked"));
+        }
+        if let Some(rows) = chunk.encoded.take() {
+            add_encoded(&mut pending, &chunk, rows, limits, cap, &send);
+            continue;
         }
         for (i, row) in chunk.batch.rows.into_iter().enumerate() {
             let p = pending.get_or_insert_with(|| Pending::new(chunk.batch.schema.clone(), cap));
@@ -122,9 +147,59 @@ pub fn run(input: Receiver<Chunk>, output: Sender<Work>, limits: Limits) {
     }
 }
 
+/// The pass-through path: the chunk's rows join the pending batch as encoded bytes. A chunk that
+/// starts a batch becomes that batch's buffer as it is, so with the source's batches as large as
+/// the sink's (`fetch_size` and `max_batch_size` are both 1,000 by default) no byte is copied.
+fn add_encoded(
+    pending: &mut Option<Pending>,
+    chunk: &Chunk,
+    rows: Encoded,
+    limits: Limits,
+    cap: usize,
+    send: &impl Fn(Pending),
+) {
+    let n = rows.rows();
+    let mut rows = Some(rows);
+    let mut at = 0;
+    while at < n {
+        let source = rows.as_ref().expect("taken only for the last part");
+        let p = pending.get_or_insert_with(|| Pending::new(source.schema().clone(), cap));
+        let mut end = n.min(at + limits.rows - p.work.len());
+        if let Some(max) = limits.bytes {
+            // As with decoded rows: the row that reaches the limit is the batch's last.
+            let mut k = at;
+            while k < end {
+                p.bytes += source.size(k..k + 1);
+                k += 1;
+                if p.bytes >= max {
+                    break;
+                }
+            }
+            end = k;
+        }
+        p.work
+            .origin
+            .extend((at..end).map(|i| (chunk.split, Origin::Row(chunk.first + i as u64))));
+        match &mut p.work.encoded {
+            None if at == 0 && end == n => p.work.encoded = rows.take(),
+            None => {
+                let mut e = Encoded::empty(source.schema().clone(), 0);
+                e.extend(source, at..end);
+                p.work.encoded = Some(e);
+            }
+            Some(e) => e.extend(source, at..end),
+        }
+        at = end;
+        if p.work.len() >= limits.rows || limits.bytes.is_some_and(|max| p.bytes >= max) {
+            send(pending.take().expect("just filled"));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etlhost_plugin_sdk::codec;
     use etlhost_plugin_sdk::{Column, ColumnType, Value};
 
     fn schema() -> Schema {
@@ -151,6 +226,7 @@ mod tests {
                 origins: None,
                 keys: None,
                 end: false,
+                encoded: None,
                 batch: Batch {
                     schema: schema(),
                     rows,
@@ -159,6 +235,79 @@ mod tests {
             .unwrap();
         }
         rx
+    }
+
+    /// The same chunks as `feed`, as the pass-through path carries them.
+    fn feed_encoded(sizes: &[usize]) -> Receiver<Chunk> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for mut chunk in feed(sizes) {
+            let rows = Encoded::check(codec::encode(&chunk.batch)).unwrap();
+            chunk.batch.rows.clear();
+            chunk.encoded = Some(rows);
+            tx.send(chunk).unwrap();
+        }
+        rx
+    }
+
+    /// Each batch's ids, and its origins as row numbers of split 0.
+    fn contents(out: Receiver<Work>) -> Vec<(Vec<Value>, Vec<u64>)> {
+        out.iter()
+            .map(|mut w| {
+                let origins = w
+                    .origin
+                    .iter()
+                    .map(|(split, o)| match (split, o) {
+                        (0, Origin::Row(n)) => *n,
+                        other => panic!("unexpected origin {other:?}"),
+                    })
+                    .collect();
+                let ids = w.decoded().rows.iter().map(|r| r[0].clone()).collect();
+                (ids, origins)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encoded_rows_are_batched_as_decoded_ones_are() {
+        for limits in [(10, None), (3, None), (100, Some(30)), (4, Some(20))] {
+            let limits = Limits {
+                rows: limits.0,
+                bytes: limits.1,
+                timeout: None,
+            };
+            let sizes = [7, 1, 0, 25, 3, 10];
+            let (tx, rx) = crossbeam_channel::unbounded();
+            run(feed(&sizes), tx, limits);
+            let decoded = contents(rx);
+            let (tx, rx) = crossbeam_channel::unbounded();
+            run(feed_encoded(&sizes), tx, limits);
+            assert_eq!(contents(rx), decoded, "{limits:?}");
+            let ids: Vec<Value> = decoded.iter().flat_map(|(ids, _)| ids.clone()).collect();
+            assert_eq!(ids, (1..=46).map(Value::Int).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_chunk_as_large_as_a_batch_is_not_copied() {
+        let (in_tx, in_rx) = crossbeam_channel::unbounded();
+        let mut sent = Vec::new();
+        for c in feed_encoded(&[10, 10]).try_iter() {
+            sent.push(c.encoded.as_ref().unwrap().as_bytes().as_ptr());
+            in_tx.send(c).unwrap();
+        }
+        drop(in_tx);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let limits = Limits {
+            rows: 10,
+            bytes: None,
+            timeout: None,
+        };
+        run(in_rx, tx, limits);
+        let got: Vec<*const u8> = rx
+            .iter()
+            .map(|w| w.encoded.as_ref().unwrap().as_bytes().as_ptr())
+            .collect();
+        assert_eq!(got, sent, "each chunk became its batch's buffer as it was");
     }
 
     #[test]
@@ -205,6 +354,7 @@ mod tests {
                 origins: None,
                 keys: None,
                 end: false,
+                encoded: None,
                 batch: Batch {
                     schema: schema(),
                     rows: vec![vec![Value::Int(1)]],

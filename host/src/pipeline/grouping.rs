@@ -254,6 +254,7 @@ fn batches(schema: &Schema, rows: Vec<Entry>, limits: Limits) -> Vec<Work> {
                         schema: schema.clone(),
                         rows: Vec::new(),
                     },
+                    encoded: None,
                     origin: Vec::new(),
                     lane: None,
                     progress: None,

@@ -96,6 +96,7 @@ impl Pending {
                 schema: self.work.batch.schema.clone(),
                 rows: self.work.batch.rows.split_off(n),
             },
+            encoded: None,
             origin: self.work.origin.split_off(n),
             lane: None,
             progress: None,

@@ -3,7 +3,8 @@
 //! others.
 
 use crossbeam_channel::{Receiver, Sender};
-use etlhost_plugin_sdk::{Batch, Split, Value};
+use etlhost_plugin_sdk::codec::Encoded;
+use etlhost_plugin_sdk::{Batch, Column, Split, Value};
 
 use super::acks;
 use super::seams::SourceSide;
@@ -16,7 +17,10 @@ use crate::transform::{Chain, Origin};
 pub struct Chunk {
     pub split: u32,
     pub first: u64,
+    /// The rows, or, on the pass-through path, their schema alone (the rows are in `encoded`).
     pub batch: Batch,
+    /// On the pass-through path: the rows as the source encoded them.
+    pub encoded: Option<Encoded>,
     pub origins: Option<Vec<Origin>>,
     /// With progress in the target: each row's key (its input row's, after transforms), so that
     /// batches end where the key changes.
@@ -31,9 +35,25 @@ impl Chunk {
             split,
             first,
             batch,
+            encoded: None,
             origins,
             keys: None,
             end: false,
+        }
+    }
+
+    fn encoded(split: u32, first: u64, rows: Encoded) -> Self {
+        Chunk {
+            batch: Batch::new(rows.schema().clone()),
+            encoded: Some(rows),
+            ..Chunk::rows(split, first, Batch::new(Vec::new().into()), None)
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.encoded {
+            Some(e) => e.rows(),
+            None => self.batch.len(),
         }
     }
 }
@@ -56,37 +76,56 @@ pub fn run(
         let mut rows = 0u64;
         let key = split.range.as_ref().map(|r| r.key_columns());
         let ordered = shared.settings.progress.is_some();
+        let through = shared.pass_through();
         let result = (|| {
             let (retries, backoff) = (shared.settings.max_retries, shared.settings.retry_backoff);
             let mut r =
                 super::resume::Resuming::open(source, &split, retries, backoff, &shared.control)?;
-            while let Some(batch) = r.next_batch()? {
-                let n = batch.len();
-                if n == 0 {
-                    continue;
-                }
-                let first = rows;
-                let safe = key.and_then(|k| safe_key(&batch, k));
-                let keys = key.filter(|_| ordered).and_then(|k| row_keys(&batch, k));
-                shared.acks.chunk_read(split.id, first + n as u64, safe);
-                // Counted as read before it is handed on: from here the writers account for it.
+            // Counted as read before it is handed on: from here the writers account for it.
+            let read = |end: u64, safe: Option<Value>, n: usize| {
+                shared.acks.chunk_read(split.id, end, safe);
                 Counters::add(&shared.counters.read, n);
                 Counters::add(&shared.counters.per_reader[reader], n);
-                rows += n as u64;
-                let mut chunk = match chain.as_mut() {
-                    None => Chunk::rows(split.id, first, batch, None),
-                    Some(c) => {
-                        let applied =
-                            c.apply(batch, (first..first + n as u64).map(Origin::Row).collect());
-                        shared.transformed(split.id, n as u64, &applied);
-                        Chunk::rows(split.id, first, applied.batch, Some(applied.origins))
+            };
+            loop {
+                let first = rows;
+                let (n, chunk) = if through {
+                    let Some(encoded) = r.next_encoded()? else {
+                        break;
+                    };
+                    let n = encoded.rows();
+                    if n == 0 {
+                        continue;
                     }
+                    let safe = key.and_then(|k| acks::safe_key(encoded_keys(&encoded, k)?.iter()));
+                    read(first + n as u64, safe, n);
+                    (n, Chunk::encoded(split.id, first, encoded))
+                } else {
+                    let Some(batch) = r.next_batch()? else { break };
+                    let n = batch.len();
+                    if n == 0 {
+                        continue;
+                    }
+                    let safe = key.and_then(|k| safe_key(&batch, k));
+                    let keys = key.filter(|_| ordered).and_then(|k| row_keys(&batch, k));
+                    read(first + n as u64, safe, n);
+                    let mut chunk = match chain.as_mut() {
+                        None => Chunk::rows(split.id, first, batch, None),
+                        Some(c) => {
+                            let origins = (first..first + n as u64).map(Origin::Row).collect();
+                            let applied = c.apply(batch, origins);
+                            shared.transformed(split.id, n as u64, &applied);
+                            Chunk::rows(split.id, first, applied.batch, Some(applied.origins))
+                        }
+                    };
+                    chunk.keys = keys.map(|k| match &chunk.origins {
+                        None => k,
+                        Some(o) => super::ordered::keys_of_outputs(&k, first, o),
+                    });
+                    (n, chunk)
                 };
-                chunk.keys = keys.map(|k| match &chunk.origins {
-                    None => k,
-                    Some(o) => super::ordered::keys_of_outputs(&k, first, o),
-                });
-                if !chunk.batch.rows.is_empty() {
+                rows += n as u64;
+                if chunk.len() > 0 {
                     out.send(chunk).expect("the batcher outlives the readers");
                 }
                 if shared.control.stopping() {
@@ -140,9 +179,26 @@ fn safe_key(batch: &Batch, key: &[String]) -> Option<Value> {
 }
 
 fn key_positions(batch: &Batch, key: &[String]) -> Option<Vec<usize>> {
+    positions(&batch.schema, key)
+}
+
+fn positions(schema: &[Column], key: &[String]) -> Option<Vec<usize>> {
     key.iter()
-        .map(|k| batch.schema.iter().position(|c| &c.name == k))
+        .map(|k| schema.iter().position(|c| &c.name == k))
         .collect()
+}
+
+/// As [`row_keys`], of rows still encoded: only the key columns are decoded.
+fn encoded_keys(rows: &Encoded, key: &[String]) -> Option<Vec<Value>> {
+    Some(match positions(rows.schema(), key)?.as_slice() {
+        [i] => rows.column(*i),
+        many => {
+            let columns: Vec<Vec<Value>> = many.iter().map(|i| rows.column(*i)).collect();
+            (0..rows.rows())
+                .map(|r| Value::List(columns.iter().map(|c| c[r].clone()).collect()))
+                .collect()
+        }
+    })
 }
 
 /// Each row's key: the column's value, or a list of the columns' values. `None` when a key

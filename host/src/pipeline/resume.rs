@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{Batch, Split, Value};
 
 use super::acks;
@@ -49,17 +50,26 @@ impl<'a> Resuming<'a> {
     }
 
     pub fn next_batch(&mut self) -> Result<Option<Batch>, PluginError> {
+        self.next()
+    }
+
+    /// The next rows as the source encoded them (the pass-through path).
+    pub fn next_encoded(&mut self) -> Result<Option<Encoded>, PluginError> {
+        self.next()
+    }
+
+    fn next<P: Piece>(&mut self) -> Result<Option<P>, PluginError> {
         let mut left = self.retries;
         let mut wait = self.backoff;
         loop {
-            match self.inner.next_batch() {
-                Ok(Some(mut b)) => {
-                    let drop = (self.skip as usize).min(b.rows.len());
-                    b.rows.drain(..drop);
+            match P::read(&mut *self.inner) {
+                Ok(Some(b)) => {
+                    let drop = (self.skip as usize).min(b.len());
                     self.skip -= drop as u64;
-                    if b.rows.is_empty() {
+                    if drop == b.len() {
                         continue;
                     }
+                    let b = b.without_first(drop);
                     self.track(&b);
                     return Ok(Some(b));
                 }
@@ -99,20 +109,73 @@ impl<'a> Resuming<'a> {
     }
 
     /// Moves the safe key on: the rows after it are the batch's final key group.
-    fn track(&mut self, b: &Batch) {
+    fn track<P: Piece>(&mut self, b: &P) {
         let Some(column) = self.split.range.as_ref().map(|r| r.column.as_str()) else {
             return;
         };
-        let Some(i) = b.schema.iter().position(|c| c.name == column) else {
-            return;
-        };
-        match acks::safe_key(b.rows.iter().map(|r| &r[i])) {
-            Some(k) => {
-                let last = &b.rows[b.rows.len() - 1][i];
-                self.since = b.rows.iter().rev().take_while(|r| &r[i] == last).count() as u64;
+        match b.tail(column) {
+            Some((Some(k), last_group)) => {
+                self.since = last_group as u64;
                 self.safe = Some(k);
             }
-            None => self.since += b.rows.len() as u64,
+            Some((None, _)) => self.since += b.len() as u64,
+            None => {}
         }
+    }
+}
+
+/// What a split read hands on: rows decoded, or as the source encoded them. Both are read again
+/// and tracked the same way.
+trait Piece: Sized {
+    fn read(from: &mut dyn SplitRead) -> Result<Option<Self>, PluginError>;
+    fn len(&self) -> usize;
+    fn without_first(self, n: usize) -> Self;
+    /// The safe key of `column` (see [`acks::safe_key`]) and how many rows share the last row's
+    /// key; `None` when the rows have no such column.
+    fn tail(&self, column: &str) -> Option<(Option<Value>, usize)>;
+}
+
+fn tail<'a>(keys: impl DoubleEndedIterator<Item = &'a Value> + Clone) -> (Option<Value>, usize) {
+    let safe = acks::safe_key(keys.clone());
+    let mut rev = keys.rev();
+    let Some(last) = rev.next() else {
+        return (safe, 0);
+    };
+    (safe, 1 + rev.take_while(|k| *k == last).count())
+}
+
+impl Piece for Batch {
+    fn read(from: &mut dyn SplitRead) -> Result<Option<Self>, PluginError> {
+        from.next_batch()
+    }
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+    fn without_first(mut self, n: usize) -> Self {
+        self.rows.drain(..n);
+        self
+    }
+    fn tail(&self, column: &str) -> Option<(Option<Value>, usize)> {
+        let i = self.schema.iter().position(|c| c.name == column)?;
+        Some(tail(self.rows.iter().map(|r| &r[i])))
+    }
+}
+
+impl Piece for Encoded {
+    fn read(from: &mut dyn SplitRead) -> Result<Option<Self>, PluginError> {
+        from.next_encoded()
+    }
+    fn len(&self) -> usize {
+        self.rows()
+    }
+    fn without_first(self, n: usize) -> Self {
+        match n {
+            0 => self,
+            n => self.slice(n..self.rows()),
+        }
+    }
+    fn tail(&self, column: &str) -> Option<(Option<Value>, usize)> {
+        let i = self.schema().iter().position(|c| c.name == column)?;
+        Some(tail(self.column(i).iter()))
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use etlhost_plugin_sdk::codec::{self, Encoded};
 use etlhost_plugin_sdk::{Batch, Progress, Split};
 
 use crate::plugin::{PluginError, ReaderHandle, SinkHandle, SourceHandle};
@@ -14,11 +15,23 @@ pub trait SourceSide: Send + Sync {
 
 pub trait SplitRead: Send {
     fn next_batch(&mut self) -> Result<Option<Batch>, PluginError>;
+
+    /// The next batch checked but not decoded, for the pass-through path (see `reader`).
+    fn next_encoded(&mut self) -> Result<Option<Encoded>, PluginError> {
+        Ok(self
+            .next_batch()?
+            .map(|b| Encoded::check(codec::encode(&b)).expect("encoded here")))
+    }
 }
 
 /// What a writer writes to: one sink plugin instance, or an in-process fake in tests.
 pub trait SinkSide: Send {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError>;
+
+    /// Writes a batch as the source encoded it (the pass-through path).
+    fn write_encoded(&mut self, batch: &Encoded) -> Result<(), PluginError> {
+        self.write_batch(&batch.decode())
+    }
     fn finish(&mut self) -> Result<(), PluginError>;
 
     /// Progress in the target: `batch` and its split's `progress` in one transaction; `Ok(false)`
@@ -51,11 +64,17 @@ impl SplitRead for ReaderHandle {
     fn next_batch(&mut self) -> Result<Option<Batch>, PluginError> {
         ReaderHandle::next_batch(self)
     }
+    fn next_encoded(&mut self) -> Result<Option<Encoded>, PluginError> {
+        ReaderHandle::next_encoded(self)
+    }
 }
 
 impl SinkSide for SinkHandle {
     fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError> {
         SinkHandle::write_batch(self, batch)
+    }
+    fn write_encoded(&mut self, batch: &Encoded) -> Result<(), PluginError> {
+        SinkHandle::write_encoded(self, batch.as_bytes())
     }
     fn finish(&mut self) -> Result<(), PluginError> {
         SinkHandle::finish(self)

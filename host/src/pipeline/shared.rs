@@ -59,6 +59,14 @@ impl Shared {
         }
     }
 
+    /// Whether rows go from source to sink still encoded: nothing on the way needs their values
+    /// (no transform, no endpoint grouping, no per-row keys for progress in the target).
+    pub fn pass_through(&self) -> bool {
+        self.transforms.is_none()
+            && self.settings.endpoints.is_none()
+            && self.settings.progress.is_none()
+    }
+
     /// One output (or outcome) of an input row of `split` is behind us. Returns the input row's
     /// number when that was its last, so that the row can be acknowledged.
     pub fn release(&self, split: u32, origin: Origin) -> Option<u64> {

@@ -24,7 +24,12 @@ pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub fn run(mut sink: Box<dyn SinkSide>, batches: Receiver<Work>, shared: &Shared) {
     // The loop ends only when the batcher has sent its last (partial) batch and hung up.
-    for work in batches {
+    for mut work in batches {
+        // Pass-through batches are never grouped and carry no progress.
+        if work.encoded.is_some() {
+            deliver_encoded(&mut *sink, &mut work, shared);
+            continue;
+        }
         // A grouped flow's batch waits until no other writer holds its groups (see `grouping`).
         let _bucket = work.lane.as_ref().map(|l| l.hold());
         if work.progress.is_some() {
@@ -41,31 +46,55 @@ pub fn run(mut sink: Box<dyn SinkSide>, batches: Receiver<Work>, shared: &Shared
     }
 }
 
+/// The pass-through path: the batch as the source encoded it. Its rows are decoded only if it
+/// fails: to bisect it, or to keep them in the dead-letter file.
+fn deliver_encoded(sink: &mut dyn SinkSide, work: &mut Work, shared: &Shared) {
+    let rows = work.encoded.as_ref().expect("checked by the caller");
+    let result = with_retries(shared, || sink.write_encoded(rows));
+    let all: Vec<usize> = (0..rows.rows()).collect();
+    match result {
+        Ok(()) => written(work, &all, shared),
+        Err(e) => {
+            work.decoded();
+            failed(sink, work, &all, e, shared);
+        }
+    }
+}
+
 /// Writes `rows` (indices into `work.batch`; `batch` holds exactly those rows), bisecting on
 /// permanent errors.
 fn deliver(sink: &mut dyn SinkSide, work: &Work, batch: &Batch, rows: &[usize], shared: &Shared) {
-    let n = rows.len();
     match write_with_retries(sink, batch, shared) {
-        Ok(()) => {
-            Counters::add(&shared.counters.written, n);
-            Counters::add(&shared.counters.batches, 1);
-            acknowledge(work, rows, shared);
+        Ok(()) => written(work, rows, shared),
+        Err(e) => failed(sink, work, rows, e, shared),
+    }
+}
+
+fn written(work: &Work, rows: &[usize], shared: &Shared) {
+    Counters::add(&shared.counters.written, rows.len());
+    Counters::add(&shared.counters.batches, 1);
+    acknowledge(work, rows, shared);
+}
+
+/// `rows` failed to be written together: halves are tried on their own until the rows that fail
+/// are isolated, unless the error is transient (halves would fail the same way).
+fn failed(sink: &mut dyn SinkSide, work: &Work, rows: &[usize], e: PluginError, shared: &Shared) {
+    let n = rows.len();
+    if n > 1 && !e.is_retryable() {
+        tracing::warn!(
+            rows = n,
+            "a batch failed ({e}); writing it in halves to isolate the failing rows"
+        );
+        let (left, right) = rows.split_at(n / 2);
+        for half in [left, right] {
+            let sub = Batch {
+                schema: work.batch.schema.clone(),
+                rows: half.iter().map(|&i| work.batch.rows[i].clone()).collect(),
+            };
+            deliver(sink, work, &sub, half, shared);
         }
-        Err(e) if n > 1 && !e.is_retryable() => {
-            tracing::warn!(
-                rows = n,
-                "a batch failed ({e}); writing it in halves to isolate the failing rows"
-            );
-            let (left, right) = rows.split_at(n / 2);
-            for half in [left, right] {
-                let sub = Batch {
-                    schema: work.batch.schema.clone(),
-                    rows: half.iter().map(|&i| work.batch.rows[i].clone()).collect(),
-                };
-                deliver(sink, work, &sub, half, shared);
-            }
-        }
-        Err(e) => fail_rows(work, rows, &e, shared),
+    } else {
+        fail_rows(work, rows, &e, shared);
     }
 }
 
@@ -98,11 +127,19 @@ pub(super) fn write_with_retries(
     batch: &Batch,
     shared: &Shared,
 ) -> Result<(), PluginError> {
+    with_retries(shared, || sink.write_batch(batch))
+}
+
+/// Runs `write` until it succeeds, fails permanently, or has been retried `max_retries` times.
+fn with_retries(
+    shared: &Shared,
+    mut write: impl FnMut() -> Result<(), PluginError>,
+) -> Result<(), PluginError> {
     let s = &shared.settings;
     let mut backoff = s.retry_backoff;
     let mut attempt = 0;
     loop {
-        match sink.write_batch(batch) {
+        match write() {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() && attempt < s.max_retries => {
                 attempt += 1;

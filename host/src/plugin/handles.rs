@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use etlhost_plugin_sdk::abi::{self, Instance, OwnedBuf, SinkVTable, SourceVTable, StrRef};
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{
     codec, Batch, Catalog, ConfigError, CursorRange, KeyBounds, KeySample, PlanRequest, Split,
     Value,
@@ -219,6 +220,15 @@ impl ReaderHandle {
         let status = unsafe { (self.source.vt.next_batch)(self.reader, &mut out) };
         plugin.next_batch(status, out)
     }
+
+    /// The next batch as the plugin encoded it, checked but not decoded.
+    pub fn next_encoded(&mut self) -> Result<Option<Encoded>, PluginError> {
+        let plugin = &self.source.plugin;
+        let mut out = OwnedBuf::EMPTY;
+        // SAFETY: ABI contract; `&mut self` gives exclusive use of the reader.
+        let status = unsafe { (self.source.vt.next_batch)(self.reader, &mut out) };
+        plugin.next_encoded(status, out)
+    }
 }
 
 impl Plugin {
@@ -232,16 +242,34 @@ impl Plugin {
             abi::STATUS_OK => {
                 // SAFETY: the plugin filled `out`; it is decoded before being freed.
                 let decoded = codec::decode(unsafe { out.as_bytes() });
-                self.take(out);
+                self.free(out);
                 decoded.map(Some).map_err(|e| self.malformed(e.to_string()))
             }
-            abi::STATUS_END => {
-                self.take(out);
-                Ok(None)
-            }
-            // Any other status is an error, which `output` returns with the plugin's text.
-            s => self.output(s, out).map(|_| None),
+            s => self.end_or_error(s, out).map(|_| None),
         }
+    }
+
+    /// As [`Plugin::next_batch`], the batch checked instead of decoded.
+    pub(crate) fn next_encoded(
+        &self,
+        status: u32,
+        out: OwnedBuf,
+    ) -> Result<Option<Encoded>, PluginError> {
+        match status {
+            abi::STATUS_OK => Encoded::check(self.take(out))
+                .map(Some)
+                .map_err(|e| self.malformed(e.to_string())),
+            s => self.end_or_error(s, out).map(|_| None),
+        }
+    }
+
+    fn end_or_error(&self, status: u32, out: OwnedBuf) -> Result<(), PluginError> {
+        if status == abi::STATUS_END {
+            self.free(out);
+            return Ok(());
+        }
+        // Any other status is an error, which `output` returns with the plugin's text.
+        self.output(status, out).map(|_| ())
     }
 }
 
@@ -280,10 +308,14 @@ impl SinkHandle {
     }
 
     pub fn write_batch(&mut self, batch: &Batch) -> Result<(), PluginError> {
-        let bytes = codec::encode(batch);
+        self.write_encoded(&codec::encode(batch))
+    }
+
+    /// Writes a batch already in the format of [`codec`], as it is.
+    pub fn write_encoded(&mut self, bytes: &[u8]) -> Result<(), PluginError> {
         let mut err = OwnedBuf::EMPTY;
         // SAFETY: ABI contract; `&mut self` gives exclusive use of the instance.
-        let status = unsafe { (self.vt.write_batch)(self.inst, StrRef::new(&bytes), &mut err) };
+        let status = unsafe { (self.vt.write_batch)(self.inst, StrRef::new(bytes), &mut err) };
         self.plugin.status(status, err)
     }
 

@@ -110,6 +110,12 @@ impl Plugin {
         self.status(status, err).map(|()| true)
     }
 
+    /// Frees a buffer the plugin filled without reading it.
+    fn free(&self, buf: OwnedBuf) {
+        // SAFETY: the plugin filled `buf` in the call that just returned; it is freed once, here.
+        unsafe { (self.desc.free_buf)(buf) }
+    }
+
     /// Copies out and releases a buffer the plugin filled.
     fn take(&self, buf: OwnedBuf) -> Vec<u8> {
         // SAFETY: the plugin filled `buf` in the call that just returned; it is freed once, here.
