@@ -522,14 +522,15 @@ mod tests {
     fn a_placed_node_is_in_its_places_group_and_an_unplaced_one_in_its_hashs() {
         let places = buckets(&[7]);
         let mut unplaced = 0;
-        let mut g = |n: i64| group(&[Value::Int(n)], &[0], 9, Some(&places), &mut unplaced);
+        let mut g =
+            |n: i64, unplaced: &mut u64| group(&[Value::Int(n)], &[0], 9, Some(&places), unplaced);
         // Buckets #3..#11 rank 0..8 (as numbers: #10 after #9).
         for n in [1, 9, 10, 100] {
-            assert_eq!(g(n), (n % 9) as usize, "node {n}");
+            assert_eq!(g(n, &mut unplaced), (n % 9) as usize, "node {n}");
         }
         assert_eq!(unplaced, 0);
         let hashed = (key_hash([&Value::Int(7)]) % 9) as usize;
-        assert_eq!(g(7), hashed);
+        assert_eq!(g(7, &mut unplaced), hashed);
         assert_eq!(unplaced, 1);
         // The key as the target returns it may be another number type.
         let mut b = PlacesBuilder::default();
