@@ -498,7 +498,10 @@ fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>,
             "after": plan.after(&t.name, &fk.table),
             "source": source(t, &t.primary_key, json!({ "query": sql })),
             "sink": {
-                "endpoints": endpoints(&t.primary_key, &fk.columns),
+                "endpoints": endpoints(
+                    (&label(&t.name), &t.primary_key, &t.primary_key),
+                    (&label(&fk.table), target_keys(fk), &fk.columns),
+                ),
                 "options": { "query": query },
             },
             "verify": verify::foreign_key(t, fk, &rel),
@@ -536,7 +539,10 @@ fn join_flow(plan: &mut Plan<'_>, t: &TableInfo, a: &ForeignKey, b: &ForeignKey)
         "after": plan.after(&a.table, &b.table),
         "source": source(t, &t.primary_key, json!({ "table": t.name })),
         "sink": {
-            "endpoints": endpoints(&a.columns, &b.columns),
+            "endpoints": endpoints(
+                (&label(&a.table), target_keys(a), &a.columns),
+                (&label(&b.table), target_keys(b), &b.columns),
+            ),
             "options": { "query": query },
         },
         "verify": verify::join(a, b, &rel, &props),
@@ -544,13 +550,33 @@ fn join_flow(plan: &mut Plan<'_>, t: &TableInfo, a: &ForeignKey, b: &ForeignKey)
 }
 
 /// `sink.endpoints` of a relationship flow: the columns that find its two nodes, so that its rows
-/// can be written by several writers without two of them touching one node.
-fn endpoints(start: &[String], end: &[String]) -> Value {
+/// can be written by several writers without two of them touching one node, and the queries that
+/// read where the target stores those nodes (`placement`: on ArcadeDB their buckets, which is what
+/// keeps concurrent writers off each other's pages; read only when the flow has several writers).
+/// Each end is its node's label, key properties and the columns holding them.
+fn endpoints(start: (&str, &[String], &[String]), end: (&str, &[String], &[String])) -> Value {
     let cols = |c: &[String]| match c {
         [one] => json!(one),
         many => json!(many),
     };
-    json!({ "start": cols(start), "end": cols(end) })
+    let placement = |(label, keys, _): (&str, &[String], &[String])| {
+        let props: Vec<String> = keys.iter().map(|k| format!("n.{}", ident(k))).collect();
+        let key = match props.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        format!(
+            "MATCH (n:{}) RETURN {key} AS key, elementId(n) AS place",
+            ident(label)
+        )
+    };
+    let (s, e) = (placement(start), placement(end));
+    let placement = if s == e {
+        json!(s)
+    } else {
+        json!({ "start": s, "end": e })
+    };
+    json!({ "start": cols(start.2), "end": cols(end.2), "placement": placement })
 }
 
 #[cfg(test)]
@@ -583,5 +609,33 @@ mod tests {
         assert_eq!(upper_snake("employee_project"), "EMPLOYEE_PROJECT");
         assert_eq!(ident("first name"), "`first name`");
         assert_eq!(ident("name"), "name");
+    }
+
+    #[test]
+    fn endpoints_name_the_key_columns_and_the_queries_that_place_their_nodes() {
+        let v = |c: &[&str]| c.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let (id, manager) = (v(&["id"]), v(&["manager_id"]));
+        // One kind of node at both ends: one query.
+        assert_eq!(
+            endpoints(("Employee", &id, &id), ("Employee", &id, &manager)),
+            json!({
+                "start": "id",
+                "end": "manager_id",
+                "placement": "MATCH (n:Employee) RETURN n.id AS key, elementId(n) AS place",
+            })
+        );
+        // Two kinds, a composite key: a query for each, the key as a list.
+        let (keys, cols) = (v(&["tenant", "order no"]), v(&["tenant", "order_no"]));
+        assert_eq!(
+            endpoints(("OrderItem", &id, &id), ("Order", &keys, &cols)),
+            json!({
+                "start": "id",
+                "end": ["tenant", "order_no"],
+                "placement": {
+                    "start": "MATCH (n:OrderItem) RETURN n.id AS key, elementId(n) AS place",
+                    "end": "MATCH (n:Order) RETURN [n.tenant, n.`order no`] AS key, elementId(n) AS place",
+                },
+            })
+        );
     }
 }

@@ -30,6 +30,7 @@ pub mod error;
 pub mod init;
 pub mod job;
 pub mod pipeline;
+pub mod placement;
 pub mod plan;
 pub mod plugin;
 pub mod report;

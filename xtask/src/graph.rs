@@ -133,6 +133,38 @@ pub fn graph_count_at(port: u16, db: &str, cypher: &str) -> Result<u64> {
         .with_context(|| format!("no count in {text}"))
 }
 
+/// Runs ArcadeDB SQL statements in order (schema commands Bolt's Cypher has no words for, such
+/// as a type's buckets).
+pub fn graph_sql(db: &str, statements: &[&str]) -> Result<()> {
+    for sql in statements {
+        let body = serde_json::json!({"language": "sql", "command": sql}).to_string();
+        let (status, text) = http("POST", &format!("/api/v1/command/{db}"), Some(&body))?;
+        if status >= 300 {
+            bail!("{sql}: {status} {text}");
+        }
+    }
+    Ok(())
+}
+
+/// The statements that let `sink.endpoints.placement` keep concurrent writers of `rel` between
+/// `label` nodes off each other's pages: the node type in one bucket per group of `writers`
+/// writers (`2 writers + 1`), the relationship type in `4 writers` buckets chosen by the server
+/// thread that writes (16 for 4 writers, as measured; one shared bucket's pages conflict). Run
+/// before the nodes are loaded.
+pub fn bucket_ddl(label: &str, rel: &str, writers: usize) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE VERTEX TYPE {label} IF NOT EXISTS BUCKETS {}",
+            2 * writers + 1
+        ),
+        format!(
+            "CREATE EDGE TYPE {rel} IF NOT EXISTS BUCKETS {}",
+            4 * writers
+        ),
+        format!("ALTER TYPE {rel} BucketSelectionStrategy `thread`"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -29,8 +29,14 @@
 //!
 //! Only the nodes found by the endpoint columns are protected: a query that also writes to other
 //! nodes can still conflict on those.
+//!
+//! Hashing keeps concurrent batches off each other's nodes, not off each other's pages: ArcadeDB
+//! checks conflicts per page, and transactions for different nodes of one bucket still allocate
+//! edge-list segments in the same pages ("Slot rebase not possible"). With a [`Placement`]
+//! (`sink.endpoints.placement`, read from the target before the flow) a node's group is the place
+//! the target stores it in (its bucket) instead of its hash, so concurrent batches write only to
+//! their own groups' buckets and never share a page.
 
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -40,6 +46,7 @@ use etlhost_plugin_sdk::{Batch, Schema, Value};
 use super::batcher::{Limits, Work};
 use super::reader::Chunk;
 use super::shared::Shared;
+use crate::placement::{key_hash, Placement, Places};
 use crate::transform::Origin;
 
 /// The most rows a window holds before it is scheduled.
@@ -50,6 +57,8 @@ pub const MAX_WINDOW: usize = 1_000_000;
 pub struct Endpoints {
     pub start: Vec<String>,
     pub end: Vec<String>,
+    /// Where the target stores the nodes, when the spec asks for it; `None` groups by hash.
+    pub placement: Option<Placement>,
 }
 
 /// What a batch of a grouped flow carries to its writer: the groups of its rows' endpoints, whose
@@ -111,6 +120,11 @@ pub fn run(
         .clamp(1, MAX_WINDOW);
     let mut window: Option<Window> = None;
     let mut reported = false;
+    let (start_places, end_places) = match &endpoints.placement {
+        Some(p) => (Some(&*p.start), Some(&*p.end)),
+        None => (None, None),
+    };
+    let (mut unplaced, mut ends) = (0u64, 0u64);
     loop {
         let next = match (limits.timeout, &window) {
             (Some(t), Some(w)) => match input.recv_timeout(t.saturating_sub(w.since.elapsed())) {
@@ -150,7 +164,13 @@ pub fn run(
         });
         for (i, row) in chunk.batch.rows.into_iter().enumerate() {
             let (a, b) = match &w.columns {
-                Some((start, end)) => (group(&row, start, groups), group(&row, end, groups)),
+                Some((start, end)) => {
+                    ends += 2;
+                    (
+                        group(&row, start, groups, start_places, &mut unplaced),
+                        group(&row, end, groups, end_places, &mut unplaced),
+                    )
+                }
                 None => (0, 0),
             };
             let origin = match &chunk.origins {
@@ -166,6 +186,11 @@ pub fn run(
     }
     if let Some(w) = window {
         flush(w, &output, limits, &locks);
+    }
+    if unplaced > 0 {
+        tracing::info!(
+            "sink.endpoints.placement: {unplaced} of {ends} relationship ends have a key the placement query did not return; they are grouped by its hash"
+        );
     }
 }
 
@@ -188,28 +213,23 @@ fn positions(schema: &Schema, e: &Endpoints) -> Result<(Vec<usize>, Vec<usize>),
     Ok((find("start", &e.start)?, find("end", &e.end)?))
 }
 
-/// The group of the node the values at `columns` of `row` find.
-fn group(row: &[Value], columns: &[usize], groups: usize) -> usize {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for &c in columns {
-        hash_value(&row[c], &mut h);
-    }
-    (h.finish() % groups as u64) as usize
-}
-
-/// Hashes a key value so that values a Cypher `{key: value}` pattern finds the same node by hash
-/// alike: 5, 5u and 5.0 are one key.
-fn hash_value(v: &Value, h: &mut impl Hasher) {
-    match v {
-        Value::Int(i) => (0u8, *i).hash(h),
-        Value::UInt(u) if *u <= i64::MAX as u64 => (0u8, *u as i64).hash(h),
-        Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => (0u8, *f as i64).hash(h),
-        Value::Float(f) => (1u8, f.to_bits()).hash(h),
-        Value::String(s) => (2u8, s.as_str()).hash(h),
-        Value::Decimal(s) => (3u8, s.as_str()).hash(h),
-        Value::Bytes(b) => (4u8, b.as_slice()).hash(h),
-        Value::Null => 5u8.hash(h),
-        other => (6u8, format!("{other:?}")).hash(h),
+/// The group of the node the values at `columns` of `row` find: its place's, or its hash's when
+/// it has none (counted in `unplaced`).
+fn group(
+    row: &[Value],
+    columns: &[usize],
+    groups: usize,
+    places: Option<&Places>,
+    unplaced: &mut u64,
+) -> usize {
+    let h = key_hash(columns.iter().map(|&c| &row[c]));
+    match places.map(|p| p.rank(h)) {
+        Some(Some(rank)) => rank % groups,
+        Some(None) => {
+            *unplaced += 1;
+            (h % groups as u64) as usize
+        }
+        None => (h % groups as u64) as usize,
     }
 }
 
@@ -280,6 +300,7 @@ fn batches(schema: &Schema, rows: Vec<Entry>, limits: Limits) -> Vec<Work> {
 mod tests {
     use super::*;
     use crate::pipeline::{execute, Control, SinkSide, SourceSide, SplitRead};
+    use crate::placement::PlacesBuilder;
     use crate::plugin::PluginError;
     use crate::stats::Counters;
     use etlhost_plugin_sdk::{Column, ColumnType, KeyRange, Split};
@@ -386,6 +407,15 @@ mod tests {
     }
 
     fn run_edges(rows: i64, writers: usize, batch: usize) -> (u64, usize, HashMap<i64, usize>) {
+        run_edges_placed(rows, writers, batch, None)
+    }
+
+    fn run_edges_placed(
+        rows: i64,
+        writers: usize,
+        batch: usize,
+        placement: Option<Placement>,
+    ) -> (u64, usize, HashMap<i64, usize>) {
         let busy: Arc<Mutex<HashSet<i64>>> = Default::default();
         let conflicts: Arc<Mutex<usize>> = Default::default();
         let written: Arc<Mutex<HashMap<i64, usize>>> = Default::default();
@@ -427,6 +457,7 @@ mod tests {
             endpoints: Some(Endpoints {
                 start: vec!["a".into()],
                 end: vec!["b".into()],
+                placement,
             }),
             dead_letter: std::env::temp_dir().join("etlhost-grouping-never.jsonl"),
             checkpoint: None,
@@ -458,6 +489,61 @@ mod tests {
         }
     }
 
+    /// ArcadeDB-like places for the test graph's 101 nodes: node `n` in bucket `#(3 + n % 9)`,
+    /// except the nodes of `missing`.
+    fn buckets(missing: &[i64]) -> Places {
+        let mut b = PlacesBuilder::default();
+        for n in (0..101).filter(|n| !missing.contains(n)) {
+            let place = Value::String(format!("#{}:{}", 3 + n % 9, n / 9));
+            b.add([&Value::Int(n)], &place).unwrap();
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn placed_rows_are_written_once_and_concurrent_batches_share_no_node() {
+        // Four writers, nine groups, nine places; some nodes unplaced (grouped by hash).
+        let places = Arc::new(buckets(&[0, 5, 50]));
+        assert_eq!((places.places(), places.len()), (9, 98));
+        for (rows, writers, batch) in [(10_000, 4, 100), (5_003, 3, 7)] {
+            let placement = Placement {
+                start: places.clone(),
+                end: places.clone(),
+            };
+            let (written, conflicts, per_row) =
+                run_edges_placed(rows, writers, batch, Some(placement));
+            assert_eq!(written, rows as u64, "{rows} rows, {writers} writers");
+            assert_eq!(conflicts, 0, "{rows} rows, {writers} writers");
+            assert_eq!(per_row.len(), rows as usize);
+            assert!(per_row.values().all(|n| *n == 1), "a row written twice");
+        }
+    }
+
+    #[test]
+    fn a_placed_node_is_in_its_places_group_and_an_unplaced_one_in_its_hashs() {
+        let places = buckets(&[7]);
+        let mut unplaced = 0;
+        let mut g =
+            |n: i64, unplaced: &mut u64| group(&[Value::Int(n)], &[0], 9, Some(&places), unplaced);
+        // Buckets #3..#11 rank 0..8 (as numbers: #10 after #9).
+        for n in [1, 9, 10, 100] {
+            assert_eq!(g(n, &mut unplaced), (n % 9) as usize, "node {n}");
+        }
+        assert_eq!(unplaced, 0);
+        let hashed = (key_hash([&Value::Int(7)]) % 9) as usize;
+        assert_eq!(g(7, &mut unplaced), hashed);
+        assert_eq!(unplaced, 1);
+        // The key as the target returns it may be another number type.
+        let mut b = PlacesBuilder::default();
+        b.add([&Value::Float(5.0)], &Value::String("#4:0".into()))
+            .unwrap();
+        b.add([&Value::Int(6)], &Value::String("#3:0".into()))
+            .unwrap();
+        let p = b.finish();
+        assert_eq!(p.rank(key_hash([&Value::UInt(5)])), Some(1));
+        assert_eq!(p.rank(key_hash([&Value::Int(6)])), Some(0));
+    }
+
     #[test]
     fn no_two_buckets_of_a_round_share_a_group_and_every_pair_has_one_round() {
         for writers in 1..=8 {
@@ -485,7 +571,7 @@ mod tests {
 
     #[test]
     fn equal_keys_hash_alike() {
-        let g = |v: Value| group(&[v], &[0], 1_000_003);
+        let g = |v: Value| group(&[v], &[0], 1_000_003, None, &mut 0);
         assert_eq!(g(Value::Int(5)), g(Value::UInt(5)));
         assert_eq!(g(Value::Int(5)), g(Value::Float(5.0)));
         assert_ne!(g(Value::Int(5)), g(Value::Int(6)));

@@ -109,6 +109,11 @@ pub fn run(
         (None, None) => plan_anew(flow, &source, opts.full)?,
     };
     log_start(flow, &base, splits.len(), target.as_ref());
+    // Read once the nodes are loaded (the flows this one runs `after` are done) and before any
+    // row is grouped.
+    if let Some(e) = settings.endpoints.as_mut() {
+        e.placement = crate::placement::read(job, flow)?;
+    }
     // Where an incremental read got to once every row is written: stored on success only.
     let reached = cursor::reached(&base.splits);
     match (in_batches, &start) {
@@ -222,6 +227,8 @@ fn settings(flow: FlowRef<'_>) -> Settings {
         endpoints: s.endpoints.as_ref().map(|e| crate::pipeline::Endpoints {
             start: e.start.clone(),
             end: e.end.clone(),
+            // Read from the target when the flow starts (`placement::read`).
+            placement: None,
         }),
         dead_letter: flow.spec.dead_letter_path(),
         checkpoint: None,

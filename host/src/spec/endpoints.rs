@@ -11,6 +11,41 @@ pub struct EndpointsSpec {
     pub start: Vec<String>,
     #[serde(deserialize_with = "columns")]
     pub end: Vec<String>,
+    /// Read queries that return where the target stores each node (`key`, `place`): the nodes'
+    /// groups are their places instead of their keys' hashes (see `pipeline::grouping`).
+    #[serde(default)]
+    pub placement: Option<PlacementSpec>,
+}
+
+/// `placement: "<query>"` for both ends, or `placement: {start: "<query>", end: "<query>"}` when
+/// start and end nodes are of different kinds whose keys may coincide (bipartite graphs).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a read query returning `key` and `place`, or `{start: <query>, end: <query>}`"
+)]
+pub enum PlacementSpec {
+    Both(String),
+    Each(EachPlacement),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EachPlacement {
+    pub start: String,
+    pub end: String,
+}
+
+impl PlacementSpec {
+    /// The queries with their keys below `sink.endpoints`: one for both ends, or one for each.
+    pub fn queries(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            PlacementSpec::Both(q) => vec![("placement", q)],
+            PlacementSpec::Each(e) => {
+                vec![("placement.start", &e.start), ("placement.end", &e.end)]
+            }
+        }
+    }
 }
 
 fn columns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -35,6 +70,19 @@ impl EndpointsSpec {
             }
             if cols.iter().any(|c| c.trim().is_empty()) {
                 return Some((key, "a column name must not be empty"));
+            }
+        }
+        if matches!(self.placement, Some(PlacementSpec::Both(_)))
+            && self.start.len() != self.end.len()
+        {
+            return Some((
+                "placement",
+                "one query serves both ends only when `start` and `end` name as many columns; give one for each: `placement: {start: ..., end: ...}`",
+            ));
+        }
+        for (key, query) in self.placement.iter().flat_map(|p| p.queries()) {
+            if query.trim().is_empty() {
+                return Some((key, "must be a read query returning `key` and `place`"));
             }
         }
         None

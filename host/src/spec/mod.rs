@@ -19,7 +19,7 @@ use etlhost_plugin_sdk::options::from_value;
 use serde::Deserialize;
 
 pub use duration::Span;
-pub use endpoints::EndpointsSpec;
+pub use endpoints::{EndpointsSpec, PlacementSpec};
 pub use locate::Locator;
 pub use verify::VerifySpec;
 

@@ -1,12 +1,14 @@
 //! Relationships in parallel: 100,000 `MATCH (a) MATCH (b) CREATE (a)-[:KNOWS]->(b)` rows between
-//! 1,000 nodes, by one writer, by four writers as they come, and by two and four writers grouped
-//! by their endpoints (`sink.endpoints`); deadlock retries counted, and where the CPU went.
+//! 1,000 nodes, by one writer, by four writers as they come, by two and four writers grouped
+//! by their endpoints' hashes (`sink.endpoints`), and by four writers grouped by the buckets the
+//! nodes are in (`sink.endpoints.placement`, the types created with buckets before the nodes are
+//! loaded); deadlock retries counted, and where the CPU went.
 
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use serde_json::json;
-use xtask::graph::{fresh_graph, graph_count};
+use xtask::graph::{bucket_ddl, fresh_graph, graph_count, graph_sql};
 use xtask::services::{BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER};
 
 use super::{
@@ -17,11 +19,20 @@ const ROWS: u64 = 100_000;
 const PEOPLE: u64 = 1000;
 const GRAPH: &str = "bench_knows";
 
-fn spec(writers: usize, grouped: bool) -> String {
-    let endpoints = if grouped {
-        "      endpoints: {start: a, end: b}\n"
-    } else {
-        ""
+#[derive(Clone, Copy, PartialEq)]
+enum Grouping {
+    None,
+    Hash,
+    Placement,
+}
+
+fn spec(writers: usize, grouping: Grouping) -> String {
+    let endpoints = match grouping {
+        Grouping::None => "",
+        Grouping::Hash => "      endpoints: {start: a, end: b}\n",
+        Grouping::Placement => {
+            "      endpoints:\n        start: a\n        end: b\n        placement: \"MATCH (p:Person) RETURN p.id AS key, elementId(p) AS place\"\n"
+        }
     };
     format!(
         "name: bench-knows
@@ -57,8 +68,9 @@ flows:
 
 /// One run into a fresh graph: the `knows` flow's time and retries, and the CPU every process
 /// used while the job ran.
-fn sample(name: &str, spec: &str) -> Result<Sample> {
+fn sample(name: &str, spec: &str, ddl: &[String]) -> Result<Sample> {
     fresh_graph(GRAPH)?;
+    graph_sql(GRAPH, &ddl.iter().map(String::as_str).collect::<Vec<_>>())?;
     let (graph0, mysql0) = (server_cpu("arcadedb"), server_cpu("mariadbd"));
     let started = Instant::now();
     let (s, cpu) = etlhost(name, spec)?;
@@ -95,17 +107,24 @@ pub fn run(opts: &Opts) -> Result<()> {
         0,
     )?;
     let cases = [
-        ("1 writer", 1, false),
-        ("4 writers, rows as they come", 4, false),
-        ("2 writers, grouped by endpoints", 2, true),
-        ("4 writers, grouped by endpoints", 4, true),
+        ("1 writer", 1, Grouping::None),
+        ("4 writers, rows as they come", 4, Grouping::None),
+        ("2 writers, grouped by endpoints", 2, Grouping::Hash),
+        ("4 writers, grouped by endpoints", 4, Grouping::Hash),
+        ("4 writers, grouped by placement", 4, Grouping::Placement),
     ]
     .into_iter()
     .enumerate()
-    .map(|(i, (name, writers, grouped))| {
-        let spec = spec(writers, grouped);
-        let file = format!("knows-{writers}-{grouped}");
-        Case::new(name, (i > 0).then_some(0), move || sample(&file, &spec))
+    .map(|(i, (name, writers, grouping))| {
+        let spec = spec(writers, grouping);
+        let ddl = match grouping {
+            Grouping::Placement => bucket_ddl("Person", "KNOWS", writers),
+            _ => Vec::new(),
+        };
+        let file = format!("knows-{writers}-{i}");
+        Case::new(name, (i > 0).then_some(0), move || {
+            sample(&file, &spec, &ddl)
+        })
     })
     .collect();
     let figures = alternate(opts.reps, cases)?;
