@@ -523,7 +523,7 @@ mod tests {
     fn a_placed_node_is_in_its_places_group_and_an_unplaced_one_in_its_hashs() {
         let places = buckets(&[7]);
         let mut unplaced = 0;
-        let mut g =
+        let g =
             |n: i64, unplaced: &mut u64| group(&[Value::Int(n)], &[0], 9, Some(&places), unplaced);
         // Buckets #3..#11 rank 0..8 (as numbers: #10 after #9).
         for n in [1, 9, 10, 100] {
