@@ -206,10 +206,12 @@ async fn pf_a_placement_query_without_a_place_column_fails_naming_it() {
         ),
         &[],
     );
-    assert_eq!(out.code, 2, "{}", out.stderr);
+    // Found once the target is asked, after the first flow ran: the job fails (3), as for an
+    // endpoint column the rows do not have, naming the spec's line and key.
+    assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(
         out.stderr.contains(&format!(
-            "{}:29: flows[1].sink.endpoints.placement: the query returns no `place` column (it returns key)",
+            "error: job failed: flow `knows`: {}:29: flows[1].sink.endpoints.placement: the query returns no `place` column (it returns key); return each node's key and place, e.g. `RETURN n.id AS key, elementId(n) AS place`",
             path.display()
         )),
         "{}",

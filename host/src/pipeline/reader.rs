@@ -43,10 +43,10 @@ impl Chunk {
     }
 
     fn encoded(split: u32, first: u64, rows: Encoded) -> Self {
+        let schema_only = Batch::new(rows.schema().clone());
         Chunk {
-            batch: Batch::new(rows.schema().clone()),
             encoded: Some(rows),
-            ..Chunk::rows(split, first, Batch::new(Vec::new().into()), None)
+            ..Chunk::rows(split, first, schema_only, None)
         }
     }
 
