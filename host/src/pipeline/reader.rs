@@ -172,14 +172,10 @@ pub fn run(
 
 /// The chunk's safe key (see [`acks::safe_key`]): of one column, or of a tuple of several.
 fn safe_key(batch: &Batch, key: &[String]) -> Option<Value> {
-    match key_positions(batch, key)?.as_slice() {
+    match positions(&batch.schema, key)?.as_slice() {
         [i] => acks::safe_key(batch.rows.iter().map(|r| &r[*i])),
         _ => acks::safe_key(row_keys(batch, key)?.iter()),
     }
-}
-
-fn key_positions(batch: &Batch, key: &[String]) -> Option<Vec<usize>> {
-    positions(&batch.schema, key)
 }
 
 fn positions(schema: &[Column], key: &[String]) -> Option<Vec<usize>> {
@@ -204,7 +200,7 @@ fn encoded_keys(rows: &Encoded, key: &[String]) -> Option<Vec<Value>> {
 /// Each row's key: the column's value, or a list of the columns' values. `None` when a key
 /// column is missing from the rows.
 fn row_keys(batch: &Batch, key: &[String]) -> Option<Vec<Value>> {
-    Some(match key_positions(batch, key)?.as_slice() {
+    Some(match positions(&batch.schema, key)?.as_slice() {
         [i] => batch.rows.iter().map(|r| r[*i].clone()).collect(),
         many => batch
             .rows
