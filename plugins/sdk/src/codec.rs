@@ -315,12 +315,7 @@ impl<'a> Reader<'a> {
                 };
                 Value::Point(Point { srid, x, y, z })
             }
-            13 | 14 if depth >= MAX_DEPTH => {
-                return Err(DecodeError(format!(
-                    "lists and maps nested deeper than {MAX_DEPTH} at byte {}",
-                    self.pos - 1
-                )))
-            }
+            13 | 14 if depth >= MAX_DEPTH => return Err(self.too_deep()),
             13 => {
                 let n = self.u32()? as usize;
                 let mut items = Vec::with_capacity(n.min(4096));
@@ -338,12 +333,7 @@ impl<'a> Reader<'a> {
                 }
                 Value::Map(entries)
             }
-            t => {
-                return Err(DecodeError(format!(
-                    "unknown value tag {t} at byte {}",
-                    self.pos - 1
-                )))
-            }
+            t => return Err(self.unknown_tag(t)),
         })
     }
 
@@ -386,12 +376,7 @@ impl<'a> Reader<'a> {
                 }
                 33
             }
-            13 | 14 if depth >= MAX_DEPTH => {
-                return Err(DecodeError(format!(
-                    "lists and maps nested deeper than {MAX_DEPTH} at byte {}",
-                    self.pos - 1
-                )))
-            }
+            13 | 14 if depth >= MAX_DEPTH => return Err(self.too_deep()),
             13 => {
                 let n = self.u32()? as usize;
                 let mut size = 8;
@@ -409,13 +394,21 @@ impl<'a> Reader<'a> {
                 }
                 size
             }
-            t => {
-                return Err(DecodeError(format!(
-                    "unknown value tag {t} at byte {}",
-                    self.pos - 1
-                )))
-            }
+            t => return Err(self.unknown_tag(t)),
         })
+    }
+
+    /// Just after reading the tag of a list or map nested too deep.
+    fn too_deep(&self) -> DecodeError {
+        DecodeError(format!(
+            "lists and maps nested deeper than {MAX_DEPTH} at byte {}",
+            self.pos - 1
+        ))
+    }
+
+    /// Just after reading tag `t`.
+    fn unknown_tag(&self, t: u8) -> DecodeError {
+        DecodeError(format!("unknown value tag {t} at byte {}", self.pos - 1))
     }
 
     /// Checks a string without copying it; returns its length in bytes.
