@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{Batch, Progress, Value};
 
 use super::batcher::{Limits, Work};
@@ -91,12 +92,16 @@ impl Pending {
     /// Takes the first `n` rows as a batch, with the progress they reach (`None`: the cut is not
     /// at a key change, so no progress can be recorded).
     fn take(&mut self, n: usize, split: u32, done: bool, s: &ProgressSettings) -> Work {
+        let (rows, encoded) = match &mut self.work.encoded {
+            Some(e) => (Vec::new(), Some(e.split_off(n))),
+            None => (self.work.batch.rows.split_off(n), None),
+        };
         let rest = Work {
             batch: Batch {
                 schema: self.work.batch.schema.clone(),
-                rows: self.work.batch.rows.split_off(n),
+                rows,
             },
-            encoded: None,
+            encoded,
             origin: self.work.origin.split_off(n),
             lane: None,
             progress: None,
@@ -152,7 +157,7 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
     loop {
         let oldest = splits
             .values()
-            .filter(|p| !p.work.batch.is_empty())
+            .filter(|p| p.work.len() > 0)
             .map(|p| p.since)
             .min();
         let next = match (limits.timeout, oldest) {
@@ -187,13 +192,13 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
             }
         });
         if chunk.end {
-            let n = p.work.batch.len();
+            let n = p.work.len();
             let w = p.take(n, chunk.split, true, s);
             send(p, w);
             splits.remove(&chunk.split);
             continue;
         }
-        if p.work.batch.is_empty() {
+        if p.work.len() == 0 {
             p.work.batch.schema = chunk.batch.schema.clone();
             p.since = Instant::now();
         }
@@ -201,6 +206,16 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
         match chunk.keys {
             Some(k) if p.keyed => p.keys.extend(k),
             _ => p.keyed = false,
+        }
+        if let Some(rows) = chunk.encoded {
+            // Encoded chunks come from the pass-through path: no transform, one origin per row.
+            let n = rows.rows();
+            match &mut p.work.encoded {
+                Some(mine) if !mine.is_empty() => mine.extend(&rows, 0..n),
+                _ => p.work.encoded = Some(rows),
+            }
+            let seqs = (first..first + n as u64).map(|seq| (chunk.split, Origin::Row(seq)));
+            p.work.origin.extend(seqs);
         }
         for (i, row) in chunk.batch.rows.into_iter().enumerate() {
             p.work.batch.rows.push(row);
@@ -212,7 +227,7 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
         }
         // One row more than a batch is kept before cutting, so that a full batch can end at its
         // last row when the next one's key differs.
-        while p.work.batch.len() > limits.rows || (!p.keyed && p.work.batch.len() == limits.rows) {
+        while p.work.len() > limits.rows || (!p.keyed && p.work.len() == limits.rows) {
             let n = if p.keyed {
                 match cut(&p.keys, limits.rows) {
                     Some(n) => n,
@@ -232,13 +247,13 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
         let n = if p.keyed {
             cut(&p.keys, p.keys.len()).unwrap_or(0)
         } else {
-            p.work.batch.len()
+            p.work.len()
         };
         if n > 0 {
             let w = p.take(n, id, false, s);
             send(&p, w);
         }
-        let left = p.work.batch.len();
+        let left = p.work.len();
         if left == 0 {
             continue;
         }
@@ -256,14 +271,20 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
     }
 }
 
-/// Writes a batch that carries its split's progress; see the module docs.
-pub fn deliver(sink: &mut dyn SinkSide, work: &Work, shared: &Shared) {
+/// Writes a batch that carries its split's progress; see the module docs. Encoded rows are
+/// decoded only if the batch fails: to bisect it, or to keep them in the dead-letter file.
+pub fn deliver(sink: &mut dyn SinkSide, work: &mut Work, shared: &Shared) {
     let step = work.progress.as_ref().expect("checked by the writer");
-    let n = work.batch.len();
+    let n = work.len();
     let all: Vec<usize> = (0..n).collect();
-    match write(sink, &work.batch, step, shared) {
-        Ok(()) => written(work, &all, shared),
-        Err(e) if n > 1 && !e.is_retryable() => {
+    let Err(e) = write(sink, Rows::of(work), step, shared) else {
+        return written(work, &all, shared);
+    };
+    let step = &step.clone();
+    work.decoded();
+    let work = &*work;
+    match e {
+        e if n > 1 && !e.is_retryable() => {
             tracing::warn!(
                 rows = n,
                 split = step.split,
@@ -281,7 +302,7 @@ pub fn deliver(sink: &mut dyn SinkSide, work: &Work, shared: &Shared) {
                 );
             }
         }
-        Err(e) => {
+        e => {
             super::writer::fail_rows(work, &all, &e, shared);
             record_only(sink, step, shared);
         }
@@ -324,7 +345,7 @@ fn bisect(
         None
     };
     let result = match &progress {
-        Some(p) => write(sink, &part, p, shared),
+        Some(p) => write(sink, Rows::Decoded(&part), p, shared),
         None => super::writer::write_with_retries(sink, &part, shared),
     };
     match result {
@@ -357,7 +378,7 @@ fn written(work: &Work, rows: &[usize], shared: &Shared) {
 /// so a resumed run does not read them again. Failing that, the job fails.
 fn record_only(sink: &mut dyn SinkSide, step: &Progress, shared: &Shared) {
     let empty = Batch::new(Vec::new().into());
-    if let Err(e) = write(sink, &empty, step, shared) {
+    if let Err(e) = write(sink, Rows::Decoded(&empty), step, shared) {
         shared.fail(format!(
             "cannot record the progress of split {} in the target: {e}",
             step.split
@@ -370,7 +391,7 @@ fn record_only(sink: &mut dyn SinkSide, step: &Progress, shared: &Shared) {
 /// answer lost is not written twice.
 fn write(
     sink: &mut dyn SinkSide,
-    batch: &Batch,
+    rows: Rows<'_>,
     step: &Progress,
     shared: &Shared,
 ) -> Result<(), PluginError> {
@@ -379,7 +400,11 @@ fn write(
     let mut attempt = 0;
     let mut step = std::borrow::Cow::Borrowed(step);
     loop {
-        let e = match sink.write_with_progress(batch, &step) {
+        let attempt_result = match rows {
+            Rows::Decoded(batch) => sink.write_with_progress(batch, &step),
+            Rows::Encoded(batch) => sink.write_encoded_with_progress(batch, &step),
+        };
+        let e = match attempt_result {
             Ok(true) => return Ok(()),
             Ok(false) => {
                 tracing::warn!(
@@ -403,6 +428,22 @@ fn write(
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(super::writer::MAX_BACKOFF);
         step.to_mut().check = true;
+    }
+}
+
+/// A batch's rows as a writer holds them.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    Decoded(&'a Batch),
+    Encoded(&'a Encoded),
+}
+
+impl<'a> Rows<'a> {
+    fn of(work: &'a Work) -> Self {
+        match &work.encoded {
+            Some(e) => Rows::Encoded(e),
+            None => Rows::Decoded(&work.batch),
+        }
     }
 }
 

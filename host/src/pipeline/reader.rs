@@ -97,9 +97,12 @@ pub fn run(
                     if n == 0 {
                         continue;
                     }
-                    let safe = key.and_then(|k| acks::safe_key(encoded_keys(&encoded, k)?.iter()));
+                    let keys = key.and_then(|k| encoded_keys(&encoded, k));
+                    let safe = keys.as_ref().and_then(|k| acks::safe_key(k.iter()));
                     read(first + n as u64, safe, n);
-                    (n, Chunk::encoded(split.id, first, encoded))
+                    let mut chunk = Chunk::encoded(split.id, first, encoded);
+                    chunk.keys = keys.filter(|_| ordered);
+                    (n, chunk)
                 } else {
                     let Some(batch) = r.next_batch()? else { break };
                     let n = batch.len();

@@ -44,6 +44,15 @@ pub trait SinkSide: Send {
         let _ = (batch, progress);
         Err(no_progress())
     }
+
+    /// As [`SinkSide::write_with_progress`], of a batch as the source encoded it.
+    fn write_encoded_with_progress(
+        &mut self,
+        batch: &Encoded,
+        progress: &Progress,
+    ) -> Result<bool, PluginError> {
+        self.write_with_progress(&batch.decode(), progress)
+    }
 }
 
 fn no_progress() -> PluginError {
@@ -85,5 +94,12 @@ impl SinkSide for SinkHandle {
         progress: &Progress,
     ) -> Result<bool, PluginError> {
         SinkHandle::write_with_progress(self, batch, progress)
+    }
+    fn write_encoded_with_progress(
+        &mut self,
+        batch: &Encoded,
+        progress: &Progress,
+    ) -> Result<bool, PluginError> {
+        SinkHandle::write_encoded_with_progress(self, batch.as_bytes(), progress)
     }
 }

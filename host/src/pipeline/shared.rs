@@ -60,11 +60,10 @@ impl Shared {
     }
 
     /// Whether rows go from source to sink still encoded: nothing on the way needs their values
-    /// (no transform, no endpoint grouping, no per-row keys for progress in the target).
+    /// (no transform, no endpoint grouping; progress in the target needs only the key column,
+    /// which is decoded alone).
     pub fn pass_through(&self) -> bool {
-        self.transforms.is_none()
-            && self.settings.endpoints.is_none()
-            && self.settings.progress.is_none()
+        self.transforms.is_none() && self.settings.endpoints.is_none()
     }
 
     /// One output (or outcome) of an input row of `split` is behind us. Returns the input row's

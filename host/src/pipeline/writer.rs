@@ -25,17 +25,17 @@ pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub fn run(mut sink: Box<dyn SinkSide>, batches: Receiver<Work>, shared: &Shared) {
     // The loop ends only when the batcher has sent its last (partial) batch and hung up.
     for mut work in batches {
-        // Pass-through batches are never grouped and carry no progress.
+        if work.progress.is_some() {
+            super::ordered::deliver(&mut *sink, &mut work, shared);
+            continue;
+        }
+        // Pass-through batches are never grouped.
         if work.encoded.is_some() {
             deliver_encoded(&mut *sink, &mut work, shared);
             continue;
         }
         // A grouped flow's batch waits until no other writer holds its groups (see `grouping`).
         let _bucket = work.lane.as_ref().map(|l| l.hold());
-        if work.progress.is_some() {
-            super::ordered::deliver(&mut *sink, &work, shared);
-            continue;
-        }
         let all: Vec<usize> = (0..work.batch.len()).collect();
         deliver(&mut *sink, &work, &work.batch, &all, shared);
     }

@@ -67,18 +67,26 @@ impl SinkHandle {
         batch: &Batch,
         progress: &Progress,
     ) -> Result<bool, PluginError> {
+        self.write_encoded_with_progress(&codec::encode(batch), progress)
+    }
+
+    /// As [`SinkHandle::write_with_progress`], of a batch already encoded.
+    pub fn write_encoded_with_progress(
+        &mut self,
+        bytes: &[u8],
+        progress: &Progress,
+    ) -> Result<bool, PluginError> {
         let plugin = self.plugin();
         let Some(vt) = plugin.progress else {
             return Err(plugin.malformed("this sink cannot record progress".into()));
         };
-        let bytes = codec::encode(batch);
         let json = serde_json::to_vec(progress).expect("progress serialises");
         let mut err = OwnedBuf::EMPTY;
         // SAFETY: ABI contract; `&mut self` gives exclusive use of the instance.
         let status = unsafe {
             (vt.write)(
                 self.instance(),
-                StrRef::new(&bytes),
+                StrRef::new(bytes),
                 StrRef::new(&json),
                 &mut err,
             )

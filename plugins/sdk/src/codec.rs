@@ -589,6 +589,20 @@ impl Encoded {
                 .map(|o| o - start + base),
         );
         self.sizes.extend_from_slice(&from.sizes[rows]);
+        self.write_count();
+    }
+
+    /// Rows `at..` as a buffer of their own (their bytes copied); this one keeps the rows before.
+    pub fn split_off(&mut self, at: usize) -> Encoded {
+        let rest = self.slice(at..self.rows());
+        self.bytes.truncate(self.offsets[at]);
+        self.offsets.truncate(at + 1);
+        self.sizes.truncate(at);
+        self.write_count();
+        rest
+    }
+
+    fn write_count(&mut self) {
         // The row count sits just before the first row.
         let at = self.offsets[0] - 4;
         let n = (self.sizes.len() as u32).to_le_bytes();
@@ -684,6 +698,18 @@ mod tests {
         assert_eq!(slice.decode().rows, batch.rows[a..b].to_vec());
         assert_eq!(slice.column(1).len(), b - a);
         assert_eq!(Encoded::check(slice.as_bytes().to_vec()).unwrap(), slice);
+
+        // Split in two: each part is a buffer of its own holding its rows.
+        let mut head = checked.clone();
+        let tail = head.split_off(a);
+        assert_eq!(head.decode().rows, batch.rows[..a].to_vec());
+        assert_eq!(tail.decode().rows, batch.rows[a..].to_vec());
+        for part in [&head, &tail] {
+            assert_eq!(&Encoded::check(part.as_bytes().to_vec()).unwrap(), part);
+        }
+        let mut all = checked.clone();
+        assert!(all.split_off(checked.rows()).is_empty());
+        assert_eq!(all, checked);
     }
 
     #[test]
