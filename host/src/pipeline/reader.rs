@@ -90,7 +90,7 @@ pub fn run(
             loop {
                 let first = rows;
                 let (n, chunk) = if through {
-                    let Some(encoded) = r.next_encoded()? else {
+                    let Some(encoded) = r.next_encoded(shared.spare())? else {
                         break;
                     };
                     let n = encoded.rows();

@@ -50,19 +50,20 @@ impl<'a> Resuming<'a> {
     }
 
     pub fn next_batch(&mut self) -> Result<Option<Batch>, PluginError> {
-        self.next()
+        self.next(None)
     }
 
-    /// The next rows as the source encoded them (the pass-through path).
-    pub fn next_encoded(&mut self) -> Result<Option<Encoded>, PluginError> {
-        self.next()
+    /// The next rows as the source encoded them (the pass-through path), in `spare`'s memory if
+    /// given.
+    pub fn next_encoded(&mut self, spare: Option<Encoded>) -> Result<Option<Encoded>, PluginError> {
+        self.next(spare)
     }
 
-    fn next<P: Piece>(&mut self) -> Result<Option<P>, PluginError> {
+    fn next<P: Piece>(&mut self, mut spare: Option<Encoded>) -> Result<Option<P>, PluginError> {
         let mut left = self.retries;
         let mut wait = self.backoff;
         loop {
-            match P::read(&mut *self.inner) {
+            match P::read(&mut *self.inner, &mut spare) {
                 Ok(Some(b)) => {
                     let drop = (self.skip as usize).min(b.len());
                     self.skip -= drop as u64;
@@ -127,7 +128,11 @@ impl<'a> Resuming<'a> {
 /// What a split read hands on: rows decoded, or as the source encoded them. Both are read again
 /// and tracked the same way.
 trait Piece: Sized {
-    fn read(from: &mut dyn SplitRead) -> Result<Option<Self>, PluginError>;
+    /// The next piece; `spare` is memory it may take (see [`Encoded::check_into`]).
+    fn read(
+        from: &mut dyn SplitRead,
+        spare: &mut Option<Encoded>,
+    ) -> Result<Option<Self>, PluginError>;
     fn len(&self) -> usize;
     fn without_first(self, n: usize) -> Self;
     /// The safe key of `column` (see [`acks::safe_key`]) and how many rows share the last row's
@@ -145,7 +150,10 @@ fn tail<'a>(keys: impl DoubleEndedIterator<Item = &'a Value> + Clone) -> (Option
 }
 
 impl Piece for Batch {
-    fn read(from: &mut dyn SplitRead) -> Result<Option<Self>, PluginError> {
+    fn read(
+        from: &mut dyn SplitRead,
+        _: &mut Option<Encoded>,
+    ) -> Result<Option<Self>, PluginError> {
         from.next_batch()
     }
     fn len(&self) -> usize {
@@ -162,8 +170,11 @@ impl Piece for Batch {
 }
 
 impl Piece for Encoded {
-    fn read(from: &mut dyn SplitRead) -> Result<Option<Self>, PluginError> {
-        from.next_encoded()
+    fn read(
+        from: &mut dyn SplitRead,
+        spare: &mut Option<Encoded>,
+    ) -> Result<Option<Self>, PluginError> {
+        from.next_encoded(spare.take())
     }
     fn len(&self) -> usize {
         self.rows()

@@ -16,8 +16,10 @@ pub trait SourceSide: Send + Sync {
 pub trait SplitRead: Send {
     fn next_batch(&mut self) -> Result<Option<Batch>, PluginError>;
 
-    /// The next batch checked but not decoded, for the pass-through path (see `reader`).
-    fn next_encoded(&mut self) -> Result<Option<Encoded>, PluginError> {
+    /// The next batch checked but not decoded, for the pass-through path (see `reader`), in
+    /// `spare`'s memory if that is given (a buffer the writers are done with).
+    fn next_encoded(&mut self, spare: Option<Encoded>) -> Result<Option<Encoded>, PluginError> {
+        let _ = spare;
         Ok(self
             .next_batch()?
             .map(|b| Encoded::check(codec::encode(&b)).expect("encoded here")))
@@ -73,8 +75,8 @@ impl SplitRead for ReaderHandle {
     fn next_batch(&mut self) -> Result<Option<Batch>, PluginError> {
         ReaderHandle::next_batch(self)
     }
-    fn next_encoded(&mut self) -> Result<Option<Encoded>, PluginError> {
-        ReaderHandle::next_encoded(self)
+    fn next_encoded(&mut self, spare: Option<Encoded>) -> Result<Option<Encoded>, PluginError> {
+        ReaderHandle::next_encoded(self, spare)
     }
 }
 

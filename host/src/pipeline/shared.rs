@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::Batch;
 
 use super::acks::Acks;
+use super::batcher::Work;
 use super::control::{Control, StopReason};
 use super::deadletter::DeadLetter;
 use super::settings::Settings;
@@ -29,7 +31,17 @@ pub struct Shared {
     /// Wakes the checkpointer when a split completes.
     checkpoint_tx: Option<crossbeam_channel::Sender<Tick>>,
     error: Mutex<Option<String>>,
+    /// Pass-through buffers the writers are done with, for the readers to fill again: without
+    /// them, buffers made on a reader's thread and freed on a writer's left the allocator holding
+    /// more memory the longer a job ran (peak RSS 1.2x for 10x the rows).
+    spares: (
+        crossbeam_channel::Sender<Encoded>,
+        crossbeam_channel::Receiver<Encoded>,
+    ),
 }
+
+/// At most this many spare buffers wait: more than the pipeline's queues hold at once.
+const SPARES: usize = 64;
 
 pub enum Tick {
     SplitComplete,
@@ -56,6 +68,20 @@ impl Shared {
             has_copies: AtomicBool::new(false),
             checkpoint_tx,
             error: Mutex::new(None),
+            spares: crossbeam_channel::bounded(SPARES),
+        }
+    }
+
+    /// A buffer to read the next pass-through batch into, if a writer gave one back.
+    pub fn spare(&self) -> Option<Encoded> {
+        self.spares.1.try_recv().ok()
+    }
+
+    /// A written (or failed) batch's buffer, for [`Shared::spare`].
+    pub fn recycle(&self, work: Work) {
+        if let Some(e) = work.encoded {
+            // Full: more buffers than the queues hold came back; this one is freed.
+            let _ = self.spares.0.try_send(e);
         }
     }
 

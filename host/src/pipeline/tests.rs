@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use etlhost_plugin_sdk::codec::{self, Encoded};
 use etlhost_plugin_sdk::{Batch, Column, ColumnType, KeyRange, Split, Value};
 use proptest::prelude::*;
 
@@ -14,15 +15,26 @@ use super::*;
 use crate::plugin::PluginError;
 
 /// Rows `0..rows`, one column `id`, split into contiguous ranges; each split returns batches of
-/// `fetch` rows.
+/// `fetch` rows, encoded into the spare buffers it is given (counted in `spares`).
 struct FakeSource {
     fetch: usize,
+    spares: Arc<AtomicUsize>,
+}
+
+impl FakeSource {
+    fn new(fetch: usize) -> Self {
+        FakeSource {
+            fetch,
+            spares: Arc::default(),
+        }
+    }
 }
 
 struct FakeReader {
     next: i64,
     end: i64,
     fetch: usize,
+    spares: Arc<AtomicUsize>,
 }
 
 impl SourceSide for FakeSource {
@@ -36,6 +48,7 @@ impl SourceSide for FakeSource {
             next: int(&r.start),
             end: int(&r.end),
             fetch: self.fetch,
+            spares: self.spares.clone(),
         }))
     }
 }
@@ -54,6 +67,20 @@ impl SplitRead for FakeReader {
         }]
         .into();
         Ok(Some(Batch { schema, rows }))
+    }
+
+    fn next_encoded(&mut self, spare: Option<Encoded>) -> Result<Option<Encoded>, PluginError> {
+        let Some(batch) = self.next_batch()? else {
+            return Ok(None);
+        };
+        let bytes = codec::encode(&batch);
+        Ok(Some(match spare {
+            Some(e) => {
+                self.spares.fetch_add(1, Ordering::SeqCst);
+                e.check_into(&bytes).unwrap()
+            }
+            None => Encoded::check(bytes).unwrap(),
+        }))
     }
 }
 
@@ -147,7 +174,21 @@ fn run_fake(
             }) as Box<dyn SinkSide>
         })
         .collect();
-    let settings = Settings {
+    let summary = execute(
+        Arc::new(FakeSource::new(fetch)),
+        sinks,
+        splits(rows, nsplits),
+        settings(readers, batch, dead_letter),
+        Arc::new(Control::default()),
+        Arc::new(Counters::new(readers)),
+        None,
+    );
+    let w = written.lock().unwrap().clone();
+    (summary, w)
+}
+
+fn settings(readers: usize, batch: usize, dead_letter: PathBuf) -> Settings {
+    Settings {
         job: "prop".into(),
         flow: None,
         readers,
@@ -161,18 +202,7 @@ fn run_fake(
         checkpoint: None,
         progress: None,
         endpoints: None,
-    };
-    let summary = execute(
-        Arc::new(FakeSource { fetch }),
-        sinks,
-        splits(rows, nsplits),
-        settings,
-        Arc::new(Control::default()),
-        Arc::new(Counters::new(readers)),
-        None,
-    );
-    let w = written.lock().unwrap().clone();
-    (summary, w)
+    }
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -247,21 +277,12 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
     });
     let settings = Settings {
         job: "stop".into(),
-        flow: None,
-        readers: 2,
-        max_batch_rows: 10,
-        max_batch_bytes: None,
-        batch_timeout: None,
         max_retries: 0,
-        retry_backoff: Duration::ZERO,
         max_failed_rows: 0,
-        dead_letter: scratch("stop.jsonl"),
-        checkpoint: None,
-        progress: None,
-        endpoints: None,
+        ..settings(2, 10, scratch("stop.jsonl"))
     };
     let s = execute(
-        Arc::new(FakeSource { fetch: 7 }),
+        Arc::new(FakeSource::new(7)),
         vec![sink],
         splits(1000, 5),
         settings,
@@ -272,4 +293,34 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
     assert_eq!(s.status, crate::stats::Status::Interrupted);
     assert_eq!(s.read, 0, "nothing is read once stopped");
     assert!(s.balances());
+}
+
+#[test]
+fn written_buffers_are_read_into_again() {
+    // 100 source batches, each a sink batch as it is. At most 7 buffers are ever in flight (one
+    // per stage, two per queue), so every read after those finds one a writer gave back.
+    let source = Arc::new(FakeSource::new(10));
+    let written = Arc::new(Mutex::new(HashMap::new()));
+    let sink = Box::new(FakeSink {
+        written: written.clone(),
+        bad: Arc::new(vec![]),
+        calls: Arc::new(AtomicUsize::new(0)),
+        flaky: 0,
+    });
+    let s = execute(
+        source.clone(),
+        vec![sink],
+        splits(1000, 1),
+        settings(1, 10, scratch("spares.jsonl")),
+        Arc::new(Control::default()),
+        Arc::new(Counters::new(1)),
+        None,
+    );
+    assert_eq!(s.written, 1000);
+    assert!(written.lock().unwrap().values().all(|n| *n == 1));
+    let reused = source.spares.load(Ordering::SeqCst);
+    assert!(
+        reused >= 100 - 8,
+        "{reused} of 100 batches read into a spare buffer"
+    );
 }

@@ -27,17 +27,16 @@ pub fn run(mut sink: Box<dyn SinkSide>, batches: Receiver<Work>, shared: &Shared
     for mut work in batches {
         if work.progress.is_some() {
             super::ordered::deliver(&mut *sink, &mut work, shared);
-            continue;
-        }
-        // Pass-through batches are never grouped.
-        if work.encoded.is_some() {
+        } else if work.encoded.is_some() {
+            // Pass-through batches are never grouped.
             deliver_encoded(&mut *sink, &mut work, shared);
-            continue;
+        } else {
+            // A grouped flow's batch waits until no other writer holds its groups (see `grouping`).
+            let _bucket = work.lane.as_ref().map(|l| l.hold());
+            let all: Vec<usize> = (0..work.batch.len()).collect();
+            deliver(&mut *sink, &work, &work.batch, &all, shared);
         }
-        // A grouped flow's batch waits until no other writer holds its groups (see `grouping`).
-        let _bucket = work.lane.as_ref().map(|l| l.hold());
-        let all: Vec<usize> = (0..work.batch.len()).collect();
-        deliver(&mut *sink, &work, &work.batch, &all, shared);
+        shared.recycle(work);
     }
     if shared.control.reason() != StopReason::Error {
         if let Err(e) = sink.finish() {

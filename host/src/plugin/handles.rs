@@ -221,13 +221,14 @@ impl ReaderHandle {
         plugin.next_batch(status, out)
     }
 
-    /// The next batch as the plugin encoded it, checked but not decoded.
-    pub fn next_encoded(&mut self) -> Result<Option<Encoded>, PluginError> {
+    /// The next batch as the plugin encoded it, checked but not decoded; copied into `spare`'s
+    /// memory when given one.
+    pub fn next_encoded(&mut self, spare: Option<Encoded>) -> Result<Option<Encoded>, PluginError> {
         let plugin = &self.source.plugin;
         let mut out = OwnedBuf::EMPTY;
         // SAFETY: ABI contract; `&mut self` gives exclusive use of the reader.
         let status = unsafe { (self.source.vt.next_batch)(self.reader, &mut out) };
-        plugin.next_encoded(status, out)
+        plugin.next_encoded(status, out, spare)
     }
 }
 
@@ -254,11 +255,21 @@ impl Plugin {
         &self,
         status: u32,
         out: OwnedBuf,
+        spare: Option<Encoded>,
     ) -> Result<Option<Encoded>, PluginError> {
         match status {
-            abi::STATUS_OK => Encoded::check(self.take(out))
-                .map(Some)
-                .map_err(|e| self.malformed(e.to_string())),
+            abi::STATUS_OK => {
+                let checked = match spare {
+                    // SAFETY: the plugin filled `out`; it is copied before being freed.
+                    Some(e) => {
+                        let checked = e.check_into(unsafe { out.as_bytes() });
+                        self.free(out);
+                        checked
+                    }
+                    None => Encoded::check(self.take(out)),
+                };
+                checked.map(Some).map_err(|e| self.malformed(e.to_string()))
+            }
             s => self.end_or_error(s, out).map(|_| None),
         }
     }

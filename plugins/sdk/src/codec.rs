@@ -490,35 +490,56 @@ pub struct Encoded {
 impl Encoded {
     /// Checks a buffer written by [`encode`] or a [`Builder`].
     pub fn check(bytes: Vec<u8>) -> Result<Self, DecodeError> {
-        let mut r = Reader {
-            buf: &bytes,
-            pos: 0,
+        let mut e = Encoded {
+            bytes,
+            schema: Vec::new().into(),
+            offsets: Vec::new(),
+            sizes: Vec::new(),
         };
+        e.index()?;
+        Ok(e)
+    }
+
+    /// As [`Encoded::check`], of a copy of `bytes` made in this buffer's memory (its rows are
+    /// replaced): a reader given back the buffers it made allocates none once they are large
+    /// enough, so its memory stays what a few batches need however many it reads.
+    pub fn check_into(mut self, bytes: &[u8]) -> Result<Self, DecodeError> {
+        self.bytes.clear();
+        self.bytes.extend_from_slice(bytes);
+        self.index()?;
+        Ok(self)
+    }
+
+    /// Reads the header and every row's offset and size, or says where the buffer is wrong.
+    fn index(&mut self) -> Result<(), DecodeError> {
+        let bytes = &self.bytes;
+        let mut r = Reader { buf: bytes, pos: 0 };
         let (schema, nrows) = header(&mut r)?;
+        self.offsets.clear();
+        self.sizes.clear();
         // Bounded by the buffer, whatever its header claims: a value takes at least a byte.
         let cap = nrows.min(bytes.len()) + 1;
-        let (mut offsets, mut sizes) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+        self.offsets.reserve(cap);
+        self.sizes.reserve(cap);
         for _ in 0..nrows {
-            offsets.push(r.pos);
+            self.offsets.push(r.pos);
             let mut size = 0;
             for _ in 0..schema.len() {
                 size += r.skip(0)?;
             }
-            sizes.push(size);
+            self.sizes.push(size);
         }
-        offsets.push(r.pos);
+        self.offsets.push(r.pos);
         if r.pos != bytes.len() {
             return Err(DecodeError(format!(
                 "{} trailing bytes",
                 bytes.len() - r.pos
             )));
         }
-        Ok(Encoded {
-            bytes,
-            schema: schema.into(),
-            offsets,
-            sizes,
-        })
+        if self.schema[..] != schema[..] {
+            self.schema = schema.into();
+        }
+        Ok(())
     }
 
     pub fn schema(&self) -> &Schema {
@@ -710,6 +731,15 @@ mod tests {
         let mut all = checked.clone();
         assert!(all.split_off(checked.rows()).is_empty());
         assert_eq!(all, checked);
+
+        // Checked into another buffer's memory: the same as checked anew.
+        let reused = tail.check_into(checked.as_bytes()).unwrap();
+        assert_eq!(reused, checked);
+        let e = head.check_into(&checked.as_bytes()[..10]).unwrap_err();
+        assert_eq!(
+            e,
+            Encoded::check(checked.as_bytes()[..10].to_vec()).unwrap_err()
+        );
     }
 
     #[test]
