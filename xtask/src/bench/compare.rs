@@ -123,6 +123,16 @@ pub fn run(opts: &Opts) -> Result<()> {
         "    query: SELECT * FROM person_100k WHERE id <= 10000\n",
     );
     let one = bolt_spec("person_100k", "batch", BATCH);
+    // Without progress in the target (exactly-once `CREATE`): what recording it per batch costs.
+    let local_dir = super::bench_dir().join("cmp-local-checkpoints");
+    let local = one.replacen(
+        "sink:",
+        &format!(
+            "checkpoint:\n  store: local\n  dir: {}\nsink:",
+            local_dir.display()
+        ),
+        1,
+    );
 
     let sink = alternate(
         opts.reps,
@@ -137,6 +147,13 @@ pub fn run(opts: &Opts) -> Result<()> {
                 Some(0),
                 into_graph(ROWS, "etlhost 1 reader", || {
                     etlhost_sample("etlhost 1 reader", "cmp-1", &one, ROWS)
+                }),
+            ),
+            Case::new(
+                "etlhost, 1 reader, 1 writer, local checkpoint",
+                Some(0),
+                into_graph(ROWS, "etlhost local checkpoint", || {
+                    etlhost_sample("etlhost local checkpoint", "cmp-1-local", &local, ROWS)
                 }),
             ),
             Case::new(
