@@ -1,8 +1,8 @@
 //! Relationships in parallel: 100,000 `MATCH (a) MATCH (b) CREATE (a)-[:KNOWS]->(b)` rows between
 //! 1,000 nodes, by one writer, by four writers as they come, by two and four writers grouped
-//! by their endpoints' hashes (`sink.endpoints`), and by four writers grouped by the buckets the
-//! nodes are in (`sink.endpoints.placement`, the types created with buckets before the nodes are
-//! loaded); deadlock retries counted, and where the CPU went.
+//! by their endpoints' hashes (`sink.endpoints`), and by two and four writers grouped by the
+//! buckets the nodes are in (`sink.endpoints.placement`, the types created with buckets before
+//! the nodes are loaded); deadlock retries counted, and where the CPU went.
 
 use std::time::Instant;
 
@@ -111,6 +111,7 @@ pub fn run(opts: &Opts) -> Result<()> {
         ("4 writers, rows as they come", 4, Grouping::None),
         ("2 writers, grouped by endpoints", 2, Grouping::Hash),
         ("4 writers, grouped by endpoints", 4, Grouping::Hash),
+        ("2 writers, grouped by placement", 2, Grouping::Placement),
         ("4 writers, grouped by placement", 4, Grouping::Placement),
     ]
     .into_iter()
