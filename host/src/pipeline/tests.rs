@@ -130,6 +130,16 @@ impl SinkSide for FakeSink {
     }
 }
 
+/// A sink that records what it wrote into `written` and never fails.
+fn reliable_sink(written: &Arc<Mutex<HashMap<i64, usize>>>) -> Box<dyn SinkSide> {
+    Box::new(FakeSink {
+        written: written.clone(),
+        bad: Arc::new(vec![]),
+        calls: Arc::new(AtomicUsize::new(0)),
+        flaky: 0,
+    })
+}
+
 fn splits(rows: i64, n: usize) -> Vec<Split> {
     let n = n as i64;
     (0..n)
@@ -269,12 +279,7 @@ fn interrupting_stops_reading_but_writes_what_was_read() {
     let control = Arc::new(Control::default());
     control.stop(StopReason::Interrupted);
     let written = Arc::new(Mutex::new(HashMap::new()));
-    let sink = Box::new(FakeSink {
-        written: written.clone(),
-        bad: Arc::new(vec![]),
-        calls: Arc::new(AtomicUsize::new(0)),
-        flaky: 0,
-    });
+    let sink = reliable_sink(&written);
     let settings = Settings {
         job: "stop".into(),
         max_retries: 0,
@@ -301,12 +306,7 @@ fn written_buffers_are_read_into_again() {
     // per stage, two per queue), so every read after those finds one a writer gave back.
     let source = Arc::new(FakeSource::new(10));
     let written = Arc::new(Mutex::new(HashMap::new()));
-    let sink = Box::new(FakeSink {
-        written: written.clone(),
-        bad: Arc::new(vec![]),
-        calls: Arc::new(AtomicUsize::new(0)),
-        flaky: 0,
-    });
+    let sink = reliable_sink(&written);
     let s = execute(
         source.clone(),
         vec![sink],
