@@ -1,5 +1,6 @@
 //! MySQL column types and values to etlhost's typed values, without loss.
 
+use etlhost_plugin_sdk::codec;
 use etlhost_plugin_sdk::value::days_from_civil;
 use etlhost_plugin_sdk::{Column, ColumnType, Point, Value};
 use mysql_async::consts::{ColumnFlags, ColumnType as My};
@@ -240,6 +241,39 @@ pub fn wkb_point(b: &[u8]) -> Option<Point> {
     Some(Point { srid, x, y, z })
 }
 
+/// Converts one value of a column as [`convert`] does and pushes it onto the row being built.
+/// The common types go straight from the driver's value into the buffer, with no [`Value`] made
+/// (one fewer move and drop per cell on the source's hottest path); the others through [`convert`].
+pub fn push(out: &mut codec::Builder, v: &MyValue, conv: Conv) -> Result<(), String> {
+    let Conv::Typed(ty) = conv else {
+        return convert(v.clone(), conv).map(|v| out.push_value(&v));
+    };
+    match (v, ty) {
+        (MyValue::NULL, _) => out.push_null(),
+        (MyValue::Int(i), ColumnType::Int) => out.push_int(*i),
+        (MyValue::UInt(u), ColumnType::UInt) => out.push_uint(*u),
+        (MyValue::Double(d), _) => out.push_float(*d),
+        (MyValue::Bytes(b), ColumnType::String) => match std::str::from_utf8(b) {
+            Ok(s) => out.push_string(s),
+            Err(_) => out.push_bytes(b),
+        },
+        (MyValue::Bytes(b), ColumnType::Bytes) => out.push_bytes(b),
+        (MyValue::Date(y, mo, d, h, mi, s, us), _) if (*y, *mo, *d) != (0, 0, 0) => {
+            let days = days_from_civil(*y as i64, *mo as u32, *d as u32);
+            let secs = days * 86_400 + *h as i64 * 3600 + *mi as i64 * 60 + *s as i64;
+            let micros = secs * 1_000_000 + *us as i64;
+            match ty {
+                ColumnType::Date => out.push_date(days as i32),
+                // The session's time zone is UTC (see `open`), so this is the instant in UTC.
+                ColumnType::Timestamp => out.push_timestamp(micros),
+                _ => out.push_date_time(micros),
+            }
+        }
+        (v, ty) => out.push_value(&value(v.clone(), ty)),
+    }
+    Ok(())
+}
+
 /// Converts one value of a column of type `ty` (from [`column`]).
 pub fn value(v: MyValue, ty: ColumnType) -> Value {
     match v {
@@ -333,6 +367,63 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn pushed_cells_are_the_converted_values() {
+        let values = [
+            MyValue::NULL,
+            MyValue::Int(-7),
+            MyValue::Int(1),
+            MyValue::UInt(u64::MAX),
+            MyValue::UInt(7),
+            MyValue::Float(0.1),
+            MyValue::Double(2.5),
+            MyValue::Bytes(b"caf\xc3\xa9".to_vec()),
+            MyValue::Bytes(vec![0xff, 0xfe]),
+            MyValue::Bytes(b"12.50".to_vec()),
+            MyValue::Bytes(b"a,b".to_vec()),
+            MyValue::Bytes(br#"{"a":[1,2]}"#.to_vec()),
+            MyValue::Date(0, 0, 0, 0, 0, 0, 0),
+            MyValue::Date(2024, 2, 29, 23, 59, 58, 123_456),
+            MyValue::Date(1969, 12, 31, 0, 0, 0, 0),
+            MyValue::Time(true, 1, 2, 3, 4, 5),
+        ];
+        let types = [
+            ColumnType::Any,
+            ColumnType::Bool,
+            ColumnType::Int,
+            ColumnType::UInt,
+            ColumnType::Float,
+            ColumnType::Decimal,
+            ColumnType::String,
+            ColumnType::Bytes,
+            ColumnType::Date,
+            ColumnType::DateTime,
+            ColumnType::Time,
+            ColumnType::Timestamp,
+            ColumnType::List,
+        ];
+        let mut convs: Vec<Conv> = types.into_iter().map(Conv::Typed).collect();
+        convs.extend([Conv::Geometry, Conv::Json]);
+        let schema = [Column {
+            name: "c".into(),
+            ty: ColumnType::Any,
+        }];
+        for conv in convs {
+            for v in &values {
+                let mut pushed = codec::Builder::new(&schema, 0);
+                let mut converted = codec::Builder::new(&schema, 0);
+                let p = push(&mut pushed, v, conv);
+                let c = convert(v.clone(), conv);
+                assert_eq!(p.is_ok(), c.is_ok(), "{v:?} as {conv:?}");
+                if let Ok(c) = c {
+                    converted.push_row(&[c]);
+                    pushed.end_row();
+                    assert_eq!(pushed.finish(), converted.finish(), "{v:?} as {conv:?}");
+                }
+            }
+        }
     }
 
     #[test]

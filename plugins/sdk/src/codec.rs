@@ -135,6 +135,67 @@ impl Builder {
         self.rows += 1;
     }
 
+    /// Appends one value of the current row. Sources that hold their values in a form of their
+    /// own (a driver's row) push them cell by cell with this and the typed pushes below, then end
+    /// the row with [`Builder::end_row`], and build no [`Value`] for the common types.
+    pub fn push_value(&mut self, v: &Value) {
+        put_value(&mut self.buf, v);
+    }
+
+    pub fn push_null(&mut self) {
+        self.buf.push(0);
+    }
+
+    pub fn push_int(&mut self, i: i64) {
+        self.buf.push(2);
+        self.buf.extend_from_slice(&i.to_le_bytes());
+    }
+
+    pub fn push_uint(&mut self, u: u64) {
+        self.buf.push(3);
+        self.buf.extend_from_slice(&u.to_le_bytes());
+    }
+
+    pub fn push_float(&mut self, x: f64) {
+        self.buf.push(4);
+        self.buf.extend_from_slice(&x.to_le_bytes());
+    }
+
+    pub fn push_string(&mut self, s: &str) {
+        self.buf.push(6);
+        put_str(&mut self.buf, s);
+    }
+
+    pub fn push_bytes(&mut self, b: &[u8]) {
+        self.buf.push(7);
+        put_u32(&mut self.buf, b.len() as u32);
+        self.buf.extend_from_slice(b);
+    }
+
+    /// Days since 1970-01-01.
+    pub fn push_date(&mut self, days: i32) {
+        self.buf.push(8);
+        self.buf.extend_from_slice(&days.to_le_bytes());
+    }
+
+    /// Microseconds since 1970-01-01T00:00, no time zone.
+    pub fn push_date_time(&mut self, micros: i64) {
+        self.buf.push(9);
+        self.buf.extend_from_slice(&micros.to_le_bytes());
+    }
+
+    /// Microseconds since 1970-01-01T00:00 UTC.
+    pub fn push_timestamp(&mut self, micros: i64) {
+        self.buf.push(11);
+        self.buf.extend_from_slice(&micros.to_le_bytes());
+    }
+
+    /// Ends a row pushed cell by cell: one value per column of the schema must have been pushed
+    /// (the host's check of the buffer refuses it otherwise).
+    pub fn end_row(&mut self) {
+        self.rows += 1;
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
