@@ -704,6 +704,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cells_pushed_one_by_one_are_the_rows_pushed_whole() {
+        let rows = vec![
+            vec![
+                Value::Int(-3),
+                Value::UInt(u64::MAX),
+                Value::Float(0.5),
+                Value::String("café".into()),
+                Value::Bytes(vec![0, 255]),
+                Value::Date(-1),
+                Value::DateTime(1_700_000_000_000_000),
+                Value::Timestamp(42),
+                Value::Null,
+                Value::Decimal("1.50".into()),
+            ],
+            vec![Value::Null; 10],
+        ];
+        let schema: Vec<Column> = (0..10)
+            .map(|i| Column {
+                name: format!("c{i}"),
+                ty: ColumnType::Any,
+            })
+            .collect();
+        let mut whole = Builder::new(&schema, 0);
+        let mut cells = Builder::new(&schema, 0);
+        for row in &rows {
+            whole.push_row(row);
+            for v in row {
+                match v {
+                    Value::Int(i) => cells.push_int(*i),
+                    Value::UInt(u) => cells.push_uint(*u),
+                    Value::Float(x) => cells.push_float(*x),
+                    Value::String(s) => cells.push_string(s),
+                    Value::Bytes(b) => cells.push_bytes(b),
+                    Value::Date(d) => cells.push_date(*d),
+                    Value::DateTime(t) => cells.push_date_time(*t),
+                    Value::Timestamp(t) => cells.push_timestamp(*t),
+                    Value::Null => cells.push_null(),
+                    other => cells.push_value(other),
+                }
+            }
+            cells.end_row();
+        }
+        let bytes = cells.finish();
+        assert_eq!(bytes, whole.finish());
+        assert_eq!(decode(&bytes).unwrap().rows, rows);
+    }
+
+    #[test]
     fn round_trip_every_type() {
         let schema: crate::Schema = vec![
             Column {
