@@ -147,18 +147,15 @@ impl Builder {
     }
 
     pub fn push_int(&mut self, i: i64) {
-        self.buf.push(2);
-        self.buf.extend_from_slice(&i.to_le_bytes());
+        self.push_fixed(2, i.to_le_bytes());
     }
 
     pub fn push_uint(&mut self, u: u64) {
-        self.buf.push(3);
-        self.buf.extend_from_slice(&u.to_le_bytes());
+        self.push_fixed(3, u.to_le_bytes());
     }
 
     pub fn push_float(&mut self, x: f64) {
-        self.buf.push(4);
-        self.buf.extend_from_slice(&x.to_le_bytes());
+        self.push_fixed(4, x.to_le_bytes());
     }
 
     pub fn push_string(&mut self, s: &str) {
@@ -174,20 +171,23 @@ impl Builder {
 
     /// Days since 1970-01-01.
     pub fn push_date(&mut self, days: i32) {
-        self.buf.push(8);
-        self.buf.extend_from_slice(&days.to_le_bytes());
+        self.push_fixed(8, days.to_le_bytes());
     }
 
     /// Microseconds since 1970-01-01T00:00, no time zone.
     pub fn push_date_time(&mut self, micros: i64) {
-        self.buf.push(9);
-        self.buf.extend_from_slice(&micros.to_le_bytes());
+        self.push_fixed(9, micros.to_le_bytes());
     }
 
     /// Microseconds since 1970-01-01T00:00 UTC.
     pub fn push_timestamp(&mut self, micros: i64) {
-        self.buf.push(11);
-        self.buf.extend_from_slice(&micros.to_le_bytes());
+        self.push_fixed(11, micros.to_le_bytes());
+    }
+
+    /// A tag and its fixed-width payload.
+    fn push_fixed<const N: usize>(&mut self, tag: u8, payload: [u8; N]) {
+        self.buf.push(tag);
+        self.buf.extend_from_slice(&payload);
     }
 
     /// Ends a row pushed cell by cell: one value per column of the schema must have been pushed
