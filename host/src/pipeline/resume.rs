@@ -24,6 +24,9 @@ pub struct Resuming<'a> {
     since: u64,
     /// Rows of a reopened read still to drop (they were handed on before the error).
     skip: u64,
+    /// The key column of the last piece handed on, when tracking it decoded the column (rows
+    /// still encoded): see [`Resuming::take_keys`].
+    keys: Option<Vec<Value>>,
     retries: u32,
     backoff: Duration,
 }
@@ -44,6 +47,7 @@ impl<'a> Resuming<'a> {
             safe: None,
             since: 0,
             skip: 0,
+            keys: None,
             retries,
             backoff,
         })
@@ -109,12 +113,20 @@ impl<'a> Resuming<'a> {
         }
     }
 
+    /// The split's key column of the rows [`Resuming::next_encoded`] last returned, if it had to
+    /// decode them to track the safe key: the reader needs the same values, and decoding a column
+    /// is most of what the pass-through path does per row.
+    pub fn take_keys(&mut self) -> Option<Vec<Value>> {
+        self.keys.take()
+    }
+
     /// Moves the safe key on: the rows after it are the batch's final key group.
     fn track<P: Piece>(&mut self, b: &P) {
+        self.keys = None;
         let Some(column) = self.split.range.as_ref().map(|r| r.column.as_str()) else {
             return;
         };
-        match b.tail(column) {
+        match b.tail(column, &mut self.keys) {
             Some((Some(k), last_group)) => {
                 self.since = last_group as u64;
                 self.safe = Some(k);
@@ -136,8 +148,13 @@ trait Piece: Sized {
     fn len(&self) -> usize;
     fn without_first(self, n: usize) -> Self;
     /// The safe key of `column` (see [`acks::safe_key`]) and how many rows share the last row's
-    /// key; `None` when the rows have no such column.
-    fn tail(&self, column: &str) -> Option<(Option<Value>, usize)>;
+    /// key; `None` when the rows have no such column. Rows that had to be decoded for it leave
+    /// the column's values in `decoded`.
+    fn tail(
+        &self,
+        column: &str,
+        decoded: &mut Option<Vec<Value>>,
+    ) -> Option<(Option<Value>, usize)>;
 }
 
 fn tail<'a>(keys: impl DoubleEndedIterator<Item = &'a Value> + Clone) -> (Option<Value>, usize) {
@@ -163,7 +180,7 @@ impl Piece for Batch {
         self.rows.drain(..n);
         self
     }
-    fn tail(&self, column: &str) -> Option<(Option<Value>, usize)> {
+    fn tail(&self, column: &str, _: &mut Option<Vec<Value>>) -> Option<(Option<Value>, usize)> {
         let i = self.schema.iter().position(|c| c.name == column)?;
         Some(tail(self.rows.iter().map(|r| &r[i])))
     }
@@ -185,8 +202,15 @@ impl Piece for Encoded {
             n => self.slice(n..self.rows()),
         }
     }
-    fn tail(&self, column: &str) -> Option<(Option<Value>, usize)> {
+    fn tail(
+        &self,
+        column: &str,
+        decoded: &mut Option<Vec<Value>>,
+    ) -> Option<(Option<Value>, usize)> {
         let i = self.schema().iter().position(|c| c.name == column)?;
-        Some(tail(self.column(i).iter()))
+        let keys = self.column(i);
+        let tail = tail(keys.iter());
+        *decoded = Some(keys);
+        Some(tail)
     }
 }

@@ -324,3 +324,22 @@ fn written_buffers_are_read_into_again() {
         "{reused} of 100 batches read into a spare buffer"
     );
 }
+
+#[test]
+fn the_key_column_a_resumable_read_decoded_is_handed_on_once() {
+    // Tracking the safe key of encoded rows decodes their key column; the reader takes those
+    // values instead of decoding the column again, and only for the piece they came from.
+    let source = FakeSource::new(4);
+    let control = Control::default();
+    let split = &splits(10, 1)[0];
+    let mut r = resume::Resuming::open(&source, split, 0, Duration::ZERO, &control).unwrap();
+    let first = r.next_encoded(None).unwrap().unwrap();
+    assert_eq!(first.rows(), 4);
+    assert_eq!(r.take_keys(), Some((0..4).map(Value::Int).collect()));
+    assert_eq!(r.take_keys(), None, "taken once");
+    r.next_encoded(None).unwrap().unwrap();
+    assert_eq!(r.take_keys(), Some((4..8).map(Value::Int).collect()));
+    // Decoded rows are the reader's own: nothing was decoded for them.
+    r.next_batch().unwrap().unwrap();
+    assert_eq!(r.take_keys(), None);
+}
