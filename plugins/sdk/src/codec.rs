@@ -147,47 +147,38 @@ impl Builder {
     }
 
     pub fn push_int(&mut self, i: i64) {
-        self.push_fixed(2, i.to_le_bytes());
+        put_fixed(&mut self.buf, 2, i.to_le_bytes());
     }
 
     pub fn push_uint(&mut self, u: u64) {
-        self.push_fixed(3, u.to_le_bytes());
+        put_fixed(&mut self.buf, 3, u.to_le_bytes());
     }
 
     pub fn push_float(&mut self, x: f64) {
-        self.push_fixed(4, x.to_le_bytes());
+        put_fixed(&mut self.buf, 4, x.to_le_bytes());
     }
 
     pub fn push_string(&mut self, s: &str) {
-        self.buf.push(6);
-        put_str(&mut self.buf, s);
+        put_tagged_str(&mut self.buf, 6, s);
     }
 
     pub fn push_bytes(&mut self, b: &[u8]) {
-        self.buf.push(7);
-        put_u32(&mut self.buf, b.len() as u32);
-        self.buf.extend_from_slice(b);
+        put_bytes(&mut self.buf, b);
     }
 
     /// Days since 1970-01-01.
     pub fn push_date(&mut self, days: i32) {
-        self.push_fixed(8, days.to_le_bytes());
+        put_fixed(&mut self.buf, 8, days.to_le_bytes());
     }
 
     /// Microseconds since 1970-01-01T00:00, no time zone.
     pub fn push_date_time(&mut self, micros: i64) {
-        self.push_fixed(9, micros.to_le_bytes());
+        put_fixed(&mut self.buf, 9, micros.to_le_bytes());
     }
 
     /// Microseconds since 1970-01-01T00:00 UTC.
     pub fn push_timestamp(&mut self, micros: i64) {
-        self.push_fixed(11, micros.to_le_bytes());
-    }
-
-    /// A tag and its fixed-width payload.
-    fn push_fixed<const N: usize>(&mut self, tag: u8, payload: [u8; N]) {
-        self.buf.push(tag);
-        self.buf.extend_from_slice(&payload);
+        put_fixed(&mut self.buf, 11, micros.to_le_bytes());
     }
 
     /// Ends a row pushed cell by cell: one value per column of the schema must have been pushed
@@ -219,51 +210,17 @@ impl Builder {
 fn put_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Null => out.push(0),
-        Value::Bool(b) => {
-            out.push(1);
-            out.push(*b as u8);
-        }
-        Value::Int(i) => {
-            out.push(2);
-            out.extend_from_slice(&i.to_le_bytes());
-        }
-        Value::UInt(u) => {
-            out.push(3);
-            out.extend_from_slice(&u.to_le_bytes());
-        }
-        Value::Float(x) => {
-            out.push(4);
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        Value::Decimal(s) => {
-            out.push(5);
-            put_str(out, s);
-        }
-        Value::String(s) => {
-            out.push(6);
-            put_str(out, s);
-        }
-        Value::Bytes(b) => {
-            out.push(7);
-            put_u32(out, b.len() as u32);
-            out.extend_from_slice(b);
-        }
-        Value::Date(d) => {
-            out.push(8);
-            out.extend_from_slice(&d.to_le_bytes());
-        }
-        Value::DateTime(t) => {
-            out.push(9);
-            out.extend_from_slice(&t.to_le_bytes());
-        }
-        Value::Time(t) => {
-            out.push(10);
-            out.extend_from_slice(&t.to_le_bytes());
-        }
-        Value::Timestamp(t) => {
-            out.push(11);
-            out.extend_from_slice(&t.to_le_bytes());
-        }
+        Value::Bool(b) => put_fixed(out, 1, [*b as u8]),
+        Value::Int(i) => put_fixed(out, 2, i.to_le_bytes()),
+        Value::UInt(u) => put_fixed(out, 3, u.to_le_bytes()),
+        Value::Float(x) => put_fixed(out, 4, x.to_le_bytes()),
+        Value::Decimal(s) => put_tagged_str(out, 5, s),
+        Value::String(s) => put_tagged_str(out, 6, s),
+        Value::Bytes(b) => put_bytes(out, b),
+        Value::Date(d) => put_fixed(out, 8, d.to_le_bytes()),
+        Value::DateTime(t) => put_fixed(out, 9, t.to_le_bytes()),
+        Value::Time(t) => put_fixed(out, 10, t.to_le_bytes()),
+        Value::Timestamp(t) => put_fixed(out, 11, t.to_le_bytes()),
         Value::Point(p) => {
             out.push(12);
             put_u32(out, p.srid);
@@ -293,6 +250,24 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
             }
         }
     }
+}
+
+/// A tag and its fixed-width payload.
+fn put_fixed<const N: usize>(out: &mut Vec<u8>, tag: u8, payload: [u8; N]) {
+    out.push(tag);
+    out.extend_from_slice(&payload);
+}
+
+/// A tag and its text (decimals and strings).
+fn put_tagged_str(out: &mut Vec<u8>, tag: u8, s: &str) {
+    out.push(tag);
+    put_str(out, s);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.push(7);
+    put_u32(out, b.len() as u32);
+    out.extend_from_slice(b);
 }
 
 fn put_u32(out: &mut Vec<u8>, n: u32) {
