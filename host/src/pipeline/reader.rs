@@ -97,13 +97,9 @@ pub fn run(
                     if n == 0 {
                         continue;
                     }
-                    // A one-column key is the column the resumable read already decoded.
-                    let tracked = r.take_keys().filter(|_| {
-                        let range = split.range.as_ref();
-                        key.zip(range)
-                            .is_some_and(|(k, r)| k == [r.column.as_str()])
-                    });
-                    let keys = tracked.or_else(|| key.and_then(|k| encoded_keys(&encoded, k)));
+                    let keys = r
+                        .take_keys()
+                        .or_else(|| key.and_then(|k| encoded_keys(&encoded, k)));
                     let safe = keys.as_ref().and_then(|k| acks::safe_key(k.iter()));
                     read(first + n as u64, safe, n);
                     let mut chunk = Chunk::encoded(split.id, first, encoded);

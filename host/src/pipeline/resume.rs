@@ -113,9 +113,9 @@ impl<'a> Resuming<'a> {
         }
     }
 
-    /// The split's key column of the rows [`Resuming::next_encoded`] last returned, if it had to
-    /// decode them to track the safe key: the reader needs the same values, and decoding a column
-    /// is most of what the pass-through path does per row.
+    /// The split's keys of the rows [`Resuming::next_encoded`] last returned, if it had to decode
+    /// them to track the safe key (a one-column key): the reader needs the same values, and
+    /// decoding a column is most of what the pass-through path does per row.
     pub fn take_keys(&mut self) -> Option<Vec<Value>> {
         self.keys.take()
     }
@@ -123,10 +123,16 @@ impl<'a> Resuming<'a> {
     /// Moves the safe key on: the rows after it are the batch's final key group.
     fn track<P: Piece>(&mut self, b: &P) {
         self.keys = None;
-        let Some(column) = self.split.range.as_ref().map(|r| r.column.as_str()) else {
+        let Some(range) = self.split.range.as_ref() else {
             return;
         };
-        match b.tail(column, &mut self.keys) {
+        let mut decoded = None;
+        let tail = b.tail(&range.column, &mut decoded);
+        // Only a one-column key's values are the column's; a composite key is decoded apart.
+        if range.key_columns() == std::slice::from_ref(&range.column) {
+            self.keys = decoded;
+        }
+        match tail {
             Some((Some(k), last_group)) => {
                 self.since = last_group as u64;
                 self.safe = Some(k);
