@@ -215,13 +215,16 @@ fn component(name: &str) -> String {
 async fn types_new_values_pass_through_transforms_unchanged() {
     types_table("types_wasm").await;
     let g = graph("types_wasm").await;
-    // field-map hands every value back (a row of its own, plus a computed column); the Python
+    // field-map hands every value back (a row of its own, plus a computed column); the Rust
+    // identity (encoded world, among values-world transforms) keeps them as they are; the Python
     // and JS identities receive them all.
     let transforms = format!(
         "transforms:
   - name: label
     component: {}
     config: {{compute: {{label: \"row {{id}}\"}}}}
+  - name: rust
+    component: {}
   - name: py
     component: {}
   - name: js
@@ -229,6 +232,7 @@ async fn types_new_values_pass_through_transforms_unchanged() {
 sink:
 ",
         component("field-map"),
+        component("identity"),
         component("py-identity"),
         component("js-identity")
     );
@@ -263,6 +267,79 @@ sink:
     assert_eq!(text(&g, 1, "dt_text").await, "2024-01-02T03:04:05.123456");
     assert_eq!(text(&g, 1, "doc_name").await, "Ada");
     assert_eq!(strings(prop(&g, 1, "doc_tags").await), ["x", "y"]);
+    assert!(matches!(prop(&g, 1, "b1").await, BoltType::Boolean(b) if b.value));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn types_new_values_cross_an_encoded_transform_unchanged() {
+    types_table("types_encoded").await;
+    let g = graph("types_encoded").await;
+    // Row 1 comes back twice, decoded and encoded again in the guest; rows 2 and 3 stay the
+    // source's bytes (kept); row 3 is then dropped by a second transform.
+    let transforms = format!(
+        "transforms:
+  - name: twice
+    component: {c}
+    config: {{expand_on: 1}}
+  - name: less
+    component: {c}
+    config: {{drop_on: 3}}
+sink:
+",
+        c = component("faulty-encoded")
+    );
+    let cypher = WRITE.replace("DOC", "doc_name: row.doc.name, doc_tags: row.doc.tags");
+    let job = spec(
+        "types_encoded",
+        "types_encoded",
+        "types",
+        "types_encoded",
+        100,
+        &cypher,
+    )
+    .replacen(
+        "    table: types\n",
+        "    table: types\n    json_columns: [doc]\n",
+        1,
+    )
+    .replacen("sink:\n", &transforms, 1);
+    let summary = run_job("types_encoded", &job);
+    assert_eq!(summary["read"], 3, "{summary}");
+    assert_eq!(summary["written"], 3, "{summary}");
+    assert_eq!(summary["added"], 1, "{summary}");
+    assert_eq!(summary["filtered"], 1, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+
+    assert_eq!(
+        one::<i64>(&g, "MATCH (r:Row {id: 1}) RETURN count(r) AS n").await,
+        2
+    );
+    assert_eq!(
+        one::<i64>(
+            &g,
+            "MATCH (r:Row {id: 2}) WHERE r.p IS NULL RETURN count(r) AS n"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        one::<i64>(&g, "MATCH (r:Row {id: 3}) RETURN count(r) AS n").await,
+        0
+    );
+    // Both copies of row 1 hold every value.
+    assert_eq!(
+        one::<i64>(
+            &g,
+            "MATCH (r:Row {id: 1}) WHERE r.ts_text = '2024-01-02T03:04:05.123456Z' \
+             AND r.dt_text = '2024-01-02T03:04:05.123456' AND r.doc_name = 'Ada' \
+             AND r.doc_tags = ['x', 'y'] AND r.s = ['a', 'c'] AND r.b1 = true \
+             RETURN count(r) AS n"
+        )
+        .await,
+        2
+    );
+    assert_eq!(point(&g, 1, "p").await, (4326, 13.4, 52.5));
+    assert_eq!(point(&g, 1, "c").await, (7203, 1.5, -2.0));
     assert!(matches!(prop(&g, 1, "b1").await, BoltType::Boolean(b) if b.value));
 }
 

@@ -58,11 +58,22 @@ fn build_rust() -> Result<()> {
             .current_dir(root().join(dir)))?;
     }
     let built = wasm_dir.join("wasm32-wasip2/release");
-    for name in RUST {
+    let copy = |name: &str, to: &str| {
         let file = format!("etlhost_transform_{}.wasm", name.replace('-', "_"));
-        std::fs::copy(built.join(&file), out_dir().join(format!("{name}.wasm")))
-            .with_context(|| format!("copy {file}"))?;
+        std::fs::copy(built.join(&file), out_dir().join(format!("{to}.wasm")))
+            .with_context(|| format!("copy {file}"))
+    };
+    for name in RUST {
+        copy(name, name)?;
     }
+    // The same misbehaviour for the encoded-transform world, so the tests meet both of the host's
+    // paths; built after the copy above, since it makes a file of the same name.
+    run(Command::new(cargo())
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(["--features", "encoded", "--target-dir"])
+        .arg(&wasm_dir)
+        .current_dir(root().join("tests/transforms/faulty")))?;
+    copy("faulty", "faulty-encoded")?;
     Ok(())
 }
 

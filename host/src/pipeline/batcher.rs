@@ -177,9 +177,13 @@ fn add_encoded(
             }
             end = k;
         }
-        p.work
-            .origin
-            .extend((at..end).map(|i| (chunk.split, Origin::Row(chunk.first + i as u64))));
+        p.work.origin.extend((at..end).map(|i| {
+            let seq = match &chunk.origins {
+                Some(o) => o[i],
+                None => Origin::Row(chunk.first + i as u64),
+            };
+            (chunk.split, seq)
+        }));
         match &mut p.work.encoded {
             None if at == 0 && end == n => p.work.encoded = rows.take(),
             None => {

@@ -3,7 +3,7 @@
 //! others.
 
 use crossbeam_channel::{Receiver, Sender};
-use etlhost_plugin_sdk::codec::Encoded;
+use etlhost_plugin_sdk::codec::{self, Encoded};
 use etlhost_plugin_sdk::{Batch, Column, Split, Value};
 
 use super::acks;
@@ -19,7 +19,8 @@ pub struct Chunk {
     pub first: u64,
     /// The rows, or, on the pass-through path, their schema alone (the rows are in `encoded`).
     pub batch: Batch,
-    /// On the pass-through path: the rows as the source encoded them.
+    /// On the pass-through path: the rows as the source encoded them (or as transforms of the
+    /// encoded world made them).
     pub encoded: Option<Encoded>,
     pub origins: Option<Vec<Origin>>,
     /// With progress in the target: each row's key (its input row's, after transforms), so that
@@ -102,8 +103,22 @@ pub fn run(
                         .or_else(|| key.and_then(|k| encoded_keys(&encoded, k)));
                     let safe = keys.as_ref().and_then(|k| acks::safe_key(k.iter()));
                     read(first + n as u64, safe, n);
-                    let mut chunk = Chunk::encoded(split.id, first, encoded);
-                    chunk.keys = keys.filter(|_| ordered);
+                    let mut chunk = match chain.as_mut() {
+                        None => Chunk::encoded(split.id, first, encoded),
+                        Some(c) => {
+                            let applied = c.apply_encoded(encoded, first);
+                            if let Some(o) = &applied.origins {
+                                shared.transformed(split.id, n as u64, o, &applied.outcomes);
+                            }
+                            let mut chunk = Chunk::encoded(split.id, first, applied.rows);
+                            chunk.origins = applied.origins;
+                            chunk
+                        }
+                    };
+                    chunk.keys = keys.filter(|_| ordered).map(|k| match &chunk.origins {
+                        None => k,
+                        Some(o) => super::ordered::keys_of_outputs(&k, first, o),
+                    });
                     (n, chunk)
                 } else {
                     let Some(batch) = r.next_batch()? else { break };
@@ -119,7 +134,12 @@ pub fn run(
                         Some(c) => {
                             let origins = (first..first + n as u64).map(Origin::Row).collect();
                             let applied = c.apply(batch, origins);
-                            shared.transformed(split.id, n as u64, &applied);
+                            shared.transformed(
+                                split.id,
+                                n as u64,
+                                &applied.origins,
+                                &applied.outcomes,
+                            );
                             Chunk::rows(split.id, first, applied.batch, Some(applied.origins))
                         }
                     };
@@ -165,11 +185,21 @@ pub fn run(
     // What stateful transforms still hold; these rows belong to no split's progress.
     if let Some(c) = chain.as_mut() {
         for applied in c.finish() {
-            shared.transformed(last_split, 0, &applied);
-            if !applied.batch.rows.is_empty() {
-                let chunk = Chunk::rows(last_split, 0, applied.batch, Some(applied.origins));
-                out.send(chunk).expect("the batcher outlives the readers");
+            shared.transformed(last_split, 0, &applied.origins, &applied.outcomes);
+            if applied.batch.rows.is_empty() {
+                continue;
             }
+            let chunk = if shared.pass_through() {
+                // The batcher does not mix encoded rows with decoded ones.
+                let rows = codec::encode(&applied.batch);
+                let rows = Encoded::check(rows).expect("encoded just now");
+                let mut chunk = Chunk::encoded(last_split, 0, rows);
+                chunk.origins = Some(applied.origins);
+                chunk
+            } else {
+                Chunk::rows(last_split, 0, applied.batch, Some(applied.origins))
+            };
+            out.send(chunk).expect("the batcher outlives the readers");
         }
     }
     // Returning drops `out`: once every reader has, the batcher flushes and finishes.

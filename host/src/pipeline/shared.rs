@@ -14,7 +14,7 @@ use super::control::{Control, StopReason};
 use super::deadletter::DeadLetter;
 use super::settings::Settings;
 use crate::stats::Counters;
-use crate::transform::{Applied, Origin, Outcome, Transforms};
+use crate::transform::{Origin, Outcome, Transforms};
 
 pub struct Shared {
     pub counters: Arc<Counters>,
@@ -86,10 +86,10 @@ impl Shared {
     }
 
     /// Whether rows go from source to sink still encoded: nothing on the way needs their values
-    /// (no transform, no endpoint grouping; progress in the target needs only the key column,
-    /// which is decoded alone).
+    /// (no transform but of the encoded world, no endpoint grouping; progress in the target needs
+    /// only the key column, which is decoded alone).
     pub fn pass_through(&self) -> bool {
-        self.transforms.is_none() && self.settings.endpoints.is_none()
+        self.transforms.as_ref().is_none_or(|t| t.encoded()) && self.settings.endpoints.is_none()
     }
 
     /// One output (or outcome) of an input row of `split` is behind us. Returns the input row's
@@ -124,17 +124,17 @@ impl Shared {
 
     /// Books what a reader's transforms did to `inputs` rows of `split` (0: what `finish` emitted):
     /// rows added, dropped and failed.
-    pub fn transformed(&self, split: u32, inputs: u64, applied: &Applied) {
-        let outputs = applied.origins.len() + applied.outcomes.len();
+    pub fn transformed(&self, split: u32, inputs: u64, origins: &[Origin], outcomes: &[Outcome]) {
+        let outputs = origins.len() + outcomes.len();
         // Rows emitted at `finish` come from no input row (readers never pass an empty chunk).
         if inputs == 0 {
             Counters::add(&self.counters.added, outputs);
-        } else if outputs as u64 != inputs || applied.origins.windows(2).any(|w| w[0] >= w[1]) {
+        } else if outputs as u64 != inputs || origins.windows(2).any(|w| w[0] >= w[1]) {
             let mut per: HashMap<Origin, usize> = HashMap::new();
-            let from_outcomes = applied.outcomes.iter().map(|o| match o {
+            let from_outcomes = outcomes.iter().map(|o| match o {
                 Outcome::Dropped { origin } | Outcome::Failed { origin, .. } => *origin,
             });
-            for o in applied.origins.iter().copied().chain(from_outcomes) {
+            for o in origins.iter().copied().chain(from_outcomes) {
                 *per.entry(o).or_default() += 1;
             }
             let mut copies = self.copies.lock().expect("copies poisoned");
@@ -144,7 +144,7 @@ impl Shared {
                 self.has_copies.store(true, Ordering::Release);
             }
         }
-        for outcome in &applied.outcomes {
+        for outcome in outcomes {
             let (origin, kept) = match outcome {
                 Outcome::Dropped { origin } => {
                     Counters::add(&self.counters.filtered, 1);

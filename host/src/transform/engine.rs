@@ -25,6 +25,21 @@ pub mod wit {
     pub use self::etlhost::transform::types::*;
 }
 
+/// The bindings of the `encoded-transform` world: rows cross as one buffer in the batch format.
+pub mod wit_encoded {
+    wasmtime::component::bindgen!({
+        world: "encoded-transform",
+        path: "../wit",
+    });
+    pub use self::etlhost::transform::encoded::*;
+}
+
+/// A component linked for the world it exports.
+pub(super) enum Pre {
+    Values(wit::TransformPre<State>),
+    Encoded(wit_encoded::EncodedTransformPre<State>),
+}
+
 /// How much of a guest's stderr is kept per instance.
 const STDERR_CAPACITY: usize = 1 << 20;
 
@@ -57,7 +72,14 @@ pub struct Compiled {
     pub deadline: Duration,
     pub memory: usize,
     pub grants: Grants,
-    pub(super) pre: wit::TransformPre<State>,
+    pub(super) pre: Pre,
+}
+
+impl Compiled {
+    /// Whether the component exports the `encoded-transform` world.
+    pub fn encoded(&self) -> bool {
+        matches!(self.pre, Pre::Encoded(_))
+    }
 }
 
 /// A flow's transforms, in chain order, and the clock that enforces their deadlines.
@@ -125,18 +147,25 @@ impl Transforms {
                 r.component.display(),
                 started.elapsed()
             );
-            let pre = linker
-                .instantiate_pre(&component)
-                .and_then(wit::TransformPre::new)
-                .map_err(|e| {
+            let instance = linker.instantiate_pre(&component).map_err(|e| {
+                fail(
+                    "component",
+                    format!("{} cannot be linked: {e:#}", r.component.display()),
+                )
+            })?;
+            // A component exports one world: the encoded one if it has its functions.
+            let pre = match wit_encoded::EncodedTransformPre::new(instance.clone()) {
+                Ok(p) => Pre::Encoded(p),
+                Err(_) => Pre::Values(wit::TransformPre::new(instance).map_err(|e| {
                     fail(
                         "component",
                         format!(
-                            "{} does not fit the etlhost:transform world (wit/transform.wit): {e:#}",
+                            "{} fits neither the transform nor the encoded-transform world of etlhost:transform (wit/transform.wit): {e:#}",
                             r.component.display()
                         ),
                     )
-                })?;
+                })?),
+            };
             list.push(Compiled {
                 name: r.name,
                 config: r.config,
@@ -165,6 +194,11 @@ impl Transforms {
             ticker: Some(ticker),
             stop,
         })
+    }
+
+    /// Whether every transform exports the encoded world, so rows can stay encoded through them.
+    pub fn encoded(&self) -> bool {
+        self.list.iter().all(Compiled::encoded)
     }
 
     /// A fresh store for transform `i`, with its limits and grants.

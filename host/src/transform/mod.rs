@@ -4,7 +4,9 @@
 //! - [`engine`]: one wasmtime engine per job, components compiled once and cached on disk.
 //! - [`worker`]: a chain of instances owned by one reader thread (one store each), with deadlines,
 //!   memory limits, and isolation of the rows that make a call fail.
-//! - [`values`]: rows across the boundary.
+//! - [`values`]: rows across the boundary of the `transform` world, value by value.
+//! - [`encoded`]: the `encoded-transform` world, whose rows cross as one buffer and stay encoded
+//!   on the host when a transform keeps them.
 //!
 //! Sandbox: an instance gets no files, network or environment variables unless the spec grants
 //! them (`allow`), at most `memory` bytes of linear memory, and `deadline` per call (enforced with
@@ -15,6 +17,8 @@
 //! refuses a flow with transforms before any row moves.
 
 #[cfg(feature = "transforms")]
+pub mod encoded;
+#[cfg(feature = "transforms")]
 pub mod engine;
 mod outcome;
 #[cfg(feature = "transforms")]
@@ -22,6 +26,8 @@ pub mod values;
 #[cfg(feature = "transforms")]
 pub mod worker;
 
+#[cfg(feature = "transforms")]
+pub use encoded::AppliedEncoded;
 #[cfg(feature = "transforms")]
 pub use engine::Transforms;
 pub use outcome::{Applied, Origin, Outcome};
@@ -37,14 +43,30 @@ use crate::spec::FlowRef;
 #[cfg(not(feature = "transforms"))]
 mod absent {
     use super::{Applied, Origin};
+    use etlhost_plugin_sdk::codec::Encoded;
     use etlhost_plugin_sdk::Batch;
     use std::sync::Arc;
 
     pub enum Transforms {}
 
+    impl Transforms {
+        pub fn encoded(&self) -> bool {
+            match *self {}
+        }
+    }
+
     pub enum Chain {}
 
+    pub struct AppliedEncoded {
+        pub rows: Encoded,
+        pub origins: Option<Vec<Origin>>,
+        pub outcomes: Vec<super::Outcome>,
+    }
+
     impl Chain {
+        pub fn apply_encoded(&mut self, _: Encoded, _: u64) -> AppliedEncoded {
+            match *self {}
+        }
         pub fn new(t: Arc<Transforms>) -> Chain {
             match *t {}
         }
@@ -57,7 +79,7 @@ mod absent {
     }
 }
 #[cfg(not(feature = "transforms"))]
-pub use absent::{Chain, Transforms};
+pub use absent::{AppliedEncoded, Chain, Transforms};
 
 #[cfg(not(feature = "transforms"))]
 pub fn load(flow: FlowRef<'_>) -> Result<Option<Arc<Transforms>>, RunError> {

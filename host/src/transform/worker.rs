@@ -9,21 +9,28 @@
 
 use std::sync::Arc;
 
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{Batch, Column, Row, Schema};
 use wasmtime::Store;
 
-use super::engine::{wit, State, Transforms, TICK};
+use super::engine::{wit, wit_encoded, Pre, State, Transforms, TICK};
 use super::outcome::{Applied, Origin, Outcome};
 use super::values::{column_from_wit, column_to_wit, nested_texts, row_from_wit, to_wit};
 
-struct Live {
-    store: Store<State>,
-    bindings: wit::Transform,
+pub(super) struct Live {
+    pub(super) store: Store<State>,
+    pub(super) bindings: Bindings,
+}
+
+/// An instance's exports, of the world its component was built for.
+pub(super) enum Bindings {
+    Values(wit::Transform),
+    Encoded(wit_encoded::EncodedTransform),
 }
 
 pub struct Chain {
-    transforms: Arc<Transforms>,
-    live: Vec<Option<Live>>,
+    pub(super) transforms: Arc<Transforms>,
+    pub(super) live: Vec<Option<Live>>,
 }
 
 impl Chain {
@@ -50,7 +57,11 @@ impl Chain {
             if cur.batch.rows.is_empty() {
                 break;
             }
-            let mut next = self.stage(i, cur.batch, cur.origins);
+            let mut next = if self.transforms.list[i].encoded() {
+                self.stage_via_encoded(i, cur.batch, cur.origins)
+            } else {
+                self.stage(i, cur.batch, cur.origins)
+            };
             cur.outcomes.append(&mut next.outcomes);
             cur.batch = next.batch;
             cur.origins = next.origins;
@@ -67,7 +78,13 @@ impl Chain {
                 continue;
             };
             live.store.set_epoch_deadline(ticks(&self.transforms, i));
-            let held = match live.bindings.call_finish(&mut live.store) {
+            let held = match &live.bindings {
+                Bindings::Values(b) => b.call_finish(&mut live.store).map(|r| r.map(Held::Values)),
+                Bindings::Encoded(b) => {
+                    b.call_finish(&mut live.store).map(|r| r.map(Held::Encoded))
+                }
+            };
+            let held = match held {
                 Ok(Ok(b)) => b,
                 Ok(Err(msg)) => {
                     tracing::warn!(transform = %name, "finish returned an error: {msg}");
@@ -80,19 +97,9 @@ impl Chain {
                     continue;
                 }
             };
-            if held.rows.is_empty() {
+            let Some(Batch { schema, rows }) = held.rows(&name) else {
                 continue;
-            }
-            let schema: Schema = held.columns.into_iter().map(column_from_wit).collect();
-            let rows: Vec<Row> = held
-                .rows
-                .into_iter()
-                .filter_map(|r| {
-                    row_from_wit(r)
-                        .map_err(|e| tracing::warn!(transform = %name, "finish: a row {e}"))
-                        .ok()
-                })
-                .collect();
+            };
             let origins = vec![Origin::Finish; rows.len()];
             out.push(self.apply_from(i + 1, Batch { schema, rows }, origins));
         }
@@ -301,12 +308,32 @@ impl Chain {
 
     /// One `process` call on transform `i`'s instance, made (and initialised) if there is none.
     fn call(&mut self, i: usize, input: wit::BatchParam<'_>) -> Result<wit::Output, String> {
+        let live = self.live(i)?;
+        let Bindings::Values(b) = &live.bindings else {
+            unreachable!("called with values: a transform of the values world")
+        };
+        let result = b.call_process(&mut live.store, input);
+        self.settle(i, result)
+    }
+
+    /// Transform `i`'s instance, made (and initialised) if there is none, with a fresh deadline.
+    pub(super) fn live(&mut self, i: usize) -> Result<&mut Live, String> {
         if self.live[i].is_none() {
             self.live[i] = Some(instantiate(&self.transforms, i)?);
         }
         let live = self.live[i].as_mut().expect("just made");
         live.store.set_epoch_deadline(ticks(&self.transforms, i));
-        match live.bindings.call_process(&mut live.store, input) {
+        Ok(live)
+    }
+
+    /// What a call on transform `i` returned, or why it did not; a trapped instance is dropped.
+    pub(super) fn settle<T>(
+        &mut self,
+        i: usize,
+        result: wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, String> {
+        let live = self.live[i].as_ref().expect("called on a live instance");
+        match result {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(msg)) => Err(format!("returned an error: {msg}")),
             Err(e) => {
@@ -316,6 +343,42 @@ impl Chain {
                 Err(reason)
             }
         }
+    }
+}
+
+/// What a transform still held at the end, as its world returns it.
+enum Held {
+    Values(wit::BatchResult),
+    Encoded(Vec<u8>),
+}
+
+impl Held {
+    /// The rows, if there are any that can be read; the others are logged.
+    fn rows(self, name: &str) -> Option<Batch> {
+        let batch = match self {
+            Held::Values(held) => {
+                let schema: Schema = held.columns.into_iter().map(column_from_wit).collect();
+                let rows: Vec<Row> = held
+                    .rows
+                    .into_iter()
+                    .filter_map(|r| {
+                        row_from_wit(r)
+                            .map_err(|e| tracing::warn!(transform = %name, "finish: a row {e}"))
+                            .ok()
+                    })
+                    .collect();
+                Batch { schema, rows }
+            }
+            Held::Encoded(bytes) if bytes.is_empty() => return None,
+            Held::Encoded(bytes) => match Encoded::check(bytes) {
+                Ok(rows) => rows.decode(),
+                Err(e) => {
+                    tracing::warn!(transform = %name, "finish returned rows that cannot be read: {e}");
+                    return None;
+                }
+            },
+        };
+        (!batch.rows.is_empty()).then_some(batch)
     }
 }
 
@@ -348,7 +411,7 @@ fn one_row(batch: &Batch, r: usize) -> Batch {
     }
 }
 
-fn ticks(t: &Transforms, i: usize) -> u64 {
+pub(super) fn ticks(t: &Transforms, i: usize) -> u64 {
     (t.list[i].deadline.as_nanos() / TICK.as_nanos()) as u64 + 1
 }
 
@@ -366,12 +429,17 @@ fn instantiate(t: &Transforms, i: usize) -> Result<Live, String> {
     let c = &t.list[i];
     let mut store = t.store(i);
     store.set_epoch_deadline(ticks(t, i));
-    let bindings = c
-        .pre
-        .instantiate(&mut store)
-        .map_err(|e| format!("cannot instantiate: {e:#}"))?;
+    let bindings = match &c.pre {
+        Pre::Values(p) => p.instantiate(&mut store).map(Bindings::Values),
+        Pre::Encoded(p) => p.instantiate(&mut store).map(Bindings::Encoded),
+    }
+    .map_err(|e| format!("cannot instantiate: {e:#}"))?;
     let mut live = Live { store, bindings };
-    match live.bindings.call_init(&mut live.store, &c.config) {
+    let init = match &live.bindings {
+        Bindings::Values(b) => b.call_init(&mut live.store, &c.config),
+        Bindings::Encoded(b) => b.call_init(&mut live.store, &c.config),
+    };
+    match init {
         Ok(Ok(())) => Ok(live),
         Ok(Err(msg)) => Err(format!("refused its config: {msg}")),
         Err(e) => Err(format!("init failed: {}", describe(&e, t, i, &live))),

@@ -488,6 +488,13 @@ pub fn row_count(buf: &[u8]) -> Result<usize, DecodeError> {
     header(&mut Reader { buf, pos: 0 }).map(|(_, n)| n)
 }
 
+/// The columns and row count of a buffer written by [`encode`], read from its header without
+/// looking at a value (for a reader that may never need the rows, as a WASM transform keeping them
+/// all).
+pub fn schema_and_rows(buf: &[u8]) -> Result<(Schema, usize), DecodeError> {
+    header(&mut Reader { buf, pos: 0 }).map(|(schema, n)| (schema.into(), n))
+}
+
 /// Decodes a buffer written by [`encode`].
 pub fn decode(buf: &[u8]) -> Result<Batch, DecodeError> {
     let mut r = Reader { buf, pos: 0 };

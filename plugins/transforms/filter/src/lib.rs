@@ -1,13 +1,16 @@
 //! `filter`: keeps the rows whose column compares true with a value; drops the others (counted as
 //! filtered). A row whose value cannot be compared fails with the reason.
 //!
+//! On the encoded world: only the compared column is decoded, and a batch whose rows are all kept
+//! goes on as the source's bytes.
+//!
 //! ```yaml
 //! config: {column: age, op: ">=", value: 18}     # op: == != < <= > >=
 //! ```
 
 use std::cmp::Ordering;
 
-use etlhost_transform::{column_index, Batch, Outcome, Output, Transform, Value};
+use etlhost_transform::encoded::{Output, Rows, Transform, Value};
 use serde_json::Value as Json;
 
 struct Filter {
@@ -25,14 +28,14 @@ fn compare(v: &Value, with: &Json) -> Result<Option<Ordering>, String> {
     Ok(match v {
         Value::Null => None,
         Value::Int(i) => num(*i as f64)?,
-        Value::Uint(u) => num(*u as f64)?,
+        Value::UInt(u) => num(*u as f64)?,
         Value::Float(f) => num(*f)?,
         Value::Decimal(s) => num(s.parse().map_err(|_| format!("bad decimal {s}"))?)?,
-        Value::Text(s) => match with {
+        Value::String(s) => match with {
             Json::String(w) => Some(s.as_str().cmp(w.as_str())),
             _ => return Err(format!("holds text {s:?}, not a number")),
         },
-        Value::Boolean(b) => match with {
+        Value::Bool(b) => match with {
             Json::Bool(w) => Some(b.cmp(w)),
             _ => return Err("holds a boolean".into()),
         },
@@ -56,14 +59,12 @@ impl Transform for Filter {
         Ok(Filter { column, op, value })
     }
 
-    fn process(&mut self, input: Batch) -> Result<Output, String> {
-        let i = column_index(&input.columns, &self.column)?;
-        let outcomes = input
-            .rows
-            .iter()
-            .map(|row| match compare(&row[i], &self.value) {
-                Err(e) => Outcome::Error(format!("column {}: {e}", self.column)),
-                Ok(None) => Outcome::Drop,
+    fn process(&mut self, rows: &Rows) -> Result<Output, String> {
+        let mut out = Output::new(rows.columns());
+        for v in rows.column(&self.column)? {
+            match compare(&v, &self.value) {
+                Err(e) => out.error(format!("column {}: {e}", self.column)),
+                Ok(None) => out.filter_out(),
                 Ok(Some(o)) => {
                     let keep = match self.op.as_str() {
                         "==" => o.is_eq(),
@@ -74,18 +75,15 @@ impl Transform for Filter {
                         _ => o.is_ge(),
                     };
                     if keep {
-                        Outcome::Keep
+                        out.keep()
                     } else {
-                        Outcome::Drop
+                        out.filter_out()
                     }
                 }
-            })
-            .collect();
-        Ok(Output {
-            columns: input.columns,
-            outcomes,
-        })
+            }
+        }
+        Ok(out)
     }
 }
 
-etlhost_transform::transform!(Filter);
+etlhost_transform::encoded_transform!(Filter);
