@@ -211,6 +211,18 @@ fn component(name: &str) -> String {
     path.display().to_string()
 }
 
+/// The job of `types` into graph `db` (named alike), its JSON column read as values, with the
+/// spec's `transforms:` block (ending in `sink:`).
+fn transformed_job(db: &str, cypher: &str, transforms: &str) -> String {
+    spec(db, db, "types", db, 100, cypher)
+        .replacen(
+            "    table: types\n",
+            "    table: types\n    json_columns: [doc]\n",
+            1,
+        )
+        .replacen("sink:\n", transforms, 1)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn types_new_values_pass_through_transforms_unchanged() {
     types_table("types_wasm").await;
@@ -240,21 +252,10 @@ sink:
         "DOC",
         "doc_name: row.doc.name, doc_tags: row.doc.tags, label: row.label",
     );
-    let job = spec(
+    let summary = run_job(
         "types_wasm",
-        "types_wasm",
-        "types",
-        "types_wasm",
-        100,
-        &cypher,
-    )
-    .replacen(
-        "    table: types\n",
-        "    table: types\n    json_columns: [doc]\n",
-        1,
-    )
-    .replacen("sink:\n", &transforms, 1);
-    let summary = run_job("types_wasm", &job);
+        &transformed_job("types_wasm", &cypher, &transforms),
+    );
     assert_eq!(summary["written"], 3, "{summary}");
     assert_eq!(summary["failed"], 0, "{summary}");
 
@@ -289,20 +290,7 @@ sink:
         c = component("faulty-encoded")
     );
     let cypher = WRITE.replace("DOC", "doc_name: row.doc.name, doc_tags: row.doc.tags");
-    let job = spec(
-        "types_encoded",
-        "types_encoded",
-        "types",
-        "types_encoded",
-        100,
-        &cypher,
-    )
-    .replacen(
-        "    table: types\n",
-        "    table: types\n    json_columns: [doc]\n",
-        1,
-    )
-    .replacen("sink:\n", &transforms, 1);
+    let job = transformed_job("types_encoded", &cypher, &transforms);
     let summary = run_job("types_encoded", &job);
     assert_eq!(summary["read"], 3, "{summary}");
     assert_eq!(summary["written"], 3, "{summary}");

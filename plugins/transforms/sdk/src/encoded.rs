@@ -204,24 +204,11 @@ macro_rules! encoded_transform {
     ($t:ty) => {
         struct __EtlhostEncodedTransform;
 
-        thread_local! {
-            static __ETLHOST_STATE: ::std::cell::RefCell<Option<$t>> =
-                const { ::std::cell::RefCell::new(None) };
-        }
-
-        fn __etlhost_with<R>(
-            f: impl FnOnce(&mut $t) -> Result<R, String>,
-        ) -> Result<R, String> {
-            __ETLHOST_STATE.with(|s| match s.borrow_mut().as_mut() {
-                Some(t) => f(t),
-                None => Err("called before init".to_string()),
-            })
-        }
+        $crate::__instance!($t);
 
         impl $crate::encoded_bindings::Guest for __EtlhostEncodedTransform {
             fn init(config: String) -> Result<(), String> {
-                let t = <$t as $crate::encoded::Transform>::new(&config)?;
-                __ETLHOST_STATE.with(|s| *s.borrow_mut() = Some(t));
+                __etlhost_init(<$t as $crate::encoded::Transform>::new(&config)?);
                 Ok(())
             }
             fn process(

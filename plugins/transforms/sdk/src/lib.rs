@@ -90,24 +90,11 @@ macro_rules! transform {
     ($t:ty) => {
         struct __EtlhostTransform;
 
-        thread_local! {
-            static __ETLHOST_STATE: ::std::cell::RefCell<Option<$t>> =
-                const { ::std::cell::RefCell::new(None) };
-        }
-
-        fn __etlhost_with<R>(
-            f: impl FnOnce(&mut $t) -> Result<R, String>,
-        ) -> Result<R, String> {
-            __ETLHOST_STATE.with(|s| match s.borrow_mut().as_mut() {
-                Some(t) => f(t),
-                None => Err("called before init".to_string()),
-            })
-        }
+        $crate::__instance!($t);
 
         impl $crate::Guest for __EtlhostTransform {
             fn init(config: String) -> Result<(), String> {
-                let t = <$t as $crate::Transform>::new(&config)?;
-                __ETLHOST_STATE.with(|s| *s.borrow_mut() = Some(t));
+                __etlhost_init(<$t as $crate::Transform>::new(&config)?);
                 Ok(())
             }
             fn process(input: $crate::Batch) -> Result<$crate::Output, String> {
@@ -119,5 +106,29 @@ macro_rules! transform {
         }
 
         $crate::export!(__EtlhostTransform with_types_in $crate::bindings);
+    };
+}
+
+/// The one instance of a transform a component holds, made by `init` and used by the other
+/// exports: for the export macros of both worlds.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __instance {
+    ($t:ty) => {
+        thread_local! {
+            static __ETLHOST_STATE: ::std::cell::RefCell<Option<$t>> =
+                const { ::std::cell::RefCell::new(None) };
+        }
+
+        fn __etlhost_with<R>(f: impl FnOnce(&mut $t) -> Result<R, String>) -> Result<R, String> {
+            __ETLHOST_STATE.with(|s| match s.borrow_mut().as_mut() {
+                Some(t) => f(t),
+                None => Err("called before init".to_string()),
+            })
+        }
+
+        fn __etlhost_init(t: $t) {
+            __ETLHOST_STATE.with(|s| *s.borrow_mut() = Some(t));
+        }
     };
 }
