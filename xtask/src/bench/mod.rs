@@ -272,12 +272,29 @@ impl Sample {
 
 /// An etlhost run: `rows` read and written is checked, so that a fast wrong run fails the bench.
 pub fn etlhost_sample(what: &str, spec_name: &str, spec: &str, rows: u64) -> Result<Sample> {
+    etlhost_sample_writing(what, spec_name, spec, rows, rows)
+}
+
+/// As [`etlhost_sample`], of a job that writes `written` of the `rows` it reads (the others
+/// filtered out); rows/s counts the rows read.
+pub fn etlhost_sample_writing(
+    what: &str,
+    spec_name: &str,
+    spec: &str,
+    rows: u64,
+    written: u64,
+) -> Result<Sample> {
     let (s, cpu) = etlhost(spec_name, spec)?;
-    if s["read"].as_u64() != Some(rows) || s["written"].as_u64() != Some(rows) {
+    if s["read"].as_u64() != Some(rows)
+        || s["written"].as_u64() != Some(written)
+        || s["filtered"].as_u64() != Some(rows - written)
+    {
         bail!(
-            "{what}: read {}, written {}, expected {rows}",
+            "{what}: read {}, written {}, filtered {}, expected {rows}, {written}, {}",
             s["read"],
-            s["written"]
+            s["written"],
+            s["filtered"],
+            rows - written
         );
     }
     Ok(Sample {

@@ -9,28 +9,42 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::{
-    alternate, bench_dir, console_spec, etlhost, etlhost_sample, median, plain, report, seed,
-    write_json, Case, Opts,
+    alternate, bench_dir, console_spec, etlhost, etlhost_sample, etlhost_sample_writing, median,
+    plain, report, seed, write_json, Case, Opts,
 };
 
 const ROWS: u64 = 1_000_000;
 
-/// The transforms the benchmark runs: component (in `target/transforms`), label, config.
-const TRANSFORMS: &[(&str, &str, &str)] = &[
-    ("identity", "identity (Rust)", "{}"),
-    ("py-identity", "identity (Python)", "{}"),
-    ("js-identity", "identity (JavaScript)", "{}"),
+/// The transforms the benchmark runs: component (in `target/transforms`), label, config, and how
+/// many of the rows it writes (the others it filters out).
+const TRANSFORMS: &[(&str, &str, &str, u64)] = &[
+    ("identity", "identity (Rust, encoded)", "{}", ROWS),
+    ("py-identity", "identity (Python)", "{}", ROWS),
+    ("js-identity", "identity (JavaScript)", "{}", ROWS),
+    (
+        "filter",
+        "filter: id <= 500000 (Rust, encoded)",
+        "{column: id, op: \"<=\", value: 500000}",
+        ROWS / 2,
+    ),
     (
         "field-map",
         "field-map: a computed column (Rust)",
         "{compute: {label: \"{name} <{email}>\"}}",
+        ROWS,
     ),
     (
         "py-full-name",
         "full-name, row dicts (Python)",
         "{first: name, last: email}",
+        ROWS,
     ),
-    ("js-email-domain", "email-domain, row objects (JS)", "{}"),
+    (
+        "js-email-domain",
+        "email-domain, row objects (JS)",
+        "{}",
+        ROWS,
+    ),
 ];
 
 /// The console job of `table` with transform `name` (its own state folder).
@@ -59,7 +73,7 @@ fn compile_costs(opts: &Opts) -> Result<()> {
         "component", "MB", "cold run s", "warm run s"
     );
     let mut components = Vec::new();
-    for (name, _, config) in TRANSFORMS {
+    for (name, _, config, _) in TRANSFORMS {
         let one_row = with_transform("person_1m", name, config).replace(
             "    table: person_1m\n",
             "    query: SELECT * FROM person_1m WHERE id = 1\n",
@@ -113,11 +127,11 @@ pub fn run(opts: &Opts) -> Result<()> {
     let mut cases = vec![Case::new("no transform", None, move || {
         etlhost_sample("no transform", "transform-none", &none, ROWS)
     })];
-    for (name, label, config) in TRANSFORMS {
+    for (name, label, config, written) in TRANSFORMS {
         let spec = with_transform("person_1m", name, config);
         let file = format!("transform-{name}");
         cases.push(Case::new(*label, Some(0), move || {
-            etlhost_sample(label, &file, &spec, ROWS)
+            etlhost_sample_writing(label, &file, &spec, ROWS, *written)
         }));
     }
     report(
