@@ -130,10 +130,7 @@ pub fn run(input: Receiver<Chunk>, output: Sender<Work>, limits: Limits) {
                 p.bytes += row.iter().map(|v| v.approx_size()).sum::<usize>();
             }
             p.work.batch.rows.push(row);
-            let seq = match &chunk.origins {
-                Some(o) => o[i],
-                None => Origin::Row(chunk.first + i as u64),
-            };
+            let seq = super::reader::origin(chunk.origins.as_deref(), chunk.first, i);
             p.work.origin.push((chunk.split, seq));
             if p.work.batch.rows.len() >= limits.rows
                 || limits.bytes.is_some_and(|max| p.bytes >= max)
@@ -177,13 +174,10 @@ fn add_encoded(
             }
             end = k;
         }
-        p.work.origin.extend((at..end).map(|i| {
-            let seq = match &chunk.origins {
-                Some(o) => o[i],
-                None => Origin::Row(chunk.first + i as u64),
-            };
-            (chunk.split, seq)
-        }));
+        let origins = chunk.origins.as_deref();
+        p.work.origin.extend(
+            (at..end).map(|i| (chunk.split, super::reader::origin(origins, chunk.first, i))),
+        );
         match &mut p.work.encoded {
             None if at == 0 && end == n => p.work.encoded = rows.take(),
             None => {
@@ -289,6 +283,38 @@ mod tests {
             let ids: Vec<Value> = decoded.iter().flat_map(|(ids, _)| ids.clone()).collect();
             assert_eq!(ids, (1..=46).map(Value::Int).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn rows_keep_the_origins_transforms_gave_them_encoded_or_not() {
+        let limits = Limits {
+            rows: 4,
+            bytes: None,
+            timeout: None,
+        };
+        // As a transform would hand them on that made two rows of every input row.
+        let doubled = |chunks: Receiver<Chunk>| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            for mut c in chunks.try_iter() {
+                let first = c.first;
+                let seqs = (0..c.len()).map(|i| Origin::Row(first + i as u64 / 2));
+                c.origins = Some(seqs.collect());
+                tx.send(c).unwrap();
+            }
+            rx
+        };
+        let origins = |chunks| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            run(chunks, tx, limits);
+            let batches = contents(rx);
+            batches
+                .into_iter()
+                .flat_map(|(_, o)| o)
+                .collect::<Vec<u64>>()
+        };
+        let expected = [0, 0, 1, 1, 2, 2, 6, 6, 7];
+        assert_eq!(origins(doubled(feed(&[6, 3]))), expected);
+        assert_eq!(origins(doubled(feed_encoded(&[6, 3]))), expected);
     }
 
     #[test]

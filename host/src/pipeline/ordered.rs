@@ -207,23 +207,23 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
             Some(k) if p.keyed => p.keys.extend(k),
             _ => p.keyed = false,
         }
+        let origins = chunk.origins.as_deref();
         if let Some(rows) = chunk.encoded {
-            // Encoded chunks come from the pass-through path: no transform, one origin per row.
+            // From the pass-through path: as the source made them, or as transforms of the
+            // encoded world did (then with their origins).
             let n = rows.rows();
             match &mut p.work.encoded {
                 Some(mine) if !mine.is_empty() => mine.extend(&rows, 0..n),
                 _ => p.work.encoded = Some(rows),
             }
-            let seqs = (first..first + n as u64).map(|seq| (chunk.split, Origin::Row(seq)));
+            let seqs = (0..n).map(|i| (chunk.split, super::reader::origin(origins, first, i)));
             p.work.origin.extend(seqs);
         }
         for (i, row) in chunk.batch.rows.into_iter().enumerate() {
             p.work.batch.rows.push(row);
-            let seq = match &chunk.origins {
-                Some(o) => o[i],
-                None => Origin::Row(first + i as u64),
-            };
-            p.work.origin.push((chunk.split, seq));
+            p.work
+                .origin
+                .push((chunk.split, super::reader::origin(origins, first, i)));
         }
         // One row more than a batch is kept before cutting, so that a full batch can end at its
         // last row when the next one's key differs.

@@ -59,6 +59,15 @@ impl Chunk {
     }
 }
 
+/// Where row `i` of a chunk came from: its origin after transforms, or row `first + i` of the
+/// split. (A function of the fields, since the stages move the rows out of a chunk first.)
+pub fn origin(origins: Option<&[Origin]>, first: u64, i: usize) -> Origin {
+    match origins {
+        Some(o) => o[i],
+        None => Origin::Row(first + i as u64),
+    }
+}
+
 pub fn run(
     reader: usize,
     source: &dyn SourceSide,

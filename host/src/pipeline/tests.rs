@@ -343,3 +343,61 @@ fn the_key_column_a_resumable_read_decoded_is_handed_on_once() {
     r.next_batch().unwrap().unwrap();
     assert_eq!(r.take_keys(), None);
 }
+
+#[test]
+fn ordered_batches_keep_the_origins_transforms_gave_encoded_rows() {
+    use super::batcher::Limits;
+    use super::reader::Chunk;
+    use crate::transform::Origin;
+
+    let mut s = settings(1, 4, scratch("ordered-origins.jsonl"));
+    s.progress = Some(ProgressSettings {
+        job: "prop".into(),
+        flow: "f".into(),
+        run: "r".into(),
+        shard: 0,
+        base: HashMap::new(),
+    });
+    let dead_letter = DeadLetter::new(s.dead_letter.clone(), "prop", None, SystemTime::now());
+    let counters = Arc::new(Counters::new(1));
+    let shared = Shared::new(s, Arc::default(), counters, None, dead_letter, None);
+    let schema: etlhost_plugin_sdk::Schema = vec![Column {
+        name: "id".into(),
+        ty: ColumnType::Int,
+    }]
+    .into();
+    let rows = Batch {
+        schema: schema.clone(),
+        rows: (0..6).map(|i| vec![Value::Int(i)]).collect(),
+    };
+    // As a transform of the encoded world would hand them on that made two rows of each of
+    // input rows 0, 1 and 2.
+    let doubled = [0, 0, 1, 1, 2, 2].map(Origin::Row);
+    let chunk = |encoded, origins, end| Chunk {
+        split: 0,
+        first: 0,
+        batch: Batch::new(schema.clone()),
+        encoded,
+        origins,
+        keys: None,
+        end,
+    };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let encoded = Encoded::check(codec::encode(&rows)).unwrap();
+    tx.send(chunk(Some(encoded), Some(doubled.to_vec()), false))
+        .unwrap();
+    tx.send(chunk(None, None, true)).unwrap();
+    drop(tx);
+    let (work_tx, work_rx) = crossbeam_channel::unbounded();
+    let limits = Limits {
+        rows: 4,
+        bytes: None,
+        timeout: None,
+    };
+    super::ordered::run(rx, vec![work_tx], limits, &shared);
+    let origins: Vec<Origin> = work_rx
+        .iter()
+        .flat_map(|w| w.origin.into_iter().map(|(_, o)| o))
+        .collect();
+    assert_eq!(origins, doubled);
+}

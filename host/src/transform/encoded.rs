@@ -71,7 +71,7 @@ impl Chain {
         first: u64,
     ) -> AppliedEncoded {
         let result = self.call_encoded(i, rows.as_bytes());
-        if let Ok(Output { verdicts: None, .. }) = result {
+        if matches!(&result, Ok(Output { verdicts: None, rows: emitted }) if emitted.is_empty()) {
             // The common case of a filter that passes everything: the buffer goes on as it is.
             return AppliedEncoded {
                 rows,
