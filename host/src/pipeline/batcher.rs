@@ -130,7 +130,7 @@ pub fn run(input: Receiver<Chunk>, output: Sender<Work>, limits: Limits) {
                 p.bytes += row.iter().map(|v| v.approx_size()).sum::<usize>();
             }
             p.work.batch.rows.push(row);
-            let seq = super::reader::origin(chunk.origins.as_deref(), chunk.first, i);
+            let seq = Origin::of(chunk.origins.as_deref(), chunk.first, i);
             p.work.origin.push((chunk.split, seq));
             if p.work.batch.rows.len() >= limits.rows
                 || limits.bytes.is_some_and(|max| p.bytes >= max)
@@ -175,9 +175,9 @@ fn add_encoded(
             end = k;
         }
         let origins = chunk.origins.as_deref();
-        p.work.origin.extend(
-            (at..end).map(|i| (chunk.split, super::reader::origin(origins, chunk.first, i))),
-        );
+        p.work
+            .origin
+            .extend((at..end).map(|i| (chunk.split, Origin::of(origins, chunk.first, i))));
         match &mut p.work.encoded {
             None if at == 0 && end == n => p.work.encoded = rows.take(),
             None => {
@@ -197,7 +197,6 @@ fn add_encoded(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etlhost_plugin_sdk::codec;
     use etlhost_plugin_sdk::{Column, ColumnType, Value};
 
     fn schema() -> Schema {
@@ -239,7 +238,7 @@ mod tests {
     fn feed_encoded(sizes: &[usize]) -> Receiver<Chunk> {
         let (tx, rx) = crossbeam_channel::unbounded();
         for mut chunk in feed(sizes) {
-            let rows = Encoded::check(codec::encode(&chunk.batch)).unwrap();
+            let rows = Encoded::of(&chunk.batch);
             chunk.batch.rows.clear();
             chunk.encoded = Some(rows);
             tx.send(chunk).unwrap();

@@ -216,14 +216,14 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
                 Some(mine) if !mine.is_empty() => mine.extend(&rows, 0..n),
                 _ => p.work.encoded = Some(rows),
             }
-            let seqs = (0..n).map(|i| (chunk.split, super::reader::origin(origins, first, i)));
+            let seqs = (0..n).map(|i| (chunk.split, Origin::of(origins, first, i)));
             p.work.origin.extend(seqs);
         }
         for (i, row) in chunk.batch.rows.into_iter().enumerate() {
             p.work.batch.rows.push(row);
             p.work
                 .origin
-                .push((chunk.split, super::reader::origin(origins, first, i)));
+                .push((chunk.split, Origin::of(origins, first, i)));
         }
         // One row more than a batch is kept before cutting, so that a full batch can end at its
         // last row when the next one's key differs.

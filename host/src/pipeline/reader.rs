@@ -3,7 +3,7 @@
 //! others.
 
 use crossbeam_channel::{Receiver, Sender};
-use etlhost_plugin_sdk::codec::{self, Encoded};
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{Batch, Column, Split, Value};
 
 use super::acks;
@@ -56,15 +56,6 @@ impl Chunk {
             Some(e) => e.rows(),
             None => self.batch.len(),
         }
-    }
-}
-
-/// Where row `i` of a chunk came from: its origin after transforms, or row `first + i` of the
-/// split. (A function of the fields, since the stages move the rows out of a chunk first.)
-pub fn origin(origins: Option<&[Origin]>, first: u64, i: usize) -> Origin {
-    match origins {
-        Some(o) => o[i],
-        None => Origin::Row(first + i as u64),
     }
 }
 
@@ -200,9 +191,7 @@ pub fn run(
             }
             let chunk = if shared.pass_through() {
                 // The batcher does not mix encoded rows with decoded ones.
-                let rows = codec::encode(&applied.batch);
-                let rows = Encoded::check(rows).expect("encoded just now");
-                let mut chunk = Chunk::encoded(last_split, 0, rows);
+                let mut chunk = Chunk::encoded(last_split, 0, Encoded::of(&applied.batch));
                 chunk.origins = Some(applied.origins);
                 chunk
             } else {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use etlhost_plugin_sdk::codec::{self, Encoded};
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{Batch, Progress, Split};
 
 use crate::plugin::{PluginError, ReaderHandle, SinkHandle, SourceHandle};
@@ -20,9 +20,7 @@ pub trait SplitRead: Send {
     /// `spare`'s memory if that is given (a buffer the writers are done with).
     fn next_encoded(&mut self, spare: Option<Encoded>) -> Result<Option<Encoded>, PluginError> {
         let _ = spare;
-        Ok(self
-            .next_batch()?
-            .map(|b| Encoded::check(codec::encode(&b)).expect("encoded here")))
+        Ok(self.next_batch()?.map(|b| Encoded::of(&b)))
     }
 }
 

@@ -383,7 +383,7 @@ fn ordered_batches_keep_the_origins_transforms_gave_encoded_rows() {
         end,
     };
     let (tx, rx) = crossbeam_channel::unbounded();
-    let encoded = Encoded::check(codec::encode(&rows)).unwrap();
+    let encoded = Encoded::of(&rows);
     tx.send(chunk(Some(encoded), Some(doubled.to_vec()), false))
         .unwrap();
     tx.send(chunk(None, None, true)).unwrap();

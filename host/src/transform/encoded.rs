@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use etlhost_plugin_sdk::codec::{self, Encoded};
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::Batch;
 
 use super::engine::wit_encoded::{Output, Verdict};
@@ -52,8 +52,7 @@ impl Chain {
         batch: Batch,
         origins: Vec<Origin>,
     ) -> Applied {
-        let rows = Encoded::check(codec::encode(&batch)).expect("encoded just now");
-        let out = self.stage_encoded(i, rows, Some(origins), 0);
+        let out = self.stage_encoded(i, Encoded::of(&batch), Some(origins), 0);
         Applied {
             batch: out.rows.decode(),
             origins: out.origins.expect("origins in, origins out"),
@@ -79,10 +78,7 @@ impl Chain {
                 outcomes: Vec::new(),
             };
         }
-        let origin_of = |r: usize| match &origins {
-            Some(o) => o[r],
-            None => Origin::Row(first + r as u64),
-        };
+        let origin_of = |r: usize| Origin::of(origins.as_deref(), first, r);
         let mut acc = Acc {
             rows: None,
             origins: Vec::new(),
@@ -289,6 +285,7 @@ impl Acc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etlhost_plugin_sdk::codec;
     use etlhost_plugin_sdk::{Column, ColumnType, Value};
 
     fn rows(n: i64) -> Vec<u8> {

@@ -12,6 +12,18 @@ pub enum Origin {
     Finish,
 }
 
+impl Origin {
+    /// Where row `i` of some rows came from: `origins[i]` when transforms gave them origins, else
+    /// row `first + i` of the split (rows as read). A function of the parts, since the pipeline's
+    /// stages move the rows out of what carries them first.
+    pub fn of(origins: Option<&[Origin]>, first: u64, i: usize) -> Origin {
+        match origins {
+            Some(o) => o[i],
+            None => Origin::Row(first + i as u64),
+        }
+    }
+}
+
 /// Rows of an input batch that did not come out as rows.
 #[derive(Debug)]
 pub enum Outcome {

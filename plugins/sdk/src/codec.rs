@@ -531,6 +531,12 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// `batch` encoded, with where its rows are: for rows a host holds decoded that must go on
+    /// encoded.
+    pub fn of(batch: &Batch) -> Self {
+        Encoded::check(encode(batch)).expect("encode writes what check reads")
+    }
+
     /// Checks a buffer written by [`encode`] or a [`Builder`].
     pub fn check(bytes: Vec<u8>) -> Result<Self, DecodeError> {
         let mut e = Encoded {

@@ -85,13 +85,7 @@ impl Rows {
 
     /// The index of column `name`, or an error naming the columns there are.
     pub fn column_index(&self, name: &str) -> Result<usize, String> {
-        self.schema
-            .iter()
-            .position(|c| c.name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = self.schema.iter().map(|c| c.name.as_str()).collect();
-                format!("no column `{name}` (columns: {})", names.join(", "))
-            })
+        crate::index_of(self.schema.iter().map(|c| c.name.as_str()), name)
     }
 
     /// Column `name` of every row, decoded; the other columns are not.

@@ -78,8 +78,17 @@ pub trait Transform: Sized + 'static {
 
 /// The index of column `name`, or an error naming the columns there are.
 pub fn column_index(columns: &[Column], name: &str) -> Result<usize, String> {
-    columns.iter().position(|c| c.name == name).ok_or_else(|| {
-        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    index_of(columns.iter().map(|c| c.name.as_str()), name)
+}
+
+/// The index of `name` among the column names `names`, or an error naming them all (for the
+/// columns of either world).
+pub(crate) fn index_of<'a>(
+    names: impl Iterator<Item = &'a str> + Clone,
+    name: &str,
+) -> Result<usize, String> {
+    names.clone().position(|n| n == name).ok_or_else(|| {
+        let names: Vec<&str> = names.collect();
         format!("no column `{name}` (columns: {})", names.join(", "))
     })
 }
