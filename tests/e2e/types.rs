@@ -1,10 +1,12 @@
 //! The types a graph user expects (README, "Types"): one MySQL row per case of the type table,
 //! moved through the bolt sink and read back from the graph, each property's Bolt type and value.
 
+use std::path::PathBuf;
+
 use mysql_async::prelude::Queryable;
 use neo4rs::BoltType;
 
-use crate::support::{graph, mysql, one, run_job, spec};
+use crate::support::{etlhost_command, graph, mysql, mysql_url, one, run_job, spec};
 
 /// A table with a column for every row of the README's type table: row 1 holds values, row 2 only
 /// NULLs, row 3 the edge cases (an empty SET, a TINYINT(1) holding 2, BIT(1) 0).
@@ -421,4 +423,120 @@ async fn types_a_timestamp_column_splits_and_keeps_an_incremental_cursor_in_utc(
         one::<i64>(&g, "MATCH (e:Ev) RETURN count(e) AS n").await,
         110
     );
+}
+
+/// Every MySQL type at its extremes, NULLs, text that is not ASCII, values over 64 KiB and 16 MiB
+/// of rows in all, read by the built-in client and by mysql_async: the same rows, line for line.
+#[tokio::test(flavor = "multi_thread")]
+async fn types_both_clients_read_every_mysql_type_alike() {
+    let db = "types_clients";
+    let pool = mysql(db).await;
+    let mut c = pool.get_conn().await.unwrap();
+    c.query_drop(
+        "CREATE TABLE every (
+            id INT PRIMARY KEY,
+            ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, su SMALLINT UNSIGNED,
+            mi MEDIUMINT, mu MEDIUMINT UNSIGNED, i INT, iu INT UNSIGNED,
+            bi BIGINT, bu BIGINT UNSIGNED, f FLOAT, d DOUBLE, dec_ DECIMAL(30,10),
+            b1 BIT(1), b8 BIT(8), t1 TINYINT(1), ch CHAR(10), vc VARCHAR(100),
+            l1 VARCHAR(10) CHARACTER SET latin1, tx TEXT, lt LONGTEXT,
+            bin BINARY(4), vb VARBINARY(10), bl BLOB, da DATE, dt DATETIME(6),
+            ts TIMESTAMP(6) NULL, tm TIME(6), yr YEAR, en ENUM('x','y'), st SET('a','b'),
+            js JSON, p POINT, g GEOMETRY
+        )",
+    )
+    .await
+    .unwrap();
+    // No strict mode, so that the zero date is stored as MySQL users meet it.
+    c.query_drop("SET sql_mode = ''").await.unwrap();
+    c.query_drop(
+        "INSERT INTO every VALUES
+         (1, -128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295,
+          -9223372036854775808, 18446744073709551615, 1.5, -2.25e300,
+          '-12345678901234567890.0123456789', b'1', b'11111111', 1, 'ab',
+          'héllo ✓ 日本 🎉', 'çà', REPEAT('x', 70000), REPEAT('y', 3000000), 0x00FF10FE,
+          0xC328, REPEAT(0xAB, 60000), '1000-01-01', '9999-12-31 23:59:59.999999',
+          '2038-01-19 03:14:07.999999', '-838:59:59.000000', 2155, 'y', 'a,b',
+          '{\"k\": [1, null, \"ü\"]}', ST_GeomFromText('POINT(1 2)', 4326),
+          ST_GeomFromText('LINESTRING(0 0,1 1)')),
+         (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+          NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+         (3, 127, 0, 32767, 0, 8388607, 0, 2147483647, 0, 9223372036854775807, 0, -0.0, 5e-324,
+          0, b'0', b'0', 2, '', '', '', '', '', '', '', '', '0000-00-00',
+          '0000-00-00 00:00:00', NULL, '838:59:59.999999', 0, '', '', '[]', NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    // Enough rows, each 3 MB, for batches to span many packets and the reader's buffer.
+    c.query_drop(
+        "INSERT INTO every (id, i, vc, lt) \
+         SELECT seq, seq, CONCAT('n-', seq), REPEAT('z', 3000000 + seq) FROM seq_4_to_10",
+    )
+    .await
+    .unwrap();
+    c.query_drop(
+        "INSERT INTO every (id, i, vc) SELECT seq, -seq, CONCAT('ñ-', seq) FROM seq_11_to_3000",
+    )
+    .await
+    .unwrap();
+    drop(c);
+    pool.disconnect().await.unwrap();
+
+    let read = |client: &str| {
+        let text = format!(
+            "name: types_clients_{client}
+source:
+  plugin: mysql
+  partition_column: id
+  partition_num: 3
+  options:
+    url: {}
+    table: every
+    fetch_size: 100
+    client: {client}
+sink:
+  plugin: console
+",
+            mysql_url(db)
+        );
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("specs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("types_clients_{client}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let out = etlhost_command()
+            .args(["run", "--fresh"])
+            .arg(&path)
+            .env("RUST_LOG", "warn,plugin=debug")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{client}: {stderr}");
+        // Each split says which client read it.
+        let splits = stderr.matches(&format!("client=\"{client}\"")).count()
+            + stderr.matches(&format!("client={client}")).count();
+        assert_eq!(splits, 3, "{client}: {stderr}");
+        let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(str::to_string)
+            .collect();
+        rows.sort();
+        rows
+    };
+    let built_in = read("built_in");
+    let mysql_async = read("mysql_async");
+    assert_eq!(built_in.len(), 3000);
+    assert!(
+        built_in.iter().any(|r| r.contains("héllo ✓ 日本 🎉")),
+        "{}",
+        built_in[0]
+    );
+    for (a, b) in built_in.iter().zip(&mysql_async) {
+        assert_eq!(
+            a, b,
+            "the built-in client and mysql_async read a row differently"
+        );
+    }
+    assert_eq!(built_in.len(), mysql_async.len());
 }

@@ -4,6 +4,7 @@
 mod binlog;
 mod sample;
 mod types;
+mod wire;
 
 use std::time::Duration;
 
@@ -53,6 +54,20 @@ pub struct MySqlOptions {
     /// protocol does not mark as JSON). A value there that is not JSON fails the read.
     #[serde(default)]
     pub json_columns: Vec<String>,
+    /// Which client reads the splits' rows: `built_in` (default) parses them in place off the
+    /// wire, and hands a split to mysql_async when the connection needs what it does not speak
+    /// (TLS, a socket, compression, authentication other than `mysql_native_password` or
+    /// `caching_sha2_password`'s fast path); `mysql_async` always uses mysql_async.
+    #[serde(default)]
+    pub client: Client,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Client {
+    #[default]
+    BuiltIn,
+    MysqlAsync,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -103,6 +118,9 @@ impl Options for MySqlOptions {
     }
 }
 
+/// What every connection runs first: TIMESTAMP values are read as UTC instants.
+const SESSION_SETUP: &str = "SET time_zone = '+00:00'";
+
 pub struct MySqlSource {
     pool: Pool,
     /// For the binlog connection, which is not a pooled one.
@@ -114,6 +132,7 @@ pub struct MySqlSource {
     timeout: Duration,
     secrets: Vec<String>,
     typing: types::Typing,
+    client: Client,
 }
 
 /// Quotes an identifier, `db.table` as two.
@@ -230,9 +249,9 @@ impl Source for MySqlSource {
         if let Some(p) = &o.password {
             b = b.pass(Some(p));
         }
-        // TIMESTAMP values are read as UTC instants. `setup` (not `init`) runs again after the
-        // pool resets a connection, which would otherwise restore the server's time zone.
-        b = b.setup(vec!["SET time_zone = '+00:00'"]);
+        // `setup` (not `init`) runs again after the pool resets a connection, which would
+        // otherwise restore the server's time zone.
+        b = b.setup(vec![SESSION_SETUP]);
         let relation = match (&o.table, &o.query) {
             (Some(t), _) => quote(t),
             (None, Some(q)) => format!("({}) AS etlhost_query", q.trim().trim_end_matches(';')),
@@ -250,6 +269,7 @@ impl Source for MySqlSource {
             fetch_size: o.fetch_size,
             timeout: Duration::from_secs(o.connection_check_timeout_sec.max(1)),
             secrets,
+            client: o.client,
             typing: types::Typing {
                 tinyint1_as_bool: o.tinyint1_as_bool,
                 bit1_as_bool: o.bit1_as_bool,
@@ -291,12 +311,29 @@ impl Source for MySqlSource {
             return Ok(MySqlReader { rx });
         }
         let (sql, params) = self.split_sql(split);
-        tracing::debug!(split = split.id, sql = %sql, "reading split");
-        let conn = block_on(self.conn())?;
         let (tx, rx) = mpsc::channel(2);
         let fetch_size = self.fetch_size;
         let secrets = self.secrets.clone();
         let typing = self.typing.clone();
+        let tx_panic = tx.clone();
+        let built_in = (self.client == Client::BuiltIn)
+            .then(|| wire::open(&self.opts.clone().into(), self.timeout, &sql, &params))
+            .flatten();
+        if let Some(started) = built_in {
+            tracing::debug!(split = split.id, sql = %sql, client = "built_in", "reading split");
+            let read = move || {
+                let (columns, convs): (Vec<_>, Vec<_>) = started
+                    .columns()
+                    .iter()
+                    .map(|c| types::column(c, &typing))
+                    .unzip();
+                let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+                started.stream(&columns.into(), &convs, fetch_size, &tx, &secrets);
+            };
+            return spawn_reader(split.id, rx, tx_panic, read);
+        }
+        tracing::debug!(split = split.id, sql = %sql, client = "mysql_async", "reading split");
+        let conn = block_on(self.conn())?;
         // Rows stream into a small channel; `next_batch` takes from it. When the reader is dropped
         // the channel closes and the stream stops. The split gets a thread and a single-threaded
         // runtime of its own rather than a task on the plugin's shared runtime: parsing rows is
@@ -309,7 +346,6 @@ impl Source for MySqlSource {
             .map_err(|e| {
                 Error::retryable(format!("cannot start a runtime to read the split: {e}"))
             })?;
-        let report = tx.clone();
         let read = move || {
             runtime.block_on(async move {
                 if let Err(e) = stream_rows(conn, sql, params, fetch_size, &typing, &tx).await {
@@ -320,19 +356,7 @@ impl Source for MySqlSource {
                 }
             })
         };
-        std::thread::Builder::new()
-            .name(format!("mysql-split-{}", split.id))
-            .spawn(move || {
-                // A closed channel reads as the split's end: a panic must say it failed instead.
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).is_err() {
-                    let e = Error::permanent("reading failed: the reading thread panicked");
-                    let _ = report.blocking_send(Err(e));
-                }
-            })
-            .map_err(|e| {
-                Error::retryable(format!("cannot start a thread to read the split: {e}"))
-            })?;
-        Ok(MySqlReader { rx })
+        spawn_reader(split.id, rx, tx_panic, read)
     }
 
     fn key_bounds(&self, column: &str, cursor: Option<&CursorRange>) -> Result<KeyBounds, Error> {
@@ -545,6 +569,26 @@ async fn stream_rows(
         let _ = tx.send(Ok(batch.finish())).await;
     }
     Ok(())
+}
+
+/// Runs `read` on a thread of the split's own, whose batches arrive on `rx`.
+fn spawn_reader(
+    split: u32,
+    rx: mpsc::Receiver<Sent>,
+    report: mpsc::Sender<Sent>,
+    read: impl FnOnce() + Send + 'static,
+) -> Result<MySqlReader, Error> {
+    std::thread::Builder::new()
+        .name(format!("mysql-split-{split}"))
+        .spawn(move || {
+            // A closed channel reads as the split's end: a panic must say it failed instead.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).is_err() {
+                let e = Error::permanent("reading failed: the reading thread panicked");
+                let _ = report.blocking_send(Err(e));
+            }
+        })
+        .map_err(|e| Error::retryable(format!("cannot start a thread to read the split: {e}")))?;
+    Ok(MySqlReader { rx })
 }
 
 pub struct MySqlReader {

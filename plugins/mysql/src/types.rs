@@ -245,6 +245,9 @@ pub fn wkb_point(b: &[u8]) -> Option<Point> {
 /// The common types go straight from the driver's value into the buffer, with no [`Value`] made
 /// (one fewer move and drop per cell on the source's hottest path); the others through [`convert`].
 pub fn push(out: &mut codec::Builder, v: &MyValue, conv: Conv) -> Result<(), String> {
+    if let MyValue::Bytes(b) = v {
+        return push_bytes(out, b, conv);
+    }
     let Conv::Typed(ty) = conv else {
         return convert(v.clone(), conv).map(|v| out.push_value(&v));
     };
@@ -253,11 +256,6 @@ pub fn push(out: &mut codec::Builder, v: &MyValue, conv: Conv) -> Result<(), Str
         (MyValue::Int(i), ColumnType::Int) => out.push_int(*i),
         (MyValue::UInt(u), ColumnType::UInt) => out.push_uint(*u),
         (MyValue::Double(d), _) => out.push_float(*d),
-        (MyValue::Bytes(b), ColumnType::String) => match std::str::from_utf8(b) {
-            Ok(s) => out.push_string(s),
-            Err(_) => out.push_bytes(b),
-        },
-        (MyValue::Bytes(b), ColumnType::Bytes) => out.push_bytes(b),
         (MyValue::Date(y, mo, d, h, mi, s, us), _) if (*y, *mo, *d) != (0, 0, 0) => {
             let days = days_from_civil(*y as i64, *mo as u32, *d as u32);
             let secs = days * 86_400 + *h as i64 * 3600 + *mi as i64 * 60 + *s as i64;
@@ -270,6 +268,22 @@ pub fn push(out: &mut codec::Builder, v: &MyValue, conv: Conv) -> Result<(), Str
             }
         }
         (v, ty) => out.push_value(&value(v.clone(), ty)),
+    }
+    Ok(())
+}
+
+/// As [`push`] of `MyValue::Bytes(b)`, from bytes the value is not copied out of: text and
+/// binary columns go straight into the buffer.
+pub fn push_bytes(out: &mut codec::Builder, b: &[u8], conv: Conv) -> Result<(), String> {
+    match conv {
+        Conv::Typed(ColumnType::String) => {
+            if out.push_utf8(b).is_err() {
+                out.push_bytes(b);
+            }
+        }
+        Conv::Typed(ColumnType::Bytes) => out.push_bytes(b),
+        Conv::Typed(ty) => out.push_value(&value(MyValue::Bytes(b.to_vec()), ty)),
+        conv => return convert(MyValue::Bytes(b.to_vec()), conv).map(|v| out.push_value(&v)),
     }
     Ok(())
 }

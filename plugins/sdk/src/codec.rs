@@ -162,6 +162,17 @@ impl Builder {
         put_tagged_str(&mut self.buf, 6, s);
     }
 
+    /// A string given as bytes, which are pushed only if they are UTF-8 (a source whose text
+    /// arrives as bytes need not make a `&str` of it first).
+    pub fn push_utf8(&mut self, b: &[u8]) -> Result<(), std::str::Utf8Error> {
+        // `is_ascii` checks a word at a time with no set-up; most text is ASCII.
+        if !b.is_ascii() {
+            std::str::from_utf8(b)?;
+        }
+        put_tagged(&mut self.buf, 6, b);
+        Ok(())
+    }
+
     pub fn push_bytes(&mut self, b: &[u8]) {
         put_bytes(&mut self.buf, b);
     }
@@ -260,12 +271,16 @@ fn put_fixed<const N: usize>(out: &mut Vec<u8>, tag: u8, payload: [u8; N]) {
 
 /// A tag and its text (decimals and strings).
 fn put_tagged_str(out: &mut Vec<u8>, tag: u8, s: &str) {
-    out.push(tag);
-    put_str(out, s);
+    put_tagged(out, tag, s.as_bytes());
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.push(7);
+    put_tagged(out, 7, b);
+}
+
+/// A tag, a length and that many bytes: text (checked by the caller) or bytes.
+fn put_tagged(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
+    out.push(tag);
     put_u32(out, b.len() as u32);
     out.extend_from_slice(b);
 }
