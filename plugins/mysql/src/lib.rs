@@ -1,5 +1,6 @@
 //! The `mysql` source: reads a table or a query from MySQL or MariaDB, one split (key range) at a
-//! time, streaming rows with mysql_async's binary protocol so every column keeps its type.
+//! time, streaming rows in MySQL's binary protocol so every column keeps its type: by a client of
+//! its own that parses them in place (`wire`), or by mysql_async where that one cannot connect.
 
 mod binlog;
 mod sample;
@@ -308,7 +309,7 @@ impl Source for MySqlSource {
                 secrets: self.secrets.clone(),
             };
             runtime().spawn(binlog::follow(follow, req.clone(), tx));
-            return Ok(MySqlReader { rx });
+            return Ok(MySqlReader { rx, spare: None });
         }
         let (sql, params) = self.split_sql(split);
         let (tx, rx) = mpsc::channel(2);
@@ -320,6 +321,7 @@ impl Source for MySqlSource {
             .then(|| wire::open(&self.opts.clone().into(), self.timeout, &sql, &params))
             .flatten();
         if let Some(started) = built_in {
+            let (spare_tx, spare_rx) = std::sync::mpsc::channel();
             tracing::debug!(split = split.id, sql = %sql, client = "built_in", "reading split");
             let read = move || {
                 let (columns, convs): (Vec<_>, Vec<_>) = started
@@ -328,9 +330,15 @@ impl Source for MySqlSource {
                     .map(|c| types::column(c, &typing))
                     .unzip();
                 let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-                started.stream(&columns.into(), &convs, fetch_size, &tx, &secrets);
+                let out = wire::Out {
+                    tx: &tx,
+                    spare: &spare_rx,
+                };
+                started.stream(&columns.into(), &convs, fetch_size, out, &secrets);
             };
-            return spawn_reader(split.id, rx, tx_panic, read);
+            let mut reader = spawn_reader(split.id, rx, tx_panic, read)?;
+            reader.spare = Some(spare_tx);
+            return Ok(reader);
         }
         tracing::debug!(split = split.id, sql = %sql, client = "mysql_async", "reading split");
         let conn = block_on(self.conn())?;
@@ -588,11 +596,16 @@ fn spawn_reader(
             }
         })
         .map_err(|e| Error::retryable(format!("cannot start a thread to read the split: {e}")))?;
-    Ok(MySqlReader { rx })
+    Ok(MySqlReader { rx, spare: None })
 }
 
 pub struct MySqlReader {
     rx: mpsc::Receiver<Sent>,
+    /// Where the built-in client's buffers go back to its thread, once copied. A buffer the host
+    /// frees is freed on the host's thread, and the reading thread's allocator, which otherwise
+    /// allocates almost nothing, was slow to take such memory back: peak RSS grew from 17 MiB for
+    /// 1,000,000 rows to 25 MiB for 10,000,000. Each thread now frees only what it allocated.
+    spare: Option<std::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 impl SplitReader for MySqlReader {
@@ -603,7 +616,15 @@ impl SplitReader for MySqlReader {
     }
 
     fn next_encoded(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        self.rx.blocking_recv().transpose()
+        let batch = self.rx.blocking_recv().transpose()?;
+        Ok(match (batch, &self.spare) {
+            (Some(b), Some(spare)) => {
+                let copy = b.clone();
+                let _ = spare.send(b);
+                Some(copy)
+            }
+            (batch, _) => batch,
+        })
     }
 }
 

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use etlhost_plugin_sdk::redact::redact_secrets;
 use etlhost_plugin_sdk::{codec, Error, Schema};
-use mysql_common::constants::{CapabilityFlags, ColumnType as My, Command};
+use mysql_common::constants::{
+    CapabilityFlags, ColumnType as My, Command, DEFAULT_MAX_ALLOWED_PACKET,
+};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{
     AuthPlugin, AuthSwitchRequest, Column, ComStmtExecuteRequestBuilder, ErrPacket,
@@ -35,7 +37,8 @@ use crate::types::{self, Conv};
 
 /// The largest payload of one packet; a longer one continues in the next.
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
-const MAX_PACKET: u32 = 16 * 1024 * 1024;
+/// The most `max_allowed_packet` can be: a longer packet is a broken stream, not a row.
+const MAX_PACKET_TOTAL: usize = 1 << 30;
 
 /// Why a read over the wire stopped: the server or the connection failed (an error to report), or
 /// the connection could not be made the way this module speaks (read through mysql_async instead).
@@ -104,6 +107,11 @@ impl Conn {
             let len = u32::from_le_bytes([head[0], head[1], head[2], 0]) as usize;
             self.seq = head[3].wrapping_add(1);
             let at = self.packet.len();
+            if at + len > MAX_PACKET_TOTAL {
+                return Err(malformed(
+                    "a packet longer than MySQL's max_allowed_packet can be",
+                ));
+            }
             self.packet.resize(at + len, 0);
             self.rd.read_exact(&mut self.packet[at..])?;
             if len < MAX_PAYLOAD {
@@ -265,7 +273,7 @@ fn connect(opts: &mysql_async::Opts, timeout: Duration) -> Result<Conn, Stop> {
         Some(plugin.clone()),
         c.caps,
         None,
-        MAX_PACKET,
+        DEFAULT_MAX_ALLOWED_PACKET as u32,
     );
     c.out.clear();
     response.serialize(&mut c.out);
@@ -388,6 +396,18 @@ pub fn open(
     }
 }
 
+/// Where the batches go, and where their buffers come back once the reader has copied them.
+pub struct Out<'a> {
+    pub tx: &'a mpsc::Sender<Result<Vec<u8>, Error>>,
+    pub spare: &'a std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+impl Out<'_> {
+    fn builder(&self, schema: &Schema) -> codec::Builder {
+        codec::Builder::reusing(schema, self.spare.try_recv().unwrap_or_default())
+    }
+}
+
 impl Started {
     pub fn columns(&self) -> &[Column] {
         &self.columns
@@ -400,15 +420,15 @@ impl Started {
         schema: &Schema,
         convs: &[Conv],
         fetch_size: usize,
-        tx: &mpsc::Sender<Result<Vec<u8>, Error>>,
+        out: Out<'_>,
         secrets: &[&str],
     ) {
-        match self.rows(schema, convs, fetch_size, tx) {
+        match self.rows(schema, convs, fetch_size, &out) {
             Ok(()) => {
                 let _ = self.conn.command(Command::COM_QUIT, &[]);
             }
             Err(e) => {
-                let _ = tx.blocking_send(Err(e.into_error(secrets)));
+                let _ = out.tx.blocking_send(Err(e.into_error(secrets)));
             }
         }
     }
@@ -418,9 +438,9 @@ impl Started {
         schema: &Schema,
         convs: &[Conv],
         fetch_size: usize,
-        tx: &mpsc::Sender<Result<Vec<u8>, Error>>,
+        out: &Out<'_>,
     ) -> Result<(), Stop> {
-        let mut batch = codec::Builder::new(schema, 0);
+        let mut batch = out.builder(schema);
         // The binary row: 0x00, a NULL bitmap offset by two bits, then the non-NULL values.
         let bitmap = (self.columns.len() + 7 + 2) / 8;
         loop {
@@ -447,15 +467,14 @@ impl Started {
             }
             batch.end_row();
             if batch.rows() == fetch_size {
-                let size = batch.len();
-                let full = std::mem::replace(&mut batch, codec::Builder::new(schema, size));
-                if tx.blocking_send(Ok(full.finish())).is_err() {
+                let full = std::mem::replace(&mut batch, out.builder(schema));
+                if out.tx.blocking_send(Ok(full.finish())).is_err() {
                     return Ok(()); // the host stopped reading this split
                 }
             }
         }
         if !batch.is_empty() {
-            let _ = tx.blocking_send(Ok(batch.finish()));
+            let _ = out.tx.blocking_send(Ok(batch.finish()));
         }
         Ok(())
     }

@@ -111,7 +111,13 @@ pub struct Builder {
 impl Builder {
     /// An empty buffer of `schema` with room for about `capacity` bytes.
     pub fn new(schema: &[Column], capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(capacity);
+        Builder::reusing(schema, Vec::with_capacity(capacity))
+    }
+
+    /// An empty buffer of `schema` written into `buf`, whose contents are dropped and whose memory
+    /// is kept: for a source that gets its buffers back.
+    pub fn reusing(schema: &[Column], mut buf: Vec<u8>) -> Self {
+        buf.clear();
         buf.extend_from_slice(MAGIC);
         put_u32(&mut buf, schema.len() as u32);
         for c in schema {
