@@ -173,7 +173,7 @@ fn toml_errors_name_lines_too() {
         format!(
             "error: {path}:8: source.options.tabel: unknown key, expected one of `url`, `user`, `password`, \
              `table`, `query`, `fetch_size`, `connection_check_timeout_sec`, `tinyint1_as_bool`, \
-             `bit1_as_bool`, `json`, `json_columns`"
+             `bit1_as_bool`, `json`, `json_columns`, `client`"
         )
     );
 }

@@ -944,12 +944,16 @@ async fn st_a_snapshot_split_is_read_on_from_its_safe_key_after_a_mysql_restart(
     let pool = private_pool(&server, "st_split").await;
     exec(
         &pool,
-        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100), pad VARCHAR(1000))",
     )
     .await;
+    // 30 MB a split: more than the sockets and the reader's buffer hold, so the server is still
+    // sending the rows when it restarts (a split that had all its rows in flight would just end).
     exec(
         &pool,
-        &format!("INSERT INTO person SELECT seq, CONCAT('p', seq) FROM seq_1_to_{ROWS}"),
+        &format!(
+            "INSERT INTO person SELECT seq, CONCAT('p', seq), REPEAT('x', 1000) FROM seq_1_to_{ROWS}"
+        ),
     )
     .await;
     pool.disconnect().await.unwrap();
