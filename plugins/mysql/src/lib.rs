@@ -14,8 +14,8 @@ use etlhost_plugin_sdk::redact::redact_secrets;
 use etlhost_plugin_sdk::runtime::{block_on, runtime};
 use etlhost_plugin_sdk::{
     export_source, Batch, Catalog, ColumnInfo, ColumnType, ConfigError, CursorRange, Error,
-    ForeignKey, KeyBounds, KeySample, OpenError, Options, Schema, Source, Split, SplitReader,
-    StreamHead, TableInfo, Value,
+    ForeignKey, KeyBounds, KeySample, OpenError, Options, Source, Split, SplitReader, StreamHead,
+    TableInfo, Value,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool};
@@ -324,17 +324,13 @@ impl Source for MySqlSource {
             let (spare_tx, spare_rx) = std::sync::mpsc::channel();
             tracing::debug!(split = split.id, sql = %sql, client = "built_in", "reading split");
             let read = move || {
-                let (columns, convs): (Vec<_>, Vec<_>) = started
-                    .columns()
-                    .iter()
-                    .map(|c| types::column(c, &typing))
-                    .unzip();
+                let (schema, convs) = types::schema(started.columns(), &typing);
                 let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
                 let out = wire::Out {
                     tx: &tx,
                     spare: &spare_rx,
                 };
-                started.stream(&columns.into(), &convs, fetch_size, out, &secrets);
+                started.stream(&schema, &convs, fetch_size, out, &secrets);
             };
             let mut reader = spawn_reader(split.id, rx, tx_panic, read)?;
             reader.spare = Some(spare_tx);
@@ -545,12 +541,7 @@ async fn stream_rows(
         mysql_async::Params::Positional(params)
     };
     let mut result = conn.exec_iter(sql, params).await?;
-    let (columns, convs): (Vec<_>, Vec<_>) = result
-        .columns_ref()
-        .iter()
-        .map(|c| types::column(c, typing))
-        .unzip();
-    let schema: Schema = columns.into();
+    let (schema, convs) = types::schema(result.columns_ref(), typing);
     // Each row is encoded as it arrives, cell by cell from the driver's values: one growing
     // buffer, no row of SDK values.
     let mut batch = codec::Builder::new(&schema, 0);

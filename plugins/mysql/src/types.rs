@@ -2,7 +2,7 @@
 
 use etlhost_plugin_sdk::codec;
 use etlhost_plugin_sdk::value::days_from_civil;
-use etlhost_plugin_sdk::{Column, ColumnType, Point, Value};
+use etlhost_plugin_sdk::{Column, ColumnType, Point, Schema, Value};
 use mysql_async::consts::{ColumnFlags, ColumnType as My};
 use mysql_async::Value as MyValue;
 
@@ -29,6 +29,12 @@ pub enum Conv {
     Geometry,
     /// JSON text parsed into lists, maps and scalars.
     Json,
+}
+
+/// A result's schema and how to convert each column's values, whichever client read it.
+pub fn schema(columns: &[mysql_async::Column], typing: &Typing) -> (Schema, Vec<Conv>) {
+    let (columns, convs): (Vec<_>, Vec<_>) = columns.iter().map(|c| column(c, typing)).unzip();
+    (columns.into(), convs)
 }
 
 /// A column of a result and how to convert its values.
