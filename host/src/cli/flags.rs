@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Start over: discard the job's checkpoint instead of resuming from it.
     #[arg(long)]
     pub fresh: bool,
+    /// The earlier run failed and left nothing to read: accept its failure (its rows stay in the
+    /// dead-letter file), end the run as succeeded and forget its progress.
+    #[arg(long)]
+    pub accept_failures: bool,
     /// Incremental flows read every row instead of starting at their stored cursor (which is
     /// then stored anew).
     #[arg(long)]

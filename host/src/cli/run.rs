@@ -50,6 +50,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     let opts = RunOptions {
         fresh: args.fresh,
+        accept_failures: args.accept_failures,
         full: args.full,
         report: report_mode,
         metrics_addr: args.metrics_addr,

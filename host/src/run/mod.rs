@@ -21,6 +21,8 @@ use crate::target::Target;
 pub struct RunOptions {
     /// Discard checkpoints instead of resuming from them.
     pub fresh: bool,
+    /// Accept an earlier run's failure instead of refusing to go on from it (`--accept-failures`).
+    pub accept_failures: bool,
     /// Ignore stored cursors: read every row, then store the cursor anew.
     pub full: bool,
     pub report: report::Mode,
