@@ -30,5 +30,6 @@ fn main() -> ExitCode {
         Command::Init(args) => cli::init::run(args),
         Command::Convert(args) => cli::convert::run(&args),
         Command::Verify(args) => cli::verify::run(&args),
+        Command::New(args) => cli::new::run(args),
     }
 }

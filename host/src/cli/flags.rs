@@ -40,6 +40,38 @@ pub enum Command {
     /// source, entities in the graph, missing, extra and different ones with their keys. Exit
     /// code 0 only when every flow matches.
     Verify(VerifyArgs),
+    /// Write a new plugin or transform project that builds and runs as it is.
+    #[command(subcommand)]
+    New(NewArgs),
+}
+
+#[derive(Subcommand)]
+pub enum NewArgs {
+    /// A sink plugin crate (a shared library against the plugin SDK).
+    Sink {
+        /// The plugin's name, as a job spec's `sink.plugin` names it.
+        name: String,
+        /// Where to write the project (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// A WASM transform component in Rust, Python or JavaScript.
+    Transform {
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// The transform's name.
+        name: String,
+        /// Where to write the project (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
 }
 
 #[derive(clap::Args)]

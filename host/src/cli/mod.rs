@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod flags;
 pub mod init;
+pub mod new;
 pub mod plan;
 pub mod plugins;
 pub mod run;
