@@ -1,6 +1,5 @@
-//! A complete etlhost sink: appends every row to a file, one JSON object per line.
-use std::fs::File;
-use std::io::{BufWriter, Write};
+//! A complete etlhost sink: appends each batch to a file, one JSON object per row, all or nothing.
+use std::{fs::File, io::Write, sync::Mutex, sync::PoisonError};
 
 use etlhost_plugin_sdk::{export_sink, Batch, ConfigError, Error, OpenError, Options, Sink};
 use serde::Deserialize;
@@ -25,6 +24,8 @@ impl Options for JsonlOptions {
 pub struct JsonlSink {
     file: File,
 }
+/// Writers (`sink.parallelism`) take turns, so cutting a failed batch off cuts off only that one.
+static TURN: Mutex<()> = Mutex::new(());
 
 impl Sink for JsonlSink {
     type Options = JsonlOptions;
@@ -37,16 +38,17 @@ impl Sink for JsonlSink {
         Ok(JsonlSink { file })
     }
 
-    /// The host batches and retries; a sink writes one batch, durably, and returns.
     fn write_batch(&mut self, batch: &Batch) -> Result<(), Error> {
-        let io = |e: std::io::Error| Error::permanent(format!("write failed: {e}"));
-        let mut out = BufWriter::new(&self.file);
+        let mut lines = Vec::new();
         for row in &batch.rows {
-            serde_json::to_writer(&mut out, &batch.row_json(row)).map_err(|e| io(e.into()))?;
-            out.write_all(b"\n").map_err(io)?;
+            writeln!(lines, "{}", batch.row_json(row)).expect("a Vec takes every write");
         }
-        out.flush().map_err(io)?;
-        self.file.sync_data().map_err(io)
+        let _turn = TURN.lock().unwrap_or_else(PoisonError::into_inner);
+        let io = |e: std::io::Error| Error::permanent(format!("write failed: {e}"));
+        let mut file = &self.file;
+        let len = file.metadata().map_err(io)?.len();
+        let done = file.write_all(&lines).and_then(|()| file.sync_data());
+        done.or_else(|e| file.set_len(len).and(Err(e))).map_err(io)
     }
 }
 
