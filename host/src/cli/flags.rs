@@ -54,6 +54,10 @@ pub enum NewArgs {
         /// Where to write the project (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The plugin SDK to build against (default: plugins/sdk of the source tree this etlhost
+        /// was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// A WASM transform component in Rust, Python or JavaScript.
     Transform {

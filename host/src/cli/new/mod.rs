@@ -11,7 +11,7 @@ use super::flags::NewArgs;
 
 pub fn run(args: NewArgs) -> ExitCode {
     match args {
-        NewArgs::Sink { name, dir } => sink::run(&name, dir.as_deref()),
+        NewArgs::Sink { name, dir, sdk } => sink::run(&name, dir.as_deref(), sdk.as_deref()),
         NewArgs::Transform { lang, name, dir } => transform::run(lang, &name, dir.as_deref()),
     }
 }
