@@ -9,6 +9,7 @@ mod parallel_rels;
 mod plugins;
 mod progress;
 mod resume;
+mod scaffold;
 mod seatunnel;
 mod shards;
 mod spec_errors;
