@@ -42,8 +42,7 @@ fn readme_commands(readme: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs a README command in `dir` as a user would, with `cargo` and `etlhost` being this build's,
-/// and no target folder from the environment: the spec names the library under ./target.
+/// Runs a README command in `dir` as a user would, with `cargo` and `etlhost` being this build's.
 fn run_command(dir: &Path, command: &str, db: &str) -> Output {
     let mut words = command.split_whitespace();
     let program = match words.next().unwrap() {
@@ -51,8 +50,15 @@ fn run_command(dir: &Path, command: &str, db: &str) -> Output {
         "etlhost" => etlhost(),
         other => PathBuf::from(other),
     };
-    Command::new(program)
-        .args(words)
+    let mut command = Command::new(program);
+    command.args(words);
+    run_in(dir, command, db)
+}
+
+/// No target folder from the environment (the spec names the library under ./target), and the
+/// job's source is the test's database.
+fn run_in(dir: &Path, mut command: Command, db: &str) -> Output {
+    command
         .current_dir(dir)
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET_DIR")
@@ -128,6 +134,39 @@ async fn a_new_sink_builds_and_runs_its_job_with_the_commands_of_its_readme() {
     assert_eq!(csv.matches("id,name\n").count(), 1);
     let twice: Vec<String> = (1..=2500).flat_map(|id| [row(id), row(id)]).collect();
     assert_eq!(by_id(&csv), twice);
+
+    // All or nothing per batch: with the file size capped (RLIMIT_FSIZE, SIGXFSZ ignored so a
+    // write past the cap fails with EFBIG after writing what fits), batches and their halves fail
+    // part-way. The sink cuts each failed write back, so the file holds whole lines only, each row
+    // once: the longest run of rows that fits.
+    std::fs::remove_file(project.join("csvout.csv")).unwrap();
+    let cap = 20_000;
+    let mut capped = Command::new("sh");
+    capped
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; exec prlimit --fsize={cap} \"$0\" run job.yaml --fresh"
+        ))
+        .arg(etlhost());
+    let out = run_in(&project, capped, db);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("cannot write to csvout.csv: File too large (os error 27)"),
+        "{}",
+        out.stderr
+    );
+    let mut fits = vec!["id,name".to_string()];
+    let mut len = "id,name\n".len();
+    for id in 1..=2500 {
+        len += row(id).len() + 1;
+        if len > cap {
+            break;
+        }
+        fits.push(row(id));
+    }
+    let csv = std::fs::read_to_string(project.join("csvout.csv")).unwrap();
+    assert_eq!(csv, fits.join("\n") + "\n");
 }
 
 #[test]
