@@ -40,8 +40,21 @@ impl Format {
     }
 }
 
-/// A stable hash of the spec file (FNV-1a of its bytes, in hex), recorded in checkpoints to notice
-/// a changed spec.
+/// What a run reads and writes, as a stable hash (FNV-1a, in hex) recorded in checkpoints and in
+/// the plan kept in the target, to notice a changed spec.
+///
+/// It is taken of the spec's tree *after* `${VAR}` expansion, so that the same file run with other
+/// values from the environment (another table, another output) is a changed spec too; comments and
+/// layout do not count. Secrets do not count either: a rotated password (or short-lived credentials
+/// issued per run) must not orphan a run's progress, and a hash of a short secret kept beside the
+/// data could be reversed by trying candidates. So values under secret-looking keys are left out and
+/// passwords inside URLs are masked before hashing; no secret is ever written.
+fn identity(tree: &serde_json::Value) -> String {
+    let mut masked = tree.clone();
+    mask_secrets(&mut masked, false);
+    hash(masked.to_string().as_bytes())
+}
+
 fn hash(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
@@ -49,6 +62,37 @@ fn hash(bytes: &[u8]) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
+}
+
+/// Keys whose values are credentials, by the words their names are made of.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "private_key",
+        "api_key",
+        "apikey",
+    ]
+    .iter()
+    .any(|w| key.contains(w))
+}
+
+fn mask_secrets(v: &mut serde_json::Value, secret: bool) {
+    use serde_json::Value as J;
+    match v {
+        J::String(s) if secret => *s = "***".into(),
+        J::String(s) => *s = etlhost_plugin_sdk::redact::redact_urls(s),
+        J::Array(items) => items.iter_mut().for_each(|i| mask_secrets(i, secret)),
+        J::Object(map) => map
+            .iter_mut()
+            .for_each(|(k, i)| mask_secrets(i, secret || is_secret_key(k))),
+        _ if secret => *v = J::String("***".into()),
+        _ => {}
+    }
 }
 
 /// A job: one or more flows, each reading from one source, optionally transforming, and writing
@@ -346,7 +390,7 @@ impl std::error::Error for SpecError {}
 pub struct Spec {
     pub job: JobSpec,
     pub path: PathBuf,
-    /// A hash of the file's bytes, recorded in checkpoints.
+    /// What the run reads and writes ([`identity`]), recorded in checkpoints.
     pub hash: String,
     /// The file has `flows:` (rather than one flow's keys at the top).
     pub multi_flow: bool,
@@ -400,6 +444,7 @@ impl Spec {
         }
         env::expand_tree(&mut tree, "", env)
             .map_err(|(key, msg)| fail(locator.line(&key), &locator.name(&key), msg))?;
+        let identity = identity(&tree);
         let multi_flow = tree.get("flows").is_some();
         let origins = flows::normalise(&mut tree);
         let job: JobSpec = from_value(tree).map_err(|e| {
@@ -409,7 +454,7 @@ impl Spec {
         let mut spec = Spec {
             job,
             path: path.to_path_buf(),
-            hash: hash(text.as_bytes()),
+            hash: identity,
             multi_flow,
             order: Vec::new(),
             locator,
@@ -652,5 +697,39 @@ mod tests {
     fn hash_is_stable_and_sensitive() {
         assert_eq!(super::hash(b""), "cbf29ce484222325");
         assert_ne!(super::hash(b"name: a"), super::hash(b"name: b"));
+    }
+
+    fn identity_of(text: &str, vars: &[(&str, &str)]) -> String {
+        let dir = std::env::temp_dir().join(format!("etlhost-identity-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("job.yaml");
+        std::fs::write(&path, text).unwrap();
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let spec = super::Spec::load_with_env(&path, &env).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        spec.hash
+    }
+
+    const JOB: &str = "name: job
+source:
+  plugin: mysql
+  options: {url: \"mysql://etl:${PW}@127.0.0.1/test\", password: \"${PW}\", table: \"${TABLE:-person}\"}
+sink: {plugin: console, options: {}}
+";
+
+    #[test]
+    fn the_identity_is_of_the_expanded_spec_without_its_secrets() {
+        let base = identity_of(JOB, &[("PW", "a")]);
+        // Another value from the environment is another job...
+        assert_ne!(base, identity_of(JOB, &[("PW", "a"), ("TABLE", "other")]));
+        // ...the same value spelt out in the file is the same one, comments and layout aside...
+        let spelt = JOB.replace("${TABLE:-person}", "person") + "# a comment\n";
+        assert_eq!(base, identity_of(&spelt, &[("PW", "a")]));
+        // ...and a rotated password, in its key or inside the URL, changes nothing.
+        assert_eq!(base, identity_of(JOB, &[("PW", "rotated")]));
     }
 }
