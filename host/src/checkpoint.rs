@@ -3,12 +3,14 @@
 //!
 //! The file is `<dir>/<job>[.<flow>].checkpoint.json`, replaced atomically (write a temporary file, fsync,
 //! rename, fsync the directory), so a crash leaves either the old or the new checkpoint, never half
-//! of one. It records a hash of the spec file: a changed spec is not resumed silently.
+//! of one. It records a hash of the expanded spec ([`Spec::hash`]): a changed spec, or the same
+//! file with other `${VAR}` values, is not resumed silently. A run that failed records how
+//! ([`Checkpoint::failed`]), so that a rerun with nothing left to read does not report success.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use etlhost_plugin_sdk::{Split, Value};
+use etlhost_plugin_sdk::{Failure, Split, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RunError;
@@ -18,7 +20,7 @@ use crate::state_file::{file_stem, load_json, save_json};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub job: String,
-    /// The spec file's hash ([`Spec::hash`]).
+    /// The expanded spec's hash ([`Spec::hash`]).
     pub spec_hash: String,
     /// The plan of the first run: a resumed run reads these, not a new plan of changed data.
     pub splits: Vec<Split>,
@@ -26,6 +28,9 @@ pub struct Checkpoint {
     /// Split id -> every row with a key up to and including this one is acknowledged.
     pub watermarks: BTreeMap<u32, Value>,
     pub updated: String,
+    /// How the last run failed, if it did; kept until the job succeeds or starts over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<Failure>,
 }
 
 /// Where a flow's checkpoint lives: `<checkpoint.dir>/<job>[.<flow>].checkpoint.json`.
@@ -83,7 +88,19 @@ pub fn planned(flow: FlowRef<'_>, splits: Vec<Split>) -> Checkpoint {
         done: Default::default(),
         watermarks: Default::default(),
         updated: String::new(),
+        failed: None,
     }
+}
+
+/// Records in the flow's checkpoint how its run failed (the checkpointer has written its last
+/// state by then).
+pub fn record_failure(flow: FlowRef<'_>, failure: Failure) -> Result<(), String> {
+    let path = flow_path(flow);
+    let Some(mut cp) = load(&path)? else {
+        return Ok(());
+    };
+    cp.failed = Some(failure);
+    save(&path, &cp).map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))
 }
 
 /// The whole job succeeded: every flow's checkpoint goes, so the next run starts fresh.
@@ -137,6 +154,7 @@ mod tests {
             done: [0].into(),
             watermarks: BTreeMap::new(),
             updated: "now".into(),
+            failed: None,
         };
         save(&p, &cp).unwrap();
         assert_eq!(load(&p).unwrap(), Some(cp));

@@ -12,6 +12,8 @@
 //!   is done, on every shard.
 //! - **A finished run** is forgotten when it ran in one process, as local checkpoints are; the
 //!   records of a sharded run stay (no shard knows it is the last), and a new run is a new run id.
+//! - **A failed run** is recorded on its plan, so that a rerun with nothing left to read reports
+//!   that failure instead of success (see `run::flow`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,6 +139,20 @@ impl Target {
             run: self.run.clone(),
         })
         .map(drop)
+    }
+
+    /// Records on the plan of `flow` how this run failed. A sink that cannot keep it costs the
+    /// next run only this guard, so it is a warning, not an error.
+    pub fn fail(&self, flow: FlowRef<'_>, failure: etlhost_plugin_sdk::Failure) {
+        let request = StateRequest::Fail {
+            job: self.job.clone(),
+            flow: flow.flow.name.clone(),
+            run: self.run.clone(),
+            failure,
+        };
+        if let Err(e) = self.ask(&request) {
+            tracing::warn!("cannot record the run's failure in the target: {e}");
+        }
     }
 
     /// Stores `progress` records with no rows (the splits of a flow whose batches do not carry
@@ -298,6 +314,7 @@ impl Target {
                 shards: self.shard.count,
                 splits,
                 planned_at: crate::stats::iso(std::time::SystemTime::now()),
+                failure: None,
             };
             let stored = self.ask(&StateRequest::Plan { plan: plan.clone() })?;
             let plan = stored.plans.into_iter().next().unwrap_or(plan);

@@ -4,14 +4,16 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use etlhost_plugin_sdk::Split;
+use etlhost_plugin_sdk::{Failure, Split};
 
 use super::RunOptions;
 use crate::checkpoint::{self, Checkpoint};
 use crate::cursor;
 use crate::error::RunError;
 use crate::job::Job;
-use crate::pipeline::{execute, CheckpointSettings, Control, ProgressSettings, Settings, SinkSide};
+use crate::pipeline::{
+    execute, CheckpointSettings, Control, ProgressSettings, Settings, SinkSide, StopReason,
+};
 use crate::plan;
 use crate::plugin::{SinkHandle, SourceHandle};
 use crate::report;
@@ -42,10 +44,13 @@ pub fn run(
         Some(_) => None,
         None => checkpoint::previous(flow, opts.fresh)?,
     };
-    if previous
+    if let Some(cp) = previous
         .as_ref()
-        .is_some_and(|cp| checkpoint::remaining(cp).is_empty())
+        .filter(|cp| checkpoint::remaining(cp).is_empty())
     {
+        if let Some(failure) = &cp.failed {
+            return earlier_failure(flow, failure, &settings, &counters, &control, opts);
+        }
         tracing::info!(
             flow = %f.name,
             "completed in an earlier run (checkpoint {}); skipped",
@@ -72,13 +77,36 @@ pub fn run(
         }
         None => None,
     };
-    if previous.is_none() && stored.as_ref().is_some_and(|s| s.splits.is_empty()) {
+    if let Some(s) = stored
+        .as_ref()
+        .filter(|s| previous.is_none() && s.splits.is_empty())
+    {
+        if let Some(failure) = &s.plan.failure {
+            return earlier_failure(flow, failure, &settings, &counters, &control, opts);
+        }
         tracing::info!(
             flow = %f.name,
             "every split of this shard is done in the target (run '{}'); skipped",
             opts.run
         );
         return Ok(skipped(&settings, &counters));
+    }
+    // A run that failed before and still has splits to read goes on from it; its failed rows
+    // still count against `max_failed_rows`.
+    let earlier = previous
+        .as_ref()
+        .and_then(|cp| cp.failed.clone())
+        .or_else(|| stored.as_ref().and_then(|s| s.plan.failure.clone()))
+        .filter(|_| !opts.accept_failures);
+    if let Some(e) = &earlier {
+        tracing::warn!(
+            flow = %f.name,
+            "the earlier run failed at {} ({}); going on from it, its {} failed rows in {} still count",
+            e.at,
+            e.error,
+            e.failed_rows,
+            e.dead_letter
+        );
     }
     let start = match (&target, stored) {
         (Some(t), Some(s)) => {
@@ -139,19 +167,48 @@ pub fn run(
         }
     }
     let mine: Vec<u32> = splits.iter().map(|s| s.id).collect();
+    let (dead_letter, max_failed_rows) = (settings.dead_letter.clone(), settings.max_failed_rows);
     let reporter = report::Reporter::start(opts.report, &flow.label(), counters.clone(), estimated);
     let summary = execute(
         Arc::new(source),
         sinks,
         splits,
         settings,
-        control,
+        control.clone(),
         counters,
         transforms,
     );
     reporter.finish();
     if !summary.balances() {
         return Err(RunError::Internal(Box::new(summary)));
+    }
+    let mut summary = summary;
+    let earlier_failed = earlier.as_ref().map_or(0, |f| f.failed_rows);
+    if summary.status == Status::Succeeded && earlier_failed + summary.failed > max_failed_rows {
+        summary.status = Status::Failed;
+        summary.error = Some(format!(
+            "{} rows failed in this run and {earlier_failed} in the earlier runs it went on from, more than max_failed_rows ({max_failed_rows}); they are in {}",
+            summary.failed,
+            dead_letter.display()
+        ));
+        control.stop(StopReason::TooManyFailedRows);
+    }
+    if summary.status == Status::Failed {
+        let failure = Failure {
+            at: summary.end.clone(),
+            error: summary.error.clone().unwrap_or_default(),
+            failed_rows: earlier_failed + summary.failed,
+            dead_letter: dead_letter.display().to_string(),
+            too_many_failed_rows: control.reason() == StopReason::TooManyFailedRows,
+        };
+        match (&target, in_batches) {
+            (Some(t), Some(_)) => t.fail(flow, failure),
+            _ => {
+                if let Err(e) = checkpoint::record_failure(flow, failure) {
+                    tracing::warn!("cannot record the run's failure: {e}");
+                }
+            }
+        }
     }
     if summary.status != Status::Succeeded {
         return Err(RunError::Failed(Box::new(summary)));
@@ -163,6 +220,46 @@ pub fn run(
         cursor::store(flow, reached);
     }
     Ok(summary)
+}
+
+/// The earlier run failed after reading every split: a rerun would read nothing and report
+/// success over that failure, so it reports the failure again, unless told to accept it.
+fn earlier_failure(
+    flow: FlowRef<'_>,
+    f: &Failure,
+    settings: &Settings,
+    counters: &Counters,
+    control: &Control,
+    opts: &RunOptions,
+) -> Result<Summary, RunError> {
+    if opts.accept_failures {
+        tracing::warn!(
+            flow = %flow.flow.name,
+            "--accept-failures: accepted the failure of the earlier run at {} ({}); its {} failed rows stay in {}",
+            f.at,
+            f.error,
+            f.failed_rows,
+            f.dead_letter
+        );
+        return Ok(skipped(settings, counters));
+    }
+    control.stop(if f.too_many_failed_rows {
+        StopReason::TooManyFailedRows
+    } else {
+        StopReason::Error
+    });
+    let error = format!(
+        "the earlier run of job '{}' failed at {}: {}; it read every split, so nothing is left to read: run with --fresh to run the job again, or with --accept-failures to accept that failure (its {} failed rows stay in {})",
+        flow.label(),
+        f.at,
+        f.error,
+        f.failed_rows,
+        f.dead_letter
+    );
+    let now = SystemTime::now();
+    let (job, name) = (&settings.job, settings.flow.as_deref());
+    let summary = Summary::new(job, name, Status::Failed, counters, now, now, Some(error));
+    Err(RunError::Failed(Box::new(summary)))
 }
 
 /// A flow whose checkpoint (or records in the target) say it completed in an earlier run.

@@ -1,8 +1,8 @@
 //! The bolt sink's progress capability ([`etlhost_plugin_sdk::SinkProgress`]): the host's plan
 //! and per-split progress kept in the graph, as nodes of two labels of their own:
 //!
-//! - `(:EtlhostPlan {job, flow, run, spec_hash, shards, splits, planned_at})`, `splits` the plan's
-//!   splits as JSON text;
+//! - `(:EtlhostPlan {job, flow, run, spec_hash, shards, splits, planned_at, failure})`, `splits` the
+//!   plan's splits and `failure` (set when a run failed) as JSON text;
 //! - `(:EtlhostProgress {job, flow, run, split, after, rows, done, shard, updated})`, `after` the
 //!   key as JSON text of the SDK's value (`{"Int":41}`), so any key type round-trips, and
 //!   `updated` milliseconds since the Unix epoch.
@@ -30,7 +30,7 @@ const CHECK_AND_WRITE_PROGRESS: &str =
      RETURN p.rows";
 
 const READ_PLANS: &str = "MATCH (p:EtlhostPlan {job: $job, run: $run}) \
-     RETURN p.flow, p.spec_hash, p.shards, p.splits, p.planned_at";
+     RETURN p.flow, p.spec_hash, p.shards, p.splits, p.planned_at, p.failure";
 
 const READ_PROGRESS: &str = "MATCH (p:EtlhostProgress {job: $job, run: $run}) \
      RETURN p.flow, p.split, p.after, p.rows, p.done, p.shard";
@@ -41,6 +41,9 @@ const CREATE_PLAN: &str = "CREATE (:EtlhostPlan {job: $job, flow: $flow, run: $r
 const CREATE_PROGRESS: &str = "UNWIND $splits AS s \
      MERGE (p:EtlhostProgress {job: $job, flow: $flow, run: $run, split: s}) \
      SET p.after = null, p.rows = 0, p.done = false, p.shard = 0";
+
+const FAIL_PLAN: &str =
+    "MATCH (p:EtlhostPlan {job: $job, flow: $flow, run: $run}) SET p.failure = $failure";
 
 const FORGET_PLANS: &str = "MATCH (p:EtlhostPlan {job: $job, flow: $flow, run: $run}) DELETE p";
 const FORGET_PROGRESS: &str =
@@ -178,6 +181,28 @@ impl SinkProgress for BoltSink {
                     progress: Vec::new(),
                 })
             }
+            StateRequest::Fail {
+                job,
+                flow,
+                run,
+                failure,
+            } => {
+                let failure = serde_json::to_string(failure).expect("failures serialise");
+                let p = |m: &mut Vec<u8>| {
+                    map(
+                        m,
+                        &[
+                            ("job", Param::Text(job)),
+                            ("flow", Param::Text(flow)),
+                            ("run", Param::Text(run)),
+                            ("failure", Param::Text(&failure)),
+                        ],
+                    )
+                };
+                conn.run_all_in_transaction(db, &[(FAIL_PLAN, &p)])
+                    .map_err(|e| fail(&sink, "recording the failure failed", e))?;
+                Ok(State::default())
+            }
             StateRequest::Forget { job, flow, run } => {
                 let p = |m: &mut Vec<u8>| {
                     map(
@@ -258,8 +283,12 @@ fn read(conn: &mut Connection, db: Option<&str>, job: &str, run: &str) -> Result
     };
     let mut state = State::default();
     for r in rows_of(conn, db, READ_PLANS, job, run)? {
-        let [flow, hash, shards, splits, at] = &r[..] else {
+        let [flow, hash, shards, splits, at, failure] = &r[..] else {
             continue;
+        };
+        let failure = match failure.as_str() {
+            Some(j) => Some(serde_json::from_str(j).map_err(|e| bad("failure", e))?),
+            None => None,
         };
         state.plans.push(Plan {
             job: job.into(),
@@ -270,6 +299,7 @@ fn read(conn: &mut Connection, db: Option<&str>, job: &str, run: &str) -> Result
             splits: serde_json::from_str(splits.as_str().unwrap_or("[]"))
                 .map_err(|e| bad("plan", e))?,
             planned_at: text(at),
+            failure,
         });
     }
     for r in rows_of(conn, db, READ_PROGRESS, job, run)? {

@@ -36,7 +36,7 @@ pub use change::{Change, ChangeBatch, ChangeKind, Position, StreamHead, StreamRe
 pub use connector::{Sink, Source, SplitReader};
 pub use error::{ConfigError, Error, OpenError};
 pub use options::Options;
-pub use progress::{Plan, Progress, SinkProgress, State, StateRequest};
+pub use progress::{Failure, Plan, Progress, SinkProgress, State, StateRequest};
 pub use query::{QueryRequest, SinkQuery};
 pub use split::{
     Catalog, ColumnInfo, CursorRange, ForeignKey, KeyBounds, KeyRange, KeySample, PlanRequest,

@@ -110,6 +110,27 @@ pub struct Plan {
     /// When it was planned (RFC 3339, UTC).
     #[serde(default)]
     pub planned_at: String,
+    /// How the run failed, if a process of it did ([`StateRequest::Fail`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+/// How a run of a flow failed, kept with its progress: a rerun that finds nothing left to read
+/// must not report success over it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// When the run ended (RFC 3339, UTC).
+    pub at: String,
+    /// The run's error, as it reported it.
+    pub error: String,
+    /// Rows of the flow kept in the dead-letter file by the runs so far.
+    pub failed_rows: u64,
+    /// The dead-letter file they are in.
+    pub dead_letter: String,
+    /// It failed because more rows failed than `max_failed_rows` allows (rather than a sink or
+    /// source error).
+    #[serde(default)]
+    pub too_many_failed_rows: bool,
 }
 
 /// What the host asks of [`SinkProgress::state`].
@@ -121,6 +142,14 @@ pub enum StateRequest {
     /// Stores `plan` and a progress record with nothing written for each of its splits, unless a
     /// plan of that job, flow and run exists: the answer holds the plan that is stored.
     Plan { plan: Plan },
+    /// Records on the plan of one flow of `job` in `run` how that run failed. A sink that does not
+    /// know this request may refuse it: the host then only warns.
+    Fail {
+        job: String,
+        flow: String,
+        run: String,
+        failure: Failure,
+    },
     /// Removes the plan and progress records of one flow of `job` in `run` (a finished run, or
     /// `--fresh`).
     Forget {
