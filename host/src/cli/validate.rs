@@ -1,5 +1,7 @@
-//! `etlhost validate SPEC`: the spec and every plugin's options checked, and (unless
-//! `--offline`) each sink connected and checking that it could write; no data moved.
+//! `etlhost validate SPEC`: the spec and every plugin's options checked, every transform component
+//! loaded (compiled into the cache, so that the first run does not pay for it) with its config
+//! checked, and (unless `--offline`) each sink connected and checking that it could write; no data
+//! moved.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,6 +15,9 @@ pub fn run(spec: &Path, offline: bool) -> ExitCode {
         Ok(j) => j,
         Err(code) => return code,
     };
+    if let Err(code) = load_transforms(&job) {
+        return code;
+    }
     if !offline {
         if let Err(code) = check_sinks(&job) {
             return code;
@@ -41,6 +46,26 @@ pub fn run(spec: &Path, offline: bool) -> ExitCode {
         flows.join("; ")
     );
     ExitCode::SUCCESS
+}
+
+/// Each flow's transforms compiled (or found in the cache) and given their config, as a run would.
+fn load_transforms(job: &Job) -> Result<(), ExitCode> {
+    for flow in job.spec.flows_in_order() {
+        match crate::transform::load(flow) {
+            Ok(Some(_)) => tracing::info!(
+                flow = %flow.flow.name,
+                "{} transform(s) loaded; compiled components are cached in {}",
+                flow.flow.transforms.len(),
+                job.spec.job.cache_dir.display()
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::from(EXIT_CONFIG));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Each sink connects and checks its options online.
