@@ -8,6 +8,7 @@ mod init;
 mod parallel_rels;
 mod plugins;
 mod progress;
+mod reruns;
 mod resume;
 mod scaffold;
 mod seatunnel;
