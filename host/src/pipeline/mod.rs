@@ -165,6 +165,13 @@ pub fn execute(
         let _ = tick_tx.send(Tick::Stop);
     });
 
+    if shared.given_back() > 0 {
+        tracing::warn!(
+            rows = shared.given_back(),
+            "rows read but not written, since the sink is failing: not counted as read, and read \
+             again by the next run"
+        );
+    }
     let c = &shared.counters;
     let mut error = shared.error();
     let status = match shared.control.reason() {

@@ -27,6 +27,7 @@ use super::batcher::{Limits, Work};
 use super::reader::Chunk;
 use super::seams::SinkSide;
 use super::shared::Shared;
+use super::writer::SinkCheck;
 use crate::plugin::PluginError;
 use crate::stats::Counters;
 use crate::transform::Origin;
@@ -291,7 +292,12 @@ pub fn deliver(sink: &mut dyn SinkSide, work: &mut Work, shared: &Shared) {
                 "a batch failed ({e}); writing it in halves to isolate the failing rows"
             );
             let mut from = step.from;
-            if !bisect(sink, work, 0, n, &mut from, shared) {
+            let mut check = SinkCheck::default();
+            let recorded = bisect(sink, work, 0, n, &mut from, &mut check, shared);
+            check.settle(work, shared);
+            // Rows given back because the sink is failing must be read again: no progress past
+            // them is recorded.
+            if !recorded && !shared.sink_failed() {
                 record_only(
                     sink,
                     &Progress {
@@ -311,24 +317,35 @@ pub fn deliver(sink: &mut dyn SinkSide, work: &mut Work, shared: &Shared) {
 
 /// Writes rows `[a, b)` of the batch in halves until the failing ones are isolated; each part
 /// that ends at a key change records the progress it reaches (`from`: where the record stands).
-/// Returns whether the batch's own progress (its end) was recorded.
+/// Returns whether the batch's own progress (its end) was recorded. Failed rows go through
+/// `check`, which tells a failing sink from failing rows (see `writer::SinkCheck`).
 fn bisect(
     sink: &mut dyn SinkSide,
     work: &Work,
     a: usize,
     b: usize,
     from: &mut u64,
+    check: &mut SinkCheck,
     shared: &Shared,
 ) -> bool {
     let step = work.progress.as_ref().expect("checked by the writer");
     let n = work.batch.len();
     let rows: Vec<usize> = (a..b).collect();
+    if shared.sink_failed() {
+        shared.give_back(rows.iter().map(|&i| work.origin[i]));
+        return false;
+    }
     let part = Batch {
         schema: work.batch.schema.clone(),
         rows: work.batch.rows[a..b].to_vec(),
     };
     let at_end = b == n;
-    let progress = if at_end {
+    // Rows held by the check are not failed (kept in the dead-letter file) yet: progress
+    // recorded past them now would skip them if the job died before they are. This part's
+    // progress is then recorded by a later part, or by `record_only`.
+    let progress = if check.holding() {
+        None
+    } else if at_end {
         Some(Progress {
             from: *from,
             ..step.clone()
@@ -353,16 +370,17 @@ fn bisect(
             if let Some(p) = &progress {
                 *from = p.rows;
             }
+            check.written(work, shared);
             written(work, &rows, shared);
-            at_end
+            at_end && progress.is_some()
         }
         Err(e) if b - a > 1 && !e.is_retryable() => {
             let mid = a + (b - a) / 2;
-            bisect(sink, work, a, mid, from, shared);
-            bisect(sink, work, mid, b, from, shared)
+            bisect(sink, work, a, mid, from, check, shared);
+            bisect(sink, work, mid, b, from, check, shared)
         }
         Err(e) => {
-            super::writer::fail_rows(work, &rows, &e, shared);
+            check.failed(work, &rows, e, shared);
             false
         }
     }

@@ -2,7 +2,7 @@
 //! dead-letter file and the acknowledgement tracker, and the one place rows are failed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use etlhost_plugin_sdk::codec::Encoded;
@@ -31,6 +31,10 @@ pub struct Shared {
     /// Wakes the checkpointer when a split completes.
     checkpoint_tx: Option<crossbeam_channel::Sender<Tick>>,
     error: Mutex<Option<String>>,
+    /// Set once a writer concluded that the sink fails whatever it is given (see
+    /// `writer::SinkCheck`): writers then give their rows back instead of writing them.
+    sink_failed: AtomicBool,
+    given_back: AtomicU64,
     /// Pass-through buffers the writers are done with, for the readers to fill again: without
     /// them, buffers made on a reader's thread and freed on a writer's left the allocator holding
     /// more memory the longer a job ran (peak RSS 1.2x for 10x the rows).
@@ -68,6 +72,8 @@ impl Shared {
             has_copies: AtomicBool::new(false),
             checkpoint_tx,
             error: Mutex::new(None),
+            sink_failed: AtomicBool::new(false),
+            given_back: AtomicU64::new(0),
             spares: crossbeam_channel::bounded(SPARES),
         }
     }
@@ -228,6 +234,47 @@ impl Shared {
             .expect("error slot poisoned")
             .get_or_insert(message);
         self.control.stop(StopReason::Error);
+    }
+
+    /// The sink failed rows one by one with the same `error` and none of their batch could be
+    /// written: the job fails as a sink error, and what is not written yet is given back.
+    pub fn sink_failing(&self, rows: usize, error: &str) {
+        self.sink_failed.store(true, Ordering::SeqCst);
+        self.fail(format!(
+            "the sink is failing, not the rows: {rows} rows written one by one all failed with \
+             the same error, and no part of their batch could be written: {error}"
+        ));
+    }
+
+    /// Whether a writer concluded that the sink is failing (see [`Shared::sink_failing`]).
+    pub fn sink_failed(&self) -> bool {
+        self.sink_failed.load(Ordering::SeqCst)
+    }
+
+    /// Rows (from `origins`) that are neither written nor failed, because the sink is failing:
+    /// they are taken off the counts they were added to (`read`, or `added` for a transform's
+    /// extra rows), so that the statistics still balance, and never acknowledged, so that a
+    /// resumed run reads them again. Unlike failed rows they are not kept in the dead-letter
+    /// file: nothing is wrong with them, and the sink is what a rerun needs fixed.
+    pub fn give_back(&self, origins: impl IntoIterator<Item = (u32, Origin)>) {
+        let (mut read, mut added) = (0u64, 0u64);
+        for (split, origin) in origins {
+            // An input row is given back with the last of its outputs; the others were `added`.
+            match self.release(split, origin) {
+                Some(_) => read += 1,
+                None => added += 1,
+            }
+        }
+        self.counters.read.fetch_sub(read, Ordering::Relaxed);
+        self.counters.added.fetch_sub(added, Ordering::Relaxed);
+        // Told once, at the end (see `given_back`): a line per batch would be the flood of
+        // warnings a failing sink is stopped early to avoid.
+        self.given_back.fetch_add(read + added, Ordering::Relaxed);
+    }
+
+    /// How many rows [`Shared::give_back`] took back.
+    pub fn given_back(&self) -> u64 {
+        self.given_back.load(Ordering::Relaxed)
     }
 
     /// The first error recorded, if any.
