@@ -52,6 +52,16 @@ pub fn check_sink(flow: FlowRef<'_>, sink: Arc<Plugin>) -> Result<Arc<Plugin>, S
     Ok(sink)
 }
 
+/// How messages name a run: `run 'r1'`, or `the default run` for the one without an id (no
+/// `--run`), rather than an empty `run ''`.
+pub fn run_label(run: &str) -> String {
+    if run.is_empty() {
+        "the default run".into()
+    } else {
+        format!("run '{run}'")
+    }
+}
+
 /// The target's state of one job run, through one flow's sink.
 pub struct Target {
     plugin: Arc<Plugin>,
@@ -169,7 +179,7 @@ impl Target {
     }
 
     fn run_name(&self) -> String {
-        format!("run '{}' of job '{}'", self.run, self.job)
+        format!("{} of job '{}'", run_label(&self.run), self.job)
     }
 
     /// Repeats `look` until it gives an answer, saying `waiting` in the log now and then; gives up
@@ -265,8 +275,8 @@ impl Target {
         if plan.spec_hash != spec.hash {
             if !self.shard.is_sharded() && plan.shards == 1 {
                 return refuse(format!(
-                    "the spec changed since job '{}' recorded its plan in the target (run '{}'); run with --fresh to start over",
-                    self.job, self.run
+                    "the spec changed since job '{}' recorded its plan in the target ({}); run with --fresh to start over",
+                    self.job, run_label(&self.run)
                 ));
             }
             return refuse(format!(

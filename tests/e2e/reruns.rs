@@ -180,7 +180,7 @@ dead_letter: {}
     assert_eq!(
         out.stderr.trim_end(),
         format!(
-            "error: {}: the spec changed since job 'reruns_target' recorded its plan in the target (run ''); run with --fresh to start over",
+            "error: {}: the spec changed since job 'reruns_target' recorded its plan in the target (the default run); run with --fresh to start over",
             spec.display()
         )
     );

@@ -68,8 +68,8 @@ pub fn run(
             if opts.fresh {
                 t.forget(flow)?;
                 tracing::info!(
-                    "--fresh: discarded the flow's progress in the target (run '{}')",
-                    t.run
+                    "--fresh: discarded the flow's progress in the target ({})",
+                    crate::target::run_label(&t.run)
                 );
             }
             t.wait_for_earlier_flows(flow, &control)?;
@@ -86,8 +86,8 @@ pub fn run(
         }
         tracing::info!(
             flow = %f.name,
-            "every split of this shard is done in the target (run '{}'); skipped",
-            opts.run
+            "every split of this shard is done in the target ({}); skipped",
+            crate::target::run_label(&opts.run)
         );
         return Ok(skipped(&settings, &counters));
     }
@@ -115,8 +115,8 @@ pub fn run(
             tracing::info!(
                 job = %flow.label(),
                 shard = %t.shard,
-                "resuming run '{}' from its records in the target: {done} of {} splits done, {going} in progress",
-                t.run,
+                "resuming {} from its records in the target: {done} of {} splits done, {going} in progress",
+                crate::target::run_label(&t.run),
                 s.plan.splits.len()
             );
             Some(s)
