@@ -386,10 +386,16 @@ impl BoltSink {
 /// its credentials expire or change (ArcadeDB: `The credentials of this connection are no longer
 /// valid`, Neo4j: `Neo.ClientError.Security.AuthorizationExpired`) and then refuse every request
 /// until a new LOGON (`BEGIN not expected in state: AUTHENTICATION`). A new connection logs in
-/// again.
+/// again. After a `Neo.DatabaseError.*` (the server failed, not the request) the session's state
+/// cannot be trusted either: ArcadeDB leaves the failed transaction open on the connection (a
+/// write to a read-only database, `Cannot execute command on a read only database`), and from
+/// the fourth on every BEGIN fails with `Exceeded number of 3 nested transactions`, which hides
+/// the real error.
 fn needs_new_session(e: &BoltError) -> bool {
     matches!(e, BoltError::Server { code, .. }
-        if code.starts_with("Neo.ClientError.Security.") || code == "Neo.ClientError.Request.Invalid")
+        if code.starts_with("Neo.ClientError.Security.")
+            || code.starts_with("Neo.DatabaseError.")
+            || code == "Neo.ClientError.Request.Invalid")
 }
 
 /// Errors that mean "this server no longer takes writes here": ask for a new routing table.
