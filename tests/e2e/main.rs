@@ -13,6 +13,7 @@ mod resume;
 mod scaffold;
 mod seatunnel;
 mod shards;
+mod sink_failure;
 mod spec_errors;
 mod splits;
 mod stream;
