@@ -345,8 +345,9 @@ pub struct Started {
     columns: Vec<Column>,
 }
 
-/// Connects and executes `sql` with `params`; `None` (and why, at debug level) when the split is
-/// better read through mysql_async, which also reports any error there was.
+/// Connects and executes `sql` with `params`; `None` (and why, at info level: the old path is
+/// slower, and a user should be able to tell why a job took it) when the split is better read
+/// through mysql_async, which also reports any error there was.
 pub fn open(
     opts: &mysql_async::Opts,
     timeout: Duration,
@@ -390,7 +391,9 @@ pub fn open(
     match start() {
         Ok(s) => Some(s),
         Err(e) => {
-            tracing::debug!("reading the split through mysql_async: {e}");
+            tracing::info!(
+                "the built-in MySQL client cannot read this split ({e}): reading it through mysql_async"
+            );
             None
         }
     }
