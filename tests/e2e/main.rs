@@ -20,6 +20,7 @@ mod stream;
 mod support;
 mod tls;
 mod transfer;
+mod transform_recipes;
 mod transforms;
 mod types;
 mod verify;
