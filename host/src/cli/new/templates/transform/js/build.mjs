@@ -1,5 +1,6 @@
 // Builds src/{{name}}.js into the WASM component {{name}}.wasm: `npm run build`. Through
-// componentize-js's JS API, which takes the options below that its command line does not.
+// componentize-js's JS API, as etlhost builds its own JS transforms; paths are resolved against
+// this file's folder, so the build works from anywhere in the project.
 
 import { componentize } from '@bytecodealliance/componentize-js';
 import { writeFile } from 'node:fs/promises';
