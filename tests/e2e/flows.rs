@@ -103,18 +103,19 @@ async fn a_failed_flow_stops_the_flows_after_it() {
     let g = graph("e2e_flows_fail").await;
     let summary = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("flows_fail.summary.json");
     let s = summary.display().to_string();
+    // Every person is in the graph already, so each row breaks the unique constraint, with an
+    // error naming its own key: bad rows, not a failing sink (which would stop the job at once).
+    g.run(neo4rs::query(
+        "UNWIND range(1, 10) AS id CREATE (:Person {id: id})",
+    ))
+    .await
+    .unwrap();
     let (_, out) = etlhost_with_spec(
         "run",
         "flows_fail.yaml",
-        // The query check at start would stop the job before any row; this test wants rows to
-        // fail in the first flow, so it is switched off.
         &social(
             "e2e_flows_fail",
-            "UNWIND $batch AS row MERGE (p:Person {id: row.id) oops",
-        )
-        .replace(
-            "        query: \"UNWIND $batch AS row MERGE (p:Person {id: row.id) oops\"",
-            "        query: \"UNWIND $batch AS row MERGE (p:Person {id: row.id) oops\"\n        check_query: false",
+            "UNWIND $batch AS row CREATE (p:Person {id: row.id, name: row.name})",
         ),
         &["--summary-json", &s],
     );

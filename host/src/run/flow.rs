@@ -99,13 +99,15 @@ pub fn run(
         .or_else(|| stored.as_ref().and_then(|s| s.plan.failure.clone()))
         .filter(|_| !opts.accept_failures);
     if let Some(e) = &earlier {
+        let rows = match e.failed_rows {
+            0 => String::new(),
+            n => format!(", its {n} failed rows in {} still count", e.dead_letter),
+        };
         tracing::warn!(
             flow = %f.name,
-            "the earlier run failed at {} ({}); going on from it, its {} failed rows in {} still count",
+            "the earlier run failed at {} ({}); going on from it{rows}",
             e.at,
             e.error,
-            e.failed_rows,
-            e.dead_letter
         );
     }
     let start = match (&target, stored) {
