@@ -68,6 +68,9 @@ fn sh(dir: &Path, script: &str, env: &[(&str, String)]) -> Output {
     let out = Command::new("sh")
         .args(["-ec", script])
         .current_dir(dir)
+        // The README's paths assume cargo's own target folder, whatever the caller's setting.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap_or_else(|e| panic!("sh: {e}"));
