@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use xtask::services::{MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
-
-use crate::support::{etlhost_command, etlhost_with_spec, exec, mysql, read_summary};
+use crate::support::{etlhost_command, etlhost_with_spec, exec, mysql, mysql_source, read_summary};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -21,19 +19,6 @@ fn outside(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn mysql_source(db: &str, table: &str) -> String {
-    format!(
-        "source:
-  plugin: mysql
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-    table: {table}
-"
-    )
 }
 
 #[test]

@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use xtask::graph::graph_count;
-use xtask::services::{
-    BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
-};
+use xtask::services::{BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER};
 
-use crate::support::{etlhost_command, exec, graph, mysql, Output};
+use crate::support::{etlhost_command, exec, graph, mysql, mysql_source, Output};
+
+/// The table the specs read: `TABLE` from the environment, `person` without it.
+const TABLE: &str = "${TABLE:-person}";
 
 fn scratch_dir(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -49,19 +50,6 @@ async fn tables(db: &str) {
     exec(&pool, "INSERT INTO person_bad VALUES (1000, 'bad')").await;
 }
 
-fn source(db: &str) -> String {
-    format!(
-        "source:
-  plugin: mysql
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-    table: ${{TABLE:-person}}
-"
-    )
-}
-
 /// The message of a rerun that found the earlier run's failure and nothing left to read; the time
 /// of that failure is the one part that varies.
 fn assert_earlier_failure(out: &Output, job: &str, dead_letter: &Path) {
@@ -97,7 +85,7 @@ checkpoint: {{dir: {}}}
 ",
             dl.display(),
             cp_dir.display(),
-            source("e2e_reruns_local")
+            mysql_source("e2e_reruns_local", TABLE)
         ),
     )
     .unwrap();
@@ -165,7 +153,7 @@ dead_letter: {}
     query: \"UNWIND $batch AS row CREATE (:Person {{id: row.id, name: row.name}})\"
 ",
             dl.display(),
-            source("e2e_reruns_target")
+            mysql_source("e2e_reruns_target", TABLE)
         ),
     )
     .unwrap();
@@ -217,7 +205,7 @@ cache_dir: {}
 sink: {{plugin: console, options: {{}}}}
 ",
             cache.display(),
-            source("e2e_validate_transforms"),
+            mysql_source("e2e_validate_transforms", TABLE),
             component.display()
         )
     };

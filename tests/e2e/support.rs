@@ -161,6 +161,20 @@ pub fn etlhost_with_spec(
     (path, output)
 }
 
+/// A job spec's `source:` block reading `table` of MySQL database `db` (YAML, at the top level).
+pub fn mysql_source(db: &str, table: &str) -> String {
+    format!(
+        "source:
+  plugin: mysql
+  options:
+    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
+    user: {MYSQL_USER}
+    password: {MYSQL_PASSWORD}
+    table: {table}
+"
+    )
+}
+
 /// A MySQL table -> Bolt job spec in YAML.
 pub fn spec(
     name: &str,
