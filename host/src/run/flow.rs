@@ -91,25 +91,7 @@ pub fn run(
         );
         return Ok(skipped(&settings, &counters));
     }
-    // A run that failed before and still has splits to read goes on from it; its failed rows
-    // still count against `max_failed_rows`.
-    let earlier = previous
-        .as_ref()
-        .and_then(|cp| cp.failed.clone())
-        .or_else(|| stored.as_ref().and_then(|s| s.plan.failure.clone()))
-        .filter(|_| !opts.accept_failures);
-    if let Some(e) = &earlier {
-        let rows = match e.failed_rows {
-            0 => String::new(),
-            n => format!(", its {n} failed rows in {} still count", e.dead_letter),
-        };
-        tracing::warn!(
-            flow = %f.name,
-            "the earlier run failed at {} ({}); going on from it{rows}",
-            e.at,
-            e.error,
-        );
-    }
+    let earlier = going_on_from(flow, previous.as_ref(), stored.as_ref(), opts);
     let start = match (&target, stored) {
         (Some(t), Some(s)) => {
             let done = s.progress.iter().filter(|p| p.done).count();
@@ -184,34 +166,17 @@ pub fn run(
     if !summary.balances() {
         return Err(RunError::Internal(Box::new(summary)));
     }
-    let mut summary = summary;
-    let earlier_failed = earlier.as_ref().map_or(0, |f| f.failed_rows);
-    if summary.status == Status::Succeeded && earlier_failed + summary.failed > max_failed_rows {
-        summary.status = Status::Failed;
-        summary.error = Some(format!(
-            "{} rows failed in this run and {earlier_failed} in the earlier runs it went on from, more than max_failed_rows ({max_failed_rows}); they are in {}",
-            summary.failed,
-            dead_letter.display()
-        ));
-        control.stop(StopReason::TooManyFailedRows);
-    }
-    if summary.status == Status::Failed {
-        let failure = Failure {
-            at: summary.end.clone(),
-            error: summary.error.clone().unwrap_or_default(),
-            failed_rows: earlier_failed + summary.failed,
-            dead_letter: dead_letter.display().to_string(),
-            too_many_failed_rows: control.reason() == StopReason::TooManyFailedRows,
-        };
-        match (&target, in_batches) {
-            (Some(t), Some(_)) => t.fail(flow, failure),
-            _ => {
-                if let Err(e) = checkpoint::record_failure(flow, failure) {
-                    tracing::warn!("cannot record the run's failure: {e}");
-                }
-            }
-        }
-    }
+    let where_kept = match (&target, in_batches) {
+        (Some(t), Some(_)) => Kept::Target(t),
+        _ => Kept::Local,
+    };
+    let failed = Failed {
+        earlier: earlier.as_ref(),
+        dead_letter: &dead_letter,
+        max_failed_rows,
+        kept: where_kept,
+    };
+    let summary = failed.settle(flow, summary, &control);
     if summary.status != Status::Succeeded {
         return Err(RunError::Failed(Box::new(summary)));
     }
@@ -222,6 +187,86 @@ pub fn run(
         cursor::store(flow, reached);
     }
     Ok(summary)
+}
+
+/// The failure of an earlier run this one goes on from (it still has splits to read): its failed
+/// rows still count against `max_failed_rows`. None once accepted (`--accept-failures`).
+fn going_on_from(
+    flow: FlowRef<'_>,
+    previous: Option<&Checkpoint>,
+    stored: Option<&crate::target::Start>,
+    opts: &RunOptions,
+) -> Option<Failure> {
+    let earlier = previous
+        .and_then(|cp| cp.failed.clone())
+        .or_else(|| stored.and_then(|s| s.plan.failure.clone()))
+        .filter(|_| !opts.accept_failures)?;
+    let rows = match earlier.failed_rows {
+        0 => String::new(),
+        n => format!(
+            ", its {n} failed rows in {} still count",
+            earlier.dead_letter
+        ),
+    };
+    tracing::warn!(
+        flow = %flow.flow.name,
+        "the earlier run failed at {} ({}); going on from it{rows}",
+        earlier.at,
+        earlier.error,
+    );
+    Some(earlier)
+}
+
+/// Where a flow keeps its progress, and so how a failed run is recorded.
+enum Kept<'a> {
+    Local,
+    Target(&'a Target),
+}
+
+/// What decides whether a run that ended failed, with the earlier runs it went on from, and
+/// records the failure where the flow keeps its progress.
+struct Failed<'a> {
+    earlier: Option<&'a Failure>,
+    dead_letter: &'a std::path::Path,
+    max_failed_rows: u64,
+    kept: Kept<'a>,
+}
+
+impl Failed<'_> {
+    fn settle(&self, flow: FlowRef<'_>, mut summary: Summary, control: &Control) -> Summary {
+        let (earlier, max) = (
+            self.earlier.map_or(0, |f| f.failed_rows),
+            self.max_failed_rows,
+        );
+        let dead_letter = self.dead_letter.display();
+        if summary.status == Status::Succeeded && earlier + summary.failed > max {
+            summary.status = Status::Failed;
+            summary.error = Some(format!(
+                "{} rows failed in this run and {earlier} in the earlier runs it went on from, more than max_failed_rows ({max}); they are in {dead_letter}",
+                summary.failed,
+            ));
+            control.stop(StopReason::TooManyFailedRows);
+        }
+        if summary.status != Status::Failed {
+            return summary;
+        }
+        let failure = Failure {
+            at: summary.end.clone(),
+            error: summary.error.clone().unwrap_or_default(),
+            failed_rows: earlier + summary.failed,
+            dead_letter: dead_letter.to_string(),
+            too_many_failed_rows: control.reason() == StopReason::TooManyFailedRows,
+        };
+        match self.kept {
+            Kept::Target(t) => t.fail(flow, failure),
+            Kept::Local => {
+                if let Err(e) = checkpoint::record_failure(flow, failure) {
+                    tracing::warn!("cannot record the run's failure: {e}");
+                }
+            }
+        }
+        summary
+    }
 }
 
 /// The earlier run failed after reading every split: a rerun would read nothing and report
