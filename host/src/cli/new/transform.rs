@@ -289,6 +289,49 @@ pub struct Project {
     pub build: Vec<String>,
 }
 
+/// What a language's project needs: the commands that install its tools and build it, what to
+/// have first, the paragraph about it, and what its first run costs.
+type Recipe = (Vec<String>, Vec<String>, String, &'static str, &'static str);
+
+fn recipe(lang: Lang, module: &str, component: &str, py_version: &str, js_version: &str) -> Recipe {
+    match lang {
+        Lang::Rust => (
+            vec!["rustup target add wasm32-wasip2".to_string()],
+            vec!["cargo build --release --target wasm32-wasip2".to_string()],
+            "Rust through rustup, and its target for WASM components, `wasm32-wasip2`:".to_string(),
+            RUST_ABOUT,
+            "under a second for a Rust component",
+        ),
+        Lang::Python => (
+            vec![
+                "python3 -m venv .venv".to_string(),
+                ".venv/bin/pip install -r requirements.txt".to_string(),
+            ],
+            vec![format!(
+                ".venv/bin/componentize-py --wit-path wit --world transform componentize \
+                 --python-path src {module} -o {component}"
+            )],
+            format!(
+                "Python 3 with `venv`, and componentize-py {py_version} from PyPI, into `.venv`:"
+            ),
+            PY_ABOUT,
+            "a Python component holds a whole CPython: 10 to 30 s, and about 400 MiB of \
+             memory at the peak",
+        ),
+        Lang::Js => (
+            vec!["npm install".to_string()],
+            vec!["npm run build".to_string()],
+            format!(
+                "Node.js 20 or later with npm, and componentize-js {js_version} from npm, into \
+                 `node_modules`:"
+            ),
+            JS_ABOUT,
+            "a JavaScript component holds a whole SpiderMonkey: 10 to 40 s, and about 400 MiB \
+             of memory at the peak",
+        ),
+    }
+}
+
 impl Project {
     /// Transform `name` in `lang`; a Rust project depends on the SDK at `sdk`.
     pub fn new(lang: Lang, name: &str, sdk: &Path) -> Result<Project, String> {
@@ -299,43 +342,8 @@ impl Project {
         let sdk = sdk.display().to_string();
         let py_version = componentize_py_version();
         let js_version = componentize_js_version();
-        let (install, build, requirements, about, first_run) = match lang {
-            Lang::Rust => (
-                vec!["rustup target add wasm32-wasip2".to_string()],
-                vec!["cargo build --release --target wasm32-wasip2".to_string()],
-                "Rust through rustup, and its target for WASM components, `wasm32-wasip2`:"
-                    .to_string(),
-                RUST_ABOUT,
-                "under a second for a Rust component",
-            ),
-            Lang::Python => (
-                vec![
-                    "python3 -m venv .venv".to_string(),
-                    ".venv/bin/pip install -r requirements.txt".to_string(),
-                ],
-                vec![format!(
-                    ".venv/bin/componentize-py --wit-path wit --world transform componentize \
-                     --python-path src {module} -o {component}"
-                )],
-                format!(
-                    "Python 3 with `venv`, and componentize-py {py_version} from PyPI, into `.venv`:"
-                ),
-                PY_ABOUT,
-                "a Python component holds a whole CPython: 10 to 30 s, and about 400 MiB of \
-                 memory at the peak",
-            ),
-            Lang::Js => (
-                vec!["npm install".to_string()],
-                vec!["npm run build".to_string()],
-                format!(
-                    "Node.js 20 or later with npm, and componentize-js {js_version} from npm, into \
-                     `node_modules`:"
-                ),
-                JS_ABOUT,
-                "a JavaScript component holds a whole SpiderMonkey: 10 to 40 s, and about 400 MiB \
-                 of memory at the peak",
-            ),
-        };
+        let (install, build, requirements, about, first_run) =
+            recipe(lang, &module, &component, &py_version, &js_version);
         let vars = [
             ("name", name),
             ("snake", snake.as_str()),
