@@ -343,7 +343,7 @@ impl Project {
         let py_version = componentize_py_version();
         let js_version = componentize_js_version();
         let (install, build, requirements, about, first_run) =
-            recipe(lang, &module, &component, &py_version, &js_version);
+            recipe(lang, &module, &component, py_version, &js_version);
         let vars = [
             ("name", name),
             ("snake", snake.as_str()),
