@@ -4,22 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{etlhost_command, etlhost_with_spec, exec, mysql, mysql_source, read_summary};
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A scratch directory outside the workspace (cargo would take a crate inside it for a member).
-fn outside(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("etlhost-e2e-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::support::{
+    etlhost_command, etlhost_with_spec, exec, mysql, mysql_source, outside, read_summary, workspace,
+};
 
 #[test]
 fn the_sdk_readme_shows_the_example_plugin_as_it_is() {

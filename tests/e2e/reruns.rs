@@ -7,17 +7,10 @@ use std::path::{Path, PathBuf};
 use xtask::graph::graph_count;
 use xtask::services::{BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER};
 
-use crate::support::{etlhost_command, exec, graph, mysql, mysql_source, Output};
+use crate::support::{etlhost_command, exec, graph, mysql, mysql_source, scratch_dir, Output};
 
 /// The table the specs read: `TABLE` from the environment, `person` without it.
 const TABLE: &str = "${TABLE:-person}";
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 /// `etlhost run SPEC` without `--fresh` (so earlier progress is found), with `TABLE` set.
 fn run(spec: &Path, table: &str, extra: &[&str]) -> Output {

@@ -1,21 +1,15 @@
 //! Checkpoints: a killed job resumes where it stopped with nothing lost or doubled, a changed spec
 //! is not resumed silently, and a slow sink never makes a checkpoint fail the job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use xtask::graph::graph_count;
 
 use crate::support::{
-    etlhost_command, etlhost_with_spec, exec, graph, mysql, person_table, read_summary, spec_with,
+    etlhost_command, etlhost_with_spec, exec, graph, mysql, person_table, read_summary,
+    scratch_dir, spec_with,
 };
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 fn checkpoint(path: &Path) -> Option<serde_json::Value> {
     std::fs::read(path)

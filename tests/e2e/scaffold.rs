@@ -7,16 +7,7 @@ use std::process::Command;
 
 use xtask::services::{MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
 
-use crate::support::{etlhost, exec, person_table, Output};
-
-/// A scratch folder outside the workspace, so that nothing but the project's own `[workspace]`
-/// decides how it builds.
-fn outside(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("etlhost-e2e-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::support::{etlhost, exec, outside, person_table, Output};
 
 fn new_sink(cwd: &Path, args: &[&str]) -> Output {
     Command::new(etlhost())

@@ -2,7 +2,7 @@
 //! variants its author ran, with only hosts, ports, databases and credentials changed, against a
 //! `person(ID, NAME)` table of 99,999 rows; and each converted to YAML runs to the same result.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use neo4rs::Graph;
@@ -10,7 +10,7 @@ use xtask::services::{
     BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
 };
 
-use crate::support::{etlhost, exec, graph, mysql, one, Output};
+use crate::support::{etlhost, exec, graph, mysql, one, scratch_dir, Output};
 
 const ROWS: u64 = 99_999;
 
@@ -103,14 +103,6 @@ async fn person(db: &str) {
     pool.disconnect().await.unwrap();
 }
 
-/// A scratch folder of the test's own, also the working directory of every run (checkpoints).
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn etl(dir: &Path, args: &[&str], log: &str) -> Output {
     let out = Command::new(etlhost())
         .current_dir(dir)
@@ -183,7 +175,7 @@ async fn conf_and_yaml(dir: &Path, graph_db: &str) -> [serde_json::Value; 2] {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_incidents_partitioned_batch_job() {
     person("st_incident").await;
-    let dir = scratch("st_incident");
+    let dir = scratch_dir("st_incident");
     let text = incident("st_incident", "st_incident");
     write_and_convert(&dir, &text);
 
@@ -231,7 +223,7 @@ async fn the_incidents_partitioned_batch_job() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_unsplit_batch_job_and_its_yaml() {
     person("st_unsplit").await;
-    let dir = scratch("st_unsplit");
+    let dir = scratch_dir("st_unsplit");
     let text = unsplit(&incident("st_unsplit", "st_unsplit"));
     write_and_convert(&dir, &text);
     let [s, _] = conf_and_yaml(&dir, "st_unsplit").await;
@@ -254,7 +246,7 @@ async fn the_unsplit_batch_job_and_its_yaml() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_one_by_one_job_with_query_param_position() {
     person("st_onebyone").await;
-    let dir = scratch("st_onebyone");
+    let dir = scratch_dir("st_onebyone");
     write_and_convert(&dir, &one_by_one(&incident("st_onebyone", "st_onebyone")));
     let yaml = std::fs::read_to_string(dir.join("job.yaml")).unwrap();
     assert!(yaml.contains("write_mode: one_by_one"), "{yaml}");
@@ -268,7 +260,7 @@ async fn the_one_by_one_job_with_query_param_position() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_job() {
     person("st_console").await;
-    let dir = scratch("st_console");
+    let dir = scratch_dir("st_console");
     write_and_convert(&dir, &console(&incident("st_console", "unused")));
     let toml = etl(&dir, &["convert", "job.conf", "-o", "job.toml"], "warn");
     assert_eq!(toml.code, 0, "{}", toml.stderr);
@@ -290,7 +282,7 @@ async fn the_console_job() {
 /// A connector etlhost does not have is refused before anything runs, naming file, line and key.
 #[test]
 fn an_unsupported_connector_is_an_error() {
-    let dir = scratch("st_unsupported");
+    let dir = scratch_dir("st_unsupported");
     let text = console(&incident("st_unsupported", "unused")).replace("  Jdbc {", "  Kafka {");
     std::fs::write(dir.join("job.conf"), text).unwrap();
     for cmd in ["validate", "run"] {
@@ -316,7 +308,7 @@ fn an_unsupported_connector_is_an_error() {
 /// An option a plugin refuses is reported at the SeaTunnel key and line it came from.
 #[test]
 fn plugin_option_errors_point_into_the_conf_file() {
-    let dir = scratch("st_plugin_error");
+    let dir = scratch_dir("st_plugin_error");
     let text = incident("st_plugin_error", "unused")
         .replace("uri = \"bolt://127.0.0.1", "uri = \"http://127.0.0.1");
     std::fs::write(dir.join("job.conf"), text).unwrap();

@@ -2,19 +2,14 @@
 //! runs in one process or as four shards (as a Kubernetes Indexed Job starts them), and a shard
 //! running another spec is refused.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use xtask::graph::graph_count;
 
-use crate::support::{etlhost_command, exec, graph, mysql, person_table, read_summary, spec_with};
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
+use crate::support::{
+    etlhost_command, exec, graph, mysql, person_table, read_summary, scratch_dir, spec_with,
+};
 
 /// `etlhost run SPEC [--shard I/N] --run RUN`, resuming whatever the target records.
 fn shard_run(spec: &Path, shard: Option<&str>, run: &str, summary: &Path) -> Command {

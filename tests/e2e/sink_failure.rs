@@ -2,15 +2,15 @@
 //! fails the job as a sink error (exit 3) after a few rows, instead of putting every row read into
 //! the dead-letter file; the rows it did not write are read again by the next run.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use xtask::graph::{fresh_graph_at, graph_count_at, http_at};
 use xtask::services::{ExtraArcadeDb, GRAPH_PASSWORD, GRAPH_USER};
 
 use crate::support::{
-    etlhost_command, etlhost_with_spec, mysql_url, person_table, read_summary, spawn_run, spec,
-    wait_for_first_nodes, Output,
+    etlhost_command, etlhost_with_spec, mysql_url, person_table, read_summary, scratch_dir,
+    spawn_run, spec, wait_for_first_nodes, Output,
 };
 
 /// What the host says when it concludes that the sink, not the rows, is failing.
@@ -19,13 +19,6 @@ fn sink_failure(error: &str) -> String {
         "error: job failed: the sink is failing, not the rows: 3 rows written one by one all \
          failed with the same error, and no part of their batch could be written: {error}\n"
     )
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn dead_rows(path: &Path) -> usize {
@@ -57,7 +50,7 @@ fn server_command(port: u16, command: &str) {
 async fn a_full_disk_fails_the_job_as_a_sink_error_and_a_rerun_writes_every_row() {
     const ROWS: u64 = 5_000;
     person_table("e2e_sink_full", ROWS, "p").await;
-    let dir = scratch("sink-full");
+    let dir = scratch_dir("sink-full");
     let dlq = dir.join("dead.jsonl");
     let summary_path = dir.join("summary.json");
     // The test sink `faulty` appends each batch to `append_to` and syncs it; on /dev/full every
@@ -139,7 +132,7 @@ fn bolt_spec(mysql_db: &str, db: &str, server: &ExtraArcadeDb, dlq: &Path, extra
 async fn a_graph_database_made_read_only_mid_run_fails_the_job_as_a_sink_error() {
     const ROWS: u64 = 200_000;
     person_table("e2e_sink_readonly", ROWS, "p").await;
-    let dir = scratch("sink-readonly");
+    let dir = scratch_dir("sink-readonly");
     // A server of its own: making a database read-only takes a server setting.
     let server = ExtraArcadeDb::start(&dir.join("home"), &[]).unwrap();
     fresh_graph_at(server.http, "readonly").unwrap();
@@ -212,7 +205,7 @@ async fn a_graph_database_made_read_only_mid_run_fails_the_job_as_a_sink_error()
 async fn a_graph_user_without_write_permission_fails_the_job_as_a_sink_error() {
     const ROWS: u64 = 2_000;
     person_table("e2e_sink_reader", ROWS, "p").await;
-    let dir = scratch("sink-reader");
+    let dir = scratch_dir("sink-reader");
     let home = dir.join("home");
     // Groups live in the server's `config/server-groups.json` (no server command makes one):
     // `reader` may read every type of every database, and do nothing else.

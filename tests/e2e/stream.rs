@@ -15,14 +15,7 @@ use mysql_async::prelude::Queryable;
 use xtask::mariadb::ExtraMariaDb;
 use xtask::services::{free_port, BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, HTTP_PORT};
 
-use crate::support::{etlhost_command, exec, graph, mysql};
-
-fn scratch(name: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
+use crate::support::{etlhost_command, exec, graph, mysql, scratch_dir};
 
 const NODE_QUERY: &str = "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p = row";
 const DELETE_QUERY: &str = "UNWIND $batch AS row MATCH (p:Person {id: row.id}) DETACH DELETE p";
@@ -254,7 +247,7 @@ async fn st_snapshot_then_changes_survive_sigkill_and_stop_on_sigterm() {
     )
     .await;
     let _g = graph("st_basic").await;
-    let dir = scratch("st_basic");
+    let dir = scratch_dir("st_basic");
     let spec = dir.join("st_basic.yaml");
     let url = "mysql://127.0.0.1:3306/st_basic";
     std::fs::write(&spec, stream_spec("st_basic", url, "st_basic", &dir, "")).unwrap();
@@ -373,7 +366,7 @@ async fn st_a_user_without_replication_privileges_is_refused() {
             .unwrap();
         assert!(ok.success(), "{sql}");
     }
-    let dir = scratch("st_priv");
+    let dir = scratch_dir("st_priv");
     let spec = dir.join("st_priv.yaml");
     let text = stream_spec(
         "st_priv",
@@ -396,7 +389,7 @@ async fn st_a_user_without_replication_privileges_is_refused() {
 
 #[test]
 fn st_a_streaming_flow_without_a_delete_query_is_refused_at_validate() {
-    let dir = scratch("st_nodelete");
+    let dir = scratch_dir("st_nodelete");
     let spec = dir.join("st_nodelete.yaml");
     let text = stream_spec(
         "st_nodelete",
@@ -435,7 +428,7 @@ async fn private_pool(db: &ExtraMariaDb, name: &str) -> mysql_async::Pool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn st_servers_that_cannot_stream_are_refused_with_the_fix() {
-    let dir = scratch("st_settings");
+    let dir = scratch_dir("st_settings");
     // Binary logging off: a server of its own, without --log-bin.
     let off = ExtraMariaDb::start(&dir.join("off"), &[]).unwrap();
     let pool = private_pool(&off, "st_settings").await;
@@ -609,7 +602,7 @@ async fn team_and_member(pool: &mysql_async::Pool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn st_random_changes_with_a_kill_and_a_mysql_restart_leave_the_graph_equal() {
     const CHANGES: u64 = 20_000;
-    let dir = scratch("st_big");
+    let dir = scratch_dir("st_big");
     let mut server = ExtraMariaDb::start(
         &dir.join("mysql"),
         &[
@@ -804,7 +797,7 @@ async fn st_init_mode_stream_writes_flows_that_keep_relationships_in_sync() {
     .await;
     exec(&pool, "INSERT INTO likes VALUES (1, 2, 2020), (2, 1, 2021)").await;
     let _g = graph("st_init").await;
-    let dir = scratch("st_init");
+    let dir = scratch_dir("st_init");
     let spec = dir.join("st_init.yaml");
     let out = etlhost_command()
         .arg("init")
@@ -884,7 +877,7 @@ async fn st_the_stream_survives_a_bolt_server_restart() {
         "INSERT INTO person SELECT seq, CONCAT('p', seq) FROM seq_1_to_500",
     )
     .await;
-    let dir = scratch("st_bolt");
+    let dir = scratch_dir("st_bolt");
     let mut server = xtask::services::ExtraArcadeDb::start(&dir.join("home"), &[]).unwrap();
     xtask::graph::fresh_graph_at(server.http, "st_bolt").unwrap();
     let text = stream_spec(
@@ -939,7 +932,7 @@ async fn st_the_stream_survives_a_bolt_server_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn st_a_snapshot_split_is_read_on_from_its_safe_key_after_a_mysql_restart() {
     const ROWS: u64 = 60_000;
-    let dir = scratch("st_split_retry");
+    let dir = scratch_dir("st_split_retry");
     let mut server = ExtraMariaDb::start(&dir.join("mysql"), &[]).unwrap();
     let pool = private_pool(&server, "st_split").await;
     exec(
@@ -1013,7 +1006,7 @@ async fn st_enum_and_set_columns_stream_as_their_names() {
     .await;
     exec(&pool, "INSERT INTO person VALUES (1, 'ok', 'a')").await;
     let _g = graph("st_enum").await;
-    let dir = scratch("st_enum");
+    let dir = scratch_dir("st_enum");
     let spec = dir.join("st_enum.yaml");
     let url = "mysql://127.0.0.1:3306/st_enum";
     std::fs::write(&spec, stream_spec("st_enum", url, "st_enum", &dir, "")).unwrap();

@@ -19,6 +19,31 @@ fn require(port: u16, what: &str) {
     }
 }
 
+/// This repository's root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A fresh, empty folder `name` of the test's own, under cargo's scratch folder for tests.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A fresh, empty folder outside the workspace, so that only a project's own `[workspace]`
+/// decides how it builds (cargo would take a crate inside this one for a member).
+pub fn outside(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("etlhost-e2e-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The etlhost binary of this build profile, next to the plugin libraries.
 pub fn etlhost() -> PathBuf {
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

@@ -12,7 +12,7 @@ use xtask::services::{java_tool, ExtraArcadeDb, BOLT_PORT, HTTP_PORT};
 use std::process::Stdio;
 
 use crate::support::{
-    etlhost_with_spec, person_table, read_summary, run_job_output, spawn_run, spec,
+    etlhost_with_spec, person_table, read_summary, run_job_output, scratch_dir, spawn_run, spec,
     wait_for_first_nodes, Output,
 };
 
@@ -20,13 +20,6 @@ use crate::support::{
 struct TlsServer {
     server: ExtraArcadeDb,
     cert: PathBuf,
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A PKCS12 keystore with one self-signed RSA key for `localhost` (and no IP address, so that
@@ -102,7 +95,7 @@ fn keytool(dir: &Path, args: &[&str], files: &[&PathBuf]) {
 }
 
 fn start_tls_server(name: &str, start: Option<&str>, days: u32) -> TlsServer {
-    let dir = scratch(name);
+    let dir = scratch_dir(name);
     let (ks, cert) = keystore(&dir, start, days);
     let ks = ks.display().to_string();
     let pass = "tls-test".to_string();
@@ -377,7 +370,7 @@ fn tls_validate_connects_and_reports_what_fails() {
 async fn tls_what_tls_costs() {
     const BENCH_ROWS: u64 = 100_000;
     person_table("tls_bench", BENCH_ROWS, "person-").await;
-    let plain = ExtraArcadeDb::start(&scratch("tls-bench-plain").join("home"), &[]).unwrap();
+    let plain = ExtraArcadeDb::start(&scratch_dir("tls-bench-plain").join("home"), &[]).unwrap();
     let tls = tls_server();
     let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     // Rounds 0-5 warm both servers' JVMs up (throughput still climbs there) and are not counted.
@@ -460,7 +453,7 @@ async fn tls_auth_none_and_bearer_are_sent_and_refused_by_a_basic_only_server() 
 async fn tls_a_routed_job_survives_its_server_restarting() {
     const ROWS: u64 = 200_000;
     person_table("tls_reroute", ROWS, "person-").await;
-    let mut server = ExtraArcadeDb::start(&scratch("tls-reroute").join("home"), &[]).unwrap();
+    let mut server = ExtraArcadeDb::start(&scratch_dir("tls-reroute").join("home"), &[]).unwrap();
     fresh_graph_at(server.http, "tls_reroute").unwrap();
     let text = spec(
         "tls_reroute",
@@ -483,7 +476,7 @@ async fn tls_a_routed_job_survives_its_server_restarting() {
         "    database: tls_reroute\n    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]\n",
     );
     let (path, _) = etlhost_with_spec("validate", "tls_reroute.yaml", &text, &["--offline"]);
-    let summary_path = scratch("tls-reroute-summary").join("summary.json");
+    let summary_path = scratch_dir("tls-reroute-summary").join("summary.json");
     let job = spawn_run(&path, &summary_path, Stdio::null());
     let before = wait_for_first_nodes(server.http, "tls_reroute");
     assert!(

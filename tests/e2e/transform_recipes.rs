@@ -25,7 +25,7 @@ use std::process::Command;
 
 use xtask::services::MYSQL_PORT;
 
-use crate::support::{etlhost, exec, mysql, Output};
+use crate::support::{etlhost, exec, mysql, workspace, Output};
 
 /// The name `docs/transforms.md` builds its examples with.
 const NAME: &str = "upper-name";
@@ -38,13 +38,6 @@ const PRINTED: &str = "{\"id\":1,\"name\":\"ADA\",\"name_length\":3}
 {\"id\":2,\"name\":\"ZOË\",\"name_length\":3}
 {\"id\":3,\"name\":null,\"name_length\":null}
 ";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn target() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -98,7 +91,7 @@ fn scaffold(lang: &str) -> (PathBuf, String) {
     );
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
     // The recipe in the docs is the README's, word for word.
-    let docs = std::fs::read_to_string(repo().join("docs/transforms.md")).unwrap();
+    let docs = std::fs::read_to_string(workspace().join("docs/transforms.md")).unwrap();
     for heading in ["## Install the tools (once)", "## Build"] {
         let commands = block(&readme, heading);
         assert!(
