@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
-use xtask::services::{
-    BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
-};
+use xtask::services::{BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER};
 
-use crate::support::{etlhost_with_spec, exec, graph, mysql, one, person_table, run_job};
+use crate::support::{
+    etlhost_with_spec, exec, graph, mysql, mysql_source, one, person_table, run_job,
+};
 
 /// A transform built by `cargo xtask build`.
 fn component(name: &str) -> String {
@@ -31,14 +31,7 @@ fn job(name: &str, db: &str, table: &str, transforms: &str, cypher: &str) -> Str
         "name: {name}
 dead_letter: {dl}
 max_failed_rows: 100
-source:
-  plugin: mysql
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-    table: {table}
-transforms:
+{source}transforms:
 {transforms}
 sink:
   plugin: bolt
@@ -49,7 +42,8 @@ sink:
     database: {db}
     query: \"{cypher}\"
 ",
-        dl = dead_letter(name).display()
+        dl = dead_letter(name).display(),
+        source = mysql_source(db, table),
     )
 }
 
