@@ -8,7 +8,7 @@
 use etlhost_plugin_sdk::change::runs;
 use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, ConfigError, Error, OpenError};
 
-use super::connection::{Connection, WriteParams};
+use etlhost_bolt_client::{Connection, WriteParams};
 
 type Encoder<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
 use super::Encoding;

@@ -8,13 +8,9 @@
 //! A NULL column is left out of its row's map, so the property is absent, as in Neo4j.
 
 mod changes;
-mod connection;
-mod packstream;
 mod params;
 mod progress;
 mod read;
-mod tls;
-mod uri;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +19,8 @@ use etlhost_plugin_sdk::redact::{redact_secrets, redact_urls};
 use etlhost_plugin_sdk::{export_sink, Batch, ConfigError, Error, OpenError, Options, Sink, Value};
 use serde::Deserialize;
 
-pub use connection::{Auth, BoltError, Connection, RoutingTable, Settings};
-pub use uri::{Target, Trust};
+use etlhost_bolt_client::{client_config, packstream, EXPLAIN_PREFIX};
+pub use etlhost_bolt_client::{Auth, BoltError, Connection, RoutingTable, Settings, Target, Trust};
 
 /// How dates and times are sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -122,6 +118,7 @@ fn yes() -> bool {
 impl BoltOptions {
     fn target(&self) -> Result<Target, ConfigError> {
         Target::parse(&self.uri, self.trusted_ca.as_deref())
+            .map_err(|e| ConfigError::new(e.key, e.message))
     }
 
     fn secrets(&self) -> [&str; 2] {
@@ -134,7 +131,7 @@ impl Options for BoltOptions {
         let target = self.target()?;
         if let Some(trust @ Trust::Ca(_)) = &target.tls {
             // A local file: checked offline, so a wrong path fails validation.
-            tls::client_config(trust).map_err(|e| ConfigError::new("trusted_ca", e))?;
+            client_config(trust).map_err(|e| ConfigError::new("trusted_ca", e))?;
         }
         match self.auth {
             AuthScheme::Basic if self.user.is_none() => {
@@ -177,7 +174,7 @@ impl BoltSink {
     fn start(options: BoltOptions, setup: bool) -> Result<Self, OpenError> {
         let target = options.target()?;
         let tls = match &target.tls {
-            Some(trust) => Some(tls::client_config(trust).map_err(|e| {
+            Some(trust) => Some(client_config(trust).map_err(|e| {
                 Error::permanent(format!(
                     "cannot connect to {}: {e}",
                     redact_urls(&options.uri)
@@ -507,7 +504,7 @@ fn check_query(conn: &mut Connection, db: Option<&str>, query: &str) -> Result<(
         Err(BoltError::Server { code, message })
             if code.starts_with("Neo.ClientError.Statement.") =>
         {
-            let message = unshift_columns(&message, connection::EXPLAIN_PREFIX.len());
+            let message = unshift_columns(&message, EXPLAIN_PREFIX.len());
             Err(Checked::Rejected(ConfigError::new(
                 "query",
                 format!("the server rejects the query: {message} ({code})"),

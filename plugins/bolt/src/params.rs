@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use etlhost_plugin_sdk::{Batch, ConfigError, Error};
 
-use crate::packstream as ps;
 use crate::{encode_rows, encode_value, BoltOptions, Encoding};
+use etlhost_bolt_client::packstream as ps;
 
 pub fn check(o: &BoltOptions) -> Result<(), ConfigError> {
     let batch = o.query.contains("$batch");

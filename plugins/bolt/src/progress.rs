@@ -14,9 +14,9 @@ use etlhost_plugin_sdk::{
     Batch, Error, OpenError, Plan, Progress, SinkProgress, State, StateRequest, Value,
 };
 
-use crate::connection::{BoltError, Connection, WriteParams};
-use crate::packstream::{self as ps, Ps};
 use crate::{needs_new_session, params, BoltOptions, BoltSink, Encoding};
+use etlhost_bolt_client::packstream::{self as ps, Ps};
+use etlhost_bolt_client::{BoltError, Connection, WriteParams};
 
 const WRITE_PROGRESS: &str =
     "MERGE (p:EtlhostProgress {job: $job, flow: $flow, run: $run, split: $split}) \

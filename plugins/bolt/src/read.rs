@@ -11,9 +11,9 @@ use etlhost_plugin_sdk::{
     SplitReader, Value,
 };
 
-use crate::connection::{BoltError, Connection};
-use crate::packstream::{self as ps, Ps};
 use crate::{encode_value, BoltOptions, BoltSink, Encoding};
+use etlhost_bolt_client::packstream::{self as ps, Ps};
+use etlhost_bolt_client::{BoltError, Connection};
 
 const DEFAULT_FETCH: usize = 10_000;
 

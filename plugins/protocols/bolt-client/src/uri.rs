@@ -6,7 +6,30 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use etlhost_plugin_sdk::ConfigError;
+/// What is wrong with a URI, and which setting it is in: `uri`, or `trusted_ca` when the two
+/// contradict each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UriError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl UriError {
+    fn new(key: &'static str, message: impl Into<String>) -> Self {
+        UriError {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for UriError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for UriError {}
 
 /// Which certificates a TLS connection accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +42,7 @@ pub enum Trust {
     Ca(PathBuf),
 }
 
+/// Where and how to connect, as a URI says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// `neo4j://`: ask for a routing table and write to a WRITE server.
@@ -32,9 +56,10 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn parse(uri: &str, trusted_ca: Option<&str>) -> Result<Target, ConfigError> {
+    /// Reads `uri`; `trusted_ca` (a PEM file) turns TLS on for `bolt://` and `neo4j://`.
+    pub fn parse(uri: &str, trusted_ca: Option<&str>) -> Result<Target, UriError> {
         let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
-            ConfigError::new(
+            UriError::new(
                 "uri",
                 "must start with bolt://, bolt+s://, bolt+ssc:// or the same with neo4j",
             )
@@ -47,7 +72,7 @@ impl Target {
             "neo4j+s" => (true, Some(Trust::System)),
             "neo4j+ssc" => (true, Some(Trust::Any)),
             other => {
-                return Err(ConfigError::new(
+                return Err(UriError::new(
                     "uri",
                     format!(
                     "unknown scheme `{other}://`: use bolt://, bolt+s://, bolt+ssc://, neo4j://, \
@@ -59,7 +84,7 @@ impl Target {
         let tls = match (tls, trusted_ca) {
             (None, Some(ca)) => Some(Trust::Ca(PathBuf::from(ca))),
             (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
+                return Err(UriError::new(
                     "trusted_ca",
                     format!(
                         "cannot be combined with {scheme}://, which sets its own trust; use \
@@ -77,15 +102,15 @@ impl Target {
         let authority = authority.split('/').next().unwrap_or("");
         let authority = authority.rsplit('@').next().unwrap_or("");
         if authority.is_empty() {
-            return Err(ConfigError::new("uri", "has no host"));
+            return Err(UriError::new("uri", "has no host"));
         }
         let address = with_default_port(authority)
-            .ok_or_else(|| ConfigError::new("uri", format!("`{authority}` has an invalid port")))?;
+            .ok_or_else(|| UriError::new("uri", format!("`{authority}` has an invalid port")))?;
         let mut context = BTreeMap::new();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             if !routing {
-                return Err(ConfigError::new(
+                return Err(UriError::new(
                     "uri",
                     format!("routing context `{k}` needs a neo4j:// URI (bolt:// does not route)"),
                 ));
