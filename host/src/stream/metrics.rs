@@ -1,15 +1,22 @@
 //! What a stream reports: changes by kind, changes/s, the last acknowledged position, lag (seconds
 //! behind the newest binlog event, and bytes of binlog behind the server's head), in the progress
-//! log, `--summary-json` (`stream`) and a Prometheus text endpoint (`--metrics-addr`).
+//! log, `--summary-json` (`stream`) and a Prometheus text endpoint (`--metrics-addr`, which also
+//! answers `/healthz`).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, Position};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Progress {
     /// The commit of the last transaction whose every change is written.
     pub acked: Position,
@@ -21,6 +28,7 @@ pub struct Progress {
     pub updates: u64,
     pub deletes: u64,
     started: Instant,
+    beat: Instant,
 }
 
 impl Progress {
@@ -33,11 +41,13 @@ impl Progress {
             updates: 0,
             deletes: 0,
             started: Instant::now(),
+            beat: Instant::now(),
         }
     }
 
     /// Counts a written chunk and moves the position to its last complete transaction.
     pub fn count(&mut self, b: &ChangeBatch) {
+        self.beat();
         for c in &b.changes {
             match c.kind {
                 ChangeKind::Insert => self.inserts += 1,
@@ -118,89 +128,252 @@ impl Progress {
         })
     }
 
-    /// The Prometheus text format.
+    /// The Prometheus text format (0.0.4), as `/metrics` serves it.
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
-        let metric = |out: &mut String, name: &str, kind: &str, help: &str, value: String| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
-        };
-        metric(
-            &mut out,
-            "etlhost_stream_changes_total",
-            "counter",
-            "Changes written to the sink.",
-            self.changes().to_string(),
-        );
-        out.push_str(
-            "# HELP etlhost_stream_changes_by_kind_total Changes written, by row kind.\n\
-             # TYPE etlhost_stream_changes_by_kind_total counter\n",
-        );
-        for (kind, n) in [
-            ("insert", self.inserts),
-            ("update", self.updates),
-            ("delete", self.deletes),
-        ] {
-            out.push_str(&format!(
-                "etlhost_stream_changes_by_kind_total{{kind=\"{kind}\"}} {n}\n"
-            ));
-        }
-        metric(
-            &mut out,
-            "etlhost_stream_changes_per_second",
-            "gauge",
-            "Changes written per second since the stream started.",
-            format!("{:.3}", self.per_sec()),
-        );
-        metric(
-            &mut out,
-            "etlhost_stream_lag_seconds",
-            "gauge",
-            "Seconds between the newest binlog event and the last acknowledged one.",
-            self.lag_secs().to_string(),
-        );
-        metric(
-            &mut out,
-            "etlhost_stream_bytes_behind",
-            "gauge",
-            "Bytes of binlog between the acknowledged position and the server's head (-1: a later file).",
-            self.bytes_behind().map_or("-1".into(), |b| b.to_string()),
-        );
-        metric(
-            &mut out,
-            "etlhost_stream_caught_up",
-            "gauge",
-            "1 when every change up to the server's head is acknowledged.",
-            (self.caught_up() as u8).to_string(),
-        );
-        out.push_str(&format!(
-            "# HELP etlhost_stream_position Last acknowledged binlog position.\n# TYPE etlhost_stream_position gauge\netlhost_stream_position{{file=\"{}\",gtid=\"{}\"}} {}\n",
-            self.acked.file,
-            self.acked.gtid.as_deref().unwrap_or(""),
-            self.acked.pos
-        ));
+        // Writing into a String cannot fail.
+        let _ = encode(self, &mut out);
         out
+    }
+
+    /// The loop that writes changes is turning: `/healthz` answers 200 while the last beat is
+    /// recent.
+    pub fn beat(&mut self) {
+        self.beat = Instant::now();
+    }
+
+    pub fn alive(&self) -> bool {
+        self.beat.elapsed() < STALE_AFTER
     }
 }
 
-/// A tiny HTTP responder: every request gets the metrics. One thread, one connection at a time.
-pub fn serve(addr: SocketAddr, progress: Arc<Mutex<Progress>>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
-    tracing::info!("metrics on http://{addr}/metrics");
+/// How long the follow loop may go without a beat before `/healthz` says it is stuck: its turns
+/// are at most 200 ms apart, so this is a loop that has stopped, not a slow one.
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// Reads the progress at each scrape, so the follow loop only updates its own struct.
+#[derive(Debug)]
+struct StreamCollector(Arc<Mutex<Progress>>);
+
+impl Collector for StreamCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        match self.0.lock() {
+            Ok(p) => describe(&p, encoder),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+fn encode(p: &Progress, out: &mut String) -> std::fmt::Result {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(StreamCollector(Arc::new(Mutex::new(p.clone())))));
+    prometheus_text::encode(out, &registry)
+}
+
+/// Counters and gauges with the names, help and labels the endpoint has always had (the
+/// counters' `_total` is added by the encoder).
+fn describe(p: &Progress, mut e: DescriptorEncoder) -> std::fmt::Result {
+    let changes = ConstCounter::new(p.changes());
+    changes.encode(e.encode_descriptor(
+        "etlhost_stream_changes",
+        "Changes written to the sink.",
+        None,
+        MetricType::Counter,
+    )?)?;
+    let mut by_kind = e.encode_descriptor(
+        "etlhost_stream_changes_by_kind",
+        "Changes written, by row kind.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (kind, n) in [
+        ("insert", p.inserts),
+        ("update", p.updates),
+        ("delete", p.deletes),
+    ] {
+        let labels = [("kind", kind)];
+        ConstCounter::new(n).encode(by_kind.encode_family(&labels)?)?;
+    }
+    gauge(
+        &mut e,
+        "etlhost_stream_changes_per_second",
+        "Changes written per second since the stream started.",
+        (p.per_sec() * 1000.0).round() / 1000.0,
+    )?;
+    gauge(
+        &mut e,
+        "etlhost_stream_lag_seconds",
+        "Seconds between the newest binlog event and the last acknowledged one.",
+        p.lag_secs(),
+    )?;
+    gauge(
+        &mut e,
+        "etlhost_stream_bytes_behind",
+        "Bytes of binlog between the acknowledged position and the server's head (-1: a later file).",
+        p.bytes_behind().map_or(-1, |b| b as i64),
+    )?;
+    gauge(
+        &mut e,
+        "etlhost_stream_caught_up",
+        "1 when every change up to the server's head is acknowledged.",
+        p.caught_up() as u64,
+    )?;
+    let mut position = e.encode_descriptor(
+        "etlhost_stream_position",
+        "Last acknowledged binlog position.",
+        None,
+        MetricType::Gauge,
+    )?;
+    let labels = [
+        ("file", p.acked.file.as_str()),
+        ("gtid", p.acked.gtid.as_deref().unwrap_or("")),
+    ];
+    ConstGauge::new(p.acked.pos).encode(position.encode_family(&labels)?)
+}
+
+fn gauge<N>(e: &mut DescriptorEncoder, name: &str, help: &str, value: N) -> std::fmt::Result
+where
+    N: prometheus_client::encoding::EncodeGaugeValue,
+{
+    ConstGauge::new(value).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+/// Serves `GET /metrics` (the Prometheus text format) and `GET /healthz` (200 while the follow
+/// loop beats, 503 once it has stopped) on `addr`; any other path is a 404.
+///
+/// tiny_http rather than an async server: the host has no runtime to share, and its pool reads
+/// each connection on a thread of its own, so a slow or idle scraper never holds up the next one.
+pub fn serve(addr: SocketAddr, progress: Arc<Mutex<Progress>>) -> std::io::Result<SocketAddr> {
+    let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| std::io::Error::other("metrics: not an IP address"))?;
+    tracing::info!("metrics on http://{bound}/metrics, health on http://{bound}/healthz");
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(StreamCollector(progress.clone())));
     std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut buf = [0u8; 2048];
-            let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-            let _ = conn.read(&mut buf);
-            let body = progress.lock().map(|p| p.prometheus()).unwrap_or_default();
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(reply.as_bytes());
+        for request in server.incoming_requests() {
+            let response = answer(request.method(), request.url(), &registry, &progress);
+            let _ = request.respond(response);
         }
     });
-    Ok(())
+    Ok(bound)
+}
+
+fn answer(
+    method: &tiny_http::Method,
+    url: &str,
+    registry: &Registry,
+    progress: &Mutex<Progress>,
+) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    use tiny_http::{Method, Response};
+    let path = url.split('?').next().unwrap_or(url);
+    if !matches!(method, Method::Get | Method::Head) {
+        return Response::from_string("method not allowed\n").with_status_code(405);
+    }
+    match path {
+        "/metrics" => {
+            let mut body = String::new();
+            if prometheus_text::encode(&mut body, registry).is_err() {
+                return Response::from_string("cannot encode the metrics\n").with_status_code(500);
+            }
+            Response::from_string(body).with_header(header(prometheus_text::CONTENT_TYPE))
+        }
+        "/healthz" => {
+            if progress.lock().is_ok_and(|p| p.alive()) {
+                Response::from_string("ok")
+            } else {
+                Response::from_string("the stream's loop has stopped turning\n")
+                    .with_status_code(503)
+            }
+        }
+        _ => Response::from_string("not found: /metrics or /healthz\n").with_status_code(404),
+    }
+}
+
+fn header(content_type: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
+        .expect("a valid header")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn at(file: &str, gtid: Option<&str>) -> Progress {
+        Progress::new(Position {
+            file: file.into(),
+            pos: 4,
+            gtid: gtid.map(str::to_string),
+        })
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = at("bin\"log\\01\n", Some("0-1-\"2\"")).prometheus();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("etlhost_stream_position{"))
+            .unwrap();
+        assert_eq!(
+            line,
+            r#"etlhost_stream_position{file="bin\"log\\01\n",gtid="0-1-\"2\""} 4"#
+        );
+    }
+
+    #[test]
+    fn names_and_types_stay_as_they_were() {
+        let text = at("binlog.000001", None).prometheus();
+        let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE")).collect();
+        assert_eq!(
+            types,
+            [
+                "# TYPE etlhost_stream_changes_total counter",
+                "# TYPE etlhost_stream_changes_by_kind_total counter",
+                "# TYPE etlhost_stream_changes_per_second gauge",
+                "# TYPE etlhost_stream_lag_seconds gauge",
+                "# TYPE etlhost_stream_bytes_behind gauge",
+                "# TYPE etlhost_stream_caught_up gauge",
+                "# TYPE etlhost_stream_position gauge",
+            ]
+        );
+        for sample in [
+            "etlhost_stream_changes_total 0",
+            "etlhost_stream_changes_by_kind_total{kind=\"insert\"} 0",
+            "etlhost_stream_changes_by_kind_total{kind=\"delete\"} 0",
+            "etlhost_stream_bytes_behind -1",
+            "etlhost_stream_caught_up 0",
+            "etlhost_stream_position{file=\"binlog.000001\",gtid=\"\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == sample), "{sample} in\n{text}");
+        }
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+
+    #[test]
+    fn paths_answer_on_a_real_socket() {
+        let progress = Arc::new(Mutex::new(at("binlog.000001", None)));
+        let addr = serve("127.0.0.1:0".parse().unwrap(), progress.clone()).unwrap();
+        // A scraper that connects and says nothing must not hold up the others.
+        let _idle = std::net::TcpStream::connect(addr).unwrap();
+        let (status, body) = get(addr, "/metrics");
+        assert_eq!(status, 200);
+        assert!(body.contains("etlhost_stream_position{file=\"binlog.000001\""));
+        assert_eq!(get(addr, "/healthz"), (200, "ok".to_string()));
+        assert_eq!(get(addr, "/other").0, 404);
+        assert_eq!(get(addr, "/").0, 404);
+        progress.lock().unwrap().beat -= STALE_AFTER;
+        assert_eq!(get(addr, "/healthz").0, 503);
+    }
 }
