@@ -5,7 +5,7 @@ use std::sync::Arc;
 use etlhost_plugin_sdk::ConfigError;
 
 use crate::plugin::{self, Kind, Plugin, PluginError};
-use crate::spec::{FlowRef, Spec, SpecError};
+use crate::spec::{FlowRef, Mode, Spec, SpecError, Store};
 
 pub struct Job {
     pub spec: Spec,
@@ -33,12 +33,9 @@ impl Job {
                         Kind::Source,
                         &f.source.options,
                     )?,
-                    sink: crate::target::check_sink(
+                    sink: check_sink(
                         flow,
-                        crate::stream::check_sink(
-                            flow,
-                            load(flow, "sink", &f.sink.plugin, Kind::Sink, &f.sink.options)?,
-                        )?,
+                        load(flow, "sink", &f.sink.plugin, Kind::Sink, &f.sink.options)?,
                     )?,
                 })
             })
@@ -61,6 +58,56 @@ fn load(
         other => flow.error(&format!("{role}.options"), other.to_string()),
     })?;
     Ok(p)
+}
+
+/// What the spec asks of its sink beyond its options: changes to write (`mode: stream`), or
+/// progress to keep (`checkpoint.store: target`, `shards`). Checked here, for `etlhost validate`
+/// and every run alike; what a run adds from its command line (`--shard`) is checked when its
+/// progress store is chosen (`progress::Store::choose`).
+fn check_sink(flow: FlowRef<'_>, sink: Arc<Plugin>) -> Result<Arc<Plugin>, SpecError> {
+    if flow.flow.mode == Mode::Stream {
+        writes_changes(flow, &sink)?;
+    } else {
+        keeps_progress(flow, &sink)?;
+    }
+    Ok(sink)
+}
+
+/// A streaming flow's sink must write changes, with a query for every kind.
+fn writes_changes(flow: FlowRef<'_>, sink: &Plugin) -> Result<(), SpecError> {
+    match sink.check_changes(&flow.flow.sink.options) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(flow.error(
+            "sink.plugin",
+            format!(
+                "plugin {} cannot write changes (inserts, updates, deletes), which mode: stream needs",
+                sink.name
+            ),
+        )),
+        Err(PluginError::Config { error, .. }) => Err(option_error(flow, "sink", &error)),
+        Err(e) => Err(flow.error("sink.options", e.to_string())),
+    }
+}
+
+/// A spec that asks for progress in the target (`checkpoint.store: target`, or `shards`) names a
+/// sink that can keep it.
+fn keeps_progress(flow: FlowRef<'_>, sink: &Plugin) -> Result<(), SpecError> {
+    let job = &flow.spec.job;
+    if sink.records_progress() {
+        return Ok(());
+    }
+    let (key, what) = match (job.checkpoint.store, job.shards) {
+        (Store::Target, _) => ("checkpoint.store", "is `target`"),
+        (_, Some(n)) if n > 1 => ("shards", "splits the job into shards, which share their plan and progress through the target"),
+        _ => return Ok(()),
+    };
+    Err(flow.spec.error(
+        key,
+        format!(
+            "{what}, but the sink plugin `{}` of flow `{}` cannot keep progress in the target",
+            sink.name, flow.flow.name
+        ),
+    ))
 }
 
 /// A plugin's refusal of one of its options, at the option's line: `sink.options.query`.

@@ -26,31 +26,12 @@ use crate::pipeline::Control;
 use crate::plugin::{Plugin, PluginError};
 use crate::run::RunOptions;
 use crate::shard::Shard;
-use crate::spec::{FlowRef, Mode, SpecError, Store};
+use crate::spec::{FlowRef, Mode, Store};
 
 /// How often a shard looks again while it waits for another one.
 const POLL: Duration = Duration::from_millis(500);
 /// How often a waiting shard says so in its log.
 const SAY_AGAIN: Duration = Duration::from_secs(30);
-
-/// For `etlhost validate` and every run: a spec that asks for progress in the target
-/// (`checkpoint.store: target`, or `shards`) names a sink that can keep it.
-pub fn check_sink(flow: FlowRef<'_>, sink: Arc<Plugin>) -> Result<Arc<Plugin>, SpecError> {
-    let job = &flow.spec.job;
-    if flow.flow.mode == Mode::Batch && !sink.records_progress() {
-        let name = &sink.name;
-        let (key, what) = match (job.checkpoint.store, job.shards) {
-            (Store::Target, _) => ("checkpoint.store", "is `target`"),
-            (_, Some(n)) if n > 1 => ("shards", "splits the job into shards, which share their plan and progress through the target"),
-            _ => return Ok(sink),
-        };
-        return Err(flow.spec.error(
-            key,
-            format!("{what}, but the sink plugin `{name}` of flow `{}` cannot keep progress in the target", flow.flow.name),
-        ));
-    }
-    Ok(sink)
-}
 
 /// How messages name a run: `run 'r1'`, or `the default run` for the one without an id (no
 /// `--run`), rather than an empty `run ''`.

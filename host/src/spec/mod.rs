@@ -10,6 +10,7 @@ mod endpoints;
 pub mod env;
 mod flows;
 mod locate;
+mod mode;
 mod verify;
 
 use std::fmt;
@@ -611,7 +612,7 @@ impl FlowRef<'_> {
         if f.parallelism == 0 {
             return Err(self.error("parallelism", "must be at least 1"));
         }
-        crate::stream::check_flow(self)?;
+        mode::check(self)?;
         if f.source.partition_num == Some(0) {
             return Err(self.error("source.partition_num", "must be at least 1"));
         }

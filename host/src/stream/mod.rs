@@ -24,9 +24,9 @@ use std::time::SystemTime;
 use crate::error::RunError;
 use crate::job::Job;
 use crate::pipeline::Control;
-use crate::plugin::{Plugin, PluginError, SourceHandle};
+use crate::plugin::SourceHandle;
 use crate::run::RunOptions;
-use crate::spec::{FlowRef, Mode, Spec, SpecError};
+use crate::spec::{FlowRef, Mode, Spec};
 use crate::stats::{Counters, Status, Summary};
 
 pub use metrics::serve as serve_metrics;
@@ -34,57 +34,6 @@ pub use metrics::serve as serve_metrics;
 /// Whether any flow of the job streams.
 pub fn is_streaming(spec: &Spec) -> bool {
     spec.job.flows.iter().any(|f| f.mode == Mode::Stream)
-}
-
-/// The spec rules of `mode` and `snapshot`.
-pub fn check_flow(flow: &FlowRef<'_>) -> Result<(), SpecError> {
-    let f = flow.flow;
-    if f.mode == Mode::Batch {
-        if !f.snapshot {
-            return Err(flow.error("snapshot", "has no effect without mode: stream"));
-        }
-        return Ok(());
-    }
-    if f.source.cursor_column.is_some() {
-        return Err(flow.error(
-            "source.cursor_column",
-            "a streaming flow sees every change: drop cursor_column",
-        ));
-    }
-    if !f.transforms.is_empty() {
-        return Err(flow.error(
-            "transforms",
-            "transforms are not applied to streamed changes yet: use them in batch flows",
-        ));
-    }
-    if !f.source.options.contains_key("table") {
-        return Err(flow.error(
-            "source.options.table",
-            "missing: a streaming flow follows one table's changes (not a `query`)",
-        ));
-    }
-    Ok(())
-}
-
-/// A streaming flow's sink must write changes, with a query for every kind.
-pub fn check_sink(flow: FlowRef<'_>, sink: Arc<Plugin>) -> Result<Arc<Plugin>, SpecError> {
-    if flow.flow.mode != Mode::Stream {
-        return Ok(sink);
-    }
-    match sink.check_changes(&flow.flow.sink.options) {
-        Ok(true) => Ok(sink),
-        Ok(false) => Err(flow.error(
-            "sink.plugin",
-            format!(
-                "plugin {} cannot write changes (inserts, updates, deletes), which mode: stream needs",
-                sink.name
-            ),
-        )),
-        Err(PluginError::Config { error, .. }) => {
-            Err(crate::job::option_error(flow, "sink", &error))
-        }
-        Err(e) => Err(flow.error("sink.options", e.to_string())),
-    }
 }
 
 /// Runs a job with streaming flows: snapshot (unless done or skipped), then follow until stopped.
