@@ -34,6 +34,7 @@ pub mod placement;
 pub mod plan;
 pub mod plugin;
 pub mod report;
+pub mod retry;
 pub mod run;
 pub mod seatunnel;
 pub mod shard;

@@ -414,8 +414,7 @@ fn write(
     shared: &Shared,
 ) -> Result<(), PluginError> {
     let s = &shared.settings;
-    let mut backoff = s.retry_backoff;
-    let mut attempt = 0;
+    let mut backoff = s.retry_policy().start();
     let mut step = std::borrow::Cow::Borrowed(step);
     loop {
         let attempt_result = match rows {
@@ -432,19 +431,20 @@ fn write(
                 );
                 return Ok(());
             }
-            Err(e) if e.is_retryable() && attempt < s.max_retries => e,
+            Err(e) if e.is_retryable() => e,
             Err(e) => return Err(e),
         };
-        attempt += 1;
+        let Some(wait) = backoff.next_wait() else {
+            return Err(e);
+        };
         Counters::add(&shared.counters.retries, 1);
         tracing::warn!(
-            attempt,
+            attempt = backoff.retried(),
             max_retries = s.max_retries,
             split = step.split,
-            "transient write error, retrying in {backoff:?}: {e}"
+            "transient write error, retrying in {wait:?}: {e}"
         );
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(super::writer::MAX_BACKOFF);
+        std::thread::sleep(wait);
         step.to_mut().check = true;
     }
 }

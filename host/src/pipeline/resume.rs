@@ -1,5 +1,6 @@
 //! A split read that survives a lost source connection (a MySQL restart): on a transient error it
-//! waits (the sink's `retry_backoff`, doubling, at most 30 s; `max_retries` times per failure)
+//! waits (the sink's `retry_backoff`, doubling with jitter as [`crate::retry`] says; `max_retries`
+//! times per failure)
 //! and reads the split again from after its last *safe* key (see [`super::acks::safe_key`]),
 //! dropping the rows after that key it had already handed on, so every row is still read once.
 //! Exact when the split's key is unique (a primary key); only splits with a key range retry.
@@ -13,6 +14,7 @@ use super::acks;
 use super::control::Control;
 use super::seams::{SourceSide, SplitRead};
 use crate::plugin::PluginError;
+use crate::retry::Policy;
 
 pub struct Resuming<'a> {
     source: &'a dyn SourceSide,
@@ -27,8 +29,7 @@ pub struct Resuming<'a> {
     /// The key column of the last piece handed on, when tracking it decoded the column (rows
     /// still encoded): see [`Resuming::take_keys`].
     keys: Option<Vec<Value>>,
-    retries: u32,
-    backoff: Duration,
+    retry: Policy,
 }
 
 impl<'a> Resuming<'a> {
@@ -48,8 +49,7 @@ impl<'a> Resuming<'a> {
             since: 0,
             skip: 0,
             keys: None,
-            retries,
-            backoff,
+            retry: Policy::new(backoff, retries),
         })
     }
 
@@ -64,8 +64,7 @@ impl<'a> Resuming<'a> {
     }
 
     fn next<P: Piece>(&mut self, mut spare: Option<Encoded>) -> Result<Option<P>, PluginError> {
-        let mut left = self.retries;
-        let mut wait = self.backoff;
+        let mut backoff = self.retry.start();
         loop {
             match P::read(&mut *self.inner, &mut spare) {
                 Ok(Some(b)) => {
@@ -80,10 +79,10 @@ impl<'a> Resuming<'a> {
                 }
                 Ok(None) => return Ok(None),
                 Err(e) if e.is_retryable() && self.split.range.is_some() => loop {
-                    if left == 0 || self.control.stopping() {
-                        return Err(e);
-                    }
-                    left -= 1;
+                    let wait = match backoff.next_wait() {
+                        Some(wait) if !self.control.stopping() => wait,
+                        _ => return Err(e),
+                    };
                     tracing::warn!(
                         split = self.split.id,
                         "reading failed: {e}; reading the split again after {} in {wait:?}",
@@ -92,7 +91,6 @@ impl<'a> Resuming<'a> {
                             .map_or("its start".to_string(), |k| format!("key {k}"))
                     );
                     std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(30));
                     let mut again = self.split.clone();
                     if let (Some(r), Some(k)) = (again.range.as_mut(), &self.safe) {
                         r.after = Some(k.clone());

@@ -28,6 +28,13 @@ pub struct Settings {
     pub progress: Option<super::ProgressSettings>,
 }
 
+impl Settings {
+    /// How a transient failure is retried: the sink's `retry_backoff`, `max_retries` times.
+    pub fn retry_policy(&self) -> crate::retry::Policy {
+        crate::retry::Policy::new(self.retry_backoff, self.max_retries)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CheckpointSettings {
     pub path: PathBuf,

@@ -1,7 +1,7 @@
 //! A writer: owns one sink instance and writes the batches it receives, one call per batch.
 //!
 //! A batch that fails with a transient error (connection lost, deadlock, server busy) is tried
-//! again after an exponential backoff, up to `max_retries` times. A batch that fails permanently is
+//! again after an exponential backoff with jitter ([`crate::retry`]), up to `max_retries` times. A batch that fails permanently is
 //! cut in halves, and each half written on its own, until the rows that fail are isolated: the good
 //! rows are written, each bad row goes to the dead-letter file with the error and is counted as
 //! failed. Rows whose batch still fails transiently after every retry are failed with that error;
@@ -12,7 +12,6 @@
 //! a sink error, and the rows not written are given back ([`Shared::give_back`]), not failed.
 
 use std::thread;
-use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use etlhost_plugin_sdk::Batch;
@@ -23,8 +22,6 @@ use super::seams::SinkSide;
 use super::shared::Shared;
 use crate::plugin::PluginError;
 use crate::stats::Counters;
-
-pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub fn run(mut sink: Box<dyn SinkSide>, batches: Receiver<Work>, shared: &Shared) {
     // The loop ends only when the batcher has sent its last (partial) batch and hung up.
@@ -259,24 +256,23 @@ fn with_retries(
     mut write: impl FnMut() -> Result<(), PluginError>,
 ) -> Result<(), PluginError> {
     let s = &shared.settings;
-    let mut backoff = s.retry_backoff;
-    let mut attempt = 0;
+    let mut backoff = s.retry_policy().start();
     loop {
-        match write() {
+        let e = match write() {
             Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() && attempt < s.max_retries => {
-                attempt += 1;
-                Counters::add(&shared.counters.retries, 1);
-                tracing::warn!(
-                    attempt,
-                    max_retries = s.max_retries,
-                    "transient write error, retrying in {backoff:?}: {e}"
-                );
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+            Err(e) if e.is_retryable() => e,
             Err(e) => return Err(e),
-        }
+        };
+        let Some(wait) = backoff.next_wait() else {
+            return Err(e);
+        };
+        Counters::add(&shared.counters.retries, 1);
+        tracing::warn!(
+            attempt = backoff.retried(),
+            max_retries = s.max_retries,
+            "transient write error, retrying in {wait:?}: {e}"
+        );
+        thread::sleep(wait);
     }
 }
 

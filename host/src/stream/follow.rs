@@ -16,11 +16,13 @@ use super::state::{self, StreamState};
 use crate::job::Job;
 use crate::pipeline::Control;
 use crate::plugin::{PluginError, SinkHandle, SourceHandle};
+use crate::retry::{Backoff, Policy};
 use crate::run::RunOptions;
 use crate::spec::FlowRef;
 use crate::stats::{Counters, Status};
 
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The first wait before reading the change log again; it grows as [`crate::retry`] says.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 
 /// One streaming flow: the table it follows and one sink instance per writer.
 struct Target {
@@ -146,8 +148,9 @@ fn open_target(job: &Job, flow: FlowRef<'_>) -> Result<Target, String> {
     })
 }
 
-/// Reads change batches; on a lost connection it waits (doubling, at most 30 s) and reads again
-/// from the commit of the last complete transaction it handed on.
+/// Reads change batches; on a lost connection it waits (doubling with jitter, at most 30 s:
+/// [`crate::retry`]) and reads again from the commit of the last complete transaction it handed
+/// on.
 fn read(
     source: Arc<SourceHandle>,
     tables: Vec<String>,
@@ -156,11 +159,11 @@ fn read(
     control: Arc<Control>,
 ) {
     let mut at = from;
-    let mut backoff = Duration::from_millis(200);
-    let wait = |what: &str, e: &dyn std::fmt::Display, at: &Position, backoff: &mut Duration| {
-        tracing::warn!("{what}: {e}; reading again from {at} in {backoff:?}");
-        std::thread::sleep(*backoff);
-        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    let mut backoff = Policy::forever(RECONNECT_BACKOFF).start();
+    let wait = |what: &str, e: &dyn std::fmt::Display, at: &Position, backoff: &mut Backoff| {
+        let wait = backoff.next_wait().expect("retries without limit");
+        tracing::warn!("{what}: {e}; reading again from {at} in {wait:?}");
+        std::thread::sleep(wait);
     };
     'connect: while !control.stopping() {
         let split = Split {
@@ -196,7 +199,7 @@ fn read(
                     if let Some(c) = b.changes.iter().rev().find(|c| c.last) {
                         at = c.commit.clone();
                     }
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     if tx.send(Ok(b)).is_err() {
                         return;
                     }
@@ -342,7 +345,7 @@ fn write_retrying(
     counters: &Counters,
     control: &Control,
 ) -> Result<(), String> {
-    let mut backoff = first_backoff;
+    let mut backoff = Policy::forever(first_backoff).start();
     loop {
         match sink.write_changes(b) {
             Ok(()) => return Ok(()),
@@ -354,10 +357,10 @@ fn write_retrying(
                 if control.reason() == crate::pipeline::StopReason::Error {
                     return Err(format!("flow `{flow}`: {e}"));
                 }
+                let wait = backoff.next_wait().expect("retries without limit");
                 Counters::add(&counters.retries, 1);
-                tracing::warn!(flow, "writing changes failed: {e}; retrying in {backoff:?}");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tracing::warn!(flow, "writing changes failed: {e}; retrying in {wait:?}");
+                std::thread::sleep(wait);
             }
             Err(e) => return Err(format!("flow `{flow}`: writing changes failed: {e}")),
         }
