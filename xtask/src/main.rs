@@ -7,12 +7,15 @@
 //! - `test [ARGS]`: services, build, then the whole test suite (`cargo test --workspace ARGS`).
 //! - `bench [NAME] [--reps N] [--10m]`: benchmarks, medians of alternating runs and instructions
 //!   per row; tables in `target/bench/*.json`.
+//! - `structure [--check]`: files per folder, import cycles and functions over 100 lines, read
+//!   with a Rust parser; `--check` fails on any (CI runs it).
 //! - `deploy-check`: the Kubernetes manifests in `deploy/kubernetes/` validated offline (schemas,
 //!   wiring, the spec); needs `build` first.
 
 mod bench;
 mod demo;
 mod deploy_check;
+mod structure;
 
 use std::process::Command;
 
@@ -31,6 +34,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(),
         "bench" => bench::run(rest),
         "deploy-check" => deploy_check::run(),
+        "structure" => structure::run(rest),
         "test" => {
             services::ensure()?;
             build(false)?;
@@ -41,7 +45,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | deploy-check | {}>",
+                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | deploy-check | structure [--check] | {}>",
                 bench::usage()
             );
             if task == "help" {

@@ -1,5 +1,6 @@
 //! `cargo xtask bench [NAME] [--reps N] [--10m]`: throughput measured side by side in one run,
-//! printed as tables and written to `target/bench/*.json`.
+//! printed as tables, written to `target/bench/*.json`, and from there into `docs/performance.md`
+//! ([`performance`]); `cargo xtask bench report` writes that page again without running anything.
 //!
 //! Method: every timed figure is the median of `--reps` (default 5, at least 5 for a figure to
 //! quote) runs that alternate with their baseline (baseline, case 1, case 2, ..., baseline, ...),
@@ -13,15 +14,18 @@ mod batching;
 mod callgrind;
 mod compare;
 mod knows;
+mod performance;
 mod readers;
 mod rss;
 mod shards;
 mod stream;
+mod tls;
 mod transforms;
 mod verify;
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -55,15 +59,26 @@ const BENCHES: &[(&str, Bench)] = &[
     ("verify", verify::run),
     ("stream", stream::run),
     ("shards", shards::run),
+    ("tls", tls::run),
 ];
+
+/// The command line of this run, as each table records it.
+static COMMAND: OnceLock<String> = OnceLock::new();
 
 pub fn usage() -> String {
     let names: Vec<&str> = BENCHES.iter().map(|(n, _)| *n).collect();
-    format!("bench [{}] [--reps N] [--10m]", names.join("|"))
+    format!(
+        "bench [{}] [--reps N] [--10m] | bench report",
+        names.join("|")
+    )
 }
 
-/// All benchmarks, or the one named; `args` are what follows `bench` on the command line.
+/// All benchmarks, or the one named, then the page of their tables; `args` are what follows
+/// `bench` on the command line. `report` writes only the page, from the tables already there.
 pub fn run(args: &[String]) -> Result<()> {
+    if args.first().is_some_and(|a| a == "report") {
+        return write_page();
+    }
     let mut opts = Opts {
         reps: 5,
         ten_million: false,
@@ -84,6 +99,12 @@ pub fn run(args: &[String]) -> Result<()> {
             other => bail!("unknown bench argument `{other}`; usage: {}", usage()),
         }
     }
+    let _ = COMMAND.set(format!(
+        "cargo xtask bench {}--reps {}{}",
+        only.map_or(String::new(), |o| format!("{o} ")),
+        opts.reps,
+        if opts.ten_million { " --10m" } else { "" }
+    ));
     services::ensure()?;
     build_release()?;
     println!(
@@ -96,7 +117,12 @@ pub fn run(args: &[String]) -> Result<()> {
             bench(&opts).with_context(|| format!("bench {name}"))?;
         }
     }
-    Ok(())
+    write_page()
+}
+
+/// `docs/performance.md` and its chart, from every table in `target/bench`.
+fn write_page() -> Result<()> {
+    performance::write(&bench_dir(), &root().join("docs"))
 }
 
 pub fn cores() -> usize {
@@ -489,12 +515,44 @@ pub fn plain(_: &Figure) -> (Option<String>, Value) {
     (None, json!({}))
 }
 
+/// Writes a table, with what the page says of the run that made it: the command, the time, the
+/// runs per figure and the machine.
 pub fn write_json(file: &str, v: &Value) -> Result<()> {
     std::fs::create_dir_all(bench_dir())?;
     let path = bench_dir().join(file);
-    std::fs::write(&path, serde_json::to_string_pretty(v)? + "\n")?;
+    let mut v = v.clone();
+    if let Value::Object(m) = &mut v {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let command = COMMAND.get().cloned().unwrap_or_default();
+        let reps = command
+            .split_once("--reps ")
+            .and_then(|(_, r)| r.split(' ').next()?.parse::<u64>().ok());
+        m.insert("command".into(), json!(command));
+        m.insert("written_at".into(), json!(now.as_secs()));
+        m.insert("reps".into(), json!(reps));
+        m.insert("machine".into(), machine());
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")?;
     println!("written to {}", path.display());
     Ok(())
+}
+
+/// Cores, memory and processor model of this machine, as `/proc` gives them.
+fn machine() -> Value {
+    let read = |f: &str| std::fs::read_to_string(f).unwrap_or_default();
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let memory_kib = field(&read("/proc/meminfo"), "MemTotal")
+        .and_then(|v| v.trim_end_matches(" kB").parse::<f64>().ok());
+    json!({
+        "cores": cores(),
+        "memory_gib": memory_kib.map(|k| k / 1048576.0),
+        "cpu": field(&read("/proc/cpuinfo"), "model name"),
+    })
 }
 
 /// CPU seconds (user + system) used so far by the processes whose command line contains
