@@ -6,11 +6,10 @@ use std::process::{Command, Stdio};
 
 use neo4rs::query;
 use xtask::graph::{fresh_graph_at, graph_count_at};
-use xtask::services::start_arcadedb;
+use xtask::services::{start_arcadedb, BOLT_PORT};
 
 use crate::support::{
-    etlhost_with_spec, graph, one, person_table, read_summary, spawn_run, spec,
-    wait_for_first_nodes,
+    etlhost_with_spec, graph, one, person_table, read_summary, spawn_run, Proxy, SpecBuilder, Way,
 };
 
 fn scratch(name: &str) -> PathBuf {
@@ -52,14 +51,18 @@ async fn constraint_violations_are_isolated_into_the_dead_letter_file() {
     }
 
     let dlq = scratch("dlq.jsonl");
-    let text = spec(
-        "dlq",
-        "e2e_dlq",
-        "person",
-        "e2e_dlq",
-        1000,
-        "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
-    ) + &format!("max_failed_rows: 10\ndead_letter: {}\n", dlq.display());
+    let text = SpecBuilder::new("dlq")
+        .mysql_table("e2e_dlq", "person")
+        .sink_bolt(
+            "e2e_dlq",
+            "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
+        )
+        .batch(1000)
+        .extra_yaml(&format!(
+            "max_failed_rows: 10\ndead_letter: {}\n",
+            dlq.display()
+        ))
+        .build();
     let summary_path = scratch("dlq.summary.json");
     let (_, out) = etlhost_with_spec(
         "run",
@@ -128,14 +131,15 @@ async fn too_many_failed_rows_fail_the_job_with_every_row_accounted_for() {
         .unwrap();
 
     let dlq = scratch("dlq_limit.jsonl");
-    let text = spec(
-        "dlq_limit",
-        "e2e_dlq_limit",
-        "person",
-        "e2e_dlq_limit",
-        8,
-        "UNWIND $batch AS row CREATE (:Person {id: row.id})",
-    ) + &format!("dead_letter: {}\n", dlq.display());
+    let text = SpecBuilder::new("dlq_limit")
+        .mysql_table("e2e_dlq_limit", "person")
+        .sink_bolt(
+            "e2e_dlq_limit",
+            "UNWIND $batch AS row CREATE (:Person {id: row.id})",
+        )
+        .batch(8)
+        .extra_yaml(&format!("dead_letter: {}\n", dlq.display()))
+        .build();
     let summary_path = scratch("dlq_limit.summary.json");
     let (_, out) = etlhost_with_spec(
         "run",
@@ -182,26 +186,26 @@ async fn the_graph_server_dies_mid_job_and_every_row_still_arrives() {
     let mut server = Server(start_arcadedb(&home, BOLT, HTTP).unwrap());
     fresh_graph_at(HTTP, "retry").unwrap();
 
-    let text = spec(
-        "retry",
-        "e2e_retry",
-        "person",
-        "retry",
-        200,
-        "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name",
-    )
-    .replace("bolt://127.0.0.1:7687", &format!("bolt://127.0.0.1:{BOLT}"))
-    .replace("  max_batch_size: 200", "  max_batch_size: 200\n  max_retries: 40\n  retry_backoff: 100ms")
-    .replace(
-        "    database: retry\n",
-        "    database: retry\n    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]\n",
-    );
+    // The job writes through a proxy that holds its writes once some batches have gone: the
+    // server is killed mid-job, however fast the job is.
+    let proxy = Proxy::start(BOLT);
+    let text = SpecBuilder::new("retry")
+        .mysql_table("e2e_retry", "person")
+        .sink_bolt_at(proxy.port, "retry")
+        .batch(200)
+        .sink_line("max_retries: 40")
+        .sink_line("retry_backoff: 100ms")
+        .setup("CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)")
+        .cypher("UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name")
+        .build();
     let (path, _) = etlhost_with_spec("validate", "retry.yaml", &text, &[]);
     let summary_path = scratch("retry.summary.json");
+    proxy.hold_after(Way::ToServer, 256 * 1024);
     let job = spawn_run(&path, &summary_path, Stdio::null());
 
-    // Wait until the job has committed some batches, then kill the server hard.
-    let before_kill = wait_for_first_nodes(HTTP, "retry");
+    proxy.wait_holding();
+    let before_kill =
+        graph_count_at(HTTP, "retry", "MATCH (p:Person) RETURN count(p) AS n").unwrap();
     assert!(
         before_kill < ROWS,
         "the job finished before the server could be killed"
@@ -212,6 +216,7 @@ async fn the_graph_server_dies_mid_job_and_every_row_still_arrives() {
         .unwrap()
         .success());
     server.0 = start_arcadedb(&home, BOLT, HTTP).unwrap();
+    proxy.resume();
 
     let out = job.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -245,23 +250,26 @@ async fn the_graph_server_dies_mid_job_and_every_row_still_arrives() {
 async fn ctrl_c_stops_reading_and_writes_every_row_already_read() {
     person_table("e2e_sigint", 300_000, "p").await;
     let g = graph("e2e_sigint").await;
-    let text = spec(
-        "sigint",
-        "e2e_sigint",
-        "person",
-        "e2e_sigint",
-        100,
-        "UNWIND $batch AS row CREATE (:Person {id: row.id})",
-    );
+    // Writes go through a proxy that holds them after the first batches: the signal comes while
+    // the readers are held back by the sink, whatever the machine's speed.
+    let proxy = Proxy::start(BOLT_PORT);
+    let text = SpecBuilder::new("sigint")
+        .mysql_table("e2e_sigint", "person")
+        .sink_bolt_at(proxy.port, "e2e_sigint")
+        .batch(100)
+        .cypher("UNWIND $batch AS row CREATE (:Person {id: row.id})")
+        .build();
     let (path, _) = etlhost_with_spec("validate", "sigint.yaml", &text, &[]);
     let summary_path = scratch("sigint.summary.json");
+    proxy.hold_after(Way::ToServer, 64 * 1024);
     let job = spawn_run(&path, &summary_path, Stdio::null());
-    wait_for_first_nodes(xtask::services::HTTP_PORT, "e2e_sigint");
+    proxy.wait_holding();
     assert!(Command::new("kill")
         .args(["-INT", &job.id().to_string()])
         .status()
         .unwrap()
         .success());
+    proxy.resume();
     let out = job.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");

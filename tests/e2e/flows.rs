@@ -3,32 +3,18 @@
 
 use std::path::PathBuf;
 
-use xtask::services::{
-    BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
+use crate::support::{
+    etlhost_with_spec, exec, graph, one, person_table, read_summary, run_job, SpecBuilder,
 };
-
-use crate::support::{etlhost_with_spec, exec, graph, one, person_table, read_summary, run_job};
 
 /// People and who knows whom; the relationship flow is listed first and must still run second.
 fn social(db: &str, people_query: &str) -> String {
-    format!(
-        "name: social
-source:
-  plugin: mysql
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-sink:
-  plugin: bolt
-  max_retries: 0
-  options:
-    uri: bolt://127.0.0.1:{BOLT_PORT}
-    user: {GRAPH_USER}
-    password: {GRAPH_PASSWORD}
-    database: {db}
-flows:
-  - name: knows
+    SpecBuilder::new("social")
+        .source_mysql(db)
+        .sink_bolt_db(db)
+        .sink_line("max_retries: 0")
+        .flows(&format!(
+            "  - name: knows
     after: [people]
     source:
       options:
@@ -47,7 +33,8 @@ flows:
         setup: [\"CREATE CONSTRAINT person_id IF NOT EXISTS FOR (p:Person) REQUIRE p.id IS UNIQUE\"]
         query: \"{people_query}\"
 "
-    )
+        ))
+        .build()
 }
 
 const PEOPLE: &str = "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name";

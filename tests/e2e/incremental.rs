@@ -3,39 +3,21 @@
 
 use std::path::{Path, PathBuf};
 
-use xtask::services::{
-    BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
-};
-
-use crate::support::{exec, graph, mysql, one, run_job_with};
+use crate::support::{exec, graph, mysql, one, run_job_with, SpecBuilder};
 
 fn spec(state: &Path) -> String {
-    format!(
-        "name: items
-parallelism: 2
-checkpoint:
-  dir: {state}
-source:
-  plugin: mysql
-  partition_column: id
-  cursor_column: updated_at
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/e2e_incremental
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-    table: item
-sink:
-  plugin: bolt
-  options:
-    uri: bolt://127.0.0.1:{BOLT_PORT}
-    user: {GRAPH_USER}
-    password: {GRAPH_PASSWORD}
-    database: e2e_incremental
-    setup: [\"CREATE CONSTRAINT item_id IF NOT EXISTS FOR (n:Item) REQUIRE n.id IS UNIQUE\"]
-    query: \"UNWIND $batch AS row MERGE (n:Item {{id: row.id}}) SET n.name = row.name\"
-",
-        state = state.display()
-    )
+    SpecBuilder::new("items")
+        .top("parallelism: 2")
+        .top(format_args!("checkpoint:\n  dir: {}", state.display()))
+        .mysql_table("e2e_incremental", "item")
+        .partition("id", 0)
+        .source_line("cursor_column: updated_at")
+        .sink_bolt(
+            "e2e_incremental",
+            "UNWIND $batch AS row MERGE (n:Item {id: row.id}) SET n.name = row.name",
+        )
+        .setup("CREATE CONSTRAINT item_id IF NOT EXISTS FOR (n:Item) REQUIRE n.id IS UNIQUE")
+        .build()
 }
 
 /// Runs the job; returns its summary.

@@ -1,11 +1,9 @@
 //! Relationship flows written by several writers at once, grouped by their endpoint columns
 //! (`sink.endpoints`): every row exactly once and no conflict between concurrent transactions.
 
-use xtask::services::{
-    BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
+use crate::support::{
+    etlhost_command, etlhost_with_spec, exec, graph, one, person_table, run_job, SpecBuilder,
 };
-
-use crate::support::{etlhost_command, etlhost_with_spec, exec, graph, one, person_table, run_job};
 
 const PEOPLE: u64 = 1000;
 
@@ -30,23 +28,11 @@ async fn knows_tables(db: &str, rows: u64) {
 }
 
 fn job(db: &str, writers: usize, endpoints: &str) -> String {
-    format!(
-        "name: {db}
-source:
-  plugin: mysql
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-sink:
-  plugin: bolt
-  options:
-    uri: bolt://127.0.0.1:{BOLT_PORT}
-    user: {GRAPH_USER}
-    password: {GRAPH_PASSWORD}
-    database: {db}
-flows:
-  - name: people
+    SpecBuilder::new(db)
+        .source_mysql(db)
+        .sink_bolt_db(db)
+        .flows(&format!(
+            "  - name: people
     source: {{options: {{table: person}}}}
     sink:
       options:
@@ -63,7 +49,8 @@ flows:
       options:
         query: \"UNWIND $batch AS row MATCH (a:Person {{id: row.a}}) MATCH (b:Person {{id: row.b}}) CREATE (a)-[:KNOWS {{id: row.id}}]->(b)\"
 "
-    )
+        ))
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::{
-    etlhost_command, etlhost_with_spec, exec, mysql, mysql_source, outside, read_summary, workspace,
+    etlhost_command, etlhost_with_spec, exec, mysql, outside, read_summary, workspace, SpecBuilder,
 };
 
 #[test]
@@ -23,9 +23,9 @@ fn the_sdk_readme_shows_the_example_plugin_as_it_is() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_sink_built_outside_the_workspace_from_the_sdk_alone_runs_a_job() {
-    // Copy the example crate out of the tree and point its SDK dependency at the SDK by path.
+/// The example sink, copied out of the tree with its SDK dependency pointed at the SDK by path
+/// and built there: its library.
+fn build_the_example_outside() -> PathBuf {
     let krate = outside("jsonl-sink");
     std::fs::create_dir_all(krate.join("src")).unwrap();
     let example = workspace().join("plugins/example-sink");
@@ -51,6 +51,12 @@ async fn a_sink_built_outside_the_workspace_from_the_sdk_alone_runs_a_job() {
     );
     let lib = target.join("debug/libetlhost_jsonl.so");
     assert!(lib.exists());
+    lib
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sink_built_outside_the_workspace_from_the_sdk_alone_runs_a_job() {
+    let lib = build_the_example_outside();
 
     let pool = mysql("e2e_plugin").await;
     exec(
@@ -66,12 +72,12 @@ async fn a_sink_built_outside_the_workspace_from_the_sdk_alone_runs_a_job() {
 
     // By path in the spec.
     let out_file = outside("jsonl-out").join("by-path.jsonl");
-    let text = format!(
-        "name: by_path\n{}sink:\n  plugin: {}\n  max_batch_size: 300\n  options:\n    path: {}\n",
-        mysql_source("e2e_plugin", "t"),
-        lib.display(),
-        out_file.display()
-    );
+    let text = SpecBuilder::new("by_path")
+        .mysql_table("e2e_plugin", "t")
+        .sink_plugin(lib.display())
+        .batch(300)
+        .sink_option(format_args!("path: {}", out_file.display()))
+        .build();
     let summary = outside("jsonl-summary").join("s.json");
     let (_, out) = etlhost_with_spec(
         "run",
@@ -95,11 +101,11 @@ async fn a_sink_built_outside_the_workspace_from_the_sdk_alone_runs_a_job() {
 
     // By name, found on ETLHOST_PLUGIN_PATH, with the plugin's log line under its name.
     let out_file = out_file.with_file_name("by-name.jsonl");
-    let text = format!(
-        "name: by_name\n{}sink:\n  plugin: jsonl\n  options:\n    path: {}\n",
-        mysql_source("e2e_plugin", "t"),
-        out_file.display()
-    );
+    let text = SpecBuilder::new("by_name")
+        .mysql_table("e2e_plugin", "t")
+        .sink_plugin("jsonl")
+        .sink_option(format_args!("path: {}", out_file.display()))
+        .build();
     let spec = outside("jsonl-spec").join("by_name.yaml");
     std::fs::write(&spec, text).unwrap();
     let plugin_dir = lib.parent().unwrap();
@@ -219,12 +225,17 @@ async fn a_plugin_that_panics_or_fails_loses_only_its_rows() {
     exec(&pool, "INSERT INTO t SELECT seq FROM seq_1_to_100").await;
     let dlq = outside("faulty-dlq").join("dead.jsonl");
     let text = |limit: u64| {
-        format!(
-            "name: faulty\n{}sink:\n  plugin: faulty\n  max_batch_size: 10\n  options:\n    panic_on: 7\n    fail_on: 13\n\
-             max_failed_rows: {limit}\ndead_letter: {}\n",
-            mysql_source("e2e_faulty", "t"),
-            dlq.display()
-        )
+        SpecBuilder::new("faulty")
+            .mysql_table("e2e_faulty", "t")
+            .sink_plugin("faulty")
+            .batch(10)
+            .sink_option("panic_on: 7")
+            .sink_option("fail_on: 13")
+            .extra_yaml(&format!(
+                "max_failed_rows: {limit}\ndead_letter: {}\n",
+                dlq.display()
+            ))
+            .build()
     };
     let summary = dlq.with_file_name("summary.json");
     let (_, out) = etlhost_with_spec(

@@ -1,7 +1,7 @@
 //! What a person watching a job sees off a terminal: a progress block every `progress_interval`,
 //! nothing with `--quiet`, and never a password, even in debug logs.
 
-use crate::support::{etlhost_with_spec, exec, mysql};
+use crate::support::{etlhost_with_spec, exec, mysql, SpecBuilder};
 
 fn slow_spec(password_in_url: bool) -> String {
     let url = if password_in_url {
@@ -9,24 +9,15 @@ fn slow_spec(password_in_url: bool) -> String {
     } else {
         "mysql://127.0.0.1:3306/e2e_progress"
     };
-    format!(
-        "name: progress
-progress_interval: 100ms
-source:
-  plugin: mysql
-  options:
-    url: {url}
-    user: etl
-    password: etl
-    table: t
-    fetch_size: 10
-sink:
-  plugin: faulty
-  max_batch_size: 10
-  options:
-    delay_ms: 150
-"
-    )
+    SpecBuilder::new("progress")
+        .top("progress_interval: 100ms")
+        .source_url(url)
+        .table("t")
+        .source_option("fetch_size: 10")
+        .sink_plugin("faulty")
+        .batch(10)
+        .sink_option("delay_ms: 150")
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread")]

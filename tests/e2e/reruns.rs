@@ -5,9 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use xtask::graph::graph_count;
-use xtask::services::{BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER};
 
-use crate::support::{etlhost_command, exec, graph, mysql, mysql_source, scratch_dir, Output};
+use crate::support::{etlhost_command, exec, graph, mysql, scratch_dir, Output, SpecBuilder};
 
 /// The table the specs read: `TABLE` from the environment, `person` without it.
 const TABLE: &str = "${TABLE:-person}";
@@ -66,22 +65,14 @@ async fn a_rerun_with_other_variables_or_after_a_failure_never_reports_success_l
     let dir = scratch_dir("reruns_local");
     let (cp_dir, dl) = (dir.join("cp"), dir.join("dl.jsonl"));
     let spec = dir.join("reruns.yaml");
-    std::fs::write(
-        &spec,
-        format!(
-            "name: reruns
-dead_letter: {}
-checkpoint: {{dir: {}}}
-{}sink:
-  plugin: faulty
-  options: {{fail_on: 1000}}
-",
-            dl.display(),
-            cp_dir.display(),
-            mysql_source("e2e_reruns_local", TABLE)
-        ),
-    )
-    .unwrap();
+    let text = SpecBuilder::new("reruns")
+        .top(format_args!("dead_letter: {}", dl.display()))
+        .top(format_args!("checkpoint: {{dir: {}}}", cp_dir.display()))
+        .mysql_table("e2e_reruns_local", TABLE)
+        .sink_plugin("faulty")
+        .sink_option("fail_on: 1000")
+        .build();
+    std::fs::write(&spec, text).unwrap();
     let cp = cp_dir.join("reruns.checkpoint.json");
 
     // One bad row: every split read, the job failed, its checkpoint kept.
@@ -130,26 +121,16 @@ async fn a_rerun_with_other_variables_or_after_a_failure_never_reports_success_t
     let dir = scratch_dir("reruns_target");
     let dl = dir.join("dl.jsonl");
     let spec = dir.join("reruns_target.yaml");
-    std::fs::write(
-        &spec,
-        format!(
-            "name: reruns_target
-dead_letter: {}
-{}sink:
-  plugin: bolt
-  options:
-    uri: bolt://127.0.0.1:{BOLT_PORT}
-    user: {GRAPH_USER}
-    password: {GRAPH_PASSWORD}
-    database: e2e_reruns_target
-    setup: [\"CREATE CONSTRAINT person_id IF NOT EXISTS FOR (p:Person) REQUIRE p.id IS UNIQUE\"]
-    query: \"UNWIND $batch AS row CREATE (:Person {{id: row.id, name: row.name}})\"
-",
-            dl.display(),
-            mysql_source("e2e_reruns_target", TABLE)
-        ),
-    )
-    .unwrap();
+    let text = SpecBuilder::new("reruns_target")
+        .top(format_args!("dead_letter: {}", dl.display()))
+        .mysql_table("e2e_reruns_target", TABLE)
+        .sink_bolt(
+            "e2e_reruns_target",
+            "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
+        )
+        .setup("CREATE CONSTRAINT person_id IF NOT EXISTS FOR (p:Person) REQUIRE p.id IS UNIQUE")
+        .build();
+    std::fs::write(&spec, text).unwrap();
 
     let out = run(&spec, "person_bad", &[]);
     assert_eq!(out.code, 4, "{}", out.stderr);
@@ -189,18 +170,14 @@ async fn validate_loads_every_transform_and_fills_the_compile_cache() {
         .unwrap()
         .join("transforms/identity.wasm");
     let spec = |component: &Path| {
-        format!(
-            "name: validate_transforms
-cache_dir: {}
-{}transforms:
-  - name: same
-    component: {}
-sink: {{plugin: console, options: {{}}}}
-",
-            cache.display(),
-            mysql_source("e2e_validate_transforms", TABLE),
-            component.display()
-        )
+        SpecBuilder::new("validate_transforms")
+            .top(format_args!("cache_dir: {}", cache.display()))
+            .mysql_table("e2e_validate_transforms", TABLE)
+            .transforms(&format!(
+                "  - name: same\n    component: {}",
+                component.display()
+            ))
+            .build()
     };
     let path = dir.join("job.yaml");
     let validate = |text: String| -> Output {

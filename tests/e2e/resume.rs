@@ -6,9 +6,11 @@ use std::process::{Command, Stdio};
 
 use xtask::graph::graph_count;
 
+use xtask::services::BOLT_PORT;
+
 use crate::support::{
     etlhost_command, etlhost_with_spec, exec, graph, mysql, person_table, read_summary,
-    scratch_dir, spec_with,
+    scratch_dir, Proxy, SpecBuilder, Way,
 };
 
 fn checkpoint(path: &Path) -> Option<serde_json::Value> {
@@ -28,61 +30,87 @@ fn run(spec: &Path, summary: &Path) -> Command {
     cmd
 }
 
-/// Runs the job and SIGKILLs it once its checkpoint shows some splits complete and some in
-/// flight; that checkpoint.
-fn kill_mid_way(spec: &Path, summary: &Path, cp_file: &Path) -> serde_json::Value {
+/// Bytes the sink may send between two looks at the checkpoint: a small part of any job here.
+const STEP: u64 = 256 * 1024;
+
+/// Runs the job, its sink writing through `proxy`, and SIGKILLs it once its checkpoint shows some
+/// splits complete and some in flight; that checkpoint. The proxy lets the writes through a step
+/// at a time and holds them while the checkpoint is read, so the job is always killed mid-way.
+fn kill_mid_way(spec: &Path, summary: &Path, cp_file: &Path, proxy: &Proxy) -> serde_json::Value {
     let mut job = run(spec, summary)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut seen = None;
-    for _ in 0..2400 {
-        if let Some(cp) = checkpoint(cp_file) {
-            let done = cp["done"].as_array().map_or(0, |d| d.len());
-            let in_flight = cp["watermarks"].as_object().map_or(0, |w| w.len());
-            if done >= 1 && in_flight >= 1 {
-                seen = Some(cp);
-                break;
+    proxy.step_until(Way::ToServer, STEP, || {
+        assert!(
+            job.try_wait().unwrap().is_none(),
+            "the job ended while its writes were held"
+        );
+        // Held: the checkpoint catches up with what was written within a few intervals.
+        for _ in 0..25 {
+            if let Some(cp) = checkpoint(cp_file) {
+                let done = cp["done"].as_array().map_or(0, |d| d.len());
+                let in_flight = cp["watermarks"].as_object().map_or(0, |w| w.len());
+                if done >= 1 && in_flight >= 1 {
+                    seen = Some(cp);
+                    return true;
+                }
             }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        false
+    });
     job.kill().unwrap();
     job.wait().unwrap();
+    proxy.resume();
     seen.expect("the checkpoint never showed splits both done and in flight")
+}
+
+/// A MySQL -> Bolt job of 8 splits of `table` in `e2e_<name>` read by 2 readers, MERGE on an
+/// index, its sink through `proxy` and checkpoints in `cp_dir`.
+fn killable_spec(name: &str, table: &str, column: &str, proxy: &Proxy, cp_dir: &Path) -> String {
+    let (index, cypher) = if table == "person" {
+        (
+            "CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)",
+            "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name",
+        )
+    } else {
+        (
+            "CREATE INDEX code_n IF NOT EXISTS FOR (c:Code) ON (c.n)",
+            "UNWIND $batch AS row MERGE (c:Code {n: row.n}) SET c.code = row.code",
+        )
+    };
+    let db = format!("e2e_{name}");
+    SpecBuilder::new(name)
+        .top("parallelism: 2")
+        .mysql_table(&db, table)
+        .partition(column, 8)
+        .sink_bolt_at(proxy.port, &db)
+        .batch(1000)
+        .setup(index)
+        .cypher(cypher)
+        // These tests are about local checkpoint files (sinks without progress in the target).
+        .checkpoint_dir(cp_dir, &["interval: 100ms", "store: local"])
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_killed_mid_way_resumes_with_nothing_lost_or_doubled() {
-    const ROWS: u64 = 1_000_000;
+    const ROWS: u64 = 200_000;
     person_table("e2e_resume", ROWS, "person-").await;
     let g = graph("e2e_resume").await;
     let dir = scratch_dir("resume");
     let cp_dir = dir.join("checkpoints");
-    let text = spec_with(
-        "resume",
-        "e2e_resume",
-        "person",
-        "e2e_resume",
-        1000,
-        "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name",
-        "  partition_column: id\n  partition_num: 8",
-    )
-    .replacen("source:", "parallelism: 2\nsource:", 1)
-    .replace(
-        "    database: e2e_resume\n",
-        "    database: e2e_resume\n    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]\n",
-    ) + &format!(
-        "checkpoint:\n  dir: {}\n  interval: 100ms\n  # These tests are about local checkpoint files (sinks without progress in the target).\n  store: local\n",
-        cp_dir.display()
-    );
+    let proxy = Proxy::start(BOLT_PORT);
+    let text = killable_spec("resume", "person", "id", &proxy, &cp_dir);
     let spec = dir.join("resume.yaml");
     std::fs::write(&spec, &text).unwrap();
     let cp_file = cp_dir.join("resume.checkpoint.json");
     let summary = dir.join("summary.json");
 
-    let cp = kill_mid_way(&spec, &summary, &cp_file);
+    let cp = kill_mid_way(&spec, &summary, &cp_file, &proxy);
     let before = graph_count("e2e_resume", "MATCH (p:Person) RETURN count(p) AS n").unwrap();
     assert!(before < ROWS, "the job finished before it could be killed");
     assert!(
@@ -155,29 +183,15 @@ async fn a_slow_sink_makes_checkpoints_rarer_never_fatal() {
     let dir = scratch_dir("slow");
     let cp_file = dir.join("slow.checkpoint.json");
     // Each batch takes 20 times the checkpoint interval.
-    let text = format!(
-        "name: slow
-source:
-  plugin: mysql
-  partition_column: id
-  partition_num: 1
-  options:
-    url: mysql://127.0.0.1:3306/e2e_slow
-    user: etl
-    password: etl
-    table: t
-    fetch_size: 10
-sink:
-  plugin: faulty
-  max_batch_size: 10
-  options:
-    delay_ms: 500
-checkpoint:
-  dir: {}
-  interval: 25ms
-",
-        dir.display()
-    );
+    let text = SpecBuilder::new("slow")
+        .mysql_table("e2e_slow", "t")
+        .partition("id", 1)
+        .source_option("fetch_size: 10")
+        .sink_plugin("faulty")
+        .batch(10)
+        .sink_option("delay_ms: 500")
+        .checkpoint_dir(&dir, &["interval: 25ms"])
+        .build();
     let (path, _) = etlhost_with_spec("validate", "slow.yaml", &text, &[]);
     let summary = dir.join("summary.json");
     let job = run(&path, &summary)
@@ -246,31 +260,14 @@ async fn text_and_composite_keyed_jobs_killed_mid_way_resume_with_nothing_lost()
         let g = graph(&db).await;
         let dir = scratch_dir(name);
         let cp_dir = dir.join("checkpoints");
-        let text = spec_with(
-            name,
-            &db,
-            "t",
-            &db,
-            1000,
-            "UNWIND $batch AS row MERGE (c:Code {n: row.n}) SET c.code = row.code",
-            &format!("  partition_column: {column}\n  partition_num: 8"),
-        )
-        .replacen("source:", "parallelism: 2\nsource:", 1)
-        .replace(
-            &format!("    database: {db}\n"),
-            &format!(
-                "    database: {db}\n    setup: [\"CREATE INDEX code_n IF NOT EXISTS FOR (c:Code) ON (c.n)\"]\n"
-            ),
-        ) + &format!(
-        "checkpoint:\n  dir: {}\n  interval: 100ms\n  # These tests are about local checkpoint files (sinks without progress in the target).\n  store: local\n",
-        cp_dir.display()
-    );
+        let proxy = Proxy::start(BOLT_PORT);
+        let text = killable_spec(name, "t", column, &proxy, &cp_dir);
         let spec = dir.join(format!("{name}.yaml"));
         std::fs::write(&spec, &text).unwrap();
         let cp_file = cp_dir.join(format!("{name}.checkpoint.json"));
         let summary = dir.join("summary.json");
 
-        let cp = kill_mid_way(&spec, &summary, &cp_file);
+        let cp = kill_mid_way(&spec, &summary, &cp_file, &proxy);
         let watermark = cp["watermarks"]
             .as_object()
             .unwrap()

@@ -6,9 +6,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use xtask::graph::graph_count;
+use xtask::services::BOLT_PORT;
 
 use crate::support::{
-    etlhost_command, exec, graph, mysql, person_table, read_summary, scratch_dir, spec_with,
+    etlhost_command, exec, graph, mysql, person_table, read_summary, scratch_dir, Proxy,
+    SpecBuilder, Way,
 };
 
 /// `etlhost run SPEC [--shard I/N] --run RUN`, resuming whatever the target records.
@@ -54,21 +56,22 @@ fn random_in(lo: u64, hi: u64, salt: u64) -> u64 {
     lo + x % (hi - lo)
 }
 
-/// Waits until the target records at least `rows` rows under `filter`, then SIGKILLs `child`;
-/// returns the rows recorded when it was killed. The job must not have finished by then.
-fn kill_after(child: &mut Child, db: &str, filter: &str, rows: u64) -> u64 {
-    loop {
-        let n = recorded(db, filter);
-        if n >= rows {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return n;
-        }
+/// Lets the job's writes through `proxy` a step at a time until the target records at least
+/// `rows` rows under `filter`, then SIGKILLs `child` while they are held (it cannot have finished)
+/// and lets the others on; returns the rows recorded when it was killed.
+fn kill_after(proxy: &Proxy, child: &mut Child, db: &str, filter: &str, rows: u64) -> u64 {
+    let mut n = 0;
+    proxy.step_until(Way::ToServer, 512 * 1024, || {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the job ended ({status}) before {rows} rows were recorded ({n} were)");
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+        n = recorded(db, filter);
+        n >= rows
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    proxy.resume();
+    n
 }
 
 fn assert_exactly_once(db: &str, rows: u64) {
@@ -88,22 +91,18 @@ fn assert_exactly_once(db: &str, rows: u64) {
     );
 }
 
-fn create_spec(name: &str, db: &str, splits: u32) -> String {
-    spec_with(
-        name,
-        db,
-        "person",
-        db,
-        2000,
-        "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
-        &format!("  partition_column: id\n  partition_num: {splits}"),
-    )
-    .replacen("source:", "parallelism: 2\nsource:", 1)
-    .replacen(
-        "  max_batch_size: 2000",
-        "  max_batch_size: 2000\n  parallelism: 2",
-        1,
-    )
+/// `person` of `db` -> graph `db` on the Bolt server (or proxy) on `bolt`, every row a CREATE, in
+/// `splits` splits on `key`: two readers and two writers.
+fn create_spec(name: &str, db: &str, bolt: u16, key: &str, splits: u32) -> String {
+    SpecBuilder::new(name)
+        .top("parallelism: 2")
+        .mysql_table(db, "person")
+        .partition(key, splits)
+        .sink_bolt_at(bolt, db)
+        .cypher("UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})")
+        .batch(2000)
+        .sink_line("parallelism: 2")
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -115,7 +114,8 @@ async fn four_shards_create_a_million_nodes_exactly_once_though_two_are_killed()
     let g = graph(db).await;
     let dir = scratch_dir("shards");
     let spec = dir.join("shards.yaml");
-    std::fs::write(&spec, create_spec("shards", db, 16)).unwrap();
+    let proxy = Proxy::start(BOLT_PORT);
+    std::fs::write(&spec, create_spec("shards", db, proxy.port, "id", 16)).unwrap();
     let summary = |i: u64| dir.join(format!("shard-{i}.json"));
     let start = |i: u64| {
         shard_run(&spec, Some(&format!("{i}/{SHARDS}")), "r1", &summary(i))
@@ -130,7 +130,7 @@ async fn four_shards_create_a_million_nodes_exactly_once_though_two_are_killed()
     for (n, i) in [1u64, 3].into_iter().enumerate() {
         let filter = format!("p.split % {SHARDS} = {i}");
         let at = random_in(share / 10, share * 8 / 10, n as u64);
-        let killed = kill_after(&mut shards[i as usize], db, &filter, at);
+        let killed = kill_after(&proxy, &mut shards[i as usize], db, &filter, at);
         eprintln!("shard {i}/{SHARDS} killed with at least {killed} of its {share} rows recorded");
         assert!(killed < share, "shard {i} finished before it was killed");
         shards[i as usize] = start(i);
@@ -204,10 +204,8 @@ async fn a_create_job_killed_and_resumed_in_one_process_is_exactly_once() {
         let g = graph(&db).await;
         let dir = scratch_dir(name);
         let spec = dir.join(format!("{name}.yaml"));
-        let text = create_spec(name, &db, 8).replace(
-            "  partition_column: id\n",
-            &format!("  partition_column: {key}\n"),
-        );
+        let proxy = Proxy::start(BOLT_PORT);
+        let text = create_spec(name, &db, proxy.port, key, 8);
         std::fs::write(&spec, text).unwrap();
         let summary = dir.join("summary.json");
         let mut job = shard_run(&spec, None, "", &summary)
@@ -216,7 +214,7 @@ async fn a_create_job_killed_and_resumed_in_one_process_is_exactly_once() {
             .spawn()
             .unwrap();
         let at = random_in(ROWS / 10, ROWS * 7 / 10, 7);
-        let killed = kill_after(&mut job, &db, "true", at);
+        let killed = kill_after(&proxy, &mut job, &db, "true", at);
         assert!(
             killed < ROWS,
             "{name}: the job finished before it was killed"
@@ -258,7 +256,7 @@ async fn shards_started_apart_share_one_plan_and_refuse_another_spec() {
     let g = graph(db).await;
     let dir = scratch_dir("shard_spec");
     let spec = dir.join("job.yaml");
-    let text = create_spec("shard_spec", db, 4);
+    let text = create_spec("shard_spec", db, BOLT_PORT, "id", 4);
     std::fs::write(&spec, &text).unwrap();
     let summary = dir.join("summary.json");
     run_to_the_end(&spec, "0/2", "r1", &summary);
@@ -320,15 +318,33 @@ async fn shards_started_apart_share_one_plan_and_refuse_another_spec() {
     drop(g);
 }
 
+/// `knows` after `people`, listed first: people in 3 splits, who knows whom in 2.
+const SOCIAL_FLOWS: &str = "  - name: knows
+    after: [people]
+    source:
+      partition_num: 2
+      options:
+        table: knows
+    sink:
+      options:
+        query: \"UNWIND $batch AS row MATCH (a:Person {id: row.a}) MATCH (b:Person {id: row.b}) CREATE (a)-[:KNOWS]->(b)\"
+  - name: people
+    source:
+      partition_num: 3
+      options:
+        table: person
+    sink:
+      options:
+        setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]
+        query: \"UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})\"
+";
+
 /// Two shards of a job whose `knows` flow comes after `people`: shard 1 starts first and waits
 /// for shard 0's plan, and neither writes a relationship before every person is in, so each
 /// `MATCH` finds both ends.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flow_starts_on_a_shard_only_once_every_shard_finished_the_flows_before_it() {
     use std::io::BufRead;
-    use xtask::services::{
-        BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
-    };
     const PEOPLE: u64 = 200_000;
     let db = "e2e_shard_after";
     let pool = person_table(db, PEOPLE, "person-").await;
@@ -346,45 +362,14 @@ async fn a_flow_starts_on_a_shard_only_once_every_shard_finished_the_flows_befor
     let dir = scratch_dir("shard_after");
     let spec = dir.join("social.yaml");
     // Shard 0 gets two of the three `people` splits: it finishes that flow last.
-    let text = format!(
-        "name: social
-shards: 2
-source:
-  plugin: mysql
-  partition_column: id
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-sink:
-  plugin: bolt
-  max_batch_size: 1000
-  options:
-    uri: bolt://127.0.0.1:{BOLT_PORT}
-    user: {GRAPH_USER}
-    password: {GRAPH_PASSWORD}
-    database: {db}
-flows:
-  - name: knows
-    after: [people]
-    source:
-      partition_num: 2
-      options:
-        table: knows
-    sink:
-      options:
-        query: \"UNWIND $batch AS row MATCH (a:Person {{id: row.a}}) MATCH (b:Person {{id: row.b}}) CREATE (a)-[:KNOWS]->(b)\"
-  - name: people
-    source:
-      partition_num: 3
-      options:
-        table: person
-    sink:
-      options:
-        setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]
-        query: \"UNWIND $batch AS row CREATE (:Person {{id: row.id, name: row.name}})\"
-"
-    );
+    let text = SpecBuilder::new("social")
+        .top("shards: 2")
+        .source_mysql(db)
+        .partition("id", 0)
+        .sink_bolt_db(db)
+        .batch(1000)
+        .flows(SOCIAL_FLOWS)
+        .build();
     std::fs::write(&spec, text).unwrap();
     let start = |i: u32| {
         let mut cmd = shard_run(&spec, None, "a1", &dir.join(format!("{i}.json")));
@@ -561,27 +546,17 @@ async fn a_retry_whose_answer_was_lost_is_not_written_again() {
     let db = "e2e_lost_answer";
     person_table(db, ROWS, "person-").await;
     let g = graph(db).await;
-    let proxy = LosingProxy::start(xtask::services::BOLT_PORT, 100_000);
+    let proxy = LosingProxy::start(BOLT_PORT, 100_000);
     let dir = scratch_dir("lost_answer");
     let spec = dir.join("lost.yaml");
-    let text = spec_with(
-        "lost",
-        db,
-        "person",
-        db,
-        1000,
-        "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
-        "  partition_column: id\n  partition_num: 2",
-    )
-    .replace(
-        &format!("bolt://127.0.0.1:{}", xtask::services::BOLT_PORT),
-        &format!("bolt://127.0.0.1:{}", proxy.port),
-    )
-    .replacen(
-        "  max_batch_size: 1000",
-        "  max_batch_size: 1000\n  retry_backoff: 10ms",
-        1,
-    );
+    let text = SpecBuilder::new("lost")
+        .mysql_table(db, "person")
+        .partition("id", 2)
+        .sink_bolt_at(proxy.port, db)
+        .batch(1000)
+        .sink_line("retry_backoff: 10ms")
+        .cypher("UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})")
+        .build();
     std::fs::write(&spec, text).unwrap();
     let summary = dir.join("summary.json");
     let out = shard_run(&spec, None, "", &summary).output().unwrap();

@@ -10,7 +10,7 @@ use xtask::services::{ExtraArcadeDb, GRAPH_PASSWORD, GRAPH_USER};
 
 use crate::support::{
     etlhost_command, etlhost_with_spec, mysql_url, person_table, read_summary, scratch_dir,
-    spawn_run, spec, wait_for_first_nodes, Output,
+    spawn_run, Output, Proxy, SpecBuilder, Way,
 };
 
 /// What the host says when it concludes that the sink, not the rows, is failing.
@@ -59,14 +59,14 @@ async fn a_full_disk_fails_the_job_as_a_sink_error_and_a_rerun_writes_every_row(
     // The spec names a link to it, so that the rerun's spec is the same when the disk has room.
     let file = dir.join("rows.jsonl");
     std::os::unix::fs::symlink("/dev/full", &file).unwrap();
-    let text = format!(
-        "name: sink_full\nsource:\n  plugin: mysql\n  options:\n    url: {}\n    table: person\n\
-         sink:\n  plugin: faulty\n  max_batch_size: 100\n  options:\n    append_to: {}\n\
-         dead_letter: {}\n",
-        mysql_url("e2e_sink_full"),
-        file.display(),
-        dlq.display()
-    );
+    let text = SpecBuilder::new("sink_full")
+        .source_url(&mysql_url("e2e_sink_full"))
+        .table("person")
+        .sink_plugin("faulty")
+        .batch(100)
+        .sink_option(format_args!("append_to: {}", file.display()))
+        .extra_yaml(&format!("dead_letter: {}\n", dlq.display()))
+        .build();
     let (spec_path, out) = etlhost_with_spec(
         "run",
         "sink_full.yaml",
@@ -111,21 +111,15 @@ async fn a_full_disk_fails_the_job_as_a_sink_error_and_a_rerun_writes_every_row(
     assert_eq!(ids, (1..=ROWS).collect::<Vec<_>>());
 }
 
-/// A MySQL `person` table -> the Bolt server `server`, database `db`, MERGE on an index (a rerun
-/// writes a row written before again without a duplicate); `extra` is added to the spec.
-fn bolt_spec(mysql_db: &str, db: &str, server: &ExtraArcadeDb, dlq: &Path, extra: &str) -> String {
-    spec(
-        &format!("sink_{db}"),
-        mysql_db,
-        "person",
-        db,
-        100,
-        "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name",
-    )
-    .replace(
-        "bolt://127.0.0.1:7687",
-        &format!("bolt://127.0.0.1:{}", server.bolt),
-    ) + &format!("dead_letter: {}\n{extra}", dlq.display())
+/// A MySQL `person` table -> database `db` of the Bolt server on `bolt`, MERGE on an index (a
+/// rerun writes a row written before again without a duplicate), dead letters into `dlq`.
+fn bolt_spec(mysql_db: &str, db: &str, bolt: u16, dlq: &Path) -> SpecBuilder {
+    SpecBuilder::new(&format!("sink_{db}"))
+        .mysql_table(mysql_db, "person")
+        .sink_bolt_at(bolt, db)
+        .batch(100)
+        .cypher("UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name")
+        .extra_yaml(&format!("dead_letter: {}\n", dlq.display()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -137,18 +131,26 @@ async fn a_graph_database_made_read_only_mid_run_fails_the_job_as_a_sink_error()
     let server = ExtraArcadeDb::start(&dir.join("home"), &[]).unwrap();
     fresh_graph_at(server.http, "readonly").unwrap();
     let dlq = dir.join("dead.jsonl");
-    let text = bolt_spec("e2e_sink_readonly", "readonly", &server, &dlq, "")
-        .replace(
-            "    database: readonly\n",
-            "    database: readonly\n    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]\n",
-        );
+    // The job writes through a proxy that holds its writes once some batches have gone: the
+    // database turns read-only mid-job, however fast the job is.
+    let proxy = Proxy::start(server.bolt);
+    let text = bolt_spec("e2e_sink_readonly", "readonly", proxy.port, &dlq)
+        .setup("CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)")
+        .build();
     let (path, _) = etlhost_with_spec("validate", "sink_readonly.yaml", &text, &[]);
     let summary_path = dir.join("summary.json");
+    proxy.hold_after(Way::ToServer, 256 * 1024);
     let job = spawn_run(&path, &summary_path, Stdio::null());
 
     // ArcadeDB opens a database read-only when its default mode says so at the time it opens it:
     // the database is closed and opened again under that setting while the job writes.
-    let before = wait_for_first_nodes(server.http, "readonly");
+    proxy.wait_holding();
+    let before = graph_count_at(
+        server.http,
+        "readonly",
+        "MATCH (p:Person) RETURN count(p) AS n",
+    )
+    .unwrap();
     assert!(
         before < ROWS,
         "the job finished before the database was made read-only"
@@ -160,6 +162,7 @@ async fn a_graph_database_made_read_only_mid_run_fails_the_job_as_a_sink_error()
     ] {
         server_command(server.http, command);
     }
+    proxy.resume();
 
     let out = Output::from(job.wait_with_output().unwrap());
     assert_eq!(out.code, 3, "{}", out.stderr);
@@ -250,11 +253,13 @@ async fn a_graph_user_without_write_permission_fails_the_job_as_a_sink_error() {
     let dlq = dir.join("dead.jsonl");
     // Progress kept in a local file: in the target it would need writing the run's plan there
     // first, which fails the job at its start, before any row is read.
-    let local = "checkpoint:\n  store: local\n";
-    let text = bolt_spec("e2e_sink_reader", "reader", &server, &dlq, local).replace(
-        &format!("    user: {GRAPH_USER}\n    password: {GRAPH_PASSWORD}\n"),
-        "    user: etl_reader\n    password: reader-pass\n",
-    );
+    let text = bolt_spec("e2e_sink_reader", "reader", server.bolt, &dlq)
+        .extra_yaml("checkpoint:\n  store: local\n")
+        .build()
+        .replace(
+            &format!("    user: {GRAPH_USER}\n    password: {GRAPH_PASSWORD}\n"),
+            "    user: etl_reader\n    password: reader-pass\n",
+        );
     let summary_path = dir.join("summary.json");
     let (_, out) = etlhost_with_spec(
         "run",

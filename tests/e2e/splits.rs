@@ -6,13 +6,14 @@ use std::io::Read;
 use std::process::Stdio;
 
 use mysql_async::prelude::Queryable;
-use xtask::services::{MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER};
 
 use crate::support::{
     etlhost_with_spec, exec, mysql, person_table, read_summary, run_job_output, spawn_run,
+    SpecBuilder,
 };
 
-/// A MySQL -> console spec; `source_extra` is indented under `source:`.
+/// A MySQL -> console spec; `relation` is `table: NAME` or `query: SQL`, `source_extra` lines
+/// (indented or not) go under `source:`.
 fn console_spec(
     name: &str,
     db: &str,
@@ -20,22 +21,18 @@ fn console_spec(
     source_extra: &str,
     parallelism: usize,
 ) -> String {
-    format!(
-        "name: {name}
-parallelism: {parallelism}
-source:
-  plugin: mysql
-{source_extra}
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-    {relation}
-sink:
-  plugin: console
-  max_batch_size: 7
-"
-    )
+    let spec = SpecBuilder::new(name)
+        .top(format_args!("parallelism: {parallelism}"))
+        .source_mysql(db);
+    let spec = match relation.split_once(": ") {
+        Some(("query", sql)) => spec.query(sql),
+        _ => spec.table(relation.trim_start_matches("table: ")),
+    };
+    source_extra
+        .lines()
+        .fold(spec, |spec, line| spec.source_line(line.trim()))
+        .batch(7)
+        .build()
 }
 
 /// How often each key was delivered.

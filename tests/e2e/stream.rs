@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use xtask::mariadb::ExtraMariaDb;
-use xtask::services::{free_port, BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, HTTP_PORT};
+use xtask::services::{free_port, BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, HTTP_PORT, MYSQL_PORT};
 
-use crate::support::{etlhost_command, exec, graph, mysql, scratch_dir};
+use crate::support::{
+    etlhost_command, exec, graph, mysql, person_table, scratch_dir, Proxy, SpecBuilder, Way,
+};
 
 const NODE_QUERY: &str = "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p = row";
 const DELETE_QUERY: &str = "UNWIND $batch AS row MATCH (p:Person {id: row.id}) DETACH DELETE p";
@@ -45,6 +47,17 @@ sink:
 {extra}",
         cp = dir.join("cp").display()
     )
+}
+
+/// Starts job `name` streaming `person` of MySQL database `name` into graph `name`, fresh, in
+/// scratch folder `name`; that folder and the spec's path.
+fn start_stream(name: &str) -> (PathBuf, PathBuf, Running) {
+    let dir = scratch_dir(name);
+    let spec = dir.join(format!("{name}.yaml"));
+    let url = format!("mysql://127.0.0.1:{MYSQL_PORT}/{name}");
+    std::fs::write(&spec, stream_spec(name, &url, name, &dir, "")).unwrap();
+    let job = Running::start(&spec, &dir, true);
+    (dir, spec, job)
 }
 
 struct Running {
@@ -247,12 +260,7 @@ async fn st_snapshot_then_changes_survive_sigkill_and_stop_on_sigterm() {
     )
     .await;
     let _g = graph("st_basic").await;
-    let dir = scratch_dir("st_basic");
-    let spec = dir.join("st_basic.yaml");
-    let url = "mysql://127.0.0.1:3306/st_basic";
-    std::fs::write(&spec, stream_spec("st_basic", url, "st_basic", &dir, "")).unwrap();
-
-    let mut job = Running::start(&spec, &dir, true);
+    let (dir, spec, mut job) = start_stream("st_basic");
     // Changes while the snapshot may still run, and after: all of them must arrive.
     exec(&pool, "INSERT INTO person (id, name) VALUES (1001, 'new')").await;
     job.wait_until_acked(&head(&pool).await);
@@ -866,17 +874,7 @@ async fn st_init_mode_stream_writes_flows_that_keep_relationships_in_sync() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn st_the_stream_survives_a_bolt_server_restart() {
-    let pool = mysql("st_bolt").await;
-    exec(
-        &pool,
-        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100))",
-    )
-    .await;
-    exec(
-        &pool,
-        "INSERT INTO person SELECT seq, CONCAT('p', seq) FROM seq_1_to_500",
-    )
-    .await;
+    let pool = person_table("st_bolt", 500, "p").await;
     let dir = scratch_dir("st_bolt");
     let mut server = xtask::services::ExtraArcadeDb::start(&dir.join("home"), &[]).unwrap();
     xtask::graph::fresh_graph_at(server.http, "st_bolt").unwrap();
@@ -931,56 +929,37 @@ async fn st_the_stream_survives_a_bolt_server_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn st_a_snapshot_split_is_read_on_from_its_safe_key_after_a_mysql_restart() {
-    const ROWS: u64 = 60_000;
+    const ROWS: u64 = 100_000;
     let dir = scratch_dir("st_split_retry");
-    let mut server = ExtraMariaDb::start(&dir.join("mysql"), &[]).unwrap();
-    let pool = private_pool(&server, "st_split").await;
-    exec(
-        &pool,
-        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100), pad VARCHAR(1000))",
-    )
-    .await;
-    // 30 MB a split: more than the sockets and the reader's buffer hold, so the server is still
-    // sending the rows when it restarts (a split that had all its rows in flight would just end).
-    exec(
-        &pool,
-        &format!(
-            "INSERT INTO person SELECT seq, CONCAT('p', seq), REPEAT('x', 1000) FROM seq_1_to_{ROWS}"
-        ),
-    )
-    .await;
+    let pool = person_table("st_split", ROWS, "p").await;
     pool.disconnect().await.unwrap();
     let _g = graph("st_split").await;
-    let text = format!(
-        "name: st_split
-parallelism: 2
-checkpoint: {{dir: {cp}}}
-source:
-  plugin: mysql
-  partition_column: id
-  options: {{url: \"mysql://127.0.0.1:{port}/st_split\", user: etl, password: etl, table: person, fetch_size: 100}}
-sink:
-  plugin: bolt
-  max_batch_size: 100
-  retry_backoff: 200ms
-  options:
-    uri: bolt://127.0.0.1:{BOLT_PORT}
-    user: {GRAPH_USER}
-    password: {GRAPH_PASSWORD}
-    database: st_split
-    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]
-    query: \"{NODE_QUERY}\"
-",
-        cp = dir.join("cp").display(),
-        port = server.port
-    );
+    // The job reads through a proxy, which stops the rows mid-split and then drops every
+    // connection, as a restarting server does; the splits hold about 2 MB between them.
+    let proxy = Proxy::start(MYSQL_PORT);
+    proxy.hold_after(Way::ToClient, 600_000);
+    let text = SpecBuilder::new("st_split")
+        .top("parallelism: 2")
+        .top(format_args!(
+            "checkpoint: {{dir: {}}}",
+            dir.join("cp").display()
+        ))
+        .source_url(&format!("mysql://127.0.0.1:{}/st_split", proxy.port))
+        .table("person")
+        .partition("id", 0)
+        .source_option("fetch_size: 100")
+        .sink_bolt("st_split", NODE_QUERY)
+        .setup("CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)")
+        .batch(100)
+        .sink_line("retry_backoff: 200ms")
+        .build();
     let spec = dir.join("st_split.yaml");
     std::fs::write(&spec, text).unwrap();
     let summary = dir.join("summary.json");
     let job = crate::support::spawn_run(&spec, &summary, Stdio::null());
-    let before = crate::support::wait_for_first_nodes(HTTP_PORT, "st_split");
-    assert!(before < ROWS, "the snapshot ended before the restart");
-    server.restart().unwrap();
+    proxy.wait_holding();
+    proxy.cut();
+    proxy.resume();
     let out = job.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -993,6 +972,10 @@ sink:
     assert_eq!(s["written"], ROWS);
     let n = xtask::graph::graph_count("st_split", "MATCH (p:Person) RETURN count(p) AS n").unwrap();
     assert_eq!(n, ROWS);
+    eprintln!(
+        "split retry: {} bytes read through the proxy",
+        proxy.sent(Way::ToClient)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1006,11 +989,7 @@ async fn st_enum_and_set_columns_stream_as_their_names() {
     .await;
     exec(&pool, "INSERT INTO person VALUES (1, 'ok', 'a')").await;
     let _g = graph("st_enum").await;
-    let dir = scratch_dir("st_enum");
-    let spec = dir.join("st_enum.yaml");
-    let url = "mysql://127.0.0.1:3306/st_enum";
-    std::fs::write(&spec, stream_spec("st_enum", url, "st_enum", &dir, "")).unwrap();
-    let mut job = Running::start(&spec, &dir, true);
+    let (_, _, mut job) = start_stream("st_enum");
     job.wait_until_acked(&head(&pool).await);
     exec(
         &pool,

@@ -12,6 +12,12 @@ use xtask::services::{
     BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
 };
 
+mod proxy;
+mod spec;
+
+pub use proxy::{Proxy, Way};
+pub use spec::SpecBuilder;
+
 fn require(port: u16, what: &str) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
@@ -186,21 +192,8 @@ pub fn etlhost_with_spec(
     (path, output)
 }
 
-/// A job spec's `source:` block reading `table` of MySQL database `db` (YAML, at the top level).
-pub fn mysql_source(db: &str, table: &str) -> String {
-    format!(
-        "source:
-  plugin: mysql
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-    table: {table}
-"
-    )
-}
-
-/// A MySQL table -> Bolt job spec in YAML.
+/// A MySQL table -> Bolt job spec in YAML, with an empty line under `source:` where
+/// partitioning would go (the line numbers tls.rs's errors name count it).
 pub fn spec(
     name: &str,
     mysql_db: &str,
@@ -209,40 +202,12 @@ pub fn spec(
     batch: usize,
     cypher: &str,
 ) -> String {
-    spec_with(name, mysql_db, table, graph_db, batch, cypher, "")
-}
-
-/// [`spec`] with `source_extra` (YAML lines indented under `source:`, e.g. partitioning) added.
-pub fn spec_with(
-    name: &str,
-    mysql_db: &str,
-    table: &str,
-    graph_db: &str,
-    batch: usize,
-    cypher: &str,
-    source_extra: &str,
-) -> String {
-    format!(
-        "name: {name}
-source:
-  plugin: mysql
-{source_extra}
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/{mysql_db}
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-    table: {table}
-sink:
-  plugin: bolt
-  max_batch_size: {batch}
-  options:
-    uri: bolt://127.0.0.1:{BOLT_PORT}
-    user: {GRAPH_USER}
-    password: {GRAPH_PASSWORD}
-    database: {graph_db}
-    query: \"{cypher}\"
-"
-    )
+    SpecBuilder::new(name)
+        .mysql_table(mysql_db, table)
+        .source_line("")
+        .sink_bolt(graph_db, cypher)
+        .batch(batch)
+        .build()
 }
 
 /// Runs a job spec to completion and returns its `--summary-json` and the process output.

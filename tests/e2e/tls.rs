@@ -361,59 +361,6 @@ fn tls_validate_connects_and_reports_what_fails() {
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
-/// What TLS costs: the 100,000-row person job (batches of 1,000, CREATE) written alternately to
-/// two identical private servers, one plaintext and one TLS-only, alternately, five times each
-/// after three warm-up runs each; prints the median rows/s of each. Not part of the suite (it measures, asserts nothing about speed):
-/// `cargo test -p etlhost-e2e --test e2e tls_what_tls_costs -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore]
-async fn tls_what_tls_costs() {
-    const BENCH_ROWS: u64 = 100_000;
-    person_table("tls_bench", BENCH_ROWS, "person-").await;
-    let plain = ExtraArcadeDb::start(&scratch_dir("tls-bench-plain").join("home"), &[]).unwrap();
-    let tls = tls_server();
-    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    // Rounds 0-5 warm both servers' JVMs up (throughput still climbs there) and are not counted.
-    for round in 0..16 {
-        let over_tls = round % 2 == 1;
-        let (http, uri) = if over_tls {
-            (
-                tls.server.http,
-                format!("bolt+ssc://127.0.0.1:{}", tls.server.bolt),
-            )
-        } else {
-            (plain.http, format!("bolt://127.0.0.1:{}", plain.bolt))
-        };
-        let db = format!("tls_bench{round}");
-        fresh_graph_at(http, &db).unwrap();
-        let text = spec(
-            "tls_bench",
-            "tls_bench",
-            "person",
-            &db,
-            1000,
-            "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
-        )
-        .replace(&format!("bolt://127.0.0.1:{BOLT_PORT}"), &uri);
-        let (summary, out) = run_job_output("tls_bench", &text);
-        assert_eq!(summary["written"], BENCH_ROWS, "{}", out.stderr);
-        let rate = BENCH_ROWS as f64 / summary["duration_secs"].as_f64().unwrap();
-        eprintln!("round {round}: {uri}: {rate:.0} rows/s");
-        if round >= 6 {
-            rates[usize::from(over_tls)].push(rate);
-        }
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (p, t) = (median(&mut rates[0]), median(&mut rates[1]));
-    eprintln!(
-        "median: plaintext {p:.0} rows/s, TLS {t:.0} rows/s ({:+.1}%)",
-        (t / p - 1.0) * 100.0
-    );
-}
-
 /// ArcadeDB knows only basic authentication: `auth: none` and `auth: bearer` reach it (in LOGON,
 /// Bolt 5.4) and are refused with its message; the token is never shown.
 #[tokio::test(flavor = "multi_thread")]

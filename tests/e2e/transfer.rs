@@ -1,6 +1,6 @@
 //! Rows go in on the MySQL side and must come out, all of them and unchanged, on the graph side.
 
-use crate::support::{exec, graph, mysql, one, person_table, run_job, spec, spec_with};
+use crate::support::{exec, graph, mysql, one, person_table, run_job, SpecBuilder};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hundred_thousand_rows_arrive_as_nodes_with_their_contents() {
@@ -8,21 +8,17 @@ async fn hundred_thousand_rows_arrive_as_nodes_with_their_contents() {
     let g = graph("e2e_full").await;
 
     // Two readers over four splits, and two writers with a connection each.
-    let text = spec_with(
-        "full",
-        "e2e_full",
-        "person",
-        "e2e_full",
-        1000,
-        "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
-        "  partition_column: id\n  partition_num: 4",
-    )
-    .replacen("source:", "parallelism: 2\nsource:", 1)
-    .replacen(
-        "  max_batch_size: 1000",
-        "  max_batch_size: 1000\n  parallelism: 2",
-        1,
-    );
+    let text = SpecBuilder::new("full")
+        .top("parallelism: 2")
+        .mysql_table("e2e_full", "person")
+        .partition("id", 4)
+        .sink_bolt(
+            "e2e_full",
+            "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
+        )
+        .batch(1000)
+        .sink_line("parallelism: 2")
+        .build();
     let summary = run_job("full", &text);
 
     assert_eq!(summary["read"], 100_000);
@@ -56,14 +52,14 @@ async fn the_last_partial_batch_is_written() {
     person_table("e2e_tail", 99_999, "p").await;
     let g = graph("e2e_tail").await;
 
-    let text = spec(
-        "tail",
-        "e2e_tail",
-        "person",
-        "e2e_tail",
-        1000,
-        "UNWIND $batch AS row CREATE (:Person {id: row.id})",
-    );
+    let text = SpecBuilder::new("tail")
+        .mysql_table("e2e_tail", "person")
+        .sink_bolt(
+            "e2e_tail",
+            "UNWIND $batch AS row CREATE (:Person {id: row.id})",
+        )
+        .batch(1000)
+        .build();
     let summary = run_job("tail", &text);
 
     assert_eq!(summary["written"], 99_999);
@@ -104,14 +100,11 @@ async fn column_types_unicode_and_nulls_survive() {
     )
     .await;
     let g = graph("e2e_types").await;
-    let text = spec(
-        "types",
-        "e2e_types",
-        "t",
-        "e2e_types",
-        1000,
-        "UNWIND $batch AS row CREATE (n:T) SET n = row",
-    );
+    let text = SpecBuilder::new("types")
+        .mysql_table("e2e_types", "t")
+        .sink_bolt("e2e_types", "UNWIND $batch AS row CREATE (n:T) SET n = row")
+        .batch(1000)
+        .build();
     let summary = run_job("types", &text);
     assert_eq!(summary["written"], 2);
 

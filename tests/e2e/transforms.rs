@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
-use xtask::services::{BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER};
 
 use crate::support::{
-    etlhost_with_spec, exec, graph, mysql, mysql_source, one, person_table, run_job,
+    etlhost_with_spec, exec, graph, mysql, one, person_table, run_job, SpecBuilder,
 };
 
 /// A transform built by `cargo xtask build`.
@@ -27,24 +26,13 @@ fn component(name: &str) -> String {
 }
 
 fn job(name: &str, db: &str, table: &str, transforms: &str, cypher: &str) -> String {
-    format!(
-        "name: {name}
-dead_letter: {dl}
-max_failed_rows: 100
-{source}transforms:
-{transforms}
-sink:
-  plugin: bolt
-  options:
-    uri: bolt://127.0.0.1:{BOLT_PORT}
-    user: {GRAPH_USER}
-    password: {GRAPH_PASSWORD}
-    database: {db}
-    query: \"{cypher}\"
-",
-        dl = dead_letter(name).display(),
-        source = mysql_source(db, table),
-    )
+    SpecBuilder::new(name)
+        .top(format_args!("dead_letter: {}", dead_letter(name).display()))
+        .top("max_failed_rows: 100")
+        .mysql_table(db, table)
+        .transforms(transforms)
+        .sink_bolt(db, cypher)
+        .build()
 }
 
 fn dead_letter(name: &str) -> PathBuf {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use mysql_async::prelude::Queryable;
 use neo4rs::BoltType;
 
-use crate::support::{etlhost_command, graph, mysql, mysql_url, one, run_job, spec};
+use crate::support::{etlhost_command, graph, mysql, mysql_url, one, run_job, SpecBuilder};
 
 /// A table with a column for every row of the README's type table: row 1 holds values, row 2 only
 /// NULLs, row 3 the edge cases (an empty SET, a TINYINT(1) holding 2, BIT(1) 0).
@@ -105,14 +105,7 @@ async fn types_every_type_arrives_as_the_bolt_type_the_readme_names() {
     let cypher = WRITE.replace("DOC", "doc: row.doc");
     let summary = run_job(
         "types_default",
-        &spec(
-            "types_default",
-            "types_default",
-            "types",
-            "types_default",
-            100,
-            &cypher,
-        ),
+        &types_spec("types_default", &cypher).build(),
     );
     assert_eq!(summary["written"], 3, "{summary}");
 
@@ -162,25 +155,12 @@ async fn types_options_make_tinyint1_booleans_bit1_bytes_json_values_and_tempora
     let g = graph("types_options").await;
     // Neo4j (and ArcadeDB) cannot store a map as a property: the query takes it apart.
     let cypher = WRITE.replace("DOC", "doc_name: row.doc.name, doc_tags: row.doc.tags");
-    let text_spec = spec(
-        "types_options",
-        "types_options",
-        "types",
-        "types_options",
-        100,
-        &cypher,
-    )
-    .replacen(
-        "    table: types\n",
-        "    table: types\n    tinyint1_as_bool: true\n    bit1_as_bool: false\n    \
-             json_columns: [doc]\n",
-        1,
-    )
-    .replacen(
-        "    database: types_options\n",
-        "    database: types_options\n    temporal: string\n",
-        1,
-    );
+    let text_spec = types_spec("types_options", &cypher)
+        .source_option("tinyint1_as_bool: true")
+        .source_option("bit1_as_bool: false")
+        .source_option("json_columns: [doc]")
+        .sink_option("temporal: string")
+        .build();
     let summary = run_job("types_options", &text_spec);
     assert_eq!(summary["written"], 3, "{summary}");
 
@@ -213,16 +193,21 @@ fn component(name: &str) -> String {
     path.display().to_string()
 }
 
+/// The job of `types` into graph `db` (named alike), batches of 100.
+fn types_spec(db: &str, cypher: &str) -> SpecBuilder {
+    SpecBuilder::new(db)
+        .mysql_table(db, "types")
+        .sink_bolt(db, cypher)
+        .batch(100)
+}
+
 /// The job of `types` into graph `db` (named alike), its JSON column read as values, with the
-/// spec's `transforms:` block (ending in `sink:`).
+/// spec's `transforms:` list.
 fn transformed_job(db: &str, cypher: &str, transforms: &str) -> String {
-    spec(db, db, "types", db, 100, cypher)
-        .replacen(
-            "    table: types\n",
-            "    table: types\n    json_columns: [doc]\n",
-            1,
-        )
-        .replacen("sink:\n", transforms, 1)
+    types_spec(db, cypher)
+        .source_option("json_columns: [doc]")
+        .transforms(transforms)
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,8 +218,7 @@ async fn types_new_values_pass_through_transforms_unchanged() {
     // identity (encoded world, among values-world transforms) keeps them as they are; the Python
     // and JS identities receive them all.
     let transforms = format!(
-        "transforms:
-  - name: label
+        "  - name: label
     component: {}
     config: {{compute: {{label: \"row {{id}}\"}}}}
   - name: rust
@@ -242,9 +226,7 @@ async fn types_new_values_pass_through_transforms_unchanged() {
   - name: py
     component: {}
   - name: js
-    component: {}
-sink:
-",
+    component: {}",
         component("field-map"),
         component("identity"),
         component("py-identity"),
@@ -280,15 +262,12 @@ async fn types_new_values_cross_an_encoded_transform_unchanged() {
     // Row 1 comes back twice, decoded and encoded again in the guest; rows 2 and 3 stay the
     // source's bytes (kept); row 3 is then dropped by a second transform.
     let transforms = format!(
-        "transforms:
-  - name: twice
+        "  - name: twice
     component: {c}
     config: {{expand_on: 1}}
   - name: less
     component: {c}
-    config: {{drop_on: 3}}
-sink:
-",
+    config: {{drop_on: 3}}",
         c = component("faulty-encoded")
     );
     let cypher = WRITE.replace("DOC", "doc_name: row.doc.name, doc_tags: row.doc.tags");
@@ -344,19 +323,15 @@ async fn types_text_that_is_not_json_in_a_json_column_fails_the_read_naming_it()
         .await
         .unwrap();
     graph("types_badjson").await;
-    let job = spec(
-        "types_badjson",
-        "types_badjson",
-        "notes",
-        "types_badjson",
-        100,
-        "UNWIND $batch AS row CREATE (:Note {id: row.id})",
-    )
-    .replacen(
-        "    table: notes\n",
-        "    table: notes\n    json_columns: [note]\n",
-        1,
-    );
+    let job = SpecBuilder::new("types_badjson")
+        .mysql_table("types_badjson", "notes")
+        .source_option("json_columns: [note]")
+        .sink_bolt(
+            "types_badjson",
+            "UNWIND $batch AS row CREATE (:Note {id: row.id})",
+        )
+        .batch(100)
+        .build();
     let (_, out) = crate::support::etlhost_with_spec("run", "types_badjson.yaml", &job, &[]);
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(
@@ -385,20 +360,17 @@ async fn types_a_timestamp_column_splits_and_keeps_an_incremental_cursor_in_utc(
     let g = graph("types_cursor").await;
     let state = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("types-cursor-state");
     let _ = std::fs::remove_dir_all(&state);
-    let job = crate::support::spec_with(
-        "types_cursor",
-        "types_cursor",
-        "ev",
-        "types_cursor",
-        1000,
-        "UNWIND $batch AS row MERGE (e:Ev {id: row.id}) SET e.at = toString(row.at)",
-        "  partition_column: at\n  partition_num: 4\n  cursor_column: at",
-    )
-    .replacen(
-        "source:\n",
-        &format!("checkpoint:\n  dir: {}\nsource:\n", state.display()),
-        1,
-    );
+    let job = SpecBuilder::new("types_cursor")
+        .top(format_args!("checkpoint:\n  dir: {}", state.display()))
+        .mysql_table("types_cursor", "ev")
+        .partition("at", 4)
+        .source_line("cursor_column: at")
+        .sink_bolt(
+            "types_cursor",
+            "UNWIND $batch AS row MERGE (e:Ev {id: row.id}) SET e.at = toString(row.at)",
+        )
+        .batch(1000)
+        .build();
     let first = run_job("types_cursor", &job);
     assert_eq!(first["read"], 100, "{first}");
     let cursor: serde_json::Value = serde_json::from_str(
@@ -427,6 +399,41 @@ async fn types_a_timestamp_column_splits_and_keeps_an_incremental_cursor_in_utc(
 
 /// Every MySQL type at its extremes, NULLs, text that is not ASCII, values over 64 KiB and 16 MiB
 /// of rows in all, read by the built-in client and by mysql_async: the same rows, line for line.
+/// Every row of `every` in MySQL database `db` as the console sink prints it, sorted, read with
+/// the mysql source's `client` (3 splits).
+fn read_every(db: &str, client: &str) -> Vec<String> {
+    let text = SpecBuilder::new(&format!("types_clients_{client}"))
+        .source_url(&mysql_url(db))
+        .table("every")
+        .partition("id", 3)
+        .source_option("fetch_size: 100")
+        .source_option(format_args!("client: {client}"))
+        .build();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("specs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("types_clients_{client}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    let out = etlhost_command()
+        .args(["run", "--fresh"])
+        .arg(&path)
+        .env("RUST_LOG", "warn,plugin=debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{client}: {stderr}");
+    // Each split says which client read it.
+    let splits = stderr.matches(&format!("client=\"{client}\"")).count()
+        + stderr.matches(&format!("client={client}")).count();
+    assert_eq!(splits, 3, "{client}: {stderr}");
+    let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    rows
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn types_both_clients_read_every_mysql_type_alike() {
     let db = "types_clients";
@@ -483,49 +490,8 @@ async fn types_both_clients_read_every_mysql_type_alike() {
     drop(c);
     pool.disconnect().await.unwrap();
 
-    let read = |client: &str| {
-        let text = format!(
-            "name: types_clients_{client}
-source:
-  plugin: mysql
-  partition_column: id
-  partition_num: 3
-  options:
-    url: {}
-    table: every
-    fetch_size: 100
-    client: {client}
-sink:
-  plugin: console
-",
-            mysql_url(db)
-        );
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("specs");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("types_clients_{client}.yaml"));
-        std::fs::write(&path, text).unwrap();
-        let out = etlhost_command()
-            .args(["run", "--fresh"])
-            .arg(&path)
-            .env("RUST_LOG", "warn,plugin=debug")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{client}: {stderr}");
-        // Each split says which client read it.
-        let splits = stderr.matches(&format!("client=\"{client}\"")).count()
-            + stderr.matches(&format!("client={client}")).count();
-        assert_eq!(splits, 3, "{client}: {stderr}");
-        let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(str::to_string)
-            .collect();
-        rows.sort();
-        rows
-    };
-    let built_in = read("built_in");
-    let mysql_async = read("mysql_async");
+    let built_in = read_every(db, "built_in");
+    let mysql_async = read_every(db, "mysql_async");
     assert_eq!(built_in.len(), 3000);
     assert!(
         built_in.iter().any(|r| r.contains("héllo ✓ 日本 🎉")),

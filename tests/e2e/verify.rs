@@ -5,12 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use xtask::services::{
-    BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
-};
+use xtask::services::GRAPH_PASSWORD;
 
 use crate::support::{
     etlhost_command, etlhost_init, etlhost_with_spec, exec, graph, mysql, run_job, Output,
+    SpecBuilder,
 };
 
 async fn shop_schema(db: &str) -> mysql_async::Pool {
@@ -188,24 +187,11 @@ async fn verify_generated_spec_is_clean_then_reports_each_change_by_key() {
 
 /// A MySQL table -> Bolt spec of several flows; `flows` is the YAML of the `flows:` list.
 fn hand_spec(name: &str, db: &str, flows: &str) -> String {
-    format!(
-        "name: {name}
-source:
-  plugin: mysql
-  options:
-    url: mysql://127.0.0.1:{MYSQL_PORT}/{db}
-    user: {MYSQL_USER}
-    password: {MYSQL_PASSWORD}
-sink:
-  plugin: bolt
-  options:
-    uri: bolt://127.0.0.1:{BOLT_PORT}
-    user: {GRAPH_USER}
-    password: {GRAPH_PASSWORD}
-    database: {db}
-flows:
-{flows}"
-    )
+    SpecBuilder::new(name)
+        .source_mysql(db)
+        .sink_bolt_db(db)
+        .flows(flows)
+        .build()
 }
 
 const PEOPLE: &str = "  - name: people
@@ -217,6 +203,41 @@ const PEOPLE: &str = "  - name: people
         MATCH (p:Person) WHERE ($lo IS NULL OR p.id >= $lo) AND ($hi IS NULL OR p.id < $hi)
         RETURN p.id AS id, p.name AS name ORDER BY id
 ";
+
+/// A sink that cannot read back: not verifiable, never a match.
+fn assert_a_console_sink_is_not_verifiable() {
+    let console = SpecBuilder::new("vf_console")
+        .mysql_table("vf_hand", "person")
+        .sink_option("mode: count")
+        .extra_yaml("verify: {key: [id], query: 'MATCH (p:Person) RETURN p.id AS id'}\n")
+        .build();
+    let (_, out) = etlhost_with_spec("verify", "vf_console.yaml", &console, &[]);
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.stdout,
+        "flow vf_console: not verifiable: the sink plugin cannot read (plugin 'console' exports no `etlhost_sink_query`)
+verify: 0 of 1 flows match, 0 different, 1 not verifiable
+"
+    );
+}
+
+/// A graph `spec`'s verify cannot read (a wrong password): exit code 3, and the password stays
+/// out of the message.
+fn assert_an_unreadable_graph_fails_without_the_password(spec: &str) {
+    let wrong = spec.replace(
+        &format!("password: {GRAPH_PASSWORD}"),
+        "password: vf-wrong-pass",
+    );
+    let (_, out) = etlhost_with_spec("verify", "vf_hand_wrong.yaml", &wrong, &[]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .starts_with("error: flow people: cannot read the graph: plugin bolt: "),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("vf-wrong-pass"), "{}", out.stderr);
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_hand_written_flows_with_and_without_a_verify_block() {
@@ -283,68 +304,31 @@ verify: 0 of 1 flows match, 1 different, 0 not verifiable
         out.stderr
     );
 
-    // A sink that cannot read back: not verifiable, never a match.
-    let console = format!(
-        "name: vf_console
-source: {{plugin: mysql, options: {{url: 'mysql://127.0.0.1:{MYSQL_PORT}/vf_hand', user: {MYSQL_USER}, password: {MYSQL_PASSWORD}, table: person}}}}
-sink: {{plugin: console, options: {{mode: count}}}}
-verify: {{key: [id], query: 'MATCH (p:Person) RETURN p.id AS id'}}
-"
-    );
-    let (_, out) = etlhost_with_spec("verify", "vf_console.yaml", &console, &[]);
-    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(
-        out.stdout,
-        "flow vf_console: not verifiable: the sink plugin cannot read (plugin 'console' exports no `etlhost_sink_query`)
-verify: 0 of 1 flows match, 0 different, 1 not verifiable
-"
-    );
+    assert_a_console_sink_is_not_verifiable();
 
-    // A graph it cannot read: exit code 3, and the password stays out of the message.
-    let wrong = one.replace(
-        &format!("password: {GRAPH_PASSWORD}"),
-        "password: vf-wrong-pass",
-    );
-    let (_, out) = etlhost_with_spec("verify", "vf_hand_wrong.yaml", &wrong, &[]);
-    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stderr
-            .starts_with("error: flow people: cannot read the graph: plugin bolt: "),
-        "{}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("vf-wrong-pass"), "{}", out.stderr);
+    assert_an_unreadable_graph_fails_without_the_password(&one);
 
     // A mistake in the block is reported at its line, before anything is read.
-    let bad = one.replace("key: [id]", "key: [name]");
-    let (path, out) = etlhost_with_spec("verify", "vf_hand_bad.yaml", &bad, &[]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert_eq!(
-        out.stderr.trim(),
-        format!(
-            "error: {}:20: flows[0].verify.key[0]: `name` must be the source's partition_column `id`: splits are compared by key range",
-            path.display()
-        )
+    let refused = |to: &str, error: &str| {
+        let bad = one.replace("key: [id]", to);
+        let (path, out) = etlhost_with_spec("verify", "vf_hand_bad.yaml", &bad, &[]);
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert_eq!(
+            out.stderr.trim(),
+            format!("error: {}:{error}", path.display())
+        );
+    };
+    refused(
+        "key: [name]",
+        "20: flows[0].verify.key[0]: `name` must be the source's partition_column `id`: splits are compared by key range",
     );
-    let bad = one.replace("key: [id]", "key: [id]\n      compare: [name, age]");
-    let (path, out) = etlhost_with_spec("verify", "vf_hand_bad.yaml", &bad, &[]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert_eq!(
-        out.stderr.trim(),
-        format!(
-            "error: {}:21: flows[0].verify.compare: the source's rows have no column `age` (they have: id, name)",
-            path.display()
-        )
+    refused(
+        "key: [id]\n      compare: [name, age]",
+        "21: flows[0].verify.compare: the source's rows have no column `age` (they have: id, name)",
     );
-    let bad = one.replace("key: [id]", "key: []");
-    let (path, out) = etlhost_with_spec("verify", "vf_hand_bad.yaml", &bad, &[]);
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    assert_eq!(
-        out.stderr.trim(),
-        format!(
-            "error: {}:20: flows[0].verify.key: must name at least one column",
-            path.display()
-        )
+    refused(
+        "key: []",
+        "20: flows[0].verify.key: must name at least one column",
     );
 }
 
@@ -400,15 +384,13 @@ const TYPES_WRITE: &str = "UNWIND $batch AS row CREATE (r:Row {id: row.id, p: ro
 async fn verify_types_table_is_clean_as_mapped() {
     types_table("vf_types").await;
     let g = graph("vf_types").await;
-    let base = crate::support::spec_with(
-        "vf_types",
-        "vf_types",
-        "types",
-        "vf_types",
-        100,
-        TYPES_WRITE,
-        "  partition_column: id\n  partition_num: 2",
-    ) + TYPES_VERIFY;
+    let base = SpecBuilder::new("vf_types")
+        .mysql_table("vf_types", "types")
+        .partition("id", 2)
+        .sink_bolt("vf_types", TYPES_WRITE)
+        .batch(100)
+        .extra_yaml(TYPES_VERIFY)
+        .build();
     run_job("vf_types", &base);
     let (_, out) = etlhost_with_spec("verify", "vf_types.yaml", &base, &[]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
