@@ -90,14 +90,53 @@ pub fn map_header(out: &mut Vec<u8>, len: usize) {
     header(out, len, 0xA0, 0xD8, 0xD9, 0xDA);
 }
 
+/// A structure of up to 15 `fields` (Bolt's messages, nodes, dates), which follow it.
 pub fn struct_header(out: &mut Vec<u8>, fields: u8, tag: u8) {
     out.push(0xB0 | fields);
     out.push(tag);
 }
 
+/// Any decoded value back into its encoding (a writer's hot path uses the functions above, which
+/// need no [`Ps`] built first).
+pub fn encode(out: &mut Vec<u8>, v: &Ps) {
+    match v {
+        Ps::Null => null(out),
+        Ps::Bool(b) => bool(out, *b),
+        Ps::Int(i) => int(out, *i),
+        Ps::Float(f) => float(out, *f),
+        Ps::Bytes(b) => bytes(out, b),
+        Ps::String(s) => string(out, s),
+        Ps::List(items) => {
+            list_header(out, items.len());
+            items.iter().for_each(|i| encode(out, i));
+        }
+        Ps::Map(map) => {
+            map_header(out, map.len());
+            for (k, v) in map {
+                string(out, k);
+                encode(out, v);
+            }
+        }
+        Ps::Struct(tag, fields) => {
+            struct_header(out, fields.len() as u8, *tag);
+            fields.iter().for_each(|f| encode(out, f));
+        }
+    }
+}
+
+/// Why bytes are not one PackStream value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub String);
 
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Exactly one value, with no bytes after it.
 pub fn decode(buf: &[u8]) -> Result<Ps, DecodeError> {
     let mut pos = 0;
     let v = value(buf, &mut pos)?;
