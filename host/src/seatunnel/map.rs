@@ -71,60 +71,12 @@ pub fn map(root: &Object, stem: &str) -> R<Mapped> {
             );
         }
     }
-    let Env {
-        top,
-        name,
-        name_at,
-        parallelism,
-    } = m.env(merged.get("env"), stem)?;
+    let env = m.env(merged.get("env"), stem)?;
     if let Some(t) = merged.get("transform") {
-        let obj = object(t, "transform")?;
-        if let Some(first) = obj.entries.first() {
-            return refuse(
-                first.line,
-                &format!("transform.{}", first.key),
-                format!(
-                    "transform plugin `{}` is not supported: etlhost transforms are WASM \
-                     components, listed under `transforms:` in a YAML or TOML spec (README, \"Transforms\")",
-                    first.key
-                ),
-            );
-        }
+        refuse_transforms(t)?;
     }
-    // Sources and sinks as written: two blocks of one plugin are two plugins.
-    let mut sources = Vec::new();
-    for block in root.entries.iter().filter(|e| e.key == "source") {
-        let obj = object(block, "source")?;
-        for e in &obj.entries {
-            let n = sources
-                .iter()
-                .filter(|s: &&Source| s.entry.key == e.key)
-                .count();
-            let key = if n == 0 {
-                format!("source.{}", e.key)
-            } else {
-                format!("source.{}[{n}]", e.key)
-            };
-            let o = object(e, &key)?.merged();
-            let table = match o.get("result_table_name").or(o.get("plugin_output")) {
-                Some(t) => Some(text(t, &format!("{key}.{}", t.key))?),
-                None => None,
-            };
-            sources.push(Source {
-                key,
-                entry: e,
-                table,
-                used: false,
-            });
-        }
-    }
-    let mut sinks = Vec::new();
-    for block in root.entries.iter().filter(|e| e.key == "sink") {
-        let obj = object(block, "sink")?;
-        for e in &obj.entries {
-            sinks.push(e);
-        }
-    }
+    let mut sources = sources(root)?;
+    let sinks = sinks(root)?;
     if sources.is_empty() {
         return refuse(
             1,
@@ -142,86 +94,26 @@ pub fn map(root: &Object, stem: &str) -> R<Mapped> {
     let multi = sinks.len() > 1;
     let mut flows = Vec::new();
     for (i, sink) in sinks.iter().enumerate() {
-        let sink_key = {
-            let n = sinks[..i].iter().filter(|s| s.key == sink.key).count();
-            if n == 0 {
-                format!("sink.{}", sink.key)
-            } else {
-                format!("sink.{}[{n}]", sink.key)
-            }
-        };
+        let sink_key = numbered("sink", &sink.key, sinks[..i].iter().map(|s| &s.key));
         let so = object(sink, &sink_key)?.merged();
-        // Which source feeds this sink, as SeaTunnel connects them.
-        let wanted = match so.get("source_table_name").or(so.get("plugin_input")) {
-            Some(t) => {
-                let k = format!("{sink_key}.{}", t.key);
-                let name = match &t.value.value {
-                    Value::Array(items) if items.len() == 1 => text_node(&items[0], &k)?,
-                    Value::Array(_) => {
-                        return refuse(
-                            t.line,
-                            &k,
-                            "one table per sink: etlhost writes each source through its own \
-                             sink block (write one sink block per table)",
-                        )
-                    }
-                    _ => text(t, &k)?,
-                };
-                Some((name, t.line, k))
-            }
-            None => None,
-        };
-        let src = match &wanted {
-            Some((name, line, k)) => match sources
-                .iter()
-                .position(|s| s.table.as_deref() == Some(name))
-            {
-                Some(p) => p,
-                None => {
-                    return refuse(
-                        *line,
-                        k,
-                        format!("no source has result_table_name = \"{name}\""),
-                    )
-                }
-            },
-            None if sources.len() == 1 => 0,
-            None => {
-                return refuse(
-                    sink.line,
-                    &sink_key,
-                    "the job has several sources: name the one this sink reads with \
-                     source_table_name (the source's result_table_name)",
-                )
-            }
-        };
+        let wanted = wanted_table(&so, &sink_key)?;
+        let src = feeding_source(&sources, wanted.as_ref(), sink, &sink_key)?;
         sources[src].used = true;
-        let prefix = if multi {
-            format!("flows[{i}].")
-        } else {
-            String::new()
-        };
-        let mut flow = Map::new();
-        if multi {
+        let flow = if multi {
             let label = wanted
                 .as_ref()
                 .map(|w| w.0.clone())
                 .unwrap_or_else(|| format!("flow{i}"));
+            let prefix = format!("flows[{i}].");
+            let mut flow = Map::new();
             // Flow names are also file names.
             let label = crate::state_file::file_stem(&label);
             flow.insert("name".into(), J::String(format!("{label}_{i}")));
             m.at(&format!("{prefix}name"), sink.line, &sink_key);
-        }
-        if let Some((p, line, key)) = &parallelism {
-            flow.insert("parallelism".into(), json!(p));
-            m.at(&format!("{prefix}parallelism"), *line, key);
-        }
-        let s = &sources[src];
-        let source = m.jdbc(s, &prefix, &mut flow)?;
-        flow.insert("source".into(), source);
-        let table = s.table.clone();
-        let sink_tree = m.sink(sink, &sink_key, &so, &prefix, table.as_deref())?;
-        flow.insert("sink".into(), sink_tree);
+            m.flow(flow, &prefix, &env, &sources[src], (sink, &sink_key, &so))?
+        } else {
+            m.flow(Map::new(), "", &env, &sources[src], (sink, &sink_key, &so))?
+        };
         flows.push(flow);
     }
     if let Some(s) = sources.iter().find(|s| !s.used) {
@@ -232,26 +124,161 @@ pub fn map(root: &Object, stem: &str) -> R<Mapped> {
              result_table_name, or remove it",
         );
     }
-    let mut tree = Map::new();
-    tree.insert("name".into(), name);
-    if let Some((line, key)) = name_at {
-        m.at("name", line, &key);
+    m.tree = m.assemble(env, flows, multi);
+    Ok(m)
+}
+
+/// `source.Jdbc`, or `source.Jdbc[1]` for the second block of one plugin (`earlier`: the plugin
+/// names written before it).
+fn numbered<'a>(block: &str, plugin: &str, earlier: impl Iterator<Item = &'a String>) -> String {
+    match earlier.filter(|k| *k == plugin).count() {
+        0 => format!("{block}.{plugin}"),
+        n => format!("{block}.{plugin}[{n}]"),
     }
-    for (k, v) in top {
-        tree.insert(k, v);
+}
+
+fn refuse_transforms(t: &Entry) -> R<()> {
+    let obj = object(t, "transform")?;
+    match obj.entries.first() {
+        Some(first) => refuse(
+            first.line,
+            &format!("transform.{}", first.key),
+            format!(
+                "transform plugin `{}` is not supported: etlhost transforms are WASM \
+                 components, listed under `transforms:` in a YAML or TOML spec (README, \"Transforms\")",
+                first.key
+            ),
+        ),
+        None => Ok(()),
     }
-    if multi {
-        tree.insert(
-            "flows".into(),
-            J::Array(flows.into_iter().map(J::Object).collect()),
-        );
-    } else {
-        for (k, v) in flows.pop().expect("one flow") {
-            tree.insert(k, v);
+}
+
+/// Sources as written: two blocks of one plugin are two plugins.
+fn sources(root: &Object) -> R<Vec<Source<'_>>> {
+    let mut sources: Vec<Source> = Vec::new();
+    for block in root.entries.iter().filter(|e| e.key == "source") {
+        let obj = object(block, "source")?;
+        for e in &obj.entries {
+            let key = numbered("source", &e.key, sources.iter().map(|s| &s.entry.key));
+            let o = object(e, &key)?.merged();
+            let table = match o.get("result_table_name").or(o.get("plugin_output")) {
+                Some(t) => Some(text(t, &format!("{key}.{}", t.key))?),
+                None => None,
+            };
+            sources.push(Source {
+                key,
+                entry: e,
+                table,
+                used: false,
+            });
         }
     }
-    m.tree = J::Object(tree);
-    Ok(m)
+    Ok(sources)
+}
+
+fn sinks(root: &Object) -> R<Vec<&Entry>> {
+    let mut sinks = Vec::new();
+    for block in root.entries.iter().filter(|e| e.key == "sink") {
+        sinks.extend(&object(block, "sink")?.entries);
+    }
+    Ok(sinks)
+}
+
+/// The table a sink reads (`source_table_name`), as SeaTunnel connects sinks to sources.
+fn wanted_table(so: &Object, sink_key: &str) -> R<Option<Located>> {
+    let Some(t) = so.get("source_table_name").or(so.get("plugin_input")) else {
+        return Ok(None);
+    };
+    let k = format!("{sink_key}.{}", t.key);
+    let name = match &t.value.value {
+        Value::Array(items) if items.len() == 1 => text_node(&items[0], &k)?,
+        Value::Array(_) => {
+            return refuse(
+                t.line,
+                &k,
+                "one table per sink: etlhost writes each source through its own \
+                 sink block (write one sink block per table)",
+            )
+        }
+        _ => text(t, &k)?,
+    };
+    Ok(Some((name, t.line, k)))
+}
+
+/// Which source feeds a sink: the one named, or the only one.
+fn feeding_source(
+    sources: &[Source<'_>],
+    wanted: Option<&Located>,
+    sink: &Entry,
+    sink_key: &str,
+) -> R<usize> {
+    match wanted {
+        Some((name, line, k)) => sources
+            .iter()
+            .position(|s| s.table.as_deref() == Some(name))
+            .map_or_else(
+                || {
+                    refuse(
+                        *line,
+                        k,
+                        format!("no source has result_table_name = \"{name}\""),
+                    )
+                },
+                Ok,
+            ),
+        None if sources.len() == 1 => Ok(0),
+        None => refuse(
+            sink.line,
+            sink_key,
+            "the job has several sources: name the one this sink reads with \
+             source_table_name (the source's result_table_name)",
+        ),
+    }
+}
+
+impl Mapped {
+    /// One source and one sink -> a flow (`prefix`: `flows[i].` when the job has several).
+    fn flow(
+        &mut self,
+        mut flow: Map<String, J>,
+        prefix: &str,
+        env: &Env,
+        s: &Source<'_>,
+        (sink, sink_key, so): (&Entry, &str, &Object),
+    ) -> R<Map<String, J>> {
+        if let Some((p, line, key)) = &env.parallelism {
+            flow.insert("parallelism".into(), json!(p));
+            self.at(&format!("{prefix}parallelism"), *line, key);
+        }
+        let source = self.jdbc(s, prefix, &mut flow)?;
+        flow.insert("source".into(), source);
+        let sink_tree = self.sink(sink, sink_key, so, prefix, s.table.as_deref())?;
+        flow.insert("sink".into(), sink_tree);
+        Ok(flow)
+    }
+
+    /// The spec: the job's name and top-level keys, then its one flow's keys or `flows`.
+    fn assemble(&mut self, env: Env, mut flows: Vec<Map<String, J>>, multi: bool) -> J {
+        let mut tree = Map::new();
+        tree.insert("name".into(), env.name);
+        if let Some((line, key)) = env.name_at {
+            self.at("name", line, &key);
+        }
+        for (k, v) in env.top {
+            tree.insert(k, v);
+        }
+        if multi {
+            tree.insert(
+                "flows".into(),
+                J::Array(flows.into_iter().map(J::Object).collect()),
+            );
+        } else {
+            for (k, v) in flows.pop().expect("one flow") {
+                tree.insert(k, v);
+            }
+        }
+        J::Object(tree)
+    }
 }
 
 /// What the `env` block says: the job's name (the file's stem unless `job.name`), the flows'
@@ -360,16 +387,7 @@ impl Mapped {
     fn jdbc(&mut self, s: &Source<'_>, prefix: &str, flow: &mut Map<String, J>) -> R<J> {
         let key = &s.key;
         if s.entry.key != "Jdbc" {
-            return refuse(
-                s.entry.line,
-                key,
-                format!(
-                    "source connector `{}` is not supported: etlhost reads MySQL and MariaDB \
-                     with `Jdbc` (url = \"jdbc:mysql://host:3306/db\"); its own sources are listed \
-                     by `etlhost plugins`",
-                    s.entry.key
-                ),
-            );
+            return unsupported_source(s);
         }
         let o = object(s.entry, key)?.merged();
         let base = format!("{prefix}source");
@@ -384,28 +402,8 @@ impl Mapped {
             let opt = |name: &str| format!("{base}.options.{name}");
             match name {
                 "url" => {
-                    let (url, notes) =
-                        jdbc_url(&text(e, &k)?).map_err(|m| (e.line, k.clone(), m))?;
-                    opts.insert("url".into(), J::String(escape(&url)));
-                    self.at(&opt("url"), e.line, &k);
-                    for n in notes {
-                        self.note(&opt("url"), e.line, &k, n);
-                    }
-                    if matches!(
-                        &e.value.value,
-                        Value::Str {
-                            template: Some(_),
-                            ..
-                        }
-                    ) {
-                        self.note(
-                            &opt("url"),
-                            e.line,
-                            &k,
-                            "resolved from the environment when converted (etlhost needs the \
-                             URL's parts)",
-                        );
-                    }
+                    let url = self.jdbc_url(e, &k, &opt("url"))?;
+                    opts.insert("url".into(), J::String(url));
                 }
                 "driver" => self.note(
                     &format!("{base}.plugin"),
@@ -471,6 +469,31 @@ impl Mapped {
         src.insert("options".into(), J::Object(opts));
         self.at(&format!("{base}.options"), s.entry.line, key);
         Ok(J::Object(src))
+    }
+
+    /// `url` -> the MySQL URL (escaped for the spec), with a note for each JDBC parameter it
+    /// drops or maps.
+    fn jdbc_url(&mut self, e: &Entry, k: &str, path: &str) -> R<String> {
+        let (url, notes) = jdbc_url(&text(e, k)?).map_err(|m| (e.line, k.to_string(), m))?;
+        self.at(path, e.line, k);
+        for n in notes {
+            self.note(path, e.line, k, n);
+        }
+        if matches!(
+            &e.value.value,
+            Value::Str {
+                template: Some(_),
+                ..
+            }
+        ) {
+            self.note(
+                path,
+                e.line,
+                k,
+                "resolved from the environment when converted (etlhost needs the URL's parts)",
+            );
+        }
+        Ok(escape(&url))
     }
 
     /// A sink block -> the flow's `sink`.
@@ -565,50 +588,107 @@ impl Mapped {
     }
 
     fn neo4j(&mut self, e: &Entry, key: &str, o: &Object, base: &str, table: Option<&str>) -> R<J> {
-        let mut sink = Map::new();
-        sink.insert("plugin".into(), J::String("bolt".into()));
-        let mut opts = Map::new();
+        let mut keys = self.neo4j_keys(e, key, o, base)?;
+        if let Some(list) = keys.config_list {
+            if let Some((_, line, qk)) = &keys.query {
+                return refuse(
+                    *line,
+                    qk,
+                    "write either `query` or `queryConfigList`, not both",
+                );
+            }
+            let (q, pos) = query_config_list(list, key, table)?;
+            keys.query = Some(q);
+            if pos.is_some() {
+                keys.positions = pos;
+            }
+        }
+        let Some(query) = keys.query.take() else {
+            return refuse(e.line, key, "missing `query` (or `queryConfigList`)");
+        };
+        self.neo4j_write_mode(e, key, base, &mut keys, &query)?;
+        let (q, qline, qkey) = query;
         let opt = |name: &str| format!("{base}.options.{name}");
-        let mut one_by_one = true;
-        let mut mode_at = None;
-        let mut query: Option<Located> = None;
-        let mut positions: Option<Located<J>> = None;
-        let mut batch_size = None;
-        let mut config_list = None;
+        keys.opts.insert("query".into(), J::String(q));
+        self.at(&opt("query"), qline, &qkey);
+        if let Some((p, line, k)) = keys.positions {
+            keys.opts.insert("params_by_position".into(), p);
+            self.at(&opt("params_by_position"), line, &k);
+            self.note(
+                &opt("params_by_position"),
+                line,
+                &k,
+                if keys.one_by_one {
+                    "queryParamPosition: each parameter is the row's field at that position (from 0)"
+                } else {
+                    "queryParamPosition: each $batch row is a map of these names to the row's \
+                     fields at those positions (from 0)"
+                },
+            );
+        }
+        // Rename-free keys first, then the options.
+        let mut out = Map::new();
+        for k in [
+            "plugin",
+            "write_mode",
+            "max_batch_size",
+            "max_retries",
+            "parallelism",
+        ] {
+            if let Some(v) = keys.sink.remove(k) {
+                out.insert(k.into(), v);
+            }
+        }
+        out.insert("options".into(), J::Object(keys.opts));
+        Ok(J::Object(out))
+    }
+
+    /// The keys of a `Neo4j` block, each mapped or kept for the steps that need several of them
+    /// (the query, its mode and batch size).
+    fn neo4j_keys<'a>(
+        &mut self,
+        e: &Entry,
+        key: &str,
+        o: &'a Object,
+        base: &str,
+    ) -> R<Neo4jKeys<'a>> {
+        let mut keys = Neo4jKeys {
+            sink: Map::new(),
+            opts: Map::new(),
+            one_by_one: true,
+            mode_at: None,
+            query: None,
+            positions: None,
+            batch_size: None,
+            config_list: None,
+        };
+        keys.sink.insert("plugin".into(), J::String("bolt".into()));
+        let opt = |name: &str| format!("{base}.options.{name}");
         for v in &o.entries {
             let k = format!("{key}.{}", v.key);
             match v.key.as_str() {
                 "uri" | "database" | "password" => {
-                    opts.insert(v.key.clone(), J::String(passthrough(v, &k)?));
+                    keys.opts
+                        .insert(v.key.clone(), J::String(passthrough(v, &k)?));
                     self.at(&opt(&v.key), v.line, &k);
                 }
                 "username" => {
-                    opts.insert("user".into(), J::String(passthrough(v, &k)?));
+                    keys.opts
+                        .insert("user".into(), J::String(passthrough(v, &k)?));
                     self.at(&opt("user"), v.line, &k);
                 }
-                "query" => query = Some((passthrough(v, &k)?, v.line, k)),
-                "queryParamPosition" => positions = Some((param_positions(v, &k)?, v.line, k)),
-                "queryConfigList" => config_list = Some(v),
+                "query" => keys.query = Some((passthrough(v, &k)?, v.line, k)),
+                "queryParamPosition" => keys.positions = Some((param_positions(v, &k)?, v.line, k)),
+                "queryConfigList" => keys.config_list = Some(v),
                 "write_mode" => {
-                    let t = text(v, &k)?;
-                    one_by_one = match t.to_ascii_uppercase().replace('_', "").as_str() {
-                        "ONEBYONE" => true,
-                        "BATCH" => false,
-                        _ => {
-                            return refuse(
-                                v.line,
-                                &k,
-                                format!("`{t}`: expected ONE_BY_ONE or BATCH"),
-                            )
-                        }
-                    };
-                    mode_at = Some((v.line, k));
+                    keys.one_by_one = one_by_one(v, &k)?;
+                    keys.mode_at = Some((v.line, k));
                 }
-                "max_batch_size" => batch_size = Some((int(v, &k)?, v.line, k)),
+                "max_batch_size" => keys.batch_size = Some((int(v, &k)?, v.line, k)),
                 "max_transaction_retry_time" => {
                     let secs = int(v, &k)?;
                     let retries = retries_within(secs);
-                    sink.insert("max_retries".into(), json!(retries));
+                    keys.sink.insert("max_retries".into(), json!(retries));
                     self.at(&format!("{base}.max_retries"), v.line, &k);
                     self.note(
                         &format!("{base}.max_retries"),
@@ -623,29 +703,12 @@ impl Mapped {
                 }
                 "max_connection_timeout" => {
                     let secs = int(v, &k)?.max(1);
-                    opts.insert("connect_timeout_secs".into(), json!(secs));
+                    keys.opts.insert("connect_timeout_secs".into(), json!(secs));
                     self.at(&opt("connect_timeout_secs"), v.line, &k);
                 }
-                "format" => {
-                    let t = text(v, &k)?;
-                    if t != "default" {
-                        return refuse(
-                            v.line,
-                            &k,
-                            format!(
-                                "`{t}`: only \"default\" (rows as Cypher parameters) is supported"
-                            ),
-                        );
-                    }
-                    self.note(
-                        &format!("{base}.plugin"),
-                        v.line,
-                        &k,
-                        "`format = \"default\"` dropped: rows always reach Cypher as parameters",
-                    );
-                }
+                "format" => self.neo4j_format(v, &k, base)?,
                 "parallelism" => {
-                    sink.insert("parallelism".into(), json!(int(v, &k)?));
+                    keys.sink.insert("parallelism".into(), json!(int(v, &k)?));
                     self.at(&format!("{base}.parallelism"), v.line, &k);
                 }
                 "bearer_token" | "kerberos_ticket" => return refuse(
@@ -664,32 +727,46 @@ impl Mapped {
                 }
             }
         }
-        if let Some(list) = config_list {
-            if let Some((_, line, qk)) = &query {
-                return refuse(
-                    *line,
-                    qk,
-                    "write either `query` or `queryConfigList`, not both",
-                );
-            }
-            let (q, pos) = query_config_list(list, key, table)?;
-            query = Some(q);
-            if pos.is_some() {
-                positions = pos;
-            }
+        Ok(keys)
+    }
+
+    fn neo4j_format(&mut self, v: &Entry, k: &str, base: &str) -> R<()> {
+        let t = text(v, k)?;
+        if t != "default" {
+            return refuse(
+                v.line,
+                k,
+                format!("`{t}`: only \"default\" (rows as Cypher parameters) is supported"),
+            );
         }
-        let Some((q, qline, qkey)) = query else {
-            return refuse(e.line, key, "missing `query` (or `queryConfigList`)");
-        };
-        let batch = q.contains("$batch");
+        self.note(
+            &format!("{base}.plugin"),
+            v.line,
+            k,
+            "`format = \"default\"` dropped: rows always reach Cypher as parameters",
+        );
+        Ok(())
+    }
+
+    /// ONE_BY_ONE (row fields as the query's parameters) or BATCH (rows as `$batch`), checked
+    /// against what the query expects.
+    fn neo4j_write_mode(
+        &mut self,
+        e: &Entry,
+        key: &str,
+        base: &str,
+        keys: &mut Neo4jKeys<'_>,
+        (q, qline, qkey): &Located,
+    ) -> R<()> {
+        let (qline, batch) = (*qline, q.contains("$batch"));
         let mode_key = format!("{base}.write_mode");
-        match &mode_at {
+        match &keys.mode_at {
             Some((line, k)) => self.at(&mode_key, *line, k),
             None => self.at(&mode_key, e.line, key),
         }
-        if one_by_one {
+        if keys.one_by_one {
             if batch {
-                let (line, k) = mode_at.clone().unwrap_or((qline, qkey.clone()));
+                let (line, k) = keys.mode_at.clone().unwrap_or((qline, qkey.clone()));
                 return refuse(
                     line,
                     &k,
@@ -697,17 +774,18 @@ impl Mapped {
                      write write_mode = \"BATCH\"",
                 );
             }
-            sink.insert("write_mode".into(), J::String("one_by_one".into()));
-            opts.insert("row_parameters".into(), J::Bool(true));
-            self.at(&opt("row_parameters"), qline, &qkey);
+            keys.sink
+                .insert("write_mode".into(), J::String("one_by_one".into()));
+            keys.opts.insert("row_parameters".into(), J::Bool(true));
+            self.at(&format!("{base}.options.row_parameters"), qline, qkey);
             self.note(
                 &mode_key,
-                mode_at.as_ref().map(|m| m.0).unwrap_or(e.line),
-                mode_at.as_ref().map(|m| m.1.as_str()).unwrap_or(key),
+                keys.mode_at.as_ref().map(|m| m.0).unwrap_or(e.line),
+                keys.mode_at.as_ref().map(|m| m.1.as_str()).unwrap_or(key),
                 "ONE_BY_ONE: one transaction per row, each row's fields the query's parameters \
                  (about 40x slower than BATCH with UNWIND $batch)",
             );
-            if let Some((_, line, k)) = &batch_size {
+            if let Some((_, line, k)) = &keys.batch_size {
                 self.note(
                     &mode_key,
                     *line,
@@ -715,60 +793,69 @@ impl Mapped {
                     "`max_batch_size` dropped: it has no effect with ONE_BY_ONE",
                 );
             }
-        } else {
-            if !batch {
-                return refuse(
-                    qline,
-                    &qkey,
-                    "with write_mode = \"BATCH\" the query receives the rows as $batch \
-                     (e.g. UNWIND $batch AS row CREATE ...)",
-                );
-            }
-            sink.insert("write_mode".into(), J::String("batch".into()));
-            let (n, line, k) = batch_size.unwrap_or((500, e.line, key.to_string()));
-            sink.insert("max_batch_size".into(), json!(n));
-            self.at(&format!("{base}.max_batch_size"), line, &k);
-            if k == key {
-                self.note(
-                    &format!("{base}.max_batch_size"),
-                    line,
-                    &k,
-                    "SeaTunnel's default batch size",
-                );
-            }
+            return Ok(());
         }
-        opts.insert("query".into(), J::String(q));
-        self.at(&opt("query"), qline, &qkey);
-        if let Some((p, line, k)) = positions {
-            opts.insert("params_by_position".into(), p);
-            self.at(&opt("params_by_position"), line, &k);
-            self.note(
-                &opt("params_by_position"),
-                line,
-                &k,
-                if one_by_one {
-                    "queryParamPosition: each parameter is the row's field at that position (from 0)"
-                } else {
-                    "queryParamPosition: each $batch row is a map of these names to the row's \
-                     fields at those positions (from 0)"
-                },
+        if !batch {
+            return refuse(
+                qline,
+                qkey,
+                "with write_mode = \"BATCH\" the query receives the rows as $batch \
+                 (e.g. UNWIND $batch AS row CREATE ...)",
             );
         }
-        // Rename-free keys first, then the options.
-        let mut out = Map::new();
-        for k in [
-            "plugin",
-            "write_mode",
-            "max_batch_size",
-            "max_retries",
-            "parallelism",
-        ] {
-            if let Some(v) = sink.remove(k) {
-                out.insert(k.into(), v);
-            }
+        keys.sink
+            .insert("write_mode".into(), J::String("batch".into()));
+        let (n, line, k) = keys
+            .batch_size
+            .take()
+            .unwrap_or((500, e.line, key.to_string()));
+        keys.sink.insert("max_batch_size".into(), json!(n));
+        self.at(&format!("{base}.max_batch_size"), line, &k);
+        if k == key {
+            self.note(
+                &format!("{base}.max_batch_size"),
+                line,
+                &k,
+                "SeaTunnel's default batch size",
+            );
         }
-        out.insert("options".into(), J::Object(opts));
-        Ok(J::Object(out))
+        Ok(())
+    }
+}
+
+fn unsupported_source<T>(s: &Source<'_>) -> R<T> {
+    refuse(
+        s.entry.line,
+        &s.key,
+        format!(
+            "source connector `{}` is not supported: etlhost reads MySQL and MariaDB with `Jdbc` \
+             (url = \"jdbc:mysql://host:3306/db\"); its own sources are listed by `etlhost plugins`",
+            s.entry.key
+        ),
+    )
+}
+
+/// What a `Neo4j` block says, before the query and its mode are checked against each other.
+struct Neo4jKeys<'a> {
+    /// The sink's own keys (`write_mode`, `max_retries`, ...).
+    sink: Map<String, J>,
+    /// Its `options`.
+    opts: Map<String, J>,
+    one_by_one: bool,
+    mode_at: Option<(usize, String)>,
+    query: Option<Located>,
+    positions: Option<Located<J>>,
+    batch_size: Option<Located<u64>>,
+    config_list: Option<&'a Entry>,
+}
+
+/// `write_mode`: ONE_BY_ONE (SeaTunnel's default) or BATCH.
+fn one_by_one(v: &Entry, k: &str) -> R<bool> {
+    let t = text(v, k)?;
+    match t.to_ascii_uppercase().replace('_', "").as_str() {
+        "ONEBYONE" => Ok(true),
+        "BATCH" => Ok(false),
+        _ => refuse(v.line, k, format!("`{t}`: expected ONE_BY_ONE or BATCH")),
     }
 }
 
