@@ -27,10 +27,15 @@ pub const EXIT_DIFFERENT: u8 = 5;
 /// `etlhost verify`: nothing differs, but a flow could not be verified.
 pub const EXIT_NOT_VERIFIABLE: u8 = 6;
 
-/// Loads a spec and its plugins; a failure is reported and becomes the config-error exit code.
+/// Loads a spec (a SeaTunnel `.conf` too) and its plugins; a failure is reported and becomes the
+/// config-error exit code.
 fn load_job(spec: &Path) -> Result<Job, ExitCode> {
-    Spec::load(spec).and_then(Job::prepare).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(EXIT_CONFIG)
-    })
+    let env = |name: &str| std::env::var(name).ok();
+    let conf: crate::spec::Reader = crate::seatunnel::spec_tree;
+    Spec::load_with(spec, &env, Some(conf))
+        .and_then(Job::prepare)
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        })
 }

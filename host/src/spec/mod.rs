@@ -4,6 +4,10 @@
 //! several ([`flows`]) -> typed [`JobSpec`]. Every error names the file, the line and the key path
 //! as written in the file, including errors found later by the host or by a plugin about its own
 //! options ([`Spec::error`], [`FlowRef::error`]).
+//!
+//! The spec is the bottom of the host: it imports nothing of it. A format it does not parse itself
+//! (SeaTunnel's HOCON `.conf`, mapped onto this model by `crate::seatunnel`) is read by a
+//! [`Reader`] its caller hands in ([`Spec::load_with`]).
 
 mod duration;
 mod endpoints;
@@ -402,7 +406,16 @@ pub struct Spec {
     origins: flows::Origins,
 }
 
+/// Reads a spec file in a format this module does not parse (a SeaTunnel `.conf`): its text as a
+/// tree of this model's keys, and where each key is in the file.
+pub type Reader = fn(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(serde_json::Value, Locator), SpecError>;
+
 impl Spec {
+    /// A YAML or TOML spec, `${VAR}`s from the process's environment.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
         Self::load_with_env(path, &|name| std::env::var(name).ok())
     }
@@ -410,6 +423,15 @@ impl Spec {
     pub fn load_with_env(
         path: &Path,
         env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Spec, SpecError> {
+        Self::load_with(path, env, None)
+    }
+
+    /// A spec in any format: YAML and TOML parsed here, a `.conf` (SeaTunnel) by `conf`.
+    pub fn load_with(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        conf: Option<Reader>,
     ) -> Result<Spec, SpecError> {
         let file = path.display().to_string();
         let fail = |line, key: &str, message: String| SpecError {
@@ -430,7 +452,16 @@ impl Spec {
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(None, "", format!("cannot read: {e}")))?;
         let (mut tree, locator) = match format {
-            None => crate::seatunnel::spec_tree(path, &text, env)?,
+            None => match conf {
+                Some(read) => read(path, &text, env)?,
+                None => {
+                    return Err(fail(
+                        None,
+                        "",
+                        "a SeaTunnel job file (.conf) is read by the etlhost commands, or converted to YAML or TOML with `etlhost convert`".into(),
+                    ))
+                }
+            },
             Some(format) => (
                 Self::parse(&text, format, &fail)?,
                 Locator::new(&text, format),
