@@ -442,35 +442,39 @@ impl Parser<'_> {
 
     /// A string, number, boolean, null or concatenation, up to the end of the value.
     fn simple(&mut self, line: usize) -> Result<Node, HoconError> {
+        let pieces = self.pieces()?;
+        let value = match pieces.as_slice() {
+            [] => return Err(self.error("missing value")),
+            [Piece::Text(t)] => literal(t),
+            [Piece::Env { name, optional }] => match (self.env)(name) {
+                Some(v) => Value::Str {
+                    text: v,
+                    template: Some(format!("${{{name}}}")),
+                    quoted: false,
+                },
+                None if *optional => Value::Unset(name.clone()),
+                None => return Err(unset(line, name)),
+            },
+            // A lone quoted string is a string, never a number.
+            [Piece::Quoted(t)] => Value::Str {
+                text: t.clone(),
+                template: None,
+                quoted: true,
+            },
+            _ => self.concatenation(&pieces, line)?,
+        };
+        Ok(Node { line, value })
+    }
+
+    /// The pieces of a value up to its end, without the blanks around it.
+    fn pieces(&mut self) -> Result<Vec<Piece>, HoconError> {
         let mut pieces = Vec::new();
         loop {
             match self.peek() {
                 None | Some('\n' | ',' | '}' | ']') => break,
                 Some(_) if self.at_comment() => break,
                 Some('"') => pieces.push(Piece::Quoted(self.quoted()?)),
-                Some('$') if self.peek_at(1) == Some('{') => {
-                    self.pos += 2;
-                    let optional = self.peek() == Some('?');
-                    if optional {
-                        self.bump();
-                    }
-                    let mut name = String::new();
-                    while let Some(c) = self.peek() {
-                        if c == '}' || c == '\n' {
-                            break;
-                        }
-                        name.push(c);
-                        self.bump();
-                    }
-                    if self.bump() != Some('}') {
-                        return Err(self.error("unterminated `${`"));
-                    }
-                    let name = name.trim().to_string();
-                    if name.is_empty() {
-                        return Err(self.error("empty substitution `${}`"));
-                    }
-                    pieces.push(Piece::Env { name, optional });
-                }
+                Some('$') if self.peek_at(1) == Some('{') => pieces.push(self.substitution()?),
                 Some('{' | '[') => {
                     return Err(self.error("concatenating objects or lists is not supported"))
                 }
@@ -485,22 +489,7 @@ impl Parser<'_> {
                 Some(c) if FORBIDDEN.contains(c) && c != '$' => {
                     return Err(self.error(format!("unexpected `{c}` in a value (quote the text)")))
                 }
-                Some(_) => {
-                    let mut s = String::new();
-                    while let Some(c) = self.peek() {
-                        if c.is_whitespace() || FORBIDDEN.contains(c) || self.at_comment() {
-                            break;
-                        }
-                        s.push(c);
-                        self.bump();
-                    }
-                    if s.is_empty() {
-                        // A lone `$` not starting a substitution.
-                        s.push('$');
-                        self.bump();
-                    }
-                    pieces.push(Piece::Text(s));
-                }
+                Some(_) => pieces.push(Piece::Text(self.unquoted())),
             }
         }
         while matches!(pieces.last(), Some(Piece::Space(_))) {
@@ -509,88 +498,114 @@ impl Parser<'_> {
         while matches!(pieces.first(), Some(Piece::Space(_))) {
             pieces.remove(0);
         }
-        let value = match pieces.as_slice() {
-            [] => return Err(self.error("missing value")),
-            [Piece::Text(t)] => match t.as_str() {
-                "true" | "yes" | "on" => Value::Bool(true),
-                "false" | "no" | "off" => Value::Bool(false),
-                "null" => Value::Null,
-                t if t.starts_with(|c: char| c.is_ascii_digit() || c == '-')
-                    && t.parse::<f64>().is_ok() =>
-                {
-                    Value::Num(t.to_string())
+        Ok(pieces)
+    }
+
+    /// `${NAME}` or `${?NAME}`, from its `$`.
+    fn substitution(&mut self) -> Result<Piece, HoconError> {
+        self.pos += 2;
+        let optional = self.peek() == Some('?');
+        if optional {
+            self.bump();
+        }
+        let mut name = String::new();
+        while let Some(c) = self.peek() {
+            if c == '}' || c == '\n' {
+                break;
+            }
+            name.push(c);
+            self.bump();
+        }
+        if self.bump() != Some('}') {
+            return Err(self.error("unterminated `${`"));
+        }
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            return Err(self.error("empty substitution `${}`"));
+        }
+        Ok(Piece::Env { name, optional })
+    }
+
+    /// Unquoted text up to a blank, a character HOCON reserves or a comment.
+    fn unquoted(&mut self) -> String {
+        let mut s = String::new();
+        while let Some(c) = self.peek() {
+            if c.is_whitespace() || FORBIDDEN.contains(c) || self.at_comment() {
+                break;
+            }
+            s.push(c);
+            self.bump();
+        }
+        if s.is_empty() {
+            // A lone `$` not starting a substitution.
+            s.push('$');
+            self.bump();
+        }
+        s
+    }
+
+    /// Several pieces -> one string, and its template in etlhost's `${VAR}` syntax when a
+    /// substitution is part of it.
+    fn concatenation(&self, pieces: &[Piece], line: usize) -> Result<Value, HoconError> {
+        let mut text = String::new();
+        let mut template = String::new();
+        let mut substituted = false;
+        let mut quoted = false;
+        for p in pieces {
+            match p {
+                Piece::Text(t) | Piece::Space(t) => {
+                    text.push_str(t);
+                    template.push_str(&escape(t));
                 }
-                _ => Value::Str {
-                    text: t.clone(),
-                    template: None,
-                    quoted: false,
-                },
-            },
-            [Piece::Env { name, optional }] => match (self.env)(name) {
-                Some(v) => Value::Str {
-                    text: v,
-                    template: Some(format!("${{{name}}}")),
-                    quoted: false,
-                },
-                None if *optional => Value::Unset(name.clone()),
-                None => {
-                    return Err(HoconError {
-                        line,
-                        message: format!("environment variable {name} is not set"),
-                    })
+                Piece::Quoted(t) => {
+                    quoted = true;
+                    text.push_str(t);
+                    template.push_str(&escape(t));
                 }
-            },
-            _ => {
-                let mut text = String::new();
-                let mut template = String::new();
-                let mut substituted = false;
-                let mut quoted = false;
-                for p in &pieces {
-                    match p {
-                        Piece::Text(t) | Piece::Space(t) => {
-                            text.push_str(t);
-                            template.push_str(&escape(t));
+                Piece::Env { name, optional } => {
+                    substituted = true;
+                    match ((self.env)(name), optional) {
+                        (Some(v), _) => {
+                            text.push_str(&v);
+                            template.push_str(&format!("${{{name}}}"));
                         }
-                        Piece::Quoted(t) => {
-                            quoted = true;
-                            text.push_str(t);
-                            template.push_str(&escape(t));
-                        }
-                        Piece::Env { name, optional } => {
-                            substituted = true;
-                            match ((self.env)(name), optional) {
-                                (Some(v), _) => {
-                                    text.push_str(&v);
-                                    template.push_str(&format!("${{{name}}}"));
-                                }
-                                (None, true) => template.push_str(&format!("${{{name}:-}}")),
-                                (None, false) => {
-                                    return Err(HoconError {
-                                        line,
-                                        message: format!("environment variable {name} is not set"),
-                                    })
-                                }
-                            }
-                        }
+                        (None, true) => template.push_str(&format!("${{{name}:-}}")),
+                        (None, false) => return Err(unset(line, name)),
                     }
                 }
-                Value::Str {
-                    text,
-                    template: substituted.then_some(template),
-                    quoted,
-                }
             }
-        };
-        // A lone quoted string is a string, never a number.
-        let value = match (pieces.as_slice(), value) {
-            ([Piece::Quoted(t)], _) => Value::Str {
-                text: t.clone(),
-                template: None,
-                quoted: true,
-            },
-            (_, v) => v,
-        };
-        Ok(Node { line, value })
+        }
+        Ok(Value::Str {
+            text,
+            template: substituted.then_some(template),
+            quoted,
+        })
+    }
+}
+
+/// An unquoted word: a boolean, null, a number or a string.
+fn literal(t: &str) -> Value {
+    match t {
+        "true" | "yes" | "on" => Value::Bool(true),
+        "false" | "no" | "off" => Value::Bool(false),
+        "null" => Value::Null,
+        t if t.starts_with(|c: char| c.is_ascii_digit() || c == '-')
+            && t.parse::<f64>().is_ok() =>
+        {
+            Value::Num(t.to_string())
+        }
+        _ => Value::Str {
+            text: t.to_string(),
+            template: None,
+            quoted: false,
+        },
+    }
+}
+
+fn unset(line: usize, name: &str) -> HoconError {
+    HoconError {
+        line,
+        message: format!("environment variable {name} is not set"),
     }
 }
 
