@@ -139,43 +139,14 @@ impl Chain {
     }
 
     fn call_rows(&mut self, i: usize, input: &Input<'_>, idx: &[usize], acc: &mut Acc) {
-        let Input {
-            batch,
-            columns,
-            origins,
-        } = *input;
         let name = self.transforms.list[i].name.clone();
-        // A row holding a value the guest cannot be given unchanged fails here, without a call.
         let mut texts = Vec::new();
-        let mut crossing = Vec::with_capacity(idx.len());
-        for &r in idx {
-            let before = texts.len();
-            match nested_texts(&batch.rows[r], &mut texts) {
-                Ok(()) => crossing.push(r),
-                Err(reason) => {
-                    texts.truncate(before);
-                    acc.outcomes.push(Outcome::Failed {
-                        origin: origins[r],
-                        transform: name.clone(),
-                        row: one_row(batch, r),
-                        reason,
-                    })
-                }
-            }
-        }
+        let crossing = crossing(input, idx, &name, &mut texts, acc);
         if crossing.is_empty() {
             return;
         }
         let idx = &crossing[..];
-        // All values of the call in one vector, borrowed from the rows, and the rows as slices of
-        // it: two allocations per call instead of a vector and a copied string per row and value.
-        let mut nested = texts.iter();
-        let mut values = Vec::with_capacity(idx.len() * batch.schema.len());
-        let mut ends = Vec::with_capacity(idx.len());
-        for &r in idx {
-            values.extend(batch.rows[r].iter().map(|v| to_wit(v, &mut nested)));
-            ends.push(values.len());
-        }
+        let (values, ends) = wit_values(input.batch, idx, &texts);
         let mut start = 0;
         let rows: Vec<&[wit::ValueParam<'_>]> = ends
             .iter()
@@ -186,82 +157,12 @@ impl Chain {
             })
             .collect();
         let sub = wit::BatchParam {
-            columns,
+            columns: input.columns,
             rows: &rows,
         };
         match self.call(i, sub) {
             Ok(out) if out.outcomes.len() == idx.len() => {
-                let out_schema: Schema = if out.columns.is_empty() {
-                    batch.schema.clone()
-                } else {
-                    out.columns.into_iter().map(column_from_wit).collect()
-                };
-                let schema = acc.schema.get_or_insert_with(|| out_schema.clone()).clone();
-                for (k, outcome) in out.outcomes.into_iter().enumerate() {
-                    let r = idx[k];
-                    let origin = origins[r];
-                    let fail = |reason: String| Outcome::Failed {
-                        origin,
-                        transform: name.clone(),
-                        row: one_row(batch, r),
-                        reason,
-                    };
-                    let emit = |row: Row, acc: &mut Acc| {
-                        if row.len() == schema.len() {
-                            acc.rows.push(row);
-                            acc.origins.push(origin);
-                            None
-                        } else {
-                            Some(format!(
-                                "returned a row of {} values for {} columns",
-                                row.len(),
-                                schema.len()
-                            ))
-                        }
-                    };
-                    let problem = match outcome {
-                        wit::Outcome::Keep if !same_columns(&schema, &batch.schema) => Some(
-                            "kept a row, but its output columns differ from the input's".into(),
-                        ),
-                        wit::Outcome::Keep => {
-                            // Same columns, so the row fits; moved in after the call.
-                            acc.kept.push((acc.rows.len(), r));
-                            acc.rows.push(Row::new());
-                            acc.origins.push(origin);
-                            None
-                        }
-                        wit::Outcome::Replace(row) => match row_from_wit(row) {
-                            Ok(row) => emit(row, acc),
-                            Err(e) => Some(e),
-                        },
-                        wit::Outcome::Expand(rows) if rows.is_empty() => {
-                            acc.outcomes.push(Outcome::Dropped { origin });
-                            None
-                        }
-                        wit::Outcome::Expand(rows) => {
-                            rows.into_iter().find_map(|row| match row_from_wit(row) {
-                                Ok(row) => emit(row, acc),
-                                Err(e) => Some(e),
-                            })
-                        }
-                        wit::Outcome::Drop => {
-                            acc.outcomes.push(Outcome::Dropped { origin });
-                            None
-                        }
-                        wit::Outcome::Error(reason) => Some(reason),
-                    };
-                    if let Some(reason) = problem {
-                        // Rows this input already produced are taken back: it failed as a whole.
-                        while acc.origins.last() == Some(&origin) && origin != Origin::Finish {
-                            acc.origins.pop();
-                            acc.rows.pop();
-                        }
-                        while acc.kept.last().is_some_and(|(at, _)| *at >= acc.rows.len()) {
-                            acc.kept.pop();
-                        }
-                        acc.outcomes.push(fail(reason));
-                    }
-                }
+                take_outcomes(out, input, idx, &name, acc)
             }
             Ok(out) => self.split_or_fail(
                 i,
@@ -398,6 +299,136 @@ struct Acc {
     /// Rows kept as they are: (place in `rows`, input row), moved in once the call is over
     /// instead of copied (the input is still borrowed while outcomes are read).
     kept: Vec<(usize, usize)>,
+}
+
+/// The rows of `idx` the guest can be given unchanged, with the text of their nested values in
+/// `texts`; a row holding a value it cannot be given fails here, without a call.
+fn crossing(
+    input: &Input<'_>,
+    idx: &[usize],
+    name: &str,
+    texts: &mut Vec<String>,
+    acc: &mut Acc,
+) -> Vec<usize> {
+    let mut crossing = Vec::with_capacity(idx.len());
+    for &r in idx {
+        let before = texts.len();
+        match nested_texts(&input.batch.rows[r], texts) {
+            Ok(()) => crossing.push(r),
+            Err(reason) => {
+                texts.truncate(before);
+                acc.outcomes.push(Outcome::Failed {
+                    origin: input.origins[r],
+                    transform: name.to_string(),
+                    row: one_row(input.batch, r),
+                    reason,
+                })
+            }
+        }
+    }
+    crossing
+}
+
+/// All values of the call in one vector, borrowed from the rows, and where each row ends in it:
+/// two allocations per call instead of a vector and a copied string per row and value.
+fn wit_values<'a>(
+    batch: &'a Batch,
+    idx: &[usize],
+    texts: &'a [String],
+) -> (Vec<wit::ValueParam<'a>>, Vec<usize>) {
+    let mut nested = texts.iter();
+    let mut values = Vec::with_capacity(idx.len() * batch.schema.len());
+    let mut ends = Vec::with_capacity(idx.len());
+    for &r in idx {
+        values.extend(batch.rows[r].iter().map(|v| to_wit(v, &mut nested)));
+        ends.push(values.len());
+    }
+    (values, ends)
+}
+
+/// A call's outcomes, one per row of `idx`, into `acc`; a row whose outcome is unusable fails
+/// as a whole.
+fn take_outcomes(out: wit::Output, input: &Input<'_>, idx: &[usize], name: &str, acc: &mut Acc) {
+    let batch = input.batch;
+    let out_schema: Schema = if out.columns.is_empty() {
+        batch.schema.clone()
+    } else {
+        out.columns.into_iter().map(column_from_wit).collect()
+    };
+    let schema = acc.schema.get_or_insert_with(|| out_schema.clone()).clone();
+    for (k, outcome) in out.outcomes.into_iter().enumerate() {
+        let r = idx[k];
+        let origin = input.origins[r];
+        if let Some(reason) = take_outcome(outcome, r, origin, &schema, batch, acc) {
+            // Rows this input already produced are taken back: it failed as a whole.
+            while acc.origins.last() == Some(&origin) && origin != Origin::Finish {
+                acc.origins.pop();
+                acc.rows.pop();
+            }
+            while acc.kept.last().is_some_and(|(at, _)| *at >= acc.rows.len()) {
+                acc.kept.pop();
+            }
+            acc.outcomes.push(Outcome::Failed {
+                origin,
+                transform: name.to_string(),
+                row: one_row(batch, r),
+                reason,
+            });
+        }
+    }
+}
+
+/// One row's outcome into `acc`, or why it cannot be used.
+fn take_outcome(
+    outcome: wit::Outcome,
+    r: usize,
+    origin: Origin,
+    schema: &Schema,
+    batch: &Batch,
+    acc: &mut Acc,
+) -> Option<String> {
+    let emit = |row: Row, acc: &mut Acc| {
+        if row.len() == schema.len() {
+            acc.rows.push(row);
+            acc.origins.push(origin);
+            None
+        } else {
+            Some(format!(
+                "returned a row of {} values for {} columns",
+                row.len(),
+                schema.len()
+            ))
+        }
+    };
+    match outcome {
+        wit::Outcome::Keep if !same_columns(schema, &batch.schema) => {
+            Some("kept a row, but its output columns differ from the input's".into())
+        }
+        wit::Outcome::Keep => {
+            // Same columns, so the row fits; moved in after the call.
+            acc.kept.push((acc.rows.len(), r));
+            acc.rows.push(Row::new());
+            acc.origins.push(origin);
+            None
+        }
+        wit::Outcome::Replace(row) => match row_from_wit(row) {
+            Ok(row) => emit(row, acc),
+            Err(e) => Some(e),
+        },
+        wit::Outcome::Expand(rows) if rows.is_empty() => {
+            acc.outcomes.push(Outcome::Dropped { origin });
+            None
+        }
+        wit::Outcome::Expand(rows) => rows.into_iter().find_map(|row| match row_from_wit(row) {
+            Ok(row) => emit(row, acc),
+            Err(e) => Some(e),
+        }),
+        wit::Outcome::Drop => {
+            acc.outcomes.push(Outcome::Dropped { origin });
+            None
+        }
+        wit::Outcome::Error(reason) => Some(reason),
+    }
 }
 
 fn same_columns(a: &[Column], b: &[Column]) -> bool {
