@@ -1,0 +1,135 @@
+//! A statement's binary result set, read one row packet at a time into the connection's buffer.
+
+use mysql_common::constants::{ColumnType as My, Command};
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::Column;
+use mysql_common::value::{BinValue, Value, ValueDeserializer};
+
+use crate::conn::{malformed, Conn};
+use crate::Error;
+
+/// The rows of an executed statement; the connection is theirs until [`Rows::close`].
+pub struct Rows {
+    conn: Conn,
+    columns: Vec<Column>,
+    /// Bytes of a row's NULL bitmap: one bit per column, offset by two bits.
+    bitmap: usize,
+    done: bool,
+}
+
+/// One non-NULL or NULL cell, borrowed from the row packet where it can be.
+#[derive(Debug, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    /// Text, binary strings, DECIMAL, BIT, ENUM, SET, JSON and GEOMETRY: the bytes as sent.
+    Bytes(&'a [u8]),
+    /// Numbers, dates and times, as mysql_common decodes them (no allocation).
+    Value(Value),
+}
+
+/// One row: its cells in column order (see [`Row::next`]).
+pub struct Row<'a> {
+    columns: std::slice::Iter<'a, Column>,
+    nulls: &'a [u8],
+    buf: ParseBuf<'a>,
+    bit: usize,
+}
+
+impl Rows {
+    pub(crate) fn new(conn: Conn, columns: Vec<Column>) -> Rows {
+        let bitmap = (columns.len() + 7 + 2) / 8;
+        Rows {
+            conn,
+            columns,
+            bitmap,
+            done: false,
+        }
+    }
+
+    /// The result's column definitions.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// The next row, or `None` after the last one.
+    #[inline]
+    pub fn next_row(&mut self) -> Result<Option<Row<'_>>, Error> {
+        if self.done {
+            return Ok(None);
+        }
+        self.conn.read()?;
+        if let Some(e) = self.conn.error() {
+            return Err(e);
+        }
+        let row = &self.conn.packet;
+        // The packet after the last row: EOF, or OK with an EOF header. A binary row starts with
+        // 0x00.
+        if row.first() == Some(&0xFE) {
+            self.done = true;
+            return Ok(None);
+        }
+        if row.len() < 1 + self.bitmap || row[0] != 0x00 {
+            return Err(malformed("a row packet that is not a binary row"));
+        }
+        Ok(Some(Row {
+            columns: self.columns.iter(),
+            nulls: &row[1..1 + self.bitmap],
+            buf: ParseBuf(&row[1 + self.bitmap..]),
+            bit: 2,
+        }))
+    }
+
+    /// Ends the connection (the rows not read are not waited for).
+    pub fn close(mut self) {
+        let _ = self.conn.command(Command::COM_QUIT, &[]);
+    }
+}
+
+impl<'a> Iterator for Row<'a> {
+    type Item = Result<Cell<'a>, Error>;
+
+    /// The next cell; an error is a row packet that ends early or does not parse (a broken
+    /// stream).
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let col = self.columns.next()?;
+        let bit = self.bit;
+        self.bit += 1;
+        if self.nulls[bit / 8] & (1 << (bit % 8)) != 0 {
+            return Some(Ok(Cell::Null));
+        }
+        Some(cell(&mut self.buf, col))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.columns.size_hint()
+    }
+}
+
+#[inline]
+fn cell<'a>(buf: &mut ParseBuf<'a>, col: &Column) -> Result<Cell<'a>, Error> {
+    match col.column_type() {
+        My::MYSQL_TYPE_STRING
+        | My::MYSQL_TYPE_VAR_STRING
+        | My::MYSQL_TYPE_BLOB
+        | My::MYSQL_TYPE_TINY_BLOB
+        | My::MYSQL_TYPE_MEDIUM_BLOB
+        | My::MYSQL_TYPE_LONG_BLOB
+        | My::MYSQL_TYPE_SET
+        | My::MYSQL_TYPE_ENUM
+        | My::MYSQL_TYPE_DECIMAL
+        | My::MYSQL_TYPE_VARCHAR
+        | My::MYSQL_TYPE_BIT
+        | My::MYSQL_TYPE_NEWDECIMAL
+        | My::MYSQL_TYPE_GEOMETRY
+        | My::MYSQL_TYPE_VECTOR
+        | My::MYSQL_TYPE_JSON => buf
+            .checked_eat_lenenc_str()
+            .map(Cell::Bytes)
+            .ok_or_else(|| malformed("a row packet that ends early")),
+        ty => Ok(Cell::Value(
+            buf.parse::<ValueDeserializer<BinValue>>((ty, col.flags()))?
+                .0,
+        )),
+    }
+}
