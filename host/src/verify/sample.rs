@@ -99,19 +99,7 @@ pub fn run(
         if !seen.insert(k) {
             continue;
         }
-        let split = Split {
-            id: 0,
-            range: Some(KeyRange {
-                column: column.clone(),
-                start: Some(like(&b.min, k)),
-                end: Some(like(&b.min, k + 1)),
-                nulls: false,
-                after: None,
-                columns: Vec::new(),
-            }),
-            cursor: None,
-            stream: None,
-        };
+        let split = key_split(column, &b.min, k);
         if v.lookup.is_some() {
             drawn.push(mapping.source(like(&b.min, k)).param());
             let mut read = source_rows(flow, source, transforms, &split)?;
@@ -136,44 +124,86 @@ pub fn run(
         }
     }
     if let Some(lookup) = &v.lookup {
-        let request = QueryRequest {
-            query: lookup.clone(),
-            params: vec![("keys".into(), Value::List(drawn))],
-            fetch_size: opts.chunk_rows,
-        };
-        let graph: Vec<Batch> = graph_rows(job, flow, request)?
-            .into_iter()
-            .collect::<Result<_, _>>()
-            .map_err(VerifyError::Failed)?;
-        let graph_columns: Vec<String> = graph
-            .iter()
-            .find(|b| !b.is_empty())
-            .map(|b| b.schema.iter().map(|c| c.name.clone()).collect())
-            .unwrap_or_default();
-        let columns = compared(v, &graph_columns);
-        let (mut g, mut s) = (graph.into_iter(), source_batches.into_iter());
-        let mut graph_side = Stream::new(Side::Graph, &v.key, &columns, move || Ok(g.next()));
-        let mut source_side =
-            Stream::new(
-                Side::Source(mapping),
-                &v.key,
-                &columns,
-                move || Ok(s.next()),
-            );
-        compare::split(
-            &mut source_side,
-            &mut graph_side,
-            usize::MAX,
-            &columns,
-            false,
-            tally,
-        )
-        .map_err(VerifyError::Failed)?;
-        tally.source_rows += source_side.count;
-        tally.graph_rows += graph_side.count;
         // Keys only the graph holds were checked too.
-        found += tally.extra.count;
+        found += compare_lookup(
+            job,
+            flow,
+            lookup,
+            drawn,
+            source_batches,
+            mapping,
+            opts,
+            tally,
+        )?;
     }
     tally.sampled = Some(found);
     Ok(true)
+}
+
+/// The source side of one drawn key: `[key, key + 1)` of the first key column.
+fn key_split(column: &str, template: &Value, k: i64) -> Split {
+    Split {
+        id: 0,
+        range: Some(KeyRange {
+            column: column.to_string(),
+            start: Some(like(template, k)),
+            end: Some(like(template, k + 1)),
+            nulls: false,
+            after: None,
+            columns: Vec::new(),
+        }),
+        cursor: None,
+        stream: None,
+    }
+}
+
+/// With `lookup`: the graph rows of every drawn key in one query, compared with their source
+/// rows; returns how many keys only the graph holds.
+#[allow(clippy::too_many_arguments)]
+fn compare_lookup(
+    job: &Job,
+    flow: FlowRef<'_>,
+    lookup: &str,
+    drawn: Vec<Value>,
+    source_batches: Vec<Batch>,
+    mapping: Mapping,
+    opts: &Options,
+    tally: &mut Tally,
+) -> Result<u64, VerifyError> {
+    let v = flow.flow.verify.as_ref().expect("verifiable");
+    let request = QueryRequest {
+        query: lookup.to_string(),
+        params: vec![("keys".into(), Value::List(drawn))],
+        fetch_size: opts.chunk_rows,
+    };
+    let graph: Vec<Batch> = graph_rows(job, flow, request)?
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(VerifyError::Failed)?;
+    let graph_columns: Vec<String> = graph
+        .iter()
+        .find(|b| !b.is_empty())
+        .map(|b| b.schema.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default();
+    let columns = compared(v, &graph_columns);
+    let (mut g, mut s) = (graph.into_iter(), source_batches.into_iter());
+    let mut graph_side = Stream::new(Side::Graph, &v.key, &columns, move || Ok(g.next()));
+    let mut source_side = Stream::new(
+        Side::Source(mapping),
+        &v.key,
+        &columns,
+        move || Ok(s.next()),
+    );
+    compare::split(
+        &mut source_side,
+        &mut graph_side,
+        usize::MAX,
+        &columns,
+        false,
+        tally,
+    )
+    .map_err(VerifyError::Failed)?;
+    tally.source_rows += source_side.count;
+    tally.graph_rows += graph_side.count;
+    Ok(tally.extra.count)
 }
