@@ -258,26 +258,7 @@ fn source(t: &TableInfo, key: &[String], options: Value) -> Map<String, Value> {
 }
 
 pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
-    let known: BTreeSet<&str> = catalog.tables.iter().map(|t| t.name.as_str()).collect();
-    let list = || known.iter().copied().collect::<Vec<_>>().join(", ");
-    for t in req.tables.iter().chain(&req.exclude) {
-        if !known.contains(t.as_str()) {
-            return Err(format!(
-                "table `{t}` is not in the source (its tables: {})",
-                list()
-            ));
-        }
-    }
-    let selected: BTreeSet<&str> = catalog
-        .tables
-        .iter()
-        .map(|t| t.name.as_str())
-        .filter(|n| req.tables.is_empty() || req.tables.iter().any(|t| t == n))
-        .filter(|n| !req.exclude.iter().any(|t| t == n))
-        .collect();
-    if selected.is_empty() {
-        return Err("no table left to generate flows for".into());
-    }
+    let selected = selected(catalog, req)?;
     let tables: Vec<&TableInfo> = catalog
         .tables
         .iter()
@@ -299,38 +280,7 @@ pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
         let name = plan.unique(t);
         plan.node_flow.insert(t, name);
     }
-    let node_tables: Vec<&TableInfo> = tables
-        .iter()
-        .copied()
-        .filter(|t| plan.node_tables.contains(t.name.as_str()))
-        .collect();
-
-    let mut flows: Vec<Value> = node_tables
-        .iter()
-        .map(|t| {
-            let mut flow = node_flow(&mut plan, t);
-            if req.stream {
-                stream::node(&mut plan, &mut flow, t);
-            }
-            flow
-        })
-        .collect();
-    let nodes = flows.len();
-    for t in &node_tables {
-        foreign_key_flows(&mut plan, t, &mut flows, req.stream);
-    }
-    let rels = flows.len() - nodes;
-    for t in &tables {
-        if let Some((a, b)) = join_keys(t, &plan.selected) {
-            let mut flow = join_flow(&mut plan, t, a, b);
-            if req.stream {
-                stream::join(&mut flow, t, a, b);
-            }
-            flows.push(flow);
-        }
-    }
-    let joins = flows.len() - nodes - rels;
-
+    let (flows, counts) = flows(&mut plan, &tables, req.stream);
     let mut spec = json!({
         "name": req.name,
         "parallelism": req.parallelism,
@@ -341,9 +291,93 @@ pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
     if req.stream {
         spec["mode"] = json!("stream");
     }
+    let text = render(&spec, req, counts, &plan.notes)?;
+    let (nodes, relationships, join_tables) = counts;
+    Ok(Generated {
+        text,
+        nodes,
+        relationships,
+        join_tables,
+        notes: plan.notes,
+    })
+}
+
+/// The tables asked for (all by default) less the excluded ones; a table the source does not
+/// have is an error.
+fn selected<'a>(catalog: &'a Catalog, req: &Request) -> Result<BTreeSet<&'a str>, String> {
+    let known: BTreeSet<&str> = catalog.tables.iter().map(|t| t.name.as_str()).collect();
+    let list = || known.iter().copied().collect::<Vec<_>>().join(", ");
+    for t in req.tables.iter().chain(&req.exclude) {
+        if !known.contains(t.as_str()) {
+            return Err(format!(
+                "table `{t}` is not in the source (its tables: {})",
+                list()
+            ));
+        }
+    }
+    let selected: BTreeSet<&str> = catalog
+        .tables
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|n| req.tables.is_empty() || req.tables.iter().any(|t| t == n))
+        .filter(|n| !req.exclude.iter().any(|t| t == n))
+        .collect();
+    if selected.is_empty() {
+        return Err("no table left to generate flows for".into());
+    }
+    Ok(selected)
+}
+
+/// Node flows, then relationship flows from foreign keys, then from join tables; with how many
+/// of each.
+fn flows(
+    plan: &mut Plan<'_>,
+    tables: &[&TableInfo],
+    stream: bool,
+) -> (Vec<Value>, (usize, usize, usize)) {
+    let node_tables: Vec<&TableInfo> = tables
+        .iter()
+        .copied()
+        .filter(|t| plan.node_tables.contains(t.name.as_str()))
+        .collect();
+    let mut flows: Vec<Value> = node_tables
+        .iter()
+        .map(|t| {
+            let mut flow = node_flow(plan, t);
+            if stream {
+                stream::node(plan, &mut flow, t);
+            }
+            flow
+        })
+        .collect();
+    let nodes = flows.len();
+    for t in &node_tables {
+        foreign_key_flows(plan, t, &mut flows, stream);
+    }
+    let rels = flows.len() - nodes;
+    for t in tables {
+        if let Some((a, b)) = join_keys(t, &plan.selected) {
+            let mut flow = join_flow(plan, t, a, b);
+            if stream {
+                stream::join(&mut flow, t, a, b);
+            }
+            flows.push(flow);
+        }
+    }
+    let joins = flows.len() - nodes - rels;
+    (flows, (nodes, rels, joins))
+}
+
+/// The spec file: a header saying what was generated and why, then the spec.
+fn render(
+    spec: &Value,
+    req: &Request,
+    (nodes, rels, joins): (usize, usize, usize),
+    notes: &[String],
+) -> Result<String, String> {
     let body = match req.format {
-        Format::Yaml => serde_yaml_ng::to_string(&spec).map_err(|e| e.to_string())?,
-        Format::Toml => toml::to_string_pretty(&spec).map_err(|e| e.to_string())?,
+        Format::Yaml => serde_yaml_ng::to_string(spec).map_err(|e| e.to_string())?,
+        Format::Toml => toml::to_string_pretty(spec).map_err(|e| e.to_string())?,
     };
     let mut text = String::new();
     let _ = writeln!(
@@ -359,17 +393,11 @@ pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
         text,
         "# `source` and `sink` at the top are defaults every flow inherits (maps merged key by key)."
     );
-    for n in &plan.notes {
+    for n in notes {
         let _ = writeln!(text, "# Note: {n}");
     }
     text.push_str(&body);
-    Ok(Generated {
-        text,
-        nodes,
-        relationships: rels,
-        join_tables: joins,
-        notes: plan.notes,
-    })
+    Ok(text)
 }
 
 /// A node table's flow: a constraint (or index) on the key, `MERGE` on it and `SET` the other
