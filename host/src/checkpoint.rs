@@ -1,10 +1,14 @@
 //! Durable job progress: which splits are complete, and for a split in progress the key up to which
 //! every row is acknowledged by the sink. A rerun of the same job resumes from it.
 //!
-//! The file is `<dir>/<job>[.<flow>].checkpoint.json`, replaced atomically (write a temporary file, fsync,
-//! rename, fsync the directory), so a crash leaves either the old or the new checkpoint, never half
-//! of one. It records a hash of the expanded spec ([`Spec::hash`]): a changed spec, or the same
-//! file with other `${VAR}` values, is not resumed silently. A run that failed records how
+//! This module is the file and what it says; keeping it up to date during a run is the pipeline's
+//! checkpointer, and resuming from it, recording a failure and forgetting it are the local
+//! progress store's (`progress::local`).
+//!
+//! The file is `<dir>/<job>[.<flow>].checkpoint.json`, replaced atomically (write a temporary file,
+//! fsync, rename, fsync the directory), so a crash leaves either the old or the new checkpoint,
+//! never half of one. It records a hash of the expanded spec ([`crate::spec::Spec::hash`]): a
+//! changed spec, or the same file with other `${VAR}` values, is not resumed silently. A run that failed records how
 //! ([`Checkpoint::failed`]), so that a rerun with nothing left to read does not report success.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,14 +17,13 @@ use std::path::{Path, PathBuf};
 use etlhost_plugin_sdk::{Failure, Split, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::error::RunError;
-use crate::spec::{FlowRef, Spec};
+use crate::spec::FlowRef;
 use crate::state_file::{file_stem, load_json, save_json};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub job: String,
-    /// The expanded spec's hash ([`Spec::hash`]).
+    /// The expanded spec's hash ([`crate::spec::Spec::hash`]).
     pub spec_hash: String,
     /// The plan of the first run: a resumed run reads these, not a new plan of changed data.
     pub splits: Vec<Split>,
@@ -50,35 +53,6 @@ pub fn save(path: &Path, cp: &Checkpoint) -> std::io::Result<()> {
     save_json(path, cp)
 }
 
-/// The checkpoint a flow resumes from: none when there is none or with `--fresh` (which discards
-/// it); refused when the spec changed since it was written.
-pub fn previous(flow: FlowRef<'_>, fresh: bool) -> Result<Option<Checkpoint>, RunError> {
-    let path = flow_path(flow);
-    if fresh {
-        if path.exists() {
-            std::fs::remove_file(&path).map_err(|e| {
-                RunError::Start(format!("cannot remove checkpoint {}: {e}", path.display()))
-            })?;
-            tracing::info!("--fresh: discarded checkpoint {}", path.display());
-        }
-        return Ok(None);
-    }
-    let Some(cp) = load(&path).map_err(RunError::Start)? else {
-        return Ok(None);
-    };
-    if cp.spec_hash != flow.spec.hash {
-        return Err(RunError::Config(flow.spec.error(
-            "",
-            format!(
-                "the spec changed since job '{}' was checkpointed in {}; run with --fresh to start over",
-                flow.spec.job.name,
-                path.display()
-            ),
-        )));
-    }
-    Ok(Some(cp))
-}
-
 /// The checkpoint of a flow planned anew: nothing done yet.
 pub fn planned(flow: FlowRef<'_>, splits: Vec<Split>) -> Checkpoint {
     Checkpoint {
@@ -89,29 +63,6 @@ pub fn planned(flow: FlowRef<'_>, splits: Vec<Split>) -> Checkpoint {
         watermarks: Default::default(),
         updated: String::new(),
         failed: None,
-    }
-}
-
-/// Records in the flow's checkpoint how its run failed (the checkpointer has written its last
-/// state by then).
-pub fn record_failure(flow: FlowRef<'_>, failure: Failure) -> Result<(), String> {
-    let path = flow_path(flow);
-    let Some(mut cp) = load(&path)? else {
-        return Ok(());
-    };
-    cp.failed = Some(failure);
-    save(&path, &cp).map_err(|e| format!("cannot write checkpoint {}: {e}", path.display()))
-}
-
-/// The whole job succeeded: every flow's checkpoint goes, so the next run starts fresh.
-pub fn forget(spec: &Spec) {
-    for i in 0..spec.job.flows.len() {
-        let path = flow_path(spec.flow(i));
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!("cannot remove checkpoint {}: {e}", path.display());
-            }
-        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Shards: N processes (a Kubernetes Indexed Job's pods, say) share one job, each running every
 //! N-th split of every flow's plan. There is no coordinator: the plan and each split's progress are
-//! kept in the target (see [`crate::target`]), where every shard reads them.
+//! kept in the target (see [`crate::progress::target`]), where every shard reads them.
 
 use std::fmt;
 

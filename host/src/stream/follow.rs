@@ -14,10 +14,10 @@ use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, Position, Split, StreamRequest
 use super::metrics::Progress;
 use super::state::{self, StreamState};
 use crate::job::Job;
+use crate::options::RunOptions;
 use crate::pipeline::Control;
 use crate::plugin::{PluginError, SinkHandle, SourceHandle};
 use crate::retry::{Backoff, Policy};
-use crate::run::RunOptions;
 use crate::spec::FlowRef;
 use crate::stats::{Counters, Status};
 

@@ -23,9 +23,9 @@ use std::time::SystemTime;
 
 use crate::error::RunError;
 use crate::job::Job;
+use crate::options::RunOptions;
 use crate::pipeline::Control;
 use crate::plugin::SourceHandle;
-use crate::run::RunOptions;
 use crate::spec::{FlowRef, Mode, Spec};
 use crate::stats::{Counters, Status, Summary};
 
@@ -93,7 +93,7 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
             if control.stopping() {
                 break;
             }
-            match crate::run::flow::run(job, flow, control.clone(), opts) {
+            match crate::batch::run(job, flow, control.clone(), opts) {
                 Ok(s) => snapshots.push(s),
                 Err(e) => return Err(e),
             }
@@ -108,7 +108,7 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
             );
             return Err(RunError::Failed(Box::new(s)));
         }
-        crate::checkpoint::forget(spec);
+        crate::progress::local::forget(spec);
         st.snapshot_done = true;
         state::save(&path, &st).map_err(RunError::Start)?;
         tracing::info!(position = %st.position, "snapshot done; following the change log");

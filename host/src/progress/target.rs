@@ -13,7 +13,7 @@
 //! - **A finished run** is forgotten when it ran in one process, as local checkpoints are; the
 //!   records of a sharded run stay (no shard knows it is the last), and a new run is a new run id.
 //! - **A failed run** is recorded on its plan, so that a rerun with nothing left to read reports
-//!   that failure instead of success (see `run::flow`).
+//!   that failure instead of success (see `batch`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,11 +22,11 @@ use etlhost_plugin_sdk::{Plan, Progress, Split, State, StateRequest};
 
 use crate::error::RunError;
 use crate::job::Job;
+use crate::options::RunOptions;
 use crate::pipeline::Control;
-use crate::plugin::{Plugin, PluginError};
-use crate::run::RunOptions;
+use crate::plugin::{Plugin, SinkHandle};
 use crate::shard::Shard;
-use crate::spec::{FlowRef, Mode, Store};
+use crate::spec::FlowRef;
 
 /// How often a shard looks again while it waits for another one.
 const POLL: Duration = Duration::from_millis(500);
@@ -63,50 +63,16 @@ pub struct Start {
 }
 
 impl Target {
-    /// The target of `flow` when its progress is kept there; refuses what cannot work (a sink
-    /// without the capability asked to keep it, or shards with local progress).
-    pub fn of(job: &Job, flow: FlowRef<'_>, opts: &RunOptions) -> Result<Option<Target>, RunError> {
-        let spec = flow.spec;
-        let plugin = job.plugins[flow.index].sink.clone();
-        let sharded = opts.shard.is_sharded();
-        let store = spec.job.checkpoint.store;
-        if flow.flow.mode == Mode::Stream {
-            if sharded {
-                return Err(RunError::Config(flow.error(
-                    "mode",
-                    "a streaming flow cannot be sharded: one process follows the change log",
-                )));
-            }
-            return Ok(None);
-        }
-        let name = &plugin.name;
-        match store {
-            Store::Local if sharded => {
-                return Err(RunError::Config(spec.error(
-                    "checkpoint.store",
-                    "is `local`, but shards share their plan and progress through the target: use `target` or `auto`",
-                )))
-            }
-            Store::Local => return Ok(None),
-            Store::Target | Store::Auto if !plugin.records_progress() => {
-                if store == Store::Target || sharded {
-                    let why = if sharded { "which shards need" } else { "as `checkpoint.store: target` asks" };
-                    return Err(RunError::Config(flow.error(
-                        "sink.plugin",
-                        format!("the sink plugin `{name}` cannot keep progress in the target, {why}"),
-                    )));
-                }
-                return Ok(None);
-            }
-            _ => {}
-        }
-        Ok(Some(Target {
-            plugin,
+    /// The target's state of `flow`'s job run, through its sink (which [`super::Store::choose`]
+    /// found able to keep it).
+    pub(super) fn new(job: &Job, flow: FlowRef<'_>, opts: &RunOptions) -> Target {
+        Target {
+            plugin: job.plugins[flow.index].sink.clone(),
             options: flow.flow.sink.options.clone(),
-            job: spec.job.name.clone(),
+            job: flow.spec.job.name.clone(),
             run: opts.run.clone(),
             shard: opts.shard,
-        }))
+        }
     }
 
     fn ask(&self, request: &StateRequest) -> Result<State, RunError> {
@@ -146,17 +112,41 @@ impl Target {
         }
     }
 
-    /// Stores `progress` records with no rows (the splits of a flow whose batches do not carry
-    /// their progress, once they are done).
-    pub fn record(
+    /// Records `splits` of `flow` as done, with no rows: the splits of a flow whose batches do not
+    /// carry their progress, once they are all written, so that shards waiting for it can go on.
+    pub fn record_done(
         &self,
-        sink: &mut crate::plugin::SinkHandle,
-        progress: &[Progress],
-    ) -> Result<(), PluginError> {
+        job: &Job,
+        flow: FlowRef<'_>,
+        splits: &[u32],
+    ) -> Result<(), RunError> {
+        let plugins = &job.plugins[flow.index];
+        let mut sink = SinkHandle::open(plugins.sink.clone(), &flow.flow.sink.options)
+            .map_err(|e| crate::check::sink_open_error(flow, e))?;
         let empty = etlhost_plugin_sdk::Batch::new(Vec::new().into());
-        progress
+        splits
             .iter()
-            .try_for_each(|p| sink.write_with_progress(&empty, p).map(drop))
+            .try_for_each(|&split| {
+                let done = Progress {
+                    job: self.job.clone(),
+                    flow: flow.flow.name.clone(),
+                    run: self.run.clone(),
+                    split,
+                    after: None,
+                    rows: 0,
+                    from: 0,
+                    check: false,
+                    done: true,
+                    shard: self.shard.index,
+                };
+                sink.write_with_progress(&empty, &done).map(drop)
+            })
+            .map_err(|e| {
+                RunError::Start(format!(
+                    "cannot record flow `{}` as done in the target: {e}",
+                    flow.flow.name
+                ))
+            })
     }
 
     fn run_name(&self) -> String {
