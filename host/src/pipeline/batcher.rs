@@ -4,67 +4,14 @@
 //! returned), and the code after the loop sends the partial batch before the batcher drops its
 //! sender, which is what lets the writers finish. See the module docs of `pipeline`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use etlhost_plugin_sdk::codec::Encoded;
-use etlhost_plugin_sdk::{Batch, Progress, Schema, Value};
+use etlhost_plugin_sdk::Schema;
 
-use super::reader::Chunk;
+use super::work::{Chunk, Limits, Work};
 use crate::transform::Origin;
-
-/// Rows for one sink call, with where each row came from: (split, row of the split).
-pub struct Work {
-    /// The rows, or, on the pass-through path, their schema alone (the rows are in `encoded`).
-    pub batch: Batch,
-    /// On the pass-through path: the rows as the source encoded them.
-    pub encoded: Option<Encoded>,
-    pub origin: Vec<(u32, Origin)>,
-    /// Set for the batches of a flow grouped by its endpoints (see `grouping`).
-    pub lane: Option<super::grouping::Lane>,
-    /// With progress in the target: the split's progress once this batch is written (see
-    /// `ordered`), and each row's key.
-    pub progress: Option<Progress>,
-    pub keys: Vec<Value>,
-}
-
-impl Work {
-    pub fn empty(schema: Schema) -> Self {
-        Work {
-            batch: Batch {
-                schema,
-                rows: Vec::new(),
-            },
-            encoded: None,
-            origin: Vec::new(),
-            lane: None,
-            progress: None,
-            keys: Vec::new(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match &self.encoded {
-            Some(e) => e.rows(),
-            None => self.batch.len(),
-        }
-    }
-
-    /// The rows decoded, if they were still encoded.
-    pub fn decoded(&mut self) -> &Batch {
-        if let Some(e) = self.encoded.take() {
-            self.batch = e.decode();
-        }
-        &self.batch
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub rows: usize,
-    pub bytes: Option<usize>,
-    pub timeout: Option<Duration>,
-}
 
 struct Pending {
     work: Work,
@@ -74,18 +21,11 @@ struct Pending {
 
 impl Pending {
     fn new(schema: Schema, cap: usize) -> Self {
+        let mut work = Work::empty(schema);
+        work.batch.rows.reserve(cap);
+        work.origin.reserve(cap);
         Pending {
-            work: Work {
-                batch: Batch {
-                    schema,
-                    rows: Vec::with_capacity(cap),
-                },
-                encoded: None,
-                origin: Vec::with_capacity(cap),
-                lane: None,
-                progress: None,
-                keys: Vec::new(),
-            },
+            work,
             bytes: 0,
             since: Instant::now(),
         }
@@ -197,7 +137,9 @@ fn add_encoded(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use etlhost_plugin_sdk::Batch;
     use etlhost_plugin_sdk::{Column, ColumnType, Value};
+    use std::time::Duration;
 
     fn schema() -> Schema {
         vec![Column {

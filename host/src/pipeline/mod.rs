@@ -5,6 +5,17 @@
 //! split queue -> reader x parallelism -> [chunks] -> batcher -> [batches] -> writer x sink.parallelism
 //! ```
 //!
+//! The stages: `reader` (a split at a time, through `resume` when its connection is lost, and
+//! the reader's transforms), the batcher stage (`batcher`, or the grouping or ordered batcher of
+//! the flow's mode), `writer` (one sink instance each, retrying and bisecting through `write` and
+//! `sinkcheck`, failed rows into `deadletter`), and `checkpointer`; `acks` tracks which rows are
+//! behind us and `shared` holds what every stage sees. What flows between them is in `work`.
+//!
+//! How rows are delivered is one [`mode::Mode`], chosen once when the flow starts from its
+//! settings: `plain`, `encoded` (pass-through), `grouped` (by relationship endpoints) or
+//! `ordered` (progress in the target); each is a file of `delivery` with its batching and its
+//! writing.
+//!
 //! # No row is left behind
 //!
 //! Stopping (an error in a split, too many failed rows, Ctrl-C) only ever stops *reading*: readers
@@ -25,34 +36,40 @@ mod batcher;
 mod checkpointer;
 mod control;
 mod deadletter;
-mod grouping;
-mod ordered;
+mod delivery;
+mod mode;
 mod reader;
 mod resume;
 mod seams;
 mod settings;
 mod shared;
+mod sinkcheck;
+mod work;
+mod write;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::SystemTime;
 
+use crossbeam_channel::{Receiver, Sender};
 use etlhost_plugin_sdk::Split;
 
 use crate::stats::{Counters, Status, Summary};
 use crate::transform::Transforms;
+use delivery::{grouped, ordered};
+use mode::Mode;
 use shared::{Shared, Tick};
+use work::{Chunk, Limits, Work};
 
 pub use control::{Control, StopReason};
 pub use deadletter::DeadLetter;
-pub use grouping::Endpoints;
-pub use ordered::ProgressSettings;
 pub use reader::describe as describe_split;
 pub use seams::{SinkSide, SourceSide, SplitRead};
-pub use settings::{CheckpointSettings, Settings};
+pub use settings::{CheckpointSettings, Endpoints, ProgressSettings, Settings};
 
 /// Runs the stages over `splits` until every row read is written or failed.
 pub fn execute(
@@ -71,7 +88,6 @@ pub fn execute(
         readers,
         "one per-reader counter for each reader"
     );
-    let writers = sinks.len();
     let (tick_tx, tick_rx) = crossbeam_channel::bounded(64);
     let dead_letter = DeadLetter::new(
         settings.dead_letter.clone(),
@@ -79,83 +95,27 @@ pub fn execute(
         settings.flow.as_deref(),
         start,
     );
+    let mode = Mode::of(&settings, transforms.as_deref(), sinks.len());
     let checkpoint_tx = settings.checkpoint.as_ref().map(|_| tick_tx.clone());
     let shared = Arc::new(Shared::new(
         settings,
+        mode,
         control,
         counters,
         transforms,
         dead_letter,
         checkpoint_tx,
     ));
-
-    let (split_tx, split_rx) = crossbeam_channel::unbounded();
-    for s in splits {
-        split_tx.send(s).expect("receiver alive");
-    }
-    drop(split_tx);
-    let (chunk_tx, chunk_rx) = crossbeam_channel::bounded(readers * 2);
-    // With progress in the target each writer has its own queue (a split's batches go to one
-    // writer, in order); otherwise all writers take from one.
-    let ordered = shared.settings.progress.is_some();
-    let queues: Vec<_> = (0..if ordered { writers } else { 1 })
-        .map(|_| crossbeam_channel::bounded::<batcher::Work>(writers * 2))
-        .collect();
-    let (batch_txs, batch_rxs): (Vec<_>, Vec<_>) = queues.into_iter().unzip();
-
     std::thread::scope(|scope| {
-        let spawn = |name: String, f| spawn_stage(scope, name, f);
-        if let Some(cfg) = &shared.settings.checkpoint {
-            let shared = &*shared;
-            let rx = tick_rx.clone();
-            spawn(
-                "checkpointer".into(),
-                Box::new(move || checkpointer::run(cfg, rx, shared)),
-            );
-        }
         let mut stages = Vec::new();
-        for i in 0..readers {
-            let (source, splits, out, shared) = (
-                source.clone(),
-                split_rx.clone(),
-                chunk_tx.clone(),
-                shared.clone(),
-            );
-            stages.push(spawn(
-                format!("reader-{i}"),
-                Box::new(move || reader::run(i, &*source, splits, out, &shared)),
-            ));
+        if let Some(cfg) = &shared.settings.checkpoint {
+            let (shared, rx) = (&*shared, tick_rx.clone());
+            let run = Box::new(move || checkpointer::run(cfg, rx, shared));
+            // Not joined with the others: it stops on the tick sent once they are done.
+            spawn_stage(scope, "checkpointer".into(), run);
         }
-        drop(chunk_tx);
-        let limits = batcher::Limits {
-            rows: shared.settings.max_batch_rows.max(1),
-            bytes: shared.settings.max_batch_bytes,
-            timeout: shared.settings.batch_timeout,
-        };
-        let batcher_shared = shared.clone();
-        stages.push(spawn(
-            "batcher".into(),
-            Box::new(move || {
-                let s = &batcher_shared;
-                if ordered {
-                    return ordered::run(chunk_rx, batch_txs, limits, s);
-                }
-                let tx = batch_txs.into_iter().next().expect("one queue");
-                match &s.settings.endpoints {
-                    Some(e) => grouping::run(chunk_rx, tx, limits, e, writers, s),
-                    None => batcher::run(chunk_rx, tx, limits),
-                }
-            }),
-        ));
-        for (i, sink) in sinks.into_iter().enumerate() {
-            let batches = batch_rxs[i % batch_rxs.len()].clone();
-            let shared = shared.clone();
-            stages.push(spawn(
-                format!("writer-{i}"),
-                Box::new(move || writer::run(sink, batches, &shared)),
-            ));
-        }
-        drop(batch_rxs);
+        let chunks = spawn_readers(scope, &source, splits, readers, &shared, &mut stages);
+        spawn_batcher_and_writers(scope, chunks, sinks, &shared, &mut stages);
         for s in stages {
             if s.join().is_err() {
                 shared.fail("a pipeline thread panicked".into());
@@ -164,7 +124,87 @@ pub fn execute(
         // Every row is written or failed: the checkpointer records the final state and stops.
         let _ = tick_tx.send(Tick::Stop);
     });
+    summary(&shared, start)
+}
 
+type Stages<'scope> = Vec<ScopedJoinHandle<'scope, ()>>;
+
+/// The readers, taking splits from one queue; returns what they hand on.
+fn spawn_readers<'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    source: &Arc<dyn SourceSide>,
+    splits: Vec<Split>,
+    readers: usize,
+    shared: &Arc<Shared>,
+    stages: &mut Stages<'scope>,
+) -> Receiver<Chunk> {
+    let (split_tx, split_rx) = crossbeam_channel::unbounded();
+    for s in splits {
+        split_tx.send(s).expect("receiver alive");
+    }
+    let (chunk_tx, chunk_rx) = crossbeam_channel::bounded(readers * 2);
+    for i in 0..readers {
+        let (source, splits, out, shared) = (
+            source.clone(),
+            split_rx.clone(),
+            chunk_tx.clone(),
+            shared.clone(),
+        );
+        stages.push(spawn_stage(
+            scope,
+            format!("reader-{i}"),
+            Box::new(move || reader::run(i, &*source, splits, out, &shared)),
+        ));
+    }
+    chunk_rx
+}
+
+/// The batcher of the flow's mode and one writer per sink instance.
+fn spawn_batcher_and_writers<'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    chunks: Receiver<Chunk>,
+    sinks: Vec<Box<dyn SinkSide>>,
+    shared: &Arc<Shared>,
+    stages: &mut Stages<'scope>,
+) {
+    let writers = sinks.len();
+    // In the ordered mode each writer has its own queue (a split's batches go to one writer, in
+    // order); otherwise all writers take from one.
+    let queues = if shared.mode.ordered() { writers } else { 1 };
+    let (batch_txs, batch_rxs): (Vec<Sender<Work>>, Vec<Receiver<Work>>) = (0..queues)
+        .map(|_| crossbeam_channel::bounded::<Work>(writers * 2))
+        .unzip();
+    let limits = Limits {
+        rows: shared.settings.max_batch_rows.max(1),
+        bytes: shared.settings.max_batch_bytes,
+        timeout: shared.settings.batch_timeout,
+    };
+    let s = shared.clone();
+    let batch = move || match (s.mode, &s.settings.endpoints) {
+        (Mode::Ordered { .. }, _) => ordered::run(chunks, batch_txs, limits, &s),
+        (Mode::Grouped, Some(e)) => {
+            let tx = batch_txs.into_iter().next().expect("one queue");
+            grouped::run(chunks, tx, limits, e, writers, &s)
+        }
+        _ => {
+            let tx = batch_txs.into_iter().next().expect("one queue");
+            batcher::run(chunks, tx, limits)
+        }
+    };
+    stages.push(spawn_stage(scope, "batcher".into(), Box::new(batch)));
+    for (i, sink) in sinks.into_iter().enumerate() {
+        let batches = batch_rxs[i % batch_rxs.len()].clone();
+        let shared = shared.clone();
+        stages.push(spawn_stage(
+            scope,
+            format!("writer-{i}"),
+            Box::new(move || writer::run(sink, batches, &shared)),
+        ));
+    }
+}
+
+/// How the run ended, once every stage has.
+fn summary(shared: &Shared, start: SystemTime) -> Summary {
     if shared.given_back() > 0 {
         tracing::warn!(
             rows = shared.given_back(),
@@ -202,11 +242,11 @@ pub fn execute(
     )
 }
 
-fn spawn_stage<'scope, 'env>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
+fn spawn_stage<'scope>(
+    scope: &'scope Scope<'scope, '_>,
     name: String,
     f: Box<dyn FnOnce() + Send + 'scope>,
-) -> std::thread::ScopedJoinHandle<'scope, ()> {
+) -> ScopedJoinHandle<'scope, ()> {
     // Stage threads log inside the caller's span (a flow's name in a job of several).
     let span = tracing::Span::current();
     std::thread::Builder::new()

@@ -7,57 +7,13 @@ use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{Batch, Column, Split, Value};
 
 use super::acks;
+use super::resume::Resuming;
 use super::seams::SourceSide;
 use super::shared::Shared;
+use super::work::Chunk;
+use crate::plugin::PluginError;
 use crate::stats::Counters;
 use crate::transform::{Chain, Origin};
-
-/// Rows of one split, as read: row numbers `first..first + batch.len()` of the split, or, after
-/// transforms, the origins in `origins` (one per row; repeated for an expanded row).
-pub struct Chunk {
-    pub split: u32,
-    pub first: u64,
-    /// The rows, or, on the pass-through path, their schema alone (the rows are in `encoded`).
-    pub batch: Batch,
-    /// On the pass-through path: the rows as the source encoded them (or as transforms of the
-    /// encoded world made them).
-    pub encoded: Option<Encoded>,
-    pub origins: Option<Vec<Origin>>,
-    /// With progress in the target: each row's key (its input row's, after transforms), so that
-    /// batches end where the key changes.
-    pub keys: Option<Vec<Value>>,
-    /// With progress in the target: the split is read to its end (a chunk with no rows).
-    pub end: bool,
-}
-
-impl Chunk {
-    fn rows(split: u32, first: u64, batch: Batch, origins: Option<Vec<Origin>>) -> Self {
-        Chunk {
-            split,
-            first,
-            batch,
-            encoded: None,
-            origins,
-            keys: None,
-            end: false,
-        }
-    }
-
-    fn encoded(split: u32, first: u64, rows: Encoded) -> Self {
-        let schema_only = Batch::new(rows.schema().clone());
-        Chunk {
-            encoded: Some(rows),
-            ..Chunk::rows(split, first, schema_only, None)
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match &self.encoded {
-            Some(e) => e.rows(),
-            None => self.batch.len(),
-        }
-    }
-}
 
 pub fn run(
     reader: usize,
@@ -74,96 +30,20 @@ pub fn run(
         last_split = split.id;
         let range = describe(&split);
         tracing::info!(split = split.id, reader, range = %range, "split started");
-        let mut rows = 0u64;
-        let key = split.range.as_ref().map(|r| r.key_columns());
-        let ordered = shared.settings.progress.is_some();
-        let through = shared.pass_through();
-        let result = (|| {
-            let (retries, backoff) = (shared.settings.max_retries, shared.settings.retry_backoff);
-            let mut r =
-                super::resume::Resuming::open(source, &split, retries, backoff, &shared.control)?;
-            // Counted as read before it is handed on: from here the writers account for it.
-            let read = |end: u64, safe: Option<Value>, n: usize| {
-                shared.acks.chunk_read(split.id, end, safe);
-                Counters::add(&shared.counters.read, n);
-                Counters::add(&shared.counters.per_reader[reader], n);
-            };
-            loop {
-                let first = rows;
-                let (n, chunk) = if through {
-                    let Some(encoded) = r.next_encoded(shared.spare())? else {
-                        break;
-                    };
-                    let n = encoded.rows();
-                    if n == 0 {
-                        continue;
-                    }
-                    let keys = r
-                        .take_keys()
-                        .or_else(|| key.and_then(|k| encoded_keys(&encoded, k)));
-                    let safe = keys.as_ref().and_then(|k| acks::safe_key(k.iter()));
-                    read(first + n as u64, safe, n);
-                    let mut chunk = match chain.as_mut() {
-                        None => Chunk::encoded(split.id, first, encoded),
-                        Some(c) => {
-                            let applied = c.apply_encoded(encoded, first);
-                            if let Some(o) = &applied.origins {
-                                shared.transformed(split.id, n as u64, o, &applied.outcomes);
-                            }
-                            let mut chunk = Chunk::encoded(split.id, first, applied.rows);
-                            chunk.origins = applied.origins;
-                            chunk
-                        }
-                    };
-                    chunk.keys = keys.filter(|_| ordered).map(|k| match &chunk.origins {
-                        None => k,
-                        Some(o) => super::ordered::keys_of_outputs(&k, first, o),
-                    });
-                    (n, chunk)
-                } else {
-                    let Some(batch) = r.next_batch()? else { break };
-                    let n = batch.len();
-                    if n == 0 {
-                        continue;
-                    }
-                    let safe = key.and_then(|k| safe_key(&batch, k));
-                    let keys = key.filter(|_| ordered).and_then(|k| row_keys(&batch, k));
-                    read(first + n as u64, safe, n);
-                    let mut chunk = match chain.as_mut() {
-                        None => Chunk::rows(split.id, first, batch, None),
-                        Some(c) => {
-                            let origins = (first..first + n as u64).map(Origin::Row).collect();
-                            let applied = c.apply(batch, origins);
-                            shared.transformed(
-                                split.id,
-                                n as u64,
-                                &applied.origins,
-                                &applied.outcomes,
-                            );
-                            Chunk::rows(split.id, first, applied.batch, Some(applied.origins))
-                        }
-                    };
-                    chunk.keys = keys.map(|k| match &chunk.origins {
-                        None => k,
-                        Some(o) => super::ordered::keys_of_outputs(&k, first, o),
-                    });
-                    (n, chunk)
-                };
-                rows += n as u64;
-                if chunk.len() > 0 {
-                    out.send(chunk).expect("the batcher outlives the readers");
-                }
-                if shared.control.stopping() {
-                    tracing::info!(split = split.id, reader, rows, "stopped reading split");
-                    return Ok(false);
-                }
-            }
-            Ok::<_, crate::plugin::PluginError>(true)
-        })();
+        let mut reading = Reading {
+            reader,
+            split: &split,
+            key: split.range.as_ref().map(|r| r.key_columns()),
+            shared,
+            chain: chain.as_mut(),
+            rows: 0,
+        };
+        let result = reading.read(source, &out);
+        let rows = reading.rows;
         match result {
             Ok(true) => {
                 tracing::info!(split = split.id, reader, range = %range, rows, "split read");
-                if ordered {
+                if shared.mode.ordered() {
                     let mut end = Chunk::rows(split.id, rows, Batch::new(Vec::new().into()), None);
                     end.end = true;
                     out.send(end).expect("the batcher outlives the readers");
@@ -182,25 +62,173 @@ pub fn run(
             }
         }
     }
-    // What stateful transforms still hold; these rows belong to no split's progress.
     if let Some(c) = chain.as_mut() {
-        for applied in c.finish() {
-            shared.transformed(last_split, 0, &applied.origins, &applied.outcomes);
-            if applied.batch.rows.is_empty() {
-                continue;
-            }
-            let chunk = if shared.pass_through() {
-                // The batcher does not mix encoded rows with decoded ones.
-                let mut chunk = Chunk::encoded(last_split, 0, Encoded::of(&applied.batch));
-                chunk.origins = Some(applied.origins);
-                chunk
-            } else {
-                Chunk::rows(last_split, 0, applied.batch, Some(applied.origins))
-            };
-            out.send(chunk).expect("the batcher outlives the readers");
-        }
+        finish(c, last_split, &out, shared);
     }
     // Returning drops `out`: once every reader has, the batcher flushes and finishes.
+}
+
+/// One split as a reader reads it.
+struct Reading<'a> {
+    reader: usize,
+    split: &'a Split,
+    /// The split's key columns, when it has a key range.
+    key: Option<&'a [String]>,
+    shared: &'a Shared,
+    chain: Option<&'a mut Chain>,
+    /// Rows read so far.
+    rows: u64,
+}
+
+impl Reading<'_> {
+    /// Reads the split to its end (`true`) or until reading stops (`false`).
+    fn read(&mut self, source: &dyn SourceSide, out: &Sender<Chunk>) -> Result<bool, PluginError> {
+        let s = &self.shared.settings;
+        let mut r = Resuming::open(
+            source,
+            self.split,
+            s.max_retries,
+            s.retry_backoff,
+            &self.shared.control,
+        )?;
+        loop {
+            let next = if self.shared.mode.encoded() {
+                self.next_encoded(&mut r)?
+            } else {
+                self.next_decoded(&mut r)?
+            };
+            let Some((n, chunk)) = next else {
+                return Ok(true);
+            };
+            if n == 0 {
+                continue;
+            }
+            self.rows += n as u64;
+            if chunk.len() > 0 {
+                out.send(chunk).expect("the batcher outlives the readers");
+            }
+            if self.shared.control.stopping() {
+                let (split, reader, rows) = (self.split.id, self.reader, self.rows);
+                tracing::info!(split, reader, rows, "stopped reading split");
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Counted as read before it is handed on: from here the writers account for it.
+    fn counted(&self, n: usize, safe: Option<Value>) {
+        let shared = self.shared;
+        shared
+            .acks
+            .chunk_read(self.split.id, self.rows + n as u64, safe);
+        Counters::add(&shared.counters.read, n);
+        Counters::add(&shared.counters.per_reader[self.reader], n);
+    }
+
+    /// The next rows still encoded (the pass-through path), transformed, with how many were read;
+    /// `None` at the split's end.
+    fn next_encoded(&mut self, r: &mut Resuming) -> Result<Option<(usize, Chunk)>, PluginError> {
+        let (id, first) = (self.split.id, self.rows);
+        let Some(encoded) = r.next_encoded(self.shared.spare())? else {
+            return Ok(None);
+        };
+        let n = encoded.rows();
+        if n == 0 {
+            return Ok(Some((0, Chunk::encoded(id, first, encoded))));
+        }
+        let keys = r
+            .take_keys()
+            .or_else(|| self.key.and_then(|k| encoded_keys(&encoded, k)));
+        let safe = keys.as_ref().and_then(|k| acks::safe_key(k.iter()));
+        self.counted(n, safe);
+        let mut chunk = match self.chain.as_deref_mut() {
+            None => Chunk::encoded(id, first, encoded),
+            Some(c) => {
+                let applied = c.apply_encoded(encoded, first);
+                if let Some(o) = &applied.origins {
+                    self.shared.transformed(id, n as u64, o, &applied.outcomes);
+                }
+                let mut chunk = Chunk::encoded(id, first, applied.rows);
+                chunk.origins = applied.origins;
+                chunk
+            }
+        };
+        let ordered = self.shared.mode.ordered();
+        chunk.keys = keys.filter(|_| ordered).map(|k| match &chunk.origins {
+            None => k,
+            Some(o) => keys_of_outputs(&k, first, o),
+        });
+        Ok(Some((n, chunk)))
+    }
+
+    /// The next rows decoded, transformed, with how many were read; `None` at the split's end.
+    fn next_decoded(&mut self, r: &mut Resuming) -> Result<Option<(usize, Chunk)>, PluginError> {
+        let (id, first) = (self.split.id, self.rows);
+        let Some(batch) = r.next_batch()? else {
+            return Ok(None);
+        };
+        let n = batch.len();
+        if n == 0 {
+            return Ok(Some((0, Chunk::rows(id, first, batch, None))));
+        }
+        let safe = self.key.and_then(|k| safe_key(&batch, k));
+        let ordered = self.shared.mode.ordered();
+        let keys = self
+            .key
+            .filter(|_| ordered)
+            .and_then(|k| row_keys(&batch, k));
+        self.counted(n, safe);
+        let mut chunk = match self.chain.as_deref_mut() {
+            None => Chunk::rows(id, first, batch, None),
+            Some(c) => {
+                let origins = (first..first + n as u64).map(Origin::Row).collect();
+                let applied = c.apply(batch, origins);
+                self.shared
+                    .transformed(id, n as u64, &applied.origins, &applied.outcomes);
+                Chunk::rows(id, first, applied.batch, Some(applied.origins))
+            }
+        };
+        chunk.keys = keys.map(|k| match &chunk.origins {
+            None => k,
+            Some(o) => keys_of_outputs(&k, first, o),
+        });
+        Ok(Some((n, chunk)))
+    }
+}
+
+/// What stateful transforms still hold once the reader has no split left; these rows belong to
+/// no split's progress.
+fn finish(chain: &mut Chain, last_split: u32, out: &Sender<Chunk>, shared: &Shared) {
+    for applied in chain.finish() {
+        shared.transformed(last_split, 0, &applied.origins, &applied.outcomes);
+        if applied.batch.rows.is_empty() {
+            continue;
+        }
+        let chunk = if shared.mode.encoded() {
+            // The batcher does not mix encoded rows with decoded ones.
+            let mut chunk = Chunk::encoded(last_split, 0, Encoded::of(&applied.batch));
+            chunk.origins = Some(applied.origins);
+            chunk
+        } else {
+            Chunk::rows(last_split, 0, applied.batch, Some(applied.origins))
+        };
+        out.send(chunk).expect("the batcher outlives the readers");
+    }
+}
+
+/// The key of each output row of a transformed chunk: its input row's (`first` is the chunk's
+/// first input row); rows from no input row get NULL, where a batch never ends.
+pub fn keys_of_outputs(input: &[Value], first: u64, origins: &[Origin]) -> Vec<Value> {
+    origins
+        .iter()
+        .map(|o| match o {
+            Origin::Row(seq) => input
+                .get((seq - first) as usize)
+                .cloned()
+                .unwrap_or(Value::Null),
+            Origin::Finish => Value::Null,
+        })
+        .collect()
 }
 
 /// The chunk's safe key (see [`acks::safe_key`]): of one column, or of a tuple of several.

@@ -9,16 +9,19 @@ use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::Batch;
 
 use super::acks::Acks;
-use super::batcher::Work;
 use super::control::{Control, StopReason};
 use super::deadletter::DeadLetter;
+use super::mode::Mode;
 use super::settings::Settings;
+use super::work::Work;
 use crate::stats::Counters;
 use crate::transform::{Origin, Outcome, Transforms};
 
 pub struct Shared {
     pub counters: Arc<Counters>,
     pub settings: Settings,
+    /// The flow's delivery mode, chosen when it started.
+    pub mode: Mode,
     pub control: Arc<Control>,
     pub dead_letter: DeadLetter,
     pub acks: Acks,
@@ -32,7 +35,7 @@ pub struct Shared {
     checkpoint_tx: Option<crossbeam_channel::Sender<Tick>>,
     error: Mutex<Option<String>>,
     /// Set once a writer concluded that the sink fails whatever it is given (see
-    /// `writer::SinkCheck`): writers then give their rows back instead of writing them.
+    /// `sinkcheck::SinkCheck`): writers then give their rows back instead of writing them.
     sink_failed: AtomicBool,
     given_back: AtomicU64,
     /// Pass-through buffers the writers are done with, for the readers to fill again: without
@@ -55,6 +58,7 @@ pub enum Tick {
 impl Shared {
     pub fn new(
         settings: Settings,
+        mode: Mode,
         control: Arc<Control>,
         counters: Arc<Counters>,
         transforms: Option<Arc<Transforms>>,
@@ -64,6 +68,7 @@ impl Shared {
         Shared {
             counters,
             settings,
+            mode,
             control,
             dead_letter,
             acks: Acks::default(),
@@ -89,13 +94,6 @@ impl Shared {
             // Full: more buffers than the queues hold came back; this one is freed.
             let _ = self.spares.0.try_send(e);
         }
-    }
-
-    /// Whether rows go from source to sink still encoded: nothing on the way needs their values
-    /// (no transform but of the encoded world, no endpoint grouping; progress in the target needs
-    /// only the key column, which is decoded alone).
-    pub fn pass_through(&self) -> bool {
-        self.transforms.as_ref().is_none_or(|t| t.encoded()) && self.settings.endpoints.is_none()
     }
 
     /// One output (or outcome) of an input row of `split` is behind us. Returns the input row's

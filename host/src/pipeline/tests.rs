@@ -346,8 +346,8 @@ fn the_key_column_a_resumable_read_decoded_is_handed_on_once() {
 
 #[test]
 fn ordered_batches_keep_the_origins_transforms_gave_encoded_rows() {
-    use super::batcher::Limits;
-    use super::reader::Chunk;
+    use super::work::Chunk;
+    use super::work::Limits;
     use crate::transform::Origin;
 
     let mut s = settings(1, 4, scratch("ordered-origins.jsonl"));
@@ -360,7 +360,15 @@ fn ordered_batches_keep_the_origins_transforms_gave_encoded_rows() {
     });
     let dead_letter = DeadLetter::new(s.dead_letter.clone(), "prop", None, SystemTime::now());
     let counters = Arc::new(Counters::new(1));
-    let shared = Shared::new(s, Arc::default(), counters, None, dead_letter, None);
+    let shared = Shared::new(
+        s,
+        Mode::Ordered { encoded: true },
+        Arc::default(),
+        counters,
+        None,
+        dead_letter,
+        None,
+    );
     let schema: etlhost_plugin_sdk::Schema = vec![Column {
         name: "id".into(),
         ty: ColumnType::Int,
@@ -394,7 +402,7 @@ fn ordered_batches_keep_the_origins_transforms_gave_encoded_rows() {
         bytes: None,
         timeout: None,
     };
-    super::ordered::run(rx, vec![work_tx], limits, &shared);
+    super::delivery::ordered::run(rx, vec![work_tx], limits, &shared);
     let origins: Vec<Origin> = work_rx
         .iter()
         .flat_map(|w| w.origin.into_iter().map(|(_, o)| o))
@@ -569,6 +577,7 @@ fn the_rows_of_a_failing_sink_are_not_acknowledged() {
     let dl = scratch("sink-fails-acks.jsonl");
     let shared = Shared::new(
         settings(1, 100, dl.clone()),
+        Mode::Plain,
         Arc::default(),
         Arc::new(Counters::new(1)),
         None,
@@ -582,7 +591,7 @@ fn the_rows_of_a_failing_sink_are_not_acknowledged() {
     .into();
     let (tx, rx) = crossbeam_channel::unbounded();
     for b in 0..3u64 {
-        let mut work = super::batcher::Work::empty(schema.clone());
+        let mut work = super::work::Work::empty(schema.clone());
         for i in b * 10..(b + 1) * 10 {
             work.batch.rows.push(vec![Value::Int(i as i64)]);
             work.origin.push((0, crate::transform::Origin::Row(i)));
@@ -620,7 +629,15 @@ fn a_failing_sink_records_no_progress_in_the_target() {
     });
     let counters = Arc::new(Counters::new(1));
     let dead_letter = DeadLetter::new(dl.clone(), "prop", None, SystemTime::now());
-    let shared = Shared::new(s, Arc::default(), counters, None, dead_letter, None);
+    let shared = Shared::new(
+        s,
+        Mode::Ordered { encoded: false },
+        Arc::default(),
+        counters,
+        None,
+        dead_letter,
+        None,
+    );
     let schema: etlhost_plugin_sdk::Schema = vec![Column {
         name: "id".into(),
         ty: ColumnType::Int,
@@ -640,7 +657,7 @@ fn a_failing_sink_records_no_progress_in_the_target() {
     };
     let (tx, rx) = crossbeam_channel::unbounded();
     for b in 0..2u64 {
-        let mut work = super::batcher::Work::empty(schema.clone());
+        let mut work = super::work::Work::empty(schema.clone());
         for i in b * 8..(b + 1) * 8 {
             work.batch.rows.push(vec![Value::Int(i as i64)]);
             work.origin.push((0, crate::transform::Origin::Row(i)));
@@ -666,13 +683,14 @@ fn a_failing_sink_records_no_progress_in_the_target() {
     let dead_letter = DeadLetter::new(dl.clone(), "prop", None, SystemTime::now());
     let shared = Shared::new(
         s,
+        Mode::Ordered { encoded: false },
         Arc::default(),
         Arc::new(Counters::new(1)),
         None,
         dead_letter,
         None,
     );
-    let mut work = super::batcher::Work::empty(schema.clone());
+    let mut work = super::work::Work::empty(schema.clone());
     for i in 0..8 {
         work.batch.rows.push(vec![Value::Int(i)]);
         work.origin

@@ -37,55 +37,23 @@
 //! the target stores it in (its bucket) instead of its hash, so concurrent batches write only to
 //! their own groups' buckets and never share a page.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use etlhost_plugin_sdk::{Batch, Schema, Value};
+use etlhost_plugin_sdk::{Schema, Value};
 
-use super::batcher::{Limits, Work};
-use super::reader::Chunk;
-use super::shared::Shared;
-use crate::placement::{key_hash, Placement, Places};
+use super::plain;
+use crate::pipeline::batcher;
+use crate::pipeline::seams::SinkSide;
+use crate::pipeline::settings::Endpoints;
+use crate::pipeline::shared::Shared;
+use crate::pipeline::work::{Chunk, Lane, Limits, Work};
+use crate::placement::{key_hash, Places};
 use crate::transform::Origin;
 
 /// The most rows a window holds before it is scheduled.
 pub const MAX_WINDOW: usize = 1_000_000;
-
-/// The columns that find a relationship's start and end nodes (several for a composite key).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Endpoints {
-    pub start: Vec<String>,
-    pub end: Vec<String>,
-    /// Where the target stores the nodes, when the spec asks for it; `None` groups by hash.
-    pub placement: Option<Placement>,
-}
-
-/// What a batch of a grouped flow carries to its writer: the groups of its rows' endpoints, whose
-/// locks the writer holds while it writes the batch.
-pub struct Lane {
-    locks: Arc<[Mutex<()>]>,
-    groups: (usize, usize),
-}
-
-/// The locks of a batch's groups, released when dropped.
-pub struct Held<'a> {
-    _lower: MutexGuard<'a, ()>,
-    _upper: Option<MutexGuard<'a, ()>>,
-}
-
-impl Lane {
-    /// Waits until no other writer holds one of this batch's groups, and holds them until dropped.
-    pub fn hold(&self) -> Held<'_> {
-        // The locks guard no data: a writer that panicked holding one leaves nothing inconsistent.
-        let lock = |g: usize| self.locks[g].lock().unwrap_or_else(|e| e.into_inner());
-        let (a, b) = self.groups;
-        Held {
-            _lower: lock(a.min(b)),
-            _upper: (a != b).then(|| lock(a.max(b))),
-        }
-    }
-}
 
 type Entry = (Vec<Value>, (u32, Origin));
 
@@ -99,7 +67,7 @@ struct Window {
     since: Instant,
 }
 
-/// The grouping batcher: as `batcher::run`, but batches are scheduled as the module docs say.
+/// The grouping batcher: as [`batcher::run`], but batches are scheduled as the module docs say.
 /// With one writer nothing can conflict, and the plain batcher runs instead.
 pub fn run(
     input: Receiver<Chunk>,
@@ -110,7 +78,7 @@ pub fn run(
     shared: &Shared,
 ) {
     if writers <= 1 {
-        return super::batcher::run(input, output, limits);
+        return batcher::run(input, output, limits);
     }
     let groups = 2 * writers + 1;
     let locks: Arc<[Mutex<()>]> = (0..groups).map(|_| Mutex::new(())).collect();
@@ -249,10 +217,7 @@ fn flush(w: Window, output: &Sender<Work>, limits: Limits, locks: &Arc<[Mutex<()
         while !lanes.is_empty() {
             lanes.retain_mut(|(pair, batches)| match batches.next() {
                 Some(mut work) => {
-                    work.lane = Some(Lane {
-                        locks: locks.clone(),
-                        groups: *pair,
-                    });
+                    work.lane = Some(Lane::new(locks.clone(), *pair));
                     output.send(work).expect("writers outlive the batcher");
                     true
                 }
@@ -267,22 +232,7 @@ fn batches(schema: &Schema, rows: Vec<Entry>, limits: Limits) -> Vec<Work> {
     let mut out = Vec::new();
     let mut current: Option<(Work, usize)> = None;
     for (row, origin) in rows {
-        let (work, bytes) = current.get_or_insert_with(|| {
-            (
-                Work {
-                    batch: Batch {
-                        schema: schema.clone(),
-                        rows: Vec::new(),
-                    },
-                    encoded: None,
-                    origin: Vec::new(),
-                    lane: None,
-                    progress: None,
-                    keys: Vec::new(),
-                },
-                0,
-            )
-        });
+        let (work, bytes) = current.get_or_insert_with(|| (Work::empty(schema.clone()), 0));
         if limits.bytes.is_some() {
             *bytes += row.iter().map(|v| v.approx_size()).sum::<usize>();
         }
@@ -296,13 +246,20 @@ fn batches(schema: &Schema, rows: Vec<Entry>, limits: Limits) -> Vec<Work> {
     out
 }
 
+/// Writes a batch as the plain mode does, once no other writer holds its groups.
+pub fn write(sink: &mut dyn SinkSide, work: &Work, shared: &Shared) {
+    let _held = work.lane.as_ref().map(Lane::hold);
+    plain::write(sink, work, shared);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pipeline::{execute, Control, SinkSide, SourceSide, SplitRead};
-    use crate::placement::PlacesBuilder;
+    use crate::placement::{Placement, PlacesBuilder};
     use crate::plugin::PluginError;
     use crate::stats::Counters;
+    use etlhost_plugin_sdk::Batch;
     use etlhost_plugin_sdk::{Column, ColumnType, KeyRange, Split};
     use std::collections::{HashMap, HashSet};
     use std::time::Duration;

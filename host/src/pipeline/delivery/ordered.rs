@@ -23,40 +23,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{Batch, Progress, Value};
 
-use super::batcher::{Limits, Work};
-use super::reader::Chunk;
-use super::seams::SinkSide;
-use super::shared::Shared;
-use super::writer::SinkCheck;
+use super::encoded;
+use crate::pipeline::seams::SinkSide;
+use crate::pipeline::settings::ProgressSettings;
+use crate::pipeline::shared::Shared;
+use crate::pipeline::sinkcheck::SinkCheck;
+use crate::pipeline::work::{Chunk, Limits, Work};
+use crate::pipeline::write::{fail_rows, write_with_retries, written};
 use crate::plugin::PluginError;
 use crate::stats::Counters;
 use crate::transform::Origin;
-
-/// What a flow records in the target, and where its splits stood before this run.
-#[derive(Debug, Clone)]
-pub struct ProgressSettings {
-    pub job: String,
-    pub flow: String,
-    pub run: String,
-    pub shard: u32,
-    /// Split id -> rows behind it from earlier runs (and the key they reached).
-    pub base: HashMap<u32, (u64, Option<Value>)>,
-}
-
-/// The key of each output row of a transformed chunk: its input row's (`first` is the chunk's
-/// first input row); rows from no input row get NULL, where a batch never ends.
-pub fn keys_of_outputs(input: &[Value], first: u64, origins: &[Origin]) -> Vec<Value> {
-    origins
-        .iter()
-        .map(|o| match o {
-            Origin::Row(seq) => input
-                .get((seq - first) as usize)
-                .cloned()
-                .unwrap_or(Value::Null),
-            Origin::Finish => Value::Null,
-        })
-        .collect()
-}
 
 /// A batch may end after row `i - 1` when the key changes there (and is not NULL: NULL keys are
 /// read first, and "after NULL" names no rows).
@@ -97,17 +73,10 @@ impl Pending {
             Some(e) => (Vec::new(), Some(e.split_off(n))),
             None => (self.work.batch.rows.split_off(n), None),
         };
-        let rest = Work {
-            batch: Batch {
-                schema: self.work.batch.schema.clone(),
-                rows,
-            },
-            encoded,
-            origin: self.work.origin.split_off(n),
-            lane: None,
-            progress: None,
-            keys: Vec::new(),
-        };
+        let mut rest = Work::empty(self.work.batch.schema.clone());
+        rest.batch.rows = rows;
+        rest.encoded = encoded;
+        rest.origin = self.work.origin.split_off(n);
         let rest_keys = if self.keyed {
             self.keys.split_off(n)
         } else {
@@ -272,13 +241,23 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
     }
 }
 
+/// Writes a batch of an ordered flow: with its split's progress if it carries it, else as the
+/// other modes do.
+pub fn write(sink: &mut dyn SinkSide, work: &mut Work, shared: &Shared) {
+    if work.progress.is_none() {
+        // Cut where no progress can be recorded: its rows are only written.
+        return encoded::write(sink, work, shared);
+    }
+    deliver(sink, work, shared);
+}
+
 /// Writes a batch that carries its split's progress; see the module docs. Encoded rows are
 /// decoded only if the batch fails: to bisect it, or to keep them in the dead-letter file.
-pub fn deliver(sink: &mut dyn SinkSide, work: &mut Work, shared: &Shared) {
+fn deliver(sink: &mut dyn SinkSide, work: &mut Work, shared: &Shared) {
     let step = work.progress.as_ref().expect("checked by the writer");
     let n = work.len();
     let all: Vec<usize> = (0..n).collect();
-    let Err(e) = write(sink, Rows::of(work), step, shared) else {
+    let Err(e) = write_with_progress(sink, Rows::of(work), step, shared) else {
         return written(work, &all, shared);
     };
     let step = &step.clone();
@@ -309,7 +288,7 @@ pub fn deliver(sink: &mut dyn SinkSide, work: &mut Work, shared: &Shared) {
             }
         }
         e => {
-            super::writer::fail_rows(work, &all, &e, shared);
+            fail_rows(work, &all, &e, shared);
             record_only(sink, step, shared);
         }
     }
@@ -318,7 +297,7 @@ pub fn deliver(sink: &mut dyn SinkSide, work: &mut Work, shared: &Shared) {
 /// Writes rows `[a, b)` of the batch in halves until the failing ones are isolated; each part
 /// that ends at a key change records the progress it reaches (`from`: where the record stands).
 /// Returns whether the batch's own progress (its end) was recorded. Failed rows go through
-/// `check`, which tells a failing sink from failing rows (see `writer::SinkCheck`).
+/// `check`, which tells a failing sink from failing rows (see [`SinkCheck`]).
 fn bisect(
     sink: &mut dyn SinkSide,
     work: &Work,
@@ -362,8 +341,8 @@ fn bisect(
         None
     };
     let result = match &progress {
-        Some(p) => write(sink, Rows::Decoded(&part), p, shared),
-        None => super::writer::write_with_retries(sink, &part, shared),
+        Some(p) => write_with_progress(sink, Rows::Decoded(&part), p, shared),
+        None => write_with_retries(sink, &part, shared),
     };
     match result {
         Ok(()) => {
@@ -386,17 +365,11 @@ fn bisect(
     }
 }
 
-fn written(work: &Work, rows: &[usize], shared: &Shared) {
-    Counters::add(&shared.counters.written, rows.len());
-    Counters::add(&shared.counters.batches, 1);
-    super::writer::acknowledge(work, rows, shared);
-}
-
 /// The batch's rows are written or failed, but its progress is not recorded yet: record it alone,
 /// so a resumed run does not read them again. Failing that, the job fails.
 fn record_only(sink: &mut dyn SinkSide, step: &Progress, shared: &Shared) {
     let empty = Batch::new(Vec::new().into());
-    if let Err(e) = write(sink, Rows::Decoded(&empty), step, shared) {
+    if let Err(e) = write_with_progress(sink, Rows::Decoded(&empty), step, shared) {
         shared.fail(format!(
             "cannot record the progress of split {} in the target: {e}",
             step.split
@@ -407,7 +380,7 @@ fn record_only(sink: &mut dyn SinkSide, step: &Progress, shared: &Shared) {
 /// One batch and its progress, with retries; a retry is written only if the split's record still
 /// stands where the batch began, in the same transaction, so an attempt that committed with its
 /// answer lost is not written twice.
-fn write(
+fn write_with_progress(
     sink: &mut dyn SinkSide,
     rows: Rows<'_>,
     step: &Progress,
