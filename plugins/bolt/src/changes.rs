@@ -11,8 +11,11 @@ use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, ConfigError, Error, Op
 use etlhost_bolt_client::{Connection, WriteParams};
 
 type Encoder<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
-use super::Encoding;
-use super::{check_query, needs_new_session, params, BoltError, BoltOptions, BoltSink, Checked};
+use crate::encoding::Encoding;
+use crate::options::BoltOptions;
+use crate::params;
+use crate::sink::{check_query, needs_new_session, BoltSink, Checked};
+use etlhost_bolt_client::BoltError;
 
 /// Every kind needs its query: a delete without `delete_query` would be dropped without a word.
 pub fn check_options(o: &BoltOptions) -> Result<(), ConfigError> {

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use etlhost_plugin_sdk::{Batch, ConfigError, Error};
 
-use crate::{encode_rows, encode_value, BoltOptions, Encoding};
+use crate::encoding::{encode_rows, encode_value, Encoding};
+use crate::options::BoltOptions;
 use etlhost_bolt_client::packstream as ps;
 
 pub fn check(o: &BoltOptions) -> Result<(), ConfigError> {

@@ -14,7 +14,10 @@ use etlhost_plugin_sdk::{
     Batch, Error, OpenError, Plan, Progress, SinkProgress, State, StateRequest, Value,
 };
 
-use crate::{needs_new_session, params, BoltOptions, BoltSink, Encoding};
+use crate::encoding::Encoding;
+use crate::options::BoltOptions;
+use crate::params;
+use crate::sink::{needs_new_session, BoltSink};
 use etlhost_bolt_client::packstream::{self as ps, Ps};
 use etlhost_bolt_client::{BoltError, Connection, WriteParams};
 

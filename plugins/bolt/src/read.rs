@@ -11,7 +11,9 @@ use etlhost_plugin_sdk::{
     SplitReader, Value,
 };
 
-use crate::{encode_value, BoltOptions, BoltSink, Encoding};
+use crate::encoding::{encode_value, Encoding};
+use crate::options::BoltOptions;
+use crate::sink::BoltSink;
 use etlhost_bolt_client::packstream::{self as ps, Ps};
 use etlhost_bolt_client::{BoltError, Connection};
 

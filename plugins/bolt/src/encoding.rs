@@ -1,0 +1,249 @@
+//! Values into PackStream: the batch as the query's `$batch` parameter, a list of maps keyed by
+//! column name, each value as the options and the connection's Bolt version say.
+
+use etlhost_bolt_client::packstream as ps;
+use etlhost_plugin_sdk::{Batch, Value};
+
+use crate::options::{DecimalAs, Temporal};
+
+/// The parameter map `{batch: [{column: value, ...}, ...]}` for Bolt 5; public for the raw-limit
+/// benchmark.
+pub fn encode_params(m: &mut Vec<u8>, batch: &Batch, temporal: Temporal, decimal: DecimalAs) {
+    encode_params_for(m, batch, temporal, decimal, (5, 0))
+}
+
+/// [`encode_params`] for the Bolt `version` the connection agreed on (it decides how a zoned
+/// DateTime is written).
+pub fn encode_params_for(
+    m: &mut Vec<u8>,
+    batch: &Batch,
+    temporal: Temporal,
+    decimal: DecimalAs,
+    version: (u8, u8),
+) {
+    encode_rows(m, batch, &Encoding::new(temporal, decimal, version))
+}
+
+/// `{batch: [{column: value, ...}, ...]}`, a NULL column left out of its row's map.
+pub(crate) fn encode_rows(m: &mut Vec<u8>, batch: &Batch, enc: &Encoding) {
+    ps::map_header(m, 1);
+    ps::string(m, "batch");
+    ps::list_header(m, batch.rows.len());
+    for row in &batch.rows {
+        ps::map_header(m, row.iter().filter(|v| !v.is_null()).count());
+        for (col, v) in batch.schema.iter().zip(row) {
+            if v.is_null() {
+                continue;
+            }
+            ps::string(m, &col.name);
+            encode_value(m, v, enc);
+        }
+    }
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// How values are written: the options, and what the connection's Bolt version decides.
+pub(crate) struct Encoding {
+    temporal: Temporal,
+    decimal: DecimalAs,
+    /// Bolt 5's DateTime (`I`, seconds since the epoch in UTC) rather than 4.x's (`F`, seconds of
+    /// the local time). With offset 0, as etlhost sends it, only the tag differs.
+    utc_datetime: bool,
+}
+
+impl Encoding {
+    pub(crate) fn new(temporal: Temporal, decimal: DecimalAs, version: (u8, u8)) -> Self {
+        Encoding {
+            temporal,
+            decimal,
+            utc_datetime: version.0 >= 5,
+        }
+    }
+}
+
+/// Neo4j's spatial reference ids: WGS-84 (longitude, latitude) for EPSG 4326 and its 3D form
+/// 4979, cartesian for everything else (Neo4j knows no other system).
+fn neo4j_srid(p: &etlhost_plugin_sdk::Point) -> i64 {
+    match (p.srid, p.z.is_some()) {
+        (4326, false) => 4326,
+        (4326 | 4979, true) => 4979,
+        (_, false) => 7203,
+        (_, true) => 9157,
+    }
+}
+
+pub(crate) fn encode_value(m: &mut Vec<u8>, v: &Value, enc: &Encoding) {
+    if enc.temporal == Temporal::String
+        && matches!(
+            v,
+            Value::Date(_) | Value::DateTime(_) | Value::Time(_) | Value::Timestamp(_)
+        )
+    {
+        return ps::string(m, &v.to_string());
+    }
+    match v {
+        Value::Null => ps::null(m),
+        Value::Bool(b) => ps::bool(m, *b),
+        Value::Int(i) => ps::int(m, *i),
+        // Bolt integers are signed 64-bit; larger unsigned values keep their digits as text.
+        Value::UInt(u) => match i64::try_from(*u) {
+            Ok(i) => ps::int(m, i),
+            Err(_) => ps::string(m, &u.to_string()),
+        },
+        Value::Float(f) => ps::float(m, *f),
+        Value::Decimal(d) => match (enc.decimal, d.parse::<f64>()) {
+            (DecimalAs::Float, Ok(f)) => ps::float(m, f),
+            _ => ps::string(m, d),
+        },
+        Value::String(s) => ps::string(m, s),
+        Value::Bytes(b) => ps::bytes(m, b),
+        Value::Date(days) => {
+            ps::struct_header(m, 1, b'D');
+            ps::int(m, *days as i64);
+        }
+        Value::DateTime(us) => {
+            ps::struct_header(m, 2, b'd');
+            ps::int(m, us.div_euclid(1_000_000));
+            ps::int(m, us.rem_euclid(1_000_000) * 1000);
+        }
+        Value::Time(us) if (0..MICROS_PER_DAY).contains(us) => {
+            ps::struct_header(m, 1, b't');
+            ps::int(m, us * 1000);
+        }
+        Value::Time(us) => {
+            // Beyond a time of day (MySQL TIME spans +-838 h): a Duration.
+            ps::struct_header(m, 4, b'E');
+            ps::int(m, 0);
+            ps::int(m, 0);
+            ps::int(m, us.div_euclid(1_000_000));
+            ps::int(m, us.rem_euclid(1_000_000) * 1000);
+        }
+        Value::Timestamp(us) => {
+            ps::struct_header(m, 3, if enc.utc_datetime { b'I' } else { b'F' });
+            ps::int(m, us.div_euclid(1_000_000));
+            ps::int(m, us.rem_euclid(1_000_000) * 1000);
+            ps::int(m, 0);
+        }
+        Value::Point(p) => {
+            let srid = neo4j_srid(p);
+            match p.z {
+                None => {
+                    ps::struct_header(m, 3, b'X');
+                    ps::int(m, srid);
+                }
+                Some(_) => {
+                    ps::struct_header(m, 4, b'Y');
+                    ps::int(m, srid);
+                }
+            }
+            ps::float(m, p.x);
+            ps::float(m, p.y);
+            if let Some(z) = p.z {
+                ps::float(m, z);
+            }
+        }
+        // Members that are NULL stay in lists and maps as nulls: their position or key means
+        // something there.
+        Value::List(items) => {
+            ps::list_header(m, items.len());
+            for item in items {
+                encode_value(m, item, enc);
+            }
+        }
+        Value::Map(entries) => {
+            ps::map_header(m, entries.len());
+            for (k, v) in entries {
+                ps::string(m, k);
+                encode_value(m, v, enc);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use etlhost_bolt_client::packstream::{self, Ps};
+    use etlhost_plugin_sdk::{Column, ColumnType, Point};
+
+    fn encoded(v: Value, temporal: Temporal, version: (u8, u8)) -> Ps {
+        let batch = Batch {
+            schema: vec![Column {
+                name: "v".into(),
+                ty: ColumnType::Any,
+            }]
+            .into(),
+            rows: vec![vec![v]],
+        };
+        let mut m = Vec::new();
+        encode_params_for(&mut m, &batch, temporal, DecimalAs::String, version);
+        let Ps::Map(mut top) = packstream::decode(&m).unwrap() else {
+            panic!()
+        };
+        let Some(Ps::List(mut rows)) = top.remove("batch") else {
+            panic!()
+        };
+        let Ps::Map(mut row) = rows.remove(0) else {
+            panic!()
+        };
+        row.remove("v").unwrap()
+    }
+
+    #[test]
+    fn new_values() {
+        let native = Temporal::Native;
+        let ts = Value::Timestamp(1_700_000_000_123_456);
+        let fields = vec![Ps::Int(1_700_000_000), Ps::Int(123_456_000), Ps::Int(0)];
+        assert_eq!(
+            encoded(ts.clone(), native, (5, 4)),
+            Ps::Struct(b'I', fields.clone())
+        );
+        assert_eq!(
+            encoded(ts.clone(), native, (4, 4)),
+            Ps::Struct(b'F', fields)
+        );
+        assert_eq!(
+            encoded(ts, Temporal::String, (5, 4)),
+            Ps::String("2023-11-14T22:13:20.123456Z".into())
+        );
+        let p = |srid, z| {
+            Value::Point(Point {
+                srid,
+                x: 1.5,
+                y: -2.0,
+                z,
+            })
+        };
+        assert_eq!(
+            encoded(p(4326, None), native, (5, 4)),
+            Ps::Struct(b'X', vec![Ps::Int(4326), Ps::Float(1.5), Ps::Float(-2.0)])
+        );
+        assert_eq!(
+            encoded(p(0, None), Temporal::String, (5, 4)),
+            Ps::Struct(b'X', vec![Ps::Int(7203), Ps::Float(1.5), Ps::Float(-2.0)])
+        );
+        assert_eq!(
+            encoded(p(3857, Some(3.0)), native, (5, 4)),
+            Ps::Struct(
+                b'Y',
+                vec![
+                    Ps::Int(9157),
+                    Ps::Float(1.5),
+                    Ps::Float(-2.0),
+                    Ps::Float(3.0)
+                ]
+            )
+        );
+        let doc = Value::Map(vec![
+            ("tags".into(), Value::List(vec![Value::String("a".into())])),
+            ("none".into(), Value::Null),
+        ]);
+        let Ps::Map(doc) = encoded(doc, native, (5, 4)) else {
+            panic!()
+        };
+        assert_eq!(doc["tags"], Ps::List(vec![Ps::String("a".into())]));
+        assert_eq!(doc["none"], Ps::Null);
+    }
+}
