@@ -83,14 +83,8 @@ struct Reading<'a> {
 impl Reading<'_> {
     /// Reads the split to its end (`true`) or until reading stops (`false`).
     fn read(&mut self, source: &dyn SourceSide, out: &Sender<Chunk>) -> Result<bool, PluginError> {
-        let s = &self.shared.settings;
-        let mut r = Resuming::open(
-            source,
-            self.split,
-            s.max_retries,
-            s.retry_backoff,
-            &self.shared.control,
-        )?;
+        let (shared, retry) = (self.shared, self.shared.settings.retry_policy());
+        let mut r = Resuming::open(source, self.split, retry, &shared.control)?;
         loop {
             let next = if self.shared.mode.encoded() {
                 self.next_encoded(&mut r)?

@@ -1,11 +1,9 @@
 //! A split read that survives a lost source connection (a MySQL restart): on a transient error it
-//! waits (the sink's `retry_backoff`, doubling with jitter as [`crate::retry`] says; `max_retries`
-//! times per failure)
-//! and reads the split again from after its last *safe* key (see [`super::acks::safe_key`]),
-//! dropping the rows after that key it had already handed on, so every row is still read once.
+//! waits (as the flow's [`crate::retry::Policy`] says: the sink's `retry_backoff`, doubling with
+//! jitter, `max_retries` times per failure) and reads the split again from after its last *safe*
+//! key (see [`super::acks::safe_key`]), dropping the rows after that key it had already handed
+//! on, so every row is still read once.
 //! Exact when the split's key is unique (a primary key); only splits with a key range retry.
-
-use std::time::Duration;
 
 use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{Batch, Split, Value};
@@ -36,8 +34,7 @@ impl<'a> Resuming<'a> {
     pub fn open(
         source: &'a dyn SourceSide,
         split: &Split,
-        retries: u32,
-        backoff: Duration,
+        retry: Policy,
         control: &'a Control,
     ) -> Result<Self, PluginError> {
         Ok(Resuming {
@@ -49,7 +46,7 @@ impl<'a> Resuming<'a> {
             since: 0,
             skip: 0,
             keys: None,
-            retry: Policy::new(backoff, retries),
+            retry,
         })
     }
 

@@ -332,7 +332,13 @@ fn the_key_column_a_resumable_read_decoded_is_handed_on_once() {
     let source = FakeSource::new(4);
     let control = Control::default();
     let split = &splits(10, 1)[0];
-    let mut r = resume::Resuming::open(&source, split, 0, Duration::ZERO, &control).unwrap();
+    let mut r = resume::Resuming::open(
+        &source,
+        split,
+        crate::retry::Policy::new(Duration::ZERO, 0),
+        &control,
+    )
+    .unwrap();
     let first = r.next_encoded(None).unwrap().unwrap();
     assert_eq!(first.rows(), 4);
     assert_eq!(r.take_keys(), Some((0..4).map(Value::Int).collect()));

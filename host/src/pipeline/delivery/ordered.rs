@@ -66,6 +66,51 @@ struct Pending {
 }
 
 impl Pending {
+    fn new(chunk: &Chunk, s: &ProgressSettings, writer: usize) -> Self {
+        let (rows, after) = s.base.get(&chunk.split).cloned().unwrap_or_default();
+        Pending {
+            work: Work::empty(chunk.batch.schema.clone()),
+            keys: Vec::new(),
+            keyed: true,
+            writer,
+            rows,
+            recorded: rows,
+            after,
+            since: Instant::now(),
+        }
+    }
+
+    /// A chunk's rows (and keys) join the split's rows not yet sent.
+    fn add(&mut self, chunk: Chunk) {
+        if self.work.len() == 0 {
+            self.work.batch.schema = chunk.batch.schema.clone();
+            self.since = Instant::now();
+        }
+        let first = chunk.first;
+        match chunk.keys {
+            Some(k) if self.keyed => self.keys.extend(k),
+            _ => self.keyed = false,
+        }
+        let origins = chunk.origins.as_deref();
+        if let Some(rows) = chunk.encoded {
+            // From the pass-through path: as the source made them, or as transforms of the
+            // encoded world did (then with their origins).
+            let n = rows.rows();
+            match &mut self.work.encoded {
+                Some(mine) if !mine.is_empty() => mine.extend(&rows, 0..n),
+                _ => self.work.encoded = Some(rows),
+            }
+            let seqs = (0..n).map(|i| (chunk.split, Origin::of(origins, first, i)));
+            self.work.origin.extend(seqs);
+        }
+        for (i, row) in chunk.batch.rows.into_iter().enumerate() {
+            self.work.batch.rows.push(row);
+            self.work
+                .origin
+                .push((chunk.split, Origin::of(origins, first, i)));
+        }
+    }
+
     /// Takes the first `n` rows as a batch, with the progress they reach (`None`: the cut is not
     /// at a key change, so no progress can be recorded).
     fn take(&mut self, n: usize, split: u32, done: bool, s: &ProgressSettings) -> Work {
@@ -148,18 +193,8 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
         };
         let Some(chunk) = next else { break };
         let p = splits.entry(chunk.split).or_insert_with(|| {
-            let (rows, after) = s.base.get(&chunk.split).cloned().unwrap_or_default();
             next_writer += 1;
-            Pending {
-                work: Work::empty(chunk.batch.schema.clone()),
-                keys: Vec::new(),
-                keyed: true,
-                writer: (next_writer - 1) % writers.len(),
-                rows,
-                recorded: rows,
-                after,
-                since: Instant::now(),
-            }
+            Pending::new(&chunk, s, (next_writer - 1) % writers.len())
         });
         if chunk.end {
             let n = p.work.len();
@@ -168,33 +203,8 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
             splits.remove(&chunk.split);
             continue;
         }
-        if p.work.len() == 0 {
-            p.work.batch.schema = chunk.batch.schema.clone();
-            p.since = Instant::now();
-        }
-        let first = chunk.first;
-        match chunk.keys {
-            Some(k) if p.keyed => p.keys.extend(k),
-            _ => p.keyed = false,
-        }
-        let origins = chunk.origins.as_deref();
-        if let Some(rows) = chunk.encoded {
-            // From the pass-through path: as the source made them, or as transforms of the
-            // encoded world did (then with their origins).
-            let n = rows.rows();
-            match &mut p.work.encoded {
-                Some(mine) if !mine.is_empty() => mine.extend(&rows, 0..n),
-                _ => p.work.encoded = Some(rows),
-            }
-            let seqs = (0..n).map(|i| (chunk.split, Origin::of(origins, first, i)));
-            p.work.origin.extend(seqs);
-        }
-        for (i, row) in chunk.batch.rows.into_iter().enumerate() {
-            p.work.batch.rows.push(row);
-            p.work
-                .origin
-                .push((chunk.split, Origin::of(origins, first, i)));
-        }
+        let split = chunk.split;
+        p.add(chunk);
         // One row more than a batch is kept before cutting, so that a full batch can end at its
         // last row when the next one's key differs.
         while p.work.len() > limits.rows || (!p.keyed && p.work.len() == limits.rows) {
@@ -206,13 +216,22 @@ pub fn run(input: Receiver<Chunk>, writers: Vec<Sender<Work>>, limits: Limits, s
             } else {
                 limits.rows
             };
-            let w = p.take(n, chunk.split, false, s);
+            let w = p.take(n, split, false, s);
             send(p, w);
         }
     }
-    // Reading stopped before these splits ended. Rows up to the last key change are written with
-    // their progress; the rest are given back (a resumed run reads them), since their key's rows
-    // may go on in rows not read.
+    stopped(splits, send, s, shared);
+}
+
+/// Reading stopped before these splits ended. Rows up to the last key change are written with
+/// their progress; the rest are given back (a resumed run reads them), since their key's rows
+/// may go on in rows not read.
+fn stopped(
+    splits: HashMap<u32, Pending>,
+    send: impl Fn(&Pending, Work),
+    s: &ProgressSettings,
+    shared: &Shared,
+) {
     for (id, mut p) in splits {
         let n = if p.keyed {
             cut(&p.keys, p.keys.len()).unwrap_or(0)
