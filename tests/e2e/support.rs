@@ -192,24 +192,6 @@ pub fn etlhost_with_spec(
     (path, output)
 }
 
-/// A MySQL table -> Bolt job spec in YAML, with an empty line under `source:` where
-/// partitioning would go (the line numbers tls.rs's errors name count it).
-pub fn spec(
-    name: &str,
-    mysql_db: &str,
-    table: &str,
-    graph_db: &str,
-    batch: usize,
-    cypher: &str,
-) -> String {
-    SpecBuilder::new(name)
-        .mysql_table(mysql_db, table)
-        .source_line("")
-        .sink_bolt(graph_db, cypher)
-        .batch(batch)
-        .build()
-}
-
 /// Runs a job spec to completion and returns its `--summary-json` and the process output.
 pub fn run_job_output(name: &str, text: &str) -> (serde_json::Value, Output) {
     run_job_with(name, text, &[])

@@ -7,13 +7,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use xtask::graph::{fresh_graph_at, graph_count_at};
-use xtask::services::{java_tool, ExtraArcadeDb, BOLT_PORT, HTTP_PORT};
+use xtask::services::{java_tool, ExtraArcadeDb, BOLT_PORT, HTTP_PORT, MYSQL_PORT};
 
 use std::process::Stdio;
 
 use crate::support::{
-    etlhost_with_spec, person_table, read_summary, run_job_output, scratch_dir, spawn_run, spec,
-    wait_for_first_nodes, Output,
+    etlhost_with_spec, person_table, read_summary, run_job_output, scratch_dir, spawn_run,
+    wait_for_first_nodes, Output, Proxy, SpecBuilder, Way,
 };
 
 /// A TLS-only ArcadeDB and the PEM of its self-signed certificate.
@@ -127,19 +127,15 @@ fn expired_server() -> &'static TlsServer {
 
 /// The person job's spec with the sink pointed at `uri`, `extra` sink option lines added.
 fn person_spec(name: &str, db: &str, uri: &str, extra: &str) -> String {
-    spec(
-        name,
-        "tls_people",
-        "person",
-        db,
-        500,
-        "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
-    )
-    .replace(&format!("bolt://127.0.0.1:{BOLT_PORT}"), uri)
-    .replace(
-        &format!("    database: {db}\n"),
-        &format!("    database: {db}\n{extra}"),
-    )
+    let spec = SpecBuilder::new(name)
+        .mysql_table("tls_people", "person")
+        .sink_bolt_uri(uri, db)
+        .batch(500);
+    extra
+        .lines()
+        .fold(spec, |spec, line| spec.sink_option(line.trim()))
+        .cypher("UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})")
+        .build()
 }
 
 fn run_failing(name: &str, text: &str) -> Output {
@@ -311,14 +307,16 @@ async fn tls_a_query_the_server_rejects_stops_the_job_before_a_row_is_read() {
     people().await;
     xtask::graph::fresh_graph("tls_badquery").unwrap();
     // A missing closing brace.
-    let text = spec(
-        "tls_badquery",
-        "tls_people",
-        "person",
-        "tls_badquery",
-        500,
-        "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name)",
-    );
+    // The empty line under `source:` keeps the query on line 18, where the error names it.
+    let text = SpecBuilder::new("tls_badquery")
+        .mysql_table("tls_people", "person")
+        .source_line("")
+        .sink_bolt(
+            "tls_badquery",
+            "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name)",
+        )
+        .batch(500)
+        .build();
     let dead = PathBuf::from("tls_badquery.dead-letter.jsonl");
     let (path, run) = etlhost_with_spec("run", "tls_badquery.yaml", &text, &[]);
     let expected = format!(
@@ -402,35 +400,32 @@ async fn tls_a_routed_job_survives_its_server_restarting() {
     person_table("tls_reroute", ROWS, "person-").await;
     let mut server = ExtraArcadeDb::start(&scratch_dir("tls-reroute").join("home"), &[]).unwrap();
     fresh_graph_at(server.http, "tls_reroute").unwrap();
-    let text = spec(
-        "tls_reroute",
-        "tls_reroute",
-        "person",
-        "tls_reroute",
-        200,
-        "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name",
-    )
-    .replace(
-        &format!("bolt://127.0.0.1:{BOLT_PORT}"),
-        &format!("neo4j://127.0.0.1:{}", server.bolt),
-    )
-    .replace(
-        "  max_batch_size: 200",
-        "  max_batch_size: 200\n  max_retries: 40\n  retry_backoff: 100ms",
-    )
-    .replace(
-        "    database: tls_reroute\n",
-        "    database: tls_reroute\n    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]\n",
-    );
+    // The job reads through a proxy that holds the rows once a part has gone: the server
+    // restarts mid-job, however fast the job is. (Its writes cannot go through a proxy: the
+    // routing table sends them to the address the server gives.)
+    let proxy = Proxy::start(MYSQL_PORT);
+    proxy.hold_after(Way::ToClient, 1_000_000);
+    let text = SpecBuilder::new("tls_reroute")
+        .source_url(&format!("mysql://127.0.0.1:{}/tls_reroute", proxy.port))
+        .table("person")
+        .sink_bolt_uri(&format!("neo4j://127.0.0.1:{}", server.bolt), "tls_reroute")
+        .batch(200)
+        .sink_line("max_retries: 40")
+        .sink_line("retry_backoff: 100ms")
+        .setup("CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)")
+        .cypher("UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name")
+        .build();
     let (path, _) = etlhost_with_spec("validate", "tls_reroute.yaml", &text, &["--offline"]);
     let summary_path = scratch_dir("tls-reroute-summary").join("summary.json");
     let job = spawn_run(&path, &summary_path, Stdio::null());
+    proxy.wait_holding();
     let before = wait_for_first_nodes(server.http, "tls_reroute");
     assert!(
         before < ROWS,
         "the job finished before the server restarted"
     );
     server.restart().unwrap();
+    proxy.resume();
     let out = job.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

@@ -123,12 +123,17 @@ impl SpecBuilder {
     }
 
     /// A Bolt sink to `graph_db` of the server on `port` (another server, a proxy).
-    pub fn sink_bolt_at(mut self, port: u16, graph_db: &str) -> SpecBuilder {
+    pub fn sink_bolt_at(self, port: u16, graph_db: &str) -> SpecBuilder {
+        self.sink_bolt_uri(&format!("bolt://127.0.0.1:{port}"), graph_db)
+    }
+
+    /// A Bolt sink to `graph_db` at `uri`, any scheme, logged in as the shared server's user.
+    pub fn sink_bolt_uri(mut self, uri: &str, graph_db: &str) -> SpecBuilder {
         self.sink_plugin = "bolt".to_string();
         self.sink_options.splice(
             0..0,
             [
-                format!("uri: bolt://127.0.0.1:{port}"),
+                format!("uri: {uri}"),
                 format!("user: {GRAPH_USER}"),
                 format!("password: {GRAPH_PASSWORD}"),
                 format!("database: {graph_db}"),
