@@ -195,8 +195,7 @@ async fn the_graph_server_dies_mid_job_and_every_row_still_arrives() {
         .batch(200)
         .sink_line("max_retries: 40")
         .sink_line("retry_backoff: 100ms")
-        .setup("CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)")
-        .cypher("UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name")
+        .merge_people()
         .build();
     let (path, _) = etlhost_with_spec("validate", "retry.yaml", &text, &[]);
     let summary_path = scratch("retry.summary.json");

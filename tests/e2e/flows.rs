@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::support::{
     etlhost_with_spec, exec, graph, one, person_table, read_summary, run_job, SpecBuilder,
+    PERSON_MERGE,
 };
 
 /// People and who knows whom; the relationship flow is listed first and must still run second.
@@ -37,8 +38,6 @@ fn social(db: &str, people_query: &str) -> String {
         .build()
 }
 
-const PEOPLE: &str = "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name";
-
 async fn social_tables(db: &str, people: u64) {
     let pool = person_table(db, people, "p").await;
     exec(&pool, "CREATE TABLE knows (a INT, b INT, since INT)").await;
@@ -56,7 +55,7 @@ async fn social_tables(db: &str, people: u64) {
 async fn flows_run_after_the_flows_they_depend_on_with_statistics_per_flow() {
     social_tables("e2e_flows", 1000).await;
     let g = graph("e2e_flows").await;
-    let summary = run_job("flows", &social("e2e_flows", PEOPLE));
+    let summary = run_job("flows", &social("e2e_flows", PERSON_MERGE));
     let flows = summary["flows"].as_array().unwrap();
     let names: Vec<&str> = flows.iter().map(|f| f["flow"].as_str().unwrap()).collect();
     assert_eq!(names, ["people", "knows"]);
@@ -138,7 +137,7 @@ fn validate(name: &str, text: &str) -> (String, String) {
 
 #[test]
 fn a_job_of_flows_validates_and_names_each_flow() {
-    let (path, out) = validate("flows_ok.yaml", &social("x", PEOPLE));
+    let (path, out) = validate("flows_ok.yaml", &social("x", PERSON_MERGE));
     assert_eq!(
         out,
         format!("{path}: ok (job 'social': flow 'people': mysql 0.1.0 -> bolt 0.1.0; flow 'knows': mysql 0.1.0 -> bolt 0.1.0)")
@@ -147,7 +146,7 @@ fn a_job_of_flows_validates_and_names_each_flow() {
 
 #[test]
 fn flow_errors_point_at_the_file() {
-    let good = social("x", PEOPLE);
+    let good = social("x", PERSON_MERGE);
     let (path, err) = validate(
         "flows_after.yaml",
         &good.replace("after: [people]", "after: [peeple]"),

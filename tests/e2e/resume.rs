@@ -10,7 +10,7 @@ use xtask::services::BOLT_PORT;
 
 use crate::support::{
     etlhost_command, etlhost_with_spec, exec, graph, mysql, person_table, read_summary,
-    scratch_dir, Proxy, SpecBuilder, Way,
+    scratch_dir, Proxy, SpecBuilder, Way, PERSON_ID_INDEX, PERSON_MERGE,
 };
 
 fn checkpoint(path: &Path) -> Option<serde_json::Value> {
@@ -72,10 +72,7 @@ fn kill_mid_way(spec: &Path, summary: &Path, cp_file: &Path, proxy: &Proxy) -> s
 /// index, its sink through `proxy` and checkpoints in `cp_dir`.
 fn killable_spec(name: &str, table: &str, column: &str, proxy: &Proxy, cp_dir: &Path) -> String {
     let (index, cypher) = if table == "person" {
-        (
-            "CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)",
-            "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name",
-        )
+        (PERSON_ID_INDEX, PERSON_MERGE)
     } else {
         (
             "CREATE INDEX code_n IF NOT EXISTS FOR (c:Code) ON (c.n)",

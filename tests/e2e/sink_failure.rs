@@ -10,7 +10,7 @@ use xtask::services::{ExtraArcadeDb, GRAPH_PASSWORD, GRAPH_USER};
 
 use crate::support::{
     etlhost_command, etlhost_with_spec, mysql_url, person_table, read_summary, scratch_dir,
-    spawn_run, Output, Proxy, SpecBuilder, Way,
+    spawn_run, Output, Proxy, SpecBuilder, Way, PERSON_ID_INDEX, PERSON_MERGE,
 };
 
 /// What the host says when it concludes that the sink, not the rows, is failing.
@@ -118,7 +118,7 @@ fn bolt_spec(mysql_db: &str, db: &str, bolt: u16, dlq: &Path) -> SpecBuilder {
         .mysql_table(mysql_db, "person")
         .sink_bolt_at(bolt, db)
         .batch(100)
-        .cypher("UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name")
+        .cypher(PERSON_MERGE)
         .extra_yaml(&format!("dead_letter: {}\n", dlq.display()))
 }
 
@@ -135,7 +135,7 @@ async fn a_graph_database_made_read_only_mid_run_fails_the_job_as_a_sink_error()
     // database turns read-only mid-job, however fast the job is.
     let proxy = Proxy::start(server.bolt);
     let text = bolt_spec("e2e_sink_readonly", "readonly", proxy.port, &dlq)
-        .setup("CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)")
+        .setup(PERSON_ID_INDEX)
         .build();
     let (path, _) = etlhost_with_spec("validate", "sink_readonly.yaml", &text, &[]);
     let summary_path = dir.join("summary.json");
@@ -236,10 +236,7 @@ async fn a_graph_user_without_write_permission_fails_the_job_as_a_sink_error() {
     fresh_graph_at(server.http, "reader").unwrap();
     // The type and its index exist, as in a graph loaded before: what the user lacks is the
     // right to create records.
-    for cypher in [
-        "CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)",
-        "CREATE (:Person {id: 0})",
-    ] {
+    for cypher in [PERSON_ID_INDEX, "CREATE (:Person {id: 0})"] {
         let body = serde_json::json!({"language": "cypher", "command": cypher}).to_string();
         let (status, text) =
             http_at(server.http, "POST", "/api/v1/command/reader", Some(&body)).unwrap();

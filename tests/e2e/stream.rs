@@ -17,6 +17,7 @@ use xtask::services::{free_port, BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, HTTP_POR
 
 use crate::support::{
     etlhost_command, exec, graph, mysql, person_table, scratch_dir, Proxy, SpecBuilder, Way,
+    PERSON_ID_INDEX,
 };
 
 const NODE_QUERY: &str = "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p = row";
@@ -949,7 +950,7 @@ async fn st_a_snapshot_split_is_read_on_from_its_safe_key_after_a_mysql_restart(
         .partition("id", 0)
         .source_option("fetch_size: 100")
         .sink_bolt("st_split", NODE_QUERY)
-        .setup("CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)")
+        .setup(PERSON_ID_INDEX)
         .batch(100)
         .sink_line("retry_backoff: 200ms")
         .build();

@@ -16,7 +16,7 @@ mod proxy;
 mod spec;
 
 pub use proxy::{Proxy, Way};
-pub use spec::SpecBuilder;
+pub use spec::{SpecBuilder, PERSON_ID_INDEX, PERSON_MERGE};
 
 fn require(port: u16, what: &str) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));

@@ -412,8 +412,7 @@ async fn tls_a_routed_job_survives_its_server_restarting() {
         .batch(200)
         .sink_line("max_retries: 40")
         .sink_line("retry_backoff: 100ms")
-        .setup("CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)")
-        .cypher("UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name")
+        .merge_people()
         .build();
     let (path, _) = etlhost_with_spec("validate", "tls_reroute.yaml", &text, &["--offline"]);
     let summary_path = scratch_dir("tls-reroute-summary").join("summary.json");

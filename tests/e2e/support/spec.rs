@@ -12,6 +12,13 @@ use xtask::services::{
     BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
 };
 
+/// The index the person jobs merge on.
+pub const PERSON_ID_INDEX: &str = "CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)";
+
+/// `person` rows merged into `:Person` nodes on `id`: a row written again makes no duplicate.
+pub const PERSON_MERGE: &str =
+    "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET p.name = row.name";
+
 /// A job spec in YAML, built from what a test varies. Lines are given without their indent.
 #[derive(Clone)]
 pub struct SpecBuilder {
@@ -158,6 +165,11 @@ impl SpecBuilder {
         self.sink_options
             .insert(at, format!("setup: [\"{cypher}\"]"));
         self
+    }
+
+    /// [`PERSON_MERGE`] on [`PERSON_ID_INDEX`], made by the sink's setup.
+    pub fn merge_people(self) -> SpecBuilder {
+        self.setup(PERSON_ID_INDEX).cypher(PERSON_MERGE)
     }
 
     /// `max_batch_size: n`.
