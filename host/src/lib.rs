@@ -18,13 +18,13 @@
 //! 3. [`pipeline`]: readers, batcher and writers moving one flow's rows.
 //! 4. [`progress`]: where a flow keeps its progress (a local checkpoint, or the target), chosen
 //!    once per flow.
-//! 5. The flows: [`batch`] (one batch flow, in named steps), and [`stream`] (`mode: stream`,
-//!    following the source's change log; its snapshot runs batch flows).
-//! 6. [`run`]: a job's flows in order, batch or stream.
-//! 7. Beside the run, using the layers below: [`verify`] (the graph compared with the source),
+//! 5. [`batch`]: one batch flow, in named steps.
+//! 6. [`stream`]: `mode: stream`, following the source's change log; its snapshot is batch flows.
+//! 7. [`run`]: a job's flows in order, batch or stream.
+//! 8. Beside the run, using the layers below: [`verify`] (the graph compared with the source),
 //!    [`init`] (a generated spec from a source's tables), [`seatunnel`] (SeaTunnel job files read
 //!    as specs, and converted).
-//! 8. [`cli`]: the `etlhost` commands, a module each, and their arguments.
+//! 9. [`cli`]: the `etlhost` commands, a module each, and their arguments.
 
 pub mod batch;
 pub mod check;

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, Position, Split, StreamRequest, Value};
@@ -415,10 +415,4 @@ fn monitor(
             progress.lock().expect("progress").head = Some(h.position);
         }
     }
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

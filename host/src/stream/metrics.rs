@@ -86,7 +86,7 @@ impl Progress {
         if self.caught_up() || self.acked_ts == 0 {
             return 0;
         }
-        super::follow::now_secs().saturating_sub(self.acked_ts)
+        now_secs().saturating_sub(self.acked_ts)
     }
 
     pub fn per_sec(&self) -> f64 {
@@ -295,6 +295,13 @@ fn answer(
 fn header(content_type: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
         .expect("a valid header")
+}
+
+/// Seconds since the Unix epoch, as the acknowledged transactions' timestamps are.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
