@@ -359,13 +359,19 @@ mod tests {
     }
 
     fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let (status, _, body) = request(addr, path);
+        (status, body)
+    }
+
+    /// Status, head and body of a plain HTTP/1.0 GET, as a scraper sends it.
+    fn request(addr: SocketAddr, path: &str) -> (u16, String, String) {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-        (status, body)
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (status, head.to_string(), body.to_string())
     }
 
     #[test]
@@ -374,8 +380,13 @@ mod tests {
         let addr = serve("127.0.0.1:0".parse().unwrap(), progress.clone()).unwrap();
         // A scraper that connects and says nothing must not hold up the others.
         let _idle = std::net::TcpStream::connect(addr).unwrap();
-        let (status, body) = get(addr, "/metrics");
+        let (status, head, body) = request(addr, "/metrics");
         assert_eq!(status, 200);
+        assert!(
+            head.lines().any(|l| l
+                .eq_ignore_ascii_case("content-type: text/plain; version=0.0.4; charset=utf-8")),
+            "{head}"
+        );
         assert!(body.contains("etlhost_stream_position{file=\"binlog.000001\""));
         assert_eq!(get(addr, "/healthz"), (200, "ok".to_string()));
         assert_eq!(get(addr, "/other").0, 404);
