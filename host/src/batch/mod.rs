@@ -26,6 +26,8 @@ use crate::spec::{FlowRef, WriteMode};
 use crate::stats::{Counters, Status, Summary};
 use crate::transform;
 
+/// Runs one batch flow: resume or plan it, or end it at once when an earlier run read every
+/// split (reporting that run's failure again, unless accepted); execute; settle; record.
 pub fn run(
     job: &Job,
     flow: FlowRef<'_>,
@@ -43,7 +45,7 @@ pub fn run(
         failure::done_earlier(flow, failure, &settings, &counters, &control, opts)
     };
 
-    // Resume or plan.
+    // Resume or plan (or end here: done earlier).
     let previous = match store.previous(flow, opts.fresh)? {
         Found::Done(failure) => return done_earlier(failure),
         Found::Go(previous) => previous,
