@@ -1,6 +1,7 @@
 //! Where the target stores each node of a relationship flow's endpoints
 //! (`sink.endpoints.placement`): the grouping stage then groups nodes by their places instead of
-//! their keys' hashes (`pipeline::grouping`), and [`read`] asks the target before the flow.
+//! their keys' hashes (`pipeline::delivery::grouped`), and [`read`] asks the target before the
+//! flow.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

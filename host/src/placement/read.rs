@@ -1,6 +1,6 @@
 //! `sink.endpoints.placement`: before a grouped relationship flow, ask the target where it stores
 //! the nodes, so that the flow's rows are grouped by the nodes' places (ArcadeDB buckets) instead
-//! of their keys' hashes (see `pipeline::grouping`).
+//! of their keys' hashes (see `pipeline::delivery::grouped`).
 
 use std::sync::Arc;
 

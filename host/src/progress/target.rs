@@ -7,7 +7,7 @@
 //!   shards wait for it and read it, so shards started minutes apart, while the table changes,
 //!   read the same splits. It records the spec's hash and the shard count: a shard running another
 //!   spec, or another count, is refused.
-//! - **Progress** moves in each batch's own transaction (see `pipeline::ordered`).
+//! - **Progress** moves in each batch's own transaction (see `pipeline::delivery::ordered`).
 //! - **Flow order across shards:** a flow with `after: [x]` starts only once every split of `x`
 //!   is done, on every shard.
 //! - **A finished run** is forgotten when it ran in one process, as local checkpoints are; the

@@ -12,7 +12,7 @@ pub struct EndpointsSpec {
     #[serde(deserialize_with = "columns")]
     pub end: Vec<String>,
     /// Read queries that return where the target stores each node (`key`, `place`): the nodes'
-    /// groups are their places instead of their keys' hashes (see `pipeline::grouping`).
+    /// groups are their places instead of their keys' hashes (see `pipeline::delivery::grouped`).
     #[serde(default)]
     pub placement: Option<PlacementSpec>,
 }
