@@ -32,10 +32,12 @@
 //!
 //! Hashing keeps concurrent batches off each other's nodes, not off each other's pages: ArcadeDB
 //! checks conflicts per page, and transactions for different nodes of one bucket still allocate
-//! edge-list segments in the same pages ("Slot rebase not possible"). With a [`Placement`]
-//! (`sink.endpoints.placement`, read from the target before the flow) a node's group is the place
-//! the target stores it in (its bucket) instead of its hash, so concurrent batches write only to
-//! their own groups' buckets and never share a page.
+//! edge-list segments in the same pages ("Slot rebase not possible"). With a
+//! [`Placement`](crate::placement::Placement) (`sink.endpoints.placement`, read from the target
+//! before the flow) a node's group is the place the target stores it in (its bucket) instead of
+//! its hash, so concurrent batches write only to their own groups' buckets and never share a page.
+//!
+//! The grouped mode's batcher is [`run`], and a writer writes its batches with [`write`].
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

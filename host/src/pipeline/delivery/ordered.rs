@@ -14,6 +14,8 @@
 //! The last batch of a split also says the split is done (or, when it is already sent, a batch
 //! with no rows does). A split without a key (no `partition_column`) can only be recorded when it
 //! is done: its batches in between carry no progress.
+//!
+//! The ordered mode's batcher is [`run`], and a writer writes its batches with [`write`].
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
