@@ -236,10 +236,15 @@ fn dispatch(
 ) -> Result<(), String> {
     let mut last_report = Instant::now();
     loop {
-        if last_report.elapsed() >= report_every {
-            last_report = Instant::now();
-            let p = progress.lock().expect("progress");
-            tracing::info!("{}", p.line());
+        {
+            // A turn of this loop, changes or none, is what `/healthz` calls alive: an idle
+            // stream is healthy, one stuck in a write is not.
+            let mut p = progress.lock().expect("progress");
+            p.beat();
+            if last_report.elapsed() >= report_every {
+                last_report = Instant::now();
+                tracing::info!("{}", p.line());
+            }
         }
         let msg = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(m) => m,
