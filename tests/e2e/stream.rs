@@ -435,6 +435,24 @@ async fn private_pool(db: &ExtraMariaDb, name: &str) -> mysql_async::Pool {
     mysql_async::Pool::new(format!("mysql://etl:etl@127.0.0.1:{}/{name}", db.port).as_str())
 }
 
+/// Purges the binary logs of `server` before `newest`; MariaDB keeps a log until its binlog
+/// checkpoint has passed it, so this asks until it is gone.
+async fn purge_binary_logs_to(pool: &mysql_async::Pool, server: &ExtraMariaDb, newest: &str) {
+    let start = Instant::now();
+    loop {
+        exec(pool, &format!("PURGE BINARY LOGS TO '{newest}'")).await;
+        let logs = server.root_sql("SHOW BINARY LOGS").unwrap();
+        if logs.lines().next().is_some_and(|l| l.starts_with(newest)) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "cannot purge: {logs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn st_servers_that_cannot_stream_are_refused_with_the_fix() {
     let dir = scratch_dir("st_settings");
@@ -497,28 +515,14 @@ async fn st_servers_that_cannot_stream_are_refused_with_the_fix() {
     on.root_sql("SET GLOBAL binlog_row_image = 'FULL'").unwrap();
 
     // A recorded position the server has purged since: a clear error, and --fresh starts over.
-    let job = Running::start(&spec, &dir, true);
-    let mut job = job;
+    let mut job = Running::start(&spec, &dir, true);
     job.wait_until_acked(&head(&pool).await);
     let recorded = job.acked().unwrap();
     assert_eq!(job.terminate(), 130);
     exec(&pool, "INSERT INTO person VALUES (1)").await;
     exec(&pool, "FLUSH BINARY LOGS").await;
     let newest = head(&pool).await.0;
-    // MariaDB keeps a log until its binlog checkpoint has passed it: purge until it is gone.
-    let start = Instant::now();
-    loop {
-        exec(&pool, &format!("PURGE BINARY LOGS TO '{newest}'")).await;
-        let logs = on.root_sql("SHOW BINARY LOGS").unwrap();
-        if logs.lines().next().is_some_and(|l| l.starts_with(&newest)) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "cannot purge: {logs}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    purge_binary_logs_to(&pool, &on, &newest).await;
     let (code, stderr) = run_to_end(&spec, &[]);
     assert_eq!(code, 3, "{stderr}");
     let cp: serde_json::Value =
@@ -608,115 +612,50 @@ async fn team_and_member(pool: &mysql_async::Pool) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn st_random_changes_with_a_kill_and_a_mysql_restart_leave_the_graph_equal() {
-    const CHANGES: u64 = 20_000;
-    let dir = scratch_dir("st_big");
-    let mut server = ExtraMariaDb::start(
-        &dir.join("mysql"),
-        &[
-            "--log-bin={dir}/binlog".into(),
-            "--binlog-format=ROW".into(),
-            "--server-id=1".into(),
-            "--innodb-flush-log-at-trx-commit=2".into(),
-        ],
-    )
-    .unwrap();
-    let mut pool = private_pool(&server, "st_big").await;
-    team_and_member(&pool).await;
-    exec(
-        &pool,
-        "INSERT INTO team SELECT seq, CONCAT('t', seq) FROM seq_1_to_200",
-    )
-    .await;
-    exec(
-        &pool,
-        "INSERT INTO member SELECT seq, CONCAT('m', seq), IF(seq % 5 = 0, NULL, seq % 200 + 1) \
-         FROM seq_1_to_3000",
-    )
-    .await;
-    let _g = graph("st_big").await;
-    let url = format!("mysql://127.0.0.1:{}/st_big", server.port);
-    let text = format!(
-        "name: st_big
-mode: stream
-checkpoint: {{dir: {cp}, interval: 100ms}}
-source:
-  plugin: mysql
-  options: {{url: \"{url}\", user: etl, password: etl}}
-sink:
-  plugin: bolt
-  parallelism: 2
-  options:
-    uri: bolt://127.0.0.1:{BOLT_PORT}
-    user: {GRAPH_USER}
-    password: {GRAPH_PASSWORD}
-    database: st_big
-    setup: [\"CREATE INDEX member_id IF NOT EXISTS FOR (m:Member) ON (m.id)\", \"CREATE INDEX team_id IF NOT EXISTS FOR (t:Team) ON (t.id)\"]
-{BIG_SPEC_FLOWS}",
-        cp = dir.join("cp").display()
-    );
-    let spec = dir.join("st_big.yaml");
-    std::fs::write(&spec, text).unwrap();
-    let mut job = Running::start(&spec, &dir, true);
+/// The random workload's state: teams and members are added with ids above the tables' own.
+struct Workload {
+    rng: Lcg,
+    next_team: u64,
+    next_member: u64,
+}
 
-    let mut rng = Lcg(15);
-    let (mut next_team, mut next_member) = (10_000u64, 10_000u64);
-    let mut done = 0;
-    let mut restarted = false;
-    let mut killed = false;
-    while done < CHANGES {
-        if !killed && done >= CHANGES / 3 {
-            // SIGKILL mid-stream, and on again from the recorded position.
-            killed = true;
-            job.sigkill();
-            job = Running::start(&spec, &dir, false);
-        }
-        if !restarted && done >= 2 * CHANGES / 3 {
-            // MariaDB crashes and comes back: the stream reconnects from where it got.
-            restarted = true;
-            pool.disconnect().await.unwrap();
-            server.restart().unwrap();
-            pool = mysql_async::Pool::new(
-                format!("mysql://etl:etl@127.0.0.1:{}/st_big", server.port).as_str(),
-            );
-        }
-        let mut c = pool.get_conn().await.unwrap();
-        // One to four statements a transaction.
-        let n = 1 + rng.below(4);
-        c.query_drop("BEGIN").await.unwrap();
-        for _ in 0..n {
-            let member = 1 + rng.below(next_member);
-            let team = 1 + rng.below(next_team.min(400));
-            let sql = match rng.below(10) {
-                0 => {
-                    next_team += 1;
-                    format!("INSERT INTO team VALUES ({next_team}, 'nt{next_team}')")
-                }
-                1 | 2 => {
-                    next_member += 1;
-                    format!("INSERT INTO member VALUES ({next_member}, 'nm', {team})")
-                }
-                3 => format!("UPDATE member SET name = CONCAT(name, 'x') WHERE id = {member}"),
-                4 | 5 => format!("UPDATE member SET team_id = {team} WHERE id = {member}"),
-                6 => format!("UPDATE member SET team_id = NULL WHERE id = {member}"),
-                7 => {
-                    next_member += 1;
-                    format!("UPDATE member SET id = {next_member} WHERE id = {member}")
-                }
-                8 => format!("DELETE FROM member WHERE id = {member}"),
-                _ => format!("DELETE FROM team WHERE id = {team}"),
-            };
-            // A foreign key refusal or a missing row is part of the game: only real changes count.
-            if let Ok(()) = c.query_drop(&sql).await {
-                done += c.affected_rows();
+impl Workload {
+    /// One random insert, update (key changes included) or delete, of a team or a member.
+    fn statement(&mut self) -> String {
+        let member = 1 + self.rng.below(self.next_member);
+        let team = 1 + self.rng.below(self.next_team.min(400));
+        match self.rng.below(10) {
+            0 => {
+                self.next_team += 1;
+                let id = self.next_team;
+                format!("INSERT INTO team VALUES ({id}, 'nt{id}')")
             }
+            1 | 2 => {
+                self.next_member += 1;
+                format!(
+                    "INSERT INTO member VALUES ({}, 'nm', {team})",
+                    self.next_member
+                )
+            }
+            3 => format!("UPDATE member SET name = CONCAT(name, 'x') WHERE id = {member}"),
+            4 | 5 => format!("UPDATE member SET team_id = {team} WHERE id = {member}"),
+            6 => format!("UPDATE member SET team_id = NULL WHERE id = {member}"),
+            7 => {
+                self.next_member += 1;
+                format!(
+                    "UPDATE member SET id = {} WHERE id = {member}",
+                    self.next_member
+                )
+            }
+            8 => format!("DELETE FROM member WHERE id = {member}"),
+            _ => format!("DELETE FROM team WHERE id = {team}"),
         }
-        c.query_drop("COMMIT").await.unwrap();
     }
-    let target = head(&pool).await;
-    job.wait_until_acked(&target);
+}
 
+/// The graph of `st_big` holds exactly MySQL's teams, members and member-team links, all read
+/// by one binlog connection.
+async fn assert_the_graph_equals(pool: &mysql_async::Pool) {
     let mut c = pool.get_conn().await.unwrap();
     // Three streaming flows over two tables: one binlog connection.
     let dumps: i64 = c
@@ -785,6 +724,97 @@ sink:
         "one relationship per non-NULL foreign key"
     );
     assert_eq!(rels, want_rels);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn st_random_changes_with_a_kill_and_a_mysql_restart_leave_the_graph_equal() {
+    const CHANGES: u64 = 20_000;
+    let dir = scratch_dir("st_big");
+    let mut server = ExtraMariaDb::start(
+        &dir.join("mysql"),
+        &[
+            "--log-bin={dir}/binlog".into(),
+            "--binlog-format=ROW".into(),
+            "--server-id=1".into(),
+            "--innodb-flush-log-at-trx-commit=2".into(),
+        ],
+    )
+    .unwrap();
+    let mut pool = private_pool(&server, "st_big").await;
+    team_and_member(&pool).await;
+    exec(
+        &pool,
+        "INSERT INTO team SELECT seq, CONCAT('t', seq) FROM seq_1_to_200",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO member SELECT seq, CONCAT('m', seq), IF(seq % 5 = 0, NULL, seq % 200 + 1) \
+         FROM seq_1_to_3000",
+    )
+    .await;
+    let _g = graph("st_big").await;
+    let url = format!("mysql://127.0.0.1:{}/st_big", server.port);
+    let text = SpecBuilder::new("st_big")
+        .top("mode: stream")
+        .top(format_args!(
+            "checkpoint: {{dir: {}, interval: 100ms}}",
+            dir.join("cp").display()
+        ))
+        .source_url(&url)
+        .sink_bolt_db("st_big")
+        .sink_line("parallelism: 2")
+        .sink_option(
+            "setup: [\"CREATE INDEX member_id IF NOT EXISTS FOR (m:Member) ON (m.id)\", \
+             \"CREATE INDEX team_id IF NOT EXISTS FOR (t:Team) ON (t.id)\"]",
+        )
+        .extra_yaml(BIG_SPEC_FLOWS)
+        .build();
+    let spec = dir.join("st_big.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+
+    let mut work = Workload {
+        rng: Lcg(15),
+        next_team: 10_000,
+        next_member: 10_000,
+    };
+    let mut done = 0;
+    let mut restarted = false;
+    let mut killed = false;
+    while done < CHANGES {
+        if !killed && done >= CHANGES / 3 {
+            // SIGKILL mid-stream, and on again from the recorded position.
+            killed = true;
+            job.sigkill();
+            job = Running::start(&spec, &dir, false);
+        }
+        if !restarted && done >= 2 * CHANGES / 3 {
+            // MariaDB crashes and comes back: the stream reconnects from where it got.
+            restarted = true;
+            pool.disconnect().await.unwrap();
+            server.restart().unwrap();
+            pool = mysql_async::Pool::new(
+                format!("mysql://etl:etl@127.0.0.1:{}/st_big", server.port).as_str(),
+            );
+        }
+        let mut c = pool.get_conn().await.unwrap();
+        // One to four statements a transaction.
+        let n = 1 + work.rng.below(4);
+        c.query_drop("BEGIN").await.unwrap();
+        for _ in 0..n {
+            let sql = work.statement();
+            // A foreign key refusal or a missing row is part of the game: only real changes count.
+            if let Ok(()) = c.query_drop(&sql).await {
+                done += c.affected_rows();
+            }
+        }
+        c.query_drop("COMMIT").await.unwrap();
+    }
+    let target = head(&pool).await;
+    job.wait_until_acked(&target);
+
+    assert_the_graph_equals(&pool).await;
     assert_eq!(job.terminate(), 130);
 }
 

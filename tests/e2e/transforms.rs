@@ -259,9 +259,10 @@ fn polyglot_outcome(id: i64) -> Option<Result<String, String>> {
     Some(Ok("example.test".into()))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn python_and_javascript_transforms_chain() {
-    let pool = mysql("e2e_polyglot").await;
+/// `customer` of MySQL database `db`: 1,000 rows of names, e-mail addresses of every shape
+/// [`polyglot_outcome`] knows, flags, DECIMALs and DATETIMEs with microseconds.
+async fn polyglot_customers(db: &str) {
+    let pool = mysql(db).await;
     exec(
         &pool,
         "CREATE TABLE customer (id INT PRIMARY KEY, first_name VARCHAR(20), \
@@ -281,6 +282,11 @@ async fn python_and_javascript_transforms_chain() {
          FROM seq_1_to_1000",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_and_javascript_transforms_chain() {
+    polyglot_customers("e2e_polyglot").await;
     let g = graph("e2e_polyglot").await;
     let transforms = format!(
         "  - name: names

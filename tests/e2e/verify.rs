@@ -104,19 +104,13 @@ async fn verify_generated_spec_is_clean_then_reports_each_change_by_key() {
     assert_eq!(out.stdout, expect, "{}", out.stderr);
 
     // Four changes, each in one flow.
-    g.run(neo4rs::query("MATCH (n:Employee {id: 13}) DELETE n"))
-        .await
-        .unwrap();
-    g.run(neo4rs::query(
+    for cypher in [
+        "MATCH (n:Employee {id: 13}) DELETE n",
         "MATCH (n:Employee {id: 11}) SET n.email = 'bob@evil.test'",
-    ))
-    .await
-    .unwrap();
-    g.run(neo4rs::query(
         "MATCH (a:Employee {id: 12}), (b:Employee {id: 10}) CREATE (a)-[:MANAGER]->(b)",
-    ))
-    .await
-    .unwrap();
+    ] {
+        g.run(neo4rs::query(cypher)).await.unwrap();
+    }
     exec(
         &pool,
         "INSERT INTO company VALUES (3, 'Initech', '1999-02-19')",
