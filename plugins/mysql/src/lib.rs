@@ -1,11 +1,12 @@
 //! The `mysql` source: reads a table or a query from MySQL or MariaDB, one split (key range) at a
 //! time, streaming rows in MySQL's binary protocol so every column keeps its type: by a client of
-//! its own that parses them in place (`wire`), or by mysql_async where that one cannot connect.
+//! its own that parses them in place (`built_in`, over the crate `etlhost_mysql_wire`), or by
+//! mysql_async where that one cannot connect.
 
 mod binlog;
+mod built_in;
 mod sample;
 mod types;
-mod wire;
 
 use std::time::Duration;
 
@@ -318,7 +319,7 @@ impl Source for MySqlSource {
         let typing = self.typing.clone();
         let tx_panic = tx.clone();
         let built_in = (self.client == Client::BuiltIn)
-            .then(|| wire::open(&self.opts.clone().into(), self.timeout, &sql, &params))
+            .then(|| built_in::open(&self.opts.clone().into(), self.timeout, &sql, &params))
             .flatten();
         if let Some(started) = built_in {
             let (spare_tx, spare_rx) = std::sync::mpsc::channel();
@@ -326,7 +327,7 @@ impl Source for MySqlSource {
             let read = move || {
                 let (schema, convs) = types::schema(started.columns(), &typing);
                 let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-                let out = wire::Out {
+                let out = built_in::Out {
                     tx: &tx,
                     spare: &spare_rx,
                 };

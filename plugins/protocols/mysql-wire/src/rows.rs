@@ -90,7 +90,7 @@ impl<'a> Iterator for Row<'a> {
 
     /// The next cell; an error is a row packet that ends early or does not parse (a broken
     /// stream).
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         let col = self.columns.next()?;
         let bit = self.bit;
@@ -106,7 +106,7 @@ impl<'a> Iterator for Row<'a> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn cell<'a>(buf: &mut ParseBuf<'a>, col: &Column) -> Result<Cell<'a>, Error> {
     match col.column_type() {
         My::MYSQL_TYPE_STRING
