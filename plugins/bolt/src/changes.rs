@@ -6,15 +6,15 @@
 //! changes reach the graph in the order the source made them, and a batch is all or nothing.
 
 use etlhost_plugin_sdk::change::runs;
-use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, ConfigError, Error, OpenError};
+use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, ConfigError, Error};
 
-use etlhost_bolt_client::{Connection, WriteParams};
+use etlhost_bolt_client::WriteParams;
 
 type Encoder<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
 use crate::encoding::Encoding;
 use crate::options::BoltOptions;
 use crate::params;
-use crate::sink::{check_query, needs_new_session, BoltSink, Checked};
+use crate::sink::{needs_new_session, BoltSink};
 use etlhost_bolt_client::BoltError;
 
 /// Every kind needs its query: a delete without `delete_query` would be dropped without a word.
@@ -33,22 +33,6 @@ pub fn check_options(o: &BoltOptions) -> Result<(), ConfigError> {
             "row_parameters",
             "a streaming flow writes batches of changes: row_parameters cannot be used",
         ));
-    }
-    Ok(())
-}
-
-/// The server compiles `delete_query` and `update_query` too, at start.
-pub fn check_queries(sink: &BoltSink, conn: &mut Connection) -> Result<(), OpenError> {
-    let db = sink.options.database.as_deref();
-    for (key, q) in [
-        ("delete_query", &sink.options.delete_query),
-        ("update_query", &sink.options.update_query),
-    ] {
-        let Some(q) = q else { continue };
-        check_query(conn, db, q).map_err(|e| match e {
-            Checked::Rejected(c) => OpenError::Config(ConfigError::new(key, c.message)),
-            Checked::Failed(e) => OpenError::Other(sink.error("query check failed", e)),
-        })?;
     }
     Ok(())
 }

@@ -4,8 +4,6 @@ use etlhost_bolt_client::{client_config, Target, Trust};
 use etlhost_plugin_sdk::{ConfigError, Options};
 use serde::Deserialize;
 
-use crate::params;
-
 /// How dates and times are sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -132,7 +130,7 @@ impl Options for BoltOptions {
             }
             _ => {}
         }
-        params::check(self)?;
+        check_params(self)?;
         if self.connect_timeout_secs == 0 {
             return Err(ConfigError::new(
                 "connect_timeout_secs",
@@ -141,4 +139,37 @@ impl Options for BoltOptions {
         }
         Ok(())
     }
+}
+
+/// `params_by_position` and `row_parameters` against the query (see `params.rs`).
+pub(crate) fn check_params(o: &BoltOptions) -> Result<(), ConfigError> {
+    let batch = o.query.contains("$batch");
+    if o.row_parameters && batch {
+        return Err(ConfigError::new(
+            "query",
+            "uses $batch, which is not sent with row_parameters: true (each row's fields are the parameters)",
+        ));
+    }
+    if !o.row_parameters && !batch {
+        return Err(ConfigError::new(
+            "query",
+            // The text existing specs' tests know; row_parameters is in README.
+            "must use the parameter $batch (e.g. UNWIND $batch AS row CREATE ...)",
+        ));
+    }
+    if let Some(p) = &o.params_by_position {
+        if p.is_empty() {
+            return Err(ConfigError::new(
+                "params_by_position",
+                "names no parameter (leave it out to use the column names)",
+            ));
+        }
+        if let Some(name) = p.keys().find(|k| k.is_empty() || k.as_str() == "batch") {
+            return Err(ConfigError::new(
+                format!("params_by_position.{name}"),
+                "is not a usable parameter name",
+            ));
+        }
+    }
+    Ok(())
 }

@@ -9,43 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use etlhost_plugin_sdk::{Batch, ConfigError, Error};
+use etlhost_plugin_sdk::{Batch, Error};
 
 use crate::encoding::{encode_rows, encode_value, Encoding};
 use crate::options::BoltOptions;
 use etlhost_bolt_client::packstream as ps;
-
-pub fn check(o: &BoltOptions) -> Result<(), ConfigError> {
-    let batch = o.query.contains("$batch");
-    if o.row_parameters && batch {
-        return Err(ConfigError::new(
-            "query",
-            "uses $batch, which is not sent with row_parameters: true (each row's fields are the parameters)",
-        ));
-    }
-    if !o.row_parameters && !batch {
-        return Err(ConfigError::new(
-            "query",
-            // The text existing specs' tests know; row_parameters is in README.
-            "must use the parameter $batch (e.g. UNWIND $batch AS row CREATE ...)",
-        ));
-    }
-    if let Some(p) = &o.params_by_position {
-        if p.is_empty() {
-            return Err(ConfigError::new(
-                "params_by_position",
-                "names no parameter (leave it out to use the column names)",
-            ));
-        }
-        if let Some(name) = p.keys().find(|k| k.is_empty() || k.as_str() == "batch") {
-            return Err(ConfigError::new(
-                format!("params_by_position.{name}"),
-                "is not a usable parameter name",
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// Refuses a batch the options cannot encode: several rows for a per-row query, or a position
 /// beyond the row's fields. Permanent: the same batch never gets better.
@@ -123,6 +91,7 @@ fn named_fields<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::check_params as check;
     use etlhost_plugin_sdk::{Column, ColumnType, Value};
 
     fn options(extra: serde_json::Value) -> BoltOptions {

@@ -8,11 +8,11 @@ use etlhost_bolt_client::{
     client_config, Auth, BoltError, Connection, RoutingTable, Settings, Target, EXPLAIN_PREFIX,
 };
 use etlhost_plugin_sdk::redact::{redact_secrets, redact_urls};
-use etlhost_plugin_sdk::{Batch, ConfigError, Error, OpenError, Sink};
+use etlhost_plugin_sdk::{Batch, ConfigError, Error, OpenError};
 
 use crate::encoding::Encoding;
 use crate::options::{AuthScheme, BoltOptions};
-use crate::{changes, params};
+use crate::params;
 
 pub struct BoltSink {
     pub(crate) options: BoltOptions,
@@ -49,11 +49,7 @@ impl BoltSink {
         tracing::debug!(version = ?conn.version(), "connected to {} ({})", redact_urls(&sink.options.uri), conn.address());
         let db = sink.options.database.as_deref();
         if sink.options.check_query {
-            check_query(&mut conn, db, &sink.options.query).map_err(|e| match e {
-                Checked::Rejected(c) => OpenError::Config(c),
-                Checked::Failed(e) => OpenError::Other(sink.error("query check failed", e)),
-            })?;
-            changes::check_queries(&sink, &mut conn)?;
+            sink.check_queries(&mut conn)?;
         }
         if setup {
             for stmt in &sink.options.setup {
@@ -179,6 +175,24 @@ impl BoltSink {
         Err(self.connect_error(last.expect("at least the URI's server was tried")))
     }
 
+    /// The server compiles the query, and the change stream's `delete_query` and
+    /// `update_query` when set, at start.
+    fn check_queries(&self, conn: &mut Connection) -> Result<(), OpenError> {
+        let db = self.options.database.as_deref();
+        for (key, q) in [
+            ("query", Some(&self.options.query)),
+            ("delete_query", self.options.delete_query.as_ref()),
+            ("update_query", self.options.update_query.as_ref()),
+        ] {
+            let Some(q) = q else { continue };
+            check_query(conn, db, q).map_err(|e| match e {
+                Checked::Rejected(c) => OpenError::Config(ConfigError::new(key, c.message)),
+                Checked::Failed(e) => OpenError::Other(self.error("query check failed", e)),
+            })?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn error(&self, context: &str, e: BoltError) -> Error {
         let text = redact_secrets(&format!("{context}: {e}"), &self.options.secrets());
         if e.is_retryable() {
@@ -189,7 +203,7 @@ impl BoltSink {
     }
 
     /// One attempt at a batch on the current (or a new) connection.
-    fn try_batch(&mut self, batch: &Batch) -> Result<(), (Error, Option<BoltError>)> {
+    pub(crate) fn try_batch(&mut self, batch: &Batch) -> Result<(), (Error, Option<BoltError>)> {
         if self.target.routing
             && self
                 .table
@@ -251,7 +265,7 @@ pub(crate) fn needs_new_session(e: &BoltError) -> bool {
 }
 
 /// Errors that mean "this server no longer takes writes here": ask for a new routing table.
-fn needs_new_route(e: &BoltError) -> bool {
+pub(crate) fn needs_new_route(e: &BoltError) -> bool {
     match e {
         BoltError::Io(_) => true,
         BoltError::Server { code, .. } => {
@@ -271,54 +285,6 @@ fn clone_error(e: &BoltError) -> BoltError {
         },
         BoltError::Protocol(m) => BoltError::Protocol(m.clone()),
         BoltError::Tls(m) => BoltError::Tls(m.clone()),
-    }
-}
-
-impl Sink for BoltSink {
-    type Options = BoltOptions;
-
-    fn open(options: BoltOptions) -> Result<Self, OpenError> {
-        BoltSink::start(options, true)
-    }
-
-    /// Connects (routing included) and has the server compile the query; runs no `setup`.
-    const CHECKS: bool = true;
-
-    fn check(options: BoltOptions) -> Result<(), OpenError> {
-        BoltSink::start(options, false).map(drop)
-    }
-
-    fn write_batch(&mut self, batch: &Batch) -> Result<(), Error> {
-        params::fits(&self.options, batch)?;
-        match self.try_batch(batch) {
-            Ok(()) => Ok(()),
-            Err((e, Some(cause))) if needs_new_session(&cause) => {
-                // Log in again on a new connection and try once more; wrong credentials fail again.
-                tracing::warn!("{e}; logging in again on a new connection and retrying once");
-                if self.target.routing {
-                    self.table = None;
-                }
-                self.try_batch(batch).map_err(|(e, _)| e)
-            }
-            Err((e, Some(cause))) if self.target.routing && needs_new_route(&cause) => {
-                // The leader moved or the server went away: a new table, and one more try.
-                tracing::warn!("{e}; refreshing the routing table and retrying once");
-                self.table = None;
-                self.conn = None;
-                self.try_batch(batch).map_err(|(e, _)| e)
-            }
-            Err((e, _)) => Err(e),
-        }
-    }
-
-    const CHANGES: bool = true;
-
-    fn check_changes(options: &BoltOptions) -> Result<(), ConfigError> {
-        changes::check_options(options)
-    }
-
-    fn write_changes(&mut self, batch: &etlhost_plugin_sdk::ChangeBatch) -> Result<(), Error> {
-        self.write_changes_retrying(batch)
     }
 }
 
@@ -346,18 +312,14 @@ fn unshift_columns(message: &str, by: usize) -> String {
     out
 }
 
-pub(crate) enum Checked {
+enum Checked {
     /// The server refuses the query itself: a mistake in the spec.
     Rejected(ConfigError),
     Failed(BoltError),
 }
 
 /// Has the server compile the query, so a syntax error stops the job before any row is read.
-pub(crate) fn check_query(
-    conn: &mut Connection,
-    db: Option<&str>,
-    query: &str,
-) -> Result<(), Checked> {
+fn check_query(conn: &mut Connection, db: Option<&str>, query: &str) -> Result<(), Checked> {
     match conn.explain(db, query) {
         Ok(()) => Ok(()),
         Err(BoltError::Server { code, message })
