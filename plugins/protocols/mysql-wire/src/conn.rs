@@ -6,13 +6,11 @@ use std::net::{TcpStream, ToSocketAddrs};
 use mysql_common::constants::{CapabilityFlags, Command, DEFAULT_MAX_ALLOWED_PACKET};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{
-    AuthPlugin, AuthSwitchRequest, Column, ComStmtExecuteRequestBuilder, ErrPacket,
-    HandshakePacket, HandshakeResponse, StmtPacket,
+    AuthPlugin, AuthSwitchRequest, Column, ErrPacket, HandshakePacket, HandshakeResponse,
 };
 use mysql_common::proto::MySerialize;
-use mysql_common::value::Value;
 
-use crate::{Config, Error, Rows};
+use crate::{Config, Error};
 
 /// The largest payload of one packet; a longer one continues in the next.
 const MAX_PAYLOAD: usize = 0xFF_FFFF;
@@ -23,11 +21,11 @@ const MAX_PACKET_TOTAL: usize = 1 << 30;
 pub struct Conn {
     rd: BufReader<TcpStream>,
     wr: TcpStream,
-    seq: u8,
+    pub(crate) seq: u8,
     caps: CapabilityFlags,
     /// The payload of the last packet read.
     pub(crate) packet: Vec<u8>,
-    out: Vec<u8>,
+    pub(crate) out: Vec<u8>,
 }
 
 impl Conn {
@@ -162,42 +160,6 @@ impl Conn {
         self.ok()
     }
 
-    /// Prepares `sql`, executes it with `params` and returns its result at the first row. The
-    /// connection is the result's until [`Rows::close`].
-    pub fn execute(mut self, sql: &str, params: &[Value]) -> Result<Rows, Error> {
-        self.command(Command::COM_STMT_PREPARE, sql.as_bytes())?;
-        self.read()?;
-        if let Some(e) = self.error() {
-            return Err(e);
-        }
-        let stmt = ParseBuf(&self.packet)
-            .parse::<StmtPacket>(())
-            .map_err(|e| Error::Unsupported(format!("a prepared statement: {e}")))?;
-        self.columns(stmt.num_params() as usize)?;
-        self.columns(stmt.num_columns() as usize)?;
-        let (request, long_data) =
-            ComStmtExecuteRequestBuilder::new(stmt.statement_id()).build(params);
-        if long_data {
-            return Err(Error::Unsupported(
-                "parameters too long for one packet".into(),
-            ));
-        }
-        self.seq = 0;
-        self.out.clear();
-        request.serialize(&mut self.out);
-        self.send()?;
-        self.read()?;
-        if let Some(e) = self.error() {
-            return Err(e);
-        }
-        let n = ParseBuf(&self.packet)
-            .checked_eat_lenenc_int()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| Error::Unsupported("a statement that returns no rows".into()))?;
-        let columns = self.columns(n as usize)?;
-        Ok(Rows::new(self, columns))
-    }
-
     /// Says goodbye; the server's answer is not awaited.
     pub fn quit(mut self) {
         let _ = self.command(Command::COM_QUIT, &[]);
@@ -228,7 +190,7 @@ impl Conn {
 
     /// Sends `self.out` as the next packet(s) of the exchange: a payload of 16 MiB or more goes
     /// in pieces, ended by a shorter (maybe empty) one.
-    fn send(&mut self) -> Result<(), Error> {
+    pub(crate) fn send(&mut self) -> Result<(), Error> {
         let mut framed = Vec::with_capacity(self.out.len() + 8);
         let mut rest = &self.out[..];
         loop {
@@ -285,7 +247,7 @@ impl Conn {
     }
 
     /// Column definitions, `n` of them, and the EOF after them on servers that send one.
-    fn columns(&mut self, n: usize) -> Result<Vec<Column>, Error> {
+    pub(crate) fn columns(&mut self, n: usize) -> Result<Vec<Column>, Error> {
         let mut cols = Vec::with_capacity(n);
         for _ in 0..n {
             self.read()?;

@@ -2,7 +2,8 @@
 
 use mysql_common::constants::{ColumnType as My, Command};
 use mysql_common::io::ParseBuf;
-use mysql_common::packets::Column;
+use mysql_common::packets::{Column, ComStmtExecuteRequestBuilder, StmtPacket};
+use mysql_common::proto::MySerialize;
 use mysql_common::value::{BinValue, Value, ValueDeserializer};
 
 use crate::conn::{malformed, Conn};
@@ -35,8 +36,46 @@ pub struct Row<'a> {
     bit: usize,
 }
 
+impl Conn {
+    /// Prepares `sql`, executes it with `params` and returns its result at the first row. The
+    /// connection is the result's until [`Rows::close`].
+    pub fn execute(mut self, sql: &str, params: &[Value]) -> Result<Rows, Error> {
+        self.command(Command::COM_STMT_PREPARE, sql.as_bytes())?;
+        self.read()?;
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        let stmt = ParseBuf(&self.packet)
+            .parse::<StmtPacket>(())
+            .map_err(|e| Error::Unsupported(format!("a prepared statement: {e}")))?;
+        self.columns(stmt.num_params() as usize)?;
+        self.columns(stmt.num_columns() as usize)?;
+        let (request, long_data) =
+            ComStmtExecuteRequestBuilder::new(stmt.statement_id()).build(params);
+        if long_data {
+            return Err(Error::Unsupported(
+                "parameters too long for one packet".into(),
+            ));
+        }
+        self.seq = 0;
+        self.out.clear();
+        request.serialize(&mut self.out);
+        self.send()?;
+        self.read()?;
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        let n = ParseBuf(&self.packet)
+            .checked_eat_lenenc_int()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| Error::Unsupported("a statement that returns no rows".into()))?;
+        let columns = self.columns(n as usize)?;
+        Ok(Rows::new(self, columns))
+    }
+}
+
 impl Rows {
-    pub(crate) fn new(conn: Conn, columns: Vec<Column>) -> Rows {
+    fn new(conn: Conn, columns: Vec<Column>) -> Rows {
         let bitmap = (columns.len() + 7 + 2) / 8;
         Rows {
             conn,
