@@ -7,7 +7,8 @@
 //! commit, so the host never records a position inside a transaction.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 
 use etlhost_plugin_sdk::redact::redact_secrets;
 use etlhost_plugin_sdk::{
@@ -15,11 +16,11 @@ use etlhost_plugin_sdk::{
     StreamRequest, Value,
 };
 use futures_util::{FutureExt, StreamExt};
-use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::{ColumnFlags, ColumnType as My};
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Conn, OptsBuilder, Pool};
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, OptsBuilder, Pool};
 use tokio::sync::mpsc;
 
 use crate::types::{self, Conv, Typing};
@@ -398,6 +399,18 @@ impl Out {
 }
 
 async fn run(f: &Follow, req: &StreamRequest, tx: &mpsc::Sender<Sent>) -> Result<(), Error> {
+    let mut stream = open_stream(f, req).await?;
+    let mut follower = Follower::new(f, req, tx);
+    while let Some(event) = follower.next_event(&mut stream).await? {
+        if follower.event(&stream, event).await?.is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Connects as a replica and asks for the binlog from `req.from`.
+async fn open_stream(f: &Follow, req: &StreamRequest) -> Result<BinlogStream, Error> {
     let secrets = &f.secrets;
     let connect = |e| classify(secrets, "cannot connect to MySQL for its binlog", e);
     let mut conn = Conn::new(f.opts.clone()).await.map_err(connect)?;
@@ -412,59 +425,96 @@ async fn run(f: &Follow, req: &StreamRequest, tx: &mpsc::Sender<Sent>) -> Result
     let request = BinlogStreamRequest::new(server_id)
         .with_filename(req.from.file.as_bytes())
         .with_pos(req.from.pos);
-    let mut stream = conn
-        .get_binlog_stream(request)
+    conn.get_binlog_stream(request)
         .await
-        .map_err(|e| classify(secrets, "cannot start reading the binlog", e))?;
-    let tables = wanted(f, req);
-    let mut shapes: HashMap<(String, String), TableShape> = HashMap::new();
-    let mut file = req.from.file.clone();
-    let mut gtid = req.from.gtid.clone();
-    // The current transaction's changes, handed on at its commit.
-    let mut pending: Vec<(String, Schema, Vec<usize>, Change)> = Vec::new();
-    let mut out = Out {
-        batch: None,
-        fetch_size: f.fetch_size,
-    };
-    let mut last_mark = std::time::Instant::now();
-    // Between transactions (not inside one), and where the log is then: when the stream goes
-    // quiet, the host is told it got this far, so its lag can reach 0.
-    let mut boundary = true;
-    let mut here = req.from.clone();
-    let mut marked = here.clone();
-    loop {
-        let next = match stream.next().now_or_never() {
-            Some(n) => n,
-            None => {
-                // Also once a second while idle, so the host's reader is never blocked for long.
-                if boundary && (here != marked || last_mark.elapsed() >= Duration::from_secs(1)) {
-                    marked = here.clone();
-                    last_mark = std::time::Instant::now();
-                    let mark = mark(here.clone(), 0);
-                    if out
-                        .push(tx, "", &Vec::new().into(), &[], mark)
-                        .await
-                        .is_err()
-                    {
-                        return Ok(());
-                    }
-                }
-                // Nothing more right now: hand on what is collected rather than wait for more.
-                if out.flush(tx).await.is_err() {
-                    return Ok(());
-                }
-                match tokio::time::timeout(Duration::from_secs(1), stream.next()).await {
-                    Ok(n) => n,
-                    Err(_) if tx.is_closed() => return Ok(()),
-                    Err(_) => continue,
+        .map_err(|e| classify(secrets, "cannot start reading the binlog", e))
+}
+
+/// `Break` when the host stopped reading: the follower ends without an error.
+type Flow = ControlFlow<()>;
+
+/// The follower's place in the log and what it holds between events.
+struct Follower<'a> {
+    f: &'a Follow,
+    tx: &'a mpsc::Sender<Sent>,
+    tables: HashSet<(String, String)>,
+    shapes: HashMap<(String, String), TableShape>,
+    file: String,
+    gtid: Option<String>,
+    /// The current transaction's changes, handed on at its commit.
+    pending: Vec<(String, Schema, Vec<usize>, Change)>,
+    out: Out,
+    last_mark: Instant,
+    /// Between transactions (not inside one), and where the log is then: when the stream goes
+    /// quiet, the host is told it got this far, so its lag can reach 0.
+    boundary: bool,
+    here: Position,
+    marked: Position,
+}
+
+impl<'a> Follower<'a> {
+    fn new(f: &'a Follow, req: &StreamRequest, tx: &'a mpsc::Sender<Sent>) -> Self {
+        Follower {
+            f,
+            tx,
+            tables: wanted(f, req),
+            shapes: HashMap::new(),
+            file: req.from.file.clone(),
+            gtid: req.from.gtid.clone(),
+            pending: Vec::new(),
+            out: Out {
+                batch: None,
+                fetch_size: f.fetch_size,
+            },
+            last_mark: Instant::now(),
+            boundary: true,
+            here: req.from.clone(),
+            marked: req.from.clone(),
+        }
+    }
+
+    /// The next event; `None` when the host stopped reading. While the stream is quiet, what is
+    /// collected is handed on, and the position at a transaction boundary is marked.
+    async fn next_event(&mut self, stream: &mut BinlogStream) -> Result<Option<Event>, Error> {
+        let next = loop {
+            if let Some(n) = stream.next().now_or_never() {
+                break n;
+            }
+            // Also once a second while idle, so the host's reader is never blocked for long.
+            let due =
+                self.here != self.marked || self.last_mark.elapsed() >= Duration::from_secs(1);
+            if self.boundary && due {
+                self.marked = self.here.clone();
+                self.last_mark = Instant::now();
+                let mark = mark(self.here.clone(), 0);
+                if self
+                    .out
+                    .push(self.tx, "", &Vec::new().into(), &[], mark)
+                    .await
+                    .is_err()
+                {
+                    return Ok(None);
                 }
             }
+            // Nothing more right now: hand on what is collected rather than wait for more.
+            if self.out.flush(self.tx).await.is_err() {
+                return Ok(None);
+            }
+            match tokio::time::timeout(Duration::from_secs(1), stream.next()).await {
+                Ok(n) => break n,
+                Err(_) if self.tx.is_closed() => return Ok(None),
+                Err(_) => continue,
+            }
         };
-        let event = match next {
-            None => return Err(Error::retryable("the server ended the binlog stream")),
-            Some(Err(e)) => return Err(classify(secrets, "reading the binlog failed", e)),
-            Some(Ok(e)) => e,
-        };
+        match next {
+            None => Err(Error::retryable("the server ended the binlog stream")),
+            Some(Err(e)) => Err(classify(&self.f.secrets, "reading the binlog failed", e)),
+            Some(Ok(e)) => Ok(Some(e)),
+        }
+    }
+
+    /// One event: a transaction's rows are collected, and handed on at its commit.
+    async fn event(&mut self, stream: &BinlogStream, event: Event) -> Result<Flow, Error> {
         let header = event.header();
         let timestamp = header.timestamp();
         let end = header.log_pos() as u64;
@@ -473,164 +523,192 @@ async fn run(f: &Follow, req: &StreamRequest, tx: &mpsc::Sender<Sent>) -> Result
             if d.len() >= 12 {
                 let seq = u64::from_le_bytes(d[0..8].try_into().expect("8 bytes"));
                 let domain = u32::from_le_bytes(d[8..12].try_into().expect("4 bytes"));
-                gtid = Some(format!("{domain}-{}-{seq}", header.server_id()));
+                self.gtid = Some(format!("{domain}-{}-{seq}", header.server_id()));
             }
-            boundary = false;
-            continue;
+            self.boundary = false;
+            return Ok(Flow::Continue(()));
         }
         let data = match event.read_data() {
             Ok(Some(d)) => d,
-            Ok(None) => continue,
-            Err(e) => return Err(err(secrets, "cannot decode a binlog event", e)),
+            Ok(None) => return Ok(Flow::Continue(())),
+            Err(e) => return Err(err(&self.f.secrets, "cannot decode a binlog event", e)),
         };
-        let commit = |file: &str, gtid: &Option<String>| Position {
-            file: file.to_string(),
-            pos: end,
-            gtid: gtid.clone(),
-        };
-        let committed;
-        match data {
+        let committed = match data {
             EventData::RotateEvent(r) => {
-                file = log_name(&r.name());
-                if boundary {
-                    here = Position {
-                        file: file.clone(),
+                self.file = log_name(&r.name());
+                if self.boundary {
+                    self.here = Position {
+                        file: self.file.clone(),
                         pos: r.position(),
-                        gtid: gtid.clone(),
+                        gtid: self.gtid.clone(),
                     };
                 }
-                continue;
+                false
             }
             EventData::QueryEvent(q) => {
                 let sql = q.query();
                 let sql = sql.trim();
                 if sql.eq_ignore_ascii_case("BEGIN") {
-                    boundary = false;
-                    continue;
-                }
-                if sql.eq_ignore_ascii_case("COMMIT") {
-                    committed = true;
+                    self.boundary = false;
+                    false
+                } else if sql.eq_ignore_ascii_case("COMMIT") {
+                    true
                 } else {
                     // DDL: a table's columns may have changed; read them again when next used.
-                    shapes.clear();
-                    committed = pending.is_empty();
+                    self.shapes.clear();
+                    self.pending.is_empty()
                 }
             }
-            EventData::XidEvent(_) => committed = true,
+            EventData::XidEvent(_) => true,
             EventData::TableMapEvent(_) => {
-                boundary = false;
-                continue;
+                self.boundary = false;
+                false
             }
             EventData::RowsEvent(rows) => {
-                boundary = false;
-                let Some(tme) = stream.get_tme(rows.table_id()) else {
-                    return Err(Error::permanent("a rows event without its table map"));
-                };
-                let key = (
-                    tme.database_name().into_owned(),
-                    tme.table_name().into_owned(),
-                );
-                if !tables.is_empty() && !tables.contains(&key) {
-                    continue;
-                }
-                if !shapes.contains_key(&key) {
-                    let s = shape(&f.pool, &key.0, &key.1, &f.typing)
-                        .await
-                        .map_err(|e| classify(secrets, "cannot read a table's columns", e))?;
-                    shapes.insert(key.clone(), s);
-                }
-                let s = &shapes[&key];
-                let (schema, pk) = (s.schema.clone(), s.key.clone());
-                let kind = match &rows {
-                    RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
-                        ChangeKind::Insert
-                    }
-                    RowsEventData::UpdateRowsEventV1(_)
-                    | RowsEventData::UpdateRowsEvent(_)
-                    | RowsEventData::PartialUpdateRowsEvent(_) => ChangeKind::Update,
-                    _ => ChangeKind::Delete,
-                };
-                let name = if key.0 == f.database {
-                    key.1.clone()
-                } else {
-                    format!("{}.{}", key.0, key.1)
-                };
-                for r in rows.rows(tme) {
-                    let (before, after) =
-                        r.map_err(|e| err(secrets, "cannot decode a binlog row", e))?;
-                    let conv = |r: Option<mysql_async::binlog::row::BinlogRow>| {
-                        r.map(|r| s.row(r.unwrap()).map_err(Error::permanent))
-                            .transpose()
-                    };
-                    let (before, after) = (conv(before)?, conv(after)?);
-                    let change = |kind, row, old| Change {
-                        kind,
-                        row,
-                        old,
-                        commit: Position::default(),
-                        last: false,
-                        timestamp,
-                    };
-                    let mut add = |c| pending.push((name.clone(), schema.clone(), pk.clone(), c));
-                    match (kind, before, after) {
-                        (ChangeKind::Insert, _, Some(a)) => {
-                            add(change(ChangeKind::Insert, a, None))
-                        }
-                        (ChangeKind::Delete, Some(b), _) => {
-                            add(change(ChangeKind::Delete, b, None))
-                        }
-                        (ChangeKind::Update, Some(b), Some(a)) => {
-                            if pk.iter().any(|i| a.get(*i) != b.get(*i)) {
-                                // A new key is another row: delete the old, upsert the new.
-                                add(change(ChangeKind::Delete, b, None));
-                                add(change(ChangeKind::Insert, a, None));
-                            } else {
-                                add(change(ChangeKind::Update, a, Some(b)));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                continue;
+                self.boundary = false;
+                self.rows(stream, rows, timestamp).await?;
+                false
             }
             _ => {
-                if boundary && end > 0 {
-                    here.file = file.clone();
-                    here.pos = end;
+                if self.boundary && end > 0 {
+                    self.here.file = self.file.clone();
+                    self.here.pos = end;
                 }
-                continue;
+                false
             }
-        }
+        };
         if !committed {
-            continue;
+            return Ok(Flow::Continue(()));
         }
-        let at = commit(&file, &gtid);
-        boundary = true;
-        here = at.clone();
-        if pending.is_empty() {
-            // A transaction of other tables: let the host's position follow, now and then.
-            if last_mark.elapsed() >= Duration::from_millis(200) {
-                last_mark = std::time::Instant::now();
+        let at = Position {
+            file: self.file.clone(),
+            pos: end,
+            gtid: self.gtid.clone(),
+        };
+        self.commit(at, timestamp).await
+    }
+
+    /// A rows event of a wanted table, its changes added to the transaction's.
+    async fn rows(
+        &mut self,
+        stream: &BinlogStream,
+        rows: RowsEventData<'_>,
+        timestamp: u32,
+    ) -> Result<(), Error> {
+        let secrets = &self.f.secrets;
+        let Some(tme) = stream.get_tme(rows.table_id()) else {
+            return Err(Error::permanent("a rows event without its table map"));
+        };
+        let key = (
+            tme.database_name().into_owned(),
+            tme.table_name().into_owned(),
+        );
+        if !self.tables.is_empty() && !self.tables.contains(&key) {
+            return Ok(());
+        }
+        if !self.shapes.contains_key(&key) {
+            let s = shape(&self.f.pool, &key.0, &key.1, &self.f.typing)
+                .await
+                .map_err(|e| classify(secrets, "cannot read a table's columns", e))?;
+            self.shapes.insert(key.clone(), s);
+        }
+        let s = &self.shapes[&key];
+        let kind = match &rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
+                ChangeKind::Insert
+            }
+            RowsEventData::UpdateRowsEventV1(_)
+            | RowsEventData::UpdateRowsEvent(_)
+            | RowsEventData::PartialUpdateRowsEvent(_) => ChangeKind::Update,
+            _ => ChangeKind::Delete,
+        };
+        let name = if key.0 == self.f.database {
+            key.1.clone()
+        } else {
+            format!("{}.{}", key.0, key.1)
+        };
+        for r in rows.rows(tme) {
+            let (before, after) = r.map_err(|e| err(secrets, "cannot decode a binlog row", e))?;
+            let conv = |r: Option<mysql_async::binlog::row::BinlogRow>| {
+                r.map(|r| s.row(r.unwrap()).map_err(Error::permanent))
+                    .transpose()
+            };
+            let (before, after) = (conv(before)?, conv(after)?);
+            let add = |c| {
+                self.pending
+                    .push((name.clone(), s.schema.clone(), s.key.clone(), c))
+            };
+            changes(kind, &s.key, before, after, timestamp, add);
+        }
+        Ok(())
+    }
+
+    /// A commit: the transaction's changes go out with its position; a transaction of other
+    /// tables only moves the host's position on, now and then.
+    async fn commit(&mut self, at: Position, timestamp: u32) -> Result<Flow, Error> {
+        self.boundary = true;
+        self.here = at.clone();
+        if self.pending.is_empty() {
+            if self.last_mark.elapsed() >= Duration::from_millis(200) {
+                self.last_mark = Instant::now();
                 let empty: Schema = Vec::new().into();
-                if out
-                    .push(tx, "", &empty, &[], mark(at, timestamp))
-                    .await
-                    .is_err()
-                {
-                    return Ok(());
+                let mark = mark(at, timestamp);
+                if self.out.push(self.tx, "", &empty, &[], mark).await.is_err() {
+                    return Ok(Flow::Break(()));
                 }
             }
-            continue;
+            return Ok(Flow::Continue(()));
         }
-        let n = pending.len();
-        for (i, (table, schema, k, mut c)) in std::mem::take(&mut pending).into_iter().enumerate() {
+        let n = self.pending.len();
+        let pending = std::mem::take(&mut self.pending);
+        for (i, (table, schema, k, mut c)) in pending.into_iter().enumerate() {
             c.commit = at.clone();
             c.last = i + 1 == n;
-            if out.push(tx, &table, &schema, &k, c).await.is_err() {
-                return Ok(());
+            if self
+                .out
+                .push(self.tx, &table, &schema, &k, c)
+                .await
+                .is_err()
+            {
+                return Ok(Flow::Break(()));
             }
         }
-        last_mark = std::time::Instant::now();
+        self.last_mark = Instant::now();
+        Ok(Flow::Continue(()))
+    }
+}
+
+/// A row event's images as changes, to `add`: an update that changes the key is a delete and an
+/// insert.
+fn changes(
+    kind: ChangeKind,
+    pk: &[usize],
+    before: Option<Vec<Value>>,
+    after: Option<Vec<Value>>,
+    timestamp: u32,
+    mut add: impl FnMut(Change),
+) {
+    let change = |kind, row, old| Change {
+        kind,
+        row,
+        old,
+        commit: Position::default(),
+        last: false,
+        timestamp,
+    };
+    match (kind, before, after) {
+        (ChangeKind::Insert, _, Some(a)) => add(change(ChangeKind::Insert, a, None)),
+        (ChangeKind::Delete, Some(b), _) => add(change(ChangeKind::Delete, b, None)),
+        (ChangeKind::Update, Some(b), Some(a)) => {
+            if pk.iter().any(|i| a.get(*i) != b.get(*i)) {
+                // A new key is another row: delete the old, upsert the new.
+                add(change(ChangeKind::Delete, b, None));
+                add(change(ChangeKind::Insert, a, None));
+            } else {
+                add(change(ChangeKind::Update, a, Some(b)));
+            }
+        }
+        _ => {}
     }
 }
 
