@@ -200,9 +200,9 @@ async fn the_graph_server_dies_mid_job_and_every_row_still_arrives() {
     let (path, _) = etlhost_with_spec("validate", "retry.yaml", &text, &[]);
     let summary_path = scratch("retry.summary.json");
     proxy.hold_after(Way::ToServer, 256 * 1024);
-    let job = spawn_run(&path, &summary_path, Stdio::null());
+    let mut job = spawn_run(&path, &summary_path, Stdio::null());
 
-    proxy.wait_holding();
+    proxy.wait_holding(&mut job);
     let before_kill =
         graph_count_at(HTTP, "retry", "MATCH (p:Person) RETURN count(p) AS n").unwrap();
     assert!(
@@ -261,8 +261,8 @@ async fn ctrl_c_stops_reading_and_writes_every_row_already_read() {
     let (path, _) = etlhost_with_spec("validate", "sigint.yaml", &text, &[]);
     let summary_path = scratch("sigint.summary.json");
     proxy.hold_after(Way::ToServer, 64 * 1024);
-    let job = spawn_run(&path, &summary_path, Stdio::null());
-    proxy.wait_holding();
+    let mut job = spawn_run(&path, &summary_path, Stdio::null());
+    proxy.wait_holding(&mut job);
     assert!(Command::new("kill")
         .args(["-INT", &job.id().to_string()])
         .status()

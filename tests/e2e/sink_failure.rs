@@ -140,11 +140,11 @@ async fn a_graph_database_made_read_only_mid_run_fails_the_job_as_a_sink_error()
     let (path, _) = etlhost_with_spec("validate", "sink_readonly.yaml", &text, &[]);
     let summary_path = dir.join("summary.json");
     proxy.hold_after(Way::ToServer, 256 * 1024);
-    let job = spawn_run(&path, &summary_path, Stdio::null());
+    let mut job = spawn_run(&path, &summary_path, Stdio::null());
 
     // ArcadeDB opens a database read-only when its default mode says so at the time it opens it:
     // the database is closed and opened again under that setting while the job writes.
-    proxy.wait_holding();
+    proxy.wait_holding(&mut job);
     let before = graph_count_at(
         server.http,
         "readonly",

@@ -987,8 +987,8 @@ async fn st_a_snapshot_split_is_read_on_from_its_safe_key_after_a_mysql_restart(
     let spec = dir.join("st_split.yaml");
     std::fs::write(&spec, text).unwrap();
     let summary = dir.join("summary.json");
-    let job = crate::support::spawn_run(&spec, &summary, Stdio::null());
-    proxy.wait_holding();
+    let mut job = crate::support::spawn_run(&spec, &summary, Stdio::null());
+    proxy.wait_holding(&mut job);
     proxy.cut();
     proxy.resume();
     let out = job.wait_with_output().unwrap();

@@ -416,8 +416,8 @@ async fn tls_a_routed_job_survives_its_server_restarting() {
         .build();
     let (path, _) = etlhost_with_spec("validate", "tls_reroute.yaml", &text, &["--offline"]);
     let summary_path = scratch_dir("tls-reroute-summary").join("summary.json");
-    let job = spawn_run(&path, &summary_path, Stdio::null());
-    proxy.wait_holding();
+    let mut job = spawn_run(&path, &summary_path, Stdio::null());
+    proxy.wait_holding(&mut job);
     let before = wait_for_first_nodes(server.http, "tls_reroute");
     assert!(
         before < ROWS,

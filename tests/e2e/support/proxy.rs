@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::Child;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -96,10 +97,18 @@ impl Proxy {
         s.allowed(Way::ToServer) == 0 && s.allowed(Way::ToClient) == 0
     }
 
-    /// Waits (a minute at the most) until nothing goes through.
-    pub fn wait_holding(&self) {
+    /// Waits (a minute at the most) until nothing goes through; fails at once, with its stderr
+    /// if that is piped, if `job` ends meanwhile.
+    pub fn wait_holding(&self, job: &mut Child) {
         let start = Instant::now();
         while !self.holding() {
+            if let Some(status) = job.try_wait().unwrap() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = job.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                panic!("the job ended ({status}) before the proxy held it: {stderr}");
+            }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "the proxy held nothing within a minute ({} bytes to the server, {} to the client)",
@@ -113,10 +122,16 @@ impl Proxy {
     /// Lets `step` bytes go `way` at a time, holding every connection between steps, until
     /// `reached` (asked while they are held, so what it looks at stands still) says so; they stay
     /// held then. A job can thus be stopped at a state it reaches, never past its end.
-    pub fn step_until(&self, way: Way, step: u64, mut reached: impl FnMut() -> bool) {
+    pub fn step_until(
+        &self,
+        job: &mut Child,
+        way: Way,
+        step: u64,
+        mut reached: impl FnMut() -> bool,
+    ) {
         loop {
             self.hold_after(way, step);
-            self.wait_holding();
+            self.wait_holding(job);
             if reached() {
                 return;
             }
