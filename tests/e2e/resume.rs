@@ -58,8 +58,7 @@ fn kill_mid_way(spec: &Path, summary: &Path, cp_file: &Path, proxy: &Proxy) -> s
         }
         false
     });
-    job.kill().unwrap();
-    job.wait().unwrap();
+    proxy.kill(&mut job);
     proxy.resume();
     seen.expect("the checkpoint never showed splits both done and in flight")
 }

@@ -65,8 +65,7 @@ fn kill_after(proxy: &Proxy, child: &mut Child, db: &str, filter: &str, rows: u6
         n = recorded(db, filter);
         n >= rows
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    proxy.kill(child);
     proxy.resume();
     n
 }

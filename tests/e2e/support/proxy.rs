@@ -24,10 +24,26 @@ struct State {
     hold_at: Option<(Way, u64)>,
     /// While set, new connections are closed at once.
     cut: bool,
-    /// Counts cuts: a pump of an earlier generation stops.
-    generation: u64,
-    /// The open sockets of this generation, both sides, for `cut`.
-    sockets: Vec<TcpStream>,
+    /// The connections the test has not closed; a pump whose connection is gone stops.
+    conns: Vec<Conn>,
+    next_id: u64,
+}
+
+/// A connection through the proxy: its job's port and both sockets.
+struct Conn {
+    id: u64,
+    client_port: u16,
+    client: TcpStream,
+    server: TcpStream,
+}
+
+impl Conn {
+    fn close(&self) {
+        let _ = (
+            self.client.shutdown(Shutdown::Both),
+            self.server.shutdown(Shutdown::Both),
+        );
+    }
 }
 
 impl State {
@@ -143,11 +159,28 @@ impl Proxy {
     pub fn cut(&self) {
         let mut s = self.state();
         s.cut = true;
-        s.generation += 1;
-        for sock in s.sockets.drain(..) {
-            let _ = sock.shutdown(Shutdown::Both);
+        for conn in s.conns.drain(..) {
+            conn.close();
         }
         drop(s);
+        self.shared.changed.notify_all();
+    }
+
+    /// SIGKILLs `job` and closes its connections through the proxy, dropping what they hold:
+    /// what the job sent but the proxy held never reaches the server, as when a job dies on its
+    /// own (held until [`Proxy::resume`], its last batch would land after its successor began).
+    pub fn kill(&self, job: &mut Child) {
+        let ports = job_ports(job.id(), self.port);
+        assert!(!ports.is_empty(), "the job has no connection through the proxy");
+        job.kill().unwrap();
+        job.wait().unwrap();
+        self.state().conns.retain(|conn| {
+            let keep = !ports.contains(&conn.client_port);
+            if !keep {
+                conn.close();
+            }
+            keep
+        });
         self.shared.changed.notify_all();
     }
 
@@ -172,9 +205,14 @@ impl Shared {
             return;
         };
         let _ = (client.set_nodelay(true), server.set_nodelay(true));
-        let generation = s.generation;
-        s.sockets.push(client.try_clone().unwrap());
-        s.sockets.push(server.try_clone().unwrap());
+        let id = s.next_id;
+        s.next_id += 1;
+        s.conns.push(Conn {
+            id,
+            client_port: client.peer_addr().map_or(0, |a| a.port()),
+            client: client.try_clone().unwrap(),
+            server: server.try_clone().unwrap(),
+        });
         drop(s);
         for (from, to, way) in [
             (
@@ -185,97 +223,82 @@ impl Shared {
             (server, client, Way::ToClient),
         ] {
             let shared = self.clone();
-            std::thread::spawn(move || shared.pump(from, to, way, generation));
+            std::thread::spawn(move || shared.pump(from, to, way, id));
         }
     }
 
-    /// Copies `from` to `to`, counting, and waiting while held; ends with either side or a cut.
-    fn pump(&self, mut from: TcpStream, mut to: TcpStream, way: Way, generation: u64) {
+    /// Copies `from` to `to`, counting, and waiting while held; ends with either side or when
+    /// the test closes connection `id`.
+    fn pump(&self, mut from: TcpStream, mut to: TcpStream, way: Way, id: u64) {
         let mut buf = vec![0u8; 16 * 1024];
-        let mut pending = Vec::new();
         loop {
-            if pending.is_empty() {
-                match from.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => pending.extend_from_slice(&buf[..n]),
-                }
-            }
-            match self.take(way, generation, pending.len()) {
-                Take::Go(k) => {
-                    if to.write_all(&pending[..k]).is_err() {
-                        break;
-                    }
-                    pending.drain(..k);
-                }
-                // What a job sent before it was killed must not arrive once the test lets
-                // things go on: its last batch would land after its successor began. (A server
-                // that goes away is left to be found after the hold, as a job would find it.)
-                Take::Held if way == Way::ToClient || still_there(&mut from, &mut pending) => {}
-                Take::Held | Take::Cut => {
-                    let _ = (from.shutdown(Shutdown::Both), to.shutdown(Shutdown::Both));
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut chunk = &buf[..n];
+            while !chunk.is_empty() {
+                let Some(k) = self.take(way, id, chunk.len()) else {
+                    return;
+                };
+                if to.write_all(&chunk[..k]).is_err() {
                     return;
                 }
+                chunk = &chunk[k..];
             }
         }
         let _ = to.shutdown(Shutdown::Write);
     }
 
-    /// Counts up to `want` bytes as gone `way` and says how many may go (counted before they are
-    /// written, so that connections in parallel never pass a hold). While none may, it waits a
-    /// little, or for a change, and says `Held`: the pump looks at its peer before it forwards.
-    fn take(&self, way: Way, generation: u64, want: usize) -> Take {
+    /// Counts up to `want` bytes as gone `way` and says how many may go, waiting while none may
+    /// (counted before they are written, so that connections in parallel never pass a hold);
+    /// `None` once the test has closed connection `id`.
+    fn take(&self, way: Way, id: u64, want: usize) -> Option<usize> {
         let mut s = self.state.lock().unwrap();
-        if s.generation != generation {
-            return Take::Cut;
-        }
-        match s.allowed(way).min(want as u64) {
-            0 => {
-                let (s, _) = self
-                    .changed
-                    .wait_timeout(s, Duration::from_millis(50))
-                    .unwrap();
-                if s.generation != generation {
-                    Take::Cut
-                } else {
-                    Take::Held
-                }
+        loop {
+            if !s.conns.iter().any(|c| c.id == id) {
+                return None;
             }
-            k => {
+            let k = s.allowed(way).min(want as u64);
+            if k > 0 {
                 s.sent[way as usize] += k;
-                Take::Go(k as usize)
+                return Some(k as usize);
             }
+            s = self.changed.wait(s).unwrap();
         }
     }
 }
 
-/// What a pump may do with the bytes it holds.
-enum Take {
-    /// Forward this many.
-    Go(usize),
-    /// Nothing yet.
-    Held,
-    /// The connection was cut.
-    Cut,
-}
-
-/// Whether `from` is still open, reading what it sent meanwhile into `pending`, and giving the
-/// end of a peer that has just died a moment to arrive (only this pump reads `from`, and a read
-/// timeout touches no write).
-fn still_there(from: &mut TcpStream, pending: &mut Vec<u8>) -> bool {
-    let mut buf = [0u8; 16 * 1024];
-    let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
-    let open = loop {
-        match from.read(&mut buf) {
-            Ok(0) => break false,
-            Ok(n) => pending.extend_from_slice(&buf[..n]),
-            Err(e) => {
-                break matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                )
+/// The local ports of process `pid`'s TCP connections to `port` (from /proc: the tests run on
+/// Linux).
+fn job_ports(pid: u32, port: u16) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_str()?;
+            Some(
+                link.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    let port_of = |addr: &str| {
+        addr.rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && inodes.iter().any(|i| i == f[9]) && port_of(f[2]) == Some(port) {
+                ports.extend(port_of(f[1]));
             }
         }
-    };
-    let _ = from.set_read_timeout(None);
-    open
+    }
+    ports
 }
