@@ -281,3 +281,87 @@ fn scramble(plugin: &AuthPlugin<'_>, nonce: &[u8], pass: &[u8]) -> Result<Vec<u8
 pub(crate) fn malformed(what: &str) -> Error {
     Error::Io(std::io::Error::other(what))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A connection to a peer the test plays, past the handshake.
+    fn pair() -> (Conn, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let conn = Conn {
+            wr: client.try_clone().unwrap(),
+            rd: BufReader::new(client),
+            seq: 0,
+            caps: CapabilityFlags::CLIENT_PROTOCOL_41,
+            packet: Vec::new(),
+            out: Vec::new(),
+        };
+        (conn, server)
+    }
+
+    fn frame(payload: &[u8], seq: u8) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        f.push(seq);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn a_payload_of_16_mib_or_more_is_joined_from_its_packets() {
+        let (mut conn, mut server) = pair();
+        let long = vec![7u8; MAX_PAYLOAD];
+        let writer = std::thread::spawn(move || {
+            server.write_all(&frame(&long, 0)).unwrap();
+            server.write_all(&frame(b"end", 1)).unwrap();
+            server.write_all(&frame(&long, 2)).unwrap();
+            server.write_all(&frame(b"", 3)).unwrap();
+            server.write_all(&frame(b"\x00ok", 4)).unwrap();
+            server
+        });
+        conn.read().unwrap();
+        assert_eq!(conn.packet.len(), MAX_PAYLOAD + 3);
+        assert!(conn.packet.ends_with(b"\x07end"));
+        conn.read().unwrap();
+        assert_eq!(conn.packet.len(), MAX_PAYLOAD);
+        conn.read().unwrap();
+        assert_eq!(conn.packet, b"\x00ok");
+        assert_eq!(
+            conn.seq, 5,
+            "the next packet's sequence number follows the last read"
+        );
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_long_payload_is_sent_in_pieces_ended_by_a_shorter_one() {
+        let (mut conn, mut server) = pair();
+        // Read while the client writes: 16 MiB do not fit in the socket's buffers.
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; 4 + MAX_PAYLOAD + 4];
+            server.read_exact(&mut got).unwrap();
+            got
+        });
+        conn.out = vec![1u8; MAX_PAYLOAD];
+        conn.send().unwrap();
+        let got = reader.join().unwrap();
+        assert_eq!(got[..4], [0xFF, 0xFF, 0xFF, 0]);
+        assert_eq!(got[4 + MAX_PAYLOAD..], [0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_server_error_packet_reads_as_mysql_async_words_it() {
+        let (mut conn, mut server) = pair();
+        let mut err = vec![0xFF];
+        err.extend_from_slice(&1146u16.to_le_bytes());
+        err.extend_from_slice(b"#42S02Table 't' doesn't exist");
+        server.write_all(&frame(&err, 1)).unwrap();
+        conn.read().unwrap();
+        let e = conn.error().unwrap();
+        assert_eq!(e.to_string(), "ERROR 1146 (42S02): Table 't' doesn't exist");
+        assert!(!e.is_io());
+    }
+}

@@ -172,3 +172,63 @@ fn cell<'a>(buf: &mut ParseBuf<'a>, col: &Column) -> Result<Cell<'a>, Error> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_common::constants::ColumnFlags;
+
+    /// A binary row packet's body after its header byte: the NULL bitmap, then `values`.
+    fn row<'a>(columns: &'a [Column], packet: &'a [u8]) -> Row<'a> {
+        let bitmap = (columns.len() + 7 + 2) / 8;
+        Row {
+            columns: columns.iter(),
+            nulls: &packet[..bitmap],
+            buf: ParseBuf(&packet[bitmap..]),
+            bit: 2,
+        }
+    }
+
+    fn columns() -> Vec<Column> {
+        vec![
+            Column::new(My::MYSQL_TYPE_LONGLONG),
+            Column::new(My::MYSQL_TYPE_VAR_STRING),
+            Column::new(My::MYSQL_TYPE_LONG),
+            Column::new(My::MYSQL_TYPE_DOUBLE),
+            Column::new(My::MYSQL_TYPE_LONGLONG).with_flags(ColumnFlags::UNSIGNED_FLAG),
+        ]
+    }
+
+    #[test]
+    fn cells_in_column_order_with_nulls_from_the_bitmap() {
+        let cols = columns();
+        // Column 2 is NULL: bit 2 + 2 of the bitmap.
+        let mut packet = vec![0b0001_0000];
+        packet.extend_from_slice(&(-5i64).to_le_bytes());
+        packet.extend_from_slice(&[3, b'a', b'b', b'c']);
+        packet.extend_from_slice(&1.5f64.to_le_bytes());
+        packet.extend_from_slice(&u64::MAX.to_le_bytes());
+        let cells: Vec<Cell<'_>> = row(&cols, &packet).map(Result::unwrap).collect();
+        assert_eq!(
+            cells,
+            [
+                Cell::Value(Value::Int(-5)),
+                Cell::Bytes(b"abc"),
+                Cell::Null,
+                Cell::Value(Value::Double(1.5)),
+                Cell::Value(Value::UInt(u64::MAX)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_row_that_ends_early_is_an_error() {
+        let cols = columns();
+        let mut packet = vec![0];
+        packet.extend_from_slice(&7i64.to_le_bytes());
+        packet.extend_from_slice(&[10, b'x']);
+        let mut cells = row(&cols, &packet);
+        assert_eq!(cells.next().unwrap().unwrap(), Cell::Value(Value::Int(7)));
+        assert!(matches!(cells.next(), Some(Err(Error::Io(_)))));
+    }
+}
