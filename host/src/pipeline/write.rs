@@ -53,15 +53,15 @@ pub fn write_with_retries(
 }
 
 /// Runs `write` until it succeeds, fails permanently, or has been retried `max_retries` times.
-pub fn with_retries(
+pub fn with_retries<T>(
     shared: &Shared,
-    mut write: impl FnMut() -> Result<(), PluginError>,
-) -> Result<(), PluginError> {
+    mut write: impl FnMut() -> Result<T, PluginError>,
+) -> Result<T, PluginError> {
     let s = &shared.settings;
     let mut backoff = s.retry_policy().start();
     loop {
         let e = match write() {
-            Ok(()) => return Ok(()),
+            Ok(done) => return Ok(done),
             Err(e) if e.is_retryable() => e,
             Err(e) => return Err(e),
         };

@@ -31,9 +31,8 @@ use crate::pipeline::settings::ProgressSettings;
 use crate::pipeline::shared::Shared;
 use crate::pipeline::sinkcheck::SinkCheck;
 use crate::pipeline::work::{Chunk, Limits, Work};
-use crate::pipeline::write::{fail_rows, write_with_retries, written};
+use crate::pipeline::write::{fail_rows, with_retries, write_with_retries, written};
 use crate::plugin::PluginError;
-use crate::stats::Counters;
 use crate::transform::Origin;
 
 /// A batch may end after row `i - 1` when the key changes there (and is not NULL: NULL keys are
@@ -407,40 +406,26 @@ fn write_with_progress(
     step: &Progress,
     shared: &Shared,
 ) -> Result<(), PluginError> {
-    let s = &shared.settings;
-    let mut backoff = s.retry_policy().start();
     let mut step = std::borrow::Cow::Borrowed(step);
-    loop {
-        let attempt_result = match rows {
+    let mut first = true;
+    let wrote = with_retries(shared, || {
+        // A retry checks the split's record first: the failed attempt may have committed.
+        if !std::mem::take(&mut first) {
+            step.to_mut().check = true;
+        }
+        match rows {
             Rows::Decoded(batch) => sink.write_with_progress(batch, &step),
             Rows::Encoded(batch) => sink.write_encoded_with_progress(batch, &step),
-        };
-        let e = match attempt_result {
-            Ok(true) => return Ok(()),
-            Ok(false) => {
-                tracing::warn!(
-                    split = step.split,
-                    rows = step.rows,
-                    "the failed attempt had committed (the split's progress says so): not written again"
-                );
-                return Ok(());
-            }
-            Err(e) if e.is_retryable() => e,
-            Err(e) => return Err(e),
-        };
-        let Some(wait) = backoff.next_wait() else {
-            return Err(e);
-        };
-        Counters::add(&shared.counters.retries, 1);
+        }
+    })?;
+    if !wrote {
         tracing::warn!(
-            attempt = backoff.retried(),
-            max_retries = s.max_retries,
             split = step.split,
-            "transient write error, retrying in {wait:?}: {e}"
+            rows = step.rows,
+            "the failed attempt had committed (the split's progress says so): not written again"
         );
-        std::thread::sleep(wait);
-        step.to_mut().check = true;
     }
+    Ok(())
 }
 
 /// A batch's rows as a writer holds them.
