@@ -1,5 +1,6 @@
 //! PackStream, Bolt's value encoding: the subset a writer needs, encoding straight into the message
-//! buffer and decoding server responses into [`Ps`].
+//! buffer and decoding server responses into [`Ps`]. The encoders are `#[inline]`: a writer calls
+//! them per value, from another crate.
 
 use std::collections::BTreeMap;
 
@@ -26,14 +27,17 @@ impl Ps {
     }
 }
 
+#[inline]
 pub fn null(out: &mut Vec<u8>) {
     out.push(0xC0);
 }
 
+#[inline]
 pub fn bool(out: &mut Vec<u8>, b: bool) {
     out.push(if b { 0xC3 } else { 0xC2 });
 }
 
+#[inline]
 pub fn int(out: &mut Vec<u8>, i: i64) {
     if (-16..128).contains(&i) {
         out.push(i as i8 as u8);
@@ -52,11 +56,13 @@ pub fn int(out: &mut Vec<u8>, i: i64) {
     }
 }
 
+#[inline]
 pub fn float(out: &mut Vec<u8>, f: f64) {
     out.push(0xC1);
     out.extend_from_slice(&f.to_be_bytes());
 }
 
+#[inline]
 fn header(out: &mut Vec<u8>, len: usize, tiny: u8, m8: u8, m16: u8, m32: u8) {
     if len < 16 && tiny != 0 {
         out.push(tiny | len as u8);
@@ -72,25 +78,30 @@ fn header(out: &mut Vec<u8>, len: usize, tiny: u8, m8: u8, m16: u8, m32: u8) {
     }
 }
 
+#[inline]
 pub fn string(out: &mut Vec<u8>, s: &str) {
     header(out, s.len(), 0x80, 0xD0, 0xD1, 0xD2);
     out.extend_from_slice(s.as_bytes());
 }
 
+#[inline]
 pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
     header(out, b.len(), 0, 0xCC, 0xCD, 0xCE);
     out.extend_from_slice(b);
 }
 
+#[inline]
 pub fn list_header(out: &mut Vec<u8>, len: usize) {
     header(out, len, 0x90, 0xD4, 0xD5, 0xD6);
 }
 
+#[inline]
 pub fn map_header(out: &mut Vec<u8>, len: usize) {
     header(out, len, 0xA0, 0xD8, 0xD9, 0xDA);
 }
 
 /// A structure of up to 15 `fields` (Bolt's messages, nodes, dates), which follow it.
+#[inline]
 pub fn struct_header(out: &mut Vec<u8>, fields: u8, tag: u8) {
     out.push(0xB0 | fields);
     out.push(tag);
