@@ -3,11 +3,11 @@
 //! cause. Certificates are made at run time with the `keytool` of ArcadeDB's bundled Java.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use xtask::graph::{fresh_graph_at, graph_count_at};
-use xtask::services::{java_tool, ExtraArcadeDb, BOLT_PORT, HTTP_PORT, MYSQL_PORT};
+use xtask::keystore;
+use xtask::services::{ExtraArcadeDb, BOLT_PORT, HTTP_PORT, MYSQL_PORT};
 
 use std::process::Stdio;
 
@@ -26,72 +26,9 @@ struct TlsServer {
 /// connecting by 127.0.0.1 is a host-name mismatch), valid from `start` (keytool syntax) for
 /// `days`; returns the keystore and the certificate as PEM.
 fn keystore(dir: &Path, start: Option<&str>, days: u32) -> (PathBuf, PathBuf) {
-    let ks = dir.join("server.p12");
-    let pem = dir.join("server.pem");
-    let days = days.to_string();
-    let mut gen = vec![
-        "-genkeypair",
-        "-alias",
-        "s",
-        "-keyalg",
-        "RSA",
-        "-keysize",
-        "2048",
-        "-dname",
-        "CN=localhost",
-        "-ext",
-        "SAN=dns:localhost",
-        "-storetype",
-        "PKCS12",
-        "-storepass",
-        "tls-test",
-        "-keypass",
-        "tls-test",
-        "-validity",
-        &days,
-    ];
-    if let Some(s) = start {
-        gen.extend(["-startdate", s]);
-    }
-    keytool(dir, &gen, &[&ks]);
-    let export = [
-        "-exportcert",
-        "-rfc",
-        "-alias",
-        "s",
-        "-storepass",
-        "tls-test",
-    ];
-    keytool(dir, &export, &[&ks, &pem]);
+    let ks = keystore::self_signed(dir, "dns:localhost", start, days, "tls-test").unwrap();
+    let pem = keystore::export_pem(dir, &ks, "tls-test").unwrap();
     (ks, pem)
-}
-
-/// Runs keytool with `args`, then `-keystore FILE` (and `-file FILE`) from `files`. It runs in
-/// the scratch folder, where a crashed JVM writes its hs_err log; a JVM that dies of a signal (seen
-/// once, SIGSEGV in libjimage, on a loaded machine) is run again, up to three times in all, since
-/// that is the tool failing, not the test.
-fn keytool(dir: &Path, args: &[&str], files: &[&PathBuf]) {
-    let keytool = java_tool("keytool").unwrap();
-    for attempt in 1..=3 {
-        let mut cmd = Command::new(&keytool);
-        cmd.current_dir(dir)
-            .args(args)
-            .arg("-keystore")
-            .arg(files[0]);
-        if let Some(f) = files.get(1) {
-            cmd.arg("-file").arg(f);
-        }
-        let out = cmd.output().unwrap();
-        if out.status.success() {
-            return;
-        }
-        // 134: the JVM aborted after a fatal error.
-        let crashed = out.status.code().is_none_or(|c| c == 134);
-        assert!(crashed && attempt < 3, "keytool: {out:?}");
-        if args[0] == "-genkeypair" {
-            let _ = std::fs::remove_file(files[0]);
-        }
-    }
 }
 
 fn start_tls_server(name: &str, start: Option<&str>, days: u32) -> TlsServer {

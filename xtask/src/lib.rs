@@ -2,6 +2,7 @@
 //! and helpers with `cargo xtask` instead of repeating them.
 
 pub mod graph;
+pub mod keystore;
 pub mod mariadb;
 pub mod services;
 pub mod transforms;

@@ -2,12 +2,12 @@
 //! plaintext (`bolt://`) and one that requires TLS (`bolt+ssc://`, its certificate self-signed and
 //! made here with the `keytool` of ArcadeDB's own Java), in alternating runs after warm-up runs.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use xtask::graph::{fresh_graph_at, graph_count_at};
-use xtask::services::{java_tool, ExtraArcadeDb, BOLT_PORT};
+use xtask::keystore;
+use xtask::services::{ExtraArcadeDb, BOLT_PORT};
 
 use super::compare::bolt_spec;
 use super::{alternate, bench_dir, etlhost_sample, plain, report, seed, Case, Opts, BENCH_DB};
@@ -79,7 +79,15 @@ fn case<'a>(
 fn tls_server(dir: &Path) -> Result<ExtraArcadeDb> {
     let home = dir.join("tls");
     std::fs::create_dir_all(&home)?;
-    let ks = keystore(&home)?.display().to_string();
+    let ks = keystore::self_signed(
+        &home,
+        "dns:localhost,ip:127.0.0.1",
+        None,
+        30,
+        STORE_PASSWORD,
+    )?
+    .display()
+    .to_string();
     let pass = STORE_PASSWORD.to_string();
     ExtraArcadeDb::start(
         &home,
@@ -91,40 +99,4 @@ fn tls_server(dir: &Path) -> Result<ExtraArcadeDb> {
             ("ssl.trustStorePassword", pass),
         ],
     )
-}
-
-/// A PKCS12 keystore in `dir` with one self-signed RSA key for `localhost` and 127.0.0.1.
-fn keystore(dir: &Path) -> Result<PathBuf> {
-    let ks = dir.join("server.p12");
-    let out = Command::new(java_tool("keytool")?)
-        .current_dir(dir)
-        .args([
-            "-genkeypair",
-            "-alias",
-            "s",
-            "-keyalg",
-            "RSA",
-            "-keysize",
-            "2048",
-            "-dname",
-            "CN=localhost",
-            "-ext",
-            "SAN=dns:localhost,ip:127.0.0.1",
-            "-storetype",
-            "PKCS12",
-            "-storepass",
-            STORE_PASSWORD,
-            "-keypass",
-            STORE_PASSWORD,
-            "-validity",
-            "30",
-            "-keystore",
-        ])
-        .arg(&ks)
-        .output()
-        .context("cannot run keytool")?;
-    if !out.status.success() {
-        bail!("keytool failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(ks)
 }
