@@ -58,7 +58,7 @@ fn config(opts: &mysql_async::Opts, timeout: Duration) -> Result<Config, WireErr
         user: opts.user().map(String::from),
         password: opts.pass().unwrap_or_default().to_string(),
         database: opts.db_name().map(String::from),
-        init: vec![crate::SESSION_SETUP.to_string()],
+        init: vec![crate::sql::SESSION_SETUP.to_string()],
         timeout,
     })
 }

@@ -4,7 +4,9 @@ use etlhost_plugin_sdk::runtime::block_on;
 use etlhost_plugin_sdk::{CursorRange, Error, KeySample, Value};
 use mysql_async::prelude::Queryable;
 
-use crate::{cursor_sql, quote, types, MySqlSource};
+use crate::source::MySqlSource;
+use crate::sql::{cursor_sql, quote};
+use crate::types;
 
 /// A fixed seed: the same table gives the same sample, so plans repeat.
 const SEED: u32 = 20_261_201;
@@ -81,40 +83,10 @@ impl MySqlSource {
     }
 }
 
-/// `(c1, c2, ...) <op> (v1, v2, ...)` compared column by column, written out as
-/// `c1 > v1 OR (c1 = v1 AND (c2 > v2 OR ...))`: MariaDB 10.11 scans the whole index for a row
-/// constructor comparison but uses the key's range for this form. `op` is `>=`, `>` or `<`.
-pub(crate) fn tuple_cmp(
-    columns: &[String],
-    values: &Value,
-    op: &str,
-    params: &mut Vec<mysql_async::Value>,
-) -> String {
-    let values: &[Value] = match values {
-        Value::List(v) => v,
-        one => std::slice::from_ref(one),
-    };
-    let strict = if op == "<" { "<" } else { ">" };
-    let mut sql = String::new();
-    let last = columns.len().min(values.len()) - 1;
-    for (i, (c, v)) in columns.iter().zip(values).enumerate() {
-        let c = quote(c);
-        if i == last {
-            sql.push_str(&format!("{c} {op} ?"));
-            params.push(types::param(v));
-        } else {
-            sql.push_str(&format!("({c} {strict} ? OR ({c} = ? AND "));
-            params.push(types::param(v));
-            params.push(types::param(v));
-        }
-    }
-    sql.push_str(&"))".repeat(last));
-    sql
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::tuple_cmp;
 
     #[test]
     fn a_tuple_comparison_is_written_out_column_by_column() {
