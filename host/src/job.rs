@@ -98,7 +98,10 @@ fn keeps_progress(flow: FlowRef<'_>, sink: &Plugin) -> Result<(), SpecError> {
     }
     let (key, what) = match (job.checkpoint.store, job.shards) {
         (Store::Target, _) => ("checkpoint.store", "is `target`"),
-        (_, Some(n)) if n > 1 => ("shards", "splits the job into shards, which share their plan and progress through the target"),
+        (_, Some(n)) if n > 1 => (
+            "shards",
+            "splits the job into shards, which share their plan and progress through the target",
+        ),
         _ => return Ok(()),
     };
     Err(flow.spec.error(

@@ -171,7 +171,10 @@ impl Proxy {
     /// own (held until [`Proxy::resume`], its last batch would land after its successor began).
     pub fn kill(&self, job: &mut Child) {
         let ports = job_ports(job.id(), self.port);
-        assert!(!ports.is_empty(), "the job has no connection through the proxy");
+        assert!(
+            !ports.is_empty(),
+            "the job has no connection through the proxy"
+        );
         job.kill().unwrap();
         job.wait().unwrap();
         self.state().conns.retain(|conn| {
