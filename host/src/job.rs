@@ -62,14 +62,12 @@ fn load(
 
 /// What the spec asks of its sink beyond its options: changes to write (`mode: stream`), or
 /// progress to keep (`checkpoint.store: target`, `shards`). Checked here, for `etlhost validate`
-/// and every run alike; what a run adds from its command line (`--shard`) is checked when its
-/// progress store is chosen (`progress::Store::choose`).
+/// and every run alike.
 fn check_sink(flow: FlowRef<'_>, sink: Arc<Plugin>) -> Result<Arc<Plugin>, SpecError> {
     if flow.flow.mode == Mode::Stream {
         writes_changes(flow, &sink)?;
-    } else {
-        keeps_progress(flow, &sink)?;
     }
+    check_progress(flow, &sink, false)?;
     Ok(sink)
 }
 
@@ -87,6 +85,46 @@ fn writes_changes(flow: FlowRef<'_>, sink: &Plugin) -> Result<(), SpecError> {
         Err(PluginError::Config { error, .. }) => Err(option_error(flow, "sink", &error)),
         Err(e) => Err(flow.error("sink.options", e.to_string())),
     }
+}
+
+/// Every check of where a flow can keep its progress, in one place: made when the job loads, with
+/// what the spec asks (`checkpoint.store`, `shards`), and again when a run chooses the flow's
+/// progress store (`progress::Store::choose`), with what its command line adds (`run_sharded`:
+/// `--shard` or its environment).
+pub fn check_progress(
+    flow: FlowRef<'_>,
+    sink: &Plugin,
+    run_sharded: bool,
+) -> Result<(), SpecError> {
+    if flow.flow.mode == Mode::Stream {
+        if run_sharded {
+            return Err(flow.error(
+                "mode",
+                "a streaming flow cannot be sharded: one process follows the change log",
+            ));
+        }
+        return Ok(());
+    }
+    keeps_progress(flow, sink)?;
+    if !run_sharded {
+        return Ok(());
+    }
+    if flow.spec.job.checkpoint.store == Store::Local {
+        return Err(flow.spec.error(
+            "checkpoint.store",
+            "is `local`, but shards share their plan and progress through the target: use `target` or `auto`",
+        ));
+    }
+    if !sink.records_progress() {
+        return Err(flow.error(
+            "sink.plugin",
+            format!(
+                "the sink plugin `{}` cannot keep progress in the target, which shards need",
+                sink.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A spec that asks for progress in the target (`checkpoint.store: target`, or `shards`) names a

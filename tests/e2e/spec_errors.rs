@@ -4,7 +4,7 @@ use std::path::Path;
 
 use etlhost::spec::Spec;
 
-use crate::support::etlhost_with_spec;
+use crate::support::{etlhost_command, etlhost_with_spec, Output};
 
 const GOOD: &str = "name: errors
 source:
@@ -219,10 +219,45 @@ fn progress_in_the_target_needs_a_sink_that_keeps_it() {
         err,
         format!("error: {path}:10: checkpoint.store: is `target`, but the sink plugin `console` of flow `errors` cannot keep progress in the target")
     );
-    let text = console + "shards: 4\n";
+    let text = console.clone() + "shards: 4\n";
     let (path, err) = validate("shards_console.yaml", &text);
     assert_eq!(
         err,
         format!("error: {path}:9: shards: splits the job into shards, which share their plan and progress through the target, but the sink plugin `console` of flow `errors` cannot keep progress in the target")
+    );
+    // What a run's command line adds (`--shard`) meets the same checks, before anything is read.
+    let (_, out) = etlhost_with_spec("run", "shard_fresh.yaml", &console, &["--shard", "0/2"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "error: --fresh cannot be used with shards: it would discard the other shards' progress; start a new run instead (--run or ETLHOST_RUN; this is the default run)"
+    );
+    let shard = |name: &str, text: &str| {
+        let (path, out) = etlhost_with_spec("validate", name, text, &["--offline"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let out = Output::from(
+            etlhost_command()
+                .args(["run", &path.display().to_string(), "--shard", "0/2"])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        (
+            path.display().to_string(),
+            out.stderr.trim_end().to_string(),
+        )
+    };
+    let (path, err) = shard("shard_console.yaml", &console);
+    assert_eq!(
+        err,
+        format!("error: {path}:8: sink.plugin: the sink plugin `console` cannot keep progress in the target, which shards need")
+    );
+    let (path, err) = shard(
+        "shard_local.yaml",
+        &(GOOD.to_string() + "checkpoint:\n  store: local\n"),
+    );
+    assert_eq!(
+        err,
+        format!("error: {path}:16: checkpoint.store: is `local`, but shards share their plan and progress through the target: use `target` or `auto`")
     );
 }

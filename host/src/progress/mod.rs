@@ -1,6 +1,7 @@
-//! Where a batch flow keeps its progress, chosen once per flow ([`Store::choose`], where every
-//! check of what the spec, the command line and the sink allow is made), and everything a flow
-//! does with it: resume or plan, record how a run failed, record splits done, forget.
+//! Where a batch flow keeps its progress, chosen once per flow ([`Store::choose`], after
+//! [`crate::job::check_progress`], the one place that checks what the spec, the command line and
+//! the sink allow; the job runs it when it loads too), and everything a flow does with it: resume
+//! or plan, record how a run failed, record splits done, forget.
 //!
 //! - [`local`]: a checkpoint file beside the job (`checkpoint.store: local`, or `auto` with a
 //!   sink that cannot keep progress).
@@ -56,48 +57,19 @@ pub struct Work {
 }
 
 impl Store {
-    /// The store of `flow`; refuses what cannot work: a streaming flow sharded, shards with local
-    /// progress, a sink without the capability asked to keep progress in the target.
+    /// The store of `flow`, once [`crate::job::check_progress`] (every capability check, with
+    /// what this run adds) has refused what cannot work.
     pub fn choose(job: &Job, flow: FlowRef<'_>, opts: &RunOptions) -> Result<Store, RunError> {
-        let spec = flow.spec;
         let sink = &job.plugins[flow.index].sink;
-        let sharded = opts.shard.is_sharded();
-        let asked = spec.job.checkpoint.store;
-        if flow.flow.mode == Mode::Stream {
-            if sharded {
-                return Err(RunError::Config(flow.error(
-                    "mode",
-                    "a streaming flow cannot be sharded: one process follows the change log",
-                )));
-            }
+        crate::job::check_progress(flow, sink, opts.shard.is_sharded())
+            .map_err(RunError::Config)?;
+        let local = match flow.spec.job.checkpoint.store {
+            Asked::Local => true,
+            Asked::Auto => !sink.records_progress(),
+            Asked::Target => false,
+        };
+        if flow.flow.mode == Mode::Stream || local {
             return Ok(Store::Local);
-        }
-        match asked {
-            Asked::Local if sharded => {
-                return Err(RunError::Config(spec.error(
-                    "checkpoint.store",
-                    "is `local`, but shards share their plan and progress through the target: use `target` or `auto`",
-                )))
-            }
-            Asked::Local => return Ok(Store::Local),
-            Asked::Target | Asked::Auto if !sink.records_progress() => {
-                if asked == Asked::Target || sharded {
-                    let why = if sharded {
-                        "which shards need"
-                    } else {
-                        "as `checkpoint.store: target` asks"
-                    };
-                    return Err(RunError::Config(flow.error(
-                        "sink.plugin",
-                        format!(
-                            "the sink plugin `{}` cannot keep progress in the target, {why}",
-                            sink.name
-                        ),
-                    )));
-                }
-                return Ok(Store::Local);
-            }
-            _ => {}
         }
         let target = Target::new(job, flow, opts);
         Ok(match flow.flow.sink.endpoints {

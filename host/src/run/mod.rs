@@ -71,8 +71,8 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
 fn start_over(opts: &RunOptions) -> Result<(), RunError> {
     if opts.fresh && opts.shard.is_sharded() {
         return Err(RunError::Start(format!(
-            "--fresh cannot be used with shards: it would discard the other shards' progress; start a new run instead (--run or ETLHOST_RUN, now '{}')",
-            opts.run
+            "--fresh cannot be used with shards: it would discard the other shards' progress; start a new run instead (--run or ETLHOST_RUN; this is {})",
+            progress::run_label(&opts.run)
         )));
     }
     Ok(())
