@@ -1,7 +1,7 @@
 //! The HOCON subset SeaTunnel job files are written in, parsed with the line of every key, so that
 //! an error can name the line a user wrote. No crate on crates.io gives key positions, keeps two
 //! blocks of one plugin apart or keeps a substitution's text (`hocon` 0.9, `hocon-parser` 1.14 and
-//! `hocon-rs` 0.2 were checked: docs/decisions/hocon-parser.md).
+//! `hocon-rs` 0.2 were checked: docs/decisions/0007-hocon-parser.md).
 //!
 //! Supported: `{ }` blocks with or without a root brace, `=` / `:` / no separator before `{`,
 //! quoted and unquoted keys, dotted keys (`a.b = 1` is `a { b = 1 }`), arrays (of objects too),
