@@ -8,14 +8,14 @@
 //! waits is all they need. The jitter comes from `fastrand` (no system calls, already in the
 //! dependency tree).
 //!
-//! Jitter: each wait is drawn between half the backoff and the whole of it ("equal jitter").
-//! Writers that failed together (a database restart) then come back at different moments
-//! instead of in step, and a wait never shrinks to nothing, so a restarting server is not asked
-//! again at once and `retries` still covers about the time the user meant.
+//! Jitter: each wait is the backoff plus up to half of it again, drawn at random. Writers that
+//! failed together (a database restart) then come back at different moments instead of in step,
+//! and jitter only ever lengthens a wait: `max_retries` retries still span at least the outage
+//! the user sized them for (`retry_backoff` doubled, `max_retries` times), never less.
 
 use std::time::Duration;
 
-/// The longest wait between two attempts.
+/// The longest backoff; a wait adds its jitter to it, so no wait is over one and a half times this.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// How often and how long to wait before trying again.
@@ -87,11 +87,10 @@ impl Backoff {
     }
 }
 
-/// A wait between half of `backoff` and all of it.
+/// A wait between `backoff` and one and a half times it.
 fn jitter(backoff: Duration) -> Duration {
-    let half = backoff / 2;
-    let spread = u64::try_from((backoff - half).as_nanos()).unwrap_or(u64::MAX);
-    half + Duration::from_nanos(fastrand::u64(0..=spread))
+    let spread = u64::try_from((backoff / 2).as_nanos()).unwrap_or(u64::MAX);
+    backoff + Duration::from_nanos(fastrand::u64(0..=spread))
 }
 
 #[cfg(test)]
@@ -118,7 +117,10 @@ mod tests {
             let mut backoff = Duration::from_millis(200);
             for _ in 0..12 {
                 let w = b.next_wait().expect("no limit");
-                assert!(w >= backoff / 2 && w <= backoff, "{w:?} for {backoff:?}");
+                assert!(
+                    w >= backoff && w <= backoff * 3 / 2,
+                    "{w:?} for {backoff:?}"
+                );
                 backoff = (backoff * 2).min(MAX_WAIT);
             }
             assert_eq!(b.retried(), 12);
@@ -134,8 +136,12 @@ mod tests {
     #[test]
     fn a_first_backoff_above_the_limit_is_kept_once() {
         let mut b = Policy::forever(Duration::from_secs(60)).start();
-        assert!(b.next_wait().unwrap() >= Duration::from_secs(30));
-        assert!(b.next_wait().unwrap() <= MAX_WAIT);
+        assert!(b.next_wait().unwrap() >= Duration::from_secs(60));
+        let second = b.next_wait().unwrap();
+        assert!(
+            second >= MAX_WAIT && second <= MAX_WAIT * 3 / 2,
+            "{second:?}"
+        );
     }
 
     #[test]
@@ -146,6 +152,7 @@ mod tests {
         assert_eq!(b.next_wait(), None);
         b.reset();
         assert_eq!(b.retried(), 0);
-        assert!(b.next_wait().unwrap() <= Duration::from_millis(100));
+        let first = b.next_wait().unwrap();
+        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(150));
     }
 }

@@ -954,8 +954,8 @@ fn query_config_list(
     }
 }
 
-/// How many retries, each waiting 200 ms doubled up to 30 s (the host's backoff before its jitter,
-/// which draws each wait between half and all of it), span `secs`.
+/// How many retries, each waiting 200 ms doubled up to 30 s (the host's backoff; its jitter only
+/// lengthens a wait), span at least `secs`.
 fn retries_within(secs: u64) -> u64 {
     let (mut total, mut wait, mut n) = (0.0, 0.2, 0u64);
     while total < secs as f64 && n < 10_000 {

@@ -408,6 +408,8 @@ fn write_with_progress(
 ) -> Result<(), PluginError> {
     let mut step = std::borrow::Cow::Borrowed(step);
     let mut first = true;
+    // The retries' warnings name the split: several writers may retry at once.
+    let _split = tracing::warn_span!("split", split = step.split).entered();
     let wrote = with_retries(shared, || {
         // A retry checks the split's record first: the failed attempt may have committed.
         if !std::mem::take(&mut first) {
