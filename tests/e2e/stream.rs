@@ -1051,3 +1051,45 @@ async fn st_enum_and_set_columns_stream_as_their_names() {
     );
     assert_eq!(job.terminate(), 130);
 }
+
+/// A statement that changes a streamed table's rows without row events (here TRUNCATE) stops the
+/// stream with the table, the statement and the binlog position, instead of leaving the graph
+/// quietly different from MySQL; a restart stops there again. The same statement on a table
+/// outside the spec passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn st_a_truncate_of_a_streamed_table_stops_the_stream_at_its_position() {
+    let pool = person_table("st_truncate", 50, "p").await;
+    exec(&pool, "CREATE TABLE other (id INT PRIMARY KEY)").await;
+    let _g = graph("st_truncate").await;
+    let (_dir, spec, mut job) = start_stream("st_truncate");
+    exec(&pool, "TRUNCATE TABLE other").await;
+    exec(&pool, "INSERT INTO person (id, name) VALUES (1001, 'new')").await;
+    job.wait_until_acked(&head(&pool).await);
+
+    exec(&pool, "TRUNCATE TABLE person").await;
+    let (file, pos) = head(&pool).await;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = job.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the stream went on past the TRUNCATE:\n{}",
+            job.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let expected = format!(
+        "error: job failed: plugin mysql: the binlog at {file}:{pos} has `TRUNCATE TABLE person`, which empties the streamed table st_truncate.person without row events: the stream stops here rather than let the target drift from MySQL; run the flow again with --fresh for a new snapshot"
+    );
+    assert_eq!(status.code(), Some(3), "{}", job.stderr());
+    assert_eq!(first_error(&job.stderr()), expected);
+    // Nothing was applied past it, and a restart stops at the same place.
+    assert_eq!(
+        cypher("st_truncate", "MATCH (p:Person) RETURN count(p) AS n")[0]["n"],
+        51
+    );
+    let (code, stderr) = run_to_end(&spec, &[]);
+    assert_eq!((code, first_error(&stderr)), (3, expected.as_str()));
+}
