@@ -9,7 +9,7 @@ use etlhost::cli::{self, flags::Cli, flags::Command};
 use etlhost::report;
 
 // Per-row values are many small allocations; mimalloc makes each about half the instructions of
-// glibc's malloc (README, "Performance").
+// glibc's malloc (docs/decisions/0002-mimalloc-allocator.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,5 +1,5 @@
 //! The `etlhost` commands, one module each; [`flags`] holds their arguments. Each command returns
-//! its exit code (the table in README).
+//! its exit code (the table in docs/running.md).
 
 pub mod convert;
 pub mod flags;

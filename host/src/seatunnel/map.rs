@@ -145,7 +145,7 @@ fn refuse_transforms(t: &Entry) -> R<()> {
             &format!("transform.{}", first.key),
             format!(
                 "transform plugin `{}` is not supported: etlhost transforms are WASM \
-                 components, listed under `transforms:` in a YAML or TOML spec (README, \"Transforms\")",
+                 components, listed under `transforms:` in a YAML or TOML spec (docs/transforms.md)",
                 first.key
             ),
         ),
@@ -314,7 +314,7 @@ impl Mapped {
                             e.line,
                             &key,
                             "STREAMING is not supported: etlhost runs batch jobs (use BATCH; for \
-                         changes since the last run see `cursor_column` in README, \
+                         changes since the last run see `cursor_column` in docs/spec.md, \
                          \"Incremental sync\")",
                         ),
                         other => {

@@ -1,7 +1,7 @@
 //! A split read through the built-in client ([`etlhost_mysql_wire`]): one plain TCP connection of
 //! the split's own, one prepared statement, and each cell of its binary rows pushed straight into
-//! the batch format (README, "Performance": mysql_async's owned rows cost 2,170 of the source
-//! path's 3,736 instructions per row).
+//! the batch format (docs/decisions/0001-built-in-mysql-client.md: mysql_async's owned rows cost
+//! 2,170 of the source path's 3,736 instructions per row).
 //!
 //! For a connection the client does not speak (a URL asking for TLS, a socket or compression,
 //! another authentication plugin, a server that wants `caching_sha2_password`'s full exchange) and
