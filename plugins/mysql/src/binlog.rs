@@ -800,15 +800,9 @@ fn rowless_tables(sql: &str) -> Option<(&'static str, Vec<Named>)> {
             names.extend(words.get(at).cloned());
             "empties"
         }
-        Some("DROP") => {
-            let mut at = 1;
-            if kw(at, "TEMPORARY") {
-                return None;
-            }
-            if !kw(at, "TABLE") {
-                return None;
-            }
-            at += 1;
+        // `DROP TEMPORARY TABLE` touches no logged table.
+        Some("DROP") if kw(1, "TABLE") => {
+            let mut at = 2;
             if kw(at, "IF") && kw(at + 1, "EXISTS") {
                 at += 2;
             }
@@ -835,7 +829,7 @@ fn rowless_tables(sql: &str) -> Option<(&'static str, Vec<Named>)> {
             }
             "renames"
         }
-        Some("ALTER") if kw(1, "TABLE") && upper.iter().any(|w| w == "RENAME") => {
+        Some("ALTER") if kw(1, "TABLE") => {
             // `ALTER TABLE t RENAME [TO|AS] u`, but not `RENAME COLUMN`/`RENAME INDEX`/`KEY`.
             let at = upper.iter().position(|w| w == "RENAME")?;
             if matches!(
