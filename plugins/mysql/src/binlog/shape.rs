@@ -1,0 +1,183 @@
+//! A table's columns as the binlog's positions map to them, and one row event's values converted
+//! to the snapshot's types.
+
+use etlhost_plugin_sdk::{ColumnType, Schema, Value};
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::{ColumnFlags, ColumnType as My};
+use mysql_async::prelude::Queryable;
+use mysql_async::Pool;
+
+use crate::types::{self, Conv, Typing};
+
+/// A table's columns as the binlog's positions map to them.
+pub(super) struct TableShape {
+    pub(super) schema: Schema,
+    pub(super) convs: Vec<Conv>,
+    /// Bits of an unsigned integer column: the binlog sends them signed unless the server logs
+    /// column metadata, which MariaDB does not by default.
+    pub(super) unsigned_bits: Vec<Option<u32>>,
+    /// ENUM and SET members: the binlog sends an ENUM's index (from 1) and a SET's bitmap.
+    pub(super) members: Vec<Option<(bool, Vec<String>)>>,
+    pub(super) key: Vec<usize>,
+}
+
+pub(super) async fn shape(
+    pool: &Pool,
+    db: &str,
+    table: &str,
+    typing: &Typing,
+) -> Result<TableShape, mysql_async::Error> {
+    let mut c = pool.get_conn().await?;
+    let relation = format!("`{}`.`{}`", db.replace('`', "``"), table.replace('`', "``"));
+    let result = c
+        .exec_iter(format!("SELECT * FROM {relation} LIMIT 0"), ())
+        .await?;
+    let columns = result.columns_ref().to_vec();
+    result.drop_result().await?;
+    let key_names: Vec<String> = c
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' \
+             ORDER BY ORDINAL_POSITION",
+            (db, table),
+        )
+        .await?;
+    let declared: Vec<(String, String)> = c
+        .exec(
+            "SELECT DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (db, table),
+        )
+        .await?;
+    let members = (0..columns.len())
+        .map(|i| match declared.get(i) {
+            Some((t, full)) if t == "enum" || t == "set" => Some((t == "set", members(full))),
+            _ => None,
+        })
+        .collect();
+    let (cols, convs): (Vec<_>, Vec<_>) = columns.iter().map(|c| types::column(c, typing)).unzip();
+    let unsigned_bits = columns
+        .iter()
+        .map(|c| {
+            if !c.flags().contains(ColumnFlags::UNSIGNED_FLAG) {
+                return None;
+            }
+            match c.column_type() {
+                My::MYSQL_TYPE_TINY => Some(8),
+                My::MYSQL_TYPE_SHORT => Some(16),
+                My::MYSQL_TYPE_INT24 => Some(24),
+                My::MYSQL_TYPE_LONG => Some(32),
+                My::MYSQL_TYPE_LONGLONG => Some(64),
+                _ => None,
+            }
+        })
+        .collect();
+    let key = key_names
+        .iter()
+        .filter_map(|k| cols.iter().position(|c| &c.name == k))
+        .collect();
+    Ok(TableShape {
+        schema: cols.into(),
+        convs,
+        unsigned_bits,
+        members,
+        key,
+    })
+}
+
+/// The members of `enum('a','b')` / `set('a','b')`, quotes undone (`''` is one quote).
+fn members(column_type: &str) -> Vec<String> {
+    let inner = column_type
+        .split_once('(')
+        .map_or("", |(_, r)| r.strip_suffix(')').unwrap_or(r));
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = inner.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match (quoted, ch) {
+            (false, '\'') => quoted = true,
+            (true, '\'') if chars.peek() == Some(&'\'') => {
+                chars.next();
+                cur.push('\'');
+            }
+            (true, '\'') => {
+                quoted = false;
+                out.push(std::mem::take(&mut cur));
+            }
+            (true, c) => cur.push(c),
+            (false, _) => {}
+        }
+    }
+    out
+}
+
+impl TableShape {
+    pub(super) fn row(&self, values: Vec<BinlogValue<'static>>) -> Result<Vec<Value>, String> {
+        let mut row = Vec::with_capacity(self.schema.len());
+        for (i, v) in values.into_iter().enumerate() {
+            let Some(col) = self.schema.get(i) else {
+                // A column added after this event was logged is not in it; one dropped since
+                // is not in the probe: drop its value.
+                break;
+            };
+            let v = match v {
+                BinlogValue::Value(v) => v,
+                other => {
+                    let v: Result<mysql_async::Value, _> = other.try_into();
+                    v.map_err(|e| format!("column `{}`: {e}", col.name))?
+                }
+            };
+            let v = match (v, self.unsigned_bits[i]) {
+                (mysql_async::Value::Int(n), Some(bits)) if n < 0 => {
+                    mysql_async::Value::UInt((n as u64) & u64::MAX >> (64 - bits))
+                }
+                (v, _) => v,
+            };
+            let value = match (&self.members[i], v) {
+                (Some((false, names)), mysql_async::Value::Int(n)) => {
+                    // 0 is the empty string MySQL stores for an invalid value.
+                    let name = usize::try_from(n - 1).ok().and_then(|k| names.get(k));
+                    row.push(Value::String(name.cloned().unwrap_or_default()));
+                    continue;
+                }
+                (Some((true, names)), mysql_async::Value::Bytes(bits)) => {
+                    let set = names
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, _)| bits.get(k / 8).is_some_and(|b| b & (1 << (k % 8)) != 0))
+                        .map(|(_, m)| Value::String(m.clone()))
+                        .collect();
+                    row.push(Value::List(set));
+                    continue;
+                }
+                (_, v) => v,
+            };
+            let value = match (col.ty, value) {
+                // TIMESTAMP arrives as seconds since 1970 (and a fraction) in the binlog.
+                (ColumnType::Timestamp, mysql_async::Value::Bytes(b)) => timestamp(&b)
+                    .ok_or_else(|| format!("column `{}`: not a binlog TIMESTAMP", col.name))?,
+                (ColumnType::Timestamp, mysql_async::Value::Int(s)) => {
+                    Value::Timestamp(s * 1_000_000)
+                }
+                (_, v) => types::convert(v, self.convs[i])
+                    .map_err(|e| format!("column `{}`: {e}", col.name))?,
+            };
+            row.push(value);
+        }
+        row.resize(self.schema.len(), Value::Null);
+        Ok(row)
+    }
+}
+
+fn timestamp(b: &[u8]) -> Option<Value> {
+    let s = std::str::from_utf8(b).ok()?;
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let micros: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<6}")[..6].parse().ok()?
+    };
+    Some(Value::Timestamp(secs * 1_000_000 + micros))
+}

@@ -1,0 +1,186 @@
+//! Statements in the binlog that change a table's rows without row events.
+
+/// The tables a statement empties, drops or renames without row events, with what it does to
+/// them: `TRUNCATE [TABLE] t`, `DROP [TEMPORARY] TABLE [IF EXISTS] a, b`, `RENAME TABLE a TO b,
+/// ...` and `ALTER TABLE a RENAME ...`. Names may be quoted and qualified by their database.
+pub(super) fn rowless_tables(sql: &str) -> Option<(&'static str, Vec<Named>)> {
+    let words = sql_words(sql);
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let kw = |i: usize, k: &str| upper.get(i).is_some_and(|w| w == k);
+    let mut names = Vec::new();
+    let what = match upper.first().map(String::as_str) {
+        Some("TRUNCATE") => {
+            let at = if kw(1, "TABLE") { 2 } else { 1 };
+            names.extend(words.get(at).cloned());
+            "empties"
+        }
+        // `DROP TEMPORARY TABLE` touches no logged table.
+        Some("DROP") if kw(1, "TABLE") => {
+            let mut at = 2;
+            if kw(at, "IF") && kw(at + 1, "EXISTS") {
+                at += 2;
+            }
+            // `a , b , c` up to the end or a trailing `RESTRICT`/`CASCADE` or comment.
+            while let Some(w) = words.get(at) {
+                if w == "," {
+                    at += 1;
+                    continue;
+                }
+                if matches!(upper[at].as_str(), "RESTRICT" | "CASCADE") {
+                    break;
+                }
+                names.push(w.clone());
+                at += 1;
+            }
+            "drops"
+        }
+        Some("RENAME") if kw(1, "TABLE") => {
+            // `a TO b , c TO d`: the names before each `TO`.
+            for (i, w) in upper.iter().enumerate() {
+                if w == "TO" && i > 0 {
+                    names.push(words[i - 1].clone());
+                }
+            }
+            "renames"
+        }
+        Some("ALTER") if kw(1, "TABLE") => {
+            // `ALTER TABLE t RENAME [TO|AS] u`, but not `RENAME COLUMN`/`RENAME INDEX`/`KEY`.
+            let at = upper.iter().position(|w| w == "RENAME")?;
+            if matches!(
+                upper.get(at + 1).map(String::as_str),
+                Some("COLUMN" | "INDEX" | "KEY")
+            ) {
+                return None;
+            }
+            names.extend(words.get(2).cloned());
+            "renames"
+        }
+        _ => return None,
+    };
+    let tables: Vec<_> = names.iter().map(|n| split_name(n)).collect();
+    (!tables.is_empty()).then_some((what, tables))
+}
+
+/// A statement's words: backquoted names whole (with their database, `db`.`t` or db.t), commas on
+/// their own, comments left out.
+fn sql_words(sql: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = sql.chars().peekable();
+    let end_word = |word: &mut String, words: &mut Vec<String>| {
+        if !word.is_empty() {
+            words.push(std::mem::take(word));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '`' => {
+                word.push('`');
+                for q in chars.by_ref() {
+                    word.push(q);
+                    if q == '`' {
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                end_word(&mut word, &mut words);
+                let mut last = ' ';
+                for q in chars.by_ref() {
+                    if last == '*' && q == '/' {
+                        break;
+                    }
+                    last = q;
+                }
+            }
+            ',' | ';' => {
+                end_word(&mut word, &mut words);
+                if c == ',' {
+                    words.push(",".into());
+                }
+            }
+            c if c.is_whitespace() => end_word(&mut word, &mut words),
+            c => word.push(c),
+        }
+    }
+    end_word(&mut word, &mut words);
+    words
+}
+
+/// A table's database (when the statement names it) and its name.
+type Named = (Option<String>, String);
+
+/// `db.t`, `` `db`.`t` `` or `t` into its database (if named) and table, unquoted.
+fn split_name(name: &str) -> Named {
+    let unquote = |s: &str| s.trim_matches('`').replace("``", "`");
+    let mut in_quote = false;
+    for (i, c) in name.char_indices() {
+        match c {
+            '`' => in_quote = !in_quote,
+            '.' if !in_quote => {
+                return (Some(unquote(&name[..i])), unquote(&name[i + 1..]));
+            }
+            _ => {}
+        }
+    }
+    (None, unquote(name))
+}
+
+#[cfg(test)]
+mod rowless_tests {
+    use super::{rowless_tables, Named};
+
+    fn tables(sql: &str) -> Option<(&'static str, Vec<Named>)> {
+        rowless_tables(sql)
+    }
+
+    /// A table as a case names it: its database, if any, and its name.
+    type Expected = (Option<&'static str>, &'static str);
+
+    fn named(names: &[Expected]) -> Vec<Named> {
+        names
+            .iter()
+            .map(|(d, t)| (d.map(String::from), t.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn statements_that_change_rows_without_row_events() {
+        let cases: [(&str, &str, &[Expected]); 5] = [
+            ("TRUNCATE TABLE big", "empties", &[(None, "big")]),
+            ("truncate `s`.`big`", "empties", &[(Some("s"), "big")]),
+            (
+                "DROP TABLE IF EXISTS `a`,s.b /* generated by server */",
+                "drops",
+                &[(None, "a"), (Some("s"), "b")],
+            ),
+            (
+                "RENAME TABLE a TO a_old, s.b TO s.b2",
+                "renames",
+                &[(None, "a"), (Some("s"), "b")],
+            ),
+            (
+                "ALTER TABLE `my table` RENAME TO other",
+                "renames",
+                &[(None, "my table")],
+            ),
+        ];
+        for (sql, what, names) in cases {
+            assert_eq!(tables(sql), Some((what, named(names))), "{sql}");
+        }
+    }
+
+    #[test]
+    fn other_statements_pass() {
+        for sql in [
+            "ALTER TABLE t ADD COLUMN c INT",
+            "ALTER TABLE t RENAME COLUMN a TO b",
+            "DROP TEMPORARY TABLE IF EXISTS tmp",
+            "DROP INDEX i ON t",
+            "CREATE TABLE t (id INT)",
+            "INSERT INTO t VALUES (1)",
+        ] {
+            assert_eq!(tables(sql), None, "{sql}");
+        }
+    }
+}
