@@ -1,7 +1,7 @@
-//! Following the change log: one reader thread (reconnecting with backoff from the last
-//! transaction it handed on), the dispatch loop that writes each chunk with every flow of its
-//! table, a checkpointer that stores the acknowledged position on every interval without waiting
-//! for a write, and a monitor that asks the server where its log is (for lag).
+//! Following the change log: one reader thread ([`super::read`]), the dispatch loop that writes
+//! each chunk with every flow of its table ([`super::write`]), a checkpointer that stores the
+//! acknowledged position on every interval without waiting for a write, and a monitor that asks
+//! the server where its log is (for lag).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -9,28 +9,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
-use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, Position, Split, StreamRequest, Value};
+use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, Position};
 
 use super::metrics::Progress;
 use super::state::{self, StreamState};
 use crate::job::Job;
 use crate::options::RunOptions;
 use crate::pipeline::Control;
-use crate::plugin::{PluginError, SinkHandle, SourceHandle};
-use crate::retry::{Backoff, Policy};
+use crate::plugin::{SinkHandle, SourceHandle};
 use crate::spec::FlowRef;
 use crate::stats::{Counters, Status};
 
-/// The first wait before reading the change log again; it grows as [`crate::retry`] says.
-const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
-
-/// One streaming flow: the table it follows and one sink instance per writer.
-struct Target {
-    name: String,
-    table: String,
-    sinks: Vec<SinkHandle>,
-    retry_backoff: Duration,
-}
+use super::read::read;
+use super::write::{write, Target};
 
 /// Runs until stopped (Ctrl-C, SIGTERM) or a permanent error; the status, error and the stream's
 /// statistics for the summary.
@@ -147,85 +138,6 @@ fn open_target(job: &Job, flow: FlowRef<'_>) -> Result<Target, String> {
         retry_backoff: f.sink.retry_backoff.0,
     })
 }
-
-/// Reads change batches; on a lost connection it waits (doubling with jitter, at most 30 s:
-/// [`crate::retry`]) and reads again from the commit of the last complete transaction it handed
-/// on.
-fn read(
-    source: Arc<SourceHandle>,
-    tables: Vec<String>,
-    from: Position,
-    tx: crossbeam_channel::Sender<Result<ChangeBatch, String>>,
-    control: Arc<Control>,
-) {
-    let mut at = from;
-    let mut backoff = Policy::forever(RECONNECT_BACKOFF).start();
-    let wait = |what: &str, e: &dyn std::fmt::Display, at: &Position, backoff: &mut Backoff| {
-        let wait = backoff.next_wait().expect("retries without limit");
-        tracing::warn!("{what}: {e}; reading again from {at} in {wait:?}");
-        std::thread::sleep(wait);
-    };
-    'connect: while !control.stopping() {
-        let split = Split {
-            id: 0,
-            range: None,
-            cursor: None,
-            stream: Some(StreamRequest {
-                from: at.clone(),
-                tables: tables.clone(),
-            }),
-        };
-        let mut reader = match source.open_split(&split) {
-            Ok(r) => r,
-            Err(e) if e.is_retryable() => {
-                wait("cannot start reading the change log", &e, &at, &mut backoff);
-                continue;
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e.to_string()));
-                return;
-            }
-        };
-        while !control.stopping() {
-            match reader.next_batch() {
-                Ok(Some(b)) => {
-                    let b = match ChangeBatch::from_batch(b) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            let _ = tx.send(Err(format!("malformed change batch: {e}")));
-                            return;
-                        }
-                    };
-                    if let Some(c) = b.changes.iter().rev().find(|c| c.last) {
-                        at = c.commit.clone();
-                    }
-                    backoff.reset();
-                    if tx.send(Ok(b)).is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {
-                    wait(
-                        "the change log ended",
-                        &"connection closed",
-                        &at,
-                        &mut backoff,
-                    );
-                    continue 'connect;
-                }
-                Err(e) if e.is_retryable() => {
-                    wait("reading the change log failed", &e, &at, &mut backoff);
-                    continue 'connect;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e.to_string()));
-                    return;
-                }
-            }
-        }
-    }
-}
-
 fn dispatch(
     rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
     targets: &mut [Target],
@@ -281,97 +193,6 @@ fn apply(
     p.count(b);
     Ok(())
 }
-
-/// Writes a chunk with one flow: all of it on one writer, or each writer the changes of the keys
-/// that hash to it, in order, at the same time.
-fn write(
-    t: &mut Target,
-    b: &ChangeBatch,
-    counters: &Counters,
-    control: &Control,
-) -> Result<(), String> {
-    let n = t.sinks.len();
-    let name = t.name.clone();
-    let backoff = t.retry_backoff;
-    if n == 1 {
-        return write_retrying(&mut t.sinks[0], b, &name, backoff, counters, control);
-    }
-    let mut parts: Vec<ChangeBatch> = (0..n)
-        .map(|_| ChangeBatch {
-            table: b.table.clone(),
-            schema: b.schema.clone(),
-            key: b.key.clone(),
-            changes: Vec::new(),
-        })
-        .collect();
-    for c in &b.changes {
-        if c.kind == ChangeKind::Mark {
-            continue;
-        }
-        parts[writer_of(&b.key_of(c), n)].changes.push(c.clone());
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = t
-            .sinks
-            .iter_mut()
-            .zip(&parts)
-            .filter(|(_, p)| !p.changes.is_empty())
-            .map(|(sink, part)| {
-                let name = &name;
-                scope.spawn(move || write_retrying(sink, part, name, backoff, counters, control))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a writer panicked".into())))
-            .collect::<Result<Vec<()>, String>>()
-            .map(drop)
-    })
-}
-
-/// A fixed writer per key, so one key's changes are written in order by one connection.
-fn writer_of(key: &[&Value], writers: usize) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for v in key {
-        // The JSON form is stable and hashable for every value type.
-        v.to_json().to_string().hash(&mut h);
-    }
-    (h.finish() % writers as u64) as usize
-}
-
-/// Retries transient failures (a Bolt server restart) until they pass, waiting longer each
-/// time; a permanent failure stops the stream at the last recorded position.
-fn write_retrying(
-    sink: &mut SinkHandle,
-    b: &ChangeBatch,
-    flow: &str,
-    first_backoff: Duration,
-    counters: &Counters,
-    control: &Control,
-) -> Result<(), String> {
-    let mut backoff = Policy::forever(first_backoff).start();
-    loop {
-        match sink.write_changes(b) {
-            Ok(()) => return Ok(()),
-            Err(
-                e @ PluginError::Failed {
-                    retryable: true, ..
-                },
-            ) => {
-                if control.reason() == crate::pipeline::StopReason::Error {
-                    return Err(format!("flow `{flow}`: {e}"));
-                }
-                let wait = backoff.next_wait().expect("retries without limit");
-                Counters::add(&counters.retries, 1);
-                tracing::warn!(flow, "writing changes failed: {e}; retrying in {wait:?}");
-                std::thread::sleep(wait);
-            }
-            Err(e) => return Err(format!("flow `{flow}`: writing changes failed: {e}")),
-        }
-    }
-}
-
 /// Stores the acknowledged position on every interval (and changes nothing when it has not
 /// moved); it only reads the shared progress, so a slow sink never delays it.
 fn checkpointer(

@@ -16,7 +16,9 @@
 
 mod follow;
 mod metrics;
+mod read;
 mod state;
+mod write;
 
 use std::sync::Arc;
 use std::time::SystemTime;
