@@ -19,8 +19,9 @@ const FLOW_KEYS: [&str; 7] = [
 ];
 
 /// Keys that belong to the job as a whole.
-const JOB_KEYS: [&str; 7] = [
+const JOB_KEYS: [&str; 8] = [
     "name",
+    "stream",
     "flows",
     "dead_letter",
     "checkpoint",

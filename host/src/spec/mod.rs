@@ -15,6 +15,7 @@ pub mod env;
 mod flows;
 mod locate;
 mod mode;
+mod stream;
 mod verify;
 
 use std::fmt;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 pub use duration::Span;
 pub use endpoints::{EndpointsSpec, PlacementSpec};
 pub use locate::Locator;
+pub use stream::{OnFailedChange, StreamSpec};
 pub use verify::VerifySpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +124,16 @@ pub struct JobSpec {
     /// How many processes share the job (`--shard I/N`, or Kubernetes' `JOB_COMPLETION_INDEX`
     /// with this count or `ETLHOST_SHARDS`).
     pub shards: Option<u32>,
+    /// How streaming flows treat large transactions and refused changes ([`JobSpec::stream`]).
+    #[serde(rename = "stream")]
+    pub stream_block: Option<StreamSpec>,
+}
+
+impl JobSpec {
+    /// The `stream:` block, or its defaults.
+    pub fn stream(&self) -> StreamSpec {
+        self.stream_block.clone().unwrap_or_default()
+    }
 }
 
 /// One source -> transforms -> sink pipeline of a job.
@@ -577,6 +589,21 @@ impl Spec {
         }
         if j.flows.is_empty() {
             return Err(self.error("flows", "a job needs at least one flow"));
+        }
+        if j.stream_block.is_some() && !j.flows.iter().any(|f| f.mode == Mode::Stream) {
+            return Err(self.error("stream", "has no effect without a flow of mode: stream"));
+        }
+        let stream = j.stream();
+        if stream.max_transaction_changes == 0 {
+            return Err(self.error("stream.max_transaction_changes", "must be at least 1"));
+        }
+        if stream.max_failed_changes.is_some()
+            && stream.on_failed_change != OnFailedChange::DeadLetter
+        {
+            return Err(self.error(
+                "stream.max_failed_changes",
+                "has no effect without on_failed_change: dead_letter",
+            ));
         }
         for i in 0..j.flows.len() {
             self.flow(i).check()?;

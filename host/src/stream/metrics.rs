@@ -53,7 +53,7 @@ impl Progress {
                 ChangeKind::Insert => self.inserts += 1,
                 ChangeKind::Update => self.updates += 1,
                 ChangeKind::Delete => self.deletes += 1,
-                ChangeKind::Mark => {}
+                ChangeKind::Mark | ChangeKind::Truncate => {}
             }
         }
         if let Some(c) = b.changes.iter().rev().find(|c| c.last) {
@@ -314,6 +314,7 @@ mod tests {
             file: file.into(),
             pos: 4,
             gtid: gtid.map(str::to_string),
+            skip: 0,
         })
     }
 

@@ -42,7 +42,8 @@ fn query_for(o: &BoltOptions, kind: ChangeKind) -> Option<&str> {
         ChangeKind::Insert => Some(&o.query),
         ChangeKind::Update => Some(o.update_query.as_deref().unwrap_or(&o.query)),
         ChangeKind::Delete => o.delete_query.as_deref(),
-        ChangeKind::Mark => None,
+        // The host turns a truncate into deletes of the rows the graph has.
+        ChangeKind::Mark | ChangeKind::Truncate => None,
     }
 }
 

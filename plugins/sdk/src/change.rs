@@ -27,6 +27,9 @@ pub enum ChangeKind {
     /// No row: the stream got this far (a transaction of other tables, a heartbeat), so the host
     /// can advance its position and lag while a table is quiet.
     Mark,
+    /// No row: every row of the table is gone at this point of the log (MySQL's `TRUNCATE`), so
+    /// the host removes what the table's flows wrote, in order with the changes around it.
+    Truncate,
 }
 
 impl ChangeKind {
@@ -36,6 +39,7 @@ impl ChangeKind {
             ChangeKind::Insert => 1,
             ChangeKind::Update => 2,
             ChangeKind::Delete => 3,
+            ChangeKind::Truncate => 4,
         }
     }
 
@@ -45,6 +49,7 @@ impl ChangeKind {
             1 => ChangeKind::Insert,
             2 => ChangeKind::Update,
             3 => ChangeKind::Delete,
+            4 => ChangeKind::Truncate,
             _ => return None,
         })
     }
@@ -55,23 +60,42 @@ impl ChangeKind {
             ChangeKind::Update => "update",
             ChangeKind::Delete => "delete",
             ChangeKind::Mark => "mark",
+            ChangeKind::Truncate => "truncate",
         }
+    }
+
+    /// Whether the change carries a row of the table (marks and truncates do not).
+    pub fn has_row(self) -> bool {
+        !matches!(self, ChangeKind::Mark | ChangeKind::Truncate)
     }
 }
 
 /// A place in a source's change log: for MySQL a binlog file and offset, plus the GTID position
 /// where the server gives one. Resuming at a position reads what comes after it.
+///
+/// `skip` places it inside a transaction too large to hand on whole: the transaction that starts
+/// at `file:pos` has had its first `skip` changes (of the streamed tables, in log order) written,
+/// so resuming reads that transaction again and drops those.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
     pub file: String,
     pub pos: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skip: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl std::fmt::Display for Position {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}", self.file, self.pos)?;
+        if self.skip > 0 {
+            write!(f, " +{} changes", self.skip)?;
+        }
         if let Some(g) = &self.gtid {
             write!(f, " (GTID {g})")?;
         }
@@ -86,6 +110,10 @@ pub struct StreamRequest {
     /// Table names as the source's options name them; empty: every table.
     #[serde(default)]
     pub tables: Vec<String>,
+    /// A transaction with more changes than this is handed on in parts of at most this many, each
+    /// ending in a change marked `last` whose `commit` is a [`Position`] with `skip`; 0: whole.
+    #[serde(default)]
+    pub max_transaction_changes: u64,
 }
 
 /// The answer to [`crate::PlanRequest::StreamPosition`]: where the change log is now, after the
@@ -102,7 +130,9 @@ pub struct Change {
     /// Insert and update: the row as it is now. Delete: the row as it was. Mark: empty.
     pub row: Row,
     /// Update: the row as it was before. A source emits an update that changes the primary key as
-    /// a delete of the old row and an insert of the new one, so an update keeps its key.
+    /// a delete of the old row and an insert of the new one, so an update keeps its key; that
+    /// insert carries the old row here too, so that the host can tell a key change (which
+    /// `ON UPDATE` foreign keys follow) from a delete and an insert.
     pub old: Option<Row>,
     /// Where the change's transaction ends: resuming there reads what comes after it.
     pub commit: Position,
@@ -132,7 +162,9 @@ const POS: &str = "_etl_pos";
 const GTID: &str = "_etl_gtid";
 const LAST: &str = "_etl_last";
 const TS: &str = "_etl_ts";
-const RESERVED: usize = 8;
+/// Added after the first eight: batches from sources built before it have none (no `skip`).
+const SKIP: &str = "_etl_skip";
+const RESERVED: usize = 9;
 const OLD: &str = "_etl_old.";
 
 impl ChangeBatch {
@@ -149,6 +181,7 @@ impl ChangeBatch {
             (GTID, ColumnType::Any),
             (LAST, ColumnType::Bool),
             (TS, ColumnType::Int),
+            (SKIP, ColumnType::UInt),
         ]
         .into_iter()
         .map(|(name, ty)| Column {
@@ -180,6 +213,7 @@ impl ChangeBatch {
                 r.push(c.commit.gtid.map_or(Value::Null, Value::String));
                 r.push(Value::Bool(c.last));
                 r.push(Value::Int(c.timestamp as i64));
+                r.push(Value::UInt(c.commit.skip));
                 let mut row = c.row;
                 row.resize(n, Value::Null);
                 r.extend(row);
@@ -212,24 +246,31 @@ impl ChangeBatch {
             .take(RESERVED)
             .map(|c| c.name.as_str())
             .collect();
-        if names != [KIND, TABLE, KEY, FILE, POS, GTID, LAST, TS] {
+        if names.len() < RESERVED - 1
+            || names[..RESERVED - 1] != [KIND, TABLE, KEY, FILE, POS, GTID, LAST, TS]
+        {
             return Err("not a change batch: the reserved columns are missing".into());
         }
-        let rest = batch.schema.len() - RESERVED;
+        let reserved = if names.get(RESERVED - 1) == Some(&SKIP) {
+            RESERVED
+        } else {
+            RESERVED - 1
+        };
+        let rest = batch.schema.len() - reserved;
         if rest % 2 != 0 {
             return Err("a change batch has as many old columns as columns".into());
         }
         let n = rest / 2;
-        let schema: Schema = batch.schema[RESERVED..RESERVED + n].to_vec().into();
+        let schema: Schema = batch.schema[reserved..reserved + n].to_vec().into();
         let mut table = String::new();
         let mut key = Vec::new();
         let mut changes = Vec::with_capacity(batch.rows.len());
         for (i, mut r) in batch.rows.into_iter().enumerate() {
-            if r.len() != RESERVED + 2 * n {
+            if r.len() != reserved + 2 * n {
                 return Err(format!("change {i} has {} values", r.len()));
             }
-            let old: Row = r.split_off(RESERVED + n);
-            let row: Row = r.split_off(RESERVED);
+            let old: Row = r.split_off(reserved + n);
+            let row: Row = r.split_off(reserved);
             let text = |v: &Value| match v {
                 Value::String(s) => Some(s.clone()),
                 _ => None,
@@ -256,15 +297,20 @@ impl ChangeBatch {
                     _ => 0,
                 },
                 gtid: text(&r[5]),
+                skip: match r.get(8) {
+                    Some(Value::UInt(s)) => *s,
+                    _ => 0,
+                },
             };
             changes.push(Change {
                 kind,
-                row: if kind == ChangeKind::Mark {
-                    Vec::new()
-                } else {
-                    row
+                old: match kind {
+                    ChangeKind::Update => Some(old),
+                    // A key change's insert: a row's old image is never all NULL (it has a key).
+                    ChangeKind::Insert if old.iter().any(|v| *v != Value::Null) => Some(old),
+                    _ => None,
                 },
-                old: (kind == ChangeKind::Update).then_some(old),
+                row: if kind.has_row() { row } else { Vec::new() },
                 commit,
                 last: matches!(r[6], Value::Bool(true)),
                 timestamp: match r[7] {
@@ -330,6 +376,7 @@ mod tests {
             file: "binlog.000001".into(),
             pos,
             gtid: Some("0-1-7".into()),
+            skip: 0,
         };
         let b = ChangeBatch {
             table: "person".into(),
@@ -352,12 +399,77 @@ mod tests {
                     last: true,
                     timestamp: 5,
                 },
+                // A key change's insert keeps the old row; a truncate has none.
+                Change {
+                    kind: ChangeKind::Insert,
+                    row: vec![Value::Int(2), Value::String("b".into())],
+                    old: Some(vec![Value::Int(1), Value::String("b".into())]),
+                    commit: Position { skip: 3, ..at(20) },
+                    last: true,
+                    timestamp: 6,
+                },
+                Change {
+                    kind: ChangeKind::Truncate,
+                    row: Vec::new(),
+                    old: None,
+                    commit: at(30),
+                    last: true,
+                    timestamp: 7,
+                },
             ],
         };
         let wire = crate::codec::encode(&b.clone().into_batch());
         let back = ChangeBatch::from_batch(crate::codec::decode(&wire).unwrap()).unwrap();
         assert_eq!(back, b);
         let kinds: Vec<_> = runs(&back.changes).map(|(k, r)| (k, r.len())).collect();
-        assert_eq!(kinds, [(ChangeKind::Insert, 1), (ChangeKind::Update, 1)]);
+        assert_eq!(
+            kinds,
+            [
+                (ChangeKind::Insert, 1),
+                (ChangeKind::Update, 1),
+                (ChangeKind::Insert, 1),
+                (ChangeKind::Truncate, 1)
+            ]
+        );
+        assert_eq!(
+            back.changes[2].commit.to_string(),
+            "binlog.000001:20 +3 changes (GTID 0-1-7)"
+        );
+    }
+
+    /// A source built before `_etl_skip` sends eight reserved columns: its batches still read.
+    #[test]
+    fn batches_without_skip_still_read() {
+        let schema: Schema = vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int,
+        }]
+        .into();
+        let b = ChangeBatch {
+            table: "t".into(),
+            schema,
+            key: vec![0],
+            changes: vec![Change {
+                kind: ChangeKind::Delete,
+                row: vec![Value::Int(1)],
+                old: None,
+                commit: Position {
+                    file: "binlog.000002".into(),
+                    pos: 99,
+                    gtid: None,
+                    skip: 0,
+                },
+                last: true,
+                timestamp: 1,
+            }],
+        };
+        let mut old = b.clone().into_batch();
+        let mut cols: Vec<Column> = old.schema.iter().cloned().collect();
+        cols.remove(RESERVED - 1);
+        old.schema = cols.into();
+        for r in &mut old.rows {
+            r.remove(RESERVED - 1);
+        }
+        assert_eq!(ChangeBatch::from_batch(old).unwrap(), b);
     }
 }

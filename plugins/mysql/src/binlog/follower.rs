@@ -182,6 +182,7 @@ impl<'a> Follower<'a> {
                         file: self.file.clone(),
                         pos: r.position(),
                         gtid: self.gtid.clone(),
+                        skip: 0,
                     };
                 }
                 false
@@ -226,6 +227,7 @@ impl<'a> Follower<'a> {
             file: self.file.clone(),
             pos: end,
             gtid: self.gtid.clone(),
+            skip: 0,
         };
         self.commit(at, timestamp).await
     }
@@ -366,8 +368,8 @@ fn changes(
         (ChangeKind::Update, Some(b), Some(a)) => {
             if pk.iter().any(|i| a.get(*i) != b.get(*i)) {
                 // A new key is another row: delete the old, upsert the new.
-                add(change(ChangeKind::Delete, b, None));
-                add(change(ChangeKind::Insert, a, None));
+                add(change(ChangeKind::Delete, b.clone(), None));
+                add(change(ChangeKind::Insert, a, Some(b)));
             } else {
                 add(change(ChangeKind::Update, a, Some(b)));
             }

@@ -97,7 +97,12 @@ pub async fn head(conn: &mut Conn, secrets: &[String]) -> Result<StreamHead, Err
         .flatten()
         .filter(|g| !g.is_empty());
     Ok(StreamHead {
-        position: Position { file, pos, gtid },
+        position: Position {
+            file,
+            pos,
+            gtid,
+            skip: 0,
+        },
     })
 }
 
