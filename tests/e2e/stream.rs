@@ -24,7 +24,13 @@ const NODE_QUERY: &str = "UNWIND $batch AS row MERGE (p:Person {id: row.id}) SET
 const DELETE_QUERY: &str = "UNWIND $batch AS row MATCH (p:Person {id: row.id}) DETACH DELETE p";
 
 /// A streaming job of one flow reading `table` of `url`'s database into graph `graph_db`.
-fn stream_spec(name: &str, url: &str, graph_db: &str, dir: &Path, extra: &str) -> String {
+pub(crate) fn stream_spec(
+    name: &str,
+    url: &str,
+    graph_db: &str,
+    dir: &Path,
+    extra: &str,
+) -> String {
     format!(
         "name: {name}
 mode: stream
@@ -52,7 +58,7 @@ sink:
 
 /// Starts job `name` streaming `person` of MySQL database `name` into graph `name`, fresh, in
 /// scratch folder `name`; that folder and the spec's path.
-fn start_stream(name: &str) -> (PathBuf, PathBuf, Running) {
+pub(crate) fn start_stream(name: &str) -> (PathBuf, PathBuf, Running) {
     let dir = scratch_dir(name);
     let spec = dir.join(format!("{name}.yaml"));
     let url = format!("mysql://127.0.0.1:{MYSQL_PORT}/{name}");
@@ -61,14 +67,14 @@ fn start_stream(name: &str) -> (PathBuf, PathBuf, Running) {
     (dir, spec, job)
 }
 
-struct Running {
+pub(crate) struct Running {
     child: Child,
     metrics: u16,
     stderr: PathBuf,
 }
 
 impl Running {
-    fn start(spec: &Path, dir: &Path, fresh: bool) -> Running {
+    pub(crate) fn start(spec: &Path, dir: &Path, fresh: bool) -> Running {
         let metrics = free_port().unwrap();
         let stderr = dir.join(format!("stderr-{metrics}.log"));
         let mut cmd = etlhost_command();
@@ -93,12 +99,12 @@ impl Running {
         }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
     /// The metrics text, `None` while the stream has not started serving it.
-    fn scrape(&self) -> Option<String> {
+    pub(crate) fn scrape(&self) -> Option<String> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics)).ok()?;
         s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
         let mut text = String::new();
@@ -107,7 +113,7 @@ impl Running {
     }
 
     /// The acknowledged position from the metrics: `(file, pos)`.
-    fn acked(&mut self) -> Option<(String, u64)> {
+    pub(crate) fn acked(&mut self) -> Option<(String, u64)> {
         let text = self.scrape()?;
         let line = text
             .lines()
@@ -118,7 +124,7 @@ impl Running {
     }
 
     /// Waits until every change up to `target` (the server's binlog head) is acknowledged.
-    fn wait_until_acked(&mut self, target: &(String, u64)) {
+    pub(crate) fn wait_until_acked(&mut self, target: &(String, u64)) {
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(120) {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -139,7 +145,7 @@ impl Running {
     }
 
     /// SIGTERM: drains, records the position, exits 130.
-    fn terminate(mut self) -> i32 {
+    pub(crate) fn terminate(mut self) -> i32 {
         let pid = self.child.id().to_string();
         std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -149,7 +155,7 @@ impl Running {
         status.code().unwrap_or(-1)
     }
 
-    fn sigkill(mut self) {
+    pub(crate) fn sigkill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
@@ -162,14 +168,16 @@ impl Drop for Running {
     }
 }
 
-async fn head(pool: &mysql_async::Pool) -> (String, u64) {
+pub(crate) async fn head(pool: &mysql_async::Pool) -> (String, u64) {
     let mut c = pool.get_conn().await.unwrap();
     let row: mysql_async::Row = c.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
     (row.get(0).unwrap(), row.get(1).unwrap())
 }
 
 /// Every row of `person` as the graph should hold it: column -> text, NULLs left out.
-async fn mysql_rows(pool: &mysql_async::Pool) -> BTreeMap<i64, BTreeMap<String, String>> {
+pub(crate) async fn mysql_rows(
+    pool: &mysql_async::Pool,
+) -> BTreeMap<i64, BTreeMap<String, String>> {
     let mut c = pool.get_conn().await.unwrap();
     let rows: Vec<mysql_async::Row> = c.query("SELECT * FROM person").await.unwrap();
     let mut out = BTreeMap::new();
@@ -197,7 +205,7 @@ async fn mysql_rows(pool: &mysql_async::Pool) -> BTreeMap<i64, BTreeMap<String, 
 }
 
 /// Dates as the two sides print them: `2020-01-01 10:00:00.000000` and `2020-01-01T10:00`.
-fn normalise(text: &str) -> String {
+pub(crate) fn normalise(text: &str) -> String {
     let t = text.replace('T', " ");
     let t = t.trim_end_matches(".000000").to_string();
     if t.len() == 16 && t.as_bytes()[13] == b':' {
@@ -208,11 +216,11 @@ fn normalise(text: &str) -> String {
 }
 
 /// Every `:Person` node's properties as text, by id.
-fn graph_rows(db: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
+pub(crate) fn graph_rows(db: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
     graph_rows_at(HTTP_PORT, db)
 }
 
-fn graph_rows_at(port: u16, db: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
+pub(crate) fn graph_rows_at(port: u16, db: &str) -> BTreeMap<i64, BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for node in &cypher_at(port, db, "MATCH (p:Person) RETURN p") {
         let mut m = BTreeMap::new();
@@ -232,7 +240,7 @@ fn graph_rows_at(port: u16, db: &str) -> BTreeMap<i64, BTreeMap<String, String>>
     out
 }
 
-fn assert_graph_equals(pool_rows: &BTreeMap<i64, BTreeMap<String, String>>, db: &str) {
+pub(crate) fn assert_graph_equals(pool_rows: &BTreeMap<i64, BTreeMap<String, String>>, db: &str) {
     let g = graph_rows(db);
     let missing: Vec<_> = pool_rows.keys().filter(|k| !g.contains_key(k)).collect();
     let extra: Vec<_> = g.keys().filter(|k| !pool_rows.contains_key(k)).collect();
@@ -337,7 +345,7 @@ async fn st_snapshot_then_changes_survive_sigkill_and_stop_on_sigterm() {
 }
 
 /// `etlhost run` of a spec, to the end: exit code and stderr.
-fn run_to_end(spec: &Path, extra: &[&str]) -> (i32, String) {
+pub(crate) fn run_to_end(spec: &Path, extra: &[&str]) -> (i32, String) {
     let out = etlhost_command()
         .arg("run")
         .arg(spec)
@@ -351,7 +359,7 @@ fn run_to_end(spec: &Path, extra: &[&str]) -> (i32, String) {
     )
 }
 
-fn first_error(stderr: &str) -> &str {
+pub(crate) fn first_error(stderr: &str) -> &str {
     stderr
         .lines()
         .find(|l| l.starts_with("error: "))
@@ -427,7 +435,7 @@ fn st_a_streaming_flow_without_a_delete_query_is_refused_at_validate() {
     );
 }
 
-async fn private_pool(db: &ExtraMariaDb, name: &str) -> mysql_async::Pool {
+pub(crate) async fn private_pool(db: &ExtraMariaDb, name: &str) -> mysql_async::Pool {
     let url = format!("mysql://etl:etl@127.0.0.1:{}/mysql", db.port);
     let admin = mysql_async::Pool::new(url.as_str());
     exec(&admin, &format!("CREATE DATABASE IF NOT EXISTS {name}")).await;
@@ -437,7 +445,11 @@ async fn private_pool(db: &ExtraMariaDb, name: &str) -> mysql_async::Pool {
 
 /// Purges the binary logs of `server` before `newest`; MariaDB keeps a log until its binlog
 /// checkpoint has passed it, so this asks until it is gone.
-async fn purge_binary_logs_to(pool: &mysql_async::Pool, server: &ExtraMariaDb, newest: &str) {
+pub(crate) async fn purge_binary_logs_to(
+    pool: &mysql_async::Pool,
+    server: &ExtraMariaDb,
+    newest: &str,
+) {
     let start = Instant::now();
     loop {
         exec(pool, &format!("PURGE BINARY LOGS TO '{newest}'")).await;
@@ -543,12 +555,12 @@ async fn st_servers_that_cannot_stream_are_refused_with_the_fix() {
 }
 
 /// Rows of a Cypher query through the HTTP API of the shared server.
-fn cypher(db: &str, q: &str) -> Vec<serde_json::Value> {
+pub(crate) fn cypher(db: &str, q: &str) -> Vec<serde_json::Value> {
     cypher_at(HTTP_PORT, db, q)
 }
 
 /// Rows of a Cypher query through the HTTP API on `port`.
-fn cypher_at(port: u16, db: &str, q: &str) -> Vec<serde_json::Value> {
+pub(crate) fn cypher_at(port: u16, db: &str, q: &str) -> Vec<serde_json::Value> {
     let body = serde_json::json!({"language": "cypher", "command": q});
     let (code, text) = xtask::graph::http_at(
         port,
@@ -566,7 +578,7 @@ fn cypher_at(port: u16, db: &str, q: &str) -> Vec<serde_json::Value> {
 struct Lcg(u64);
 
 impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -598,7 +610,7 @@ const BIG_SPEC_FLOWS: &str = "flows:
 ";
 
 /// `team` and `member`, whose `team_id` refers to a team or is NULL.
-async fn team_and_member(pool: &mysql_async::Pool) {
+pub(crate) async fn team_and_member(pool: &mysql_async::Pool) {
     exec(
         pool,
         "CREATE TABLE team (id INT PRIMARY KEY, name VARCHAR(50))",
@@ -613,7 +625,7 @@ async fn team_and_member(pool: &mysql_async::Pool) {
 }
 
 /// The random workload's state: teams and members are added with ids above the tables' own.
-struct Workload {
+pub(crate) struct Workload {
     rng: Lcg,
     next_team: u64,
     next_member: u64,
@@ -621,7 +633,7 @@ struct Workload {
 
 impl Workload {
     /// One random insert, update (key changes included) or delete, of a team or a member.
-    fn statement(&mut self) -> String {
+    pub(crate) fn statement(&mut self) -> String {
         let member = 1 + self.rng.below(self.next_member);
         let team = 1 + self.rng.below(self.next_team.min(400));
         match self.rng.below(10) {
@@ -655,7 +667,7 @@ impl Workload {
 
 /// The graph of `st_big` holds exactly MySQL's teams, members and member-team links, all read
 /// by one binlog connection.
-async fn assert_the_graph_equals(pool: &mysql_async::Pool) {
+pub(crate) async fn assert_the_graph_equals(pool: &mysql_async::Pool) {
     let mut c = pool.get_conn().await.unwrap();
     // Three streaming flows over two tables: one binlog connection.
     let dumps: i64 = c
