@@ -65,7 +65,8 @@ pub fn follow(
         let reader_control = control.clone();
         let from = start.position.clone();
         let src = source.clone();
-        scope.spawn(move || read(src, tables, from, tx, reader_control));
+        let chunk = flows[0].spec.job.stream().max_transaction_changes;
+        scope.spawn(move || read(src, tables, from, chunk, tx, reader_control));
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let (progress, done) = (progress.clone(), done.clone());

@@ -19,6 +19,7 @@ pub(super) fn read(
     source: Arc<SourceHandle>,
     tables: Vec<String>,
     from: Position,
+    max_transaction_changes: u64,
     tx: crossbeam_channel::Sender<Result<ChangeBatch, String>>,
     control: Arc<Control>,
 ) {
@@ -37,7 +38,7 @@ pub(super) fn read(
             stream: Some(StreamRequest {
                 from: at.clone(),
                 tables: tables.clone(),
-                max_transaction_changes: 0,
+                max_transaction_changes,
             }),
         };
         let mut reader = match source.open_split(&split) {
