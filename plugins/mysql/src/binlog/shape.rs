@@ -9,6 +9,8 @@ use mysql_async::Pool;
 
 use crate::types::{self, Conv, Typing};
 
+pub(super) use super::layout::Layout;
+
 /// A table's columns as the binlog's positions map to them.
 pub(super) struct TableShape {
     pub(super) schema: Schema,
@@ -19,6 +21,8 @@ pub(super) struct TableShape {
     /// ENUM and SET members: the binlog sends an ENUM's index (from 1) and a SET's bitmap.
     pub(super) members: Vec<Option<(bool, Vec<String>)>>,
     pub(super) key: Vec<usize>,
+    /// Each column's type as the probe found it, to check the binlog's against.
+    pub(super) probed: Vec<mysql_async::Column>,
 }
 
 pub(super) async fn shape(
@@ -82,6 +86,7 @@ pub(super) async fn shape(
         unsigned_bits,
         members,
         key,
+        probed: columns.to_vec(),
     })
 }
 
@@ -113,14 +118,25 @@ fn members(column_type: &str) -> Vec<String> {
 }
 
 impl TableShape {
+    /// The row by position, unchecked: what the follower did before [`TableShape::layout`].
     pub(super) fn row(&self, values: Vec<BinlogValue<'static>>) -> Result<Vec<Value>, String> {
-        let mut row = Vec::with_capacity(self.schema.len());
-        for (i, v) in values.into_iter().enumerate() {
-            let Some(col) = self.schema.get(i) else {
-                // A column added after this event was logged is not in it; one dropped since
-                // is not in the probe: drop its value.
-                break;
+        self.row_in(&Layout::positional(self.schema.len()), values)
+    }
+
+    /// One row image converted: the event's column `k` goes to the probe's column
+    /// `layout.to[k]` (`None`: dropped since, its value ignored); columns the event lacks are
+    /// NULL.
+    pub(super) fn row_in(
+        &self,
+        layout: &Layout,
+        values: Vec<BinlogValue<'static>>,
+    ) -> Result<Vec<Value>, String> {
+        let mut row = vec![Value::Null; self.schema.len()];
+        for (k, v) in values.into_iter().enumerate() {
+            let Some(i) = layout.to.get(k).copied().flatten() else {
+                continue;
             };
+            let col = &self.schema[i];
             let v = match v {
                 BinlogValue::Value(v) => v,
                 other => {
@@ -138,7 +154,7 @@ impl TableShape {
                 (Some((false, names)), mysql_async::Value::Int(n)) => {
                     // 0 is the empty string MySQL stores for an invalid value.
                     let name = usize::try_from(n - 1).ok().and_then(|k| names.get(k));
-                    row.push(Value::String(name.cloned().unwrap_or_default()));
+                    row[i] = Value::String(name.cloned().unwrap_or_default());
                     continue;
                 }
                 (Some((true, names)), mysql_async::Value::Bytes(bits)) => {
@@ -148,7 +164,7 @@ impl TableShape {
                         .filter(|(k, _)| bits.get(k / 8).is_some_and(|b| b & (1 << (k % 8)) != 0))
                         .map(|(_, m)| Value::String(m.clone()))
                         .collect();
-                    row.push(Value::List(set));
+                    row[i] = Value::List(set);
                     continue;
                 }
                 (_, v) => v,
@@ -163,9 +179,8 @@ impl TableShape {
                 (_, v) => types::convert(v, self.convs[i])
                     .map_err(|e| format!("column `{}`: {e}", col.name))?,
             };
-            row.push(value);
+            row[i] = value;
         }
-        row.resize(self.schema.len(), Value::Null);
         Ok(row)
     }
 }
