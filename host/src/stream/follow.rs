@@ -20,6 +20,7 @@ use crate::plugin::{SinkHandle, SourceHandle};
 use crate::spec::FlowRef;
 use crate::stats::{Counters, Status};
 
+use super::dead_letter::Failures;
 use super::read::read;
 use super::write::{write, Target};
 
@@ -37,9 +38,19 @@ pub fn follow(
     opts: &RunOptions,
 ) -> (Status, Option<String>, serde_json::Value) {
     let progress = Arc::new(Mutex::new(Progress::new(start.position.clone())));
+    let failures = match Failures::open(job, &start.position, opts.fresh) {
+        Ok(f) => Arc::new(f),
+        Err(e) => {
+            return (
+                Status::Failed,
+                Some(e),
+                progress.lock().expect("progress").json(),
+            )
+        }
+    };
     let mut targets = Vec::new();
     for flow in flows {
-        match open_target(job, *flow) {
+        match open_target(job, *flow, &failures) {
             Ok(t) => targets.push(t),
             Err(e) => {
                 let json = progress.lock().expect("progress").json();
@@ -121,7 +132,7 @@ pub fn follow(
     }
 }
 
-fn open_target(job: &Job, flow: FlowRef<'_>) -> Result<Target, String> {
+fn open_target(job: &Job, flow: FlowRef<'_>, failures: &Arc<Failures>) -> Result<Target, String> {
     let f = flow.flow;
     let plugin = job.plugins[flow.index].sink.clone();
     let sinks = (0..f.sink.parallelism.max(1))
@@ -137,6 +148,7 @@ fn open_target(job: &Job, flow: FlowRef<'_>) -> Result<Target, String> {
         table,
         sinks,
         retry_backoff: f.sink.retry_backoff.0,
+        failures: failures.clone(),
     })
 }
 fn dispatch(
@@ -183,15 +195,20 @@ fn apply(
         .filter(|c| c.kind != ChangeKind::Mark)
         .count();
     Counters::add(&counters.read, rows);
+    // Dead-lettered changes (by any flow of the table), so that read = written + failed.
+    let mut failed = Vec::new();
     if rows > 0 {
         for t in targets.iter_mut().filter(|t| t.table == b.table) {
-            write(t, b, counters, control)?;
+            failed.extend(write(t, b, counters, control)?);
         }
-        Counters::add(&counters.written, rows);
+        failed.sort_unstable();
+        failed.dedup();
+        Counters::add(&counters.written, rows - failed.len());
+        Counters::add(&counters.failed, failed.len());
         Counters::add(&counters.batches, 1);
     }
     let mut p = progress.lock().expect("progress");
-    p.count(b);
+    p.count(b, &failed);
     Ok(())
 }
 /// Stores the acknowledged position on every interval (and changes nothing when it has not

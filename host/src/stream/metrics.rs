@@ -1,5 +1,6 @@
-//! What a stream reports: changes by kind, changes/s, the last acknowledged position, lag (seconds
-//! behind the newest binlog event, and bytes of binlog behind the server's head), in the progress
+//! What a stream reports: changes by kind, changes/s, changes that failed (dead-lettered), the last
+//! acknowledged position, lag (seconds behind the newest binlog event, and bytes of binlog behind
+//! the server's head), in the progress
 //! log, `--summary-json` (`stream`) and a Prometheus text endpoint (`--metrics-addr`, which also
 //! answers `/healthz`).
 
@@ -27,6 +28,8 @@ pub struct Progress {
     pub inserts: u64,
     pub updates: u64,
     pub deletes: u64,
+    /// Changes the sink refused for good that went to the dead-letter file (not in the kinds).
+    pub failed: u64,
     started: Instant,
     beat: Instant,
 }
@@ -40,15 +43,23 @@ impl Progress {
             inserts: 0,
             updates: 0,
             deletes: 0,
+            failed: 0,
             started: Instant::now(),
             beat: Instant::now(),
         }
     }
 
-    /// Counts a written chunk and moves the position to its last complete transaction.
-    pub fn count(&mut self, b: &ChangeBatch) {
+    /// Counts a chunk whose changes `failed` (indices into `b.changes`, in order) went to the
+    /// dead-letter file and the others were written, and moves the position to its last complete
+    /// transaction.
+    pub fn count(&mut self, b: &ChangeBatch, failed: &[usize]) {
         self.beat();
-        for c in &b.changes {
+        self.failed += failed.len() as u64;
+        let mut failed = failed.iter().peekable();
+        for (i, c) in b.changes.iter().enumerate() {
+            if failed.next_if_eq(&&i).is_some() {
+                continue;
+            }
             match c.kind {
                 ChangeKind::Insert => self.inserts += 1,
                 ChangeKind::Update => self.updates += 1,
@@ -100,12 +111,13 @@ impl Progress {
 
     pub fn line(&self) -> String {
         format!(
-            "stream: {} changes ({} inserts, {} updates, {} deletes; {:.0}/s), lag {} s, {} behind, at {}",
+            "stream: {} changes ({} inserts, {} updates, {} deletes; {:.0}/s), {} failed, lag {} s, {} behind, at {}",
             self.changes(),
             self.inserts,
             self.updates,
             self.deletes,
             self.per_sec(),
+            self.failed,
             self.lag_secs(),
             self.bytes_behind()
                 .map_or("a binlog file or more".to_string(), |b| format!("{b} bytes")),
@@ -119,6 +131,7 @@ impl Progress {
             "inserts": self.inserts,
             "updates": self.updates,
             "deletes": self.deletes,
+            "failed_changes": self.failed,
             "changes_per_sec": self.per_sec(),
             "lag_seconds": self.lag_secs(),
             "bytes_behind": self.bytes_behind(),
@@ -194,6 +207,12 @@ fn describe(p: &Progress, mut e: DescriptorEncoder) -> std::fmt::Result {
         let labels = [("kind", kind)];
         ConstCounter::new(n).encode(by_kind.encode_family(&labels)?)?;
     }
+    ConstCounter::new(p.failed).encode(e.encode_descriptor(
+        "etlhost_stream_failed_changes",
+        "Changes the sink refused for good, written to the dead-letter file.",
+        None,
+        MetricType::Counter,
+    )?)?;
     gauge(
         &mut e,
         "etlhost_stream_changes_per_second",
@@ -340,6 +359,7 @@ mod tests {
             [
                 "# TYPE etlhost_stream_changes_total counter",
                 "# TYPE etlhost_stream_changes_by_kind_total counter",
+                "# TYPE etlhost_stream_failed_changes_total counter",
                 "# TYPE etlhost_stream_changes_per_second gauge",
                 "# TYPE etlhost_stream_lag_seconds gauge",
                 "# TYPE etlhost_stream_bytes_behind gauge",
@@ -351,6 +371,7 @@ mod tests {
             "etlhost_stream_changes_total 0",
             "etlhost_stream_changes_by_kind_total{kind=\"insert\"} 0",
             "etlhost_stream_changes_by_kind_total{kind=\"delete\"} 0",
+            "etlhost_stream_failed_changes_total 0",
             "etlhost_stream_bytes_behind -1",
             "etlhost_stream_caught_up 0",
             "etlhost_stream_position{file=\"binlog.000001\",gtid=\"\"} 4",

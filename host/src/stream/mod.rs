@@ -14,6 +14,7 @@
 //! in order. The recorded position is the commit of the last transaction whose every change has
 //! been written: never inside a transaction.
 
+mod dead_letter;
 mod follow;
 mod metrics;
 mod read;

@@ -1,0 +1,406 @@
+//! Changes the sink refuses for good, with `stream: {on_failed_change: dead_letter}`: each goes to
+//! the job's dead-letter file (JSON Lines) and the stream goes on.
+//!
+//! A refused change's key is then *held*: the later changes of that key in the same flow are not
+//! written but dead-lettered too, in order, because applying them could leave a half row (an
+//! update after a refused insert) or reorder the key's changes (a later change landing before an
+//! earlier one that an operator replays from the file). A delete of a held key is still tried:
+//! when the sink accepts it, the graph and the source agree again (no row) and the key is
+//! released. The held keys are kept in `<checkpoint.dir>/<job>.stream.held-keys.json`, written
+//! before the recorded position can move past the change that held them, so a restart (which
+//! reads on after that position) keeps holding them; keys held by changes after the recorded
+//! position are dropped at start, since those changes are read again and decide afresh.
+//! `--fresh` (a new snapshot copies every row again) releases them all.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, Position};
+use serde::{Deserialize, Serialize};
+
+use crate::job::Job;
+use crate::spec::OnFailedChange;
+use crate::state_file;
+use crate::stats::iso_micros;
+
+/// The job's failed changes: the dead-letter file, the held keys, the count against
+/// `max_failed_changes`. One per job, shared by every flow's writers.
+pub(super) struct Failures {
+    mode: OnFailedChange,
+    max: Option<u64>,
+    job: String,
+    run: String,
+    dead_letter: PathBuf,
+    held_path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Changes dead-lettered since the stream started.
+    failed: u64,
+    /// (flow, key as a JSON array of its values) -> why it is held.
+    held: HashMap<(String, String), Held>,
+    /// `held` changed since it was last stored.
+    dirty: bool,
+    file: Option<File>,
+}
+
+/// One held key, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Held {
+    flow: String,
+    table: String,
+    /// The key's values in key order (its identity).
+    values: Vec<serde_json::Value>,
+    /// Column -> value, for people reading the file.
+    key: serde_json::Map<String, serde_json::Value>,
+    /// The kind and position of the change that was refused first.
+    kind: String,
+    since: Position,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct HeldFile {
+    keys: Vec<Held>,
+}
+
+impl Failures {
+    /// The job's settings and its held keys from earlier runs (none with `fresh`); `start` is where
+    /// this run reads the log from.
+    pub(super) fn open(job: &Job, start: &Position, fresh: bool) -> Result<Failures, String> {
+        let spec = &job.spec;
+        let stream = spec.job.stream();
+        let held_path = spec.job.checkpoint.dir.join(format!(
+            "{}.stream.held-keys.json",
+            state_file::file_stem(&spec.job.name)
+        ));
+        let mut inner = Inner::default();
+        if fresh {
+            if let Err(e) = std::fs::remove_file(&held_path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(format!("cannot remove {}: {e}", held_path.display()));
+                }
+            }
+        } else if let Some(f) = state_file::load_json::<HeldFile>(
+            &held_path,
+            "held keys file",
+            "remove it (the keys it holds are then written again) or run with --fresh",
+        )? {
+            for h in f.keys.into_iter().filter(|h| !after(&h.since, start)) {
+                let id = serde_json::Value::Array(h.values.clone()).to_string();
+                inner.held.insert((h.flow.clone(), id), h);
+            }
+        }
+        Ok(Failures {
+            mode: stream.on_failed_change,
+            max: stream.max_failed_changes,
+            job: spec.job.name.clone(),
+            run: iso_micros(SystemTime::now()),
+            dead_letter: spec.dead_letter_path(),
+            held_path,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Whether a refused change goes to the dead-letter file (else it stops the stream).
+    pub(super) fn dead_letters(&self) -> bool {
+        self.mode == OnFailedChange::DeadLetter
+    }
+
+    /// Keeps the changes `idx` of `b` that may be written, in order; the others (later changes of
+    /// held keys) are dead-lettered and added to `failed`. A delete of a held key is kept, and the
+    /// key counts as released for the changes after it (for real once the write succeeds).
+    pub(super) fn screen(
+        &self,
+        flow: &str,
+        b: &ChangeBatch,
+        idx: &[usize],
+        failed: &mut Vec<usize>,
+    ) -> Result<Vec<usize>, String> {
+        let mut inner = self.lock();
+        if inner.held.is_empty() {
+            return Ok(idx.to_vec());
+        }
+        let mut released = Vec::new();
+        let mut keep = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let c = &b.changes[i];
+            let Some(id) = key_id(b, c) else {
+                keep.push(i);
+                continue;
+            };
+            let k = (flow.to_string(), id);
+            let (kind, since) = match inner.held.get(&k) {
+                Some(h) if !released.contains(&k) => (h.kind.clone(), h.since.clone()),
+                _ => {
+                    keep.push(i);
+                    continue;
+                }
+            };
+            if c.kind == ChangeKind::Delete {
+                released.push(k);
+                keep.push(i);
+                continue;
+            }
+            let error = format!(
+                "not written, to keep the changes of this key in order: an earlier change of it ({} at {}) was refused and is in this file; a delete of the key that the sink accepts, or a run with --fresh, releases it",
+                kind, since
+            );
+            self.record(&mut inner, flow, b, i, &error)?;
+            failed.push(i);
+        }
+        Ok(keep)
+    }
+
+    /// The sink refused change `i` of `b` for good: dead-letter it and hold its key, or stop the
+    /// stream when that is one more than `max_failed_changes`.
+    pub(super) fn refused(
+        &self,
+        flow: &str,
+        b: &ChangeBatch,
+        i: usize,
+        error: &str,
+    ) -> Result<(), String> {
+        let mut inner = self.lock();
+        self.record(&mut inner, flow, b, i, error)?;
+        let c = &b.changes[i];
+        if let Some(id) = key_id(b, c) {
+            let (values, key) = key_values(b, c);
+            inner
+                .held
+                .entry((flow.to_string(), id))
+                .or_insert_with(|| Held {
+                    flow: flow.to_string(),
+                    table: b.table.clone(),
+                    values,
+                    key,
+                    kind: c.kind.name().to_string(),
+                    since: c.commit.clone(),
+                });
+            inner.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Changes `idx` of `b` are written: a delete (or a truncate) releases what it removed.
+    pub(super) fn written(&self, flow: &str, b: &ChangeBatch, idx: &[usize]) {
+        let mut inner = self.lock();
+        if inner.held.is_empty() {
+            return;
+        }
+        for &i in idx {
+            let c = &b.changes[i];
+            match c.kind {
+                ChangeKind::Delete => {
+                    if let Some(id) = key_id(b, c) {
+                        if inner.held.remove(&(flow.to_string(), id)).is_some() {
+                            inner.dirty = true;
+                        }
+                    }
+                }
+                ChangeKind::Truncate => {
+                    let before = inner.held.len();
+                    inner.held.retain(|(f, _), _| f != flow);
+                    inner.dirty |= inner.held.len() != before;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Stores the held keys if they changed: called before the position may move past the
+    /// changes that held them.
+    pub(super) fn store(&self) -> Result<(), String> {
+        let mut inner = self.lock();
+        if !inner.dirty {
+            return Ok(());
+        }
+        let mut keys: Vec<Held> = inner.held.values().cloned().collect();
+        keys.sort_by(|a, b| {
+            (&a.flow, &a.since.file, a.since.pos).cmp(&(&b.flow, &b.since.file, b.since.pos))
+        });
+        state_file::save_json(&self.held_path, &HeldFile { keys }).map_err(|e| {
+            format!(
+                "cannot write the held keys file {}: {e}; the stream stops so that a restart cannot write later changes of a dead-lettered key",
+                self.held_path.display()
+            )
+        })?;
+        inner.dirty = false;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("failed changes poisoned")
+    }
+
+    /// Counts change `i` as failed (or stops past the limit) and appends its record.
+    fn record(
+        &self,
+        inner: &mut Inner,
+        flow: &str,
+        b: &ChangeBatch,
+        i: usize,
+        error: &str,
+    ) -> Result<(), String> {
+        let c = &b.changes[i];
+        if let Some(max) = self.max.filter(|m| inner.failed >= *m) {
+            let (_, key) = key_values(b, c);
+            return Err(format!(
+                "flow `{flow}`: {} changes failed for good, more than stream.max_failed_changes ({max}) allows: the {} of {} {} in the transaction ending at {} was refused: {error}; the earlier ones are in {}. Fix the cause and run again (the stream resumes before this change), or raise stream.max_failed_changes",
+                inner.failed + 1,
+                c.kind.name(),
+                b.table,
+                serde_json::Value::Object(key),
+                c.commit,
+                self.dead_letter.display()
+            ));
+        }
+        let line = self.line(flow, b, c, error);
+        if inner.file.is_none() {
+            inner.file = Some(open_append(&self.dead_letter).map_err(|e| {
+                format!(
+                    "cannot open the dead-letter file {}: {e}",
+                    self.dead_letter.display()
+                )
+            })?);
+        }
+        let f = inner.file.as_mut().expect("just opened");
+        f.write_all(line.as_bytes())
+            .and_then(|()| f.flush())
+            .map_err(|e| {
+                format!(
+                    "cannot write the dead-letter file {}: {e}",
+                    self.dead_letter.display()
+                )
+            })?;
+        inner.failed += 1;
+        tracing::warn!(
+            flow,
+            table = %b.table,
+            kind = c.kind.name(),
+            position = %c.commit,
+            "a change failed for good and went to {}: {error}",
+            self.dead_letter.display()
+        );
+        Ok(())
+    }
+
+    /// One JSON line: where the change is from, what it is, and why it failed.
+    fn line(&self, flow: &str, b: &ChangeBatch, c: &Change, error: &str) -> String {
+        let (_, key) = key_values(b, c);
+        let rows = b.rows(std::slice::from_ref(c));
+        let mut v = serde_json::json!({
+            "time": iso_micros(SystemTime::now()),
+            "job": self.job,
+            "run": self.run,
+            "stage": "stream",
+            "flow": flow,
+            "table": b.table,
+            "kind": c.kind.name(),
+            "key": key,
+            "position": c.commit,
+            "error": error,
+        });
+        if c.kind.has_row() {
+            v["row"] = rows.row_json(&c.row);
+        }
+        if let Some(old) = &c.old {
+            v["old"] = rows.row_json(old);
+        }
+        let mut s = v.to_string();
+        s.push('\n');
+        s
+    }
+}
+
+fn open_append(path: &std::path::Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// A change's key as one string (its values as a JSON array); `None` for a table without a
+/// primary key, or a change without a row, which no key can hold.
+fn key_id(b: &ChangeBatch, c: &Change) -> Option<String> {
+    if b.key.is_empty() || !c.kind.has_row() {
+        return None;
+    }
+    Some(serde_json::Value::Array(key_values(b, c).0).to_string())
+}
+
+fn key_values(
+    b: &ChangeBatch,
+    c: &Change,
+) -> (
+    Vec<serde_json::Value>,
+    serde_json::Map<String, serde_json::Value>,
+) {
+    let mut values = Vec::new();
+    let mut map = serde_json::Map::new();
+    for &i in &b.key {
+        let (Some(col), Some(v)) = (b.schema.get(i), c.row.get(i)) else {
+            continue;
+        };
+        values.push(v.to_json());
+        map.insert(col.name.clone(), v.to_json());
+    }
+    (values, map)
+}
+
+/// Whether `a` is later in the log than `b`: a change there is read again by a stream that
+/// resumes at `b`. Files compare by their numeric suffix (`binlog.000010` after `binlog.000009`).
+fn after(a: &Position, b: &Position) -> bool {
+    let file = |p: &Position| {
+        let (stem, n) = p.file.rsplit_once('.').unwrap_or((&p.file, ""));
+        (
+            stem.to_string(),
+            n.parse::<u64>().unwrap_or(0),
+            p.file.clone(),
+        )
+    };
+    (file(a), a.pos, a.skip) > (file(b), b.pos, b.skip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(file: &str, pos: u64, skip: u64) -> Position {
+        Position {
+            file: file.into(),
+            pos,
+            gtid: None,
+            skip,
+        }
+    }
+
+    #[test]
+    fn positions_order_as_the_log_does() {
+        assert!(after(
+            &at("binlog.000010", 4, 0),
+            &at("binlog.000009", 900, 0)
+        ));
+        assert!(after(
+            &at("binlog.000002", 500, 0),
+            &at("binlog.000002", 400, 3)
+        ));
+        assert!(after(
+            &at("binlog.000002", 400, 4),
+            &at("binlog.000002", 400, 3)
+        ));
+        assert!(!after(
+            &at("binlog.000002", 400, 3),
+            &at("binlog.000002", 400, 3)
+        ));
+        assert!(!after(
+            &at("binlog.000001", 900, 0),
+            &at("binlog.000002", 4, 0)
+        ));
+    }
+}
