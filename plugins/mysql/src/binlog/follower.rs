@@ -1,5 +1,8 @@
 //! Following the binlog event by event: a transaction's rows are collected and handed on at its
-//! commit, in batches of one table of one shape.
+//! commit, in batches of one table of one shape. A transaction larger than the request's
+//! `max_transaction_changes` is handed on in parts as it is read, each ending in a position
+//! inside it (its start and how many of its changes are out), so memory stays bounded and a
+//! restart resumes where the last written part ended.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -14,7 +17,7 @@ use mysql_async::BinlogStream;
 use tokio::sync::mpsc;
 
 use super::shape::{shape, TableShape};
-use super::statements::rowless_tables;
+use super::statements::{rowless_tables, Rowless};
 use super::{classify, err, wanted, Follow, Sent, MARIADB_GTID_EVENT};
 
 struct Out {
@@ -64,6 +67,66 @@ impl Out {
     }
 }
 
+/// A change waiting to be handed on, with its table's name, schema and key.
+type Pending = (String, Schema, Vec<usize>, Change);
+
+/// A part handed on before the commit, with the count of the transaction's changes it reaches to.
+type Part<T> = (Vec<T>, u64);
+
+/// At the commit: the last part and whether earlier ones went out, or the count still to drop.
+type LastPart<T> = Result<(Vec<T>, bool), u64>;
+
+/// The current transaction's changes, counted in log order so that a part handed on can name
+/// how far into the transaction it reaches, and a restart can drop what was handed on before.
+struct Txn<T> {
+    /// Changes in a part (0: the whole transaction in one).
+    max: usize,
+    /// Changes of the first transaction read still to drop: a checkpoint's `skip`.
+    drop: u64,
+    /// This transaction's changes so far, dropped ones and handed-on ones included.
+    seen: u64,
+    pending: Vec<T>,
+}
+
+impl<T> Txn<T> {
+    fn new(max: u64, skip: u64) -> Self {
+        Txn {
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+            drop: skip,
+            seen: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Adds the transaction's next change. When the part collected so far is full it comes
+    /// back, to be handed on before this change, with the count of changes it reaches to.
+    fn add(&mut self, change: T) -> Option<Part<T>> {
+        self.seen += 1;
+        if self.drop > 0 {
+            self.drop -= 1;
+            return None;
+        }
+        let full = self.max > 0 && self.pending.len() >= self.max;
+        let part = full.then(|| (std::mem::take(&mut self.pending), self.seen - 1));
+        self.pending.push(change);
+        part
+    }
+
+    /// The commit: the last part (maybe empty) and whether earlier parts went out (or were
+    /// dropped as out before a restart). `Err` with the count still to drop when the
+    /// transaction had fewer changes than a checkpoint said were written.
+    fn commit(&mut self) -> LastPart<T> {
+        let left = std::mem::take(&mut self.drop);
+        let earlier = self.seen > self.pending.len() as u64;
+        self.seen = 0;
+        let part = std::mem::take(&mut self.pending);
+        if left > 0 {
+            return Err(left);
+        }
+        Ok((part, earlier))
+    }
+}
+
 /// `Break` when the host stopped reading: the follower ends without an error.
 pub(super) type Flow = ControlFlow<()>;
 
@@ -75,8 +138,10 @@ pub(super) struct Follower<'a> {
     shapes: HashMap<(String, String), TableShape>,
     file: String,
     gtid: Option<String>,
-    /// The current transaction's changes, handed on at its commit.
-    pending: Vec<(String, Schema, Vec<usize>, Change)>,
+    /// The current transaction's changes, handed on at its commit or in parts.
+    txn: Txn<Pending>,
+    /// Inside `BEGIN` ... `COMMIT`: a statement there (a `SAVEPOINT`) commits nothing.
+    in_begin: bool,
     out: Out,
     last_mark: Instant,
     /// Between transactions (not inside one), and where the log is then: when the stream goes
@@ -95,13 +160,15 @@ impl<'a> Follower<'a> {
             shapes: HashMap::new(),
             file: req.from.file.clone(),
             gtid: req.from.gtid.clone(),
-            pending: Vec::new(),
+            txn: Txn::new(req.max_transaction_changes, req.from.skip),
+            in_begin: false,
             out: Out {
                 batch: None,
                 fetch_size: f.fetch_size,
             },
             last_mark: Instant::now(),
-            boundary: true,
+            // A position inside a transaction: no boundary until its commit.
+            boundary: req.from.skip == 0,
             here: req.from.clone(),
             marked: req.from.clone(),
         }
@@ -150,7 +217,7 @@ impl<'a> Follower<'a> {
         }
     }
 
-    /// One event: a transaction's rows are collected, and handed on at its commit.
+    /// One event: a transaction's rows are collected, and handed on at its commit (or in parts).
     pub(super) async fn event(
         &mut self,
         stream: &BinlogStream,
@@ -166,6 +233,9 @@ impl<'a> Follower<'a> {
                 let domain = u32::from_le_bytes(d[8..12].try_into().expect("4 bytes"));
                 self.gtid = Some(format!("{domain}-{}-{seq}", header.server_id()));
             }
+            // MariaDB's GTID event stands for `BEGIN` unless flagged standalone (FL_STANDALONE,
+            // bit 0 of its flags: a DDL statement that commits by itself).
+            self.in_begin = d.get(12).is_some_and(|flags| flags & 1 == 0);
             self.boundary = false;
             return Ok(Flow::Continue(()));
         }
@@ -192,24 +262,43 @@ impl<'a> Follower<'a> {
                 let sql = sql.trim();
                 if sql.eq_ignore_ascii_case("BEGIN") {
                     self.boundary = false;
+                    self.in_begin = true;
                     false
-                } else if sql.eq_ignore_ascii_case("COMMIT") {
+                } else if sql.eq_ignore_ascii_case("COMMIT") || sql.eq_ignore_ascii_case("ROLLBACK")
+                {
+                    // A logged ROLLBACK ends a transaction whose non-transactional changes stay.
                     true
                 } else {
-                    self.rowless_change(&q.schema(), sql, end)?;
+                    // A statement outside a transaction commits by itself (DDL); inside one (a
+                    // `SAVEPOINT`) it ends nothing, even when no change is pending after a part.
+                    let alone = !self.in_begin || self.txn.seen == 0;
+                    if self
+                        .rowless_change(&q.schema(), sql, end, timestamp)
+                        .await?
+                        .is_break()
+                    {
+                        return Ok(Flow::Break(()));
+                    }
                     // DDL: a table's columns may have changed; read them again when next used.
                     self.shapes.clear();
-                    self.pending.is_empty()
+                    alone
                 }
             }
             EventData::XidEvent(_) => true,
+            EventData::GtidEvent(_) | EventData::AnonymousGtidEvent(_) => {
+                // MySQL's GTID event opens a transaction: its start is before it.
+                self.boundary = false;
+                false
+            }
             EventData::TableMapEvent(_) => {
                 self.boundary = false;
                 false
             }
             EventData::RowsEvent(rows) => {
                 self.boundary = false;
-                self.rows(stream, rows, timestamp).await?;
+                if self.rows(stream, rows, timestamp).await?.is_break() {
+                    return Ok(Flow::Break(()));
+                }
                 false
             }
             _ => {
@@ -232,26 +321,62 @@ impl<'a> Follower<'a> {
         self.commit(at, timestamp).await
     }
 
-    /// A statement that changes a streamed table's rows without row events (TRUNCATE, DROP,
-    /// RENAME) stops the stream where it stands: passing over it would leave the target quietly
-    /// different from MySQL, and stopping keeps the position before it, so a restart stops again
-    /// until the flow is snapshotted afresh.
-    fn rowless_change(&self, default_db: &str, sql: &str, end: u64) -> Result<(), Error> {
+    /// A statement that changes a streamed table's rows without row events. `TRUNCATE` becomes
+    /// a change of its own, in order with the others. `DROP` and `RENAME` stop the stream where
+    /// it stands: passing over them would leave the target quietly different from MySQL, and
+    /// stopping keeps the position before it, so a restart stops again until the flow is
+    /// snapshotted afresh.
+    async fn rowless_change(
+        &mut self,
+        default_db: &str,
+        sql: &str,
+        end: u64,
+        timestamp: u32,
+    ) -> Result<Flow, Error> {
         let Some((what, tables)) = rowless_tables(sql) else {
-            return Ok(());
+            return Ok(Flow::Continue(()));
         };
         let streamed = tables.into_iter().find_map(|(db, table)| {
             let key = (db.unwrap_or_else(|| default_db.to_string()), table);
             (self.tables.is_empty() || self.tables.contains(&key)).then_some(key)
         });
         let Some((db, table)) = streamed else {
-            return Ok(());
+            return Ok(Flow::Continue(()));
         };
+        if what == Rowless::Empties {
+            let key = (db, table);
+            self.known_shape(&key).await?;
+            let s = &self.shapes[&key];
+            let (name, schema, pk) = (self.name(&key), s.schema.clone(), s.key.clone());
+            let truncate = change(ChangeKind::Truncate, Vec::new(), None, timestamp);
+            return Ok(self.add(&name, &schema, &pk, truncate).await);
+        }
         let statement: String = sql.chars().take(200).collect();
         Err(Error::permanent(format!(
-            "the binlog at {}:{end} has `{statement}`, which {what} the streamed table {db}.{table} without row events: the stream stops here rather than let the target drift from MySQL; run the flow again with --fresh for a new snapshot",
-            self.file
+            "the binlog at {}:{end} has `{statement}`, which {} the streamed table {db}.{table} without row events: the stream stops here rather than let the target drift from MySQL; run the flow again with --fresh for a new snapshot",
+            self.file,
+            what.verb()
         )))
+    }
+
+    /// Reads a table's columns and key unless they are known since the last DDL statement.
+    async fn known_shape(&mut self, key: &(String, String)) -> Result<(), Error> {
+        if !self.shapes.contains_key(key) {
+            let s = shape(&self.f.pool, &key.0, &key.1, &self.f.typing)
+                .await
+                .map_err(|e| classify(&self.f.secrets, "cannot read a table's columns", e))?;
+            self.shapes.insert(key.clone(), s);
+        }
+        Ok(())
+    }
+
+    /// A table's name as its changes carry it: bare in the source's database, `db.t` otherwise.
+    fn name(&self, key: &(String, String)) -> String {
+        if key.0 == self.f.database {
+            key.1.clone()
+        } else {
+            format!("{}.{}", key.0, key.1)
+        }
     }
 
     /// A rows event of a wanted table, its changes added to the transaction's.
@@ -260,8 +385,7 @@ impl<'a> Follower<'a> {
         stream: &BinlogStream,
         rows: RowsEventData<'_>,
         timestamp: u32,
-    ) -> Result<(), Error> {
-        let secrets = &self.f.secrets;
+    ) -> Result<Flow, Error> {
         let Some(tme) = stream.get_tme(rows.table_id()) else {
             return Err(Error::permanent("a rows event without its table map"));
         };
@@ -270,14 +394,9 @@ impl<'a> Follower<'a> {
             tme.table_name().into_owned(),
         );
         if !self.tables.is_empty() && !self.tables.contains(&key) {
-            return Ok(());
+            return Ok(Flow::Continue(()));
         }
-        if !self.shapes.contains_key(&key) {
-            let s = shape(&self.f.pool, &key.0, &key.1, &self.f.typing)
-                .await
-                .map_err(|e| classify(secrets, "cannot read a table's columns", e))?;
-            self.shapes.insert(key.clone(), s);
-        }
+        self.known_shape(&key).await?;
         let s = &self.shapes[&key];
         let kind = match &rows {
             RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
@@ -288,34 +407,84 @@ impl<'a> Follower<'a> {
             | RowsEventData::PartialUpdateRowsEvent(_) => ChangeKind::Update,
             _ => ChangeKind::Delete,
         };
-        let name = if key.0 == self.f.database {
-            key.1.clone()
-        } else {
-            format!("{}.{}", key.0, key.1)
-        };
+        // One event's rows (the server caps an event at about 8 KiB): bounded, whatever the
+        // transaction's size.
+        let mut event_changes = Vec::new();
         for r in rows.rows(tme) {
-            let (before, after) = r.map_err(|e| err(secrets, "cannot decode a binlog row", e))?;
+            let (before, after) =
+                r.map_err(|e| err(&self.f.secrets, "cannot decode a binlog row", e))?;
             let conv = |r: Option<mysql_async::binlog::row::BinlogRow>| {
                 r.map(|r| s.row(r.unwrap()).map_err(Error::permanent))
                     .transpose()
             };
             let (before, after) = (conv(before)?, conv(after)?);
-            let add = |c| {
-                self.pending
-                    .push((name.clone(), s.schema.clone(), s.key.clone(), c))
-            };
-            changes(kind, &s.key, before, after, timestamp, add);
+            changes(kind, &s.key, before, after, timestamp, |c| {
+                event_changes.push(c)
+            });
         }
-        Ok(())
+        let (name, schema, pk) = (self.name(&key), s.schema.clone(), s.key.clone());
+        for c in event_changes {
+            if self.add(&name, &schema, &pk, c).await.is_break() {
+                return Ok(Flow::Break(()));
+            }
+        }
+        Ok(Flow::Continue(()))
     }
 
-    /// A commit: the transaction's changes go out with its position; a transaction of other
-    /// tables only moves the host's position on, now and then.
+    /// Adds a change to the transaction; when the part collected so far is full, it goes out
+    /// first with the transaction's start and how many of its changes that part reaches to.
+    async fn add(&mut self, table: &str, schema: &Schema, key: &[usize], c: Change) -> Flow {
+        let pending = (table.to_string(), schema.clone(), key.to_vec(), c);
+        let Some((part, skip)) = self.txn.add(pending) else {
+            return Flow::Continue(());
+        };
+        let at = Position {
+            skip,
+            ..self.here.clone()
+        };
+        if self.hand_on(part, at).await.is_break() {
+            return Flow::Break(());
+        }
+        // The part's last change is not held back with the next part's first ones: the host
+        // can record the position as soon as the part is written.
+        match self.out.flush(self.tx).await {
+            Ok(()) => Flow::Continue(()),
+            Err(()) => Flow::Break(()),
+        }
+    }
+
+    /// Hands changes on, all with the position `at`, the last one marked `last`.
+    async fn hand_on(&mut self, part: Vec<Pending>, at: Position) -> Flow {
+        let n = part.len();
+        for (i, (table, schema, k, mut c)) in part.into_iter().enumerate() {
+            c.commit = at.clone();
+            c.last = i + 1 == n;
+            if self
+                .out
+                .push(self.tx, &table, &schema, &k, c)
+                .await
+                .is_err()
+            {
+                return Flow::Break(());
+            }
+        }
+        Flow::Continue(())
+    }
+
+    /// A commit: the transaction's changes (or its last part) go out with its position; a
+    /// transaction of other tables only moves the host's position on, now and then.
     async fn commit(&mut self, at: Position, timestamp: u32) -> Result<Flow, Error> {
+        let start = std::mem::replace(&mut self.here, at.clone());
         self.boundary = true;
-        self.here = at.clone();
-        if self.pending.is_empty() {
-            if self.last_mark.elapsed() >= Duration::from_millis(200) {
+        self.in_begin = false;
+        let (part, earlier) = self.txn.commit().map_err(|left| {
+            Error::permanent(format!(
+                "the stream resumed at {start}, inside a transaction, but that transaction has {left} fewer changes of the streamed tables than were written before: was the job's list of tables changed since? run the flow again with --fresh for a new snapshot"
+            ))
+        })?;
+        if part.is_empty() {
+            // After parts, the commit is recorded at once; otherwise now and then.
+            if earlier || self.last_mark.elapsed() >= Duration::from_millis(200) {
                 self.last_mark = Instant::now();
                 let empty: Schema = Vec::new().into();
                 let mark = mark(at, timestamp);
@@ -325,22 +494,9 @@ impl<'a> Follower<'a> {
             }
             return Ok(Flow::Continue(()));
         }
-        let n = self.pending.len();
-        let pending = std::mem::take(&mut self.pending);
-        for (i, (table, schema, k, mut c)) in pending.into_iter().enumerate() {
-            c.commit = at.clone();
-            c.last = i + 1 == n;
-            if self
-                .out
-                .push(self.tx, &table, &schema, &k, c)
-                .await
-                .is_err()
-            {
-                return Ok(Flow::Break(()));
-            }
-        }
+        let flow = self.hand_on(part, at).await;
         self.last_mark = Instant::now();
-        Ok(Flow::Continue(()))
+        Ok(flow)
     }
 }
 
@@ -354,14 +510,7 @@ fn changes(
     timestamp: u32,
     mut add: impl FnMut(Change),
 ) {
-    let change = |kind, row, old| Change {
-        kind,
-        row,
-        old,
-        commit: Position::default(),
-        last: false,
-        timestamp,
-    };
+    let change = |kind, row, old| change(kind, row, old, timestamp);
     match (kind, before, after) {
         (ChangeKind::Insert, _, Some(a)) => add(change(ChangeKind::Insert, a, None)),
         (ChangeKind::Delete, Some(b), _) => add(change(ChangeKind::Delete, b, None)),
@@ -375,6 +524,18 @@ fn changes(
             }
         }
         _ => {}
+    }
+}
+
+/// A change whose position is set when it is handed on.
+fn change(kind: ChangeKind, row: Vec<Value>, old: Option<Vec<Value>>, timestamp: u32) -> Change {
+    Change {
+        kind,
+        row,
+        old,
+        commit: Position::default(),
+        last: false,
+        timestamp,
     }
 }
 
@@ -409,7 +570,48 @@ fn mark(at: Position, timestamp: u32) -> Change {
 
 #[cfg(test)]
 mod tests {
-    use super::log_name;
+    use super::{log_name, LastPart, Part, Txn};
+
+    /// Hands a transaction of `n` changes through `txn`: the parts as (changes, skip) and what
+    /// its commit returns.
+    fn run(txn: &mut Txn<u32>, n: u32) -> (Vec<Part<u32>>, LastPart<u32>) {
+        let parts = (1..=n).filter_map(|c| txn.add(c)).collect();
+        (parts, txn.commit())
+    }
+
+    #[test]
+    fn a_large_transaction_goes_out_in_parts_that_count_its_changes() {
+        let mut txn = Txn::new(3, 0);
+        let (parts, end) = run(&mut txn, 8);
+        assert_eq!(parts, [(vec![1, 2, 3], 3), (vec![4, 5, 6], 6)]);
+        assert_eq!(end, Ok((vec![7, 8], true)));
+        // Exactly full parts: the last one goes out at the commit, never empty-handed.
+        let (parts, end) = run(&mut txn, 6);
+        assert_eq!(parts, [(vec![1, 2, 3], 3)]);
+        assert_eq!(end, Ok((vec![4, 5, 6], true)));
+        // A small one is whole at its commit; 0 means no parts at all.
+        assert_eq!(run(&mut txn, 2), (vec![], Ok((vec![1, 2], false))));
+        assert_eq!(
+            run(&mut Txn::new(0, 0), 5),
+            (vec![], Ok((vec![1, 2, 3, 4, 5], false)))
+        );
+    }
+
+    #[test]
+    fn resuming_drops_what_was_handed_on_and_counts_on_from_there() {
+        // Written before a restart: the part up to 6 of a transaction of 8.
+        let mut txn = Txn::new(3, 6);
+        assert_eq!(run(&mut txn, 8), (vec![], Ok((vec![7, 8], true))));
+        // Only the first transaction read is cut; the next is whole again.
+        assert_eq!(run(&mut txn, 2), (vec![], Ok((vec![1, 2], false))));
+        // Resumed after the first part of 10: the skip of later parts counts from the start.
+        let mut txn = Txn::new(3, 3);
+        let (parts, end) = run(&mut txn, 10);
+        assert_eq!(parts, [(vec![4, 5, 6], 6), (vec![7, 8, 9], 9)]);
+        assert_eq!(end, Ok((vec![10], true)));
+        // Fewer changes than the checkpoint says were written: an error, not a silent pass.
+        assert_eq!(run(&mut Txn::new(3, 6), 4).1, Err(2));
+    }
 
     #[test]
     fn a_rotate_name_keeps_six_digits_whatever_the_checksum_bytes_are() {

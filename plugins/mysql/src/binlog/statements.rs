@@ -1,9 +1,30 @@
 //! Statements in the binlog that change a table's rows without row events.
 
+/// What such a statement does to its tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rowless {
+    /// `TRUNCATE`: streamed as a change of its own.
+    Empties,
+    /// `DROP TABLE`: stops the stream.
+    Drops,
+    /// `RENAME TABLE`, `ALTER TABLE ... RENAME`: stops the stream.
+    Renames,
+}
+
+impl Rowless {
+    pub(super) fn verb(self) -> &'static str {
+        match self {
+            Rowless::Empties => "empties",
+            Rowless::Drops => "drops",
+            Rowless::Renames => "renames",
+        }
+    }
+}
+
 /// The tables a statement empties, drops or renames without row events, with what it does to
 /// them: `TRUNCATE [TABLE] t`, `DROP [TEMPORARY] TABLE [IF EXISTS] a, b`, `RENAME TABLE a TO b,
 /// ...` and `ALTER TABLE a RENAME ...`. Names may be quoted and qualified by their database.
-pub(super) fn rowless_tables(sql: &str) -> Option<(&'static str, Vec<Named>)> {
+pub(super) fn rowless_tables(sql: &str) -> Option<(Rowless, Vec<Named>)> {
     let words = sql_words(sql);
     let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
     let kw = |i: usize, k: &str| upper.get(i).is_some_and(|w| w == k);
@@ -12,7 +33,7 @@ pub(super) fn rowless_tables(sql: &str) -> Option<(&'static str, Vec<Named>)> {
         Some("TRUNCATE") => {
             let at = if kw(1, "TABLE") { 2 } else { 1 };
             names.extend(words.get(at).cloned());
-            "empties"
+            Rowless::Empties
         }
         // `DROP TEMPORARY TABLE` touches no logged table.
         Some("DROP") if kw(1, "TABLE") => {
@@ -32,7 +53,7 @@ pub(super) fn rowless_tables(sql: &str) -> Option<(&'static str, Vec<Named>)> {
                 names.push(w.clone());
                 at += 1;
             }
-            "drops"
+            Rowless::Drops
         }
         Some("RENAME") if kw(1, "TABLE") => {
             // `a TO b , c TO d`: the names before each `TO`.
@@ -41,7 +62,7 @@ pub(super) fn rowless_tables(sql: &str) -> Option<(&'static str, Vec<Named>)> {
                     names.push(words[i - 1].clone());
                 }
             }
-            "renames"
+            Rowless::Renames
         }
         Some("ALTER") if kw(1, "TABLE") => {
             // `ALTER TABLE t RENAME [TO|AS] u`, but not `RENAME COLUMN`/`RENAME INDEX`/`KEY`.
@@ -53,7 +74,7 @@ pub(super) fn rowless_tables(sql: &str) -> Option<(&'static str, Vec<Named>)> {
                 return None;
             }
             names.extend(words.get(2).cloned());
-            "renames"
+            Rowless::Renames
         }
         _ => return None,
     };
@@ -128,10 +149,11 @@ fn split_name(name: &str) -> Named {
 
 #[cfg(test)]
 mod rowless_tests {
-    use super::{rowless_tables, Named};
+    use super::{rowless_tables, Named, Rowless};
 
+    /// What the statement does, as the stream's error says it, and its tables.
     fn tables(sql: &str) -> Option<(&'static str, Vec<Named>)> {
-        rowless_tables(sql)
+        rowless_tables(sql).map(|(what, names)| (what.verb(), names))
     }
 
     /// A table as a case names it: its database, if any, and its name.
@@ -168,6 +190,11 @@ mod rowless_tests {
         for (sql, what, names) in cases {
             assert_eq!(tables(sql), Some((what, named(names))), "{sql}");
         }
+        // TRUNCATE is the one streamed as a change; the others stop the stream.
+        let kind = |sql| rowless_tables(sql).map(|(k, _)| k);
+        assert_eq!(kind("TRUNCATE big"), Some(Rowless::Empties));
+        assert_eq!(kind("DROP TABLE big"), Some(Rowless::Drops));
+        assert_eq!(kind("RENAME TABLE big TO b"), Some(Rowless::Renames));
     }
 
     #[test]
