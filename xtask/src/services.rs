@@ -113,11 +113,15 @@ fn mariadb_variable(name: &str) -> Option<String> {
 }
 
 /// The settings streaming (binlog CDC) needs; `log_bin` cannot be switched on at run time.
+/// `binlog_row_metadata=FULL` is recommended rather than needed: the binlog then names a row's
+/// columns, so a schema change made while a stream is behind is followed by name instead of
+/// stopping it.
 fn binlog_args(datadir: &str) -> Vec<String> {
     vec![
         format!("--log-bin={}/binlog", datadir.trim_end_matches('/')),
         "--binlog-format=ROW".into(),
         "--binlog-row-image=FULL".into(),
+        "--binlog-row-metadata=FULL".into(),
         "--server-id=1".into(),
     ]
 }
@@ -135,6 +139,15 @@ fn ensure_mariadb() -> Result<()> {
             })?;
         } else {
             eprintln!("xtask: MariaDB already running on 127.0.0.1:{MYSQL_PORT}");
+            if mariadb_variable("binlog_row_metadata").is_some_and(|m| m != "FULL") {
+                // Dynamic, unlike log_bin: no restart for a server started before it was set.
+                run(Command::new("mariadb").args([
+                    "-uroot",
+                    "-e",
+                    "SET GLOBAL binlog_row_metadata = FULL",
+                ]))
+                .context("setting binlog_row_metadata = FULL failed")?;
+            }
             grant_etl_user()?;
             return Ok(());
         }
