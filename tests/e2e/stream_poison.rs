@@ -1,1 +1,239 @@
-//! (being written)
+//! Poison changes (issue 31, point 4): with `stream: {on_failed_change: dead_letter}` a change the
+//! graph refuses for good goes to the dead-letter file with its table, key, kind, position and
+//! error, and the stream goes on; `max_failed_changes` stops it with a clear error.
+//!
+//! The refusal is real: a uniqueness constraint on `:Person(email)` in the graph, which MySQL does
+//! not have, so exactly the rows given another row's email fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use xtask::services::free_port;
+
+use crate::stream::{head, stream_spec, Running};
+use crate::support::{etlhost_command, exec, graph, mysql, scratch_dir};
+
+/// Rows inserted (in transactions of 1,000), then rows updated: 5,000 changes.
+const ROWS: u32 = 4_000;
+const UPDATED: u32 = 1_000;
+/// The rows given the email of row 1, 2 and 3, which the graph's constraint refuses.
+const POISONED: [u32; 3] = [1_000, 2_000, 3_000];
+
+/// A streaming job of `person` into graph `name` with a unique email in the graph, no snapshot,
+/// failed changes to `<dir>/dead.jsonl`; the spec's path.
+fn poison_spec(name: &str, dir: &Path, parallelism: u32, stream: &str) -> PathBuf {
+    let url = format!("mysql://127.0.0.1:3306/{name}");
+    let extra = format!(
+        "snapshot: false
+dead_letter: {dl}
+stream: {stream}
+verify:
+  key: [id]
+  query: |
+    MATCH (p:Person)
+    WHERE ($lo IS NULL OR p.id >= $lo) AND ($hi IS NULL OR p.id < $hi)
+    WITH p ORDER BY p.id
+    RETURN p.id AS id, p.name AS name, p.email AS email
+",
+        dl = dir.join("dead.jsonl").display()
+    );
+    let text = stream_spec(name, &url, name, dir, &extra)
+        .replace("parallelism: 2", &format!("parallelism: {parallelism}"))
+        .replace(
+            "setup: [",
+            "setup: [\"CREATE CONSTRAINT person_email IF NOT EXISTS FOR (p:Person) REQUIRE p.email IS UNIQUE\", ",
+        );
+    let spec = dir.join(format!("{name}.yaml"));
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+async fn person_table(pool: &mysql_async::Pool) {
+    exec(
+        pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(50), email VARCHAR(50))",
+    )
+    .await;
+}
+
+/// Inserts rows `from..=to`, each its own email except the poisoned ones, in one transaction.
+async fn insert(pool: &mysql_async::Pool, from: u32, to: u32) {
+    let [a, b, c] = POISONED;
+    exec(
+        pool,
+        &format!(
+            "INSERT INTO person SELECT seq, CONCAT('p', seq), CASE seq WHEN {a} THEN 'e1@x' \
+             WHEN {b} THEN 'e2@x' WHEN {c} THEN 'e3@x' ELSE CONCAT('e', seq, '@x') END \
+             FROM seq_{from}_to_{to}"
+        ),
+    )
+    .await;
+}
+
+/// The dead-letter file's records.
+fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("dead.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits until the job serves its metrics: it is following the log from its start position.
+fn wait_for_metrics(job: &Running) {
+    let start = Instant::now();
+    while job.scrape().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no metrics:\n{}",
+            job.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stp_refused_changes_go_to_the_dead_letter_file_and_the_stream_goes_on() {
+    let name = "stp_dead";
+    let pool = mysql(name).await;
+    person_table(&pool).await;
+    let _g = graph(name).await;
+    let dir = scratch_dir(name);
+    let spec = poison_spec(name, &dir, 2, "{on_failed_change: dead_letter}");
+    let mut job = Running::start(&spec, &dir, true);
+    wait_for_metrics(&job);
+    // The rows whose emails the poisoned ones copy are in the graph first: with two writers, two
+    // rows of one email written at once would race for it.
+    insert(&pool, 1, 999).await;
+    job.wait_until_acked(&head(&pool).await);
+    for from in (1_000..=ROWS).step_by(1_000) {
+        insert(&pool, from, (from + 999).min(ROWS)).await;
+    }
+    exec(
+        &pool,
+        &format!(
+            "UPDATE person SET name = CONCAT(name, '+') WHERE id > {}",
+            ROWS - UPDATED
+        ),
+    )
+    .await;
+    job.wait_until_acked(&head(&pool).await);
+    let metrics = job.scrape().unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "etlhost_stream_failed_changes_total 3"),
+        "{metrics}"
+    );
+
+    let records = dead_letters(&dir);
+    let keys: Vec<u64> = records
+        .iter()
+        .map(|r| r["key"]["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(keys, POISONED.map(u64::from), "{records:#?}");
+    for (r, email) in records.iter().zip(["e1@x", "e2@x", "e3@x"]) {
+        assert_eq!(r["job"], name);
+        assert_eq!(r["flow"], name);
+        assert_eq!(r["table"], "person");
+        assert_eq!(r["kind"], "insert");
+        assert_eq!(r["stage"], "stream");
+        assert_eq!(r["row"]["email"], email);
+        assert!(r["position"]["file"]
+            .as_str()
+            .unwrap()
+            .starts_with("binlog."));
+        assert!(r["position"]["pos"].as_u64().unwrap() > 4);
+        let error = r["error"].as_str().unwrap();
+        assert!(error.contains("ConstraintValidationFailed"), "{error}");
+    }
+    let count = crate::stream::cypher(name, "MATCH (p:Person) RETURN count(p) AS n");
+    assert_eq!(count[0]["n"], ROWS - 3);
+
+    // `verify` names exactly the three keys, as missing from the graph.
+    let out = etlhost_command().arg("verify").arg(&spec).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim() == "missing            3  id=1000, id=2000, id=3000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.trim() == "different          0"),
+        "{stdout}"
+    );
+
+    assert_eq!(job.terminate(), 130);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["stream"]["failed_changes"], 3);
+    assert_eq!(summary["failed"], 3);
+    assert_eq!(summary["read"], u64::from(ROWS + UPDATED));
+    assert_eq!(summary["written"], u64::from(ROWS + UPDATED - 3));
+    assert_eq!(summary["stream"]["changes"], u64::from(ROWS + UPDATED - 3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stp_more_failed_changes_than_max_failed_changes_stop_the_stream() {
+    let name = "stp_max";
+    let pool = mysql(name).await;
+    person_table(&pool).await;
+    let _g = graph(name).await;
+    let dir = scratch_dir(name);
+    let spec = poison_spec(
+        name,
+        &dir,
+        1,
+        "{on_failed_change: dead_letter, max_failed_changes: 2}",
+    );
+    let metrics = free_port().unwrap();
+    let mut child = etlhost_command()
+        .arg("run")
+        .arg(&spec)
+        .arg("--fresh")
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{metrics}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", metrics)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no metrics");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    insert(&pool, 1, ROWS).await;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "still running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    let error = crate::stream::first_error(&stderr);
+    let expected = format!(
+        "error: job failed: flow `{name}`: 3 changes failed for good, more than \
+         stream.max_failed_changes (2) allows: the insert of person {{\"id\":3000}} in the \
+         transaction ending at binlog."
+    );
+    assert!(error.starts_with(&expected), "{error}");
+    assert!(
+        error.ends_with(&format!(
+            "; the earlier ones are in {}. Fix the cause and run again (the stream resumes \
+             before this change), or raise stream.max_failed_changes",
+            dir.join("dead.jsonl").display()
+        )),
+        "{error}"
+    );
+    let keys: Vec<u64> = dead_letters(&dir)
+        .iter()
+        .map(|r| r["key"]["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(keys, [1_000, 2_000]);
+}
