@@ -617,6 +617,8 @@ mod tests {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             table: table.into(),
             references: vec!["id".into(); columns.len()],
+            on_delete: Default::default(),
+            on_update: Default::default(),
         }
     }
 

@@ -162,6 +162,11 @@ pub struct FlowSpec {
     /// `mode: stream` only: `false` skips the snapshot and starts at the log's head.
     #[serde(default = "yes")]
     pub snapshot: bool,
+    /// `mode: stream` only: Cypher that returns the rows of the flow's table the graph holds (one
+    /// column per source column, named like it) whose columns equal those of a map in `$batch`;
+    /// an empty map matches every row. The stream finds through it the rows that the source's
+    /// `TRUNCATE` and foreign-key cascades change without writing them to its log.
+    pub rows_query: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -726,6 +731,9 @@ impl FlowRef<'_> {
         }
         if let Some(v) = &f.verify {
             verify::check(self, v)?;
+        }
+        if f.rows_query.as_deref().is_some_and(|q| q.trim().is_empty()) {
+            return Err(self.error("rows_query", "must not be empty"));
         }
         for (i, t) in f.transforms.iter().enumerate() {
             if t.deadline.0.is_zero() {

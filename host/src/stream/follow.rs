@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, Position};
 
+use super::cascade::Cascades;
 use super::metrics::Progress;
 use super::state::{self, StreamState};
 use crate::job::Job;
@@ -58,6 +59,15 @@ pub fn follow(
             }
         }
     }
+    // Cascades are known before the first change is read: a foreign key the stream cannot
+    // follow stops it here rather than let the graph drift.
+    let mut cascades = match Cascades::start(job, flows, source.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            let json = progress.lock().expect("progress").json();
+            return (Status::Failed, Some(e), json);
+        }
+    };
     let tables: Vec<String> = targets.iter().map(|t| t.table.clone()).collect();
     if let Some(addr) = opts.metrics_addr {
         if let Err(e) = super::serve_metrics(addr, progress.clone()) {
@@ -90,6 +100,7 @@ pub fn follow(
         let outcome = dispatch(
             &rx,
             &mut targets,
+            &mut cascades,
             &progress,
             counters,
             &control,
@@ -103,7 +114,14 @@ pub fn follow(
         while let Ok(msg) = rx.recv() {
             if outcome.is_ok() {
                 if let Ok(b) = msg {
-                    if let Err(e) = apply(&b, &mut targets, &progress, counters, &control) {
+                    if let Err(e) = apply(
+                        &b,
+                        &mut targets,
+                        &mut cascades,
+                        &progress,
+                        counters,
+                        &control,
+                    ) {
                         done.store(true, Ordering::SeqCst);
                         return Err(e);
                     }
@@ -119,7 +137,7 @@ pub fn follow(
         snapshot_done: true,
     };
     let saved = state::save(path, &st);
-    tracing::info!(position = %st.position, "stream stopped; position recorded");
+    tracing::info!(position = %st.position, cascaded = cascades.cascaded, "stream stopped; position recorded");
     let json = p.json();
     match (outcome, saved) {
         (Err(e), _) => (Status::Failed, Some(e), json),
@@ -139,10 +157,7 @@ fn open_target(job: &Job, flow: FlowRef<'_>, failures: &Arc<Failures>) -> Result
         .map(|_| SinkHandle::open(plugin.clone(), &f.sink.options))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("flow `{}`: cannot start sink: {e}", f.name))?;
-    let table = match f.source.options.get("table") {
-        Some(serde_json::Value::String(t)) => t.clone(),
-        _ => String::new(),
-    };
+    let table = table_of(&flow);
     Ok(Target {
         name: f.name.clone(),
         table,
@@ -151,9 +166,18 @@ fn open_target(job: &Job, flow: FlowRef<'_>, failures: &Arc<Failures>) -> Result
         failures: failures.clone(),
     })
 }
+/// The table a streaming flow follows.
+pub(super) fn table_of(flow: &FlowRef<'_>) -> String {
+    match flow.flow.source.options.get("table") {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        _ => String::new(),
+    }
+}
+
 fn dispatch(
     rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
     targets: &mut [Target],
+    cascades: &mut Cascades,
     progress: &Mutex<Progress>,
     counters: &Counters,
     control: &Control,
@@ -177,7 +201,7 @@ fn dispatch(
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         };
         let b = msg?;
-        apply(&b, targets, progress, counters, control)?;
+        apply(&b, targets, cascades, progress, counters, control)?;
     }
 }
 
@@ -185,6 +209,7 @@ fn dispatch(
 fn apply(
     b: &ChangeBatch,
     targets: &mut [Target],
+    cascades: &mut Cascades,
     progress: &Mutex<Progress>,
     counters: &Counters,
     control: &Control,
@@ -198,9 +223,16 @@ fn apply(
     // Dead-lettered changes (by any flow of the table), so that read = written + failed.
     let mut failed = Vec::new();
     if rows > 0 {
-        for t in targets.iter_mut().filter(|t| t.table == b.table) {
-            failed.extend(write(t, b, counters, control)?);
-        }
+        let mut write_all = |part: &ChangeBatch, at: Option<usize>| -> Result<(), String> {
+            for t in targets.iter_mut().filter(|t| t.table == part.table) {
+                let refused = write(t, part, counters, control)?;
+                if let Some(at) = at {
+                    failed.extend(refused.into_iter().map(|i| at + i));
+                }
+            }
+            Ok(())
+        };
+        super::derive::apply(b, cascades, &mut write_all)?;
         failed.sort_unstable();
         failed.dedup();
         Counters::add(&counters.written, rows - failed.len());

@@ -14,7 +14,9 @@
 //! in order. The recorded position is the commit of the last transaction whose every change has
 //! been written: never inside a transaction.
 
+mod cascade;
 mod dead_letter;
+mod derive;
 mod follow;
 mod metrics;
 mod read;

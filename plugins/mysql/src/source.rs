@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use etlhost_plugin_sdk::redact::redact_secrets;
 use etlhost_plugin_sdk::runtime::{block_on, runtime};
+use etlhost_plugin_sdk::split::FkRule;
 use etlhost_plugin_sdk::{
     Catalog, ColumnInfo, ColumnType, ConfigError, CursorRange, Error, ForeignKey, KeyBounds,
     KeySample, OpenError, Source, Split, StreamHead, TableInfo, Value,
@@ -329,6 +330,15 @@ impl Source for MySqlSource {
                 )
                 .await
                 .map_err(fail)?;
+            // The rules InnoDB applies itself, without writing their row changes to the binlog.
+            let rules: Vec<(String, String, String, String)> = c
+                .query(
+                    "SELECT TABLE_NAME, CONSTRAINT_NAME, DELETE_RULE, UPDATE_RULE \
+                     FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                     WHERE CONSTRAINT_SCHEMA = DATABASE()",
+                )
+                .await
+                .map_err(fail)?;
             let mut catalog = Catalog {
                 tables: tables
                     .into_iter()
@@ -375,7 +385,18 @@ impl Source for MySqlSource {
                         columns: vec![column],
                         table: ref_table,
                         references: vec![ref_column],
+                        on_delete: FkRule::NoAction,
+                        on_update: FkRule::NoAction,
                     }),
+                }
+            }
+            for (t, name, on_delete, on_update) in rules {
+                let Some(t) = table(&mut catalog, &t) else {
+                    continue;
+                };
+                if let Some(f) = t.foreign_keys.iter_mut().find(|f| f.name == name) {
+                    f.on_delete = FkRule::from_sql(&on_delete);
+                    f.on_update = FkRule::from_sql(&on_update);
                 }
             }
             Ok(catalog)

@@ -144,6 +144,52 @@ pub struct ForeignKey {
     pub columns: Vec<String>,
     pub table: String,
     pub references: Vec<String>,
+    /// What the source does to this table's rows when the referenced row goes. A source built
+    /// before the rules were read sends none, read as `no_action`.
+    #[serde(default)]
+    pub on_delete: FkRule,
+    /// What the source does to this table's rows when the referenced columns change.
+    #[serde(default)]
+    pub on_update: FkRule,
+}
+
+/// A foreign key's referential action (`ON DELETE` / `ON UPDATE`), as the catalog names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FkRule {
+    /// The referencing rows go too (delete), or take the new values (update).
+    Cascade,
+    /// The referencing columns become NULL.
+    SetNull,
+    /// The statement is refused while rows refer to the row.
+    Restrict,
+    /// The same as `restrict` in InnoDB (checked at the end of the statement elsewhere).
+    #[default]
+    NoAction,
+    /// Parsed by MariaDB but refused by InnoDB.
+    SetDefault,
+    /// A rule this SDK does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl FkRule {
+    /// Reads `information_schema.REFERENTIAL_CONSTRAINTS`' `DELETE_RULE` / `UPDATE_RULE`.
+    pub fn from_sql(rule: &str) -> FkRule {
+        match rule.to_ascii_uppercase().as_str() {
+            "CASCADE" => FkRule::Cascade,
+            "SET NULL" => FkRule::SetNull,
+            "RESTRICT" => FkRule::Restrict,
+            "NO ACTION" => FkRule::NoAction,
+            "SET DEFAULT" => FkRule::SetDefault,
+            _ => FkRule::Unknown,
+        }
+    }
+
+    /// Whether the source changes other rows through it without writing them to its change log.
+    pub fn changes_rows(self) -> bool {
+        matches!(self, FkRule::Cascade | FkRule::SetNull)
+    }
 }
 
 /// The answer to [`PlanRequest::KeyBounds`].

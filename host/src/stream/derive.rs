@@ -1,0 +1,429 @@
+//! Applying one chunk of the log with the changes the source made without logging them.
+//!
+//! A chunk of table P is cut after each run of changes that trigger a cascade (a delete of a
+//! referenced row, a change of referenced columns, a key change) and around each `TRUNCATE`.
+//! A run is written with every flow of P; then the rows it changes are found in the graph, level
+//! by level (children, grandchildren, a self-reference's own rows; a row is changed once, so a
+//! cycle ends), all before any of them is written, and written as ordinary changes of their
+//! tables: first every delete, deepest level first, then every update, top level first.
+//!
+//! Why that order ends exact after a kill: the recorded position never moves for derived changes,
+//! so a restart writes the run again and looks again. The rows are found by their own columns
+//! (the foreign key's values are properties of the child's node), which the parent's write does
+//! not touch; deleting deepest first means every row not yet deleted can still be reached from
+//! the top, so the second look finds exactly what is left.
+
+use std::collections::HashMap;
+
+use etlhost_plugin_sdk::split::FkRule;
+use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, Position, Row, Schema, Value};
+
+use super::cascade::{Cascades, Fk, PAGE};
+
+/// Writes a batch with every flow of its table; `Some(i)`: changes `i..` of the chunk read from
+/// the log, `None`: changes the stream derived (which never move the recorded position).
+pub(super) type Write<'a> = dyn FnMut(&ChangeBatch, Option<usize>) -> Result<(), String> + 'a;
+
+/// How deep a cascade may go before the stream stops (a chain longer than any schema has).
+const MAX_DEPTH: usize = 100;
+
+/// A change of a referenced row: the referenced values before, and after (`None`: gone).
+#[derive(Debug, Clone)]
+struct Trigger {
+    fk: usize,
+    old: Vec<Value>,
+    new: Option<Vec<Value>>,
+}
+
+/// What a cascade does to one row.
+#[derive(Debug, Clone)]
+enum Effect {
+    Delete(Row),
+    Update { old: Row, row: Row },
+}
+
+/// The rows one table's cascade changes, keyed by primary key, with their level.
+struct Found {
+    schema: Schema,
+    key: Vec<usize>,
+    rows: HashMap<String, (usize, Effect)>,
+}
+
+/// Writes a chunk, with what it changes without logging it; `write` writes a batch with every
+/// flow of its table.
+pub(super) fn apply(
+    b: &ChangeBatch,
+    cx: &mut Cascades,
+    write: &mut Write<'_>,
+) -> Result<(), String> {
+    let may_trigger = b.changes.iter().any(|c| {
+        matches!(
+            c.kind,
+            ChangeKind::Delete | ChangeKind::Update | ChangeKind::Truncate
+        ) || c.old.is_some()
+    });
+    cx.maybe_refresh(&b.table, &b.schema, may_trigger)?;
+    let truncates = b.changes.iter().any(|c| c.kind == ChangeKind::Truncate);
+    if !truncates && (!may_trigger || !cx.is_parent(&b.table)) {
+        return write(b, Some(0));
+    }
+    let mut start = 0;
+    let mut pending: Vec<Trigger> = Vec::new();
+    for i in 0..b.changes.len() {
+        let c = &b.changes[i];
+        if c.kind == ChangeKind::Truncate {
+            run(b, start..i, &pending, cx, write)?;
+            pending.clear();
+            truncate(b, i, cx, write)?;
+            start = i + 1;
+            continue;
+        }
+        let found = triggers(b, i, cx);
+        let part_of_key_change = c.kind == ChangeKind::Delete && is_key_change_delete(b, i);
+        if found.is_empty() && !part_of_key_change && !pending.is_empty() {
+            run(b, start..i, &pending, cx, write)?;
+            pending.clear();
+            start = i;
+        }
+        pending.extend(found);
+    }
+    run(b, start..b.changes.len(), &pending, cx, write)
+}
+
+/// A delete immediately followed by the insert of the same row's new key.
+fn is_key_change_delete(b: &ChangeBatch, i: usize) -> bool {
+    let c = &b.changes[i];
+    b.changes
+        .get(i + 1)
+        .is_some_and(|n| n.kind == ChangeKind::Insert && n.old.as_ref() == Some(&c.row))
+}
+
+fn values(row: &Row, schema: &Schema, columns: &[String]) -> Option<Vec<Value>> {
+    columns
+        .iter()
+        .map(|c| {
+            let i = schema.iter().position(|s| &s.name == c)?;
+            Some(row[i].clone())
+        })
+        .collect()
+}
+
+/// The cascades change `i` of `b` starts.
+fn triggers(b: &ChangeBatch, i: usize, cx: &Cascades) -> Vec<Trigger> {
+    let c = &b.changes[i];
+    let mut out = Vec::new();
+    for (n, fk) in cx
+        .fks
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.parent == b.table)
+    {
+        let Some(t) = trigger_of(b, i, c, fk) else {
+            continue;
+        };
+        let rule = if t.0.is_some() {
+            fk.on_update
+        } else {
+            fk.on_delete
+        };
+        if rule.changes_rows() && !t.1.iter().any(|v| *v == Value::Null) {
+            out.push(Trigger {
+                fk: n,
+                old: t.1,
+                new: t.0,
+            });
+        }
+    }
+    out
+}
+
+/// `(new values, old values)` of `fk`'s referenced columns when change `c` changes them.
+type Referenced = (Option<Vec<Value>>, Vec<Value>);
+
+fn trigger_of(b: &ChangeBatch, i: usize, c: &Change, fk: &Fk) -> Option<Referenced> {
+    let refs = &fk.references;
+    match (c.kind, &c.old) {
+        (ChangeKind::Delete, _) if !is_key_change_delete(b, i) => {
+            Some((None, values(&c.row, &b.schema, refs)?))
+        }
+        (ChangeKind::Insert | ChangeKind::Update, Some(old)) => {
+            let before = values(old, &b.schema, refs)?;
+            let after = values(&c.row, &b.schema, refs)?;
+            (before != after).then_some((Some(after), before))
+        }
+        _ => None,
+    }
+}
+
+/// Writes changes `range` of `b`, then what `triggers` (found in them) change.
+fn run(
+    b: &ChangeBatch,
+    range: std::ops::Range<usize>,
+    triggers: &[Trigger],
+    cx: &mut Cascades,
+    write: &mut Write<'_>,
+) -> Result<(), String> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    let range_start = range.start;
+    let part = ChangeBatch {
+        table: b.table.clone(),
+        schema: b.schema.clone(),
+        key: b.key.clone(),
+        changes: b.changes[range].to_vec(),
+    };
+    write(&part, Some(range_start))?;
+    if triggers.is_empty() {
+        return Ok(());
+    }
+    let found = resolve(triggers.to_vec(), cx)?;
+    write_found(found, cx, write)
+}
+
+/// Follows the triggers through the graph, level by level, before anything is written.
+fn resolve(first: Vec<Trigger>, cx: &Cascades) -> Result<HashMap<String, Found>, String> {
+    let mut found: HashMap<String, Found> = HashMap::new();
+    let mut level = first;
+    let mut depth = 0;
+    while !level.is_empty() {
+        depth += 1;
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "a cascade went deeper than {MAX_DEPTH} levels (foreign key `{}`): the graph is left as it is before it; check the foreign keys for a cycle",
+                cx.fks[level[0].fk].name
+            ));
+        }
+        let mut next = Vec::new();
+        let mut by_fk: HashMap<usize, Vec<Trigger>> = HashMap::new();
+        for t in level {
+            by_fk.entry(t.fk).or_default().push(t);
+        }
+        for (n, ts) in by_fk {
+            next.extend(follow_fk(&cx.fks[n].clone(), &ts, depth, cx, &mut found)?);
+        }
+        level = next;
+    }
+    Ok(found)
+}
+
+/// The rows of `fk`'s child that `ts` change, recorded in `found`; the triggers their changes
+/// start in turn.
+fn follow_fk(
+    fk: &Fk,
+    ts: &[Trigger],
+    depth: usize,
+    cx: &Cascades,
+    found: &mut HashMap<String, Found>,
+) -> Result<Vec<Trigger>, String> {
+    let maps: Vec<Vec<(String, Value)>> = ts
+        .iter()
+        .map(|t| {
+            fk.columns
+                .iter()
+                .cloned()
+                .zip(t.old.iter().cloned())
+                .collect()
+        })
+        .collect();
+    let (schema, rows) = cx.find(&fk.child, &maps, usize::MAX)?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = cx.key_in(&fk.child, &schema)?;
+    let by_old: HashMap<String, &Trigger> = ts.iter().map(|t| (json(&t.old), t)).collect();
+    let entry = found.entry(fk.child.clone()).or_insert_with(|| Found {
+        schema: schema.clone(),
+        key: key.clone(),
+        rows: HashMap::new(),
+    });
+    let mut next = Vec::new();
+    for row in rows {
+        let Some(t) =
+            values(&row, &schema, &fk.columns).and_then(|v| by_old.get(&json(&v)).copied())
+        else {
+            continue;
+        };
+        let k = json(&key.iter().map(|&i| row[i].clone()).collect::<Vec<_>>());
+        let current = match entry.rows.get(&k) {
+            Some((_, Effect::Delete(_))) => continue,
+            Some((_, Effect::Update { row, .. })) => row.clone(),
+            None => row.clone(),
+        };
+        let rule = if t.new.is_some() {
+            fk.on_update
+        } else {
+            fk.on_delete
+        };
+        let effect = match rule {
+            FkRule::Cascade if t.new.is_none() => Effect::Delete(row.clone()),
+            FkRule::Cascade | FkRule::SetNull => {
+                let mut new = current.clone();
+                for (j, c) in fk.columns.iter().enumerate() {
+                    if let Some(i) = schema.iter().position(|s| &s.name == c) {
+                        new[i] = match (&t.new, rule) {
+                            (Some(v), FkRule::Cascade) => v[j].clone(),
+                            _ => Value::Null,
+                        };
+                    }
+                }
+                if new == current {
+                    continue;
+                }
+                Effect::Update {
+                    old: row.clone(),
+                    row: new,
+                }
+            }
+            _ => continue,
+        };
+        let child = ChangeBatch {
+            table: fk.child.clone(),
+            schema: schema.clone(),
+            key: key.clone(),
+            changes: vec![change(&effect, &current)],
+        };
+        for i in 0..child.changes.len() {
+            next.extend(triggers(&child, i, cx));
+        }
+        entry.rows.insert(k, (depth, effect));
+    }
+    Ok(next)
+}
+
+fn json(v: &[Value]) -> String {
+    let j: Vec<serde_json::Value> = v.iter().map(Value::to_json).collect();
+    serde_json::Value::Array(j).to_string()
+}
+
+/// The change an effect is as seen from a row that was `current` (for the triggers it starts).
+fn change(effect: &Effect, current: &Row) -> Change {
+    let (kind, row, old) = match effect {
+        Effect::Delete(r) => (ChangeKind::Delete, r.clone(), None),
+        Effect::Update { row, .. } => (ChangeKind::Update, row.clone(), Some(current.clone())),
+    };
+    Change {
+        kind,
+        row,
+        old,
+        commit: Position::default(),
+        last: false,
+        timestamp: 0,
+    }
+}
+
+/// Writes what a cascade found: deletes deepest level first, then updates top level first (a
+/// key change as a delete and an insert, as the source sends one).
+fn write_found(
+    found: HashMap<String, Found>,
+    cx: &mut Cascades,
+    write: &mut Write<'_>,
+) -> Result<(), String> {
+    let depth = found
+        .values()
+        .flat_map(|f| f.rows.values().map(|(d, _)| *d))
+        .max()
+        .unwrap_or(0);
+    let mut tables: Vec<&String> = found.keys().collect();
+    tables.sort();
+    for pass in 0..2 {
+        for d in 0..depth {
+            let d = if pass == 0 { depth - d } else { d + 1 };
+            for table in &tables {
+                let f = &found[*table];
+                let mut changes = Vec::new();
+                for (dd, e) in f.rows.values() {
+                    if *dd != d {
+                        continue;
+                    }
+                    match (pass, e) {
+                        (0, Effect::Delete(r)) => changes.push(plain(ChangeKind::Delete, r, None)),
+                        (1, Effect::Update { old, row }) => {
+                            let key_changed = f.key.iter().any(|&i| old[i] != row[i]);
+                            if key_changed {
+                                changes.push(plain(ChangeKind::Delete, old, None));
+                                changes.push(plain(ChangeKind::Insert, row, Some(old)));
+                            } else {
+                                changes.push(plain(ChangeKind::Update, row, Some(old)));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if changes.is_empty() {
+                    continue;
+                }
+                cx.cascaded += changes.len() as u64;
+                write(
+                    &ChangeBatch {
+                        table: (*table).clone(),
+                        schema: f.schema.clone(),
+                        key: f.key.clone(),
+                        changes,
+                    },
+                    None,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn plain(kind: ChangeKind, row: &Row, old: Option<&Row>) -> Change {
+    Change {
+        kind,
+        row: row.clone(),
+        old: old.cloned(),
+        commit: Position::default(),
+        last: false,
+        timestamp: 0,
+    }
+}
+
+/// `TRUNCATE` of the chunk's table at change `i`: every row the graph holds is deleted, a page at
+/// a time, with all the table's flows. InnoDB refuses to truncate a table other tables refer to
+/// (and does not cascade when told to skip the check), so nothing cascades from it.
+fn truncate(
+    b: &ChangeBatch,
+    i: usize,
+    cx: &mut Cascades,
+    write: &mut Write<'_>,
+) -> Result<(), String> {
+    let at = &b.changes[i].commit;
+    if cx.finder_flow(&b.table).is_none() {
+        return Err(format!(
+            "the binlog has `TRUNCATE TABLE {t}` in the transaction that ends at {at}, and no flow of table `{t}` has a `rows_query` to find the nodes it removes: add `rows_query` to its node flow (`etlhost init --mode stream` writes one), then run again (the recorded position is before the statement), or run with --fresh for a new snapshot",
+            t = b.table
+        ));
+    }
+    let mut last: Option<Vec<Row>> = None;
+    loop {
+        let (schema, rows) = cx.find(&b.table, &[Vec::new()], PAGE)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if last.as_ref() == Some(&rows) {
+            return Err(format!(
+                "TRUNCATE TABLE {t} (transaction ending at {at}): the rows flow `{f}`'s rows_query finds are still there after their deletes were written: check that it returns what the flows' delete_query matches",
+                t = b.table,
+                f = cx.finder_flow(&b.table).unwrap_or("?")
+            ));
+        }
+        let key = cx.key_in(&b.table, &schema)?;
+        let changes = rows
+            .iter()
+            .map(|r| plain(ChangeKind::Delete, r, None))
+            .collect();
+        cx.cascaded += rows.len() as u64;
+        write(
+            &ChangeBatch {
+                table: b.table.clone(),
+                schema,
+                key,
+                changes,
+            },
+            None,
+        )?;
+        last = Some(rows);
+    }
+}
