@@ -39,19 +39,10 @@ pub fn follow(
     opts: &RunOptions,
 ) -> (Status, Option<String>, serde_json::Value) {
     let progress = Arc::new(Mutex::new(Progress::new(start.position.clone())));
-    let failures = match Failures::open(job, &start.position, opts.fresh) {
-        Ok(f) => Arc::new(f),
-        Err(e) => {
-            return (
-                Status::Failed,
-                Some(e),
-                progress.lock().expect("progress").json(),
-            )
-        }
-    };
+    let failures = Failures::open(job, &start.position, opts.fresh).map(Arc::new);
     let mut targets = Vec::new();
     for flow in flows {
-        match open_target(job, *flow, &failures) {
+        match failures.clone().and_then(|f| open_target(job, *flow, &f)) {
             Ok(t) => targets.push(t),
             Err(e) => {
                 let json = progress.lock().expect("progress").json();
