@@ -343,7 +343,7 @@ fn flows(
     let mut flows: Vec<Value> = node_tables
         .iter()
         .map(|t| {
-            let mut flow = node_flow(plan, t);
+            let mut flow = node_flow(plan, t, stream);
             if stream {
                 stream::node(plan, &mut flow, t);
             }
@@ -402,13 +402,15 @@ fn render(
 
 /// A node table's flow: a constraint (or index) on the key, `MERGE` on it and `SET` the other
 /// columns; `CREATE` for a table without a primary key.
-fn node_flow(plan: &mut Plan<'_>, t: &TableInfo) -> Value {
+fn node_flow(plan: &mut Plan<'_>, t: &TableInfo, stream: bool) -> Value {
     let lbl = label(&t.name);
-    // Foreign key columns become relationships, unless they are part of the node's key.
+    // Foreign key columns become relationships, unless they are part of the node's key. A
+    // stream keeps them as properties too: a cascade finds the rows it changes by them, even
+    // once the referenced node (and so the relationship) is gone.
     let fk_columns: BTreeSet<&str> = t
         .foreign_keys
         .iter()
-        .filter(|f| plan.node_tables.contains(f.table.as_str()))
+        .filter(|f| !stream && plan.node_tables.contains(f.table.as_str()))
         .flat_map(|f| f.columns.iter().map(String::as_str))
         .filter(|c| !t.primary_key.iter().any(|k| k == c))
         .collect();

@@ -1,1 +1,259 @@
-//! (being written)
+//! Issue 31, point 2: what InnoDB changes through foreign keys (`ON DELETE CASCADE / SET NULL`,
+//! `ON UPDATE CASCADE / SET NULL`) is not in the binlog; the stream finds those rows in the graph
+//! and applies the same changes, through a three-level chain, a self-referencing table and a
+//! composite key. Flows as `etlhost init --mode stream` writes them; the graph is then checked
+//! with `etlhost verify` and by counts against MySQL.
+
+use std::path::{Path, PathBuf};
+
+use mysql_async::prelude::Queryable;
+use xtask::services::{BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PORT};
+
+use crate::stream::{cypher, head, run_to_end, Running};
+use crate::support::{etlhost_command, exec, graph, mysql, scratch_dir};
+
+/// Tables and their foreign keys: team <- member <- task (three levels of ON DELETE CASCADE,
+/// member also ON UPDATE CASCADE), note -> member ON DELETE SET NULL, badge -> team ON UPDATE SET
+/// NULL, employee -> employee (self-reference, ON DELETE CASCADE), squad (team_id, no) <- seat
+/// (composite, ON DELETE CASCADE ON UPDATE CASCADE), squad.team_id -> team ON UPDATE CASCADE.
+const SCHEMA: [&str; 8] = [
+    "CREATE TABLE team (id INT PRIMARY KEY, name VARCHAR(50))",
+    "CREATE TABLE member (id INT PRIMARY KEY, name VARCHAR(50), team_id INT, \
+     CONSTRAINT member_team FOREIGN KEY (team_id) REFERENCES team (id) \
+     ON DELETE CASCADE ON UPDATE CASCADE)",
+    "CREATE TABLE task (id INT PRIMARY KEY, title VARCHAR(50), member_id INT NOT NULL, \
+     CONSTRAINT task_member FOREIGN KEY (member_id) REFERENCES member (id) ON DELETE CASCADE)",
+    "CREATE TABLE note (id INT PRIMARY KEY, body VARCHAR(50), member_id INT, \
+     CONSTRAINT note_member FOREIGN KEY (member_id) REFERENCES member (id) ON DELETE SET NULL)",
+    "CREATE TABLE badge (id INT PRIMARY KEY, team_id INT, \
+     CONSTRAINT badge_team FOREIGN KEY (team_id) REFERENCES team (id) \
+     ON DELETE SET NULL ON UPDATE SET NULL)",
+    "CREATE TABLE employee (id INT PRIMARY KEY, name VARCHAR(50), manager_id INT, \
+     CONSTRAINT employee_manager FOREIGN KEY (manager_id) REFERENCES employee (id) \
+     ON DELETE CASCADE)",
+    "CREATE TABLE squad (team_id INT, no INT, name VARCHAR(50), PRIMARY KEY (team_id, no), \
+     CONSTRAINT squad_team FOREIGN KEY (team_id) REFERENCES team (id) \
+     ON DELETE CASCADE ON UPDATE CASCADE)",
+    "CREATE TABLE seat (id INT PRIMARY KEY, squad_team INT, squad_no INT, \
+     CONSTRAINT seat_squad FOREIGN KEY (squad_team, squad_no) REFERENCES squad (team_id, no) \
+     ON DELETE CASCADE ON UPDATE CASCADE)",
+];
+
+const TABLES: [(&str, &str); 8] = [
+    ("team", "Team"),
+    ("member", "Member"),
+    ("task", "Task"),
+    ("note", "Note"),
+    ("badge", "Badge"),
+    ("employee", "Employee"),
+    ("squad", "Squad"),
+    ("seat", "Seat"),
+];
+
+/// Three teams, four members each with two tasks and a note, a badge per team, a chain of
+/// managers 1 <- 2 <- 3 <- 4 and 5 beside it, two squads per team with a seat each.
+async fn seed(pool: &mysql_async::Pool) {
+    for s in SCHEMA {
+        exec(pool, s).await;
+    }
+    exec(
+        pool,
+        "INSERT INTO team VALUES (1, 'red'), (2, 'blue'), (3, 'green')",
+    )
+    .await;
+    for m in 1..=12 {
+        let team = 1 + (m - 1) / 4;
+        exec(
+            pool,
+            &format!("INSERT INTO member VALUES ({m}, 'm{m}', {team})"),
+        )
+        .await;
+        exec(
+            pool,
+            &format!(
+                "INSERT INTO task VALUES ({a}, 't', {m}), ({b}, 't', {m})",
+                a = m * 10,
+                b = m * 10 + 1
+            ),
+        )
+        .await;
+        exec(pool, &format!("INSERT INTO note VALUES ({m}, 'n', {m})")).await;
+    }
+    exec(pool, "INSERT INTO badge VALUES (1, 1), (2, 2), (3, 3)").await;
+    exec(
+        pool,
+        "INSERT INTO employee VALUES (1, 'ceo', NULL), (2, 'vp', 1), (3, 'lead', 2), (4, 'dev', 3), (5, 'cfo', 1)",
+    )
+    .await;
+    exec(
+        pool,
+        "INSERT INTO squad VALUES (1, 1, 'a'), (1, 2, 'b'), (2, 1, 'c'), (2, 2, 'd'), (3, 1, 'e')",
+    )
+    .await;
+    exec(
+        pool,
+        "INSERT INTO seat VALUES (1, 1, 1), (2, 1, 2), (3, 2, 1), (4, 2, 2), (5, 3, 1), (6, NULL, NULL)",
+    )
+    .await;
+}
+
+/// `etlhost init --mode stream` for database `db` into graph `db`, with a fast checkpoint.
+pub(crate) fn init_stream_spec(db: &str, dir: &Path) -> PathBuf {
+    let spec = dir.join(format!("{db}.yaml"));
+    let out = etlhost_command()
+        .arg("init")
+        .arg(&spec)
+        .args(["--mode", "stream"])
+        .args([
+            "--source-url",
+            &format!("mysql://127.0.0.1:{MYSQL_PORT}/{db}"),
+        ])
+        .args(["--source-user", "etl", "--source-password", "etl"])
+        .args(["--sink-uri", &format!("bolt://127.0.0.1:{BOLT_PORT}")])
+        .args(["--sink-user", GRAPH_USER, "--sink-password", GRAPH_PASSWORD])
+        .args(["--sink-database", db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&spec).unwrap()
+        + &format!(
+            "checkpoint: {{dir: {}, interval: 100ms}}\n",
+            dir.join("cp").display()
+        );
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+/// `etlhost verify` finds every flow equal, and every label counts MySQL's rows.
+async fn assert_verified(pool: &mysql_async::Pool, db: &str, spec: &Path) {
+    let out = etlhost_command().arg("verify").arg(spec).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = pool.get_conn().await.unwrap();
+    for (table, label) in TABLES {
+        let want: i64 = c
+            .query_first(format!("SELECT COUNT(*) FROM {table}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let got = cypher(db, &format!("MATCH (n:{label}) RETURN count(n) AS n"));
+        assert_eq!(got[0]["n"], want, "{label} nodes\n{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sc_cascades_through_three_levels_a_self_reference_and_a_composite_key() {
+    let db = "sc_cascade";
+    let pool = mysql(db).await;
+    seed(&pool).await;
+    let _g = graph(db).await;
+    let dir = scratch_dir(db);
+    let spec = init_stream_spec(db, &dir);
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(text.contains("rows_query"), "{text}");
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+
+    // ON DELETE CASCADE three levels down (team -> member -> task), SET NULL on notes and
+    // badges, and the composite key (team -> squad -> seat).
+    exec(&pool, "DELETE FROM team WHERE id = 1").await;
+    // A self-reference: 2 takes 3, which takes 4; 5 stays.
+    exec(&pool, "DELETE FROM employee WHERE id = 2").await;
+    // ON UPDATE CASCADE (members, squads whose key changes, their seats through the composite
+    // key) and ON UPDATE SET NULL (the badge).
+    exec(&pool, "UPDATE team SET id = 20 WHERE id = 2").await;
+    // A delete in the middle of a transaction, around changes of the same tables.
+    let mut c = pool.get_conn().await.unwrap();
+    let mut tx = c
+        .start_transaction(mysql_async::TxOpts::default())
+        .await
+        .unwrap();
+    for s in [
+        "INSERT INTO member VALUES (13, 'm13', 3)",
+        "DELETE FROM member WHERE id = 9",
+        "INSERT INTO task VALUES (130, 't', 13)",
+        "INSERT INTO note VALUES (13, 'n', 13)",
+    ] {
+        tx.query_drop(s).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    drop(c);
+    job.wait_until_acked(&head(&pool).await);
+
+    assert_verified(&pool, db, &spec).await;
+    let teams = cypher(
+        db,
+        "MATCH (m:Member)-[:TEAM]->(t:Team) RETURN t.id AS t ORDER BY t",
+    );
+    let teams: Vec<i64> = teams.iter().map(|r| r["t"].as_i64().unwrap()).collect();
+    assert_eq!(teams, [3, 3, 3, 3, 20, 20, 20, 20]);
+    let nulls = cypher(
+        db,
+        "MATCH (n:Note) WHERE n.member_id IS NULL RETURN count(n) AS n",
+    );
+    assert_eq!(
+        nulls[0]["n"], 5,
+        "notes of the 4 members of team 1 and of member 9"
+    );
+    assert_eq!(job.terminate(), 130);
+}
+
+/// A cascading foreign key whose child table is streamed without a `rows_query` refuses the
+/// start, before the snapshot, naming the key, the table and the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn sc_a_cascade_the_stream_cannot_follow_is_refused_at_start() {
+    let db = "sc_refused";
+    let pool = mysql(db).await;
+    exec(&pool, SCHEMA[0]).await;
+    exec(&pool, SCHEMA[1]).await;
+    let _g = graph(db).await;
+    let dir = scratch_dir(db);
+    let spec = dir.join("sc_refused.yaml");
+    let flow = |name: &str, label: &str| {
+        format!(
+            "  - name: {name}s
+    source: {{options: {{table: {name}}}}}
+    sink:
+      options:
+        query: \"UNWIND $batch AS row MERGE (n:{label} {{id: row.id}}) SET n = row\"
+        delete_query: \"UNWIND $batch AS row MATCH (n:{label} {{id: row.id}}) DETACH DELETE n\"
+"
+        )
+    };
+    let text = format!(
+        "name: sc_refused
+mode: stream
+checkpoint: {{dir: {cp}, interval: 100ms}}
+source:
+  plugin: mysql
+  options: {{url: \"mysql://127.0.0.1:{MYSQL_PORT}/{db}\", user: etl, password: etl}}
+sink:
+  plugin: bolt
+  options: {{uri: \"bolt://127.0.0.1:{BOLT_PORT}\", user: {GRAPH_USER}, password: {GRAPH_PASSWORD}, database: {db}}}
+flows:
+{}{}",
+        flow("team", "Team"),
+        flow("member", "Member"),
+        cp = dir.join("cp").display()
+    );
+    std::fs::write(&spec, text).unwrap();
+    let (code, stderr) = run_to_end(&spec, &["--fresh"]);
+    assert_eq!(
+        crate::stream::first_error(&stderr),
+        "error: cannot stream: foreign key `member_team` of `member` (ON DELETE CASCADE, ON UPDATE CASCADE) changes rows of `member` that MySQL does not write to its binlog, and no flow of table `member` has a `rows_query` to find them in the graph: add `rows_query` to its node flow (`etlhost init --mode stream` writes one), or change the foreign key to RESTRICT",
+        "{stderr}"
+    );
+    assert_eq!(code, 3, "{stderr}");
+    // Refused before the snapshot: nothing was copied.
+    let n = cypher(db, "MATCH (n) RETURN count(n) AS n");
+    assert_eq!(n[0]["n"], 0);
+}

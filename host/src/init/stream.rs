@@ -26,6 +26,24 @@ pub(super) fn node(plan: &mut Plan<'_>, flow: &mut Value, t: &TableInfo) {
         key_map(&t.primary_key, &t.primary_key)
     );
     flow["sink"]["options"]["delete_query"] = json!(delete);
+    flow["rows_query"] = json!(rows_query(t));
+}
+
+/// The Cypher that finds a node table's rows by any of their columns (`$batch`: maps of column
+/// values; an empty map matches every row), for `TRUNCATE` and foreign-key cascades. Dynamic
+/// property access keeps it one query for any set of columns; it scans the label, which is what
+/// a cascade by a column without an index costs anyway.
+pub(super) fn rows_query(t: &TableInfo) -> String {
+    let ret: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("n.{} AS {}", ident(&c.name), ident(&c.name)))
+        .collect();
+    format!(
+        "UNWIND $batch AS row\nMATCH (n:{})\nWHERE all(k IN keys(row) WHERE n[k] = row[k])\nRETURN {}",
+        ident(&label(&t.name)),
+        ret.join(", ")
+    )
 }
 
 /// A foreign key's relationship, kept equal to the column: every insert or update replaces the
@@ -66,4 +84,33 @@ pub(super) fn join(flow: &mut Value, t: &TableInfo, a: &ForeignKey, b: &ForeignK
         key_map(target_keys(b), &b.columns),
     );
     flow["sink"]["options"]["delete_query"] = json!(delete);
+    flow["rows_query"] = json!(join_rows_query(t, a, b));
+}
+
+/// A join table's rows read back from its relationships: its key columns from the two ends, the
+/// others from the relationship. A row whose end node is gone is gone with it (`DETACH DELETE`),
+/// which is what a cascade from either side does.
+fn join_rows_query(t: &TableInfo, a: &ForeignKey, b: &ForeignKey) -> String {
+    let mut fields: Vec<String> = Vec::new();
+    for c in &t.columns {
+        let end = [("a", a), ("b", b)].into_iter().find_map(|(v, f)| {
+            let i = f.columns.iter().position(|x| x == &c.name)?;
+            Some(format!("{v}.{}", ident(&target_keys(f)[i])))
+        });
+        let expr = end.unwrap_or_else(|| format!("r.{}", ident(&c.name)));
+        fields.push(format!("{}: {expr}", ident(&c.name)));
+    }
+    let ret: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| format!("m.{} AS {}", ident(&c.name), ident(&c.name)))
+        .collect();
+    format!(
+        "UNWIND $batch AS row\nMATCH (a:{})-[r:{}]->(b:{})\nWITH row, {{{}}} AS m\nWHERE all(k IN keys(row) WHERE m[k] = row[k])\nRETURN {}",
+        ident(&label(&a.table)),
+        ident(&super::upper_snake(&t.name)),
+        ident(&label(&b.table)),
+        fields.join(", "),
+        ret.join(", ")
+    )
 }

@@ -32,6 +32,7 @@ pub fn follow(
     job: &Job,
     flows: &[FlowRef<'_>],
     source: Arc<SourceHandle>,
+    mut cascades: Cascades,
     start: StreamState,
     path: &Path,
     control: Arc<Control>,
@@ -50,15 +51,6 @@ pub fn follow(
             }
         }
     }
-    // Cascades are known before the first change is read: a foreign key the stream cannot
-    // follow stops it here rather than let the graph drift.
-    let mut cascades = match Cascades::start(job, flows, source.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            let json = progress.lock().expect("progress").json();
-            return (Status::Failed, Some(e), json);
-        }
-    };
     let tables: Vec<String> = targets.iter().map(|t| t.table.clone()).collect();
     if let Some(addr) = opts.metrics_addr {
         if let Err(e) = super::serve_metrics(addr, progress.clone()) {

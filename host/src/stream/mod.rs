@@ -69,6 +69,10 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
         .stream_head()
         .map_err(|e| RunError::Start(format!("cannot stream from the source: {e}")))?
         .position;
+    // Cascades are known before anything is copied: a foreign key the stream could not follow
+    // refuses the start rather than let the graph drift later.
+    let cascades = cascade::Cascades::start(job, &streams, source.clone())
+        .map_err(|e| RunError::Start(format!("cannot stream: {e}")))?;
     let path = state::path(spec);
     let previous = if opts.fresh {
         None
@@ -119,7 +123,9 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
         tracing::info!(position = %st.position, "snapshot done; following the change log");
     }
     let counters = Arc::new(Counters::new(1));
-    let outcome = follow::follow(job, &streams, source, st, &path, control, &counters, opts);
+    let outcome = follow::follow(
+        job, &streams, source, cascades, st, &path, control, &counters, opts,
+    );
     let (status, error, stream_json) = outcome;
     let mut s = Summary::new(
         &spec.job.name,
