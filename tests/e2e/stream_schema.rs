@@ -1,1 +1,394 @@
-//! (being written)
+//! Issue 31, points 5 and 6: schema changes while streaming, and MariaDB binlog features.
+//!
+//! The dangerous case is a stream that is behind an `ALTER TABLE` (stopped, or lagging): rows
+//! logged before it must not be read with the table's later columns. These tests make the DDL
+//! and the rows around it while etlhost is stopped, then start it and compare the graph with
+//! MySQL, or the exact error. The shared server logs column names (`binlog_row_metadata=FULL`,
+//! set by `cargo xtask services`); a server of its own checks the path without them.
+
+use std::path::Path;
+
+use mysql_async::prelude::Queryable;
+use xtask::mariadb::ExtraMariaDb;
+
+use crate::stream::{
+    assert_graph_equals, first_error, head, mysql_rows, private_pool, run_to_end, start_stream,
+    stream_spec, Running,
+};
+use crate::support::{etlhost_command, exec, graph, mysql, scratch_dir};
+
+async fn all(pool: &mysql_async::Pool, statements: &[&str]) {
+    for sql in statements {
+        exec(pool, sql).await;
+    }
+}
+
+/// Where the newest event of `kind` (as `SHOW BINLOG EVENTS` names it) after a table map of
+/// `table` ends in the head's file (other tests write to the same log meanwhile).
+async fn last_event_end(pool: &mysql_async::Pool, table: &str, kind: &str) -> String {
+    let (file, _) = head(pool).await;
+    let mut c = pool.get_conn().await.unwrap();
+    let events: Vec<(String, u64, String, u32, u64, String)> = c
+        .query(format!("SHOW BINLOG EVENTS IN '{file}'"))
+        .await
+        .unwrap();
+    let mut mapped = false;
+    let mut end = None;
+    for (_, _, event, _, event_end, info) in events {
+        if event == "Table_map" {
+            mapped = info.ends_with(&format!("({table})"));
+        } else if mapped && event == kind {
+            end = Some(event_end);
+            mapped = false;
+        }
+    }
+    let end = end.unwrap_or_else(|| panic!("no {kind} event of {table} in {file}"));
+    format!("{file}:{end}")
+}
+
+/// Streams until caught up, then stops (SIGTERM, exit 130): later changes find it behind.
+async fn stream_then_stop(pool: &mysql_async::Pool, spec: &Path, dir: &Path, fresh: bool) {
+    let mut job = Running::start(spec, dir, fresh);
+    job.wait_until_acked(&head(pool).await);
+    assert_eq!(job.terminate(), 130);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ss_columns_dropped_and_added_while_stopped_are_followed_by_name() {
+    let pool = mysql("ss_lag").await;
+    let _g = graph("ss_lag").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, a VARCHAR(20), b INT, c VARCHAR(20))",
+    )
+    .await;
+    exec(&pool, "INSERT INTO person VALUES (1, 'a1', 1, 'c1')").await;
+    let (dir, spec, mut job) = start_stream("ss_lag");
+    job.wait_until_acked(&head(&pool).await);
+    assert_eq!(job.terminate(), 130);
+    // Read by position with the table's later columns, (2, 'a2', 2, 'c2') would put 'c2' under
+    // nothing and 2 under `c`. (A column dropped and another added, both after the same rows,
+    // look like a rename: that stops the stream, see the next test.)
+    all(
+        &pool,
+        &[
+            "INSERT INTO person VALUES (2, 'a2', 2, 'c2')",
+            "ALTER TABLE person DROP COLUMN b",
+            "INSERT INTO person VALUES (3, 'a3', 'c3')",
+            "UPDATE person SET c = 'c2x' WHERE id = 2",
+            "UPDATE person SET a = 'a1x' WHERE id = 1",
+        ],
+    )
+    .await;
+    stream_then_stop(&pool, &spec, &dir, false).await;
+    assert_graph_equals(&mysql_rows(&pool).await, "ss_lag");
+    // Columns added in the middle and at the end: rows logged before lack them (NULL).
+    all(
+        &pool,
+        &[
+            "INSERT INTO person VALUES (4, 'a4', 'c4')",
+            "ALTER TABLE person ADD COLUMN m INT AFTER a",
+            "INSERT INTO person VALUES (5, 'a5', 55, 'c5')",
+            "UPDATE person SET m = 11 WHERE id = 1",
+            "DELETE FROM person WHERE id = 3",
+            "ALTER TABLE person ADD COLUMN z VARCHAR(10)",
+            "INSERT INTO person VALUES (6, 'a6', 66, 'c6', 'z6')",
+            "UPDATE person SET c = 'c4x' WHERE id = 4",
+        ],
+    )
+    .await;
+    let mut job = Running::start(&spec, &dir, false);
+    job.wait_until_acked(&head(&pool).await);
+    assert_graph_equals(&mysql_rows(&pool).await, "ss_lag");
+    // Caught up (each change read before the next is made), the same changes are followed too:
+    // the probe after each DDL statement is the table as its next rows were logged.
+    for sql in [
+        "ALTER TABLE person ADD COLUMN k INT AFTER id",
+        "INSERT INTO person VALUES (7, 77, 'a7', 7, 'c7', 'z7')",
+        "ALTER TABLE person CHANGE c cc VARCHAR(20)",
+        "ALTER TABLE person MODIFY m BIGINT",
+        "UPDATE person SET cc = CONCAT(cc, '!'), m = 9000000000",
+    ] {
+        exec(&pool, sql).await;
+        job.wait_until_acked(&head(&pool).await);
+    }
+    assert_graph_equals(&mysql_rows(&pool).await, "ss_lag");
+    assert_eq!(job.terminate(), 130);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ss_a_rename_or_a_type_change_behind_the_stream_stops_it_clearly() {
+    let pool = mysql("ss_stop").await;
+    let _g = graph("ss_stop").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, a VARCHAR(20), n INT)",
+    )
+    .await;
+    let (dir, spec, mut job) = start_stream("ss_stop");
+    job.wait_until_acked(&head(&pool).await);
+    assert_eq!(job.terminate(), 130);
+    exec(&pool, "INSERT INTO person VALUES (1, 'a1', 1)").await;
+    let at = last_event_end(&pool, "ss_stop.person", "Write_rows_v1").await;
+    exec(&pool, "ALTER TABLE person CHANGE a b VARCHAR(20)").await;
+    let (code, stderr) = run_to_end(&spec, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        format!(
+            "error: job failed: plugin mysql: the binlog at {at} has rows of ss_stop.person with \
+             column `a` that the table no longer has, and the table has column `b` that these rows \
+             lack: a column was renamed (or dropped and another added) after they were logged, and \
+             which one cannot be told; the stream stops here rather than guess: run the flow again \
+             with --fresh for a new snapshot"
+        )
+    );
+    // The name back, another type: the values logged as INT cannot pass as VARCHAR.
+    all(
+        &pool,
+        &[
+            "ALTER TABLE person CHANGE b a VARCHAR(20)",
+            "ALTER TABLE person MODIFY n VARCHAR(20)",
+        ],
+    )
+    .await;
+    let (code, stderr) = run_to_end(&spec, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        format!(
+            "error: job failed: plugin mysql: the binlog at {at} has rows of ss_stop.person logged \
+             when its column `n` was int; it is varchar now (ALTER TABLE ... MODIFY or CHANGE \
+             since), and those values cannot be converted to the new type safely; the stream stops \
+             here rather than guess: run the flow again with --fresh for a new snapshot"
+        )
+    );
+    // As the error says: a new snapshot, and the stream goes on.
+    stream_then_stop(&pool, &spec, &dir, true).await;
+    assert_graph_equals(&mysql_rows(&pool).await, "ss_stop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ss_without_column_names_a_changed_table_behind_the_stream_stops_it() {
+    let dir = scratch_dir("ss_nometa");
+    // MariaDB's default binlog_row_metadata (NO_LOG): the binlog has no column names.
+    let server = ExtraMariaDb::start(
+        &dir.join("srv"),
+        &[
+            "--log-bin={dir}/binlog".into(),
+            "--binlog-format=ROW".into(),
+            "--server-id=1".into(),
+        ],
+    )
+    .unwrap();
+    let pool = private_pool(&server, "ss_nometa").await;
+    let _g = graph("ss_nometa").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, a VARCHAR(20), b INT)",
+    )
+    .await;
+    let url = format!("mysql://127.0.0.1:{}/ss_nometa", server.port);
+    let spec = dir.join("ss_nometa.yaml");
+    std::fs::write(&spec, stream_spec("ss_nometa", &url, "ss_nometa", &dir, "")).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    assert!(
+        job.stderr().contains(
+            "binlog_row_metadata is NO_LOG: the binlog does not name a row's columns, so a schema \
+             change made while the stream is behind is checked by column count and types only"
+        ),
+        "{}",
+        job.stderr()
+    );
+    assert_eq!(job.terminate(), 130);
+    // A rename keeps positions and types: the rows logged before it belong under the new name.
+    all(
+        &pool,
+        &[
+            "INSERT INTO person VALUES (1, 'a1', 1)",
+            "ALTER TABLE person CHANGE a name VARCHAR(20)",
+            "INSERT INTO person VALUES (2, 'n2', 2)",
+        ],
+    )
+    .await;
+    stream_then_stop(&pool, &spec, &dir, false).await;
+    assert_graph_equals(&mysql_rows(&pool).await, "ss_nometa");
+    // A column dropped: three values, two columns, and nothing to say which two.
+    exec(&pool, "INSERT INTO person VALUES (3, 'n3', 3)").await;
+    let at = last_event_end(&pool, "ss_nometa.person", "Write_rows_v1").await;
+    exec(&pool, "ALTER TABLE person DROP COLUMN name").await;
+    let (code, stderr) = run_to_end(&spec, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        format!(
+            "error: job failed: plugin mysql: the binlog at {at} has rows of ss_nometa.person with \
+             3 columns, but the table has 2 now: its columns changed (ALTER TABLE) after these rows \
+             were logged, and the binlog does not name them, so their values cannot be placed \
+             safely; the stream stops here rather than guess: run the flow again with --fresh for \
+             a new snapshot, and SET GLOBAL binlog_row_metadata = FULL (and \
+             binlog-row-metadata=FULL in the server's configuration) so that later schema changes \
+             are followed by column name"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ss_mixed_transactions_load_data_and_one_phase_xa_stream_and_a_prepared_xa_stops() {
+    let pool = mysql("ss_feat").await;
+    let _g = graph("ss_feat").await;
+    all(
+        &pool,
+        &[
+            "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(40))",
+            "CREATE TABLE other (id INT PRIMARY KEY)",
+        ],
+    )
+    .await;
+    let (dir, spec, mut job) = start_stream("ss_feat");
+    job.wait_until_acked(&head(&pool).await);
+    // One transaction over a streamed table and another one.
+    let mut c = pool.get_conn().await.unwrap();
+    for sql in [
+        "BEGIN",
+        "INSERT INTO person VALUES (1, 'p1'), (2, 'p2')",
+        "INSERT INTO other VALUES (1)",
+        "UPDATE person SET name = 'p1x' WHERE id = 1",
+        "INSERT INTO other VALUES (2)",
+        "DELETE FROM person WHERE id = 2",
+        "COMMIT",
+        // Logged as an ordinary transaction.
+        "XA START 'ss1'",
+        "INSERT INTO person VALUES (100, 'xa one phase')",
+        "XA END 'ss1'",
+        "XA COMMIT 'ss1' ONE PHASE",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    // LOAD DATA is logged as row events.
+    let csv = dir.join("people.csv");
+    let lines: String = (10..60).map(|i| format!("{i},loaded {i}\n")).collect();
+    std::fs::write(&csv, lines).unwrap();
+    let load = format!(
+        "LOAD DATA LOCAL INFILE '{}' INTO TABLE person FIELDS TERMINATED BY ','",
+        csv.display()
+    );
+    let out = std::process::Command::new("mariadb")
+        .args(["-uroot", "--local-infile=1", "ss_feat", "-e", &load])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    job.wait_until_acked(&head(&pool).await);
+    assert_graph_equals(&mysql_rows(&pool).await, "ss_feat");
+    assert_eq!(mysql_rows(&pool).await.len(), 52);
+    assert_eq!(job.terminate(), 130);
+
+    // A two-phase XA is logged at PREPARE and decided later (maybe rolled back): refused at
+    // its PREPARE. Rows of a table outside the spec are ignored, said once.
+    for sql in [
+        "INSERT INTO other VALUES (3)",
+        "INSERT INTO other VALUES (4)",
+        "XA START 'ss2'",
+        "INSERT INTO person VALUES (200, 'two phase')",
+        "XA END 'ss2'",
+        "XA PREPARE 'ss2'",
+    ] {
+        c.query_drop(sql).await.unwrap();
+    }
+    let at = last_event_end(&pool, "ss_feat.person", "XA_prepare").await;
+    c.query_drop("XA ROLLBACK 'ss2'").await.unwrap();
+    let out = etlhost_command()
+        .arg("run")
+        .arg(&spec)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("the binlog has changes of ss_feat.other, which no flow streams: they are ignored (said once per table)")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        first_error(&stderr),
+        format!(
+            "error: job failed: plugin mysql: the binlog at {at} has a prepared XA transaction (XA \
+             PREPARE) that changes the streamed table person: its rows are logged at PREPARE and \
+             it may still be rolled back, so etlhost does not stream two-phase XA; the stream \
+             stops here rather than risk applying a rolled-back transaction. Commit such changes \
+             with XA COMMIT ... ONE PHASE or an ordinary transaction, then run the flow again with \
+             --fresh for a new snapshot"
+        )
+    );
+    assert_graph_equals(&mysql_rows(&pool).await, "ss_feat");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ss_compressed_binlog_events_are_refused_at_start_and_stop_the_stream() {
+    let dir = scratch_dir("ss_compress");
+    let server = ExtraMariaDb::start(
+        &dir.join("srv"),
+        &[
+            "--log-bin={dir}/binlog".into(),
+            "--binlog-format=ROW".into(),
+            "--server-id=1".into(),
+            "--log-bin-compress=ON".into(),
+        ],
+    )
+    .unwrap();
+    let pool = private_pool(&server, "ss_compress").await;
+    let _g = graph("ss_compress").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, note VARCHAR(1000))",
+    )
+    .await;
+    let url = format!("mysql://127.0.0.1:{}/ss_compress", server.port);
+    let spec = dir.join("ss_compress.yaml");
+    std::fs::write(
+        &spec,
+        stream_spec("ss_compress", &url, "ss_compress", &dir, ""),
+    )
+    .unwrap();
+    let (code, stderr) = run_to_end(&spec, &["--fresh"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        "error: cannot stream from the source: plugin mysql: log_bin_compress is ON: the server \
+         writes compressed binlog events, which etlhost cannot read: SET GLOBAL log_bin_compress \
+         = OFF (and log-bin-compress=OFF in the server's configuration); events already written \
+         compressed cannot be streamed, so start with --fresh after switching it off"
+    );
+    // Switched on while streaming: the first compressed event (a row above
+    // log_bin_compress_min_len) stops the stream.
+    server
+        .root_sql("SET GLOBAL log_bin_compress = OFF")
+        .unwrap();
+    stream_then_stop(&pool, &spec, &dir, true).await;
+    server.root_sql("SET GLOBAL log_bin_compress = ON").unwrap();
+    exec(&pool, "INSERT INTO person VALUES (1, REPEAT('x', 600))").await;
+    let at = last_event_end(&pool, "ss_compress.person", "Write_rows_compressed_v1").await;
+    server
+        .root_sql("SET GLOBAL log_bin_compress = OFF")
+        .unwrap();
+    let (code, stderr) = run_to_end(&spec, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        format!(
+            "error: job failed: plugin mysql: the binlog at {at} has a compressed event (type \
+             166; log_bin_compress was switched on after the stream started), which etlhost \
+             cannot read: the stream stops here rather than pass over its changes; SET GLOBAL \
+             log_bin_compress = OFF (and log-bin-compress=OFF in the server's configuration), \
+             then run the flow again with --fresh for a new snapshot"
+        )
+    );
+}
