@@ -237,3 +237,96 @@ async fn stp_more_failed_changes_than_max_failed_changes_stop_the_stream() {
         .collect();
     assert_eq!(keys, [1_000, 2_000]);
 }
+
+/// The held keys file's keys, as `[values]`.
+fn held_keys(dir: &Path, name: &str) -> Vec<serde_json::Value> {
+    let path = dir.join(format!("cp/{name}.stream.held-keys.json"));
+    let held: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    held["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["values"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stp_later_changes_of_a_refused_key_are_held_until_a_delete_across_a_restart() {
+    let name = "stp_held";
+    let pool = mysql(name).await;
+    person_table(&pool).await;
+    let _g = graph(name).await;
+    let dir = scratch_dir(name);
+    let spec = poison_spec(name, &dir, 2, "{on_failed_change: dead_letter}");
+    let mut job = Running::start(&spec, &dir, true);
+    wait_for_metrics(&job);
+    insert(&pool, 1, 3).await;
+    job.wait_until_acked(&head(&pool).await);
+    // Row 10 copies row 1's email: refused, and its update after it is held back.
+    exec(
+        &pool,
+        "INSERT INTO person VALUES (10, 'ten', 'e1@x'), (11, 'eleven', 'e11@x')",
+    )
+    .await;
+    exec(&pool, "UPDATE person SET name = 'ten+' WHERE id = 10").await;
+    job.wait_until_acked(&head(&pool).await);
+    assert_eq!(held_keys(&dir, name), [serde_json::json!([10])]);
+    assert_eq!(job.terminate(), 130);
+
+    // After a restart past the refused insert, the key is still held.
+    let mut job = Running::start(&spec, &dir, false);
+    wait_for_metrics(&job);
+    exec(&pool, "UPDATE person SET name = 'ten++' WHERE id = 10").await;
+    exec(&pool, "UPDATE person SET name = 'eleven+' WHERE id = 11").await;
+    job.wait_until_acked(&head(&pool).await);
+    // A delete that the graph accepts releases it: the row comes back and is written.
+    exec(&pool, "DELETE FROM person WHERE id = 10").await;
+    exec(
+        &pool,
+        "INSERT INTO person VALUES (10, 'ten again', 'e10@x')",
+    )
+    .await;
+    job.wait_until_acked(&head(&pool).await);
+    crate::stream::assert_graph_equals(&crate::stream::mysql_rows(&pool).await, name);
+    assert_eq!(held_keys(&dir, name), Vec::<serde_json::Value>::new());
+
+    let records = dead_letters(&dir);
+    let seen: Vec<(u64, &str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["key"]["id"].as_u64().unwrap(),
+                r["kind"].as_str().unwrap(),
+                r["row"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (10, "insert", "ten"),
+            (10, "update", "ten+"),
+            (10, "update", "ten++")
+        ]
+    );
+    assert!(records[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("ConstraintValidationFailed"));
+    let first = &records[0]["position"];
+    for r in &records[1..] {
+        assert_eq!(r["old"]["id"], 10);
+        assert_eq!(
+            r["error"],
+            format!(
+                "not written, to keep the changes of this key in order: an earlier change of it \
+                 (insert at {}:{} (GTID {})) was refused and is in this file; a delete of the key \
+                 that the sink accepts, or a run with --fresh, releases it",
+                first["file"].as_str().unwrap(),
+                first["pos"],
+                first["gtid"].as_str().unwrap()
+            )
+        );
+    }
+    assert_eq!(job.terminate(), 130);
+}
