@@ -63,8 +63,22 @@ pub(super) async fn note_row_metadata(conn: &mut Conn) {
     }
 }
 
-/// An event the follower cannot read: a compressed one stops the stream at its position.
-pub(super) fn readable(event_type: u8, at: &dyn Display) -> Result<(), Error> {
+/// XA_PREPARE_LOG_EVENT, in MariaDB as in MySQL.
+const XA_PREPARE: u8 = 38;
+
+/// Every event, before the follower reads it: a compressed one stops the stream at its
+/// position, and so does the PREPARE of an XA transaction that changed `streamed` tables (the
+/// follower's pending changes' tables).
+pub(super) fn readable<'a>(
+    event_type: u8,
+    streamed: impl Iterator<Item = &'a str>,
+    file: &str,
+    end: u64,
+) -> Result<(), Error> {
+    let at = format_args!("{file}:{end}");
+    if event_type == XA_PREPARE {
+        return xa_prepared(streamed, &at);
+    }
     if !COMPRESSED.contains(&event_type) {
         return Ok(());
     }
@@ -75,10 +89,7 @@ pub(super) fn readable(event_type: u8, at: &dyn Display) -> Result<(), Error> {
 
 /// At an XA_PREPARE_LOG_EVENT: `tables` are the streamed tables the prepared transaction
 /// changed (the follower's pending changes); none, and the XA is of no concern.
-pub(super) fn xa_prepared<'a>(
-    tables: impl Iterator<Item = &'a str>,
-    at: &dyn Display,
-) -> Result<(), Error> {
+fn xa_prepared<'a>(tables: impl Iterator<Item = &'a str>, at: &dyn Display) -> Result<(), Error> {
     let mut names: Vec<&str> = tables.collect();
     names.dedup();
     let Some(first) = names.first() else {
@@ -108,9 +119,11 @@ mod tests {
 
     #[test]
     fn compressed_events_stop_and_others_pass() {
-        assert!(readable(30, &"binlog.000001:4").is_ok());
-        assert!(readable(164, &"binlog.000001:4").is_ok());
-        let e = readable(169, &"binlog.000001:4").unwrap_err();
+        let none = || std::iter::empty();
+        assert!(readable(30, none(), "binlog.000001", 4).is_ok());
+        assert!(readable(164, none(), "binlog.000001", 4).is_ok());
+        assert!(readable(38, none(), "binlog.000001", 4).is_ok());
+        let e = readable(169, none(), "binlog.000001", 4).unwrap_err();
         assert!(
             e.message
                 .starts_with("the binlog at binlog.000001:4 has a compressed event (type 169"),

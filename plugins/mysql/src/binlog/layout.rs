@@ -19,22 +19,8 @@ use etlhost_plugin_sdk::Error;
 use mysql_async::binlog::events::{OptionalMetaExtractor, TableMapEvent};
 use mysql_async::consts::{ColumnFlags, ColumnType as My};
 
-use super::shape::TableShape;
+use super::shape::{Layout, TableShape};
 use crate::types;
-
-/// Where each of an event's columns goes among the probe's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Layout {
-    pub(crate) to: Vec<Option<usize>>,
-}
-
-impl Layout {
-    pub(crate) fn positional(n: usize) -> Layout {
-        Layout {
-            to: (0..n).map(Some).collect(),
-        }
-    }
-}
 
 /// Types that the binlog encodes alike, so that a value logged under one converts as the other;
 /// a change between two of them is a real change of type (`INT` to `VARCHAR`).

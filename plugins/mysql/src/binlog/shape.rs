@@ -9,7 +9,19 @@ use mysql_async::Pool;
 
 use crate::types::{self, Conv, Typing};
 
-pub(super) use super::layout::Layout;
+/// Where each of a rows event's columns goes among the probe's (see `layout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Layout {
+    pub(super) to: Vec<Option<usize>>,
+}
+
+impl Layout {
+    pub(super) fn positional(n: usize) -> Layout {
+        Layout {
+            to: (0..n).map(Some).collect(),
+        }
+    }
+}
 
 /// A table's columns as the binlog's positions map to them.
 pub(super) struct TableShape {
