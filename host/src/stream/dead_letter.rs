@@ -23,7 +23,7 @@ use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, Position};
 use serde::{Deserialize, Serialize};
 
 use crate::job::Job;
-use crate::spec::OnFailedChange;
+use crate::spec::{OnFailedChange, Spec};
 use crate::state_file;
 use crate::stats::iso_micros;
 
@@ -75,17 +75,10 @@ impl Failures {
     pub(super) fn open(job: &Job, start: &Position, fresh: bool) -> Result<Failures, String> {
         let spec = &job.spec;
         let stream = spec.job.stream();
-        let held_path = spec.job.checkpoint.dir.join(format!(
-            "{}.stream.held-keys.json",
-            state_file::file_stem(&spec.job.name)
-        ));
+        let held_path = held_path(spec);
         let mut inner = Inner::default();
         if fresh {
-            if let Err(e) = std::fs::remove_file(&held_path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(format!("cannot remove {}: {e}", held_path.display()));
-                }
-            }
+            forget(spec)?;
         } else if let Some(f) = state_file::load_json::<HeldFile>(
             &held_path,
             "held keys file",
@@ -318,6 +311,25 @@ impl Failures {
     }
 }
 
+/// Where the held keys are kept: beside the stream's checkpoint.
+fn held_path(spec: &Spec) -> PathBuf {
+    spec.job.checkpoint.dir.join(format!(
+        "{}.stream.held-keys.json",
+        state_file::file_stem(&spec.job.name)
+    ))
+}
+
+/// Releases every held key of the job: a new snapshot copies their rows again.
+pub(super) fn forget(spec: &Spec) -> Result<(), String> {
+    let path = held_path(spec);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("cannot remove {}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn open_append(path: &std::path::Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -378,6 +390,107 @@ mod tests {
             gtid: None,
             skip,
         }
+    }
+
+    /// A job's failures writing into a temporary folder of its own.
+    fn failures(name: &str, max: Option<u64>) -> (Failures, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("etlhost-dead-letter-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let f = Failures {
+            mode: OnFailedChange::DeadLetter,
+            max,
+            job: "shop".into(),
+            run: "r".into(),
+            dead_letter: dir.join("dead.jsonl"),
+            held_path: dir.join("held.json"),
+            inner: Mutex::new(Inner::default()),
+        };
+        (f, dir)
+    }
+
+    /// Changes of `person (id, name)`, each in a transaction ending at its index.
+    fn batch(changes: &[(ChangeKind, i64)]) -> ChangeBatch {
+        use etlhost_plugin_sdk::{Column, ColumnType, Value};
+        let col = |name: &str, ty| Column {
+            name: name.into(),
+            ty,
+        };
+        ChangeBatch {
+            table: "person".into(),
+            schema: vec![col("id", ColumnType::Int), col("name", ColumnType::String)].into(),
+            key: vec![0],
+            changes: changes
+                .iter()
+                .enumerate()
+                .map(|(i, &(kind, id))| Change {
+                    kind,
+                    row: vec![Value::Int(id), Value::String(format!("n{i}"))],
+                    old: None,
+                    commit: at("binlog.000001", 100 + i as u64, 0),
+                    last: true,
+                    timestamp: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_refused_key_holds_its_later_changes_until_a_delete() {
+        use ChangeKind::*;
+        let (f, dir) = failures("hold", None);
+        let b = batch(&[
+            (Insert, 1),
+            (Update, 1),
+            (Update, 2),
+            (Delete, 1),
+            (Insert, 1),
+        ]);
+        f.refused("people", &b, 0, "refused").unwrap();
+        let mut failed = Vec::new();
+        let keep = f.screen("people", &b, &[1, 2, 3, 4], &mut failed).unwrap();
+        assert_eq!(
+            (keep.as_slice(), failed.as_slice()),
+            (&[2, 3, 4][..], &[1][..])
+        );
+        // Another flow of the table is not held by this one's refusal.
+        let mut other = Vec::new();
+        assert_eq!(f.screen("rel", &b, &[1], &mut other).unwrap(), [1]);
+        f.store().unwrap();
+        let held: HeldFile =
+            serde_json::from_slice(&std::fs::read(dir.join("held.json")).unwrap()).unwrap();
+        assert_eq!(held.keys.len(), 1);
+        assert_eq!(held.keys[0].since, at("binlog.000001", 100, 0));
+        f.written("people", &b, &keep);
+        let mut failed = Vec::new();
+        assert_eq!(f.screen("people", &b, &[1], &mut failed).unwrap(), [1]);
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("dead.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["error"], "refused");
+        assert_eq!(lines[0]["key"], serde_json::json!({"id": 1}));
+        assert_eq!(lines[1]["kind"], "update");
+        assert_eq!(lines[1]["position"]["pos"], 101);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn one_more_than_max_failed_changes_stops() {
+        let (f, dir) = failures("max", Some(1));
+        let b = batch(&[(ChangeKind::Insert, 1), (ChangeKind::Insert, 2)]);
+        f.refused("people", &b, 0, "no").unwrap();
+        let e = f.refused("people", &b, 1, "no").unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "flow `people`: 2 changes failed for good, more than stream.max_failed_changes (1) allows: the insert of person {{\"id\":2}} in the transaction ending at binlog.000001:101 was refused: no; the earlier ones are in {}. Fix the cause and run again (the stream resumes before this change), or raise stream.max_failed_changes",
+                dir.join("dead.jsonl").display()
+            )
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
