@@ -494,9 +494,18 @@ impl<'a> Follower<'a> {
             }
             return Ok(Flow::Continue(()));
         }
-        let flow = self.hand_on(part, at).await;
+        let n = part.len();
+        if self.hand_on(part, at).await.is_break() {
+            return Ok(Flow::Break(()));
+        }
         self.last_mark = Instant::now();
-        Ok(flow)
+        // When batches of this transaction went out already, its last change goes too: were the
+        // stream to fail before the next flush, the host would read them again from its start.
+        let held = self.out.batch.as_ref().map_or(0, |b| b.changes.len());
+        if held < n && self.out.flush(self.tx).await.is_err() {
+            return Ok(Flow::Break(()));
+        }
+        Ok(Flow::Continue(()))
     }
 }
 
