@@ -189,33 +189,10 @@ async fn stp_more_failed_changes_than_max_failed_changes_stop_the_stream() {
         1,
         "{on_failed_change: dead_letter, max_failed_changes: 2}",
     );
-    let metrics = free_port().unwrap();
-    let mut child = etlhost_command()
-        .arg("run")
-        .arg(&spec)
-        .arg("--fresh")
-        .arg("--metrics-addr")
-        .arg(format!("127.0.0.1:{metrics}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", metrics)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no metrics");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut job = Job::start(&spec, &dir, true);
     insert(&pool, 1, ROWS).await;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < Duration::from_secs(120), "still running");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
-    assert_eq!(status.code(), Some(3), "{stderr}");
+    let (code, stderr) = job.exit();
+    assert_eq!(code, 3, "{stderr}");
     let error = crate::stream::first_error(&stderr);
     let expected = format!(
         "error: job failed: flow `{name}`: 3 changes failed for good, more than \
@@ -236,6 +213,87 @@ async fn stp_more_failed_changes_than_max_failed_changes_stop_the_stream() {
         .map(|r| r["key"]["id"].as_u64().unwrap())
         .collect();
     assert_eq!(keys, [1_000, 2_000]);
+}
+
+/// A job run here, to watch it stop on its own (`stream::Running` is for jobs that are stopped).
+struct Job {
+    child: std::process::Child,
+    metrics: u16,
+    stderr: PathBuf,
+}
+
+impl Job {
+    /// Starts the job and waits until it serves its metrics: it follows the log.
+    fn start(spec: &Path, dir: &Path, fresh: bool) -> Job {
+        let metrics = free_port().unwrap();
+        let stderr = dir.join("stderr.log");
+        let child = etlhost_command()
+            .arg("run")
+            .arg(spec)
+            .args(fresh.then_some("--fresh"))
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut job = Job {
+            child,
+            metrics,
+            stderr,
+        };
+        // A job that stops at once may be gone before its metrics were asked for.
+        let start = Instant::now();
+        while job.acked().is_none() && job.child.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(60), "no metrics");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        job
+    }
+
+    /// The acknowledged `(file, pos)`, from the metrics.
+    fn acked(&self) -> Option<(String, u64)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics)).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("etlhost_stream_position{"))?;
+        let file = line.split("file=\"").nth(1)?.split('"').next()?.to_string();
+        Some((file, line.rsplit(' ').next()?.parse().ok()?))
+    }
+
+    fn wait_until_acked(&mut self, target: &(String, u64)) {
+        let start = Instant::now();
+        while !self.acked().is_some_and(|a| a >= *target) {
+            assert!(start.elapsed() < Duration::from_secs(120), "never acked");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the job to end by itself: its exit code and stderr.
+    fn exit(&mut self) -> (i32, String) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "still running");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        (status.code().unwrap_or(-1), stderr)
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The held keys file's keys, as `[values]`.
@@ -329,4 +387,48 @@ async fn stp_later_changes_of_a_refused_key_are_held_until_a_delete_across_a_res
         );
     }
     assert_eq!(job.terminate(), 130);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stp_by_default_a_refused_change_stops_the_stream_before_it() {
+    let name = "stp_stop";
+    let pool = mysql(name).await;
+    person_table(&pool).await;
+    let _g = graph(name).await;
+    let dir = scratch_dir(name);
+    let spec = poison_spec(name, &dir, 2, "{}");
+    let mut job = Job::start(&spec, &dir, true);
+    insert(&pool, 1, 3).await;
+    let before = head(&pool).await;
+    job.wait_until_acked(&before);
+    exec(&pool, "INSERT INTO person VALUES (10, 'ten', 'e1@x')").await;
+    let (code, stderr) = job.exit();
+    assert_eq!(code, 3, "{stderr}");
+    let expected = format!(
+        "error: job failed: flow `{name}`: writing changes failed: plugin bolt: write failed: \
+         Neo.ClientError.Schema.ConstraintValidationFailed: Duplicated key [e1@x] found on index \
+         'Person[email]'"
+    );
+    assert!(
+        crate::stream::first_error(&stderr).starts_with(&expected),
+        "{stderr}"
+    );
+    // The recorded position is before the refused change (other tests' transactions may move it
+    // on a little): a rerun stops at it again.
+    let cp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("cp/{name}.stream.json"))).unwrap())
+            .unwrap();
+    let at = (
+        cp["position"]["file"].as_str().unwrap().to_string(),
+        cp["position"]["pos"].as_u64().unwrap(),
+    );
+    assert!(at >= before, "{at:?} before {before:?}");
+    let mut job = Job::start(&spec, &dir, false);
+    let (code, again) = job.exit();
+    assert_eq!(code, 3, "{again}");
+    assert!(
+        crate::stream::first_error(&again).starts_with(&expected),
+        "{again}"
+    );
+    assert!(!dir.join("dead.jsonl").exists());
 }
