@@ -732,9 +732,6 @@ impl FlowRef<'_> {
         if let Some(v) = &f.verify {
             verify::check(self, v)?;
         }
-        if f.rows_query.as_deref().is_some_and(|q| q.trim().is_empty()) {
-            return Err(self.error("rows_query", "must not be empty"));
-        }
         for (i, t) in f.transforms.iter().enumerate() {
             if t.deadline.0.is_zero() {
                 return Err(self.error(

@@ -4,6 +4,9 @@ use super::{FlowRef, Mode, SpecError};
 
 pub(super) fn check(flow: &FlowRef<'_>) -> Result<(), SpecError> {
     let f = flow.flow;
+    if f.rows_query.as_deref().is_some_and(|q| q.trim().is_empty()) {
+        return Err(flow.error("rows_query", "must not be empty"));
+    }
     if f.mode == Mode::Batch {
         if !f.snapshot {
             return Err(flow.error("snapshot", "has no effect without mode: stream"));

@@ -38,6 +38,23 @@ pub(super) struct Fk {
     pub(super) on_update: FkRule,
 }
 
+/// A change of a referenced row: the referenced values before, and after (`None`: gone).
+#[derive(Debug, Clone)]
+pub(super) struct Trigger {
+    /// Index into [`Cascades::fks`].
+    pub(super) fk: usize,
+    pub(super) old: Vec<Value>,
+    pub(super) new: Option<Vec<Value>>,
+}
+
+/// The cascade of a delete that ended a part of a larger transaction: whether it is a delete or
+/// the first half of a key change shows only in the next part.
+pub(super) struct Deferred {
+    pub(super) table: String,
+    pub(super) row: Row,
+    pub(super) triggers: Vec<Trigger>,
+}
+
 /// How to read one table's rows back from the graph.
 struct Finder {
     flow: String,
@@ -61,6 +78,7 @@ pub(super) struct Cascades {
     warned: BTreeSet<String>,
     /// Changes written that the source's log did not have.
     pub(super) cascaded: u64,
+    pub(super) deferred: Option<Deferred>,
 }
 
 impl Cascades {
@@ -75,7 +93,7 @@ impl Cascades {
         let mut finders = HashMap::new();
         let mut streamed = BTreeSet::new();
         for f in flows {
-            let table = super::follow::table_of(f);
+            let table = table_of(f);
             streamed.insert(table.clone());
             if let Some(q) = &f.flow.rows_query {
                 finders.entry(table).or_insert_with(|| Finder {
@@ -96,6 +114,7 @@ impl Cascades {
             seen: HashMap::new(),
             warned: BTreeSet::new(),
             cascaded: 0,
+            deferred: None,
         };
         c.refresh()?;
         Ok(c)
@@ -264,6 +283,14 @@ impl Cascades {
                 })
             })
             .collect()
+    }
+}
+
+/// The table a streaming flow follows.
+pub(super) fn table_of(flow: &FlowRef<'_>) -> String {
+    match flow.flow.source.options.get("table") {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        _ => String::new(),
     }
 }
 

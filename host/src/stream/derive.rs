@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use etlhost_plugin_sdk::split::FkRule;
 use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, Position, Row, Schema, Value};
 
-use super::cascade::{Cascades, Fk, PAGE};
+use super::cascade::{Cascades, Deferred, Fk, Trigger, PAGE};
 
 /// Writes a batch with every flow of its table; `Some(i)`: changes `i..` of the chunk read from
 /// the log, `None`: changes the stream derived (which never move the recorded position).
@@ -26,14 +26,6 @@ pub(super) type Write<'a> = dyn FnMut(&ChangeBatch, Option<usize>) -> Result<(),
 
 /// How deep a cascade may go before the stream stops (a chain longer than any schema has).
 const MAX_DEPTH: usize = 100;
-
-/// A change of a referenced row: the referenced values before, and after (`None`: gone).
-#[derive(Debug, Clone)]
-struct Trigger {
-    fk: usize,
-    old: Vec<Value>,
-    new: Option<Vec<Value>>,
-}
 
 /// What a cascade does to one row.
 #[derive(Debug, Clone)]
@@ -63,6 +55,16 @@ pub(super) fn apply(
         ) || c.old.is_some()
     });
     cx.maybe_refresh(&b.table, &b.schema, may_trigger)?;
+    if let Some(d) = cx.deferred.take() {
+        let key_change = d.table == b.table
+            && b.changes
+                .first()
+                .is_some_and(|c| c.kind == ChangeKind::Insert && c.old.as_ref() == Some(&d.row));
+        if !key_change {
+            let found = resolve(d.triggers, cx)?;
+            write_found(found, cx, write)?;
+        }
+    }
     let truncates = b.changes.iter().any(|c| c.kind == ChangeKind::Truncate);
     if !truncates && (!may_trigger || !cx.is_parent(&b.table)) {
         return write(b, Some(0));
@@ -80,6 +82,17 @@ pub(super) fn apply(
         }
         let found = triggers(b, i, cx);
         let part_of_key_change = c.kind == ChangeKind::Delete && is_key_change_delete(b, i);
+        if i + 1 == b.changes.len() && c.kind == ChangeKind::Delete && !c.last && !found.is_empty()
+        {
+            // The transaction goes on in the next part: this delete may be the first half of a
+            // key change, which only the next change tells. Its cascade waits for it.
+            cx.deferred = Some(Deferred {
+                table: b.table.clone(),
+                row: c.row.clone(),
+                triggers: found,
+            });
+            continue;
+        }
         if found.is_empty() && !part_of_key_change && !pending.is_empty() {
             run(b, start..i, &pending, cx, write)?;
             pending.clear();
@@ -126,7 +139,7 @@ fn triggers(b: &ChangeBatch, i: usize, cx: &Cascades) -> Vec<Trigger> {
         } else {
             fk.on_delete
         };
-        if rule.changes_rows() && !t.1.iter().any(|v| *v == Value::Null) {
+        if rule.changes_rows() && !t.1.contains(&Value::Null) {
             out.push(Trigger {
                 fk: n,
                 old: t.1,
@@ -425,5 +438,67 @@ fn truncate(
             None,
         )?;
         last = Some(rows);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etlhost_plugin_sdk::{Column, ColumnType};
+
+    fn batch(changes: Vec<Change>) -> ChangeBatch {
+        let col = |n: &str| Column {
+            name: n.into(),
+            ty: ColumnType::Any,
+        };
+        ChangeBatch {
+            table: "team".into(),
+            schema: vec![col("id"), col("name")].into(),
+            key: vec![0],
+            changes,
+        }
+    }
+
+    fn fk() -> Fk {
+        Fk {
+            name: "member_team".into(),
+            child: "member".into(),
+            columns: vec!["team_id".into()],
+            parent: "team".into(),
+            references: vec!["id".into()],
+            on_delete: FkRule::Cascade,
+            on_update: FkRule::Cascade,
+        }
+    }
+
+    fn row(id: i64) -> Row {
+        vec![Value::Int(id), Value::String("t".into())]
+    }
+
+    #[test]
+    fn a_key_change_is_an_update_of_the_referenced_values_not_a_delete() {
+        let b = batch(vec![
+            plain(ChangeKind::Delete, &row(1), None),
+            plain(ChangeKind::Insert, &row(10), Some(&row(1))),
+            plain(ChangeKind::Delete, &row(2), None),
+        ]);
+        assert!(is_key_change_delete(&b, 0));
+        assert!(!is_key_change_delete(&b, 2));
+        assert!(trigger_of(&b, 0, &b.changes[0], &fk()).is_none());
+        let (new, old) = trigger_of(&b, 1, &b.changes[1], &fk()).unwrap();
+        assert_eq!(
+            (new, old),
+            (Some(vec![Value::Int(10)]), vec![Value::Int(1)])
+        );
+        let (new, old) = trigger_of(&b, 2, &b.changes[2], &fk()).unwrap();
+        assert_eq!((new, old), (None, vec![Value::Int(2)]));
+    }
+
+    #[test]
+    fn an_update_that_keeps_the_referenced_values_triggers_nothing() {
+        let mut renamed = row(1);
+        renamed[1] = Value::String("u".into());
+        let b = batch(vec![plain(ChangeKind::Update, &renamed, Some(&row(1)))]);
+        assert!(trigger_of(&b, 0, &b.changes[0], &fk()).is_none());
     }
 }

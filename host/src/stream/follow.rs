@@ -92,27 +92,17 @@ pub fn follow(
         if outcome.is_err() {
             control.stop(crate::pipeline::StopReason::Error);
         }
-        // Drain: the reader stops at the next batch; what it already sent is written (or dropped
-        // after a failure: it is after the recorded position and read again next time).
-        while let Ok(msg) = rx.recv() {
-            if outcome.is_ok() {
-                if let Ok(b) = msg {
-                    if let Err(e) = apply(
-                        &b,
-                        &mut targets,
-                        &mut cascades,
-                        &progress,
-                        counters,
-                        &control,
-                    ) {
-                        done.store(true, Ordering::SeqCst);
-                        return Err(e);
-                    }
-                }
-            }
-        }
+        let drained = drain(
+            &rx,
+            outcome.is_ok(),
+            &mut targets,
+            &mut cascades,
+            &progress,
+            counters,
+            &control,
+        );
         done.store(true, Ordering::SeqCst);
-        outcome
+        drained.and(outcome)
     });
     let p = progress.lock().expect("progress");
     let st = StreamState {
@@ -133,6 +123,25 @@ pub fn follow(
     }
 }
 
+/// The reader stops at the next batch; what it already sent is written (or dropped after a
+/// failure, `write` false: it is after the recorded position and read again next time).
+fn drain(
+    rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
+    write: bool,
+    targets: &mut [Target],
+    cascades: &mut Cascades,
+    progress: &Mutex<Progress>,
+    counters: &Counters,
+    control: &Control,
+) -> Result<(), String> {
+    while let Ok(msg) = rx.recv() {
+        if let (true, Ok(b)) = (write, msg) {
+            apply(&b, targets, cascades, progress, counters, control)?;
+        }
+    }
+    Ok(())
+}
+
 fn open_target(job: &Job, flow: FlowRef<'_>, failures: &Arc<Failures>) -> Result<Target, String> {
     let f = flow.flow;
     let plugin = job.plugins[flow.index].sink.clone();
@@ -140,7 +149,7 @@ fn open_target(job: &Job, flow: FlowRef<'_>, failures: &Arc<Failures>) -> Result
         .map(|_| SinkHandle::open(plugin.clone(), &f.sink.options))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("flow `{}`: cannot start sink: {e}", f.name))?;
-    let table = table_of(&flow);
+    let table = super::cascade::table_of(&flow);
     Ok(Target {
         name: f.name.clone(),
         table,
@@ -149,14 +158,6 @@ fn open_target(job: &Job, flow: FlowRef<'_>, failures: &Arc<Failures>) -> Result
         failures: failures.clone(),
     })
 }
-/// The table a streaming flow follows.
-pub(super) fn table_of(flow: &FlowRef<'_>) -> String {
-    match flow.flow.source.options.get("table") {
-        Some(serde_json::Value::String(t)) => t.clone(),
-        _ => String::new(),
-    }
-}
-
 fn dispatch(
     rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
     targets: &mut [Target],

@@ -69,8 +69,7 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
         .stream_head()
         .map_err(|e| RunError::Start(format!("cannot stream from the source: {e}")))?
         .position;
-    // Cascades are known before anything is copied: a foreign key the stream could not follow
-    // refuses the start rather than let the graph drift later.
+    // Before any copy: a foreign key the stream could not follow refuses the start.
     let cascades = cascade::Cascades::start(job, &streams, source.clone())
         .map_err(|e| RunError::Start(format!("cannot stream: {e}")))?;
     let path = state::path(spec);

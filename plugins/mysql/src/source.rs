@@ -330,15 +330,8 @@ impl Source for MySqlSource {
                 )
                 .await
                 .map_err(fail)?;
-            // The rules InnoDB applies itself, without writing their row changes to the binlog.
-            let rules: Vec<(String, String, String, String)> = c
-                .query(
-                    "SELECT TABLE_NAME, CONSTRAINT_NAME, DELETE_RULE, UPDATE_RULE \
-                     FROM information_schema.REFERENTIAL_CONSTRAINTS \
-                     WHERE CONSTRAINT_SCHEMA = DATABASE()",
-                )
-                .await
-                .map_err(fail)?;
+            let rules: Vec<(String, String, String, String)> =
+                c.query(RULES_SQL).await.map_err(fail)?;
             let mut catalog = Catalog {
                 tables: tables
                     .into_iter()
@@ -390,17 +383,26 @@ impl Source for MySqlSource {
                     }),
                 }
             }
-            for (t, name, on_delete, on_update) in rules {
-                let Some(t) = table(&mut catalog, &t) else {
-                    continue;
-                };
-                if let Some(f) = t.foreign_keys.iter_mut().find(|f| f.name == name) {
-                    f.on_delete = FkRule::from_sql(&on_delete);
-                    f.on_update = FkRule::from_sql(&on_update);
-                }
-            }
+            set_rules(&mut catalog, rules);
             Ok(catalog)
         })
+    }
+}
+
+/// The rules InnoDB applies itself, without writing their row changes to the binlog: table,
+/// constraint, `ON DELETE` and `ON UPDATE`.
+const RULES_SQL: &str = "SELECT TABLE_NAME, CONSTRAINT_NAME, DELETE_RULE, UPDATE_RULE \
+     FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()";
+
+fn set_rules(catalog: &mut Catalog, rules: Vec<(String, String, String, String)>) {
+    for (table, name, on_delete, on_update) in rules {
+        let Some(t) = catalog.tables.iter_mut().find(|t| t.name == table) else {
+            continue;
+        };
+        if let Some(f) = t.foreign_keys.iter_mut().find(|f| f.name == name) {
+            f.on_delete = FkRule::from_sql(&on_delete);
+            f.on_update = FkRule::from_sql(&on_update);
+        }
     }
 }
 
