@@ -54,7 +54,7 @@ async fn stream_then_stop(pool: &mysql_async::Pool, spec: &Path, dir: &Path, fre
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn ss_columns_dropped_and_added_while_stopped_are_followed_by_name() {
+async fn ss_columns_added_while_stopped_or_caught_up_are_followed_by_name() {
     let pool = mysql("ss_lag").await;
     let _g = graph("ss_lag").await;
     exec(
@@ -66,54 +66,109 @@ async fn ss_columns_dropped_and_added_while_stopped_are_followed_by_name() {
     let (dir, spec, mut job) = start_stream("ss_lag");
     job.wait_until_acked(&head(&pool).await);
     assert_eq!(job.terminate(), 130);
-    // Read by position with the table's later columns, (2, 'a2', 2, 'c2') would put 'c2' under
-    // nothing and 2 under `c`. (A column dropped and another added, both after the same rows,
-    // look like a rename: that stops the stream, see the next test.)
+    // Read by position with the table's later columns, (2, 'a2', 2, 'c2') would put 2 under
+    // `m` and 'c2' under `b`: by name, the columns added since are NULL, as MySQL has them.
     all(
         &pool,
         &[
             "INSERT INTO person VALUES (2, 'a2', 2, 'c2')",
-            "ALTER TABLE person DROP COLUMN b",
-            "INSERT INTO person VALUES (3, 'a3', 'c3')",
-            "UPDATE person SET c = 'c2x' WHERE id = 2",
-            "UPDATE person SET a = 'a1x' WHERE id = 1",
-        ],
-    )
-    .await;
-    stream_then_stop(&pool, &spec, &dir, false).await;
-    assert_graph_equals(&mysql_rows(&pool).await, "ss_lag");
-    // Columns added in the middle and at the end: rows logged before lack them (NULL).
-    all(
-        &pool,
-        &[
-            "INSERT INTO person VALUES (4, 'a4', 'c4')",
+            "INSERT INTO person VALUES (3, 'a3', 3, 'c3')",
             "ALTER TABLE person ADD COLUMN m INT AFTER a",
-            "INSERT INTO person VALUES (5, 'a5', 55, 'c5')",
+            "INSERT INTO person VALUES (4, 'a4', 44, 4, 'c4')",
+            "UPDATE person SET c = 'c2x' WHERE id = 2",
             "UPDATE person SET m = 11 WHERE id = 1",
+            "ALTER TABLE person ADD COLUMN z VARCHAR(10) NULL DEFAULT NULL FIRST",
             "DELETE FROM person WHERE id = 3",
-            "ALTER TABLE person ADD COLUMN z VARCHAR(10)",
-            "INSERT INTO person VALUES (6, 'a6', 66, 'c6', 'z6')",
-            "UPDATE person SET c = 'c4x' WHERE id = 4",
+            "INSERT INTO person VALUES ('z5', 5, 'a5', 55, 5, 'c5')",
         ],
     )
     .await;
     let mut job = Running::start(&spec, &dir, false);
     job.wait_until_acked(&head(&pool).await);
     assert_graph_equals(&mysql_rows(&pool).await, "ss_lag");
-    // Caught up (each change read before the next is made), the same changes are followed too:
-    // the probe after each DDL statement is the table as its next rows were logged.
+    // Caught up (each change read before the next is made), the same, and a type changed
+    // within its kind.
     for sql in [
         "ALTER TABLE person ADD COLUMN k INT AFTER id",
-        "INSERT INTO person VALUES (7, 77, 'a7', 7, 'c7', 'z7')",
-        "ALTER TABLE person CHANGE c cc VARCHAR(20)",
-        "ALTER TABLE person MODIFY m BIGINT",
-        "UPDATE person SET cc = CONCAT(cc, '!'), m = 9000000000",
+        "INSERT INTO person VALUES ('z6', 6, 66, 'a6', 6, 6, 'c6')",
+        "ALTER TABLE person MODIFY m BIGINT, MODIFY c VARCHAR(40)",
+        "UPDATE person SET c = CONCAT(c, '!'), m = 9000000000 WHERE id = 6",
     ] {
         exec(&pool, sql).await;
         job.wait_until_acked(&head(&pool).await);
     }
     assert_graph_equals(&mysql_rows(&pool).await, "ss_lag");
     assert_eq!(job.terminate(), 130);
+}
+
+/// Where the statement `sql` of database `db` ends in the binlog's head file.
+async fn statement_end(pool: &mysql_async::Pool, db: &str, sql: &str) -> String {
+    let (file, _) = head(pool).await;
+    let mut c = pool.get_conn().await.unwrap();
+    let events: Vec<(String, u64, String, u32, u64, String)> = c
+        .query(format!("SHOW BINLOG EVENTS IN '{file}'"))
+        .await
+        .unwrap();
+    let info = format!("use `{db}`; {sql}");
+    let end = events
+        .iter()
+        .rev()
+        .find(|e| e.2 == "Query" && e.5.starts_with(&info))
+        .unwrap_or_else(|| panic!("no `{sql}` in {file}"))
+        .4;
+    format!("{file}:{end}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ss_an_alter_that_rewrites_every_row_stops_the_stream_at_the_statement() {
+    let pool = mysql("ss_alter").await;
+    let _g = graph("ss_alter").await;
+    exec(
+        &pool,
+        "CREATE TABLE person (id INT PRIMARY KEY, a VARCHAR(20), b INT)",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO person VALUES (1, 'a1', 1), (2, 'a2', 2)",
+    )
+    .await;
+    let (dir, spec, mut job) = start_stream("ss_alter");
+    job.wait_until_acked(&head(&pool).await);
+    assert_eq!(job.terminate(), 130);
+    // Each statement changes rows 1 and 2 in MySQL without a row event; their nodes would keep
+    // `b`, lack `d`, keep `a`.
+    for (sql, what) in [
+        (
+            "ALTER TABLE person DROP COLUMN b",
+            "drops column `b` from every row",
+        ),
+        (
+            "ALTER TABLE person ADD COLUMN d INT NOT NULL DEFAULT 5",
+            "fills the new column `d` of every row",
+        ),
+        (
+            "ALTER TABLE person RENAME COLUMN a TO aa",
+            "renames column `a` to `aa` in every row",
+        ),
+    ] {
+        exec(&pool, sql).await;
+        let at = statement_end(&pool, "ss_alter", sql).await;
+        let (code, stderr) = run_to_end(&spec, &[]);
+        assert_eq!(code, 3, "{stderr}");
+        assert_eq!(
+            first_error(&stderr),
+            format!(
+                "error: job failed: plugin mysql: the binlog at {at} has `{sql}`, which {what} of \
+                 the streamed table ss_alter.person without row events (nodes written before would \
+                 keep the old values): the stream stops here rather than let the target drift from \
+                 MySQL; run the flow again with --fresh for a new snapshot"
+            )
+        );
+        // As the error says: a new snapshot, and the stream goes on.
+        stream_then_stop(&pool, &spec, &dir, true).await;
+        assert_graph_equals(&mysql_rows(&pool).await, "ss_alter");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,22 +257,22 @@ async fn ss_without_column_names_a_changed_table_behind_the_stream_stops_it() {
         job.stderr()
     );
     assert_eq!(job.terminate(), 130);
-    // A rename keeps positions and types: the rows logged before it belong under the new name.
+    // A type changed within its kind keeps positions and kinds: followed.
     all(
         &pool,
         &[
             "INSERT INTO person VALUES (1, 'a1', 1)",
-            "ALTER TABLE person CHANGE a name VARCHAR(20)",
-            "INSERT INTO person VALUES (2, 'n2', 2)",
+            "ALTER TABLE person MODIFY b BIGINT",
+            "INSERT INTO person VALUES (2, 'a2', 9000000000)",
         ],
     )
     .await;
     stream_then_stop(&pool, &spec, &dir, false).await;
     assert_graph_equals(&mysql_rows(&pool).await, "ss_nometa");
     // A column dropped: three values, two columns, and nothing to say which two.
-    exec(&pool, "INSERT INTO person VALUES (3, 'n3', 3)").await;
+    exec(&pool, "INSERT INTO person VALUES (3, 'a3', 3)").await;
     let at = last_event_end(&pool, "ss_nometa.person", "Write_rows_v1").await;
-    exec(&pool, "ALTER TABLE person DROP COLUMN name").await;
+    exec(&pool, "ALTER TABLE person DROP COLUMN a").await;
     let (code, stderr) = run_to_end(&spec, &[]);
     assert_eq!(code, 3, "{stderr}");
     assert_eq!(

@@ -25,7 +25,7 @@ use crate::types;
 /// Types that the binlog encodes alike, so that a value logged under one converts as the other;
 /// a change between two of them is a real change of type (`INT` to `VARCHAR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
+pub(super) enum Family {
     Int,
     Float,
     Decimal,
@@ -74,7 +74,7 @@ fn family(t: My) -> Family {
 }
 
 /// A probed column's family: a result set reports ENUM and SET as CHAR with a flag.
-fn probed_family(c: &mysql_async::Column) -> Family {
+pub(super) fn probed_family(c: &mysql_async::Column) -> Family {
     if c.flags().contains(ColumnFlags::ENUM_FLAG) {
         Family::Enum
     } else if c.flags().contains(ColumnFlags::SET_FLAG) {
@@ -82,6 +82,31 @@ fn probed_family(c: &mysql_async::Column) -> Family {
     } else {
         family(c.column_type())
     }
+}
+
+/// The family of a type as a statement declares it (`bigint unsigned`, `VARCHAR(20)`); `None`
+/// for a name not known here. MySQL's JSON counts as text, as MariaDB's is.
+pub(super) fn declared_family(ty: &str) -> Option<Family> {
+    let name = ty.split('(').next().unwrap_or(ty).to_ascii_lowercase();
+    Some(match name.as_str() {
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" | "bool"
+        | "boolean" | "int1" | "int2" | "int3" | "int4" | "int8" => Family::Int,
+        "float" | "double" | "real" => Family::Float,
+        "decimal" | "numeric" | "dec" | "fixed" => Family::Decimal,
+        "date" => Family::Date,
+        "datetime" => Family::DateTime,
+        "timestamp" => Family::Timestamp,
+        "time" => Family::Time,
+        "char" | "varchar" | "binary" | "varbinary" | "tinytext" | "text" | "mediumtext"
+        | "longtext" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "json" | "uuid"
+        | "inet4" | "inet6" => Family::Text,
+        "bit" => Family::Bit,
+        "enum" => Family::Enum,
+        "set" => Family::Set,
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" => Family::Geometry,
+        _ => return None,
+    })
 }
 
 /// A binlog column type by its SQL name, for messages.
