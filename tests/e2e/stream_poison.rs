@@ -268,7 +268,7 @@ impl Job {
 
     fn wait_until_acked(&mut self, target: &(String, u64)) {
         let start = Instant::now();
-        while !self.acked().is_some_and(|a| a >= *target) {
+        while self.acked().is_none_or(|a| a < *target) {
             assert!(start.elapsed() < Duration::from_secs(120), "never acked");
             std::thread::sleep(Duration::from_millis(50));
         }
