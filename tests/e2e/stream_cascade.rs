@@ -227,35 +227,7 @@ async fn sc_a_cascade_the_stream_cannot_follow_is_refused_at_start() {
     exec(&pool, SCHEMA[1]).await;
     let _g = graph(db).await;
     let dir = scratch_dir(db);
-    let spec = dir.join("sc_refused.yaml");
-    let flow = |name: &str, label: &str| {
-        format!(
-            "  - name: {name}s
-    source: {{options: {{table: {name}}}}}
-    sink:
-      options:
-        query: \"UNWIND $batch AS row MERGE (n:{label} {{id: row.id}}) SET n = row\"
-        delete_query: \"UNWIND $batch AS row MATCH (n:{label} {{id: row.id}}) DETACH DELETE n\"
-"
-        )
-    };
-    let text = format!(
-        "name: sc_refused
-mode: stream
-checkpoint: {{dir: {cp}, interval: 100ms}}
-source:
-  plugin: mysql
-  options: {{url: \"mysql://127.0.0.1:{MYSQL_PORT}/{db}\", user: etl, password: etl}}
-sink:
-  plugin: bolt
-  options: {{uri: \"bolt://127.0.0.1:{BOLT_PORT}\", user: {GRAPH_USER}, password: {GRAPH_PASSWORD}, database: {db}}}
-flows:
-{}{}",
-        flow("team", "Team"),
-        flow("member", "Member"),
-        cp = dir.join("cp").display()
-    );
-    std::fs::write(&spec, text).unwrap();
+    let spec = hand_spec(db, &dir, &[("team", "Team"), ("member", "Member")]);
     let (code, stderr) = run_to_end(&spec, &["--fresh"]);
     assert_eq!(
         crate::stream::first_error(&stderr),
@@ -350,4 +322,68 @@ async fn sc_a_kill_in_the_middle_of_a_cascade_ends_exact_after_a_restart() {
     job.wait_until_acked(&head(&pool).await);
     assert_verified_tables(&pool, db, &spec, &TABLES[..3]).await;
     assert_eq!(job.terminate(), 130);
+}
+
+/// A job of `db` streaming `flows` (table, label) into graph `db` with hand-written Cypher and no
+/// `rows_query`.
+fn hand_spec(db: &str, dir: &Path, flows: &[(&str, &str)]) -> PathBuf {
+    let spec = dir.join(format!("{db}.yaml"));
+    let flow = |name: &str, label: &str| {
+        format!(
+            "  - name: {name}s
+    source: {{options: {{table: {name}}}}}
+    sink:
+      options:
+        query: \"UNWIND $batch AS row MERGE (n:{label} {{id: row.id}}) SET n = row\"
+        delete_query: \"UNWIND $batch AS row MATCH (n:{label} {{id: row.id}}) DETACH DELETE n\"
+"
+        )
+    };
+    let flows: String = flows.iter().map(|(t, l)| flow(t, l)).collect();
+    let text = format!(
+        "name: {db}
+mode: stream
+checkpoint: {{dir: {cp}, interval: 100ms}}
+source:
+  plugin: mysql
+  options: {{url: \"mysql://127.0.0.1:{MYSQL_PORT}/{db}\", user: etl, password: etl}}
+sink:
+  plugin: bolt
+  options: {{uri: \"bolt://127.0.0.1:{BOLT_PORT}\", user: {GRAPH_USER}, password: {GRAPH_PASSWORD}, database: {db}}}
+flows:
+{flows}",
+        cp = dir.join("cp").display()
+    );
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+/// Cascades the stream cannot see are named at start: a streamed table's cascading key to a
+/// table the job does not stream, and a streamed table's cascade into a table it does not stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn sc_cascades_across_the_spec_boundary_are_named_at_start() {
+    let db = "sc_boundary";
+    let pool = mysql(db).await;
+    exec(&pool, SCHEMA[0]).await;
+    exec(&pool, SCHEMA[1]).await;
+    let _g = graph(db).await;
+    let cases = [
+        (
+            ("member", "Member"),
+            "foreign key `member_team` of streamed table `member` (ON DELETE CASCADE, ON UPDATE CASCADE) refers to `team`, which no flow of this job streams: the rows it changes in `member` are not seen, so the graph's `member` may differ from MySQL; stream `team` too",
+        ),
+        (
+            ("team", "Team"),
+            "foreign key `member_team` of `member` (ON DELETE CASCADE, ON UPDATE CASCADE) changes rows of `member` when rows of streamed table `team` change, but no flow of this job streams `member`: those changes are not followed",
+        ),
+    ];
+    for (flow, warning) in cases {
+        let dir = scratch_dir(&format!("{db}_{}", flow.0));
+        let spec = hand_spec(db, &dir, &[flow]);
+        let mut job = Running::start(&spec, &dir, true);
+        job.wait_until_acked(&head(&pool).await);
+        let stderr = job.stderr();
+        assert!(stderr.contains(warning), "{stderr}");
+        assert_eq!(job.terminate(), 130);
+    }
 }
