@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -79,15 +79,8 @@ impl Failures {
         let mut inner = Inner::default();
         if fresh {
             forget(spec)?;
-        } else if let Some(f) = state_file::load_json::<HeldFile>(
-            &held_path,
-            "held keys file",
-            "remove it (the keys it holds are then written again) or run with --fresh",
-        )? {
-            for h in f.keys.into_iter().filter(|h| !after(&h.since, start)) {
-                let id = serde_json::Value::Array(h.values.clone()).to_string();
-                inner.held.insert((h.flow.clone(), id), h);
-            }
+        } else {
+            inner.held = load(&held_path, start)?;
         }
         Ok(Failures {
             mode: stream.on_failed_change,
@@ -319,6 +312,25 @@ fn held_path(spec: &Spec) -> PathBuf {
     ))
 }
 
+/// The keys held when the stream resumes at `start`: a key held by a change after it is not, since
+/// that change is read and tried again.
+fn load(path: &Path, start: &Position) -> Result<HashMap<(String, String), Held>, String> {
+    let file = state_file::load_json::<HeldFile>(
+        path,
+        "held keys file",
+        "remove it (the keys it holds are then written again) or run with --fresh",
+    )?;
+    Ok(file
+        .map_or_else(Vec::new, |f| f.keys)
+        .into_iter()
+        .filter(|h| !after(&h.since, start))
+        .map(|h| {
+            let id = serde_json::Value::Array(h.values.clone()).to_string();
+            ((h.flow.clone(), id), h)
+        })
+        .collect())
+}
+
 /// Releases every held key of the job: a new snapshot copies their rows again.
 pub(super) fn forget(spec: &Spec) -> Result<(), String> {
     let path = held_path(spec);
@@ -330,7 +342,7 @@ pub(super) fn forget(spec: &Spec) -> Result<(), String> {
     }
 }
 
-fn open_append(path: &std::path::Path) -> std::io::Result<File> {
+fn open_append(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -462,6 +474,10 @@ mod tests {
         assert_eq!(held.keys.len(), 1);
         assert_eq!(held.keys[0].since, at("binlog.000001", 100, 0));
         f.written("people", &b, &keep);
+        // A restart at the refused change's transaction holds the key; one before it does not.
+        let held = dir.join("held.json");
+        assert_eq!(load(&held, &at("binlog.000001", 100, 0)).unwrap().len(), 1);
+        assert_eq!(load(&held, &at("binlog.000001", 99, 0)).unwrap().len(), 0);
         let mut failed = Vec::new();
         assert_eq!(f.screen("people", &b, &[1], &mut failed).unwrap(), [1]);
         let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("dead.jsonl"))
