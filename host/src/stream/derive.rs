@@ -252,10 +252,11 @@ fn follow_fk(
     });
     let mut next = Vec::new();
     for row in rows {
-        let Some(t) =
-            values(&row, &schema, &fk.columns).and_then(|v| by_old.get(&json(&v)).copied())
-        else {
-            continue;
+        let Some(t) = trigger_for(fk, ts, &by_old, values(&row, &schema, &fk.columns)) else {
+            return Err(format!(
+                "foreign key `{}`: a row of `{}` that rows_query found matches none of the changed rows of `{}` once read back, so its new values for ON UPDATE CASCADE are unknown: check that rows_query returns the key's columns as the source has them",
+                fk.name, fk.child, fk.parent
+            ));
         };
         let k = json(&key.iter().map(|&i| row[i].clone()).collect::<Vec<_>>());
         let current = match entry.rows.get(&k) {
@@ -302,6 +303,22 @@ fn follow_fk(
         entry.rows.insert(k, (depth, effect));
     }
     Ok(next)
+}
+
+/// The trigger that found a row: by its values; when they read back from the graph in another
+/// form, any trigger of the group serves for deletes and SET NULL (the effect is the same), but
+/// not for ON UPDATE CASCADE, whose new values differ.
+fn trigger_for<'a>(
+    fk: &Fk,
+    ts: &'a [Trigger],
+    by_old: &HashMap<String, &'a Trigger>,
+    found: Option<Vec<Value>>,
+) -> Option<&'a Trigger> {
+    if let Some(t) = found.and_then(|v| by_old.get(&json(&v)).copied()) {
+        return Some(t);
+    }
+    let same = |t: &Trigger| t.new.is_none() || fk.on_update == FkRule::SetNull;
+    (ts.len() == 1 || ts.iter().all(same)).then(|| &ts[0])
 }
 
 fn json(v: &[Value]) -> String {
