@@ -447,3 +447,126 @@ async fn ss_compressed_binlog_events_are_refused_at_start_and_stop_the_stream() 
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ss_a_replica_with_log_slave_updates_streams_what_its_primary_wrote() {
+    let dir = scratch_dir("ss_replica");
+    let binlog = |id: &str| {
+        vec![
+            "--log-bin={dir}/binlog".to_string(),
+            "--binlog-format=ROW".into(),
+            "--binlog-row-metadata=FULL".into(),
+            format!("--server-id={id}"),
+        ]
+    };
+    let primary = ExtraMariaDb::start(&dir.join("primary"), &binlog("1")).unwrap();
+    let mut args = binlog("2");
+    args.push("--log-slave-updates=ON".into());
+    let replica = ExtraMariaDb::start(&dir.join("replica"), &args).unwrap();
+    // From the primary's present: its log begins with the creation of the user both have.
+    let from = primary.root_sql("SELECT @@gtid_binlog_pos").unwrap();
+    replica
+        .root_sql(&format!(
+            "SET GLOBAL gtid_slave_pos = '{}'; CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'etl', \
+             MASTER_PASSWORD = 'etl', MASTER_USE_GTID = slave_pos; START SLAVE",
+            from.trim(),
+            primary.port
+        ))
+        .unwrap();
+    let on_primary = private_pool(&primary, "ss_replica").await;
+    exec(
+        &on_primary,
+        "CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(40))",
+    )
+    .await;
+    exec(
+        &on_primary,
+        "INSERT INTO person VALUES (1, 'p1'), (2, 'p2')",
+    )
+    .await;
+    let on_replica = mysql_async::Pool::new(
+        format!("mysql://etl:etl@127.0.0.1:{}/mysql", replica.port).as_str(),
+    );
+    let replicated = |pool: mysql_async::Pool| async move {
+        let start = std::time::Instant::now();
+        loop {
+            let mut c = pool.get_conn().await.unwrap();
+            let n: Option<i64> = c
+                .query_first("SELECT COUNT(*) FROM ss_replica.person")
+                .await
+                .ok()
+                .flatten();
+            if n == Some(2) {
+                return;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "not replicated"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    replicated(on_replica.clone()).await;
+    let _g = graph("ss_replica").await;
+    let url = format!("mysql://127.0.0.1:{}/ss_replica", replica.port);
+    let spec = dir.join("ss_replica.yaml");
+    std::fs::write(
+        &spec,
+        stream_spec("ss_replica", &url, "ss_replica", &dir, ""),
+    )
+    .unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&on_replica).await);
+    // Changes made on the primary reach the replica's binlog (server id 1) and the graph.
+    all(
+        &on_primary,
+        &[
+            "INSERT INTO person VALUES (3, 'p3')",
+            "UPDATE person SET name = 'p1x' WHERE id = 1",
+            "DELETE FROM person WHERE id = 2",
+            "INSERT INTO person VALUES (2, 'p2 again')",
+        ],
+    )
+    .await;
+    let primary_head = head(&on_primary).await;
+    // The replica has applied everything once its gtid_slave_pos reaches the primary's.
+    let gtid: String = {
+        let mut c = on_primary.get_conn().await.unwrap();
+        c.query_first("SELECT @@gtid_binlog_pos")
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let start = std::time::Instant::now();
+    loop {
+        let mut c = on_replica.get_conn().await.unwrap();
+        let at: String = c
+            .query_first("SELECT @@gtid_slave_pos")
+            .await
+            .unwrap()
+            .unwrap();
+        if at == gtid {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the replica stays at {at}, the primary is at {gtid} ({primary_head:?})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (file, _) = head(&on_replica).await;
+    let events: Vec<(String, u64, String, u32, u64, String)> = on_replica
+        .get_conn()
+        .await
+        .unwrap()
+        .query(format!("SHOW BINLOG EVENTS IN '{file}'"))
+        .await
+        .unwrap();
+    assert!(
+        events.iter().any(|e| e.2 == "Write_rows_v1" && e.3 == 1),
+        "the replica's binlog has no rows of server 1: {events:?}"
+    );
+    job.wait_until_acked(&head(&on_replica).await);
+    assert_graph_equals(&mysql_rows(&on_primary).await, "ss_replica");
+    assert_eq!(job.terminate(), 130);
+}
