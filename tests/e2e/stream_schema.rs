@@ -169,6 +169,40 @@ async fn ss_an_alter_that_rewrites_every_row_stops_the_stream_at_the_statement()
         stream_then_stop(&pool, &spec, &dir, true).await;
         assert_graph_equals(&mysql_rows(&pool).await, "ss_alter");
     }
+    // Caught up, with the table's columns read before: a type of another kind converts every
+    // row (a widening within its kind passes).
+    let mut job = Running::start(&spec, &dir, false);
+    exec(&pool, "INSERT INTO person VALUES (3, 'a3', 3)").await;
+    job.wait_until_acked(&head(&pool).await);
+    exec(
+        &pool,
+        "ALTER TABLE person MODIFY d BIGINT NOT NULL DEFAULT 5",
+    )
+    .await;
+    job.wait_until_acked(&head(&pool).await);
+    let sql = "ALTER TABLE person MODIFY d VARCHAR(10)";
+    exec(&pool, sql).await;
+    let at = statement_end(&pool, "ss_alter", sql).await;
+    let start = std::time::Instant::now();
+    while !job.stderr().contains("error: ") {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the stream goes on after `{sql}`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let stderr = job.stderr();
+    assert_eq!(job.terminate(), 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        format!(
+            "error: job failed: plugin mysql: the binlog at {at} has `{sql}`, which converts \
+             column `d` of every row to varchar of the streamed table ss_alter.person without row \
+             events (nodes written before would keep the old values): the stream stops here \
+             rather than let the target drift from MySQL; run the flow again with --fresh for a \
+             new snapshot"
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,9 +9,10 @@
 use std::collections::{HashMap, HashSet};
 
 use etlhost_plugin_sdk::Error;
+use mysql_async::Column;
 
 use super::layout::{declared_family, probed_family, Family};
-use super::shape::TableShape;
+use super::shape::{last_probed, TableShape};
 
 type Key = (String, String);
 
@@ -33,8 +34,11 @@ pub(super) fn check(
     if !tables.is_empty() && !tables.contains(&key) {
         return Ok(());
     }
-    let shape = shapes.get(&key);
-    let Some(what) = clauses.iter().find_map(|c| rewrite(c, shape)) else {
+    let columns = match shapes.get(&key) {
+        Some(s) => Some(s.probed.clone()),
+        None => last_probed(&key),
+    };
+    let Some(what) = clauses.iter().find_map(|c| rewrite(c, columns.as_deref())) else {
         return Ok(());
     };
     let statement: String = sql.chars().take(200).collect();
@@ -45,7 +49,7 @@ pub(super) fn check(
 }
 
 /// What a clause (its words) does to every row, if anything.
-fn rewrite(clause: &[String], shape: Option<&TableShape>) -> Option<String> {
+fn rewrite(clause: &[String], columns: Option<&[Column]>) -> Option<String> {
     let up: Vec<String> = clause.iter().map(|w| w.to_ascii_uppercase()).collect();
     let mut at = 1;
     let skip = |at: &mut usize, words: &[&str]| {
@@ -87,11 +91,11 @@ fn rewrite(clause: &[String], shape: Option<&TableShape>) -> Option<String> {
             if !old.eq_ignore_ascii_case(&new) {
                 return Some(format!("renames column `{old}` to `{new}` in every row"));
             }
-            converts(&new, clause.get(at + 2)?, shape)
+            converts(&new, clause.get(at + 2)?, columns)
         }
         "MODIFY" => {
             skip(&mut at, &["COLUMN", "IF", "EXISTS"]);
-            converts(&name(at)?, clause.get(at + 1)?, shape)
+            converts(&name(at)?, clause.get(at + 1)?, columns)
         }
         "ADD" => {
             skip(&mut at, &["COLUMN", "IF", "NOT", "EXISTS"]);
@@ -129,10 +133,10 @@ fn fills(up: &[String]) -> bool {
 }
 
 /// `MODIFY`/`CHANGE` of `column` to `ty`: a rewrite when its kind of type changes. Unknown
-/// without the table's columns: rows logged before are still checked one by one.
-fn converts(column: &str, ty: &str, shape: Option<&TableShape>) -> Option<String> {
-    let shape = shape?;
-    let old = shape.probed.iter().find(|c| c.name_str() == column)?;
+/// without the table's columns as they were before (not probed yet in this process): rows
+/// logged before it are still checked one by one (`layout`).
+fn converts(column: &str, ty: &str, columns: Option<&[Column]>) -> Option<String> {
+    let old = columns?.iter().find(|c| c.name_str() == column)?;
     let new = declared_family(ty)?;
     let old = match probed_family(old) {
         Family::Json => Family::Text,

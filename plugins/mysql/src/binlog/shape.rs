@@ -5,7 +5,7 @@ use etlhost_plugin_sdk::{ColumnType, Schema, Value};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::{ColumnFlags, ColumnType as My};
 use mysql_async::prelude::Queryable;
-use mysql_async::Pool;
+use mysql_async::{Column, Pool};
 
 use crate::types::{self, Conv, Typing};
 
@@ -92,6 +92,7 @@ pub(super) async fn shape(
         .iter()
         .filter_map(|k| cols.iter().position(|c| &c.name == k))
         .collect();
+    remember(db, table, &columns);
     Ok(TableShape {
         schema: cols.into(),
         convs,
@@ -100,6 +101,27 @@ pub(super) async fn shape(
         key,
         probed: columns.to_vec(),
     })
+}
+
+/// Each table's columns as last probed, kept past the follower's forgetting of its shapes at
+/// every DDL statement, so that an `ALTER TABLE ... MODIFY` can be compared with what came
+/// before it (see `alter`).
+static PROBED: std::sync::Mutex<Option<Probed>> = std::sync::Mutex::new(None);
+
+type Probed = std::collections::HashMap<(String, String), Vec<Column>>;
+
+fn remember(db: &str, table: &str, columns: &[Column]) {
+    let mut probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
+    let key = (db.to_string(), table.to_string());
+    probed
+        .get_or_insert_with(Default::default)
+        .insert(key, columns.to_vec());
+}
+
+/// A table's columns as last probed in this process, if ever.
+pub(super) fn last_probed(key: &(String, String)) -> Option<Vec<Column>> {
+    let probed = PROBED.lock().unwrap_or_else(|e| e.into_inner());
+    probed.as_ref()?.get(key).cloned()
 }
 
 /// The members of `enum('a','b')` / `set('a','b')`, quotes undone (`''` is one quote).
