@@ -18,9 +18,12 @@ use etlhost_plugin_sdk::split::FkRule;
 use etlhost_plugin_sdk::{Batch, Catalog, QueryRequest, Row, Schema, Value};
 
 use crate::job::Job;
-use crate::plugin::{Plugin, QueryHandle, SourceHandle};
+use crate::plugin::{Plugin, PluginError, QueryHandle, SourceHandle};
+use crate::retry::Policy;
 use crate::spec::FlowRef;
 
+/// The first wait before a failed lookup in the graph is tried again.
+const LOOKUP_BACKOFF: Duration = Duration::from_millis(200);
 /// How old the catalog may be when a change that could trigger a cascade arrives.
 pub(super) const REFRESH: Duration = Duration::from_secs(2);
 /// Maps of column values per `rows_query` call, and rows per page of a truncate.
@@ -79,6 +82,9 @@ pub(super) struct Cascades {
     /// Changes written that the source's log did not have.
     pub(super) cascaded: u64,
     pub(super) deferred: Option<Deferred>,
+    /// The catalog may have changed since it was read (DDL, or a read that failed).
+    stale: bool,
+    read_once: bool,
 }
 
 impl Cascades {
@@ -115,6 +121,8 @@ impl Cascades {
             warned: BTreeSet::new(),
             cascaded: 0,
             deferred: None,
+            stale: false,
+            read_once: false,
         };
         c.refresh()?;
         Ok(c)
@@ -122,11 +130,24 @@ impl Cascades {
 
     /// Reads the catalog again and rebuilds the cascade graph.
     pub(super) fn refresh(&mut self) -> Result<(), String> {
-        let catalog = self
-            .source
-            .describe()
-            .map_err(|e| format!("cannot read the source's foreign keys for cascades: {e}"))?;
         self.read_at = Instant::now();
+        let catalog = match self.source.describe() {
+            Ok(c) => c,
+            // MySQL is out of reach (a restart): no DDL can happen meanwhile, so the foreign keys
+            // read last still hold; they are read again at the next chance.
+            Err(e) if e.is_retryable() && self.read_once => {
+                self.stale = true;
+                tracing::warn!("cannot read the source's foreign keys again for cascades: {e}; keeping those read before");
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the source's foreign keys for cascades: {e}"
+                ))
+            }
+        };
+        self.read_once = true;
+        self.stale = false;
         let before = self.fks.clone();
         self.build(&catalog)?;
         if !before.is_empty() && before != self.fks {
@@ -212,7 +233,8 @@ impl Cascades {
             .seen
             .insert(table.to_string(), names.clone())
             .is_some_and(|old| old != names);
-        if changed || (may_trigger && self.read_at.elapsed() > REFRESH) {
+        self.stale |= changed;
+        if self.stale || (may_trigger && self.read_at.elapsed() > REFRESH) {
             self.refresh()?;
         }
         Ok(())
@@ -229,7 +251,8 @@ impl Cascades {
     }
 
     /// The rows of `table` in the graph matching any of `maps` (column name to value; an empty
-    /// map matches every row), with the columns `rows_query` returns; at most `limit` rows.
+    /// map matches every row), with the columns `rows_query` returns; at most `limit` rows. A
+    /// transient failure (a Bolt server restart) is retried until it passes, as writes are.
     pub(super) fn find(
         &self,
         table: &str,
@@ -239,35 +262,26 @@ impl Cascades {
         let f = self.finders.get(table).ok_or_else(|| {
             format!("no flow of table `{table}` has a `rows_query` to find its rows in the graph")
         })?;
-        let mut schema: Option<Schema> = None;
-        let mut rows = Vec::new();
-        for part in maps.chunks(PAGE) {
-            let batch = Value::List(part.iter().map(|m| Value::Map(m.clone())).collect());
-            let request = QueryRequest {
-                query: f.query.clone(),
-                params: vec![("batch".into(), batch)],
-                fetch_size: limit.min(PAGE),
-            };
-            let fail = |e: &dyn std::fmt::Display| {
-                format!(
-                    "flow `{}`: rows_query of table `{table}` failed: {e}",
-                    f.flow
-                )
-            };
-            let mut h = QueryHandle::open(f.plugin.clone(), &f.options, &request)
-                .ok_or_else(|| fail(&"the sink plugin cannot read the graph"))?
-                .map_err(|e| fail(&e))?;
-            while let Some(Batch { schema: s, rows: r }) = h.next_batch().map_err(|e| fail(&e))? {
-                schema.get_or_insert(s);
-                rows.extend(r);
-                if rows.len() >= limit {
-                    rows.truncate(limit);
-                    return Ok((schema.expect("set above"), rows));
+        let mut backoff = Policy::forever(LOOKUP_BACKOFF).start();
+        loop {
+            match read_rows(f, maps, limit) {
+                Ok(found) => return Ok(found),
+                Err(e) if e.is_retryable() => {
+                    let wait = backoff.next_wait().expect("retries without limit");
+                    tracing::warn!(
+                        flow = f.flow,
+                        "rows_query of table `{table}` failed: {e}; retrying in {wait:?}"
+                    );
+                    std::thread::sleep(wait);
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "flow `{}`: rows_query of table `{table}` failed: {e}",
+                        f.flow
+                    ))
                 }
             }
         }
-        let schema = schema.unwrap_or_else(|| Vec::new().into());
-        Ok((schema, rows))
     }
 
     /// Positions in `schema` of `table`'s primary key, or why the rows cannot be written.
@@ -292,6 +306,41 @@ pub(super) fn table_of(flow: &FlowRef<'_>) -> String {
         Some(serde_json::Value::String(t)) => t.clone(),
         _ => String::new(),
     }
+}
+
+/// One try of [`Cascades::find`].
+fn read_rows(
+    f: &Finder,
+    maps: &[Vec<(String, Value)>],
+    limit: usize,
+) -> Result<(Schema, Vec<Row>), PluginError> {
+    let mut schema: Option<Schema> = None;
+    let mut rows = Vec::new();
+    for part in maps.chunks(PAGE) {
+        let batch = Value::List(part.iter().map(|m| Value::Map(m.clone())).collect());
+        let request = QueryRequest {
+            query: f.query.clone(),
+            params: vec![("batch".into(), batch)],
+            fetch_size: limit.min(PAGE),
+        };
+        let mut h =
+            QueryHandle::open(f.plugin.clone(), &f.options, &request).unwrap_or_else(|| {
+                Err(PluginError::Failed {
+                    plugin: f.plugin.name.clone(),
+                    message: "the sink plugin cannot read the graph".into(),
+                    retryable: false,
+                })
+            })?;
+        while let Some(Batch { schema: s, rows: r }) = h.next_batch()? {
+            schema.get_or_insert(s);
+            rows.extend(r);
+            if rows.len() >= limit {
+                rows.truncate(limit);
+                return Ok((schema.expect("set above"), rows));
+            }
+        }
+    }
+    Ok((schema.unwrap_or_else(|| Vec::new().into()), rows))
 }
 
 fn rule(r: FkRule) -> &'static str {
