@@ -43,9 +43,14 @@ pub(super) async fn check_compression(conn: &mut Conn) -> Result<(), Error> {
     Ok(())
 }
 
-/// Says once, at start, when the binlog does not name its columns: schema changes made while the
-/// stream is behind can then only be checked by column count and type.
+/// Says once per process (the host asks for the head more than once), when the binlog does not
+/// name its columns: schema changes made while the stream is behind can then only be checked by
+/// column count and type.
 pub(super) async fn note_row_metadata(conn: &mut Conn) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let meta: Option<String> = conn
         .query_first("SELECT @@binlog_row_metadata")
         .await
