@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etlhost_plugin_sdk::{
@@ -67,8 +68,16 @@ impl Out {
     }
 }
 
-/// A change waiting to be handed on, with its table's name, schema and key.
-type Pending = (String, Schema, Vec<usize>, Change);
+/// A streamed table as its changes carry it, shared by the changes of one event (not copied
+/// into each: a part holds tens of thousands of them).
+struct Streamed {
+    name: String,
+    schema: Schema,
+    key: Vec<usize>,
+}
+
+/// A change waiting to be handed on, with its table.
+type Pending = (Arc<Streamed>, Change);
 
 /// A part handed on before the commit, with the count of the transaction's changes it reaches to.
 type Part<T> = (Vec<T>, u64);
@@ -346,10 +355,9 @@ impl<'a> Follower<'a> {
         if what == Rowless::Empties {
             let key = (db, table);
             self.known_shape(&key).await?;
-            let s = &self.shapes[&key];
-            let (name, schema, pk) = (self.name(&key), s.schema.clone(), s.key.clone());
+            let table = self.streamed(&key);
             let truncate = change(ChangeKind::Truncate, Vec::new(), None, timestamp);
-            return Ok(self.add(&name, &schema, &pk, truncate).await);
+            return Ok(self.add(&table, truncate).await);
         }
         let statement: String = sql.chars().take(200).collect();
         Err(Error::permanent(format!(
@@ -370,13 +378,20 @@ impl<'a> Follower<'a> {
         Ok(())
     }
 
-    /// A table's name as its changes carry it: bare in the source's database, `db.t` otherwise.
-    fn name(&self, key: &(String, String)) -> String {
-        if key.0 == self.f.database {
+    /// A table (its shape known) as its changes carry it: its name bare in the source's
+    /// database, `db.t` otherwise.
+    fn streamed(&self, key: &(String, String)) -> Arc<Streamed> {
+        let s = &self.shapes[key];
+        let name = if key.0 == self.f.database {
             key.1.clone()
         } else {
             format!("{}.{}", key.0, key.1)
-        }
+        };
+        Arc::new(Streamed {
+            name,
+            schema: s.schema.clone(),
+            key: s.key.clone(),
+        })
     }
 
     /// A rows event of a wanted table, its changes added to the transaction's.
@@ -422,9 +437,9 @@ impl<'a> Follower<'a> {
                 event_changes.push(c)
             });
         }
-        let (name, schema, pk) = (self.name(&key), s.schema.clone(), s.key.clone());
+        let table = self.streamed(&key);
         for c in event_changes {
-            if self.add(&name, &schema, &pk, c).await.is_break() {
+            if self.add(&table, c).await.is_break() {
                 return Ok(Flow::Break(()));
             }
         }
@@ -433,9 +448,8 @@ impl<'a> Follower<'a> {
 
     /// Adds a change to the transaction; when the part collected so far is full, it goes out
     /// first with the transaction's start and how many of its changes that part reaches to.
-    async fn add(&mut self, table: &str, schema: &Schema, key: &[usize], c: Change) -> Flow {
-        let pending = (table.to_string(), schema.clone(), key.to_vec(), c);
-        let Some((part, skip)) = self.txn.add(pending) else {
+    async fn add(&mut self, table: &Arc<Streamed>, c: Change) -> Flow {
+        let Some((part, skip)) = self.txn.add((table.clone(), c)) else {
             return Flow::Continue(());
         };
         let at = Position {
@@ -456,12 +470,12 @@ impl<'a> Follower<'a> {
     /// Hands changes on, all with the position `at`, the last one marked `last`.
     async fn hand_on(&mut self, part: Vec<Pending>, at: Position) -> Flow {
         let n = part.len();
-        for (i, (table, schema, k, mut c)) in part.into_iter().enumerate() {
+        for (i, (t, mut c)) in part.into_iter().enumerate() {
             c.commit = at.clone();
             c.last = i + 1 == n;
             if self
                 .out
-                .push(self.tx, &table, &schema, &k, c)
+                .push(self.tx, &t.name, &t.schema, &t.key, c)
                 .await
                 .is_err()
             {
