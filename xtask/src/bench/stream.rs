@@ -8,7 +8,13 @@
 //!   (its Prometheus endpoint); ratio of medians to the batch rate (goal: at least 0.8);
 //! - latency at 1,000 changes/s, once: rows carry the time MySQL ran their INSERT (`at`, ms) and
 //!   the graph stamps its own time when it writes them (`timestamp()`); p50 / p99 of the
-//!   difference over 10,000 changes (goal: p99 under 1 s).
+//!   difference over 10,000 changes (goal: p99 under 1 s);
+//! - one huge transaction, in the same alternating turns: `UPDATE huge SET v = v + 1` of 1,000,000
+//!   rows (`BENCH_HUGE_ROWS` to change it) followed with the default `max_transaction_changes`
+//!   into a fresh graph; changes/s from the UPDATE's commit to the stream acknowledging the head,
+//!   the etlhost process's peak RSS (`VmHWM`, goal: under 64 MiB), and the graph checked exact;
+//! - the same transaction once more, the job SIGKILLed once its checkpoint is inside it and run
+//!   again without `--fresh`: the graph checked exact.
 
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -27,6 +33,10 @@ const DB: &str = "bench_stream";
 /// The batch runs' graph; the stream's is `DB`.
 const BATCH_GRAPH: &str = "bench_stream_batch";
 const ROWS: u64 = 20_000;
+/// The huge transaction's graph.
+const HUGE_GRAPH: &str = "bench_stream_huge";
+/// Rows of the huge transaction, unless `BENCH_HUGE_ROWS` says otherwise.
+const HUGE_ROWS: u64 = 1_000_000;
 
 fn sql(text: &str) -> Result<String> {
     let out = xtask::mariadb().args(["-N", "-B", "-e", text]).output()?;
@@ -219,17 +229,184 @@ fn latency(first: u64) -> Result<(f64, f64, f64, usize)> {
     result
 }
 
+/// The huge transaction's size.
+fn huge_rows() -> Result<u64> {
+    match std::env::var("BENCH_HUGE_ROWS") {
+        Ok(n) => n
+            .parse()
+            .with_context(|| format!("BENCH_HUGE_ROWS={n}: not a number of rows")),
+        Err(_) => Ok(HUGE_ROWS),
+    }
+}
+
+/// Following `huge` into `HUGE_GRAPH` from the binlog's head, the default threshold.
+fn huge_spec() -> String {
+    format!(
+        "name: stream_huge
+mode: stream
+snapshot: false
+checkpoint: {{dir: {cp}, interval: 200ms}}
+source:
+  plugin: mysql
+  options: {{url: \"mysql://127.0.0.1:{MYSQL_PORT}/{DB}\", user: etl, password: etl, table: huge}}
+sink:
+  plugin: bolt
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: {HUGE_GRAPH}
+    setup: [\"CREATE INDEX huge_id IF NOT EXISTS FOR (h:Huge) ON (h.id)\"]
+    query: \"UNWIND $batch AS row MERGE (h:Huge {{id: row.id}}) SET h.v = row.v\"
+    delete_query: \"UNWIND $batch AS row MATCH (h:Huge {{id: row.id}}) DETACH DELETE h\"
+",
+        cp = dir().join("cp-huge").display()
+    )
+}
+
+/// The huge job, anew (`--fresh`, on a fresh graph) or resumed, with its metrics port.
+fn start_huge(fresh: bool) -> Result<(Child, u16)> {
+    let spec = dir().join("stream-huge.yaml");
+    if fresh {
+        fresh_graph(HUGE_GRAPH)?;
+        std::fs::write(&spec, huge_spec())?;
+        // A killed turn's checkpoint may lie inside its transaction: none may outlive it.
+        let _ = std::fs::remove_dir_all(dir().join("cp-huge"));
+    }
+    let port = free_port()?;
+    let mut cmd = Command::new(release_bin("etlhost"));
+    cmd.arg("run").arg(&spec);
+    if fresh {
+        cmd.arg("--fresh");
+    }
+    let job = cmd
+        .args(["--quiet", "--metrics-addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok((job, port))
+}
+
+/// A process's peak resident set (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/<pid>/status")?;
+    Ok(kib * 1024)
+}
+
+/// Fails unless the graph holds `rows` `:Huge` nodes, ids 1..=rows, each with `v = v`.
+fn check_huge_graph(rows: u64, v: u64) -> Result<()> {
+    let q = format!(
+        "MATCH (h:Huge) RETURN count(h) AS n, count(DISTINCT h.id) AS ids, \
+         sum(CASE WHEN h.v = {v} THEN 1 ELSE 0 END) AS exact, min(h.id) AS lo, max(h.id) AS hi"
+    );
+    let body = json!({"language": "cypher", "command": q});
+    let (code, text) = http(
+        "POST",
+        &format!("/api/v1/command/{HUGE_GRAPH}"),
+        Some(&body.to_string()),
+    )?;
+    if code != 200 {
+        bail!("counting the graph failed: {text}");
+    }
+    let r: serde_json::Value = serde_json::from_str(&text)?;
+    let r = &r["result"][0];
+    let got = [&r["n"], &r["ids"], &r["exact"], &r["lo"], &r["hi"]].map(|x| x.as_u64());
+    let want = [rows, rows, rows, 1, rows].map(Some);
+    if got != want {
+        bail!("the graph is not MySQL's: (nodes, ids, v = {v}, min id, max id) {got:?}, expected {want:?}");
+    }
+    Ok(())
+}
+
+/// One turn of the huge transaction: `UPDATE huge SET v = v + 1` (the `turn`-th, so every row's
+/// v is `turn` after it) followed into a fresh graph.
+fn huge_sample(rows: u64, turn: u64) -> Result<Sample> {
+    let (mut job, port) = start_huge(true)?;
+    let result = (|| {
+        wait_acked(port, &head()?)?;
+        sql(&format!("UPDATE {DB}.huge SET v = v + 1"))?;
+        // From the commit: the binlog holds the transaction only from then on.
+        let start = Instant::now();
+        wait_acked(port, &head()?)?;
+        let secs = start.elapsed().as_secs_f64();
+        let peak = peak_rss(job.id())?;
+        check_huge_graph(rows, turn)?;
+        Ok(Sample {
+            rows,
+            secs,
+            peak_rss: peak,
+            ..Sample::default()
+        })
+    })();
+    let _ = job.kill();
+    let _ = job.wait();
+    result
+}
+
+/// The checkpoint's position once it is inside a transaction (`skip` > 0).
+fn checkpoint_inside() -> Option<serde_json::Value> {
+    let cp = std::fs::read_dir(dir().join("cp-huge")).ok()?;
+    let file = cp
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".stream.json"))?;
+    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
+    (st["position"]["skip"].as_u64() > Some(0)).then(|| st["position"].clone())
+}
+
+/// The huge transaction once more (the `turn`-th), the job SIGKILLed inside it and run again
+/// without `--fresh`: where it was killed, and the peak RSS of the second run.
+fn huge_killed(rows: u64, turn: u64) -> Result<(serde_json::Value, u64)> {
+    let (mut job, port) = start_huge(true)?;
+    wait_acked(port, &head()?)?;
+    sql(&format!("UPDATE {DB}.huge SET v = v + 1"))?;
+    let start = Instant::now();
+    let inside = loop {
+        if let Some(p) = checkpoint_inside() {
+            break p;
+        }
+        if start.elapsed() > Duration::from_secs(300) || job.try_wait()?.is_some() {
+            let _ = job.kill();
+            bail!("the checkpoint never went inside the transaction");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    job.kill()?;
+    job.wait()?;
+    let (mut job, port) = start_huge(false)?;
+    let result = (|| {
+        wait_acked(port, &head()?)?;
+        let peak = peak_rss(job.id())?;
+        check_huge_graph(rows, turn)?;
+        Ok((inside, peak))
+    })();
+    let _ = job.kill();
+    let _ = job.wait();
+    result
+}
+
 pub fn run(opts: &Opts) -> Result<()> {
     std::fs::create_dir_all(dir())?;
+    let huge = huge_rows()?;
     sql(&format!(
         "DROP DATABASE IF EXISTS {DB}; CREATE DATABASE {DB}; USE {DB};
          CREATE TABLE base (id INT PRIMARY KEY, name VARCHAR(100), at BIGINT);
          INSERT INTO base SELECT seq, CONCAT('person-', seq), 0 FROM seq_1_to_{ROWS};
-         CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100), at BIGINT);"
+         CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(100), at BIGINT);
+         CREATE TABLE huge (id INT PRIMARY KEY, v BIGINT NOT NULL);
+         INSERT INTO huge SELECT seq, 0 FROM seq_1_to_{huge};"
     ))?;
     let batch = spec("stream_batch", "base", false);
     // Each stream turn inserts ids of its own.
     let next = Cell::new(1u64);
+    let turn = Cell::new(0u64);
+    let huge_name = format!("stream: one transaction of {huge} updates");
     let figures = alternate(
         opts.reps,
         vec![
@@ -242,8 +419,18 @@ pub fn run(opts: &Opts) -> Result<()> {
                 next.set(first + ROWS);
                 stream_sample(first)
             }),
+            Case::new(huge_name.clone(), None, || {
+                turn.set(turn.get() + 1);
+                huge_sample(huge, turn.get())
+            }),
         ],
     )?;
+    let (killed_at, killed_rss) = huge_killed(huge, turn.get() + 1)?;
+    println!(
+        "\none transaction of {huge} updates, SIGKILLed at {killed_at} and run again: graph exact, \
+         peak RSS of the second run {:.1} MiB",
+        killed_rss as f64 / 1048576.0
+    );
     let (offered, p50, p99, samples) = latency(next.get() + 1_000_000)?;
     println!(
         "\ncommit-to-graph latency at {offered:.0} changes/s offered: p50 {p50:.0} ms, p99 \
@@ -257,6 +444,14 @@ pub fn run(opts: &Opts) -> Result<()> {
         "stream.json",
         &figures,
         &|f| {
+            if f.name == huge_name {
+                let killed = json!({"killed_at": killed_at, "graph_exact": true,
+                                    "restart_peak_rss_bytes": killed_rss});
+                return (
+                    Some("changes/s; goal RSS < 64 MiB".into()),
+                    json!({"transaction_changes": huge, "killed_and_restarted": killed}),
+                );
+            }
             let latency = f.baseline.map(|_| {
                 json!({"offered_changes_per_sec": offered, "p50_ms": p50, "p99_ms": p99,
                        "samples": samples})
