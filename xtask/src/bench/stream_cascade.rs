@@ -92,7 +92,7 @@ fn seed(children: u64) -> Result<std::path::PathBuf> {
     let out = Command::new(release_bin("etlhost"))
         .arg("init")
         .arg(&spec)
-        .args(["--mode", "stream"])
+        .args(["--force", "--mode", "stream"])
         .args(["--source-url", &format!("mysql://127.0.0.1:{MYSQL_PORT}/{DB}")])
         .args(["--source-user", "etl", "--source-password", "etl"])
         .args(["--sink-uri", &format!("bolt://127.0.0.1:{BOLT_PORT}")])
