@@ -13,7 +13,7 @@ use etlhost_plugin_sdk::{
     Change, ChangeBatch, ChangeKind, Error, Position, Schema, StreamRequest, Value,
 };
 use futures_util::{FutureExt, StreamExt};
-use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use mysql_async::binlog::events::{Event, EventData, QueryEvent, RowsEventData};
 use mysql_async::BinlogStream;
 use tokio::sync::mpsc;
 
@@ -266,33 +266,10 @@ impl<'a> Follower<'a> {
                 }
                 false
             }
-            EventData::QueryEvent(q) => {
-                let sql = q.query();
-                let sql = sql.trim();
-                if sql.eq_ignore_ascii_case("BEGIN") {
-                    self.boundary = false;
-                    self.in_begin = true;
-                    false
-                } else if sql.eq_ignore_ascii_case("COMMIT") || sql.eq_ignore_ascii_case("ROLLBACK")
-                {
-                    // A logged ROLLBACK ends a transaction whose non-transactional changes stay.
-                    true
-                } else {
-                    // A statement outside a transaction commits by itself (DDL); inside one (a
-                    // `SAVEPOINT`) it ends nothing, even when no change is pending after a part.
-                    let alone = !self.in_begin || self.txn.seen == 0;
-                    if self
-                        .rowless_change(&q.schema(), sql, end, timestamp)
-                        .await?
-                        .is_break()
-                    {
-                        return Ok(Flow::Break(()));
-                    }
-                    // DDL: a table's columns may have changed; read them again when next used.
-                    self.shapes.clear();
-                    alone
-                }
-            }
+            EventData::QueryEvent(q) => match self.statement(&q, end, timestamp).await? {
+                ControlFlow::Continue(committed) => committed,
+                ControlFlow::Break(()) => return Ok(Flow::Break(())),
+            },
             EventData::XidEvent(_) => true,
             EventData::GtidEvent(_) | EventData::AnonymousGtidEvent(_) => {
                 // MySQL's GTID event opens a transaction: its start is before it.
@@ -328,6 +305,39 @@ impl<'a> Follower<'a> {
             skip: 0,
         };
         self.commit(at, timestamp).await
+    }
+
+    /// A statement event: whether it commits (`COMMIT`, or DDL, which commits by itself).
+    async fn statement(
+        &mut self,
+        q: &QueryEvent<'_>,
+        end: u64,
+        timestamp: u32,
+    ) -> Result<ControlFlow<(), bool>, Error> {
+        let sql = q.query();
+        let sql = sql.trim();
+        if sql.eq_ignore_ascii_case("BEGIN") {
+            self.boundary = false;
+            self.in_begin = true;
+            return Ok(ControlFlow::Continue(false));
+        }
+        if sql.eq_ignore_ascii_case("COMMIT") || sql.eq_ignore_ascii_case("ROLLBACK") {
+            // A logged ROLLBACK ends a transaction whose non-transactional changes stay.
+            return Ok(ControlFlow::Continue(true));
+        }
+        // A statement outside a transaction commits by itself (DDL); inside one (a `SAVEPOINT`)
+        // it ends nothing, even when no change is pending after a part went out.
+        let alone = !self.in_begin || self.txn.seen == 0;
+        if self
+            .rowless_change(&q.schema(), sql, end, timestamp)
+            .await?
+            .is_break()
+        {
+            return Ok(ControlFlow::Break(()));
+        }
+        // DDL: a table's columns may have changed; read them again when next used.
+        self.shapes.clear();
+        Ok(ControlFlow::Continue(alone))
     }
 
     /// A statement that changes a streamed table's rows without row events. `TRUNCATE` becomes
