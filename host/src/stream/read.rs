@@ -1,5 +1,7 @@
 //! The change reader: one thread that reads change batches from the source and hands them to the
-//! dispatch loop, reconnecting with backoff from the last transaction it handed on.
+//! dispatch loop, reconnecting with backoff from the last transaction it handed on (or the last
+//! part of one too large to hand on whole: a position with `skip`, which the source resumes
+//! inside).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +15,8 @@ use crate::retry::{Backoff, Policy};
 /// The first wait before reading the change log again; it grows as [`crate::retry`] says.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 /// Reads change batches; on a lost connection it waits (doubling with jitter, at most 30 s:
-/// [`crate::retry`]) and reads again from the commit of the last complete transaction it handed
-/// on.
+/// [`crate::retry`]) and reads again from the position of the last change marked `last` it
+/// handed on: a transaction's commit, or the end of a part of a large one.
 pub(super) fn read(
     source: Arc<SourceHandle>,
     tables: Vec<String>,
