@@ -284,9 +284,33 @@ fn start_huge(fresh: bool) -> Result<(Child, u16)> {
         .arg(format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(huge_log(port))?)
         .spawn()?;
     Ok((job, port))
+}
+
+/// Where the huge job with metrics on `port` logs.
+fn huge_log(port: u16) -> PathBuf {
+    dir().join(format!("stream-huge-{port}.stderr"))
+}
+
+/// [`wait_acked`] for the huge job, failing with its log if it ends meanwhile (its metrics port
+/// might then answer for another process).
+fn wait_huge(job: &mut Child, port: u16, target: &(String, u64)) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(600) {
+        if let Some(status) = job.try_wait()? {
+            let log = std::fs::read_to_string(huge_log(port)).unwrap_or_default();
+            bail!("the huge transaction's job ended ({status}):\n{log}");
+        }
+        if let Some((file, pos, _)) = scrape(port) {
+            if file > target.0 || (file == target.0 && pos >= target.1) {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    bail!("the huge transaction's job never reached {target:?}")
 }
 
 /// A process's peak resident set (`VmHWM`), in bytes.
@@ -330,11 +354,11 @@ fn check_huge_graph(rows: u64, v: u64) -> Result<()> {
 fn huge_sample(rows: u64, turn: u64) -> Result<Sample> {
     let (mut job, port) = start_huge(true)?;
     let result = (|| {
-        wait_acked(port, &head()?)?;
+        wait_huge(&mut job, port, &head()?)?;
         sql(&format!("UPDATE {DB}.huge SET v = v + 1"))?;
         // From the commit: the binlog holds the transaction only from then on.
         let start = Instant::now();
-        wait_acked(port, &head()?)?;
+        wait_huge(&mut job, port, &head()?)?;
         let secs = start.elapsed().as_secs_f64();
         let peak = peak_rss(job.id())?;
         check_huge_graph(rows, turn)?;
@@ -364,7 +388,7 @@ fn checkpoint_inside() -> Option<serde_json::Value> {
 /// without `--fresh`: where it was killed, and the peak RSS of the second run.
 fn huge_killed(rows: u64, turn: u64) -> Result<(serde_json::Value, u64)> {
     let (mut job, port) = start_huge(true)?;
-    wait_acked(port, &head()?)?;
+    wait_huge(&mut job, port, &head()?)?;
     sql(&format!("UPDATE {DB}.huge SET v = v + 1"))?;
     let start = Instant::now();
     let inside = loop {
@@ -381,7 +405,7 @@ fn huge_killed(rows: u64, turn: u64) -> Result<(serde_json::Value, u64)> {
     job.wait()?;
     let (mut job, port) = start_huge(false)?;
     let result = (|| {
-        wait_acked(port, &head()?)?;
+        wait_huge(&mut job, port, &head()?)?;
         let peak = peak_rss(job.id())?;
         check_huge_graph(rows, turn)?;
         Ok((inside, peak))
