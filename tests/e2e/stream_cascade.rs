@@ -387,3 +387,46 @@ async fn sc_cascades_across_the_spec_boundary_are_named_at_start() {
         assert_eq!(job.terminate(), 130);
     }
 }
+
+/// A key change of referenced rows inside a transaction handed on in parts of one change each
+/// (`max_transaction_changes: 1`): each delete ends a part and its insert starts the next, so
+/// only the next part tells a key change (ON UPDATE CASCADE: the members follow) from a delete
+/// (ON DELETE CASCADE: the members would go). The members follow.
+#[tokio::test(flavor = "multi_thread")]
+async fn sc_a_key_change_split_across_parts_of_a_transaction_cascades_as_an_update() {
+    let db = "sc_parts";
+    let pool = mysql(db).await;
+    exec(&pool, SCHEMA[0]).await;
+    exec(&pool, SCHEMA[1]).await;
+    exec(
+        &pool,
+        "INSERT INTO team VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO member VALUES (1, 'x', 1), (2, 'y', 2), (3, 'z', 3), (4, 'w', 3)",
+    )
+    .await;
+    let _g = graph(db).await;
+    let dir = scratch_dir(db);
+    let spec = init_stream_spec(db, &dir);
+    let text = std::fs::read_to_string(&spec).unwrap() + "stream: {max_transaction_changes: 1}\n";
+    std::fs::write(&spec, text).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    exec(&pool, "UPDATE team SET id = id + 10 ORDER BY id DESC").await;
+    exec(&pool, "DELETE FROM team WHERE id = 11").await;
+    job.wait_until_acked(&head(&pool).await);
+    let rows = cypher(
+        db,
+        "MATCH (m:Member)-[:TEAM]->(t:Team) RETURN m.id AS m, t.id AS t ORDER BY m",
+    );
+    let pairs: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| (r["m"].as_i64().unwrap(), r["t"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(pairs, [(2, 12), (3, 13), (4, 13)]);
+    assert_verified_tables(&pool, db, &spec, &TABLES[..2]).await;
+    assert_eq!(job.terminate(), 130);
+}

@@ -65,6 +65,9 @@ pub(super) fn apply(
             write_found(found, cx, write)?;
         }
     }
+    if b.changes.iter().all(|c| c.kind == ChangeKind::Mark) {
+        return Ok(());
+    }
     let truncates = b.changes.iter().any(|c| c.kind == ChangeKind::Truncate);
     if !truncates && (!may_trigger || !cx.is_parent(&b.table)) {
         return write(b, Some(0));
@@ -82,10 +85,13 @@ pub(super) fn apply(
         }
         let found = triggers(b, i, cx);
         let part_of_key_change = c.kind == ChangeKind::Delete && is_key_change_delete(b, i);
-        if i + 1 == b.changes.len() && c.kind == ChangeKind::Delete && !c.last && !found.is_empty()
+        // A part of a larger transaction ends in `last` with a position inside it (`skip`).
+        let goes_on = !c.last || c.commit.skip > 0;
+        if i + 1 == b.changes.len() && c.kind == ChangeKind::Delete && goes_on && !found.is_empty()
         {
             // The transaction goes on in the next part: this delete may be the first half of a
-            // key change, which only the next change tells. Its cascade waits for it.
+            // key change, which only the next change tells. Its cascade waits for it, and the
+            // recorded position stays before it meanwhile (the dispatch loop holds it).
             cx.deferred = Some(Deferred {
                 table: b.table.clone(),
                 row: c.row.clone(),

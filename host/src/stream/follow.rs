@@ -206,7 +206,8 @@ fn apply(
     Counters::add(&counters.read, rows);
     // Dead-lettered changes (by any flow of the table), so that read = written + failed.
     let mut failed = Vec::new();
-    if rows > 0 {
+    // A batch without rows still settles a cascade that waited for it (see `derive`).
+    if rows > 0 || cascades.deferred.is_some() {
         let mut write_all = |part: &ChangeBatch, at: Option<usize>| -> Result<(), String> {
             for t in targets.iter_mut().filter(|t| t.table == part.table) {
                 let refused = write(t, part, counters, control)?;
@@ -221,10 +222,20 @@ fn apply(
         failed.dedup();
         Counters::add(&counters.written, rows - failed.len());
         Counters::add(&counters.failed, failed.len());
-        Counters::add(&counters.batches, 1);
+        Counters::add(&counters.batches, usize::from(rows > 0));
     }
     let mut p = progress.lock().expect("progress");
-    p.count(b, &failed);
+    if cascades.deferred.is_some() {
+        // A delete whose cascade waits for the next part of its transaction: the position stays
+        // before it, so a restart reads it again rather than lose the cascade.
+        let mut held = b.clone();
+        if let Some(c) = held.changes.last_mut() {
+            c.last = false;
+        }
+        p.count(&held, &failed);
+    } else {
+        p.count(b, &failed);
+    }
     Ok(())
 }
 /// Stores the acknowledged position on every interval (and changes nothing when it has not
