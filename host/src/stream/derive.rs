@@ -1,7 +1,8 @@
 //! Applying one chunk of the log with the changes the source made without logging them.
 //!
 //! A chunk of table P is cut after each run of changes that trigger a cascade (a delete of a
-//! referenced row, a change of referenced columns, a key change) and around each `TRUNCATE`.
+//! referenced row, a change of referenced columns, a key change), before a trigger that looks for
+//! values an earlier trigger of the run gives child rows, and around each `TRUNCATE`.
 //! A run is written with every flow of P; then the rows it changes are found in the graph, level
 //! by level (children, grandchildren, a self-reference's own rows; a row is changed once, so a
 //! cycle ends), all before any of them is written, and written as ordinary changes of their
@@ -13,7 +14,7 @@
 //! not touch; deleting deepest first means every row not yet deleted can still be reached from
 //! the top, so the second look finds exactly what is left.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use etlhost_plugin_sdk::split::FkRule;
 use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, Position, Row, Schema, Value};
@@ -74,11 +75,15 @@ pub(super) fn apply(
     }
     let mut start = 0;
     let mut pending: Vec<Trigger> = Vec::new();
+    // The new values that the pending ON UPDATE triggers give child rows: a later trigger that
+    // looks for one of them must see those updates written first.
+    let mut news: HashSet<(usize, String)> = HashSet::new();
     for i in 0..b.changes.len() {
         let c = &b.changes[i];
         if c.kind == ChangeKind::Truncate {
             run(b, start..i, &pending, cx, write)?;
             pending.clear();
+            news.clear();
             truncate(b, i, cx, write)?;
             start = i + 1;
             continue;
@@ -99,11 +104,18 @@ pub(super) fn apply(
             });
             continue;
         }
-        if found.is_empty() && !part_of_key_change && !pending.is_empty() {
+        let after_updates = found.iter().any(|t| news.contains(&(t.fk, json(&t.old))));
+        if (after_updates || (found.is_empty() && !part_of_key_change)) && !pending.is_empty() {
             run(b, start..i, &pending, cx, write)?;
             pending.clear();
+            news.clear();
             start = i;
         }
+        news.extend(
+            found
+                .iter()
+                .filter_map(|t| Some((t.fk, json(t.new.as_ref()?)))),
+        );
         pending.extend(found);
     }
     run(b, start..b.changes.len(), &pending, cx, write)
