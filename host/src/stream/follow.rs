@@ -225,6 +225,7 @@ fn apply(
         Counters::add(&counters.batches, usize::from(rows > 0));
     }
     let mut p = progress.lock().expect("progress");
+    p.cascaded = cascades.cascaded;
     if cascades.deferred.is_some() {
         // A delete whose cascade waits for the next part of its transaction: the position stays
         // before it, so a restart reads it again rather than lose the cascade.

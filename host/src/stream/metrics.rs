@@ -30,6 +30,9 @@ pub struct Progress {
     pub deletes: u64,
     /// Changes the sink refused for good that went to the dead-letter file (not in the kinds).
     pub failed: u64,
+    /// Changes written for cascades and TRUNCATE that the log did not have (not read, so not in
+    /// the kinds either).
+    pub cascaded: u64,
     started: Instant,
     beat: Instant,
 }
@@ -44,6 +47,7 @@ impl Progress {
             updates: 0,
             deletes: 0,
             failed: 0,
+            cascaded: 0,
             started: Instant::now(),
             beat: Instant::now(),
         }
@@ -132,6 +136,7 @@ impl Progress {
             "updates": self.updates,
             "deletes": self.deletes,
             "failed_changes": self.failed,
+            "cascaded_changes": self.cascaded,
             "changes_per_sec": self.per_sec(),
             "lag_seconds": self.lag_secs(),
             "bytes_behind": self.bytes_behind(),
@@ -210,6 +215,12 @@ fn describe(p: &Progress, mut e: DescriptorEncoder) -> std::fmt::Result {
     ConstCounter::new(p.failed).encode(e.encode_descriptor(
         "etlhost_stream_failed_changes",
         "Changes the sink refused for good, written to the dead-letter file.",
+        None,
+        MetricType::Counter,
+    )?)?;
+    ConstCounter::new(p.cascaded).encode(e.encode_descriptor(
+        "etlhost_stream_cascaded_changes",
+        "Changes written for foreign-key cascades and TRUNCATE, which the binlog does not have.",
         None,
         MetricType::Counter,
     )?)?;
@@ -360,6 +371,7 @@ mod tests {
                 "# TYPE etlhost_stream_changes_total counter",
                 "# TYPE etlhost_stream_changes_by_kind_total counter",
                 "# TYPE etlhost_stream_failed_changes_total counter",
+                "# TYPE etlhost_stream_cascaded_changes_total counter",
                 "# TYPE etlhost_stream_changes_per_second gauge",
                 "# TYPE etlhost_stream_lag_seconds gauge",
                 "# TYPE etlhost_stream_bytes_behind gauge",
@@ -372,6 +384,7 @@ mod tests {
             "etlhost_stream_changes_by_kind_total{kind=\"insert\"} 0",
             "etlhost_stream_changes_by_kind_total{kind=\"delete\"} 0",
             "etlhost_stream_failed_changes_total 0",
+            "etlhost_stream_cascaded_changes_total 0",
             "etlhost_stream_bytes_behind -1",
             "etlhost_stream_caught_up 0",
             "etlhost_stream_position{file=\"binlog.000001\",gtid=\"\"} 4",

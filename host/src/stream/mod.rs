@@ -89,6 +89,9 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
                 snapshot_done: false,
             };
             state::save(&path, &st).map_err(RunError::Start)?;
+            // A new stream: keys held by an earlier one (a --fresh run stopped during its
+            // snapshot) belong to a position this one never passes.
+            dead_letter::forget(spec).map_err(RunError::Start)?;
             st
         }
     };
