@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use super::shape::{shape, TableShape};
 use super::statements::{rowless_tables, Rowless};
+use super::{alter, guards};
 use super::{classify, err, wanted, Follow, Sent, MARIADB_GTID_EVENT};
 
 struct Out {
@@ -235,6 +236,17 @@ impl<'a> Follower<'a> {
         let header = event.header();
         let timestamp = header.timestamp();
         let end = header.log_pos() as u64;
+        // A transaction handed on in parts may have no change pending at its PREPARE, and is of
+        // concern all the same.
+        let parted = (self.txn.pending.is_empty() && self.txn.seen > 0)
+            .then_some("(its earlier changes already written in parts)");
+        let streamed = self
+            .txn
+            .pending
+            .iter()
+            .map(|p| p.0.name.as_str())
+            .chain(parted);
+        guards::readable(header.event_type_raw(), streamed, &self.file, end)?;
         if header.event_type_raw() == MARIADB_GTID_EVENT {
             let d = event.data();
             if d.len() >= 12 {
@@ -282,7 +294,7 @@ impl<'a> Follower<'a> {
             }
             EventData::RowsEvent(rows) => {
                 self.boundary = false;
-                if self.rows(stream, rows, timestamp).await?.is_break() {
+                if self.rows(stream, rows, timestamp, end).await?.is_break() {
                     return Ok(Flow::Break(()));
                 }
                 false
@@ -335,6 +347,8 @@ impl<'a> Follower<'a> {
         {
             return Ok(ControlFlow::Break(()));
         }
+        let db = q.schema();
+        alter::check(&db, sql, &self.tables, &self.shapes, &self.file, end)?;
         // DDL: a table's columns may have changed; read them again when next used.
         self.shapes.clear();
         Ok(ControlFlow::Continue(alone))
@@ -410,6 +424,7 @@ impl<'a> Follower<'a> {
         stream: &BinlogStream,
         rows: RowsEventData<'_>,
         timestamp: u32,
+        end: u64,
     ) -> Result<Flow, Error> {
         let Some(tme) = stream.get_tme(rows.table_id()) else {
             return Err(Error::permanent("a rows event without its table map"));
@@ -419,10 +434,13 @@ impl<'a> Follower<'a> {
             tme.table_name().into_owned(),
         );
         if !self.tables.is_empty() && !self.tables.contains(&key) {
+            guards::ignored_table(&key.0, &key.1);
             return Ok(Flow::Continue(()));
         }
         self.known_shape(&key).await?;
         let s = &self.shapes[&key];
+        let table = format!("{}.{}", key.0, key.1);
+        let layout = s.layout(tme, &table, &format_args!("{}:{end}", self.file))?;
         let kind = match &rows {
             RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
                 ChangeKind::Insert
@@ -439,7 +457,7 @@ impl<'a> Follower<'a> {
             let (before, after) =
                 r.map_err(|e| err(&self.f.secrets, "cannot decode a binlog row", e))?;
             let conv = |r: Option<mysql_async::binlog::row::BinlogRow>| {
-                r.map(|r| s.row(r.unwrap()).map_err(Error::permanent))
+                r.map(|r| s.row_in(&layout, r.unwrap()).map_err(Error::permanent))
                     .transpose()
             };
             let (before, after) = (conv(before)?, conv(after)?);

@@ -20,14 +20,9 @@ use tokio::sync::mpsc;
 
 use crate::types::Typing;
 
-mod follower;
-// The follower calls into these through hooks that land with its own issue-31 changes; until
-// then parts are unused.
-#[allow(dead_code)]
 mod alter;
-#[allow(dead_code)]
+mod follower;
 mod guards;
-#[allow(dead_code)]
 mod layout;
 mod shape;
 mod statements;

@@ -152,11 +152,6 @@ fn members(column_type: &str) -> Vec<String> {
 }
 
 impl TableShape {
-    /// The row by position, unchecked: what the follower did before [`TableShape::layout`].
-    pub(super) fn row(&self, values: Vec<BinlogValue<'static>>) -> Result<Vec<Value>, String> {
-        self.row_in(&Layout::positional(self.schema.len()), values)
-    }
-
     /// One row image converted: the event's column `k` goes to the probe's column
     /// `layout.to[k]` (`None`: dropped since, its value ignored); columns the event lacks are
     /// NULL.
