@@ -73,28 +73,7 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
     let cascades = cascade::Cascades::start(job, &streams, source.clone())
         .map_err(|e| RunError::Start(format!("cannot stream: {e}")))?;
     let path = state::path(spec);
-    let previous = if opts.fresh {
-        None
-    } else {
-        state::load(&path).map_err(RunError::Start)?
-    };
-    let mut st = match previous {
-        Some(st) => {
-            tracing::info!(position = %st.position, snapshot_done = st.snapshot_done, "resuming the stream from {}", path.display());
-            st
-        }
-        None => {
-            let st = state::StreamState {
-                position: head.clone(),
-                snapshot_done: false,
-            };
-            state::save(&path, &st).map_err(RunError::Start)?;
-            // A new stream: keys held by an earlier one (a --fresh run stopped during its
-            // snapshot) belong to a position this one never passes.
-            dead_letter::forget(spec).map_err(RunError::Start)?;
-            st
-        }
-    };
+    let mut st = start_state(spec, &path, head, opts.fresh)?;
     let mut snapshots = Vec::new();
     if !st.snapshot_done {
         for flow in spec.flows_in_order() {
@@ -144,4 +123,32 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
         Status::Succeeded => Ok(s),
         _ => Err(RunError::Failed(Box::new(s))),
     }
+}
+
+/// Where the stream starts: the recorded state, or (none, or `fresh`) a new one at the log's head,
+/// recorded before anything is copied.
+fn start_state(
+    spec: &Spec,
+    path: &std::path::Path,
+    head: etlhost_plugin_sdk::Position,
+    fresh: bool,
+) -> Result<state::StreamState, RunError> {
+    let previous = if fresh {
+        None
+    } else {
+        state::load(path).map_err(RunError::Start)?
+    };
+    if let Some(st) = previous {
+        tracing::info!(position = %st.position, snapshot_done = st.snapshot_done, "resuming the stream from {}", path.display());
+        return Ok(st);
+    }
+    let st = state::StreamState {
+        position: head,
+        snapshot_done: false,
+    };
+    state::save(path, &st).map_err(RunError::Start)?;
+    // A new stream: keys held by an earlier one (a --fresh run stopped during its snapshot)
+    // belong to a position this one never passes.
+    dead_letter::forget(spec).map_err(RunError::Start)?;
+    Ok(st)
 }
