@@ -591,19 +591,19 @@ fn change(kind: ChangeKind, row: Vec<Value>, old: Option<Vec<Value>>, timestamp:
 }
 
 /// A rotate event's log name, without the checksum bytes mysql_common leaves after it. A name is
-/// `<base>.<6 digits>` (the server pads the number to six), and the checksum's bytes may be digits
-/// themselves (`binlog.000001` followed by `2...` was seen), so at most six digits are kept; a
-/// server past binlog.999999 would get a wrong name and a clear "purged" error, never a silent one.
+/// `<base>.<6 digits>` (the server pads the number to six). The checksum's four bytes may be
+/// digits themselves (`binlog.000001` followed by `2...` was seen) or a dot, so the name ends six
+/// digits after the last dot that has six digits after it (a dot among the checksum's bytes has
+/// at most three); a server past binlog.999999 would get a wrong name and a clear "purged" error,
+/// never a silent one.
 fn log_name(raw: &str) -> String {
-    match raw.rfind('.') {
-        Some(dot) => {
-            let digits = raw[dot + 1..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .take(6)
-                .count();
-            raw[..dot + 1 + digits].to_string()
-        }
+    let b = raw.as_bytes();
+    let six_digits = |i: usize| {
+        b.get(i + 1..i + 7)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    match (0..b.len()).rev().find(|&i| b[i] == b'.' && six_digits(i)) {
+        Some(dot) => raw[..dot + 7].to_string(),
         None => raw.to_string(),
     }
 }
@@ -670,5 +670,7 @@ mod tests {
         assert_eq!(log_name("binlog.0000012\u{7f}x"), "binlog.000001");
         assert_eq!(log_name("binlog.000002\u{1}"), "binlog.000002");
         assert_eq!(log_name("my.host-bin.000003"), "my.host-bin.000003");
+        assert_eq!(log_name("binlog.000009\u{1}.2"), "binlog.000009");
+        assert_eq!(log_name("binlog.000009.\u{7f}\u{2}"), "binlog.000009");
     }
 }
