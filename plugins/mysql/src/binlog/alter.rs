@@ -58,7 +58,16 @@ fn rewrite(clause: &[String], columns: Option<&[Column]>) -> Option<String> {
         }
     };
     let name = |i: usize| clause.get(i).map(|w| unquote(w));
+    // Partitions hold rows: dropping, emptying or exchanging one moves them with no row event.
+    let partition = up.get(1).is_some_and(|w| w == "PARTITION");
     match up.first()?.as_str() {
+        "DROP" if partition => Some(format!("drops partition `{}` with its rows", name(2)?)),
+        "TRUNCATE" if partition => Some(format!("empties partition `{}`", name(2)?)),
+        "EXCHANGE" if partition => Some(format!(
+            "exchanges the rows of partition `{}` with those of table `{}`",
+            name(2)?,
+            name(5)?
+        )),
         "DROP" => {
             skip(&mut at, &["COLUMN", "IF", "EXISTS"]);
             let not_a_column = [
@@ -295,6 +304,18 @@ mod tests {
             what("ALTER TABLE person ADD d VARCHAR(3) DEFAULT 'x,y'").as_deref(),
             Some("fills the new column `d` of every row")
         );
+        assert_eq!(
+            what("ALTER TABLE person DROP PARTITION p0").as_deref(),
+            Some("drops partition `p0` with its rows")
+        );
+        assert_eq!(
+            what("ALTER TABLE person TRUNCATE PARTITION p1, p2").as_deref(),
+            Some("empties partition `p1`")
+        );
+        assert_eq!(
+            what("ALTER TABLE person EXCHANGE PARTITION p0 WITH TABLE old_people").as_deref(),
+            Some("exchanges the rows of partition `p0` with those of table `old_people`")
+        );
     }
 
     #[test]
@@ -309,6 +330,8 @@ mod tests {
             "ALTER TABLE person CHANGE n n BIGINT",
             "ALTER TABLE person ALTER COLUMN n SET DEFAULT 3",
             "ALTER TABLE person ENGINE = InnoDB",
+            "ALTER TABLE person ADD PARTITION (PARTITION p9 VALUES LESS THAN (900))",
+            "ALTER TABLE person REORGANIZE PARTITION p0 INTO (PARTITION a VALUES LESS THAN (5))",
             "CREATE TABLE t (a INT NOT NULL)",
             "INSERT INTO person VALUES (1)",
         ] {
