@@ -19,6 +19,7 @@ mod readers;
 mod rss;
 mod shards;
 mod stream;
+mod stream_cascade;
 mod tls;
 mod transforms;
 mod verify;

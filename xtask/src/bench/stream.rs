@@ -460,6 +460,8 @@ pub fn run(opts: &Opts) -> Result<()> {
         "\ncommit-to-graph latency at {offered:.0} changes/s offered: p50 {p50:.0} ms, p99 \
          {p99:.0} ms ({samples} changes; goal: p99 under 1,000 ms)"
     );
+    // Cascades' cost per parent delete: a table of its own (target/bench/stream_cascade.json).
+    super::stream_cascade::run(opts)?;
     report(
         &format!(
             "stream against batch, MERGE, {ROWS} rows, one writer (goal: stream at least 0.8 of \

@@ -93,7 +93,10 @@ fn seed(children: u64) -> Result<std::path::PathBuf> {
         .arg("init")
         .arg(&spec)
         .args(["--force", "--mode", "stream"])
-        .args(["--source-url", &format!("mysql://127.0.0.1:{MYSQL_PORT}/{DB}")])
+        .args([
+            "--source-url",
+            &format!("mysql://127.0.0.1:{MYSQL_PORT}/{DB}"),
+        ])
         .args(["--source-user", "etl", "--source-password", "etl"])
         .args(["--sink-uri", &format!("bolt://127.0.0.1:{BOLT_PORT}")])
         .args(["--sink-user", GRAPH_USER, "--sink-password", GRAPH_PASSWORD])

@@ -4,7 +4,9 @@
 //! probe (the same column metadata a snapshot read converts with, so both read a value alike) and
 //! the primary key from information_schema, re-read after any DDL statement in the log. Changes are
 //! handed on per transaction, once its commit (XID) arrives, each with the position just after that
-//! commit, so the host never records a position inside a transaction.
+//! commit; a transaction with more changes than the request's `max_transaction_changes` goes out in
+//! parts as it is read, each ending at a position inside it (its start plus `skip`, the changes
+//! handed on so far), so the host records how far into it the graph is.
 //!
 //! Here: the server checks, the connection as a replica and the task that runs the follower;
 //! `follower` reads events, `shape` maps a table's columns, `statements` finds the statements
