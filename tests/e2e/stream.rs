@@ -6,7 +6,6 @@
 //! is acknowledged, and a test waits until it reaches the server's own `SHOW MASTER STATUS`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -105,22 +104,12 @@ impl Running {
 
     /// The metrics text, `None` while the stream has not started serving it.
     pub(crate) fn scrape(&self) -> Option<String> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics)).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        Some(text)
+        xtask::metrics::scrape(self.metrics)
     }
 
     /// The acknowledged position from the metrics: `(file, pos)`.
     pub(crate) fn acked(&mut self) -> Option<(String, u64)> {
-        let text = self.scrape()?;
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("etlhost_stream_position{"))?;
-        let file = line.split("file=\"").nth(1)?.split('"').next()?.to_string();
-        let pos = line.rsplit(' ').next()?.parse().ok()?;
-        Some((file, pos))
+        xtask::metrics::acked(&self.scrape()?)
     }
 
     /// Waits until every change up to `target` (the server's binlog head) is acknowledged.

@@ -58,17 +58,7 @@ impl Job {
 
     /// The acknowledged `(file, pos)` from the metrics; `None` before they are served.
     fn acked(&self) -> Option<(String, u64)> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics)).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let line = text
-            .lines()
-            .find(|l| l.starts_with("etlhost_stream_position{"))?;
-        let file = line.split("file=\"").nth(1)?.split('"').next()?.to_string();
-        let pos = line.rsplit(' ').next()?.parse().ok()?;
-        Some((file, pos))
+        xtask::metrics::acked(&xtask::metrics::scrape(self.metrics)?)
     }
 
     /// Waits until the job has acknowledged everything up to the binlog's `target`.

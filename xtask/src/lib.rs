@@ -4,6 +4,7 @@
 pub mod graph;
 pub mod keystore;
 pub mod mariadb;
+pub mod metrics;
 pub mod services;
 pub mod transforms;
 

@@ -17,7 +17,7 @@
 //!   again without `--fresh`: the graph checked exact.
 
 use std::cell::Cell;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,17 +80,9 @@ fn dir() -> PathBuf {
 
 /// The acknowledged position and whether the stream is caught up, from its metrics.
 fn scrape(port: u16) -> Option<(String, u64, bool)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("etlhost_stream_position{"))?;
-    let file = line.split("file=\"").nth(1)?.split('"').next()?.to_string();
-    let pos = line.rsplit(' ').next()?.parse().ok()?;
-    let caught_up = text.lines().any(|l| l == "etlhost_stream_caught_up 1");
-    Some((file, pos, caught_up))
+    let text = xtask::metrics::scrape(port)?;
+    let (file, pos) = xtask::metrics::acked(&text)?;
+    Some((file, pos, xtask::metrics::caught_up(&text)))
 }
 
 fn head() -> Result<(String, u64)> {

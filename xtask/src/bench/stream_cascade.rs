@@ -45,16 +45,7 @@ fn head() -> Result<(String, u64)> {
 
 /// The acknowledged position from the stream's metrics.
 fn acked(port: u16) -> Option<(String, u64)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("etlhost_stream_position{"))?;
-    let file = line.split("file=\"").nth(1)?.split('"').next()?.to_string();
-    Some((file, line.rsplit(' ').next()?.parse().ok()?))
+    xtask::metrics::acked(&xtask::metrics::scrape(port)?)
 }
 
 fn wait_acked(job: &mut Child, port: u16, target: &(String, u64)) -> Result<()> {
