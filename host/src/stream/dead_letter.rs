@@ -442,6 +442,7 @@ mod tests {
                     commit: at("binlog.000001", 100 + i as u64, 0),
                     last: true,
                     timestamp: 0,
+                    no_fk_actions: false,
                 })
                 .collect(),
         }

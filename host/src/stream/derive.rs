@@ -357,6 +357,7 @@ fn change(effect: &Effect, current: &Row) -> Change {
         commit: Position::default(),
         last: false,
         timestamp: 0,
+        no_fk_actions: false,
     }
 }
 
@@ -425,6 +426,7 @@ fn plain(kind: ChangeKind, row: &Row, old: Option<&Row>) -> Change {
         commit: Position::default(),
         last: false,
         timestamp: 0,
+        no_fk_actions: false,
     }
 }
 

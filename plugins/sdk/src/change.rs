@@ -141,6 +141,10 @@ pub struct Change {
     pub last: bool,
     /// When the source wrote it (seconds since 1970, UTC), for lag.
     pub timestamp: u32,
+    /// The source changed the row with its foreign-key actions off (MySQL's
+    /// `foreign_key_checks = 0`): no `ON DELETE`/`ON UPDATE` rule followed from it, so the host
+    /// must not apply one either.
+    pub no_fk_actions: bool,
 }
 
 /// Changes of one table, in log order.
@@ -162,9 +166,13 @@ const POS: &str = "_etl_pos";
 const GTID: &str = "_etl_gtid";
 const LAST: &str = "_etl_last";
 const TS: &str = "_etl_ts";
-/// Added after the first eight: batches from sources built before it have none (no `skip`).
+/// Added after the first eight: batches from sources built before them have neither (no `skip`,
+/// foreign-key actions on).
 const SKIP: &str = "_etl_skip";
-const RESERVED: usize = 9;
+const NO_FK: &str = "_etl_no_fk";
+const RESERVED: usize = 10;
+/// The reserved columns every version has.
+const FIRST_EIGHT: [&str; 8] = [KIND, TABLE, KEY, FILE, POS, GTID, LAST, TS];
 const OLD: &str = "_etl_old.";
 
 impl ChangeBatch {
@@ -182,6 +190,7 @@ impl ChangeBatch {
             (LAST, ColumnType::Bool),
             (TS, ColumnType::Int),
             (SKIP, ColumnType::UInt),
+            (NO_FK, ColumnType::Bool),
         ]
         .into_iter()
         .map(|(name, ty)| Column {
@@ -214,6 +223,7 @@ impl ChangeBatch {
                 r.push(Value::Bool(c.last));
                 r.push(Value::Int(c.timestamp as i64));
                 r.push(Value::UInt(c.commit.skip));
+                r.push(Value::Bool(c.no_fk_actions));
                 let mut row = c.row;
                 row.resize(n, Value::Null);
                 r.extend(row);
@@ -246,15 +256,13 @@ impl ChangeBatch {
             .take(RESERVED)
             .map(|c| c.name.as_str())
             .collect();
-        if names.len() < RESERVED - 1
-            || names[..RESERVED - 1] != [KIND, TABLE, KEY, FILE, POS, GTID, LAST, TS]
-        {
+        if names.len() < FIRST_EIGHT.len() || names[..FIRST_EIGHT.len()] != FIRST_EIGHT {
             return Err("not a change batch: the reserved columns are missing".into());
         }
-        let reserved = if names.get(RESERVED - 1) == Some(&SKIP) {
-            RESERVED
-        } else {
-            RESERVED - 1
+        let reserved = match (names.get(8), names.get(9)) {
+            (Some(&SKIP), Some(&NO_FK)) => 10,
+            (Some(&SKIP), _) => 9,
+            _ => 8,
         };
         let rest = batch.schema.len() - reserved;
         if rest % 2 != 0 {
@@ -317,6 +325,7 @@ impl ChangeBatch {
                     Value::Int(t) => t as u32,
                     _ => 0,
                 },
+                no_fk_actions: reserved > 9 && matches!(r[9], Value::Bool(true)),
             });
         }
         Ok(ChangeBatch {
@@ -390,6 +399,7 @@ mod tests {
                     commit: at(10),
                     last: false,
                     timestamp: 5,
+                    no_fk_actions: false,
                 },
                 Change {
                     kind: ChangeKind::Update,
@@ -398,6 +408,7 @@ mod tests {
                     commit: at(10),
                     last: true,
                     timestamp: 5,
+                    no_fk_actions: false,
                 },
                 // A key change's insert keeps the old row; a truncate has none.
                 Change {
@@ -407,6 +418,7 @@ mod tests {
                     commit: Position { skip: 3, ..at(20) },
                     last: true,
                     timestamp: 6,
+                    no_fk_actions: true,
                 },
                 Change {
                     kind: ChangeKind::Truncate,
@@ -415,6 +427,7 @@ mod tests {
                     commit: at(30),
                     last: true,
                     timestamp: 7,
+                    no_fk_actions: false,
                 },
             ],
         };
@@ -461,14 +474,15 @@ mod tests {
                 },
                 last: true,
                 timestamp: 1,
+                no_fk_actions: false,
             }],
         };
         let mut old = b.clone().into_batch();
         let mut cols: Vec<Column> = old.schema.iter().cloned().collect();
-        cols.remove(RESERVED - 1);
+        cols.drain(8..RESERVED);
         old.schema = cols.into();
         for r in &mut old.rows {
-            r.remove(RESERVED - 1);
+            r.drain(8..RESERVED);
         }
         assert_eq!(ChangeBatch::from_batch(old).unwrap(), b);
     }

@@ -14,6 +14,7 @@ use etlhost_plugin_sdk::{
 };
 use futures_util::{FutureExt, StreamExt};
 use mysql_async::binlog::events::{Event, EventData, QueryEvent, RowsEventData};
+use mysql_async::binlog::RowsEventFlags;
 use mysql_async::BinlogStream;
 use tokio::sync::mpsc;
 
@@ -441,6 +442,8 @@ impl<'a> Follower<'a> {
         let s = &self.shapes[&key];
         let table = format!("{}.{}", key.0, key.1);
         let layout = s.layout(tme, &table, &format_args!("{}:{end}", self.file))?;
+        // Written with foreign_key_checks = 0: InnoDB took no ON DELETE/UPDATE action for it.
+        let no_fk = rows.flags().contains(RowsEventFlags::NO_FOREIGN_KEY_CHECKS);
         let kind = match &rows {
             RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => {
                 ChangeKind::Insert
@@ -461,7 +464,8 @@ impl<'a> Follower<'a> {
                     .transpose()
             };
             let (before, after) = (conv(before)?, conv(after)?);
-            changes(kind, &s.key, before, after, timestamp, |c| {
+            changes(kind, &s.key, before, after, timestamp, |mut c| {
+                c.no_fk_actions = no_fk;
                 event_changes.push(c)
             });
         }
@@ -587,6 +591,7 @@ fn change(kind: ChangeKind, row: Vec<Value>, old: Option<Vec<Value>>, timestamp:
         commit: Position::default(),
         last: false,
         timestamp,
+        no_fk_actions: false,
     }
 }
 
@@ -616,6 +621,7 @@ fn mark(at: Position, timestamp: u32) -> Change {
         commit: at,
         last: true,
         timestamp,
+        no_fk_actions: false,
     }
 }
 
