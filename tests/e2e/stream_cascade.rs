@@ -430,3 +430,51 @@ async fn sc_a_key_change_split_across_parts_of_a_transaction_cascades_as_an_upda
     assert_verified_tables(&pool, db, &spec, &TABLES[..2]).await;
     assert_eq!(job.terminate(), 130);
 }
+
+/// With `foreign_key_checks = 0` InnoDB takes no ON DELETE action: the children stay in MySQL,
+/// pointing at a parent that is gone, and so they stay in the graph (the rows event says so).
+#[tokio::test(flavor = "multi_thread")]
+async fn sc_a_delete_without_foreign_key_checks_cascades_nothing() {
+    let db = "sc_nofk";
+    let pool = mysql(db).await;
+    seed(&pool).await;
+    let _g = graph(db).await;
+    let dir = scratch_dir(db);
+    let spec = init_stream_spec(db, &dir);
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+
+    let mut c = pool.get_conn().await.unwrap();
+    c.query_drop("SET SESSION foreign_key_checks = 0")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM team WHERE id = 1").await.unwrap();
+    drop(c);
+    // Then one with the checks on again, which cascades as usual.
+    exec(&pool, "DELETE FROM team WHERE id = 2").await;
+    job.wait_until_acked(&head(&pool).await);
+
+    let mut c = pool.get_conn().await.unwrap();
+    for (table, label) in [("team", "Team"), ("member", "Member"), ("task", "Task")] {
+        let want: i64 = c
+            .query_first(format!("SELECT COUNT(*) FROM {table}"))
+            .await
+            .unwrap()
+            .unwrap();
+        let got = cypher(db, &format!("MATCH (n:{label}) RETURN count(n) AS n"));
+        assert_eq!(got[0]["n"], want, "{label} nodes");
+    }
+    // Team 1's four members (and their tasks) are still there; team 2's went.
+    let members = cypher(
+        db,
+        "MATCH (m:Member) RETURN m.team_id AS t, count(m) AS n ORDER BY t",
+    );
+    assert_eq!(
+        members,
+        [
+            serde_json::json!({"t": 1, "n": 4}),
+            serde_json::json!({"t": 3, "n": 4})
+        ]
+    );
+    assert_eq!(job.terminate(), 130);
+}

@@ -143,6 +143,10 @@ fn values(row: &Row, schema: &Schema, columns: &[String]) -> Option<Vec<Value>> 
 fn triggers(b: &ChangeBatch, i: usize, cx: &Cascades) -> Vec<Trigger> {
     let c = &b.changes[i];
     let mut out = Vec::new();
+    if c.no_fk_actions {
+        // MySQL ran it with foreign_key_checks = 0: the child rows stayed as they were.
+        return out;
+    }
     for (n, fk) in cx
         .fks
         .iter()
