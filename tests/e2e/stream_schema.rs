@@ -604,3 +604,63 @@ async fn ss_a_replica_with_log_slave_updates_streams_what_its_primary_wrote() {
     assert_graph_equals(&mysql_rows(&on_primary).await, "ss_replica");
     assert_eq!(job.terminate(), 130);
 }
+
+/// A row change the binlog does not carry as rows (an UPDATE logged as a statement by a session
+/// with binlog_format = STATEMENT) stops the stream at its event; a rolled-back transaction that
+/// also changed a non-transactional table leaves the graph as MySQL has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn ss_a_row_change_logged_as_a_statement_stops_the_stream_and_a_rollback_is_followed() {
+    let pool = mysql("ss_stmt").await;
+    let _g = graph("ss_stmt").await;
+    all(
+        &pool,
+        &[
+            "CREATE TABLE person (id INT PRIMARY KEY, a VARCHAR(20), b INT)",
+            "CREATE TABLE audit (id INT) ENGINE = MyISAM",
+            "INSERT INTO person VALUES (1, 'a1', 1), (2, 'a2', 2)",
+        ],
+    )
+    .await;
+    let (dir, spec, mut job) = start_stream("ss_stmt");
+    job.wait_until_acked(&head(&pool).await);
+    assert_eq!(job.terminate(), 130);
+
+    let sql = "UPDATE person SET b = b + 1";
+    let mut c = pool.get_conn().await.unwrap();
+    c.query_drop("SET SESSION binlog_format = 'STATEMENT'")
+        .await
+        .unwrap();
+    c.query_drop(sql).await.unwrap();
+    drop(c);
+    let at = statement_end(&pool, "ss_stmt", sql).await;
+    let (code, stderr) = run_to_end(&spec, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        first_error(&stderr),
+        format!(
+            "error: job failed: plugin mysql: the binlog at {at} has `{sql}`, a change of the \
+             streamed table ss_stmt.person logged as a statement rather than as rows \
+             (binlog_format STATEMENT or MIXED in that session, or a MEMORY table emptied at a \
+             restart): the stream stops here rather than pass over it; keep binlog_format=ROW for \
+             every session, then run the flow again with --fresh for a new snapshot"
+        )
+    );
+    stream_then_stop(&pool, &spec, &dir, true).await;
+    assert_graph_equals(&mysql_rows(&pool).await, "ss_stmt");
+
+    // A transaction that changed a streamed table and a MyISAM one, then rolled back: MariaDB
+    // logs the MyISAM row alone and drops the undone ones, so the stream follows exactly (the
+    // follower still stops at a ROLLBACK that ends streamed changes, which MySQL may write).
+    let mut c = pool.get_conn().await.unwrap();
+    for s in [
+        "BEGIN",
+        "UPDATE person SET b = 10 WHERE id = 1",
+        "INSERT INTO audit VALUES (1)",
+        "ROLLBACK",
+    ] {
+        c.query_drop(s).await.unwrap();
+    }
+    drop(c);
+    stream_then_stop(&pool, &spec, &dir, false).await;
+    assert_graph_equals(&mysql_rows(&pool).await, "ss_stmt");
+}

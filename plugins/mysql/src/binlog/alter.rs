@@ -41,7 +41,7 @@ pub(super) fn check(
     let Some(what) = clauses.iter().find_map(|c| rewrite(c, columns.as_deref())) else {
         return Ok(());
     };
-    let statement: String = sql.chars().take(200).collect();
+    let statement = super::statements::quote(sql);
     Err(Error::permanent(format!(
         "the binlog at {file}:{end} has `{statement}`, which {what} of the streamed table {}.{} without row events (nodes written before would keep the old values): the stream stops here rather than let the target drift from MySQL; run the flow again with --fresh for a new snapshot",
         key.0, key.1

@@ -9,6 +9,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use etlhost_plugin_sdk::redact::redact_secrets;
 use etlhost_plugin_sdk::{
     Change, ChangeBatch, ChangeKind, Error, Position, Schema, StreamRequest, Value,
 };
@@ -19,7 +20,7 @@ use mysql_async::BinlogStream;
 use tokio::sync::mpsc;
 
 use super::shape::{shape, TableShape};
-use super::statements::{rowless_tables, Rowless};
+use super::statements::{self, rowless_tables, Boundary, Rowless};
 use super::{alter, guards};
 use super::{classify, err, wanted, Follow, Sent, MARIADB_GTID_EVENT};
 
@@ -284,6 +285,13 @@ impl<'a> Follower<'a> {
                 ControlFlow::Break(()) => return Ok(Flow::Break(())),
             },
             EventData::XidEvent(_) => true,
+            EventData::TransactionPayloadEvent(_) => {
+                return Err(Error::permanent(format!(
+                    "the binlog at {}:{end} has a compressed transaction (binlog_transaction_compression was switched on after the stream started), which etlhost does not read: the stream stops here rather than pass over its changes; {}, then run the flow again with --fresh for a new snapshot",
+                    self.file,
+                    guards::PAYLOAD_FIX
+                )));
+            }
             EventData::GtidEvent(_) | EventData::AnonymousGtidEvent(_) => {
                 // MySQL's GTID event opens a transaction: its start is before it.
                 self.boundary = false;
@@ -320,6 +328,13 @@ impl<'a> Follower<'a> {
         self.commit(at, timestamp).await
     }
 
+    /// An error about a statement, without the source's secrets (a statement may carry one).
+    fn redacted(&self, mut e: Error) -> Error {
+        let secrets: Vec<&str> = self.f.secrets.iter().map(String::as_str).collect();
+        e.message = redact_secrets(&e.message, &secrets);
+        e
+    }
+
     /// A statement event: whether it commits (`COMMIT`, or DDL, which commits by itself).
     async fn statement(
         &mut self,
@@ -329,18 +344,42 @@ impl<'a> Follower<'a> {
     ) -> Result<ControlFlow<(), bool>, Error> {
         let sql = q.query();
         let sql = sql.trim();
-        if sql.eq_ignore_ascii_case("BEGIN") {
-            self.boundary = false;
-            self.in_begin = true;
-            return Ok(ControlFlow::Continue(false));
+        match statements::boundary(sql) {
+            Boundary::Begin => {
+                self.boundary = false;
+                self.in_begin = true;
+                return Ok(ControlFlow::Continue(false));
+            }
+            Boundary::Commit => return Ok(ControlFlow::Continue(true)),
+            Boundary::Rollback if self.txn.seen > 0 => {
+                // MySQL logs a rolled-back transaction only when it also changed a
+                // non-transactional table; which of its changes stay cannot be told from here.
+                return Err(Error::permanent(format!(
+                    "the binlog at {}:{end} has a ROLLBACK of a transaction that changed a streamed table (MySQL logs one when it also changed a non-transactional table, whose changes stay while the others are undone): the stream stops here rather than apply undone changes or drop kept ones; run the flow again with --fresh for a new snapshot",
+                    self.file
+                )));
+            }
+            Boundary::Rollback => return Ok(ControlFlow::Continue(true)),
+            Boundary::Inside => return Ok(ControlFlow::Continue(false)),
+            Boundary::Other => {}
         }
-        if sql.eq_ignore_ascii_case("COMMIT") || sql.eq_ignore_ascii_case("ROLLBACK") {
-            // A logged ROLLBACK ends a transaction whose non-transactional changes stay.
-            return Ok(ControlFlow::Continue(true));
+        // Any other statement inside a transaction ends nothing; outside one (DDL) it commits
+        // by itself.
+        let alone = !self.in_begin;
+        let streamed = |db: Option<String>, t: String| {
+            let key = (db.unwrap_or_else(|| q.schema().into_owned()), t);
+            (self.tables.is_empty() || self.tables.contains(&key)).then_some(key)
+        };
+        if let Some((db, table)) = statements::dml_tables(sql)
+            .into_iter()
+            .find_map(|(d, t)| streamed(d, t))
+        {
+            let statement = statements::quote(sql);
+            return Err(self.redacted(Error::permanent(format!(
+                "the binlog at {}:{end} has `{statement}`, a change of the streamed table {db}.{table} logged as a statement rather than as rows (binlog_format STATEMENT or MIXED in that session, or a MEMORY table emptied at a restart): the stream stops here rather than pass over it; keep binlog_format=ROW for every session, then run the flow again with --fresh for a new snapshot",
+                self.file
+            ))));
         }
-        // A statement outside a transaction commits by itself (DDL); inside one (a `SAVEPOINT`)
-        // it ends nothing, even when no change is pending after a part went out.
-        let alone = !self.in_begin || self.txn.seen == 0;
         if self
             .rowless_change(&q.schema(), sql, end, timestamp)
             .await?
@@ -349,7 +388,8 @@ impl<'a> Follower<'a> {
             return Ok(ControlFlow::Break(()));
         }
         let db = q.schema();
-        alter::check(&db, sql, &self.tables, &self.shapes, &self.file, end)?;
+        alter::check(&db, sql, &self.tables, &self.shapes, &self.file, end)
+            .map_err(|e| self.redacted(e))?;
         // DDL: a table's columns may have changed; read them again when next used.
         self.shapes.clear();
         Ok(ControlFlow::Continue(alone))
@@ -384,12 +424,12 @@ impl<'a> Follower<'a> {
             let truncate = change(ChangeKind::Truncate, Vec::new(), None, timestamp);
             return Ok(self.add(&table, truncate).await);
         }
-        let statement: String = sql.chars().take(200).collect();
-        Err(Error::permanent(format!(
+        let statement = statements::quote(sql);
+        Err(self.redacted(Error::permanent(format!(
             "the binlog at {}:{end} has `{statement}`, which {} the streamed table {db}.{table} without row events: the stream stops here rather than let the target drift from MySQL; run the flow again with --fresh for a new snapshot",
             self.file,
             what.verb()
-        )))
+        ))))
     }
 
     /// Reads a table's columns and key unless they are known since the last DDL statement.

@@ -27,20 +27,34 @@ const COMPRESSED: std::ops::RangeInclusive<u8> = 165..=171;
 const COMPRESS_FIX: &str =
     "SET GLOBAL log_bin_compress = OFF (and log-bin-compress=OFF in the server's configuration)";
 
-/// Refuses a server that compresses its binlog events (`log_bin_compress`, MariaDB 10.2+);
-/// servers without the setting (MySQL) pass.
+/// MySQL 8.0.20+'s `binlog_transaction_compression` fix, at start and at the event alike.
+pub(super) const PAYLOAD_FIX: &str = "SET GLOBAL binlog_transaction_compression = OFF (and binlog-transaction-compression=OFF in the server's configuration)";
+
+/// Refuses a server that compresses its binlog events (`log_bin_compress`, MariaDB 10.2+; MySQL
+/// 8.0.20+'s `binlog_transaction_compression`, which wraps whole transactions in one payload
+/// event); a server without the setting passes.
 pub(super) async fn check_compression(conn: &mut Conn) -> Result<(), Error> {
-    let on: Option<i64> = conn
-        .query_first("SELECT @@log_bin_compress")
-        .await
-        .ok()
-        .flatten();
-    if on.unwrap_or(0) != 0 {
+    if setting_on(conn, "log_bin_compress").await {
         return Err(Error::permanent(format!(
             "log_bin_compress is ON: the server writes compressed binlog events, which etlhost cannot read: {COMPRESS_FIX}; events already written compressed cannot be streamed, so start with --fresh after switching it off"
         )));
     }
+    if setting_on(conn, "binlog_transaction_compression").await {
+        return Err(Error::permanent(format!(
+            "binlog_transaction_compression is ON: the server writes each transaction as one compressed payload event, which etlhost does not read: {PAYLOAD_FIX}; transactions already written compressed cannot be streamed, so start with --fresh after switching it off"
+        )));
+    }
     Ok(())
+}
+
+/// Whether a numeric server setting is on; a server without it answers an error: off.
+async fn setting_on(conn: &mut Conn, var: &str) -> bool {
+    let v: Option<i64> = conn
+        .query_first(format!("SELECT @@{var}"))
+        .await
+        .ok()
+        .flatten();
+    v.unwrap_or(0) != 0
 }
 
 /// Says once per process (the host asks for the head more than once), when the binlog does not

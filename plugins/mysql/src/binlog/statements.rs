@@ -128,6 +128,80 @@ fn sql_words(sql: &str) -> Vec<String> {
     words
 }
 
+/// Where a statement stands in a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Boundary {
+    /// `BEGIN`, `XA START`: a transaction starts (MySQL; MariaDB's GTID event says it).
+    Begin,
+    /// `COMMIT`: it ends.
+    Commit,
+    /// `ROLLBACK` (not `ROLLBACK TO`): it ends, undone.
+    Rollback,
+    /// `SAVEPOINT`, `ROLLBACK TO`, `RELEASE SAVEPOINT`, `XA END`: inside a transaction, ending
+    /// nothing (an XA's end is its PREPARE event or a later `XA COMMIT`).
+    Inside,
+    /// Anything else: DDL commits by itself outside a transaction.
+    Other,
+}
+
+pub(super) fn boundary(sql: &str) -> Boundary {
+    let words = sql_words(sql);
+    let up = |i: usize| words.get(i).map(|w| w.to_ascii_uppercase());
+    match (up(0).as_deref(), up(1).as_deref()) {
+        (Some("BEGIN"), None) => Boundary::Begin,
+        (Some("XA"), Some("START" | "BEGIN")) => Boundary::Begin,
+        (Some("COMMIT"), None) => Boundary::Commit,
+        (Some("ROLLBACK"), None) => Boundary::Rollback,
+        (Some("SAVEPOINT" | "RELEASE"), _) | (Some("ROLLBACK"), Some("TO")) => Boundary::Inside,
+        (Some("XA"), Some("END")) => Boundary::Inside,
+        _ => Boundary::Other,
+    }
+}
+
+/// The names a data-changing statement logged as a statement (not as rows) may change: every
+/// word of an `INSERT`, `UPDATE`, `DELETE`, `REPLACE` or `LOAD` that could be a table's name.
+/// Wider than the statement's real targets (a column may share a table's name), which can only
+/// stop a stream that is already wrong to follow: a row change logged as a statement.
+pub(super) fn dml_tables(sql: &str) -> Vec<Named> {
+    let words = sql_words(sql);
+    let first = words.first().map(|w| w.to_ascii_uppercase());
+    if !matches!(
+        first.as_deref(),
+        Some("INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD")
+    ) {
+        return Vec::new();
+    }
+    words
+        .iter()
+        .skip(1)
+        .filter(|w| !w.starts_with('\'') && w.as_str() != ",")
+        .map(|w| split_name(w.split('(').next().unwrap_or(w)))
+        .collect()
+}
+
+/// A statement as an error quotes it: at most 200 characters, its string literals masked (an
+/// `ALTER TABLE ... CONNECTION='mysql://user:password@host/db'` must not reach a log).
+pub(super) fn quote(sql: &str) -> String {
+    let mut out = String::new();
+    let mut quoted: Option<char> = None;
+    for c in sql.chars().take(200) {
+        match quoted {
+            Some(q) if c == q => {
+                quoted = None;
+                out.push(c);
+            }
+            Some(_) => {}
+            None if c == '\'' || c == '"' => {
+                quoted = Some(c);
+                out.push(c);
+                out.push_str("...");
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
 /// A table's database (when the statement names it) and its name.
 type Named = (Option<String>, String);
 
@@ -209,5 +283,43 @@ mod rowless_tests {
         ] {
             assert_eq!(tables(sql), None, "{sql}");
         }
+    }
+
+    #[test]
+    fn transaction_boundaries() {
+        use super::{boundary, Boundary::*};
+        for (sql, want) in [
+            ("BEGIN", Begin),
+            ("XA START X'31',X'',1", Begin),
+            ("COMMIT", Commit),
+            ("ROLLBACK", Rollback),
+            ("ROLLBACK TO sp1", Inside),
+            ("SAVEPOINT sp1", Inside),
+            ("RELEASE SAVEPOINT sp1", Inside),
+            ("XA END X'31',X'',1", Inside),
+            ("ALTER TABLE t ADD COLUMN c INT", Other),
+        ] {
+            assert_eq!(boundary(sql), want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn row_changes_logged_as_statements_name_their_tables() {
+        use super::dml_tables;
+        let has = |sql: &str, t: &str| dml_tables(sql).iter().any(|(_, n)| n == t);
+        assert!(has("DELETE FROM `person`", "person"));
+        assert!(has("UPDATE shop.person SET a = 1", "person"));
+        assert!(has("INSERT INTO person(id) VALUES (1)", "person"));
+        assert!(has("LOAD DATA INFILE 'x.csv' INTO TABLE person", "person"));
+        assert!(!has("LOAD DATA INFILE 'person' INTO TABLE other", "person"));
+        assert!(dml_tables("ALTER TABLE person ADD c INT").is_empty());
+    }
+
+    #[test]
+    fn quoted_statements_mask_their_literals() {
+        assert_eq!(
+            super::quote("ALTER TABLE t CONNECTION='mysql://u:secret@h/db', COMMENT \"x\""),
+            "ALTER TABLE t CONNECTION='...', COMMENT \"...\""
+        );
     }
 }
