@@ -63,7 +63,13 @@ pub(super) fn apply(
                 .is_some_and(|c| c.kind == ChangeKind::Insert && c.old.as_ref() == Some(&d.row));
         if !key_change {
             let found = resolve(d.triggers, cx)?;
-            write_found(found, cx, write)?;
+            // The deferred delete's transaction goes on in this batch.
+            let at = b
+                .changes
+                .first()
+                .map(|c| c.commit.clone())
+                .unwrap_or_default();
+            write_found(found, &at, cx, write)?;
         }
     }
     if b.changes.iter().all(|c| c.kind == ChangeKind::Mark) {
@@ -213,7 +219,13 @@ fn run(
         return Ok(());
     }
     let found = resolve(triggers.to_vec(), cx)?;
-    write_found(found, cx, write)
+    // Derived changes carry their trigger's transaction, for the dead-letter file and held keys.
+    let at = part
+        .changes
+        .last()
+        .map(|c| c.commit.clone())
+        .unwrap_or_default();
+    write_found(found, &at, cx, write)
 }
 
 /// Follows the triggers through the graph, level by level, before anything is written.
@@ -369,6 +381,7 @@ fn change(effect: &Effect, current: &Row) -> Change {
 /// key change as a delete and an insert, as the source sends one).
 fn write_found(
     found: HashMap<String, Found>,
+    at: &Position,
     cx: &mut Cascades,
     write: &mut Write<'_>,
 ) -> Result<(), String> {
@@ -405,6 +418,9 @@ fn write_found(
                 }
                 if changes.is_empty() {
                     continue;
+                }
+                for c in &mut changes {
+                    c.commit = at.clone();
                 }
                 cx.cascaded += changes.len() as u64;
                 write(
@@ -466,7 +482,10 @@ fn truncate(
         let key = cx.key_in(&b.table, &schema)?;
         let changes = rows
             .iter()
-            .map(|r| plain(ChangeKind::Delete, r, None))
+            .map(|r| Change {
+                commit: at.clone(),
+                ..plain(ChangeKind::Delete, r, None)
+            })
             .collect();
         cx.cascaded += rows.len() as u64;
         write(

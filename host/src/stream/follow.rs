@@ -203,7 +203,6 @@ fn apply(
         .iter()
         .filter(|c| c.kind != ChangeKind::Mark)
         .count();
-    Counters::add(&counters.read, rows);
     // Dead-lettered changes (by any flow of the table), so that read = written + failed.
     let mut failed = Vec::new();
     // A batch without rows still settles a cascade that waited for it (see `derive`).
@@ -220,6 +219,9 @@ fn apply(
         super::derive::apply(b, cascades, &mut write_all)?;
         failed.sort_unstable();
         failed.dedup();
+        // Counted once settled: a chunk whose write stops the stream is read again after it, so
+        // the statistics balance (read = written + failed) at any stop.
+        Counters::add(&counters.read, rows);
         Counters::add(&counters.written, rows - failed.len());
         Counters::add(&counters.failed, failed.len());
         Counters::add(&counters.batches, usize::from(rows > 0));
