@@ -91,6 +91,13 @@ async fn a_failed_flow_stops_the_flows_after_it() {
     let s = summary.display().to_string();
     // Every person is in the graph already, so each row breaks the unique constraint, with an
     // error naming its own key: bad rows, not a failing sink (which would stop the job at once).
+    // The constraint is made here, before the job's two writers run the same setup: a write
+    // racing ArcadeDB's index build could otherwise slip one duplicate in.
+    g.run(neo4rs::query(
+        "CREATE CONSTRAINT person_id IF NOT EXISTS FOR (p:Person) REQUIRE p.id IS UNIQUE",
+    ))
+    .await
+    .unwrap();
     g.run(neo4rs::query(
         "UNWIND range(1, 10) AS id CREATE (:Person {id: id})",
     ))
