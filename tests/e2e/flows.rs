@@ -116,13 +116,21 @@ async fn a_failed_flow_stops_the_flows_after_it() {
     let summary = read_summary(&summary);
     let flows = summary["flows"].as_array().unwrap();
     assert_eq!(flows.len(), 1, "`knows` must not run after `people` failed");
-    assert_eq!(flows[0]["failed"], 10);
-    assert_eq!(summary["read"], 10);
-    assert_eq!(summary["failed"], 10);
+    // Past max_failed_rows (0) the flow stops reading and writes only what it read: its second
+    // reader may not have read all its rows by then, so the counts depend on timing, but they
+    // balance and name the same number.
+    let failed = flows[0]["failed"].as_u64().unwrap();
+    assert!((1..=10).contains(&failed), "{summary}");
+    assert_eq!(summary["failed"], failed);
+    assert_eq!(
+        summary["read"].as_u64().unwrap(),
+        summary["written"].as_u64().unwrap() + failed,
+        "{summary}"
+    );
     assert!(
-        out.stderr.contains(
-            "error: job failed: flow `people`: 10 rows failed, more than max_failed_rows (0)"
-        ),
+        out.stderr.contains(&format!(
+            "error: job failed: flow `people`: {failed} rows failed, more than max_failed_rows (0)"
+        )),
         "{}",
         out.stderr
     );
