@@ -33,8 +33,40 @@ pub struct Progress {
     /// Changes written for cascades and TRUNCATE that the log did not have (not read, so not in
     /// the kinds either).
     pub cascaded: u64,
+    /// What this process is for the job (with the position in the target, one of several).
+    pub role: Role,
+    /// The job's lease as last read or written: holder, epoch, expiry (ms since 1970).
+    pub lease: Option<(String, u64, u64)>,
+    /// Times this process became the active one.
+    pub takeovers: u64,
     started: Instant,
     beat: Instant,
+}
+
+/// A process's part in a streaming job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Reading its position, claiming the lease.
+    Starting,
+    /// Following the change log and writing (the snapshot included).
+    Active,
+    /// Waiting for the active process's lease to expire.
+    Standby,
+    /// Another process took the job over; this one stops.
+    Fenced,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Starting, Role::Active, Role::Standby, Role::Fenced];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Starting => "starting",
+            Role::Active => "active",
+            Role::Standby => "standby",
+            Role::Fenced => "fenced",
+        }
+    }
 }
 
 impl Progress {
@@ -48,6 +80,9 @@ impl Progress {
             deletes: 0,
             failed: 0,
             cascaded: 0,
+            role: Role::Starting,
+            lease: None,
+            takeovers: 0,
             started: Instant::now(),
             beat: Instant::now(),
         }
@@ -163,6 +198,11 @@ impl Progress {
     pub fn alive(&self) -> bool {
         self.beat.elapsed() < STALE_AFTER
     }
+
+    /// `/readyz`: an active process whose loop turns, or a standby that can read the lease.
+    pub fn ready(&self) -> bool {
+        matches!(self.role, Role::Active | Role::Standby) && self.alive()
+    }
 }
 
 /// How long the follow loop may go without a beat before `/healthz` says it is stuck: its turns
@@ -258,7 +298,67 @@ fn describe(p: &Progress, mut e: DescriptorEncoder) -> std::fmt::Result {
         ("file", p.acked.file.as_str()),
         ("gtid", p.acked.gtid.as_deref().unwrap_or("")),
     ];
-    ConstGauge::new(p.acked.pos).encode(position.encode_family(&labels)?)
+    ConstGauge::new(p.acked.pos).encode(position.encode_family(&labels)?)?;
+    drop(position);
+    describe_role(p, e)
+}
+
+/// The process's role and the job's lease, for an orchestrator's dashboards.
+fn describe_role(p: &Progress, mut e: DescriptorEncoder) -> std::fmt::Result {
+    let mut role = e.encode_descriptor(
+        "etlhost_stream_role",
+        "1 for this process's role in the job (starting, active, standby, fenced), 0 for the others.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for r in Role::ALL {
+        let labels = [("role", r.name())];
+        ConstGauge::new(u64::from(p.role == r)).encode(role.encode_family(&labels)?)?;
+    }
+    drop(role);
+    ConstCounter::new(p.takeovers).encode(e.encode_descriptor(
+        "etlhost_stream_takeovers",
+        "Times this process became the job's active process.",
+        None,
+        MetricType::Counter,
+    )?)?;
+    let Some((holder, epoch, expires)) = &p.lease else {
+        return Ok(());
+    };
+    let mut h = e.encode_descriptor(
+        "etlhost_stream_lease_holder",
+        "1, labelled with the process that holds the job's lease.",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(1u64).encode(h.encode_family(&[("holder", holder.as_str())])?)?;
+    drop(h);
+    gauge(
+        &mut e,
+        "etlhost_stream_lease_epoch",
+        "The lease's epoch: it grows by one at every takeover.",
+        *epoch,
+    )?;
+    let left = (*expires as i64 - now_ms() as i64) as f64 / 1000.0;
+    gauge(
+        &mut e,
+        "etlhost_stream_lease_expires_in_seconds",
+        "Seconds until the job's lease expires, by this process's clock (negative: expired).",
+        left.max(-1.0e9),
+    )
+}
+
+/// Every metric family `/metrics` serves, as its lines name them (counters with `_total`): what a
+/// dashboard may query. The lease's appear once the job's lease has been read.
+pub fn exported_names() -> Vec<String> {
+    let mut p = Progress::new(Position::default());
+    p.lease = Some((String::new(), 0, 0));
+    let text = p.prometheus();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect()
 }
 
 fn gauge<N>(e: &mut DescriptorEncoder, name: &str, help: &str, value: N) -> std::fmt::Result
@@ -318,13 +418,26 @@ fn answer(
                     .with_status_code(503)
             }
         }
-        _ => Response::from_string("not found: /metrics or /healthz\n").with_status_code(404),
+        "/readyz" => match progress.lock() {
+            Ok(p) if p.ready() => Response::from_string(p.role.name()),
+            Ok(p) => Response::from_string(format!("not ready: {}\n", p.role.name()))
+                .with_status_code(503),
+            Err(_) => Response::from_string("not ready\n").with_status_code(503),
+        },
+        _ => Response::from_string("not found: /metrics, /healthz or /readyz\n")
+            .with_status_code(404),
     }
 }
 
 fn header(content_type: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
         .expect("a valid header")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Seconds since the Unix epoch, as the acknowledged transactions' timestamps are.
@@ -377,6 +490,8 @@ mod tests {
                 "# TYPE etlhost_stream_bytes_behind gauge",
                 "# TYPE etlhost_stream_caught_up gauge",
                 "# TYPE etlhost_stream_position gauge",
+                "# TYPE etlhost_stream_role gauge",
+                "# TYPE etlhost_stream_takeovers_total counter",
             ]
         );
         for sample in [

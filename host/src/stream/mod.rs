@@ -34,7 +34,7 @@ use crate::plugin::SourceHandle;
 use crate::spec::{FlowRef, Mode, Spec};
 use crate::stats::{Counters, Status, Summary};
 
-pub use metrics::serve as serve_metrics;
+pub use metrics::{exported_names as exported_metric_names, serve as serve_metrics};
 
 /// Whether any flow of the job streams.
 pub fn is_streaming(spec: &Spec) -> bool {
