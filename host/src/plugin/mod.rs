@@ -5,6 +5,7 @@
 
 mod handles;
 mod progress;
+mod stream;
 mod query;
 
 use std::collections::HashMap;
@@ -46,6 +47,9 @@ pub struct Plugin {
     query: Option<&'static etlhost_plugin_sdk::query::SinkQueryVTable>,
     /// A sink's optional progress capability (progress in the target, shards), see [`progress`].
     progress: Option<&'static etlhost_plugin_sdk::progress::SinkProgressVTable>,
+    /// A sink's optional stream capability (a stream's position and lease in the target), see
+    /// [`stream`].
+    stream: Option<&'static etlhost_plugin_sdk::stream_state::SinkStreamVTable>,
     /// A sink's optional change writing ([`abi::SINK_CHECK_CHANGES_SYMBOL`], `mode: stream`).
     pub(crate) changes: Option<(abi::SinkCheckFn, abi::SinkWriteChangesFn)>,
 }
@@ -350,6 +354,7 @@ fn load_uncached(path: &Path) -> Result<Plugin, LoadError> {
         .map(|f| *f);
     let query = query::lookup(lib, &file.to_string());
     let progress = progress::lookup(lib, &file.to_string());
+    let stream = stream::lookup(lib, &file.to_string());
     // SAFETY: the optional symbols' types are the ones the ABI defines for them.
     let changes = unsafe {
         let check = lib.get::<abi::SinkCheckFn>(abi::SINK_CHECK_CHANGES_SYMBOL.as_bytes());
@@ -368,6 +373,7 @@ fn load_uncached(path: &Path) -> Result<Plugin, LoadError> {
         check,
         query,
         progress,
+        stream,
         changes,
     })
 }

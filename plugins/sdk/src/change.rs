@@ -86,6 +86,15 @@ pub struct Position {
     pub skip: u64,
 }
 
+impl Position {
+    /// The order of the log: file, then offset, then how far into a large transaction. A source
+    /// names its files so that they sort in log order (MySQL's `binlog.000001`, ...), or keeps one
+    /// `file` and a growing `pos` (a PostgreSQL LSN); the GTID is not compared.
+    pub fn log_cmp(&self, other: &Position) -> std::cmp::Ordering {
+        (self.file.as_str(), self.pos, self.skip).cmp(&(other.file.as_str(), other.pos, other.skip))
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

@@ -30,6 +30,7 @@ pub mod redact;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod split;
+pub mod stream_state;
 pub mod value;
 
 pub use change::{Change, ChangeBatch, ChangeKind, Position, StreamHead, StreamRequest};
@@ -41,6 +42,10 @@ pub use query::{QueryRequest, SinkQuery};
 pub use split::{
     Catalog, ColumnInfo, CursorRange, ForeignKey, KeyBounds, KeyRange, KeySample, PlanRequest,
     Split, TableInfo,
+};
+pub use stream_state::{
+    ChangeId, Lease, Marked, SinkStream, StreamRecord, StreamStateRequest, WriterMark, WriterRecord,
+    WriterSlot,
 };
 pub use value::{Batch, Column, ColumnType, Point, Row, Schema, Value};
 
