@@ -20,6 +20,7 @@ mod rss;
 mod shards;
 mod stream;
 mod stream_cascade;
+mod stream_service;
 mod tls;
 mod transforms;
 mod verify;
@@ -59,6 +60,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("callgrind", callgrind::run),
     ("verify", verify::run),
     ("stream", stream::run),
+    ("stream_service", stream_service::run),
     ("shards", shards::run),
     ("tls", tls::run),
 ];

@@ -1,0 +1,544 @@
+//! Streaming as a service (issue 32): what exactly-once costs, in throughput and in latency.
+//! `cargo xtask bench stream_service`; two tables in `target/bench/`:
+//!
+//! - `stream_position.json`, in alternating turns: one streaming job (`MERGE`, snapshot of
+//!   `ITEMS` rows first) follows `UPDATES` updates made in transactions of `TXN_ROWS` rows once it
+//!   follows, with its position kept in the graph transaction of each chunk (`checkpoint.store:
+//!   target`) against today's local file (`store: local`, written every 10 s); changes/s from the
+//!   first UPDATE to the stream acknowledging the server's head; goal: target at least 0.95 of
+//!   local. The graph is checked equal to MySQL after each turn, and the position's place (a
+//!   `:EtlhostStream` record in the graph, or the local file, not both), so a run that silently
+//!   kept it elsewhere fails. `BENCH_POSITION_STORE=local` runs the measured case with the local
+//!   file too: the A/A run that shows the harness is fair (a ratio near 1);
+//! - `stream_vs_batch.json`, in alternating turns: `ROWS` rows loaded by a batch job (`MERGE`) and
+//!   the same rows inserted (transactions of 1,000) while a streaming job with the same query and
+//!   sink settings follows, each into a fresh graph, both with the default store; ratio of
+//!   medians stream/batch, goal at least 0.9;
+//! - and in that table (its title and the stream figure), once: `LOAD_RATE` rows/s for `LOAD_SECS` s (a transaction of
+//!   `LOAD_RATE / 250` rows every 4 ms) into a table the stream follows; each row carries the time
+//!   MySQL ran its INSERT (`at`, ms) and the graph stamps its own clock when the stream writes it
+//!   (`timestamp()`, same machine, same clock); p50 / p99 / max of the difference over every
+//!   row, goal p99 under 1 s.
+//!
+//! The waits poll the stream's Prometheus position every 10 ms, which is at most 0.5% of the
+//! shortest timed run.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use xtask::graph::{fresh_graph, graph_count, http};
+use xtask::services::{free_port, BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PORT};
+
+use super::{
+    alternate, bench_dir, etlhost_sample, median, release_bin, report, Case, Figure, Opts, Sample,
+};
+
+/// The MySQL database; each part's graph is a database of its own, made anew every turn.
+const DB: &str = "bench_svc";
+const POSITION_GRAPH: &str = "bench_svc_position";
+const BATCH_GRAPH: &str = "bench_svc_batch";
+const STREAM_GRAPH: &str = "bench_svc_stream";
+const LATENCY_GRAPH: &str = "bench_svc_latency";
+/// Rows of `item`, copied by the snapshot, then updated `UPDATES / ITEMS` times each.
+const ITEMS: u64 = 20_000;
+const UPDATES: u64 = 200_000;
+const TXN_ROWS: u64 = 100;
+/// Rows of stream against batch.
+const ROWS: u64 = 50_000;
+/// The latency's steady load: rows per second, for how long.
+const LOAD_RATE: u64 = 5_000;
+const LOAD_SECS: u64 = 30;
+/// How often the waits read the stream's position.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Runs SQL in the bench's database with the mariadb client; its output, tab-separated.
+pub(super) fn query(text: &str) -> Result<String> {
+    let out = xtask::mariadb()
+        .args(["-N", "-B", "-e", &format!("USE {DB};\n{text}")])
+        .output()?;
+    if !out.status.success() {
+        let head: String = text.chars().take(200).collect();
+        bail!("{head}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The server's binlog head: (file, offset).
+pub(super) fn binlog_head() -> Result<(String, u64)> {
+    let out = query("SHOW MASTER STATUS")?;
+    let mut f = out.split_whitespace();
+    Ok((
+        f.next()
+            .context("no binlog file: is the binary log on?")?
+            .to_string(),
+        f.next().context("no binlog position")?.parse()?,
+    ))
+}
+
+/// A job's spec: `job` holds the job-level keys (mode, checkpoint), the sink writes `:Item` nodes
+/// into `graph` with `query`.
+fn spec(name: &str, job: &str, table: &str, graph: &str, query: &str) -> String {
+    format!(
+        "name: {name}
+{job}source:
+  plugin: mysql
+  options: {{url: \"mysql://127.0.0.1:{MYSQL_PORT}/{DB}\", user: etl, password: etl, table: {table}}}
+sink:
+  plugin: bolt
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: {graph}
+    setup: [\"CREATE INDEX item_id IF NOT EXISTS FOR (i:Item) ON (i.id)\"]
+    query: \"{query}\"
+    delete_query: \"UNWIND $batch AS row MATCH (i:Item {{id: row.id}}) DETACH DELETE i\"
+"
+    )
+}
+
+/// Where the streaming jobs keep local positions.
+fn checkpoint_dir() -> PathBuf {
+    bench_dir().join("svc-cp")
+}
+
+/// The job-level keys of a streaming job; `store` is `checkpoint.store` (none: the default).
+fn stream_keys(snapshot: bool, store: Option<&str>) -> String {
+    let store = store.map_or(String::new(), |s| format!(", store: {s}"));
+    format!(
+        "mode: stream\nsnapshot: {snapshot}\ncheckpoint: {{dir: {}{store}}}\n",
+        checkpoint_dir().display()
+    )
+}
+
+/// A running `etlhost run --fresh` of a streaming spec, with its metrics port; killed when
+/// dropped.
+pub(super) struct StreamJob {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl StreamJob {
+    /// Writes `spec` as `target/bench/<name>.yaml` and starts it.
+    pub(super) fn start(name: &str, spec: &str) -> Result<StreamJob> {
+        let path = bench_dir().join(format!("{name}.yaml"));
+        std::fs::write(&path, spec)?;
+        let port = free_port()?;
+        let log = bench_dir().join(format!("{name}.stderr"));
+        let child = Command::new(release_bin("etlhost"))
+            .arg("run")
+            .arg(&path)
+            .args(["--fresh", "--quiet", "--metrics-addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        Ok(StreamJob { child, port, log })
+    }
+
+    /// Waits until the stream acknowledges `target`, failing with its log if it ends first (its
+    /// metrics port might then answer for another process).
+    pub(super) fn wait_acked(&mut self, target: &(String, u64)) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(600) {
+            if let Some(status) = self.child.try_wait()? {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                bail!("the streaming job ended ({status}):\n{log}");
+            }
+            let acked = xtask::metrics::scrape(self.port).and_then(|t| xtask::metrics::acked(&t));
+            if let Some((file, pos)) = acked {
+                if file > target.0 || (file == target.0 && pos >= target.1) {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+        bail!("the stream never reached {target:?}")
+    }
+
+    /// CPU seconds the process has used so far.
+    fn cpu(&self) -> f64 {
+        process_cpu(self.child.id())
+    }
+}
+
+impl Drop for StreamJob {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds (user + system) a live process has used, from `/proc/<pid>/stat`.
+fn process_cpu(pid: u32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (which may hold spaces), utime and stime are fields 14 and 15.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / tick
+}
+
+/// Runs a Cypher query on `graph` over HTTP: its result rows.
+fn cypher(graph: &str, q: &str) -> Result<Vec<Value>> {
+    let body = json!({"language": "cypher", "command": q});
+    let (code, text) = http(
+        "POST",
+        &format!("/api/v1/command/{graph}"),
+        Some(&body.to_string()),
+    )?;
+    if code != 200 {
+        bail!("{q} on {graph}: {code} {text}");
+    }
+    let v: Value = serde_json::from_str(&text)?;
+    Ok(v["result"].as_array().cloned().unwrap_or_default())
+}
+
+/// The measured case's store (`target`, or `local` for an A/A run of the harness).
+fn candidate_store() -> Result<String> {
+    match std::env::var("BENCH_POSITION_STORE") {
+        Ok(s) if s == "target" || s == "local" => Ok(s),
+        Ok(s) => bail!("BENCH_POSITION_STORE={s}: `target` or `local`"),
+        Err(_) => Ok("target".into()),
+    }
+}
+
+/// The updates of one turn: every row of `item` `UPDATES / ITEMS` times, `TXN_ROWS` rows a
+/// statement (its own transaction).
+fn update_statements() -> String {
+    let mut text = String::new();
+    for _ in 0..UPDATES / ITEMS {
+        for from in (1..=ITEMS).step_by(TXN_ROWS as usize) {
+            let to = from + TXN_ROWS - 1;
+            text.push_str(&format!(
+                "UPDATE item SET v = v + 1 WHERE id BETWEEN {from} AND {to};\n"
+            ));
+        }
+    }
+    text
+}
+
+/// Fails unless the graph holds `item` as MySQL does: every id once, the same sum of `v`.
+fn items_must_match() -> Result<()> {
+    let mysql: u64 = query("SELECT SUM(v) FROM item")?.trim().parse()?;
+    let r = cypher(
+        POSITION_GRAPH,
+        "MATCH (i:Item) RETURN count(i) AS n, count(DISTINCT i.id) AS ids, sum(i.v) AS v",
+    )?;
+    let got = r
+        .first()
+        .map(|r| [&r["n"], &r["ids"], &r["v"]].map(|x| x.as_u64()));
+    let want = Some([ITEMS, ITEMS, mysql].map(Some));
+    if got != want {
+        bail!("the graph is not MySQL's: (nodes, ids, sum of v) {got:?}, expected {want:?}");
+    }
+    Ok(())
+}
+
+/// Fails unless the job kept its position where `store` says, and only there.
+fn position_must_be_in(store: &str, job: &str) -> Result<()> {
+    let file = checkpoint_dir().join(format!("{job}.stream.json")).exists();
+    let records = graph_count(
+        POSITION_GRAPH,
+        &format!("MATCH (s:EtlhostStream {{job: '{job}'}}) RETURN count(s) AS n"),
+    )
+    .unwrap_or(0);
+    let (want_file, want_records) = (store == "local", store == "target");
+    if file != want_file || (records > 0) != want_records {
+        bail!(
+            "store: {store}, but the local file {} and {records} position records in the graph",
+            if file { "exists" } else { "does not exist" }
+        );
+    }
+    Ok(())
+}
+
+/// One turn of the position's cost with `store`: the changes' rate, the seconds MySQL took to
+/// take them (pushed on `source`).
+fn position_sample(store: &str, source: &RefCell<Vec<f64>>) -> Result<Sample> {
+    fresh_graph(POSITION_GRAPH)?;
+    let name = format!("svc_position_{store}");
+    let _ = std::fs::remove_file(checkpoint_dir().join(format!("{name}.stream.json")));
+    let merge = "UNWIND $batch AS row MERGE (i:Item {id: row.id}) SET i.v = row.v";
+    let spec = spec(
+        &name,
+        &stream_keys(true, Some(store)),
+        "item",
+        POSITION_GRAPH,
+        merge,
+    );
+    let mut job = StreamJob::start(&name, &spec)?;
+    job.wait_acked(&binlog_head()?)?;
+    let updates = update_statements();
+    let (cpu0, graph0) = (job.cpu(), super::server_cpu("arcadedb"));
+    let start = Instant::now();
+    query(&updates)?;
+    source.borrow_mut().push(start.elapsed().as_secs_f64());
+    job.wait_acked(&binlog_head()?)?;
+    let secs = start.elapsed().as_secs_f64();
+    let (cpu, graph_cpu) = (job.cpu() - cpu0, super::server_cpu("arcadedb") - graph0);
+    drop(job);
+    items_must_match()?;
+    position_must_be_in(store, &name)?;
+    Ok(Sample {
+        rows: UPDATES,
+        secs,
+        cpu,
+        wall: secs,
+        graph_cpu,
+        ..Sample::default()
+    })
+}
+
+/// Part 1: the position in the graph transaction against the local file.
+fn position(opts: &Opts) -> Result<()> {
+    query(&format!(
+        "DROP TABLE IF EXISTS item; CREATE TABLE item (id INT PRIMARY KEY, v BIGINT NOT NULL);
+         INSERT INTO item SELECT seq, 0 FROM seq_1_to_{ITEMS};"
+    ))?;
+    let candidate = candidate_store()?;
+    let sources = [RefCell::new(Vec::new()), RefCell::new(Vec::new())];
+    let figures = alternate(
+        opts.reps,
+        vec![
+            Case::new("stream, position in a local file", None, || {
+                position_sample("local", &sources[0])
+            }),
+            Case::new(
+                format!("stream, position in the graph transaction ({candidate})"),
+                Some(0),
+                || position_sample(&candidate, &sources[1]),
+            ),
+        ],
+    )?;
+    let source_of = |f: &Figure| {
+        let i = usize::from(f.baseline.is_some());
+        median(sources[i].borrow().clone())
+    };
+    report(
+        &format!(
+            "stream position: {UPDATES} updates in transactions of {TXN_ROWS} rows, MERGE, one \
+             writer; position in the graph against the local file (goal: at least 0.95)"
+        ),
+        "stream_position.json",
+        &figures,
+        &|f| {
+            let s = source_of(f);
+            (
+                Some(format!("(MySQL took {s:.1} s)")),
+                json!({"store": if f.baseline.is_some() { candidate.as_str() } else { "local" },
+                       "mysql_seconds_median": s, "transaction_rows": TXN_ROWS}),
+            )
+        },
+    )
+}
+
+/// One turn of the stream: `person` emptied, a stream started on a fresh graph, then `base`'s
+/// rows inserted into `person` in transactions of 1,000.
+fn stream_sample(merge: &str) -> Result<Sample> {
+    query("TRUNCATE TABLE person")?;
+    fresh_graph(STREAM_GRAPH)?;
+    let spec = spec(
+        "svc_stream",
+        &stream_keys(false, None),
+        "person",
+        STREAM_GRAPH,
+        merge,
+    );
+    let mut job = StreamJob::start("svc_stream", &spec)?;
+    job.wait_acked(&binlog_head()?)?;
+    let inserts: String = (1..=ROWS)
+        .step_by(1000)
+        .map(|from| {
+            let to = (from + 999).min(ROWS);
+            format!("INSERT INTO person SELECT * FROM base WHERE id BETWEEN {from} AND {to};\n")
+        })
+        .collect();
+    let cpu0 = job.cpu();
+    let start = Instant::now();
+    query(&inserts)?;
+    job.wait_acked(&binlog_head()?)?;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = job.cpu() - cpu0;
+    drop(job);
+    nodes_must_be(STREAM_GRAPH, ROWS)?;
+    Ok(Sample {
+        rows: ROWS,
+        secs,
+        cpu,
+        ..Sample::default()
+    })
+}
+
+fn nodes_must_be(graph: &str, rows: u64) -> Result<()> {
+    let n = graph_count(graph, "MATCH (i:Item) RETURN count(i) AS n")?;
+    if n != rows {
+        bail!("{n} nodes in {graph}, expected {rows}");
+    }
+    Ok(())
+}
+
+/// Part 2: stream throughput against batch MERGE of the same rows.
+fn against_batch(opts: &Opts) -> Result<Vec<Figure>> {
+    query(&format!(
+        "DROP TABLE IF EXISTS base; DROP TABLE IF EXISTS person;
+         CREATE TABLE base (id INT PRIMARY KEY, name VARCHAR(100), email VARCHAR(200));
+         INSERT INTO base SELECT seq, CONCAT('person-', seq), CONCAT('p', seq, '@example.com')
+           FROM seq_1_to_{ROWS};
+         CREATE TABLE person LIKE base;"
+    ))?;
+    let merge =
+        "UNWIND $batch AS row MERGE (i:Item {id: row.id}) SET i.name = row.name, i.email = row.email";
+    let batch = spec("svc_batch", "", "base", BATCH_GRAPH, merge);
+    alternate(
+        opts.reps,
+        vec![
+            Case::new("batch: etlhost run, MERGE", None, || {
+                fresh_graph(BATCH_GRAPH)?;
+                let s = etlhost_sample("batch", "svc_batch", &batch, ROWS)?;
+                nodes_must_be(BATCH_GRAPH, ROWS)?;
+                Ok(s)
+            }),
+            Case::new("stream: inserts followed, MERGE", Some(0), || {
+                stream_sample(merge)
+            }),
+        ],
+    )
+}
+
+/// The steady load: a transaction of `LOAD_RATE / 250` rows every 4 ms for `LOAD_SECS` s, ids
+/// from 1; the rate achieved.
+fn steady_load() -> Result<f64> {
+    let mut client = xtask::mariadb()
+        .args(["-N", "-B", DB])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut stdin = client.stdin.take().context("client stdin")?;
+    let per_tick = LOAD_RATE / 250;
+    let t0 = Instant::now();
+    for tick in 0..LOAD_SECS * 250 {
+        let due = Duration::from_millis(tick * 4);
+        if let Some(wait) = due.checked_sub(t0.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let from = tick * per_tick + 1;
+        let to = from + per_tick - 1;
+        writeln!(
+            stdin,
+            "INSERT INTO tick SELECT seq, ROUND(UNIX_TIMESTAMP(NOW(6)) * 1000) FROM seq_{from}_to_{to};"
+        )?;
+        stdin.flush()?;
+    }
+    drop(stdin);
+    let status = client.wait()?;
+    if !status.success() {
+        bail!("the load's client failed: {status}");
+    }
+    Ok((LOAD_SECS * LOAD_RATE) as f64 / t0.elapsed().as_secs_f64())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The latency's figures.
+struct Latency {
+    offered: f64,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+/// Part 3: commit-to-graph latency under a steady load, with the default store.
+fn latency() -> Result<Latency> {
+    let rows = LOAD_SECS * LOAD_RATE;
+    query(
+        "DROP TABLE IF EXISTS tick; CREATE TABLE tick (id INT PRIMARY KEY, at BIGINT NOT NULL);",
+    )?;
+    fresh_graph(LATENCY_GRAPH)?;
+    let merge =
+        "UNWIND $batch AS row MERGE (i:Item {id: row.id}) SET i.at = row.at, i.written = timestamp()";
+    let spec = spec(
+        "svc_latency",
+        &stream_keys(false, None),
+        "tick",
+        LATENCY_GRAPH,
+        merge,
+    );
+    let mut job = StreamJob::start("svc_latency", &spec)?;
+    job.wait_acked(&binlog_head()?)?;
+    let offered = steady_load()?;
+    job.wait_acked(&binlog_head()?)?;
+    drop(job);
+    let result = cypher(
+        LATENCY_GRAPH,
+        "MATCH (i:Item) RETURN i.written - i.at AS ms",
+    )?;
+    let mut ms: Vec<f64> = result.iter().filter_map(|r| r["ms"].as_f64()).collect();
+    if ms.len() as u64 != rows {
+        bail!("{} rows in the graph, expected {rows}", ms.len());
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let l = Latency {
+        offered,
+        p50: percentile(&ms, 0.5),
+        p99: percentile(&ms, 0.99),
+        max: ms[ms.len() - 1],
+    };
+    println!(
+        "\ncommit-to-graph latency at {:.0} changes/s offered for {LOAD_SECS} s: p50 {:.0} ms, \
+         p99 {:.0} ms, max {:.0} ms ({rows} changes; goal: p99 under 1,000 ms)",
+        l.offered, l.p50, l.p99, l.max
+    );
+    Ok(l)
+}
+
+pub fn run(opts: &Opts) -> Result<()> {
+    std::fs::create_dir_all(checkpoint_dir())?;
+    let out = xtask::mariadb()
+        .args(["-e", &format!("CREATE DATABASE IF NOT EXISTS {DB}")])
+        .output()?;
+    if !out.status.success() {
+        bail!("creating {DB}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    position(opts)?;
+    let figures = against_batch(opts)?;
+    let l = latency()?;
+    // On the page, which shows only the figures' table, the latency goes in the title.
+    report(
+        &format!(
+            "stream against batch, MERGE, {ROWS} rows (stream: inserted in transactions of \
+             1,000 while it follows), one writer, default store (goal: at least 0.9); \
+             commit-to-graph latency at {:.0} changes/s for {LOAD_SECS} s: p50 {:.0} ms, p99 \
+             {:.0} ms, max {:.0} ms (goal: p99 under 1,000 ms)",
+            l.offered, l.p50, l.p99, l.max
+        ),
+        "stream_vs_batch.json",
+        &figures,
+        &|f| {
+            let latency = f.baseline.map(|_| {
+                json!({"offered_changes_per_sec": l.offered, "seconds": LOAD_SECS,
+                       "changes": LOAD_SECS * LOAD_RATE, "transaction_rows": LOAD_RATE / 250,
+                       "p50_ms": l.p50, "p99_ms": l.p99, "max_ms": l.max})
+            });
+            (None, json!({ "latency": latency }))
+        },
+    )
+}
