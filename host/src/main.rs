@@ -31,5 +31,6 @@ fn main() -> ExitCode {
         Command::Convert(args) => cli::convert::run(&args),
         Command::Verify(args) => cli::verify::run(&args),
         Command::New(args) => cli::new::run(args),
+        Command::Status(args) => cli::status::run(&args),
     }
 }

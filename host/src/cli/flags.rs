@@ -43,6 +43,10 @@ pub enum Command {
     /// Write a new plugin or transform project that builds and runs as it is.
     #[command(subcommand)]
     New(NewArgs),
+    /// Show where each flow of a job stands, read from where its progress is kept (the target, or
+    /// the local checkpoint files): a batch flow's plan, splits and rows, and its failure; a
+    /// stream's lease, position, writers and lag behind the source.
+    Status(StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -93,6 +97,18 @@ pub struct VerifyArgs {
     /// Also write the result to this file as JSON.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    pub spec: PathBuf,
+    /// Print one JSON document (its keys are listed in docs/running.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The run whose progress to show, as `etlhost run --run` named it (default: the ETLHOST_RUN
+    /// environment variable, else the default run).
+    #[arg(long)]
+    pub run: Option<String>,
 }
 
 #[derive(clap::Args)]

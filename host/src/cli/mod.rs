@@ -8,6 +8,7 @@ pub mod new;
 pub mod plan;
 pub mod plugins;
 pub mod run;
+pub mod status;
 pub mod validate;
 pub mod verify;
 

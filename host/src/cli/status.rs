@@ -1,0 +1,659 @@
+//! `etlhost status SPEC [--json] [--run ID]`: where each flow of a job stands, read from where its
+//! progress is kept, so that an operator or a probe can see it from any machine, while the job runs
+//! or after it stopped. Nothing is written.
+//!
+//! - A batch flow with progress in the target: its plan (splits, shards, when), how many splits are
+//!   done, in progress and not started, the rows written, and how its run failed, if it did.
+//! - The streaming flows with their position in the target: the lease (who is active, under which
+//!   epoch, until when), where the stream resumes, whether its snapshot is done, the last error,
+//!   each writer's record, and the lag: the source's log head against the resume position.
+//! - A flow that keeps its progress in a local file: that file, and what it says if it exists.
+//!
+//! Exit codes: 0 read; 2 a bad spec; 3 a target (or local file) that cannot be read, named on
+//! stderr with the sink's error. A source whose head cannot be read only leaves the lag unknown:
+//! the status is the target's, and the lag an extra.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use etlhost_plugin_sdk::stream_state::{ChangeId, StreamRecord, StreamStateRequest};
+use etlhost_plugin_sdk::{Failure, Position, State, StateRequest};
+use serde::{Deserialize, Serialize};
+
+use super::flags::StatusArgs;
+use super::EXIT_RUN;
+use crate::checkpoint;
+use crate::job::Job;
+use crate::plugin::SourceHandle;
+use crate::progress::run_label;
+use crate::spec::{FlowRef, Mode, Store};
+
+/// The whole answer; `--json` prints it as it is (docs/running.md lists its keys).
+#[derive(Serialize)]
+struct Report {
+    job: String,
+    run: String,
+    flows: Vec<FlowStatus>,
+    stream: Option<StreamStatus>,
+}
+
+/// One flow. A streaming flow's state is the job's stream ([`Report::stream`]): its entry here
+/// says only where that is kept.
+#[derive(Serialize, Default)]
+struct FlowStatus {
+    flow: String,
+    /// `batch` or `stream`.
+    mode: &'static str,
+    /// `target` or `local`.
+    store: &'static str,
+    /// The local file the flow's progress is in (`store: local`).
+    file: Option<PathBuf>,
+    /// Whether any progress is recorded: a plan in the target, or the local file.
+    recorded: bool,
+    plan: Option<PlanStatus>,
+    splits: Option<SplitCounts>,
+    /// Rows written (or kept as failed), as the target records them; local files do not count them.
+    rows: Option<u64>,
+    failure: Option<Failure>,
+    /// Why the progress could not be read (exit code 3).
+    read_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PlanStatus {
+    splits: usize,
+    shards: Option<u32>,
+    planned_at: Option<String>,
+    /// When a local checkpoint was last written.
+    updated: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SplitCounts {
+    total: usize,
+    done: usize,
+    in_progress: usize,
+    not_started: usize,
+}
+
+/// The job's stream: every streaming flow follows one change log.
+#[derive(Serialize, Default)]
+struct StreamStatus {
+    flows: Vec<String>,
+    store: &'static str,
+    /// The local stream file (`store: local`).
+    file: Option<PathBuf>,
+    recorded: bool,
+    lease: Option<LeaseStatus>,
+    resume: Option<Position>,
+    snapshot_done: bool,
+    /// The last run's error, as the target keeps it until a run writes again.
+    last_error: Option<String>,
+    updated_ms: Option<u64>,
+    writers: Vec<WriterStatus>,
+    lag: Option<Lag>,
+    /// Why the source's head could not be read (the lag is then unknown).
+    source_error: Option<String>,
+    read_error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct LeaseStatus {
+    holder: String,
+    epoch: u64,
+    expires_ms: u64,
+    /// Seconds until the lease expires (by this machine's clock); negative once expired.
+    expires_in_s: i64,
+    /// `active` (a live lease: its holder writes), `expired`, or `released` (its holder stopped).
+    state: &'static str,
+}
+
+#[derive(Serialize)]
+struct WriterStatus {
+    flow: String,
+    writers: u32,
+    slot: u32,
+    epoch: u64,
+    seq: u64,
+    last: Option<ChangeId>,
+    resume: Option<Position>,
+    updated_ms: u64,
+    updated_s_ago: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Lag {
+    /// Where the source's log is now.
+    head: Position,
+    /// Bytes of the log between the resume position and the head, when both are in one file;
+    /// `null` when the head is a file or more further on.
+    bytes_behind: Option<u64>,
+}
+
+/// The stream's local file, as `stream::state` writes it.
+#[derive(Deserialize)]
+struct StreamFile {
+    position: Position,
+    snapshot_done: bool,
+}
+
+pub fn run(args: &StatusArgs) -> ExitCode {
+    let job = match super::load_job(&args.spec) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
+    let run = args
+        .run
+        .clone()
+        .or_else(|| std::env::var("ETLHOST_RUN").ok())
+        .unwrap_or_default();
+    let report = read(&job, &run, now_ms());
+    if args.json {
+        let text = serde_json::to_string_pretty(&report).expect("the report serialises");
+        println!("{text}");
+    } else {
+        print!("{}", text(&report));
+    }
+    let mut failed = false;
+    for f in &report.flows {
+        if let Some(e) = &f.read_error {
+            eprintln!("error: flow `{}`: {e}", f.flow);
+            failed = true;
+        }
+    }
+    if let Some(e) = report.stream.as_ref().and_then(|s| s.read_error.as_ref()) {
+        eprintln!("error: {e}");
+        failed = true;
+    }
+    match failed {
+        true => ExitCode::from(EXIT_RUN),
+        false => ExitCode::SUCCESS,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Reads every flow's progress, and the stream's once.
+fn read(job: &Job, run: &str, now: u64) -> Report {
+    let spec = &job.spec;
+    let mut flows = Vec::new();
+    let mut streams = Vec::new();
+    // The state of every flow of one target: read once per run, not once per flow.
+    let mut states: Vec<(String, Result<State, String>)> = Vec::new();
+    for flow in spec.flows_in_order() {
+        if flow.flow.mode == Mode::Stream {
+            streams.push(flow);
+            continue;
+        }
+        flows.push(batch_flow(job, flow, run, &mut states));
+    }
+    let stream = (!streams.is_empty()).then(|| stream_status(job, &streams, now));
+    if let Some(s) = &stream {
+        for flow in &streams {
+            flows.push(FlowStatus {
+                flow: flow.flow.name.clone(),
+                mode: "stream",
+                store: s.store,
+                file: s.file.clone(),
+                recorded: s.recorded,
+                ..FlowStatus::default()
+            });
+        }
+    }
+    Report {
+        job: spec.job.name.clone(),
+        run: run.to_string(),
+        flows,
+        stream,
+    }
+}
+
+/// Whether a batch flow keeps its progress in the target, as `progress::Store::choose` decides.
+fn batch_in_target(job: &Job, flow: FlowRef<'_>) -> bool {
+    match flow.spec.job.checkpoint.store {
+        Store::Local => false,
+        Store::Auto | Store::Target => job.plugins[flow.index].sink.records_progress(),
+    }
+}
+
+fn batch_flow(
+    job: &Job,
+    flow: FlowRef<'_>,
+    run: &str,
+    states: &mut Vec<(String, Result<State, String>)>,
+) -> FlowStatus {
+    let mut status = FlowStatus {
+        flow: flow.flow.name.clone(),
+        mode: "batch",
+        ..FlowStatus::default()
+    };
+    if !batch_in_target(job, flow) {
+        status.store = "local";
+        local_checkpoint(flow, &mut status);
+        return status;
+    }
+    status.store = "target";
+    let sink = &job.plugins[flow.index].sink;
+    let key = format!(
+        "{}\u{0}{}",
+        sink.name,
+        serde_json::Value::Object(flow.flow.sink.options.clone())
+    );
+    let state = match states.iter().find(|(k, _)| *k == key) {
+        Some((_, s)) => s.clone(),
+        None => {
+            let request = StateRequest::Read {
+                job: flow.spec.job.name.clone(),
+                run: run.to_string(),
+            };
+            let s = sink
+                .state(&flow.flow.sink.options, &request)
+                .map_err(|e| format!("cannot read its progress in the target: {e}"));
+            states.push((key, s.clone()));
+            s
+        }
+    };
+    match state {
+        Ok(state) => target_progress(flow, &state, &mut status),
+        Err(e) => status.read_error = Some(e),
+    }
+    status
+}
+
+/// The flow's plan and progress records, counted.
+fn target_progress(flow: FlowRef<'_>, state: &State, status: &mut FlowStatus) {
+    let name = &flow.flow.name;
+    let Some(plan) = state.plans.iter().find(|p| &p.flow == name) else {
+        return;
+    };
+    let progress: Vec<_> = state.progress.iter().filter(|p| &p.flow == name).collect();
+    let (mut done, mut going) = (0, 0);
+    for split in &plan.splits {
+        match progress.iter().find(|p| p.split == split.id) {
+            Some(p) if p.done => done += 1,
+            // As a resumed run counts them: a split with rows recorded, not done.
+            Some(p) if p.rows > 0 => going += 1,
+            _ => {}
+        }
+    }
+    let total = plan.splits.len();
+    status.recorded = true;
+    status.plan = Some(PlanStatus {
+        splits: total,
+        shards: Some(plan.shards),
+        planned_at: Some(plan.planned_at.clone()),
+        updated: None,
+    });
+    status.splits = Some(SplitCounts {
+        total,
+        done,
+        in_progress: going,
+        not_started: total - done - going,
+    });
+    status.rows = Some(progress.iter().map(|p| p.rows).sum());
+    status.failure = plan.failure.clone();
+}
+
+/// The flow's local checkpoint file, and what it says.
+fn local_checkpoint(flow: FlowRef<'_>, status: &mut FlowStatus) {
+    let path = checkpoint::flow_path(flow);
+    match checkpoint::load(&path) {
+        Ok(Some(cp)) => {
+            let total = cp.splits.len();
+            let done = cp.done.len();
+            let going = cp
+                .watermarks
+                .keys()
+                .filter(|s| !cp.done.contains(s))
+                .count();
+            status.recorded = true;
+            status.plan = Some(PlanStatus {
+                splits: total,
+                shards: None,
+                planned_at: None,
+                updated: Some(cp.updated.clone()),
+            });
+            status.splits = Some(SplitCounts {
+                total,
+                done,
+                in_progress: going,
+                not_started: total.saturating_sub(done + going),
+            });
+            status.failure = cp.failed;
+        }
+        Ok(None) => {}
+        Err(e) => status.read_error = Some(e),
+    }
+    status.file = Some(path);
+}
+
+/// Whether the streaming flows keep their position and lease in the target: `target`, or `auto`
+/// with every streaming sink able to and one target for all (the same plugin, URI and database).
+fn stream_in_target(job: &Job, streams: &[FlowRef<'_>]) -> bool {
+    let able = streams
+        .iter()
+        .all(|f| job.plugins[f.index].sink.records_stream());
+    let target = |f: &FlowRef<'_>| {
+        let o = &f.flow.sink.options;
+        let get = |k: &str| o.get(k).cloned();
+        (
+            job.plugins[f.index].sink.name.clone(),
+            get("uri").or_else(|| get("url")),
+            get("database"),
+        )
+    };
+    let shared = streams.iter().all(|f| target(f) == target(&streams[0]));
+    match streams[0].spec.job.checkpoint.store {
+        Store::Local => false,
+        Store::Target => able,
+        Store::Auto => able && shared,
+    }
+}
+
+/// `<checkpoint.dir>/<job>.stream.json`, where a stream without the target's records keeps its
+/// position (the path `stream::state` writes).
+fn stream_file(job: &Job) -> PathBuf {
+    let spec = &job.spec;
+    spec.job.checkpoint.dir.join(format!(
+        "{}.stream.json",
+        crate::state_file::file_stem(&spec.job.name)
+    ))
+}
+
+fn stream_status(job: &Job, streams: &[FlowRef<'_>], now: u64) -> StreamStatus {
+    let mut status = StreamStatus {
+        flows: streams.iter().map(|f| f.flow.name.clone()).collect(),
+        ..StreamStatus::default()
+    };
+    if stream_in_target(job, streams) {
+        status.store = "target";
+        let first = streams[0];
+        let request = StreamStateRequest::Read {
+            job: job.spec.job.name.clone(),
+        };
+        match job.plugins[first.index]
+            .sink
+            .stream_state(&first.flow.sink.options, &request)
+        {
+            Ok(record) => stream_record(record, now, &mut status),
+            Err(e) => {
+                status.read_error = Some(format!(
+                    "flow `{}`: cannot read the stream's position and lease in the target: {e}",
+                    first.flow.name
+                ));
+                return status;
+            }
+        }
+    } else {
+        status.store = "local";
+        let path = stream_file(job);
+        match read_stream_file(&path) {
+            Ok(Some(f)) => {
+                status.recorded = true;
+                status.resume = Some(f.position);
+                status.snapshot_done = f.snapshot_done;
+            }
+            Ok(None) => {}
+            Err(e) => status.read_error = Some(e),
+        }
+        status.file = Some(path);
+    }
+    if let Some(resume) = status.resume.clone() {
+        match head(job, streams[0]) {
+            Ok(head) => status.lag = Some(lag(&resume, head)),
+            Err(e) => status.source_error = Some(e),
+        }
+    }
+    status
+}
+
+fn read_stream_file(path: &Path) -> Result<Option<StreamFile>, String> {
+    crate::state_file::load_json(
+        path,
+        "stream checkpoint",
+        "remove it or run with --fresh to start over with a new snapshot",
+    )
+}
+
+fn stream_record(record: StreamRecord, now: u64, status: &mut StreamStatus) {
+    let since = |ms: u64| (ms > 0).then(|| now.saturating_sub(ms) / 1000);
+    status.recorded = record.lease.is_some() || record.resume.is_some();
+    status.lease = record.lease.map(|l| {
+        let state = match l.expires_ms {
+            0 => "released",
+            e if e > now => "active",
+            _ => "expired",
+        };
+        LeaseStatus {
+            expires_in_s: (l.expires_ms as i64 - now as i64).div_euclid(1000),
+            holder: l.holder,
+            epoch: l.epoch,
+            expires_ms: l.expires_ms,
+            state,
+        }
+    });
+    status.resume = record.resume;
+    status.snapshot_done = record.snapshot_done;
+    status.last_error = record.error;
+    status.updated_ms = (record.updated_ms > 0).then_some(record.updated_ms);
+    status.writers = record
+        .writers
+        .into_iter()
+        .map(|w| WriterStatus {
+            updated_s_ago: since(w.updated_ms),
+            flow: w.slot.flow,
+            writers: w.slot.writers,
+            slot: w.slot.slot,
+            epoch: w.epoch,
+            seq: w.seq,
+            last: w.last,
+            resume: w.resume,
+            updated_ms: w.updated_ms,
+        })
+        .collect();
+}
+
+/// Where the source's change log is now, through the first streaming flow's source.
+fn head(job: &Job, first: FlowRef<'_>) -> Result<Position, String> {
+    let source = SourceHandle::open(
+        job.plugins[first.index].source.clone(),
+        &first.flow.source.options,
+    )
+    .map_err(|e| format!("cannot open the source: {e}"))?;
+    source
+        .stream_head()
+        .map(|h| h.position)
+        .map_err(|e| format!("cannot read the source's log head: {e}"))
+}
+
+/// Bytes behind when the head is in the resume position's file (offsets of two files do not
+/// subtract: the files' sizes in between are not known here).
+fn lag(resume: &Position, head: Position) -> Lag {
+    let bytes_behind = (head.file == resume.file).then(|| head.pos.saturating_sub(resume.pos));
+    Lag { head, bytes_behind }
+}
+
+/// The report as text, a block per flow and one for the stream.
+fn text(r: &Report) -> String {
+    let mut out = format!("job `{}`, {}\n", r.job, run_label(&r.run));
+    for f in r.flows.iter().filter(|f| f.mode == "batch") {
+        out.push('\n');
+        batch_text(f, &mut out);
+    }
+    if let Some(s) = &r.stream {
+        out.push('\n');
+        stream_text(s, &mut out);
+    }
+    out
+}
+
+fn batch_text(f: &FlowStatus, out: &mut String) {
+    match &f.file {
+        Some(p) => out.push_str(&format!(
+            "flow `{}`: batch, progress in the local checkpoint {}\n",
+            f.flow,
+            p.display()
+        )),
+        None => out.push_str(&format!(
+            "flow `{}`: batch, progress in the target\n",
+            f.flow
+        )),
+    }
+    if f.read_error.is_some() {
+        line(out, "error", "cannot be read (below)".into());
+        return;
+    }
+    if !f.recorded {
+        let why = match f.store {
+            "local" => "no checkpoint: the flow has not run here, or its job finished (which removes it)",
+            _ => "no plan recorded: the flow has not started in this run, or it finished in one process (which removes its records)",
+        };
+        out.push_str(&format!("  {why}\n"));
+        return;
+    }
+    if let Some(p) = &f.plan {
+        let mut text = format!("{} splits", p.splits);
+        if let Some(n) = p.shards {
+            text.push_str(&format!(" for {n} shard(s)"));
+        }
+        if let Some(at) = p.planned_at.as_ref().filter(|a| !a.is_empty()) {
+            text.push_str(&format!(", planned at {at}"));
+        }
+        if let Some(at) = &p.updated {
+            text.push_str(&format!(", checkpoint written at {at}"));
+        }
+        line(out, "plan", text);
+    }
+    if let Some(s) = &f.splits {
+        line(
+            out,
+            "splits",
+            format!(
+                "{} done, {} in progress, {} not started, of {}",
+                s.done, s.in_progress, s.not_started, s.total
+            ),
+        );
+    }
+    if let Some(rows) = f.rows {
+        line(out, "rows", format!("{rows} written"));
+    }
+    match &f.failure {
+        None => line(out, "failure", "none".into()),
+        Some(x) => {
+            line(out, "failure", format!("at {}: {}", x.at, x.error));
+            if x.failed_rows > 0 {
+                line(
+                    out,
+                    "failed rows",
+                    format!("{} in {}", x.failed_rows, x.dead_letter),
+                );
+            }
+        }
+    }
+}
+
+fn stream_text(s: &StreamStatus, out: &mut String) {
+    let flows: Vec<String> = s.flows.iter().map(|f| format!("`{f}`")).collect();
+    let kept = match &s.file {
+        Some(p) => format!("position in the local file {} (no lease)", p.display()),
+        None => "position and lease in the target".to_string(),
+    };
+    out.push_str(&format!("stream of flow(s) {}: {kept}\n", flows.join(", ")));
+    if s.read_error.is_some() {
+        line(out, "error", "cannot be read (below)".into());
+        return;
+    }
+    if !s.recorded {
+        out.push_str("  nothing recorded: the stream has not started\n");
+        return;
+    }
+    if let Some(l) = &s.lease {
+        let text = match l.state {
+            "active" => format!(
+                "active in {}, epoch {}, expires in {} s",
+                l.holder, l.epoch, l.expires_in_s
+            ),
+            "released" => format!(
+                "released by {} (epoch {}): no process is active",
+                l.holder, l.epoch
+            ),
+            _ => format!(
+                "expired {} s ago (held by {}, epoch {}): no process is active",
+                -l.expires_in_s, l.holder, l.epoch
+            ),
+        };
+        line(out, "lease", text);
+    }
+    let resume = s.resume.as_ref().map_or("none".into(), |p| p.to_string());
+    line(out, "resume", resume);
+    line(
+        out,
+        "snapshot",
+        if s.snapshot_done { "done" } else { "not done" }.into(),
+    );
+    if s.file.is_none() {
+        line(
+            out,
+            "last error",
+            s.last_error.clone().unwrap_or("none".into()),
+        );
+    }
+    lag_text(s, out);
+    for w in &s.writers {
+        writer_text(w, out);
+    }
+}
+
+fn lag_text(s: &StreamStatus, out: &mut String) {
+    let text = match (&s.lag, &s.source_error) {
+        (
+            Some(Lag {
+                head,
+                bytes_behind: Some(b),
+            }),
+            _,
+        ) => {
+            format!("{b} bytes behind the source's head {head}")
+        }
+        (
+            Some(Lag {
+                head,
+                bytes_behind: None,
+            }),
+            _,
+        ) => {
+            format!("a binlog file or more behind the source's head {head}")
+        }
+        (None, Some(e)) => format!("unknown: {e}"),
+        (None, None) => return,
+    };
+    line(out, "lag", text);
+}
+
+fn writer_text(w: &WriterStatus, out: &mut String) {
+    let last = match &w.last {
+        Some(id) => format!(
+            "last change #{} of the transaction at {}",
+            id.index, id.commit
+        ),
+        None => "no change written yet".to_string(),
+    };
+    let updated = match w.updated_s_ago {
+        Some(s) => format!("updated {s} s ago"),
+        None => "never updated".to_string(),
+    };
+    out.push_str(&format!(
+        "  writer `{}` {} of {}: {last}, epoch {}, {updated}\n",
+        w.flow, w.slot, w.writers, w.epoch
+    ));
+}
+
+/// One field of a block: `  name:` padded, so that the values line up.
+fn line(out: &mut String, name: &str, text: String) {
+    out.push_str(&format!("  {:<12} {text}\n", format!("{name}:")));
+}
