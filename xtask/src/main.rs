@@ -9,12 +9,15 @@
 //!   per row; tables in `target/bench/*.json`.
 //! - `structure [--check]`: files per folder, import cycles and functions over 100 lines, read
 //!   with a Rust parser; `--check` fails on any (CI runs it).
+//! - `soak [--minutes N] [--seed S]`: a streaming job's two replicas under load and chaos (kills,
+//!   pauses, server restarts), then the graph checked; figures in `target/bench/soak.json`.
 //! - `deploy-check`: the Kubernetes manifests in `deploy/kubernetes/` validated offline (schemas,
 //!   wiring, the spec); needs `build` first.
 
 mod bench;
 mod demo;
 mod deploy_check;
+mod soak;
 mod structure;
 
 use std::process::Command;
@@ -34,6 +37,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(),
         "bench" => bench::run(rest),
         "deploy-check" => deploy_check::run(),
+        "soak" => soak::run(rest),
         "structure" => structure::run(rest),
         "test" => {
             services::ensure()?;
@@ -45,8 +49,9 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | deploy-check | structure [--check] | {}>",
-                bench::usage()
+                "usage: cargo xtask <services | build [--release] | demo | test [cargo test args] | deploy-check | structure [--check] | {} | {}>",
+                bench::usage(),
+                soak::usage()
             );
             if task == "help" {
                 Ok(())
