@@ -18,8 +18,8 @@ pub struct Fleet {
     pub replicas: [Replica; 2],
     /// Whose exit the chaos waits for itself (not restarted by [`Chaos::poll`]).
     pub expected: [bool; 2],
-    /// `etlhost_stream_lag_seconds` of the active replica, once a second.
-    pub lag: Vec<f64>,
+    /// `etlhost_stream_lag_seconds` of the active replica, once a second: (ms since 1970, lag).
+    pub lag: Vec<(u64, f64)>,
 }
 
 pub type SharedFleet = Arc<Mutex<Fleet>>;
@@ -56,7 +56,20 @@ pub struct Chaos {
     pub t0: Instant,
     pub events: Vec<Value>,
     pub failures: Vec<String>,
+    /// When something was being done to the replicas or servers, and 5 s after (ms since 1970):
+    /// the figures outside them are the calm ones.
+    pub windows: Vec<(u64, u64)>,
 }
+
+/// Milliseconds since 1970, the clock MySQL's and the graph's timestamps use.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Past an event, the stream is still catching up for a while.
+const SETTLE_MS: u64 = 5_000;
 
 fn lease() -> Duration {
     Duration::from_secs(LEASE_SECS)
@@ -93,6 +106,9 @@ impl Chaos {
                 json!({"kind": "replica_exited", "at_s": self.now(), "replica": name,
                                     "exit": describe(status), "log": log}),
             );
+            let now = unix_ms();
+            self.windows
+                .push((now, now + lease().as_millis() as u64 + SETTLE_MS));
         }
         Ok(())
     }
@@ -201,6 +217,7 @@ impl Chaos {
 
     pub fn perform(&mut self, kind: Kind) -> Result<()> {
         let at = self.now();
+        let start = unix_ms();
         eprintln!("soak: {at:.0} s: {}", kind.name());
         let mut event = match kind {
             Kind::KillActive => self.kill_active()?,
@@ -220,6 +237,7 @@ impl Chaos {
         event["at_s"] = json!(at);
         eprintln!("soak:   {event}");
         self.events.push(event);
+        self.windows.push((start, unix_ms() + SETTLE_MS));
         Ok(())
     }
 

@@ -89,10 +89,17 @@ pub fn run(args: &[String]) -> Result<()> {
         t0: Instant::now(),
         events: Vec::new(),
         failures: Vec::new(),
+        windows: Vec::new(),
     };
     let result = soak(&opts, &mut chaos, &dir, &etlhost, &spec);
     for r in chaos.fleet.lock().unwrap().replicas.iter_mut() {
         r.kill();
+    }
+    drop(chaos);
+    if result.is_ok() {
+        // The servers' data is hundreds of MiB; the logs stay.
+        let _ = std::fs::remove_dir_all(dir.join("mariadb/data"));
+        let _ = std::fs::remove_dir_all(dir.join("arcadedb/databases"));
     }
     result
 }
@@ -116,6 +123,7 @@ fn soak(opts: &Opts, chaos: &mut Chaos, dir: &Path, etlhost: &Path, spec: &Path)
     let load = load::Load::start(port, dir, &mut rng, big_every);
     let run = run_chaos(opts, chaos, &mut rng, &load);
     let made = load.stop();
+    let load_end = chaos::unix_ms();
     run?;
     eprintln!(
         "soak: load stopped after {:.0} s, {} changes; waiting for the active replica to catch up",
@@ -130,6 +138,7 @@ fn soak(opts: &Opts, chaos: &mut Chaos, dir: &Path, etlhost: &Path, spec: &Path)
         etlhost,
         spec,
         made: &made,
+        load_end,
         caught_up_s: caught_up,
     })
 }
@@ -189,7 +198,7 @@ fn sampler(fleet: SharedFleet) -> Sampler {
                     .flatten()
             });
             if let Some(lag) = lag {
-                fleet.lock().unwrap().lag.push(lag);
+                fleet.lock().unwrap().lag.push((chaos::unix_ms(), lag));
             }
             std::thread::sleep(Duration::from_secs(1));
         }

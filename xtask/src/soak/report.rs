@@ -20,11 +20,23 @@ pub struct Finish<'a> {
     pub etlhost: &'a Path,
     pub spec: &'a Path,
     pub made: &'a Made,
+    /// When the load stopped (ms since 1970): lag samples after it are left out.
+    pub load_end: u64,
     pub caught_up_s: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
+}
+
+/// The spread of all samples, and of those outside the chaos's windows.
+fn all_and_calm(samples: &[(u64, f64)], windows: &[(u64, u64)]) -> Value {
+    let calm = samples
+        .iter()
+        .filter(|(t, _)| !windows.iter().any(|(a, b)| (a..=b).contains(&t)))
+        .map(|s| s.1)
+        .collect();
+    json!({"all": spread(samples.iter().map(|s| s.1).collect()), "calm": spread(calm)})
 }
 
 fn spread(mut xs: Vec<f64>) -> Value {
@@ -85,7 +97,8 @@ fn events(f: &mut Finish) -> Result<Value> {
 fn latency(f: &Finish, events: u64) -> Result<Value> {
     let stride = (events / 100_000).max(1);
     let body = json!({"language": "cypher", "command": format!(
-        "MATCH (n:Event) WHERE n.kind <> 'bulk' AND n.id % {stride} = 0 RETURN n.written - n.at AS ms")});
+        "MATCH (n:Event) WHERE n.kind <> 'bulk' AND n.id % {stride} = 0 \
+         RETURN n.at AS at, n.written - n.at AS ms")});
     let (code, text) = http_at(
         f.chaos.servers.graph.http,
         "POST",
@@ -96,13 +109,13 @@ fn latency(f: &Finish, events: u64) -> Result<Value> {
         bail!("reading the events' latency failed: {code} {text}");
     }
     let v: Value = serde_json::from_str(&text)?;
-    let ms = v["result"]
+    let ms: Vec<(u64, f64)> = v["result"]
         .as_array()
         .context("no result")?
         .iter()
-        .filter_map(|r| r["ms"].as_f64())
+        .filter_map(|r| Some((r["at"].as_u64()?, r["ms"].as_f64()?)))
         .collect();
-    Ok(spread(ms))
+    Ok(all_and_calm(&ms, &f.chaos.windows))
 }
 
 pub fn finish(mut f: Finish) -> Result<()> {
@@ -121,7 +134,13 @@ pub fn finish(mut f: Finish) -> Result<()> {
             )
         })
         .collect();
-    let lag = spread(fleet.lag.clone());
+    let lag: Vec<(u64, f64)> = fleet
+        .lag
+        .iter()
+        .filter(|s| s.0 <= f.load_end)
+        .copied()
+        .collect();
+    let lag = all_and_calm(&lag, &f.chaos.windows);
     drop(fleet);
     let takeovers: Vec<&Value> = f
         .chaos
