@@ -16,6 +16,7 @@ mod shards;
 mod sink_failure;
 mod spec_errors;
 mod splits;
+mod status;
 mod stream;
 mod stream_cascade;
 mod stream_chunks;

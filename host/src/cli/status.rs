@@ -25,8 +25,10 @@ use super::flags::StatusArgs;
 use super::EXIT_RUN;
 use crate::checkpoint;
 use crate::job::Job;
+use crate::options::RunOptions;
 use crate::plugin::SourceHandle;
-use crate::progress::run_label;
+use crate::progress::{self, run_label};
+use crate::shard::Shard;
 use crate::spec::{FlowRef, Mode, Store};
 
 /// The whole answer; `--json` prints it as it is (docs/running.md lists its keys).
@@ -162,9 +164,11 @@ pub fn run(args: &StatusArgs) -> ExitCode {
             failed = true;
         }
     }
-    if let Some(e) = report.stream.as_ref().and_then(|s| s.read_error.as_ref()) {
-        eprintln!("error: {e}");
-        failed = true;
+    if let Some(s) = &report.stream {
+        if let Some(e) = &s.read_error {
+            eprintln!("error: flow `{}`: {e}", s.flows[0]);
+            failed = true;
+        }
     }
     match failed {
         true => ExitCode::from(EXIT_RUN),
@@ -178,33 +182,30 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Reads every flow's progress, and the stream's once.
+/// Reads every flow's progress (a streaming flow's is its snapshot's), and the stream's once.
 fn read(job: &Job, run: &str, now: u64) -> Report {
     let spec = &job.spec;
-    let mut flows = Vec::new();
-    let mut streams = Vec::new();
-    // The state of every flow of one target: read once per run, not once per flow.
+    // As the run decides where each flow keeps its progress (`progress::Store::choose`).
+    let opts = RunOptions {
+        fresh: false,
+        accept_failures: false,
+        full: false,
+        report: crate::report::Mode::Quiet,
+        metrics_addr: None,
+        shard: Shard::ALL,
+        run: run.to_string(),
+    };
+    // The state of one target holds every flow of the run: read once, not once per flow.
     let mut states: Vec<(String, Result<State, String>)> = Vec::new();
-    for flow in spec.flows_in_order() {
-        if flow.flow.mode == Mode::Stream {
-            streams.push(flow);
-            continue;
-        }
-        flows.push(batch_flow(job, flow, run, &mut states));
-    }
+    let flows = spec
+        .flows_in_order()
+        .map(|flow| flow_status(job, flow, &opts, &mut states))
+        .collect();
+    let streams: Vec<FlowRef<'_>> = spec
+        .flows_in_order()
+        .filter(|f| f.flow.mode == Mode::Stream)
+        .collect();
     let stream = (!streams.is_empty()).then(|| stream_status(job, &streams, now));
-    if let Some(s) = &stream {
-        for flow in &streams {
-            flows.push(FlowStatus {
-                flow: flow.flow.name.clone(),
-                mode: "stream",
-                store: s.store,
-                file: s.file.clone(),
-                recorded: s.recorded,
-                ..FlowStatus::default()
-            });
-        }
-    }
     Report {
         job: spec.job.name.clone(),
         run: run.to_string(),
@@ -213,26 +214,28 @@ fn read(job: &Job, run: &str, now: u64) -> Report {
     }
 }
 
-/// Whether a batch flow keeps its progress in the target, as `progress::Store::choose` decides.
-fn batch_in_target(job: &Job, flow: FlowRef<'_>) -> bool {
-    match flow.spec.job.checkpoint.store {
-        Store::Local => false,
-        Store::Auto | Store::Target => job.plugins[flow.index].sink.records_progress(),
-    }
-}
-
-fn batch_flow(
+fn flow_status(
     job: &Job,
     flow: FlowRef<'_>,
-    run: &str,
+    opts: &RunOptions,
     states: &mut Vec<(String, Result<State, String>)>,
 ) -> FlowStatus {
     let mut status = FlowStatus {
         flow: flow.flow.name.clone(),
-        mode: "batch",
+        mode: match flow.flow.mode {
+            Mode::Batch => "batch",
+            Mode::Stream => "stream",
+        },
         ..FlowStatus::default()
     };
-    if !batch_in_target(job, flow) {
+    let in_target = match progress::Store::choose(job, flow, opts) {
+        Ok(store) => store.target().is_some(),
+        Err(e) => {
+            status.read_error = Some(e.to_string());
+            return status;
+        }
+    };
+    if !in_target {
         status.store = "local";
         local_checkpoint(flow, &mut status);
         return status;
@@ -249,7 +252,7 @@ fn batch_flow(
         None => {
             let request = StateRequest::Read {
                 job: flow.spec.job.name.clone(),
-                run: run.to_string(),
+                run: opts.run.clone(),
             };
             let s = sink
                 .state(&flow.flow.sink.options, &request)
@@ -333,25 +336,17 @@ fn local_checkpoint(flow: FlowRef<'_>, status: &mut FlowStatus) {
 }
 
 /// Whether the streaming flows keep their position and lease in the target: `target`, or `auto`
-/// with every streaming sink able to and one target for all (the same plugin, URI and database).
+/// with every streaming flow's sink able to keep them and its snapshot's progress (the run refuses
+/// streaming flows that write to more than one target).
 fn stream_in_target(job: &Job, streams: &[FlowRef<'_>]) -> bool {
-    let able = streams
-        .iter()
-        .all(|f| job.plugins[f.index].sink.records_stream());
-    let target = |f: &FlowRef<'_>| {
-        let o = &f.flow.sink.options;
-        let get = |k: &str| o.get(k).cloned();
-        (
-            job.plugins[f.index].sink.name.clone(),
-            get("uri").or_else(|| get("url")),
-            get("database"),
-        )
+    let able = |f: &FlowRef<'_>| {
+        let sink = &job.plugins[f.index].sink;
+        sink.records_stream() && sink.records_progress()
     };
-    let shared = streams.iter().all(|f| target(f) == target(&streams[0]));
-    match streams[0].spec.job.checkpoint.store {
+    match job.spec.job.checkpoint.store {
         Store::Local => false,
-        Store::Target => able,
-        Store::Auto => able && shared,
+        Store::Target => true,
+        Store::Auto => streams.iter().all(able),
     }
 }
 
@@ -383,8 +378,7 @@ fn stream_status(job: &Job, streams: &[FlowRef<'_>], now: u64) -> StreamStatus {
             Ok(record) => stream_record(record, now, &mut status),
             Err(e) => {
                 status.read_error = Some(format!(
-                    "flow `{}`: cannot read the stream's position and lease in the target: {e}",
-                    first.flow.name
+                    "cannot read the stream's position and lease in the target: {e}"
                 ));
                 return status;
             }
@@ -487,7 +481,7 @@ fn text(r: &Report) -> String {
     }
     if let Some(s) = &r.stream {
         out.push('\n');
-        stream_text(s, &mut out);
+        stream_text(s, &r.flows, &mut out);
     }
     out
 }
@@ -504,8 +498,8 @@ fn batch_text(f: &FlowStatus, out: &mut String) {
             f.flow
         )),
     }
-    if f.read_error.is_some() {
-        line(out, "error", "cannot be read (below)".into());
+    if let Some(e) = &f.read_error {
+        line(out, "error", e.clone());
         return;
     }
     if !f.recorded {
@@ -557,15 +551,15 @@ fn batch_text(f: &FlowStatus, out: &mut String) {
     }
 }
 
-fn stream_text(s: &StreamStatus, out: &mut String) {
-    let flows: Vec<String> = s.flows.iter().map(|f| format!("`{f}`")).collect();
+fn stream_text(s: &StreamStatus, flows: &[FlowStatus], out: &mut String) {
+    let names: Vec<String> = s.flows.iter().map(|f| format!("`{f}`")).collect();
     let kept = match &s.file {
         Some(p) => format!("position in the local file {} (no lease)", p.display()),
         None => "position and lease in the target".to_string(),
     };
-    out.push_str(&format!("stream of flow(s) {}: {kept}\n", flows.join(", ")));
-    if s.read_error.is_some() {
-        line(out, "error", "cannot be read (below)".into());
+    out.push_str(&format!("stream of flow(s) {}: {kept}\n", names.join(", ")));
+    if let Some(e) = &s.read_error {
+        line(out, "error", e.clone());
         return;
     }
     if !s.recorded {
@@ -573,40 +567,62 @@ fn stream_text(s: &StreamStatus, out: &mut String) {
         return;
     }
     if let Some(l) = &s.lease {
-        let text = match l.state {
-            "active" => format!(
-                "active in {}, epoch {}, expires in {} s",
-                l.holder, l.epoch, l.expires_in_s
-            ),
-            "released" => format!(
-                "released by {} (epoch {}): no process is active",
-                l.holder, l.epoch
-            ),
-            _ => format!(
-                "expired {} s ago (held by {}, epoch {}): no process is active",
-                -l.expires_in_s, l.holder, l.epoch
-            ),
-        };
-        line(out, "lease", text);
+        lease_text(l, out);
     }
     let resume = s.resume.as_ref().map_or("none".into(), |p| p.to_string());
     line(out, "resume", resume);
-    line(
-        out,
-        "snapshot",
-        if s.snapshot_done { "done" } else { "not done" }.into(),
-    );
+    let snapshot = if s.snapshot_done { "done" } else { "not done" };
+    line(out, "snapshot", snapshot.into());
+    if !s.snapshot_done {
+        for f in flows.iter().filter(|f| f.mode == "stream") {
+            snapshot_text(f, out);
+        }
+    }
     if s.file.is_none() {
-        line(
-            out,
-            "last error",
-            s.last_error.clone().unwrap_or("none".into()),
-        );
+        let error = s.last_error.clone().unwrap_or("none".into());
+        line(out, "last error", error);
     }
     lag_text(s, out);
     for w in &s.writers {
         writer_text(w, out);
     }
+}
+
+fn lease_text(l: &LeaseStatus, out: &mut String) {
+    let text = match l.state {
+        "active" => format!(
+            "active in {}, epoch {}, expires in {} s",
+            l.holder, l.epoch, l.expires_in_s
+        ),
+        "released" => format!(
+            "released by {} (epoch {}): no process is active",
+            l.holder, l.epoch
+        ),
+        _ => format!(
+            "expired {} s ago (held by {}, epoch {}): no process is active",
+            -l.expires_in_s, l.holder, l.epoch
+        ),
+    };
+    line(out, "lease", text);
+}
+
+/// A streaming flow's snapshot in progress: its splits and rows, as a batch flow's.
+fn snapshot_text(f: &FlowStatus, out: &mut String) {
+    let text = match (&f.read_error, &f.splits) {
+        (Some(e), _) => e.clone(),
+        (None, Some(s)) => {
+            let mut t = format!(
+                "{} of {} splits done, {} in progress",
+                s.done, s.total, s.in_progress
+            );
+            if let Some(rows) = f.rows {
+                t.push_str(&format!(", {rows} rows written"));
+            }
+            t
+        }
+        (None, None) => return,
+    };
+    out.push_str(&format!("    snapshot of `{}`: {text}\n", f.flow));
 }
 
 fn lag_text(s: &StreamStatus, out: &mut String) {

@@ -1,0 +1,262 @@
+//! `etlhost status SPEC`: where a job stands, read from where its progress is kept, on a machine
+//! that never ran it: a sharded run's plan, splits and rows in the target; a failed run's failure
+//! (in the target and in a local checkpoint); a target that cannot be read (exit 3, its error, no
+//! password); and a streaming job's lease, writers and snapshot in the target.
+
+use std::path::Path;
+
+use crate::support::{
+    etlhost_command, exec, graph, person_table, scratch_dir, Output, SpecBuilder, PERSON_ID_INDEX,
+    PERSON_MERGE,
+};
+
+/// `etlhost status SPEC` with `extra` arguments.
+fn status(spec: &Path, extra: &[&str]) -> Output {
+    etlhost_command()
+        .arg("status")
+        .arg(spec)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .env_remove("ETLHOST_RUN")
+        .output()
+        .unwrap()
+        .into()
+}
+
+/// `etlhost status SPEC --json [extra]`, which must succeed, parsed.
+fn status_json(spec: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["--json"];
+    args.extend(extra);
+    let out = status(spec, &args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}:\n{}", out.stdout))
+}
+
+/// `etlhost run SPEC extra...`, quietly; its output.
+fn run(spec: &Path, extra: &[&str]) -> Output {
+    etlhost_command()
+        .arg("run")
+        .arg(spec)
+        .args(extra)
+        .args(["--quiet"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+        .into()
+}
+
+/// Asserts `text`'s lines: each expected line equals the output's line at its place, or, ending
+/// in `…`, starts with what comes before it (a time that varies).
+fn assert_lines(text: &str, expected: &[&str]) {
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{text}");
+    for (got, want) in lines.iter().zip(expected) {
+        match want.strip_suffix('…') {
+            Some(head) => assert!(got.starts_with(head), "{got:?} !~ {want:?} in:\n{text}"),
+            None => assert_eq!(got, want, "in:\n{text}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_a_sharded_run_in_the_target_and_refuses_an_unreadable_target() {
+    let db = "e2e_status_shards";
+    person_table(db, 100, "person-").await;
+    graph(db).await;
+    let dir = scratch_dir("status_shards");
+    let spec = dir.join("status.yaml");
+    let builder = SpecBuilder::new("status_shards")
+        .top("checkpoint: {store: target}")
+        .mysql_table(db, "person")
+        .partition("id", 4)
+        .sink_bolt(db, PERSON_MERGE)
+        .setup(PERSON_ID_INDEX);
+    std::fs::write(&spec, builder.clone().build()).unwrap();
+
+    let out = status(&spec, &["--run", "s1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_lines(
+        &out.stdout,
+        &[
+            "job `status_shards`, run 's1'",
+            "",
+            "flow `status_shards`: batch, progress in the target",
+            "  no plan recorded: the flow has not started in this run, or it finished in one process (which removes its records)",
+        ],
+    );
+
+    // Two shards of run s1, one after the other: their records stay in the target.
+    for shard in ["0/2", "1/2"] {
+        let out = run(&spec, &["--shard", shard, "--run", "s1"]);
+        assert_eq!(out.code, 0, "shard {shard}: {}", out.stderr);
+    }
+    let out = status(&spec, &["--run", "s1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_lines(
+        &out.stdout,
+        &[
+            "job `status_shards`, run 's1'",
+            "",
+            "flow `status_shards`: batch, progress in the target",
+            "  plan:        4 splits for 2 shard(s), planned at …",
+            "  splits:      4 done, 0 in progress, 0 not started, of 4",
+            "  rows:        100 written",
+            "  failure:     none",
+        ],
+    );
+    let json = status_json(&spec, &["--run", "s1"]);
+    assert_eq!(json["job"], "status_shards");
+    assert_eq!(json["run"], "s1");
+    assert_eq!(json["stream"], serde_json::Value::Null);
+    let flow = &json["flows"][0];
+    assert_eq!(flow["flow"], "status_shards");
+    assert_eq!(flow["mode"], "batch");
+    assert_eq!(flow["store"], "target");
+    assert_eq!(flow["recorded"], true);
+    assert_eq!(flow["plan"]["splits"], 4);
+    assert_eq!(flow["plan"]["shards"], 2);
+    assert_eq!(
+        flow["splits"],
+        serde_json::json!({"total": 4, "done": 4, "in_progress": 0, "not_started": 0})
+    );
+    assert_eq!(flow["rows"], 100);
+    assert_eq!(flow["failure"], serde_json::Value::Null);
+    assert_eq!(flow["read_error"], serde_json::Value::Null);
+
+    // A target that refuses the login: exit 3, the flow and the sink's error named, no password.
+    let wrong = builder
+        .build()
+        .replace("password: etlhost-pass", "password: Wr0ng-s3cret");
+    assert!(wrong.contains("Wr0ng-s3cret"), "{wrong}");
+    std::fs::write(&spec, wrong).unwrap();
+    let out = status(&spec, &["--run", "s1"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let error = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap();
+    assert!(
+        error.starts_with("error: flow `status_shards`: cannot read its progress in the target: "),
+        "{}",
+        out.stderr
+    );
+    assert!(error.contains("Authentication failed"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Wr0ng-s3cret"), "{}", out.stderr);
+    assert!(!out.stdout.contains("Wr0ng-s3cret"), "{}", out.stdout);
+}
+
+/// `person` holds ids 1..=100 and 1000, which the sink refuses.
+async fn person_with_a_bad_row(db: &str) {
+    let pool = person_table(db, 100, "p").await;
+    exec(&pool, "INSERT INTO person VALUES (1000, 'bad')").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_how_a_run_failed_in_the_target_and_in_a_local_checkpoint() {
+    let db = "e2e_status_failed";
+    person_with_a_bad_row(db).await;
+    let g = graph(db).await;
+    // A node with the bad row's key is there already: the unique constraint refuses that row.
+    g.run(neo4rs::query("CREATE (:Person {id: 1000})"))
+        .await
+        .unwrap();
+    let dir = scratch_dir("status_failed");
+    let dl = dir.join("dl.jsonl");
+    let spec = dir.join("failed.yaml");
+    let text = SpecBuilder::new("status_failed")
+        .top(format_args!("dead_letter: {}", dl.display()))
+        .mysql_table(db, "person")
+        .sink_bolt(
+            db,
+            "UNWIND $batch AS row CREATE (:Person {id: row.id, name: row.name})",
+        )
+        .setup("CREATE CONSTRAINT person_id IF NOT EXISTS FOR (p:Person) REQUIRE p.id IS UNIQUE")
+        .build();
+    std::fs::write(&spec, text).unwrap();
+    let out = run(&spec, &[]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+
+    let out = status(&spec, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let failure = format!(
+        "1 rows failed, more than max_failed_rows (0); they are in {}",
+        dl.display()
+    );
+    let failure_line = "  failure:     at …";
+    let failed_rows = format!("  failed rows: 1 in {}", dl.display());
+    assert_lines(
+        &out.stdout,
+        &[
+            "job `status_failed`, the default run",
+            "",
+            "flow `status_failed`: batch, progress in the target",
+            "  plan:        1 splits for 1 shard(s), planned at …",
+            "  splits:      1 done, 0 in progress, 0 not started, of 1",
+            "  rows:        101 written",
+            failure_line,
+            &failed_rows,
+        ],
+    );
+    assert!(
+        out.stdout.contains(&format!("Z: {failure}\n")),
+        "{}",
+        out.stdout
+    );
+    let json = status_json(&spec, &[]);
+    let f = &json["flows"][0]["failure"];
+    assert_eq!(f["error"], failure.as_str());
+    assert_eq!(f["failed_rows"], 1);
+    assert_eq!(f["dead_letter"], dl.display().to_string());
+    assert_eq!(f["too_many_failed_rows"], true);
+
+    // The same failure kept in a local checkpoint, read without connecting anywhere.
+    let cp = dir.join("cp");
+    let local = SpecBuilder::new("status_failed_local")
+        .top(format_args!("dead_letter: {}", dl.display()))
+        .top(format_args!("checkpoint: {{dir: {}}}", cp.display()))
+        .mysql_table(db, "person")
+        .sink_plugin("faulty")
+        .sink_option("fail_on: 1000")
+        .build();
+    let spec = dir.join("local.yaml");
+    std::fs::write(&spec, local).unwrap();
+    let file = cp.join("status_failed_local.checkpoint.json");
+    let header = format!(
+        "flow `status_failed_local`: batch, progress in the local checkpoint {}",
+        file.display()
+    );
+    let out = status(&spec, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_lines(
+        &out.stdout,
+        &[
+            "job `status_failed_local`, the default run",
+            "",
+            &header,
+            "  no checkpoint: the flow has not run here, or its job finished (which removes it)",
+        ],
+    );
+    let out = run(&spec, &[]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let out = status(&spec, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_lines(
+        &out.stdout,
+        &[
+            "job `status_failed_local`, the default run",
+            "",
+            &header,
+            "  plan:        1 splits, checkpoint written at …",
+            "  splits:      1 done, 0 in progress, 0 not started, of 1",
+            failure_line,
+            &failed_rows,
+        ],
+    );
+    let json = status_json(&spec, &[]);
+    let flow = &json["flows"][0];
+    assert_eq!(flow["store"], "local");
+    assert_eq!(flow["file"], file.display().to_string());
+    assert_eq!(flow["rows"], serde_json::Value::Null);
+    assert_eq!(flow["failure"]["error"], failure.as_str());
+}
