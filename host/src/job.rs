@@ -103,6 +103,15 @@ pub fn check_progress(
                 "a streaming flow cannot be sharded: one process follows the change log",
             ));
         }
+        if flow.spec.job.checkpoint.store == Store::Target && !keeps_streams(sink) {
+            return Err(flow.spec.error(
+                "checkpoint.store",
+                format!(
+                    "is `target`, but the sink plugin `{}` of streaming flow `{}` cannot keep a stream's position and lease in the target",
+                    sink.name, flow.flow.name
+                ),
+            ));
+        }
         return Ok(());
     }
     keeps_progress(flow, sink)?;
@@ -125,6 +134,25 @@ pub fn check_progress(
         ));
     }
     Ok(())
+}
+
+/// A sink that can keep a stream in the target: its position and lease, and its snapshot's
+/// progress.
+fn keeps_streams(sink: &Plugin) -> bool {
+    sink.records_stream() && sink.records_progress()
+}
+
+/// Whether a job's stream keeps its position, lease and snapshot progress in the target: asked
+/// (`target`), or `auto` with every streaming flow's sink able to. The flows must then write to
+/// one target, which `stream::store` checks when the stream starts.
+pub fn streams_in_target(job: &Job) -> bool {
+    let spec = &job.spec;
+    let mut streams = spec.flows_in_order().filter(|f| f.flow.mode == Mode::Stream);
+    match spec.job.checkpoint.store {
+        Store::Local => false,
+        Store::Target => true,
+        Store::Auto => streams.all(|f| keeps_streams(&job.plugins[f.index].sink)),
+    }
 }
 
 /// A spec that asks for progress in the target (`checkpoint.store: target`, or `shards`) names a

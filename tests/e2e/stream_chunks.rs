@@ -41,6 +41,7 @@ impl Job {
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{metrics}"))
             .env("RUST_LOG", "info")
+            .env("ETLHOST_HOLDER", "e2e")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -88,16 +89,6 @@ impl Drop for Job {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The stream checkpoint's position, if the file is there.
-fn checkpoint(cp_dir: &Path) -> Option<serde_json::Value> {
-    let file = std::fs::read_dir(cp_dir)
-        .ok()?
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().ends_with(".stream.json"))?;
-    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(file.path()).ok()?).ok()?;
-    Some(st["position"].clone())
 }
 
 /// The graph's `:Person` nodes: how many, how many distinct ids, how many with `v = 1`, the
@@ -157,12 +148,12 @@ async fn stc_a_huge_transaction_goes_in_parts_and_a_kill_inside_it_resumes_exact
     exec(&pool, "UPDATE person SET v = v + 1").await;
 
     // Stopped a step at a time until the checkpoint is inside the transaction, then killed.
-    let cp_dir = dir.join("cp");
     let mut inside = None;
     proxy.step_until(&mut job.child, Way::ToServer, 32 * 1024, || {
         // Held: the checkpoint catches up with what was written within a few intervals.
         for _ in 0..25 {
-            if let Some(p) = checkpoint(&cp_dir).filter(|p| p["skip"].as_u64() > Some(0)) {
+            let recorded = crate::stream::recorded_position(name, name);
+            if let Some(p) = recorded.filter(|p| p["skip"].as_u64() > Some(0)) {
                 inside = Some(p);
                 return true;
             }

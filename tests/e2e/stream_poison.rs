@@ -234,6 +234,7 @@ impl Job {
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{metrics}"))
             .env("RUST_LOG", "warn")
+            .env("ETLHOST_HOLDER", "e2e")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -406,12 +407,10 @@ async fn stp_by_default_a_refused_change_stops_the_stream_before_it() {
     );
     // The recorded position is before the refused change (other tests' transactions may move it
     // on a little): a rerun stops at it again.
-    let cp: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("cp/{name}.stream.json"))).unwrap())
-            .unwrap();
+    let recorded = crate::stream::recorded_position(name, name).unwrap();
     let at = (
-        cp["position"]["file"].as_str().unwrap().to_string(),
-        cp["position"]["pos"].as_u64().unwrap(),
+        recorded["file"].as_str().unwrap().to_string(),
+        recorded["pos"].as_u64().unwrap(),
     );
     assert!(at >= before, "{at:?} before {before:?}");
     let mut job = Job::start(&spec, &dir, false);

@@ -395,6 +395,7 @@ async fn ss_mixed_transactions_load_data_and_one_phase_xa_stream_and_a_prepared_
         .arg("run")
         .arg(&spec)
         .env("RUST_LOG", "info")
+        .env("ETLHOST_HOLDER", "e2e")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

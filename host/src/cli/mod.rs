@@ -23,6 +23,9 @@ pub const EXIT_RUN: u8 = 3;
 pub const EXIT_FAILED_ROWS: u8 = 4;
 pub const EXIT_INTERRUPTED: u8 = 130;
 pub const EXIT_INTERNAL: u8 = 70;
+/// A streaming job was taken over by another process (its lease and epoch in the target): this
+/// one stopped writing. An orchestrator restarts it, and it waits as the standby.
+pub const EXIT_FENCED: u8 = 75;
 /// `etlhost verify`: a flow's graph differs from its source.
 pub const EXIT_DIFFERENT: u8 = 5;
 /// `etlhost verify`: nothing differs, but a flow could not be verified.

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::flags::RunArgs;
-use super::{EXIT_CONFIG, EXIT_FAILED_ROWS, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_RUN};
+use super::{
+    EXIT_CONFIG, EXIT_FAILED_ROWS, EXIT_FENCED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_RUN,
+};
 use crate::error::RunError;
 use crate::pipeline::{Control, StopReason};
 use crate::report;
@@ -71,6 +73,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             let code = match control.reason() {
                 StopReason::Interrupted => EXIT_INTERRUPTED,
                 StopReason::TooManyFailedRows => EXIT_FAILED_ROWS,
+                StopReason::Fenced => EXIT_FENCED,
                 _ => EXIT_RUN,
             };
             eprintln!(

@@ -13,6 +13,8 @@ pub enum StopReason {
     TooManyFailedRows = 2,
     /// Ctrl-C or SIGTERM.
     Interrupted = 3,
+    /// Another process took the streaming job over: this one must not write again.
+    Fenced = 4,
 }
 
 /// Lets a signal handler (or a stage) ask a running job to stop reading.
@@ -33,7 +35,8 @@ impl Control {
             0 => StopReason::None,
             1 => StopReason::Error,
             2 => StopReason::TooManyFailedRows,
-            _ => StopReason::Interrupted,
+            3 => StopReason::Interrupted,
+            _ => StopReason::Fenced,
         }
     }
 

@@ -68,7 +68,12 @@ impl Store {
             Asked::Auto => !sink.records_progress(),
             Asked::Target => false,
         };
-        if flow.flow.mode == Mode::Stream || local {
+        // A streaming flow's snapshot keeps its progress where its stream keeps its position.
+        let local = match flow.flow.mode {
+            Mode::Stream => !crate::job::streams_in_target(job),
+            _ => local,
+        };
+        if local {
             return Ok(Store::Local);
         }
         let target = Target::new(job, flow, opts);

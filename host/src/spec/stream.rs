@@ -4,7 +4,9 @@
 
 use serde::Deserialize;
 
-/// `stream: {max_transaction_changes, on_failed_change, max_failed_changes}`.
+use super::Span;
+
+/// `stream: {max_transaction_changes, on_failed_change, max_failed_changes, lease}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamSpec {
@@ -18,6 +20,18 @@ pub struct StreamSpec {
     pub on_failed_change: OnFailedChange,
     /// With `dead_letter`: how many changes may fail before the stream stops; none: no limit.
     pub max_failed_changes: Option<u64>,
+    /// With the position in the target: how long the active process's lease lasts unrenewed
+    /// (it renews it every third of that). A standby takes over once it has expired; so this is
+    /// how long a stream may stand still after its process dies, and how long a process may be
+    /// cut off from the graph (or paused) before another takes over.
+    #[serde(default = "default_lease")]
+    pub lease: Span,
+}
+
+/// Tens of seconds: long enough for a garbage-collection pause or a Bolt server restart, short
+/// enough that a standby takes over before anyone notices the lag.
+fn default_lease() -> Span {
+    Span(std::time::Duration::from_secs(30))
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -42,6 +56,7 @@ impl Default for StreamSpec {
             max_transaction_changes: DEFAULT_MAX_TRANSACTION_CHANGES,
             on_failed_change: OnFailedChange::Stop,
             max_failed_changes: None,
+            lease: default_lease(),
         }
     }
 }

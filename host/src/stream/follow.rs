@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
-use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, Position};
+use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, Position, WriterRecord, WriterSlot};
 
 use super::cascade::Cascades;
 use super::metrics::Progress;
+use super::replay::{Ids, Replay};
 use super::state::{self, StreamState};
+use super::store::Store;
 use crate::job::Job;
 use crate::options::RunOptions;
 use crate::pipeline::Control;
@@ -23,7 +25,14 @@ use crate::stats::{Counters, Status};
 
 use super::dead_letter::Failures;
 use super::read::read;
-use super::write::{write, Target};
+use super::write::{write, Chunk, Target};
+
+/// Where the stream starts: its state, and the writers' records the target holds (none with a
+/// local file).
+pub struct Started {
+    pub state: StreamState,
+    pub writers: Vec<WriterRecord>,
+}
 
 /// Runs until stopped (Ctrl-C, SIGTERM) or a permanent error; the status, error and the stream's
 /// statistics for the summary.
@@ -33,17 +42,24 @@ pub fn follow(
     flows: &[FlowRef<'_>],
     source: Arc<SourceHandle>,
     mut cascades: Cascades,
-    start: StreamState,
-    path: &Path,
+    start: Started,
+    store: &Store,
+    progress: Arc<Mutex<Progress>>,
     control: Arc<Control>,
     counters: &Arc<Counters>,
     opts: &RunOptions,
 ) -> (Status, Option<String>, serde_json::Value) {
-    let progress = Arc::new(Mutex::new(Progress::new(start.position.clone())));
+    let Started {
+        state: start,
+        writers,
+    } = start;
     let failures = Failures::open(job, &start.position, opts.fresh).map(Arc::new);
     let mut targets = Vec::new();
     for flow in flows {
-        match failures.clone().and_then(|f| open_target(job, *flow, &f)) {
+        match failures
+            .clone()
+            .and_then(|f| open_target(job, *flow, &f, store, &writers))
+        {
             Ok(t) => targets.push(t),
             Err(e) => {
                 let json = progress.lock().expect("progress").json();
@@ -52,16 +68,7 @@ pub fn follow(
         }
     }
     let tables: Vec<String> = targets.iter().map(|t| t.table.clone()).collect();
-    if let Some(addr) = opts.metrics_addr {
-        if let Err(e) = super::serve_metrics(addr, progress.clone()) {
-            let json = progress.lock().expect("progress").json();
-            return (
-                Status::Failed,
-                Some(format!("cannot serve metrics on {addr}: {e}")),
-                json,
-            );
-        }
-    }
+    progress.lock().expect("progress").following = true;
     let (tx, rx) = crossbeam_channel::bounded::<Result<ChangeBatch, String>>(4);
     let interval = flows[0].spec.job.checkpoint.interval.0;
     let report_every = flows[0].spec.job.progress_interval.0;
@@ -72,7 +79,7 @@ pub fn follow(
         let chunk = flows[0].spec.job.stream().max_transaction_changes;
         scope.spawn(move || read(src, tables, from, chunk, tx, reader_control));
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        {
+        if let Store::Local(path) = store {
             let (progress, done) = (progress.clone(), done.clone());
             scope.spawn(move || checkpointer(path, interval, progress, done));
         }
@@ -80,27 +87,19 @@ pub fn follow(
             let (progress, done, src) = (progress.clone(), done.clone(), source.clone());
             scope.spawn(move || monitor(src, progress, done));
         }
-        let outcome = dispatch(
-            &rx,
-            &mut targets,
-            &mut cascades,
-            &progress,
+        let mut applier = Applier {
+            targets: &mut targets,
+            cascades: &mut cascades,
+            progress: &progress,
             counters,
-            &control,
-            report_every,
-        );
+            control: &control,
+            ids: Ids::default(),
+        };
+        let outcome = applier.dispatch(&rx, report_every);
         if outcome.is_err() {
             control.stop(crate::pipeline::StopReason::Error);
         }
-        let drained = drain(
-            &rx,
-            outcome.is_ok(),
-            &mut targets,
-            &mut cascades,
-            &progress,
-            counters,
-            &control,
-        );
+        let drained = applier.drain(&rx, outcome.is_ok());
         done.store(true, Ordering::SeqCst);
         drained.and(outcome)
     });
@@ -109,7 +108,11 @@ pub fn follow(
         position: p.acked.clone(),
         snapshot_done: true,
     };
-    let saved = state::save(path, &st);
+    // In the target, every write recorded its own position; the lease's release stores it too.
+    let saved = match store {
+        Store::Local(path) => state::save(path, &st),
+        Store::Target(_) => Ok(()),
+    };
     tracing::info!(position = %st.position, cascaded = cascades.cascaded, "stream stopped; position recorded");
     let json = p.json();
     match (outcome, saved) {
@@ -125,122 +128,169 @@ pub fn follow(
 
 /// The reader stops at the next batch; what it already sent is written (or dropped after a
 /// failure, `write` false: it is after the recorded position and read again next time).
-fn drain(
-    rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
-    write: bool,
-    targets: &mut [Target],
-    cascades: &mut Cascades,
-    progress: &Mutex<Progress>,
-    counters: &Counters,
-    control: &Control,
-) -> Result<(), String> {
-    while let Ok(msg) = rx.recv() {
-        if let (true, Ok(b)) = (write, msg) {
-            apply(&b, targets, cascades, progress, counters, control)?;
+impl Applier<'_> {
+    fn drain(
+        &mut self,
+        rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
+        write: bool,
+    ) -> Result<(), String> {
+        while let Ok(msg) = rx.recv() {
+            if let (true, Ok(b)) = (write, msg) {
+                self.apply(&b)?;
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
-fn open_target(job: &Job, flow: FlowRef<'_>, failures: &Arc<Failures>) -> Result<Target, String> {
+/// What writes the chunks: every flow's writers, the cascades, the shared progress, and the ids
+/// of the changes read (numbered across chunks, so one counter for the dispatch and the drain).
+struct Applier<'a> {
+    targets: &'a mut [Target],
+    cascades: &'a mut Cascades,
+    progress: &'a Mutex<Progress>,
+    counters: &'a Counters,
+    control: &'a Control,
+    ids: Ids,
+}
+
+fn open_target(
+    job: &Job,
+    flow: FlowRef<'_>,
+    failures: &Arc<Failures>,
+    store: &Store,
+    writers: &[WriterRecord],
+) -> Result<Target, String> {
     let f = flow.flow;
     let plugin = job.plugins[flow.index].sink.clone();
-    let sinks = (0..f.sink.parallelism.max(1))
+    let n = f.sink.parallelism.max(1);
+    let sinks = (0..n)
         .map(|_| SinkHandle::open(plugin.clone(), &f.sink.options))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("flow `{}`: cannot start sink: {e}", f.name))?;
     let table = super::cascade::table_of(&flow);
+    let marks = match store {
+        Store::Local(_) => None,
+        Store::Target(lease) => {
+            // Each writer goes on from its record's sequence, as the takeover left it.
+            let seq = |slot: usize| {
+                writers
+                    .iter()
+                    .find(|w| w.slot == slot_of(&f.name, n, slot))
+                    .map_or(0, |w| w.seq)
+            };
+            Some((lease.clone(), (0..n).map(seq).collect()))
+        }
+    };
     Ok(Target {
         name: f.name.clone(),
         table,
         sinks,
         retry_backoff: f.sink.retry_backoff.0,
         failures: failures.clone(),
+        marks,
+        replay: Replay::new(&f.name, writers),
     })
 }
-fn dispatch(
-    rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
-    targets: &mut [Target],
-    cascades: &mut Cascades,
-    progress: &Mutex<Progress>,
-    counters: &Counters,
-    control: &Control,
-    report_every: Duration,
-) -> Result<(), String> {
-    let mut last_report = Instant::now();
-    loop {
-        {
-            // A turn of this loop, changes or none, is what `/healthz` calls alive: an idle
-            // stream is healthy, one stuck in a write is not.
-            let mut p = progress.lock().expect("progress");
-            p.beat();
-            if last_report.elapsed() >= report_every {
-                last_report = Instant::now();
-                tracing::info!("{}", p.line());
+
+/// Writer `slot` of a flow of `writers` writers, as its record names it.
+pub(super) fn slot_of(flow: &str, writers: usize, slot: usize) -> WriterSlot {
+    WriterSlot {
+        flow: flow.to_string(),
+        writers: writers as u32,
+        slot: slot as u32,
+    }
+}
+impl Applier<'_> {
+    fn dispatch(
+        &mut self,
+        rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
+        report_every: Duration,
+    ) -> Result<(), String> {
+        let mut last_report = Instant::now();
+        loop {
+            {
+                // A turn of this loop, changes or none, is what `/healthz` calls alive: an idle
+                // stream is healthy, one stuck in a write is not.
+                let mut p = self.progress.lock().expect("progress");
+                p.beat();
+                if last_report.elapsed() >= report_every {
+                    last_report = Instant::now();
+                    tracing::info!("{}", p.line());
+                }
             }
+            let msg = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            let b = msg?;
+            self.apply(&b)?;
         }
-        let msg = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(m) => m,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        };
-        let b = msg?;
-        apply(&b, targets, cascades, progress, counters, control)?;
+    }
+
+    /// Writes one chunk with every flow of its table, then moves the acknowledged position.
+    fn apply(&mut self, b: &ChangeBatch) -> Result<(), String> {
+        let (targets, cascades) = (&mut *self.targets, &mut *self.cascades);
+        let (progress, counters, control) = (self.progress, self.counters, self.control);
+        let rows = b
+            .changes
+            .iter()
+            .filter(|c| c.kind != ChangeKind::Mark)
+            .count();
+        // Dead-lettered changes (by any flow of the table), so that read = written + failed.
+        let mut failed = Vec::new();
+        // A batch without rows still settles a cascade that waited for it (see `derive`).
+        let of_chunk = self.ids.of(b);
+        let resume = progress.lock().expect("progress").acked.clone();
+        if rows > 0 || cascades.deferred.is_some() {
+            let mut write_all = |part: &ChangeBatch, at: Option<usize>| -> Result<(), String> {
+                let derived;
+                let chunk = Chunk {
+                    ids: match at {
+                        Some(i) => &of_chunk[i..i + part.changes.len()],
+                        None => {
+                            derived = vec![None; part.changes.len()];
+                            &derived
+                        }
+                    },
+                    resume: &resume,
+                };
+                for t in targets.iter_mut().filter(|t| t.table == part.table) {
+                    let refused = write(t, part, &chunk, counters, control)?;
+                    if let Some(at) = at {
+                        failed.extend(refused.into_iter().map(|i| at + i));
+                    }
+                }
+                Ok(())
+            };
+            super::derive::apply(b, cascades, &mut write_all)?;
+            failed.sort_unstable();
+            failed.dedup();
+            // Counted once settled: a chunk whose write stops the stream is read again after it, so
+            // the statistics balance (read = written + failed) at any stop.
+            Counters::add(&counters.read, rows);
+            Counters::add(&counters.written, rows - failed.len());
+            Counters::add(&counters.failed, failed.len());
+            Counters::add(&counters.batches, usize::from(rows > 0));
+        }
+        let mut p = progress.lock().expect("progress");
+        p.cascaded = cascades.cascaded;
+        if cascades.deferred.is_some() {
+            // A delete whose cascade waits for the next part of its transaction: the position stays
+            // before it, so a restart reads it again rather than lose the cascade.
+            let mut held = b.clone();
+            if let Some(c) = held.changes.last_mut() {
+                c.last = false;
+            }
+            p.count(&held, &failed);
+        } else {
+            p.count(b, &failed);
+        }
+        Ok(())
     }
 }
 
-/// Writes one chunk with every flow of its table, then moves the acknowledged position.
-fn apply(
-    b: &ChangeBatch,
-    targets: &mut [Target],
-    cascades: &mut Cascades,
-    progress: &Mutex<Progress>,
-    counters: &Counters,
-    control: &Control,
-) -> Result<(), String> {
-    let rows = b
-        .changes
-        .iter()
-        .filter(|c| c.kind != ChangeKind::Mark)
-        .count();
-    // Dead-lettered changes (by any flow of the table), so that read = written + failed.
-    let mut failed = Vec::new();
-    // A batch without rows still settles a cascade that waited for it (see `derive`).
-    if rows > 0 || cascades.deferred.is_some() {
-        let mut write_all = |part: &ChangeBatch, at: Option<usize>| -> Result<(), String> {
-            for t in targets.iter_mut().filter(|t| t.table == part.table) {
-                let refused = write(t, part, counters, control)?;
-                if let Some(at) = at {
-                    failed.extend(refused.into_iter().map(|i| at + i));
-                }
-            }
-            Ok(())
-        };
-        super::derive::apply(b, cascades, &mut write_all)?;
-        failed.sort_unstable();
-        failed.dedup();
-        // Counted once settled: a chunk whose write stops the stream is read again after it, so
-        // the statistics balance (read = written + failed) at any stop.
-        Counters::add(&counters.read, rows);
-        Counters::add(&counters.written, rows - failed.len());
-        Counters::add(&counters.failed, failed.len());
-        Counters::add(&counters.batches, usize::from(rows > 0));
-    }
-    let mut p = progress.lock().expect("progress");
-    p.cascaded = cascades.cascaded;
-    if cascades.deferred.is_some() {
-        // A delete whose cascade waits for the next part of its transaction: the position stays
-        // before it, so a restart reads it again rather than lose the cascade.
-        let mut held = b.clone();
-        if let Some(c) = held.changes.last_mut() {
-            c.last = false;
-        }
-        p.count(&held, &failed);
-    } else {
-        p.count(b, &failed);
-    }
-    Ok(())
-}
 /// Stores the acknowledged position on every interval (and changes nothing when it has not
 /// moved); it only reads the shared progress, so a slow sink never delays it.
 fn checkpointer(

@@ -39,6 +39,9 @@ pub struct Progress {
     pub lease: Option<(String, u64, u64)>,
     /// Times this process became the active one.
     pub takeovers: u64,
+    /// The change log is being followed (the snapshot is done): before, `acked` is where the
+    /// stream will start, not a position anything has caught up with, so it is not reported.
+    pub following: bool,
     started: Instant,
     beat: Instant,
 }
@@ -83,6 +86,7 @@ impl Progress {
             role: Role::Starting,
             lease: None,
             takeovers: 0,
+            following: false,
             started: Instant::now(),
             beat: Instant::now(),
         }
@@ -128,7 +132,7 @@ impl Progress {
     }
 
     pub fn caught_up(&self) -> bool {
-        self.bytes_behind() == Some(0)
+        self.following && self.bytes_behind() == Some(0)
     }
 
     /// Seconds between the newest event and the last acknowledged one: 0 when caught up.
@@ -288,18 +292,19 @@ fn describe(p: &Progress, mut e: DescriptorEncoder) -> std::fmt::Result {
         "1 when every change up to the server's head is acknowledged.",
         p.caught_up() as u64,
     )?;
-    let mut position = e.encode_descriptor(
-        "etlhost_stream_position",
-        "Last acknowledged binlog position.",
-        None,
-        MetricType::Gauge,
-    )?;
-    let labels = [
-        ("file", p.acked.file.as_str()),
-        ("gtid", p.acked.gtid.as_deref().unwrap_or("")),
-    ];
-    ConstGauge::new(p.acked.pos).encode(position.encode_family(&labels)?)?;
-    drop(position);
+    if p.following {
+        let mut position = e.encode_descriptor(
+            "etlhost_stream_position",
+            "Last acknowledged binlog position.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels = [
+            ("file", p.acked.file.as_str()),
+            ("gtid", p.acked.gtid.as_deref().unwrap_or("")),
+        ];
+        ConstGauge::new(p.acked.pos).encode(position.encode_family(&labels)?)?;
+    }
     describe_role(p, e)
 }
 
@@ -353,6 +358,7 @@ fn describe_role(p: &Progress, mut e: DescriptorEncoder) -> std::fmt::Result {
 pub fn exported_names() -> Vec<String> {
     let mut p = Progress::new(Position::default());
     p.lease = Some((String::new(), 0, 0));
+    p.following = true;
     let text = p.prometheus();
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
@@ -453,12 +459,14 @@ mod tests {
     use std::io::{Read, Write};
 
     fn at(file: &str, gtid: Option<&str>) -> Progress {
-        Progress::new(Position {
+        let mut p = Progress::new(Position {
             file: file.into(),
             pos: 4,
             gtid: gtid.map(str::to_string),
             skip: 0,
-        })
+        });
+        p.following = true;
+        p
     }
 
     #[test]

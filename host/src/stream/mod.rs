@@ -20,11 +20,17 @@ mod derive;
 mod follow;
 mod metrics;
 mod read;
+mod replay;
 mod state;
+mod store;
 mod write;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+use etlhost_plugin_sdk::Position;
+use metrics::{Progress, Role};
 
 use crate::error::RunError;
 use crate::job::Job;
@@ -42,6 +48,8 @@ pub fn is_streaming(spec: &Spec) -> bool {
 }
 
 /// Runs a job with streaming flows: snapshot (unless done or skipped), then follow until stopped.
+/// With the position in the target, it first waits as the standby while another process holds
+/// the job's lease.
 pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summary, RunError> {
     let spec = &job.spec;
     let start = SystemTime::now();
@@ -60,6 +68,7 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
             "the streaming flows of a job share one binlog connection: they must read the same server as the first",
         )));
     }
+    let store = store::Store::choose(job, &streams)?;
     let source = SourceHandle::open(
         job.plugins[first.index].source.clone(),
         &first.flow.source.options,
@@ -69,13 +78,92 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
         .stream_head()
         .map_err(|e| RunError::Start(format!("cannot stream from the source: {e}")))?
         .position;
-    // Before any copy: a foreign key the stream could not follow refuses the start.
+    // No position until the store says where the stream is (a standby only reports the active
+    // one's, as recorded).
+    // Before anything is written (a record in the target, a copy): a foreign key the stream
+    // could not follow refuses the start.
     let cascades = cascade::Cascades::start(job, &streams, source.clone())
         .map_err(|e| RunError::Start(format!("cannot stream: {e}")))?;
-    let path = state::path(spec);
-    let mut st = start_state(spec, &path, head, opts.fresh)?;
+    let progress = Arc::new(Mutex::new(Progress::new(Position::default())));
+    if let Some(addr) = opts.metrics_addr {
+        serve_metrics(addr, progress.clone())
+            .map_err(|e| RunError::Start(format!("cannot serve metrics on {addr}: {e}")))?;
+    }
+    let started = match &store {
+        store::Store::Local(path) => {
+            progress.lock().expect("progress").role = Role::Active;
+            follow::Started {
+                state: start_state(spec, path, head, opts.fresh)?,
+                writers: Vec::new(),
+            }
+        }
+        store::Store::Target(lease) => {
+            match start_in_target(job, lease, head, &streams, &control, &progress, opts.fresh)? {
+                Some(s) => s,
+                None => {
+                    return Err(interrupted(
+                        spec,
+                        Vec::new(),
+                        start,
+                        "while waiting as the standby",
+                    ))
+                }
+            }
+        }
+    };
+    progress.lock().expect("progress").acked = started.state.position.clone();
+    let snapshot_done = AtomicBool::new(started.state.snapshot_done);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        if let store::Store::Target(lease) = &store {
+            let (p, s, c, d) = (&progress, &snapshot_done, &*control, &done);
+            scope.spawn(move || store::keep(lease, p, s, c, d));
+        }
+        let ran = snapshot_and_follow(
+            job,
+            &streams,
+            source,
+            cascades,
+            started,
+            &store,
+            &progress,
+            &snapshot_done,
+            control.clone(),
+            opts,
+            start,
+        );
+        done.store(true, Ordering::SeqCst);
+        if let store::Store::Target(lease) = &store {
+            let resume = progress.lock().expect("progress").acked.clone();
+            let error = match &ran {
+                Err(RunError::Failed(s)) if s.status == Status::Failed => s.error.clone(),
+                Err(e @ (RunError::Start(_) | RunError::Config(_))) => Some(e.to_string()),
+                _ => None,
+            };
+            lease.release(&resume, error);
+        }
+        ran
+    })
+}
+
+/// The snapshot (unless done), then the change stream until stopped.
+#[allow(clippy::too_many_arguments)]
+fn snapshot_and_follow(
+    job: &Job,
+    streams: &[FlowRef<'_>],
+    source: Arc<SourceHandle>,
+    cascades: cascade::Cascades,
+    mut started: follow::Started,
+    store: &store::Store,
+    progress: &Arc<Mutex<Progress>>,
+    snapshot_done: &AtomicBool,
+    control: Arc<Control>,
+    opts: &RunOptions,
+    start: SystemTime,
+) -> Result<Summary, RunError> {
+    let spec = &job.spec;
     let mut snapshots = Vec::new();
-    if !st.snapshot_done {
+    if !started.state.snapshot_done {
         for flow in spec.flows_in_order() {
             if flow.flow.mode == Mode::Stream && !flow.flow.snapshot {
                 continue;
@@ -83,31 +171,34 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
             if control.stopping() {
                 break;
             }
-            match crate::batch::run(job, flow, control.clone(), opts) {
-                Ok(s) => snapshots.push(s),
-                Err(e) => return Err(e),
-            }
+            snapshots.push(crate::batch::run(job, flow, control.clone(), opts)?);
         }
         if control.stopping() {
-            let s = Summary::total(
-                &spec.job.name,
-                snapshots,
-                Status::Interrupted,
-                start,
-                Some("interrupted during the snapshot".into()),
-            );
-            return Err(RunError::Failed(Box::new(s)));
+            return Err(interrupted(spec, snapshots, start, "during the snapshot"));
         }
         crate::progress::local::forget(spec);
-        st.snapshot_done = true;
-        state::save(&path, &st).map_err(RunError::Start)?;
-        tracing::info!(position = %st.position, "snapshot done; following the change log");
+        started.state.snapshot_done = true;
+        snapshot_done.store(true, Ordering::SeqCst);
+        match store {
+            store::Store::Local(path) => state::save(path, &started.state),
+            store::Store::Target(lease) => lease.snapshot_done(&started.state.position, &control),
+        }
+        .map_err(RunError::Start)?;
+        tracing::info!(position = %started.state.position, "snapshot done; following the change log");
     }
     let counters = Arc::new(Counters::new(1));
-    let outcome = follow::follow(
-        job, &streams, source, cascades, st, &path, control, &counters, opts,
+    let (status, error, stream_json) = follow::follow(
+        job,
+        streams,
+        source,
+        cascades,
+        started,
+        store,
+        progress.clone(),
+        control,
+        &counters,
+        opts,
     );
-    let (status, error, stream_json) = outcome;
     let mut s = Summary::new(
         &spec.job.name,
         None,
@@ -123,6 +214,81 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
         Status::Succeeded => Ok(s),
         _ => Err(RunError::Failed(Box::new(s))),
     }
+}
+
+fn interrupted(spec: &Spec, snapshots: Vec<Summary>, start: SystemTime, when: &str) -> RunError {
+    let s = Summary::total(
+        &spec.job.name,
+        snapshots,
+        Status::Interrupted,
+        start,
+        Some(format!("interrupted {when}")),
+    );
+    RunError::Failed(Box::new(s))
+}
+
+/// With the position in the target: `--fresh` forgets it, then this process takes the job's lease
+/// (waiting as the standby while another holds it) and starts from the records: the job's
+/// position, the writers' (which may be further on), and whether the snapshot is done.
+#[allow(clippy::too_many_arguments)]
+fn start_in_target(
+    job: &Job,
+    lease: &store::Lease,
+    head: etlhost_plugin_sdk::Position,
+    streams: &[FlowRef<'_>],
+    control: &Control,
+    progress: &Mutex<Progress>,
+    fresh: bool,
+) -> Result<Option<follow::Started>, RunError> {
+    let spec = &job.spec;
+    let before = lease.read().map_err(|e| {
+        RunError::Start(format!(
+            "cannot read the stream's position in the target: {e}"
+        ))
+    })?;
+    if fresh {
+        lease.forget().map_err(|e| {
+            RunError::Start(format!(
+                "--fresh: cannot forget the stream's position in the target: {e}"
+            ))
+        })?;
+        tracing::info!("--fresh: discarded the stream's position and lease in the target");
+    }
+    if fresh || before.lease.is_none() {
+        // A new stream: keys held by an earlier one belong to a position this one never passes.
+        dead_letter::forget(spec).map_err(RunError::Start)?;
+    }
+    let slots = streams
+        .iter()
+        .flat_map(|f| {
+            let n = f.flow.sink.parallelism.max(1);
+            (0..n).map(move |i| follow::slot_of(&f.flow.name, n, i))
+        })
+        .collect();
+    let Some(record) = lease.take_over(&head, slots, control, progress)? else {
+        return Ok(None);
+    };
+    let recorded = record.resume.clone().unwrap_or(head);
+    // Every writer's `resume` was the stream's position when it wrote: the furthest is one too.
+    let position = record
+        .writers
+        .iter()
+        .filter_map(|w| w.resume.clone())
+        .chain([recorded])
+        .max_by(|a, b| a.log_cmp(b))
+        .expect("one position at least");
+    tracing::info!(
+        snapshot_done = record.snapshot_done,
+        epoch = lease.epoch(),
+        "resuming the stream from its records in the target at {position}"
+    );
+    Ok(Some(follow::Started {
+        state: state::StreamState {
+            position,
+            snapshot_done: record.snapshot_done,
+        },
+        writers: record.writers,
+    }))
 }
 
 /// Where the stream starts: the recorded state, or (none, or `fresh`) a new one at the log's head,

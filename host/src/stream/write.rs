@@ -6,9 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, Value};
+use etlhost_plugin_sdk::WriterSlot;
+use etlhost_plugin_sdk::{ChangeBatch, ChangeId, ChangeKind, Marked, Position, Value, WriterMark};
 
 use super::dead_letter::Failures;
+use super::replay::Replay;
+use super::store::Lease;
 use crate::pipeline::Control;
 use crate::plugin::{PluginError, SinkHandle};
 use crate::retry::Policy;
@@ -22,6 +25,19 @@ pub(super) struct Target {
     pub(super) retry_backoff: Duration,
     /// The job's failed changes, shared by every flow.
     pub(super) failures: Arc<Failures>,
+    /// With the position in the target: the job's lease, and each writer's record's sequence as
+    /// this process last left it.
+    pub(super) marks: Option<(Arc<Lease>, Vec<u64>)>,
+    /// What the writers' records said was written when the stream started.
+    pub(super) replay: Replay,
+}
+
+/// What a write of one chunk carries besides its changes.
+pub(super) struct Chunk<'a> {
+    /// The id of each of the batch's changes read from the log (none: derived by the stream).
+    pub(super) ids: &'a [Option<ChangeId>],
+    /// Where the whole stream may resume as the chunk is written.
+    pub(super) resume: &'a Position,
 }
 
 /// Writes a chunk with one flow: all of it on one writer, or each writer the changes of the keys
@@ -30,23 +46,53 @@ pub(super) struct Target {
 pub(super) fn write(
     t: &mut Target,
     b: &ChangeBatch,
+    chunk: &Chunk<'_>,
     counters: &Counters,
     control: &Control,
 ) -> Result<Vec<usize>, String> {
     let n = t.sinks.len();
+    let lease = t.marks.as_ref().map(|(l, _)| l.clone());
     let w = Writer {
         flow: &t.name,
         backoff: t.retry_backoff,
         counters,
         control,
         failures: &t.failures,
+        lease: lease.as_deref(),
+        chunk,
+        writers: n,
     };
-    let rows: Vec<usize> = (0..b.changes.len())
+    // A change read again after a restart that its writer's record says is written is not
+    // written twice (it counts as written).
+    let replaying = t.replay.covers(chunk.ids);
+    let all: Vec<usize> = (0..b.changes.len())
         .filter(|&i| b.changes[i].kind != ChangeKind::Mark)
         .collect();
+    let whole = !replaying;
+    let rows: Vec<usize> = all
+        .into_iter()
+        .filter(|&i| {
+            !replaying
+                || chunk.ids[i]
+                    .as_ref()
+                    .is_none_or(|id| !t.replay.written(&b.key_of(&b.changes[i]), id))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut no_seqs = vec![0; n];
+    let seqs = match &mut t.marks {
+        Some((_, seqs)) => seqs,
+        None => &mut no_seqs,
+    };
     let outcome = if n == 1 {
         let mut failed = Vec::new();
-        w.settle(&mut t.sinks[0], b, &rows, true, &mut failed)
+        let mut slot = Slot {
+            index: 0,
+            seq: &mut seqs[0],
+        };
+        w.settle(&mut t.sinks[0], &mut slot, b, &rows, whole, &mut failed)
             .map(|()| failed)
     } else {
         let mut idx: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -58,9 +104,14 @@ pub(super) fn write(
             let handles: Vec<_> = t
                 .sinks
                 .iter_mut()
+                .zip(seqs.iter_mut())
                 .zip(&idx)
-                .filter(|(_, idx)| !idx.is_empty())
-                .map(|(sink, idx)| scope.spawn(move || w.settle_part(sink, b, idx)))
+                .enumerate()
+                .filter(|(_, (_, idx))| !idx.is_empty())
+                .map(|(index, ((sink, seq), idx))| {
+                    let slot = Slot { index, seq };
+                    scope.spawn(move || w.settle_part(sink, slot, b, idx))
+                })
                 .collect();
             let mut failed = Vec::new();
             for h in handles {
@@ -79,7 +130,7 @@ pub(super) fn write(
 }
 
 /// A fixed writer per key, so one key's changes are written in order by one connection.
-fn writer_of(key: &[&Value], writers: usize) -> usize {
+pub(super) fn writer_of(key: &[&Value], writers: usize) -> usize {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for v in key {
@@ -93,7 +144,8 @@ fn writer_of(key: &[&Value], writers: usize) -> usize {
 enum Failure {
     /// The sink refused it for good.
     Refused(PluginError),
-    /// The stream is stopping (another writer failed): the message to end with.
+    /// The stream is stopping (another writer failed, or another process took the job over):
+    /// the message to end with.
     Stopped(String),
 }
 
@@ -104,6 +156,15 @@ struct Writer<'a> {
     counters: &'a Counters,
     control: &'a Control,
     failures: &'a Failures,
+    lease: Option<&'a Lease>,
+    chunk: &'a Chunk<'a>,
+    writers: usize,
+}
+
+/// One writer: its place among the flow's writers and its record's sequence.
+struct Slot<'a> {
+    index: usize,
+    seq: &'a mut u64,
 }
 
 impl Writer<'_> {
@@ -112,14 +173,13 @@ impl Writer<'_> {
     fn settle_part(
         &self,
         sink: &mut SinkHandle,
+        mut slot: Slot<'_>,
         b: &ChangeBatch,
         idx: &[usize],
     ) -> Result<Vec<usize>, String> {
-        let part = subset(b, idx);
-        let all: Vec<usize> = (0..idx.len()).collect();
         let mut failed = Vec::new();
-        self.settle(sink, &part, &all, true, &mut failed)?;
-        Ok(failed.into_iter().map(|i| idx[i]).collect())
+        self.settle(sink, &mut slot, b, idx, false, &mut failed)?;
+        Ok(failed)
     }
 
     /// Writes changes `idx` of `b` (`whole`: they are all of `b`'s rows, so `b` itself is
@@ -129,6 +189,7 @@ impl Writer<'_> {
     fn settle(
         &self,
         sink: &mut SinkHandle,
+        slot: &mut Slot<'_>,
         b: &ChangeBatch,
         idx: &[usize],
         whole: bool,
@@ -143,10 +204,11 @@ impl Writer<'_> {
         if keep.is_empty() {
             return Ok(());
         }
+        let last = keep.iter().filter_map(|&i| self.chunk.ids[i].clone()).max();
         let result = if whole && keep.len() == idx.len() {
-            self.write_retrying(sink, b)
+            self.write_retrying(sink, slot, b, last)
         } else {
-            self.write_retrying(sink, &subset(b, &keep))
+            self.write_retrying(sink, slot, &subset(b, &keep), last)
         };
         match result {
             Ok(()) => {
@@ -162,8 +224,8 @@ impl Writer<'_> {
                     return Ok(());
                 }
                 let (left, right) = keep.split_at(keep.len() / 2);
-                self.settle(sink, b, left, false, failed)?;
-                self.settle(sink, b, right, false, failed)
+                self.settle(sink, slot, b, left, false, failed)?;
+                self.settle(sink, slot, b, right, false, failed)
             }
             Err(Failure::Refused(e)) => {
                 Err(format!("flow `{}`: writing changes failed: {e}", self.flow))
@@ -174,18 +236,28 @@ impl Writer<'_> {
 
     /// Retries transient failures (a Bolt server restart) until they pass, waiting longer each
     /// time; a permanent failure is the caller's to settle.
-    fn write_retrying(&self, sink: &mut SinkHandle, b: &ChangeBatch) -> Result<(), Failure> {
+    fn write_retrying(
+        &self,
+        sink: &mut SinkHandle,
+        slot: &mut Slot<'_>,
+        b: &ChangeBatch,
+        last: Option<ChangeId>,
+    ) -> Result<(), Failure> {
         let flow = self.flow;
         let mut backoff = Policy::forever(self.backoff).start();
         loop {
-            match sink.write_changes(b) {
+            match self.write_once(sink, slot, b, &last) {
                 Ok(()) => return Ok(()),
                 Err(
                     e @ PluginError::Failed {
                         retryable: true, ..
                     },
                 ) => {
-                    if self.control.reason() == crate::pipeline::StopReason::Error {
+                    use crate::pipeline::StopReason;
+                    if matches!(
+                        self.control.reason(),
+                        StopReason::Error | StopReason::Fenced
+                    ) {
                         return Err(Failure::Stopped(format!("flow `{flow}`: {e}")));
                     }
                     let wait = backoff.next_wait().expect("retries without limit");
@@ -193,9 +265,64 @@ impl Writer<'_> {
                     tracing::warn!(flow, "writing changes failed: {e}; retrying in {wait:?}");
                     std::thread::sleep(wait);
                 }
+                Err(PluginError::Failed { message, .. }) if message.starts_with(FENCED) => {
+                    return Err(Failure::Stopped(message))
+                }
                 Err(e) => return Err(Failure::Refused(e)),
             }
         }
+    }
+
+    /// One attempt: the changes alone, or with the writer's record in their transaction. A
+    /// record already moved by this very write (its answer was lost) counts as written; one moved
+    /// by another process fences this one.
+    fn write_once(
+        &self,
+        sink: &mut SinkHandle,
+        slot: &mut Slot<'_>,
+        b: &ChangeBatch,
+        last: &Option<ChangeId>,
+    ) -> Result<(), PluginError> {
+        let Some(lease) = self.lease else {
+            return sink.write_changes(b);
+        };
+        if let Some(why) = lease.fenced() {
+            return Err(fenced_error(why));
+        }
+        let mark = WriterMark {
+            job: lease.job.clone(),
+            slot: WriterSlot {
+                flow: self.flow.to_string(),
+                writers: self.writers as u32,
+                slot: slot.index as u32,
+            },
+            epoch: lease.epoch(),
+            seq: *slot.seq,
+            last: last.clone(),
+            resume: self.chunk.resume.clone(),
+        };
+        match sink.write_changes_marked(b, &mark)? {
+            Marked::Written | Marked::AlreadyWritten => {
+                *slot.seq += 1;
+                Ok(())
+            }
+            Marked::Fenced(why) => {
+                let why = format!("flow `{}`: {why}", self.flow);
+                lease.fence(why.clone(), self.control);
+                Err(fenced_error(why))
+            }
+        }
+    }
+}
+
+/// How a fenced write reads as an error: never retried, never bisected.
+const FENCED: &str = "fenced: ";
+
+fn fenced_error(why: String) -> PluginError {
+    PluginError::Failed {
+        plugin: String::new(),
+        retryable: false,
+        message: format!("{FENCED}{why}"),
     }
 }
 

@@ -6,7 +6,7 @@
 //! changes reach the graph in the order the source made them, and a batch is all or nothing.
 
 use etlhost_plugin_sdk::change::runs;
-use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, ConfigError, Error};
+use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, ConfigError, Error, WriterMark};
 
 use etlhost_bolt_client::WriteParams;
 
@@ -66,7 +66,13 @@ fn last_per_key(batch: &ChangeBatch, run: &[Change]) -> Vec<Change> {
 }
 
 impl BoltSink {
-    fn try_changes(&mut self, batch: &ChangeBatch) -> Result<(), (Error, Option<BoltError>)> {
+    /// One attempt; with a writer's mark, only if its record stands where the mark says, the
+    /// record moved in the same transaction (`Ok(false)`: it did not stand there, nothing written).
+    pub(crate) fn try_changes(
+        &mut self,
+        batch: &ChangeBatch,
+        mark: Option<&WriterMark>,
+    ) -> Result<bool, (Error, Option<BoltError>)> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => self.connect().map_err(|e| (e, None))?,
@@ -85,9 +91,9 @@ impl BoltSink {
             };
             parts.push((query, batch.rows(&last_per_key(batch, run))));
         }
-        if parts.is_empty() {
+        if parts.is_empty() && mark.is_none() {
             self.conn = Some(conn);
-            return Ok(());
+            return Ok(true);
         }
         let encoders: Vec<Encoder<'_>> = parts
             .iter()
@@ -101,19 +107,34 @@ impl BoltSink {
             .zip(&encoders)
             .map(|((q, _), e)| (*q, e.as_ref()))
             .collect();
-        let result = conn.run_all_in_transaction(o.database.as_deref(), &statements);
+        let db = o.database.as_deref();
+        let result = match mark {
+            Some(mark) => {
+                let check = |m: &mut Vec<u8>| crate::stream_state::mark_params(m, mark);
+                conn.run_all_if(db, (crate::stream_state::MOVE_WRITER, &check), &statements)
+            }
+            None => conn.run_all_in_transaction(db, &statements).map(|()| true),
+        };
         // The encoders borrow the options; `settle` needs the sink back.
         drop(statements);
         drop(encoders);
-        self.settle(conn, result)
+        let mut found = true;
+        let result = result.map(|f| found = f);
+        self.settle(conn, result).map(|()| found)
     }
 
-    pub(super) fn write_changes_retrying(&mut self, batch: &ChangeBatch) -> Result<(), Error> {
-        match self.try_changes(batch) {
-            Ok(()) => Ok(()),
+    pub(super) fn write_changes_retrying(
+        &mut self,
+        batch: &ChangeBatch,
+        mark: Option<&WriterMark>,
+    ) -> Result<bool, Error> {
+        match self.try_changes(batch, mark) {
+            Ok(found) => Ok(found),
             Err((e, Some(cause))) if needs_new_session(&cause) => {
                 tracing::warn!("{e}; logging in again on a new connection and retrying once");
-                self.try_changes(batch).map_err(|(e, _)| e)
+                // A retry of a marked write is safe: its record's check finds a commit whose
+                // answer was lost.
+                self.try_changes(batch, mark).map_err(|(e, _)| e)
             }
             Err((e, _)) => Err(e),
         }

@@ -20,6 +20,7 @@ mod params;
 mod progress;
 mod read;
 mod sink;
+mod stream_state;
 
 use etlhost_plugin_sdk::{export_sink, Batch, ConfigError, Error, OpenError, Sink};
 
@@ -73,7 +74,7 @@ impl Sink for BoltSink {
     }
 
     fn write_changes(&mut self, batch: &etlhost_plugin_sdk::ChangeBatch) -> Result<(), Error> {
-        self.write_changes_retrying(batch)
+        self.write_changes_retrying(batch, None).map(drop)
     }
 }
 
@@ -81,6 +82,7 @@ export_sink!(BoltSink, name = "bolt");
 // `etlhost verify` reads the graph through the sink (read.rs).
 etlhost_plugin_sdk::export_sink_query!(BoltSink);
 etlhost_plugin_sdk::export_sink_progress!(BoltSink);
+etlhost_plugin_sdk::export_sink_stream!(BoltSink);
 
 // Per-row values are many small allocations; mimalloc makes each about half the instructions of
 // glibc's malloc (README, "Performance"). Memory crosses the boundary only back to its owner.

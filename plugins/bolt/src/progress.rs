@@ -53,14 +53,14 @@ const FORGET_PROGRESS: &str =
     "MATCH (p:EtlhostProgress {job: $job, flow: $flow, run: $run}) DELETE p";
 
 /// Milliseconds since the Unix epoch, for `updated`.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Writes a parameter map of text, integer, boolean and null entries.
-fn map(m: &mut Vec<u8>, entries: &[(&str, Param<'_>)]) {
+pub(crate) fn map(m: &mut Vec<u8>, entries: &[(&str, Param<'_>)]) {
     ps::map_header(m, entries.len());
     for (k, v) in entries {
         ps::string(m, k);
@@ -79,7 +79,7 @@ fn map(m: &mut Vec<u8>, entries: &[(&str, Param<'_>)]) {
     }
 }
 
-enum Param<'a> {
+pub(crate) enum Param<'a> {
     Text(&'a str),
     Int(i64),
     Bool(bool),

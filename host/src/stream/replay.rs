@@ -1,0 +1,184 @@
+//! Exactly once after a restart: every change read from the log gets an id that is the same when
+//! it is read again ([`Ids`]), and the writers' records in the target say up to which id each
+//! writer has written ([`Replay`]), so the changes read again between the stream's recorded
+//! position and a writer's record are not written twice.
+
+use std::collections::HashMap;
+
+use etlhost_plugin_sdk::{ChangeBatch, ChangeId, Position, Value, WriterRecord};
+
+/// Numbers the changes of the log as they are read: a change's id is its transaction's commit (or
+/// its part's, in a large transaction) and its place among that transaction's changes of its
+/// table. Counting per table keeps the ids of one table's changes whatever the job streams
+/// besides.
+#[derive(Default)]
+pub(super) struct Ids {
+    at: HashMap<String, (Position, u64)>,
+}
+
+impl Ids {
+    /// The ids of a chunk's changes, in order; marks and truncates have none (they are never
+    /// skipped: what they lead to is found again in the graph).
+    pub(super) fn of(&mut self, b: &ChangeBatch) -> Vec<Option<ChangeId>> {
+        b.changes
+            .iter()
+            .map(|c| {
+                if !c.kind.has_row() {
+                    return None;
+                }
+                let entry = self
+                    .at
+                    .entry(b.table.clone())
+                    .or_insert_with(|| (c.commit.clone(), 0));
+                if entry.0.log_cmp(&c.commit).is_ne() {
+                    *entry = (c.commit.clone(), 0);
+                }
+                let id = ChangeId {
+                    commit: c.commit.clone(),
+                    index: entry.1,
+                };
+                entry.1 += 1;
+                Some(id)
+            })
+            .collect()
+    }
+}
+
+/// One flow's writers' records as the stream started: which changes its writers had written.
+/// Each record holds under its own layout (how many writers the flow had), so a change of
+/// `sink.parallelism` between runs still skips exactly what was written.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Replay {
+    records: Vec<(u32, u32, ChangeId)>,
+    /// The highest id of any record: past it, nothing is skipped and nothing is looked up.
+    until: Option<ChangeId>,
+}
+
+impl Replay {
+    pub(super) fn new<'a>(flow: &str, records: impl IntoIterator<Item = &'a WriterRecord>) -> Self {
+        let records: Vec<(u32, u32, ChangeId)> = records
+            .into_iter()
+            .filter(|r| r.slot.flow == flow && r.slot.writers > 0)
+            .filter_map(|r| Some((r.slot.writers, r.slot.slot, r.last.clone()?)))
+            .collect();
+        let until = records.iter().map(|(_, _, id)| id.clone()).max();
+        Replay { records, until }
+    }
+
+    /// Whether the change with `key` and `id` was written by the writer its key went to.
+    pub(super) fn written(&self, key: &[&Value], id: &ChangeId) -> bool {
+        if self.until.as_ref().is_none_or(|u| id > u) {
+            return false;
+        }
+        self.records.iter().any(|(n, slot, last)| {
+            id <= last && super::write::writer_of(key, *n as usize) == *slot as usize
+        })
+    }
+
+    /// Whether a chunk with these ids may hold changes written before. Ids only grow, so once a
+    /// chunk is past every record, the replay is over for good.
+    pub(super) fn covers(&mut self, ids: &[Option<ChangeId>]) -> bool {
+        let Some(until) = &self.until else {
+            return false;
+        };
+        let mut ids = ids.iter().flatten().peekable();
+        if ids.peek().is_none() {
+            return false;
+        }
+        if ids.any(|id| id <= until) {
+            return true;
+        }
+        self.until = None;
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etlhost_plugin_sdk::{Change, ChangeKind, ColumnType, WriterSlot};
+
+    fn change(pos: u64, id: i64) -> Change {
+        Change {
+            kind: ChangeKind::Insert,
+            row: vec![Value::Int(id)],
+            old: None,
+            commit: Position {
+                file: "binlog.000001".into(),
+                pos,
+                gtid: None,
+                skip: 0,
+            },
+            last: false,
+            timestamp: 0,
+            no_fk_actions: false,
+        }
+    }
+
+    fn batch(table: &str, changes: Vec<Change>) -> ChangeBatch {
+        ChangeBatch {
+            table: table.into(),
+            schema: vec![etlhost_plugin_sdk::Column {
+                name: "id".into(),
+                ty: ColumnType::Int,
+            }],
+            key: vec![0],
+            changes,
+        }
+    }
+
+    /// A transaction's changes are numbered per table across chunks, and again from 0 in the next
+    /// transaction; reading the same log again gives the same ids.
+    #[test]
+    fn ids_are_the_same_when_the_log_is_read_again() {
+        let read = || {
+            let mut ids = Ids::default();
+            let mut all = ids.of(&batch("a", vec![change(100, 1), change(100, 2)]));
+            all.extend(ids.of(&batch("b", vec![change(100, 3)])));
+            all.extend(ids.of(&batch("a", vec![change(100, 4), change(200, 5)])));
+            all.into_iter()
+                .map(|i| {
+                    let i = i.unwrap();
+                    (i.commit.pos, i.index)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(read(), [(100, 0), (100, 1), (100, 0), (100, 2), (200, 0)]);
+        assert_eq!(read(), read());
+    }
+
+    /// A change is skipped only when the writer its key went to, under the layout of that record,
+    /// had written up to it.
+    #[test]
+    fn a_change_is_skipped_only_when_its_own_writer_wrote_it() {
+        let id = |pos, index| ChangeId {
+            commit: change(pos, 0).commit,
+            index,
+        };
+        let record = |writers, slot, last| WriterRecord {
+            slot: WriterSlot {
+                flow: "f".into(),
+                writers,
+                slot,
+            },
+            epoch: 1,
+            seq: 3,
+            last: Some(last),
+            resume: None,
+            updated_ms: 0,
+        };
+        let key = Value::Int(7);
+        let mine = super::super::write::writer_of(&[&key], 2) as u32;
+        let records = [record(2, mine, id(100, 5)), record(2, 1 - mine, id(300, 0))];
+        let replay = Replay::new("f", &records);
+        assert!(replay.written(&[&key], &id(100, 5)));
+        assert!(replay.written(&[&key], &id(100, 4)));
+        assert!(!replay.written(&[&key], &id(100, 6)));
+        assert!(!replay.written(&[&key], &id(200, 0)));
+        assert!(!Replay::new("other", &records).covers(&[Some(id(100, 0))]));
+        let mut r = Replay::new("f", &records);
+        assert!(r.covers(&[Some(id(300, 0))]));
+        assert!(!r.covers(&[None, Some(id(300, 1))]));
+        assert!(!r.covers(&[Some(id(100, 0))]), "over for good once passed");
+    }
+}
