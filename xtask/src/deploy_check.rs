@@ -62,7 +62,7 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// Every document of `files`, after checking the folder's kustomization lists them.
+/// Every document of `files`; the folder's kustomization must list them.
 fn parse(dir: &Path, files: &[PathBuf]) -> Result<Docs> {
     let mut docs = Docs::new();
     for f in files {
