@@ -22,6 +22,7 @@ mod stream_cascade;
 mod stream_chunks;
 mod stream_poison;
 mod stream_schema;
+mod stream_service;
 mod support;
 mod tls;
 mod transfer;

@@ -260,3 +260,126 @@ async fn status_shows_how_a_run_failed_in_the_target_and_in_a_local_checkpoint()
     assert_eq!(flow["rows"], serde_json::Value::Null);
     assert_eq!(flow["failure"]["error"], failure.as_str());
 }
+
+/// The lease holder a running stream's metrics name.
+fn metrics_holder(metrics: &str) -> Option<String> {
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("etlhost_stream_lease_holder{"))?;
+    Some(
+        line.split("holder=\"")
+            .nth(1)?
+            .split('"')
+            .next()?
+            .to_string(),
+    )
+}
+
+/// Polls `status --json` until `ready` holds of its stream, for at most a minute.
+fn stream_status_when(
+    spec: &Path,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let json = status_json(spec, &[]);
+        if ready(&json["stream"]) {
+            return json;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the status never got there: {json:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_a_streaming_job_s_lease_writers_and_snapshot_in_the_target() {
+    let name = "e2e_status_stream";
+    let pool = person_table(name, 10, "p").await;
+    graph(name).await;
+    let dir = scratch_dir(name);
+    let spec = dir.join(format!("{name}.yaml"));
+    let url = format!("mysql://127.0.0.1:{}/{name}", xtask::services::MYSQL_PORT);
+    // A short lease: renewed every second, so the job's record follows the stream closely.
+    let extra = "stream: {lease: 3s}\n";
+    let text = crate::stream::stream_spec(name, &url, name, &dir, extra);
+    std::fs::write(&spec, text).unwrap();
+    let mut job = crate::stream::Running::start(&spec, &dir, true);
+    // Changes made once the stream follows the log, so that they are streamed, not snapshot.
+    let started = crate::stream::head(&pool).await;
+    job.wait_until_acked(&started);
+    exec(&pool, "INSERT INTO person VALUES (11, 'p11'), (12, 'p12')").await;
+    exec(&pool, "UPDATE person SET name = 'renamed' WHERE id = 3").await;
+    exec(&pool, "DELETE FROM person WHERE id = 5").await;
+    let target = crate::stream::head(&pool).await;
+    job.wait_until_acked(&target);
+    let holder = metrics_holder(&job.scrape().unwrap()).expect("a lease holder metric");
+
+    let json = stream_status_when(&spec, |s| {
+        s["snapshot_done"] == true
+            && s["writers"]
+                .as_array()
+                .is_some_and(|w| w.iter().any(|w| !w["last"].is_null()))
+    });
+    let s = &json["stream"];
+    assert_eq!(s["store"], "target");
+    assert_eq!(s["flows"], serde_json::json!([name]));
+    assert_eq!(s["lease"]["holder"], holder.as_str());
+    assert_eq!(s["lease"]["epoch"], 1);
+    assert_eq!(s["lease"]["state"], "active");
+    assert_eq!(s["last_error"], serde_json::Value::Null);
+    assert!(s["resume"]["file"].is_string(), "{s:#}");
+    assert!(s["lag"]["head"]["file"].is_string(), "{s:#}");
+    let writers: Vec<(String, u64, u64, u64)> = s["writers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let n = |k: &str| w[k].as_u64().unwrap();
+            (
+                w["flow"].as_str().unwrap().to_string(),
+                n("writers"),
+                n("slot"),
+                n("epoch"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        writers,
+        [(name.to_string(), 2, 0, 1), (name.to_string(), 2, 1, 1)]
+    );
+    let flow = &json["flows"][0];
+    assert_eq!(flow["mode"], "stream");
+    assert_eq!(flow["store"], "target");
+
+    let out = status(&spec, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lease = format!("  lease:       active in {holder}, epoch 1, expires in …");
+    let header = format!("stream of flow(s) `{name}`: position and lease in the target");
+    let writer = |slot: u32| format!("  writer `{name}` {slot} of 2: …");
+    assert_lines(
+        &out.stdout,
+        &[
+            &format!("job `{name}`, the default run"),
+            "",
+            &header,
+            &lease,
+            "  resume:      …",
+            "  snapshot:    done",
+            "  last error:  none",
+            "  lag:         …",
+            &writer(0),
+            &writer(1),
+        ],
+    );
+
+    // SIGTERM releases the lease: a standby would take over at once.
+    assert_eq!(job.terminate(), 130);
+    let json = status_json(&spec, &[]);
+    assert_eq!(json["stream"]["lease"]["state"], "released", "{json:#}");
+    let out = status(&spec, &[]);
+    let released = format!("  lease:       released by {holder} (epoch 1): no process is active");
+    assert!(out.stdout.lines().any(|l| l == released), "{}", out.stdout);
+}

@@ -74,6 +74,16 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) fn start(spec: &Path, dir: &Path, fresh: bool) -> Running {
+        Running::spawn(spec, dir, fresh, "e2e", "warn")
+    }
+
+    /// As [`Running::start`], as process `holder` of the job's lease, logging what it does with
+    /// the lease (`info`).
+    pub(crate) fn start_as(spec: &Path, dir: &Path, fresh: bool, holder: &str) -> Running {
+        Running::spawn(spec, dir, fresh, holder, "info")
+    }
+
+    fn spawn(spec: &Path, dir: &Path, fresh: bool, holder: &str, log: &str) -> Running {
         let metrics = free_port().unwrap();
         let stderr = dir.join(format!("stderr-{metrics}.log"));
         let mut cmd = etlhost_command();
@@ -86,10 +96,10 @@ impl Running {
             .arg(dir.join("summary.json"))
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{metrics}"))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             // One name for every start of a test's job: a restart after a kill takes its own
             // lease over at once instead of waiting for it to expire.
-            .env("ETLHOST_HOLDER", "e2e")
+            .env("ETLHOST_HOLDER", holder)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
@@ -150,6 +160,25 @@ impl Running {
     pub(crate) fn sigkill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`, ...) to the process.
+    pub(crate) fn signal(&self, signal: &str) {
+        std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// The port its `/metrics`, `/healthz` and `/readyz` answer on.
+    pub(crate) fn metrics_port(&self) -> u16 {
+        self.metrics
+    }
+
+    /// The exit code, once the process has ended on its own.
+    pub(crate) fn exited(&mut self) -> Option<i32> {
+        let status = self.child.try_wait().unwrap()?;
+        Some(status.code().unwrap_or(-1))
     }
 }
 

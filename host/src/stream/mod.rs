@@ -141,6 +141,9 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
                 _ => None,
             };
             lease.release(&resume, error);
+            if let Some(why) = lease.fenced() {
+                return Err(fenced(ran, why));
+            }
         }
         ran
     })
@@ -214,6 +217,18 @@ fn snapshot_and_follow(
         Status::Succeeded => Ok(s),
         _ => Err(RunError::Failed(Box::new(s))),
     }
+}
+
+/// A run that another process took over ends failed, saying so, whatever it was doing then.
+fn fenced(ran: Result<Summary, RunError>, why: String) -> RunError {
+    let mut s = match ran {
+        Ok(s) => s,
+        Err(RunError::Failed(s)) => *s,
+        Err(e) => return e,
+    };
+    s.status = Status::Failed;
+    s.error = Some(format!("fenced: {why}"));
+    RunError::Failed(Box::new(s))
 }
 
 fn interrupted(spec: &Spec, snapshots: Vec<Summary>, start: SystemTime, when: &str) -> RunError {

@@ -135,7 +135,8 @@ impl Lease {
         control: &Control,
         progress: &Mutex<Progress>,
     ) -> Result<Option<StreamRecord>, RunError> {
-        let mut waiting_for: Option<String> = None;
+        // The holder this process waits for, and when its lease ends as last read.
+        let mut waiting_for: Option<(String, u64)> = None;
         let mut last_error: Option<Instant> = None;
         loop {
             if control.stopping() {
@@ -159,14 +160,23 @@ impl Lease {
                     p.takeovers += 1;
                     p.lease = Some((lease.holder, lease.epoch, lease.expires_ms));
                     match &waiting_for {
-                        Some(from) => tracing::info!(
+                        // Claimed before the lease it last read was due to end: it was released.
+                        Some((from, ends)) if now_ms() < *ends => tracing::info!(
                             epoch = self.epoch(),
-                            "taking over job `{}` from {from}",
+                            "taking over job `{}` from {from}, which released its lease",
                             self.job
                         ),
-                        None => {
-                            tracing::info!(epoch = self.epoch(), holder = %self.holder, "holding the lease of job `{}`", self.job)
-                        }
+                        Some((from, _)) => tracing::info!(
+                            epoch = self.epoch(),
+                            "taking over job `{}` from {from}, whose lease expired",
+                            self.job
+                        ),
+                        None => tracing::info!(
+                            epoch = self.epoch(),
+                            holder = %self.holder,
+                            "holding the lease of job `{}`",
+                            self.job
+                        ),
                     }
                     return Ok(Some(r));
                 }
@@ -177,14 +187,14 @@ impl Lease {
                         epoch: 0,
                         expires_ms: 0,
                     });
-                    if waiting_for.as_deref() != Some(l.holder.as_str()) {
+                    if waiting_for.as_ref().map(|w| w.0.as_str()) != Some(l.holder.as_str()) {
                         let left = l.expires_ms.saturating_sub(now_ms()) as f64 / 1000.0;
                         tracing::info!(
                             "standby: job `{}` is active in {} (lease for {left:.1} s more, epoch {}); waiting to take over",
                             self.job, l.holder, l.epoch
                         );
-                        waiting_for = Some(l.holder.clone());
                     }
+                    waiting_for = Some((l.holder.clone(), l.expires_ms));
                     p.lease = Some((l.holder, l.epoch, l.expires_ms));
                     if let Some(at) = r.resume {
                         p.acked = at;
