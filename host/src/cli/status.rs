@@ -29,7 +29,7 @@ use crate::options::RunOptions;
 use crate::plugin::SourceHandle;
 use crate::progress::{self, run_label};
 use crate::shard::Shard;
-use crate::spec::{FlowRef, Mode, Store};
+use crate::spec::{FlowRef, Mode};
 
 /// The whole answer; `--json` prints it as it is (docs/running.md lists its keys).
 #[derive(Serialize)]
@@ -335,21 +335,6 @@ fn local_checkpoint(flow: FlowRef<'_>, status: &mut FlowStatus) {
     status.file = Some(path);
 }
 
-/// Whether the streaming flows keep their position and lease in the target: `target`, or `auto`
-/// with every streaming flow's sink able to keep them and its snapshot's progress (the run refuses
-/// streaming flows that write to more than one target).
-fn stream_in_target(job: &Job, streams: &[FlowRef<'_>]) -> bool {
-    let able = |f: &FlowRef<'_>| {
-        let sink = &job.plugins[f.index].sink;
-        sink.records_stream() && sink.records_progress()
-    };
-    match job.spec.job.checkpoint.store {
-        Store::Local => false,
-        Store::Target => true,
-        Store::Auto => streams.iter().all(able),
-    }
-}
-
 /// `<checkpoint.dir>/<job>.stream.json`, where a stream without the target's records keeps its
 /// position (the path `stream::state` writes).
 fn stream_file(job: &Job) -> PathBuf {
@@ -365,7 +350,7 @@ fn stream_status(job: &Job, streams: &[FlowRef<'_>], now: u64) -> StreamStatus {
         flows: streams.iter().map(|f| f.flow.name.clone()).collect(),
         ..StreamStatus::default()
     };
-    if stream_in_target(job, streams) {
+    if crate::job::streams_in_target(job) {
         status.store = "target";
         let first = streams[0];
         let request = StreamStateRequest::Read {
@@ -450,6 +435,10 @@ fn stream_record(record: StreamRecord, now: u64, status: &mut StreamStatus) {
             updated_ms: w.updated_ms,
         })
         .collect();
+    // The target's order is its own: by flow, layout and slot reads the same every time.
+    status
+        .writers
+        .sort_by(|a, b| (&a.flow, a.writers, a.slot).cmp(&(&b.flow, b.writers, b.slot)));
 }
 
 /// Where the source's change log is now, through the first streaming flow's source.
