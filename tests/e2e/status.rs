@@ -383,3 +383,69 @@ async fn status_shows_a_streaming_job_s_lease_writers_and_snapshot_in_the_target
     let released = format!("  lease:       released by {holder} (epoch 1): no process is active");
     assert!(out.stdout.lines().any(|l| l == released), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_a_stream_kept_in_its_local_file() {
+    let name = "e2e_status_stream_local";
+    let pool = person_table(name, 10, "p").await;
+    graph(name).await;
+    let dir = scratch_dir(name);
+    let spec = dir.join(format!("{name}.yaml"));
+    let url = format!("mysql://127.0.0.1:{}/{name}", xtask::services::MYSQL_PORT);
+    let text = crate::stream::stream_spec(name, &url, name, &dir, "")
+        .replace("interval: 100ms}", "interval: 100ms, store: local}");
+    std::fs::write(&spec, text).unwrap();
+    let file = dir.join("cp").join(format!("{name}.stream.json"));
+    let header = format!(
+        "stream of flow(s) `{name}`: position in the local file {} (no lease)",
+        file.display()
+    );
+    let out = status(&spec, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_lines(
+        &out.stdout,
+        &[
+            &format!("job `{name}`, the default run"),
+            "",
+            &header,
+            "  nothing recorded: the stream has not started",
+        ],
+    );
+
+    let mut job = crate::stream::Running::start(&spec, &dir, true);
+    let started = crate::stream::head(&pool).await;
+    job.wait_until_acked(&started);
+    exec(&pool, "INSERT INTO person VALUES (11, 'p11')").await;
+    let written = crate::stream::head(&pool).await;
+    job.wait_until_acked(&written);
+    assert_eq!(job.terminate(), 130);
+
+    let json = status_json(&spec, &[]);
+    let s = &json["stream"];
+    assert_eq!(s["store"], "local");
+    assert_eq!(s["file"], file.display().to_string());
+    assert_eq!(s["snapshot_done"], true);
+    assert_eq!(s["lease"], serde_json::Value::Null);
+    assert_eq!(s["writers"], serde_json::json!([]));
+    // SIGTERM recorded the position acknowledged last: at or past the insert's commit.
+    let resume = (
+        s["resume"]["file"].as_str().unwrap().to_string(),
+        s["resume"]["pos"].as_u64().unwrap(),
+    );
+    assert!(resume >= written, "{resume:?} < {written:?}");
+    assert!(s["lag"]["head"]["file"].is_string(), "{s:#}");
+    assert_eq!(json["flows"][0]["store"], "local");
+    let out = status(&spec, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_lines(
+        &out.stdout,
+        &[
+            &format!("job `{name}`, the default run"),
+            "",
+            &header,
+            "  resume:      …",
+            "  snapshot:    done",
+            "  lag:         …",
+        ],
+    );
+}

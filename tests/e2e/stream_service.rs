@@ -36,7 +36,11 @@ fn event_spec(name: &str, dir: &Path, stream: &str) -> PathBuf {
 
 async fn event_table(name: &str) -> mysql_async::Pool {
     let pool = mysql(name).await;
-    exec(&pool, "CREATE TABLE event (id INT PRIMARY KEY, v INT NOT NULL)").await;
+    exec(
+        &pool,
+        "CREATE TABLE event (id INT PRIMARY KEY, v INT NOT NULL)",
+    )
+    .await;
     pool
 }
 
@@ -60,7 +64,10 @@ fn events(db: &str) -> (u64, u64) {
         db,
         "MATCH (e:Event) RETURN count(e) AS n, count(DISTINCT e.id) AS ids",
     );
-    (rows[0]["n"].as_u64().unwrap(), rows[0]["ids"].as_u64().unwrap())
+    (
+        rows[0]["n"].as_u64().unwrap(),
+        rows[0]["ids"].as_u64().unwrap(),
+    )
 }
 
 /// Polls `done` until it holds; panics with `what` and the processes' logs after a deadline far
@@ -90,7 +97,11 @@ fn get(job: &Running, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     (code, body)
 }
 
@@ -205,7 +216,9 @@ async fn sv_sigterm_hands_the_job_to_the_standby_at_once() {
     a.wait_until_acked(&head(&pool).await);
     assert_eq!(a.terminate(), 130);
     insert(&pool, 501, 1000).await;
-    until("b takes over", &[&b], || role(&b).as_deref() == Some("active"));
+    until("b takes over", &[&b], || {
+        role(&b).as_deref() == Some("active")
+    });
     // Before the minute of lease a had left was up: its release is what let b in.
     assert!(
         b.stderr()

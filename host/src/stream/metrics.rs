@@ -310,17 +310,18 @@ fn describe(p: &Progress, mut e: DescriptorEncoder) -> std::fmt::Result {
 
 /// The process's role and the job's lease, for an orchestrator's dashboards.
 fn describe_role(p: &Progress, mut e: DescriptorEncoder) -> std::fmt::Result {
-    let mut role = e.encode_descriptor(
-        "etlhost_stream_role",
-        "1 for this process's role in the job (starting, active, standby, fenced), 0 for the others.",
-        None,
-        MetricType::Gauge,
-    )?;
-    for r in Role::ALL {
-        let labels = [("role", r.name())];
-        ConstGauge::new(u64::from(p.role == r)).encode(role.encode_family(&labels)?)?;
+    {
+        let mut role = e.encode_descriptor(
+            "etlhost_stream_role",
+            "1 for this process's role in the job (starting, active, standby, fenced), 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for r in Role::ALL {
+            let labels = [("role", r.name())];
+            ConstGauge::new(u64::from(p.role == r)).encode(role.encode_family(&labels)?)?;
+        }
     }
-    drop(role);
     ConstCounter::new(p.takeovers).encode(e.encode_descriptor(
         "etlhost_stream_takeovers",
         "Times this process became the job's active process.",
@@ -330,14 +331,15 @@ fn describe_role(p: &Progress, mut e: DescriptorEncoder) -> std::fmt::Result {
     let Some((holder, epoch, expires)) = &p.lease else {
         return Ok(());
     };
-    let mut h = e.encode_descriptor(
-        "etlhost_stream_lease_holder",
-        "1, labelled with the process that holds the job's lease.",
-        None,
-        MetricType::Gauge,
-    )?;
-    ConstGauge::new(1u64).encode(h.encode_family(&[("holder", holder.as_str())])?)?;
-    drop(h);
+    {
+        let mut h = e.encode_descriptor(
+            "etlhost_stream_lease_holder",
+            "1, labelled with the process that holds the job's lease.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1u64).encode(h.encode_family(&[("holder", holder.as_str())])?)?;
+    }
     gauge(
         &mut e,
         "etlhost_stream_lease_epoch",

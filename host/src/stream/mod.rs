@@ -292,10 +292,14 @@ fn start_in_target(
         .chain([recorded])
         .max_by(|a, b| a.log_cmp(b))
         .expect("one position at least");
+    let how = match before.lease {
+        Some(_) if !fresh => "resuming the stream from its records in the target",
+        _ => "starting the stream, its records in the target,",
+    };
     tracing::info!(
         snapshot_done = record.snapshot_done,
         epoch = lease.epoch(),
-        "resuming the stream from its records in the target at {position}"
+        "{how} at {position}"
     );
     Ok(Some(follow::Started {
         state: state::StreamState {

@@ -44,6 +44,17 @@ impl Ids {
     }
 }
 
+/// A fixed writer per key, so one key's changes are written in order by one connection.
+pub(super) fn writer_of(key: &[&Value], writers: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for v in key {
+        // The JSON form is stable and hashable for every value type.
+        v.to_json().to_string().hash(&mut h);
+    }
+    (h.finish() % writers as u64) as usize
+}
+
 /// One flow's writers' records as the stream started: which changes its writers had written.
 /// Each record holds under its own layout (how many writers the flow had), so a change of
 /// `sink.parallelism` between runs still skips exactly what was written.
@@ -70,9 +81,9 @@ impl Replay {
         if self.until.as_ref().is_none_or(|u| id > u) {
             return false;
         }
-        self.records.iter().any(|(n, slot, last)| {
-            id <= last && super::write::writer_of(key, *n as usize) == *slot as usize
-        })
+        self.records
+            .iter()
+            .any(|(n, slot, last)| id <= last && writer_of(key, *n as usize) == *slot as usize)
     }
 
     /// Whether a chunk with these ids may hold changes written before. Ids only grow, so once a
@@ -121,7 +132,8 @@ mod tests {
             schema: vec![etlhost_plugin_sdk::Column {
                 name: "id".into(),
                 ty: ColumnType::Int,
-            }],
+            }]
+            .into(),
             key: vec![0],
             changes,
         }
@@ -168,7 +180,7 @@ mod tests {
             updated_ms: 0,
         };
         let key = Value::Int(7);
-        let mine = super::super::write::writer_of(&[&key], 2) as u32;
+        let mine = writer_of(&[&key], 2) as u32;
         let records = [record(2, mine, id(100, 5)), record(2, 1 - mine, id(300, 0))];
         let replay = Replay::new("f", &records);
         assert!(replay.written(&[&key], &id(100, 5)));

@@ -321,7 +321,13 @@ pub(super) fn keep(
                 renewed = Instant::now();
                 last_ok = renewed;
                 let l = r.lease.expect("a held lease is recorded");
-                progress.lock().expect("progress").lease = Some((l.holder, l.epoch, l.expires_ms));
+                let mut p = progress.lock().expect("progress");
+                p.lease = Some((l.holder, l.epoch, l.expires_ms));
+                // The follow loop beats once it follows; during the snapshot, a renewal is what
+                // shows the process alive.
+                if !snapshot_done.load(Ordering::SeqCst) {
+                    p.beat();
+                }
             }
             Ok(r) => {
                 let by = r.lease.map_or("nobody".into(), |l| {

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etlhost_plugin_sdk::WriterSlot;
-use etlhost_plugin_sdk::{ChangeBatch, ChangeId, ChangeKind, Marked, Position, Value, WriterMark};
+use etlhost_plugin_sdk::{
+    ChangeBatch, ChangeId, ChangeKind, Marked, Position, WriterMark, WriterSlot,
+};
 
 use super::dead_letter::Failures;
-use super::replay::Replay;
+use super::replay::{writer_of, Replay};
 use super::store::Lease;
 use crate::pipeline::Control;
 use crate::plugin::{PluginError, SinkHandle};
@@ -127,17 +128,6 @@ pub(super) fn write(
     // Before the position can move past a dead-lettered change, whatever else happened.
     t.failures.store()?;
     outcome
-}
-
-/// A fixed writer per key, so one key's changes are written in order by one connection.
-pub(super) fn writer_of(key: &[&Value], writers: usize) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for v in key {
-        // The JSON form is stable and hashable for every value type.
-        v.to_json().to_string().hash(&mut h);
-    }
-    (h.finish() % writers as u64) as usize
 }
 
 /// Why a write did not pass.

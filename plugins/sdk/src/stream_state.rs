@@ -50,8 +50,12 @@ pub struct SinkStreamVTable {
     /// [`ChangeBatch::into_batch`]; it may have no rows) and the mark (JSON, a [`WriterMark`]) in
     /// one transaction, with the status codes of [`crate::abi::SinkVTable::write_batch`], plus
     /// [`STATUS_ALREADY_WRITTEN`] and [`STATUS_FENCED`].
-    pub write:
-        unsafe extern "C" fn(sink: Instance, batch: StrRef, mark: StrRef, err: *mut OwnedBuf) -> u32,
+    pub write: unsafe extern "C" fn(
+        sink: Instance,
+        batch: StrRef,
+        mark: StrRef,
+        err: *mut OwnedBuf,
+    ) -> u32,
     /// `state(options, request, out, err)`: connects with the sink's options (JSON) and answers
     /// `request` (JSON, a [`StreamStateRequest`]) with a [`StreamRecord`] (JSON) in `out`.
     pub state: unsafe extern "C" fn(
@@ -328,7 +332,7 @@ mod tests {
             commit: p,
             index: i,
         };
-        let mut ids = vec![
+        let mut ids = [
             id(at("binlog.000002", 4, 0), 0),
             id(at("binlog.000001", 900, 0), 1),
             id(at("binlog.000001", 500, 2000), 7),
@@ -342,7 +346,13 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            [(500, 2000, 7), (500, 4000, 0), (900, 0, 0), (900, 0, 1), (4, 0, 0)]
+            [
+                (500, 2000, 7),
+                (500, 4000, 0),
+                (900, 0, 0),
+                (900, 0, 1),
+                (4, 0, 0)
+            ]
         );
     }
 
