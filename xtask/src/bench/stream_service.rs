@@ -124,6 +124,7 @@ pub(super) struct StreamJob {
     child: Child,
     port: u16,
     log: PathBuf,
+    spec: PathBuf,
 }
 
 impl StreamJob {
@@ -142,7 +143,12 @@ impl StreamJob {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
-        Ok(StreamJob { child, port, log })
+        Ok(StreamJob {
+            child,
+            port,
+            log,
+            spec: path,
+        })
     }
 
     /// Waits until the stream acknowledges `target`, failing with its log if it ends first (its
@@ -167,7 +173,8 @@ impl StreamJob {
 
     /// CPU seconds the process has used so far.
     fn cpu(&self) -> f64 {
-        process_cpu(self.child.id())
+        // Its command line names its spec, which no other process's does.
+        super::server_cpu(&self.spec.to_string_lossy())
     }
 
     /// Runs `sql` (changes to the followed tables) and waits until the stream has applied them.
@@ -205,17 +212,30 @@ impl StreamJob {
             mysql_secs,
             cpu: self.cpu() - cpu0,
             graph_cpu: super::server_cpu("arcadedb") - graph0,
+            peak_rss: peak_rss(self.child.id()),
         })
     }
 }
 
-/// How long a stream took to apply changes (see [`StreamJob::apply`]), MySQL to take them, and
-/// the CPU seconds the job and the graph database used while the stream applied them.
+/// How long a stream took to apply changes (see [`StreamJob::apply`]), MySQL to take them, the
+/// CPU seconds the job and the graph database used while the stream applied them, and the job's
+/// peak RSS so far.
 struct Applied {
     secs: f64,
     mysql_secs: f64,
     cpu: f64,
     graph_cpu: f64,
+    peak_rss: u64,
+}
+
+/// A live process's peak resident set (`VmHWM`) in bytes; 0 when `/proc` does not say.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
 }
 
 impl Drop for StreamJob {
@@ -223,22 +243,6 @@ impl Drop for StreamJob {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// CPU seconds (user + system) a live process has used, from `/proc/<pid>/stat`.
-fn process_cpu(pid: u32) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name (which may hold spaces), utime and stime are fields 14 and 15.
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / tick
 }
 
 /// Runs a Cypher query on `graph` over HTTP: its result rows.
@@ -342,6 +346,7 @@ fn position_sample(store: &str, backlog: bool, mysql: &RefCell<Vec<f64>>) -> Res
         secs: a.secs,
         cpu: a.cpu,
         graph_cpu: a.graph_cpu,
+        peak_rss: a.peak_rss,
         ..Sample::default()
     })
 }
@@ -428,6 +433,7 @@ fn stream_sample(merge: &str, backlog: bool) -> Result<Sample> {
         secs: a.secs,
         cpu: a.cpu,
         graph_cpu: a.graph_cpu,
+        peak_rss: a.peak_rss,
         ..Sample::default()
     })
 }
