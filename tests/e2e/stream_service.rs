@@ -197,6 +197,46 @@ async fn sv_a_paused_active_process_is_taken_over_and_fenced_when_it_wakes() {
     assert_eq!(b.terminate(), 130);
 }
 
+/// A second process started with `--fresh` takes the job at once (it forgets the lease): the
+/// first one's next write of changes is refused inside its transaction, nothing of it lands, and
+/// it exits 75 naming who holds the job.
+#[tokio::test(flavor = "multi_thread")]
+async fn sv_a_write_under_a_lost_lease_is_refused_and_fences_its_process() {
+    let name = "sv_refused";
+    let pool = event_table(name).await;
+    let _g = graph(name).await;
+    let dir = scratch_dir(name);
+    // A long lease: no renewal comes between, so it is a write that finds out.
+    let spec = event_spec(name, &dir, "stream: {lease: 120s}\n");
+    let mut a = Running::start_as(&spec, &dir, true, "replica-a");
+    a.wait_until_acked(&head(&pool).await);
+    insert(&pool, 1, 100).await;
+    a.wait_until_acked(&head(&pool).await);
+    let mut b = Running::start_as(&spec, &dir, true, "replica-b");
+    b.wait_until_acked(&head(&pool).await);
+    insert(&pool, 101, 300).await;
+    let mut code = None;
+    until("a exits", &[&b], || {
+        code = a.exited();
+        code.is_some()
+    });
+    let log = a.stderr();
+    assert_eq!(code, Some(75), "{log}");
+    // Which of its two writers finds out first depends on the keys' hashes.
+    let error = first_error(&log);
+    assert!(
+        error.starts_with(
+            "error: job failed: fenced: flow `sv_refused`: the job is held by `replica-b` (epoch 2); writer "
+        ) && error.contains("this process wrote it at epoch 1, sequence "),
+        "{log}"
+    );
+    b.wait_until_acked(&head(&pool).await);
+    // b started at the head after row 100 (snapshot: false): rows 101..=300 once each, a's 100
+    // before it.
+    assert_eq!(events(name), (300, 300));
+    assert_eq!(b.terminate(), 130);
+}
+
 /// SIGTERM of the active process releases its lease, so the standby takes over at once rather
 /// than when the lease (a minute here) would expire, and goes on from the recorded position.
 #[tokio::test(flavor = "multi_thread")]

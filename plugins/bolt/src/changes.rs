@@ -108,19 +108,29 @@ impl BoltSink {
             .map(|((q, _), e)| (*q, e.as_ref()))
             .collect();
         let db = o.database.as_deref();
-        let result = match mark {
-            Some(mark) => {
-                let check = |m: &mut Vec<u8>| crate::stream_state::mark_params(m, mark);
-                conn.run_all_if(db, (crate::stream_state::MOVE_WRITER, &check), &statements)
+        let move_writer = |m: &mut Vec<u8>| {
+            if let Some(mark) = mark {
+                crate::stream_state::mark_params(m, mark)
             }
-            None => conn.run_all_in_transaction(db, &statements).map(|()| true),
         };
+        let mut statements = statements;
+        if mark.is_some() {
+            statements.push((crate::stream_state::MOVE_WRITER, &move_writer));
+        }
+        let result = conn.run_all_in_transaction(db, &statements);
         // The encoders borrow the options; `settle` needs the sink back.
         drop(statements);
         drop(encoders);
-        let mut found = true;
-        let result = result.map(|f| found = f);
-        self.settle(conn, result).map(|()| found)
+        match result {
+            // The writer's record was not where the mark says: nothing was committed. The
+            // connection goes (a failed transaction can leave ArcadeDB's session unusable, see
+            // `needs_new_session`); the next call connects again.
+            Err(e) if mark.is_some() && crate::stream_state::writer_refused(&e) => {
+                drop(conn);
+                Ok(false)
+            }
+            result => self.settle(conn, result).map(|()| true),
+        }
     }
 
     pub(super) fn write_changes_retrying(

@@ -23,20 +23,31 @@ use crate::sink::{needs_new_session, BoltSink};
 use etlhost_bolt_client::packstream::{self as ps, Ps};
 use etlhost_bolt_client::{BoltError, Connection};
 
-/// The check of a marked write: the writer's record moves only from where this process left it.
+/// A marked write's last statement: the writer's record moves only from where this process left it
+/// (its epoch and sequence); otherwise the division by zero fails the statement, and with it the
+/// whole transaction, so the changes before it are not committed either. Failing the transaction
+/// from inside keeps the write one round trip (the changes, this, COMMIT, pipelined), where
+/// checking first would wait for the check's answer before sending the changes.
 pub(crate) const MOVE_WRITER: &str =
-    "MATCH (p:EtlhostStreamWriter {job: $job, flow: $flow, writers: $writers, slot: $slot}) \
+    "OPTIONAL MATCH (p:EtlhostStreamWriter {job: $job, flow: $flow, writers: $writers, slot: $slot}) \
      WHERE p.epoch = $epoch AND p.seq = $seq \
      SET p.seq = $next, p.last = coalesce($last, p.last), p.resume = $resume, p.updated = $updated \
-     RETURN p.seq";
+     WITH count(p) AS moved RETURN 1 / moved";
+
+/// How the server reports [`MOVE_WRITER`]'s refusal: ArcadeDB's `ArithmeticErrorException` and
+/// Neo4j's `Neo.ClientError.Statement.ArithmeticError` both say `/ by zero`.
+pub(crate) fn writer_refused(e: &BoltError) -> bool {
+    matches!(e, BoltError::Server { message, .. } if message.contains("/ by zero"))
+}
 
 const UNIQUE_JOB: &str =
     "CREATE CONSTRAINT etlhost_stream_job IF NOT EXISTS FOR (s:EtlhostStream) REQUIRE s.job IS UNIQUE";
 
 const CLAIM: &str = "MERGE (s:EtlhostStream {job: $job}) \
-     ON CREATE SET s.epoch = 0, s.expires = 0, s.resume = $start, s.snapshot_done = false \
+     ON CREATE SET s.epoch = 0, s.expires = 0, s.snapshot_done = false \
      WITH s WHERE s.holder IS NULL OR s.holder = $holder OR s.expires < $now \
-     SET s.epoch = s.epoch + 1, s.holder = $holder, s.expires = $now + $lease, s.updated = $now \
+     SET s.epoch = s.epoch + 1, s.holder = $holder, s.expires = $now + $lease, s.updated = $now, \
+     s.resume = coalesce(s.resume, $start) \
      RETURN s.epoch";
 
 const MAKE_WRITERS: &str = "UNWIND $slots AS w \
@@ -62,7 +73,10 @@ const READ_JOB: &str = "MATCH (s:EtlhostStream {job: $job}) \
 const READ_WRITERS: &str = "MATCH (p:EtlhostStreamWriter {job: $job}) \
      RETURN p.flow, p.writers, p.slot, p.epoch, p.seq, p.last, p.resume, p.updated";
 
-const FORGET_JOB: &str = "MATCH (s:EtlhostStream {job: $job}) DELETE s";
+/// The job's record stays, with its epoch: a process still writing under an earlier epoch must
+/// never find it again after the next claim.
+const FORGET_JOB: &str = "MATCH (s:EtlhostStream {job: $job}) \
+     SET s.holder = null, s.expires = 0, s.resume = null, s.snapshot_done = false, s.error = null";
 const FORGET_WRITERS: &str = "MATCH (p:EtlhostStreamWriter {job: $job}) DELETE p";
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -131,10 +145,9 @@ impl SinkStream for BoltSink {
 
 /// Why a write was refused: who holds the job now.
 fn fenced(record: &StreamRecord, mark: &WriterMark) -> String {
-    let holder = record
-        .lease
-        .as_ref()
-        .map_or("nobody".to_string(), |l| format!("`{}` (epoch {})", l.holder, l.epoch));
+    let holder = record.lease.as_ref().map_or("nobody".to_string(), |l| {
+        format!("`{}` (epoch {})", l.holder, l.epoch)
+    });
     let at = record
         .writers
         .iter()
@@ -297,7 +310,9 @@ fn read(conn: &mut Connection, db: Option<&str>, job: &str) -> Result<StreamReco
     let mut record = StreamRecord::default();
     if let Some(r) = rows(conn, db, READ_JOB, job)?.first() {
         let [holder, epoch, expires, resume, snapshot_done, error, updated] = &r[..] else {
-            return Err(BoltError::Protocol("a stored stream record is not etlhost's".into()));
+            return Err(BoltError::Protocol(
+                "a stored stream record is not etlhost's".into(),
+            ));
         };
         record.lease = holder.as_str().map(|h| Lease {
             holder: h.to_string(),

@@ -204,7 +204,8 @@ pub enum StreamStateRequest {
         resume: Position,
         error: Option<String>,
     },
-    /// Removes the job's record and its writers' (`--fresh`).
+    /// Forgets the job's position, holder and writers' records (`--fresh`), keeping its epoch, so
+    /// that a process still writing under the old one is fenced.
     Forget { job: String },
 }
 
