@@ -337,14 +337,6 @@ fn local_checkpoint(flow: FlowRef<'_>, status: &mut FlowStatus) {
 
 /// `<checkpoint.dir>/<job>.stream.json`, where a stream without the target's records keeps its
 /// position (the path `stream::state` writes).
-fn stream_file(job: &Job) -> PathBuf {
-    let spec = &job.spec;
-    spec.job.checkpoint.dir.join(format!(
-        "{}.stream.json",
-        crate::state_file::file_stem(&spec.job.name)
-    ))
-}
-
 fn stream_status(job: &Job, streams: &[FlowRef<'_>], now: u64) -> StreamStatus {
     let mut status = StreamStatus {
         flows: streams.iter().map(|f| f.flow.name.clone()).collect(),
@@ -370,7 +362,7 @@ fn stream_status(job: &Job, streams: &[FlowRef<'_>], now: u64) -> StreamStatus {
         }
     } else {
         status.store = "local";
-        let path = stream_file(job);
+        let path = crate::stream::stream_file(&job.spec);
         match read_stream_file(&path) {
             Ok(Some(f)) => {
                 status.recorded = true;

@@ -41,6 +41,7 @@ use crate::spec::{FlowRef, Mode, Spec};
 use crate::stats::{Counters, Status, Summary};
 
 pub use metrics::{exported_names as exported_metric_names, serve as serve_metrics};
+pub use state::path as stream_file;
 
 /// Whether any flow of the job streams.
 pub fn is_streaming(spec: &Spec) -> bool {
