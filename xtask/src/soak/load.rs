@@ -25,7 +25,7 @@ const TX_PER_SEC: u64 = 10;
 /// The large transaction: half member updates, half events.
 const BIG_HALF: u64 = 2_500;
 /// Members touched are drawn from the newest this many ids (older ones are mostly gone).
-const MEMBER_WINDOW: u64 = 15_000;
+const MEMBER_WINDOW: u64 = 5_000;
 
 /// What the load threads share.
 struct Shared {

@@ -29,7 +29,7 @@ impl Servers {
     /// A MariaDB with its binary log as streaming needs it, and an ArcadeDB with the Bolt plugin.
     pub fn start(dir: &Path) -> Result<Servers> {
         let binlog = [
-            "--log-bin={dir}/binlog",
+            "--log-bin={dir}/data/binlog",
             "--binlog-format=ROW",
             "--binlog-row-image=FULL",
             "--binlog-row-metadata=FULL",
