@@ -170,6 +170,11 @@ impl Running {
             .unwrap();
     }
 
+    /// The process, for a proxy that holds or kills it.
+    pub(crate) fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
     /// The port its `/metrics`, `/healthz` and `/readyz` answer on.
     pub(crate) fn metrics_port(&self) -> u16 {
         self.metrics

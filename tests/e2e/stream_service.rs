@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::stream::{cypher, first_error, head, stream_spec, Running};
-use crate::support::{exec, graph, mysql, scratch_dir};
-use xtask::services::MYSQL_PORT;
+use crate::support::{exec, graph, mysql, scratch_dir, Proxy, Way};
+use xtask::services::{BOLT_PORT, MYSQL_PORT};
 
 /// Insert-only, so a change written twice is a second node.
 const CREATE: &str = "UNWIND $batch AS row CREATE (e:Event {id: row.id, v: row.v})";
@@ -235,6 +235,45 @@ async fn sv_a_write_under_a_lost_lease_is_refused_and_fences_its_process() {
     // before it.
     assert_eq!(events(name), (300, 300));
     assert_eq!(b.terminate(), 130);
+}
+
+/// A write of changes whose commit landed but whose answer was lost (the connection cut while the
+/// answer was on its way) is retried with the same mark; the writer's record shows it committed,
+/// so it is not written again: exactly once without a kill.
+#[tokio::test(flavor = "multi_thread")]
+async fn sv_a_write_whose_answer_was_lost_is_not_written_twice() {
+    let name = "sv_lost";
+    let pool = event_table(name).await;
+    let _g = graph(name).await;
+    let dir = scratch_dir(name);
+    let proxy = Proxy::start(BOLT_PORT);
+    let spec = event_spec(name, &dir, "stream: {lease: 120s}\n");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace(
+            &format!("bolt://127.0.0.1:{BOLT_PORT}"),
+            &format!("bolt://127.0.0.1:{}", proxy.port),
+        )
+        .replace("parallelism: 2", "parallelism: 1");
+    std::fs::write(&spec, text).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    insert(&pool, 1, 100).await;
+    // The answers go back a few bytes at a time until the rows are committed (seen over HTTP,
+    // not through the proxy): the rest of the answer is still held when the connection is cut.
+    proxy.step_until(job.child(), Way::ToClient, 8, || events(name).0 == 100);
+    proxy.cut();
+    proxy.resume();
+    job.wait_until_acked(&head(&pool).await);
+    assert!(
+        job.stderr().contains("writing changes failed"),
+        "the write was not retried:\n{}",
+        job.stderr()
+    );
+    insert(&pool, 101, 200).await;
+    job.wait_until_acked(&head(&pool).await);
+    assert_eq!(events(name), (200, 200));
+    assert_eq!(job.terminate(), 130);
 }
 
 /// SIGTERM of the active process releases its lease, so the standby takes over at once rather
