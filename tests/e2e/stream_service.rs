@@ -197,6 +197,40 @@ async fn sv_a_paused_active_process_is_taken_over_and_fenced_when_it_wakes() {
     assert_eq!(b.terminate(), 130);
 }
 
+/// SIGKILL of the active process mid-stream: its lease expires unreleased and the standby takes
+/// over from the recorded position; the graph ends with every row once.
+#[tokio::test(flavor = "multi_thread")]
+async fn sv_the_standby_takes_over_a_killed_active_process() {
+    let name = "sv_killed";
+    let pool = event_table(name).await;
+    let _g = graph(name).await;
+    let dir = scratch_dir(name);
+    let spec = event_spec(name, &dir, "stream: {lease: 2s}\n");
+    let mut a = Running::start_as(&spec, &dir, true, "replica-a");
+    a.wait_until_acked(&head(&pool).await);
+    let b = Running::start_as(&spec, &dir, false, "replica-b");
+    until("b waits as the standby", &[&a, &b], || {
+        role(&b).as_deref() == Some("standby")
+    });
+    insert(&pool, 1, 3000).await;
+    until("a writes", &[&a], || events(name).0 > 0);
+    a.sigkill();
+    insert(&pool, 3001, 4000).await;
+    until("b takes over", &[&b], || {
+        role(&b).as_deref() == Some("active")
+    });
+    assert!(
+        b.stderr()
+            .contains("taking over job `sv_killed` from replica-a, whose lease expired"),
+        "{}",
+        b.stderr()
+    );
+    let mut b = b;
+    b.wait_until_acked(&head(&pool).await);
+    assert_eq!(events(name), (4000, 4000));
+    assert_eq!(b.terminate(), 130);
+}
+
 /// A second process started with `--fresh` takes the job at once (it forgets the lease): the
 /// first one's next write of changes is refused inside its transaction, nothing of it lands, and
 /// it exits 75 naming who holds the job.
