@@ -214,9 +214,9 @@ async fn tls_plaintext_to_a_server_that_requires_tls() {
         start_error("tls_plain_to_tls", &format!("bolt://127.0.0.1:{bolt}"), ""),
         format!(
             "error: cannot start sink: plugin bolt: cannot connect to bolt://127.0.0.1:{bolt}: \
-             Bolt protocol error: the server closed the connection during the Bolt handshake: \
-             the server expects TLS: use bolt+s://, bolt+ssc:// or trusted_ca (neo4j+s://, \
-             neo4j+ssc:// to route)"
+             Bolt protocol error: the server closed the connection during the Bolt handshake \
+             (a server starting or stopping does this; so does one that expects TLS: then use \
+             bolt+s://, bolt+ssc:// or trusted_ca (neo4j+s://, neo4j+ssc:// to route))"
         )
     );
 }

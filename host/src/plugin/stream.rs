@@ -19,7 +19,9 @@ pub(super) fn lookup(
     // SAFETY: the optional symbol's type is the one the SDK defines for it, a function returning
     // a static table that starts with its version and size.
     unsafe {
-        let f = lib.get::<SinkStreamFn>(SINK_STREAM_SYMBOL.as_bytes()).ok()?;
+        let f = lib
+            .get::<SinkStreamFn>(SINK_STREAM_SYMBOL.as_bytes())
+            .ok()?;
         super::versioned_table(f(), STREAM_STATE_VERSION, file, "stream capability")
     }
 }
