@@ -29,14 +29,15 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
 }
 
-/// The spread of all samples, and of those outside the chaos's windows.
-fn all_and_calm(samples: &[(u64, f64)], windows: &[(u64, u64)]) -> Value {
+/// The spread of all samples, and of the calm ones: those whose span (from, to: ms since 1970)
+/// meets none of the chaos's windows (an event inserted just before a kill waits for the takeover).
+fn all_and_calm(samples: &[(u64, u64, f64)], windows: &[(u64, u64)]) -> Value {
     let calm = samples
         .iter()
-        .filter(|(t, _)| !windows.iter().any(|(a, b)| (a..=b).contains(&t)))
-        .map(|s| s.1)
+        .filter(|(from, to, _)| !windows.iter().any(|(a, b)| from <= b && to >= a))
+        .map(|s| s.2)
         .collect();
-    json!({"all": spread(samples.iter().map(|s| s.1).collect()), "calm": spread(calm)})
+    json!({"all": spread(samples.iter().map(|s| s.2).collect()), "calm": spread(calm)})
 }
 
 fn spread(mut xs: Vec<f64>) -> Value {
@@ -110,11 +111,14 @@ fn latency(f: &Finish, events: u64) -> Result<Value> {
         bail!("reading the events' latency failed: {code} {text}");
     }
     let v: Value = serde_json::from_str(&text)?;
-    let ms: Vec<(u64, f64)> = v["result"]
+    let ms: Vec<(u64, u64, f64)> = v["result"]
         .as_array()
         .context("no result")?
         .iter()
-        .filter_map(|r| Some((r["at"].as_u64()?, r["ms"].as_f64()?)))
+        .filter_map(|r| {
+            let (at, ms) = (r["at"].as_u64()?, r["ms"].as_f64()?);
+            Some((at, at + ms.max(0.0) as u64, ms))
+        })
         .collect();
     Ok(all_and_calm(&ms, &f.chaos.windows))
 }
@@ -135,11 +139,11 @@ pub fn finish(mut f: Finish) -> Result<()> {
             )
         })
         .collect();
-    let lag: Vec<(u64, f64)> = fleet
+    let lag: Vec<(u64, u64, f64)> = fleet
         .lag
         .iter()
         .filter(|s| s.0 <= f.load_end)
-        .copied()
+        .map(|&(t, lag)| (t, t, lag))
         .collect();
     let lag = all_and_calm(&lag, &f.chaos.windows);
     drop(fleet);
