@@ -183,3 +183,33 @@ fn edit_spec(text: &str, checkpoint: &Path) -> Result<String> {
     set(options, "setup", Value::Sequence(setup));
     Ok(serde_yaml_ng::to_string(&spec)?)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_event_flow_creates_from_the_head_and_the_job_has_its_lease() {
+        let init = "name: soak\nmode: stream\nflows:\n- name: event\n  sink:\n    options:\n      \
+                    setup: [\"CREATE CONSTRAINT event_id IF NOT EXISTS FOR (n:Event) REQUIRE n.id IS UNIQUE\"]\n      \
+                    query: MERGE\n- name: team\n  sink:\n    options:\n      query: MERGE\n";
+        let text = super::edit_spec(init, std::path::Path::new("/tmp/cp")).unwrap();
+        let spec: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(spec["stream"]["lease"].as_str(), Some("10s"));
+        assert_eq!(
+            spec["stream"]["max_transaction_changes"].as_u64(),
+            Some(2000)
+        );
+        let event = &spec["flows"][0];
+        assert_eq!(event["snapshot"].as_bool(), Some(false));
+        let options = &event["sink"]["options"];
+        assert!(options["query"]
+            .as_str()
+            .unwrap()
+            .contains(" CREATE (n:Event"));
+        assert!(!options["setup"][0].as_str().unwrap().contains("UNIQUE"));
+        assert_eq!(
+            spec["flows"][1]["sink"]["options"]["query"].as_str(),
+            Some("MERGE")
+        );
+        assert!(super::edit_spec("flows: []\n", std::path::Path::new("/tmp/cp")).is_err());
+    }
+}
