@@ -8,8 +8,10 @@
 //! cycle ends), all before any of them is written, and written as ordinary changes of their
 //! tables: first every delete, deepest level first, then every update, top level first.
 //!
-//! Why that order ends exact after a kill: the recorded position never moves for derived changes,
-//! so a restart writes the run again and looks again. The rows are found by their own columns
+//! Why that order ends exact after a kill: the recorded position never moves past a chunk whose
+//! derived changes are not all written, so a restart reads the run again and looks again (the run's
+//! own changes already written are skipped; the chunk's later changes of the keys the second look
+//! changes are written again, since the graph now holds what they wrote). The rows are found by their own columns
 //! (the foreign key's values are properties of the child's node), which the parent's write does
 //! not touch; deleting deepest first means every row not yet deleted can still be reached from
 //! the top, so the second look finds exactly what is left.

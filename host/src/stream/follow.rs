@@ -3,6 +3,7 @@
 //! acknowledged position on every interval without waiting for a write, and a monitor that asks
 //! the server where its log is (for lag).
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use etlhost_plugin_sdk::{ChangeBatch, ChangeKind, Position, WriterRecord, Writer
 
 use super::cascade::Cascades;
 use super::metrics::Progress;
-use super::replay::{Ids, Replay};
+use super::replay::{key_text, Ids, Replay};
 use super::state::{self, StreamState};
 use super::store::Store;
 use crate::job::Job;
@@ -244,8 +245,16 @@ impl Applier<'_> {
         let of_chunk = self.ids.of(b);
         let resume = progress.lock().expect("progress").acked.clone();
         if rows > 0 || cascades.deferred.is_some() {
+            // Keys of this chunk's table that a TRUNCATE or a cascade changed (derived again
+            // from the graph as it is now, when the chunk is read again after a restart): their
+            // later changes in the chunk are written again rather than skipped, or the derived
+            // change would undo what they wrote.
+            let mut rederived: HashSet<String> = HashSet::new();
             let mut write_all = |part: &ChangeBatch, at: Option<usize>| -> Result<(), String> {
                 let derived;
+                if at.is_none() && part.table == b.table {
+                    rederived.extend(part.changes.iter().map(|c| key_text(part, c)));
+                }
                 let chunk = Chunk {
                     ids: match at {
                         Some(i) => &of_chunk[i..i + part.changes.len()],
@@ -255,6 +264,7 @@ impl Applier<'_> {
                         }
                     },
                     resume: &resume,
+                    rederived: &rederived,
                 };
                 for t in targets.iter_mut().filter(|t| t.table == part.table) {
                     let refused = write(t, part, &chunk, counters, control)?;

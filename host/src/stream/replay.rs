@@ -17,8 +17,10 @@ pub(super) struct Ids {
 }
 
 impl Ids {
-    /// The ids of a chunk's changes, in order; marks and truncates have none (they are never
-    /// skipped: what they lead to is found again in the graph).
+    /// The ids of a chunk's changes, in order; marks and truncates have none: they write nothing
+    /// themselves, and what they lead to is derived again from the graph when their chunk is read
+    /// again (the chunk's later changes of the keys that touches are then written again, see
+    /// `write::Chunk::rederived`).
     pub(super) fn of(&mut self, b: &ChangeBatch) -> Vec<Option<ChangeId>> {
         b.changes
             .iter()
@@ -53,6 +55,12 @@ pub(super) fn writer_of(key: &[&Value], writers: usize) -> usize {
         v.to_json().to_string().hash(&mut h);
     }
     (h.finish() % writers as u64) as usize
+}
+
+/// A change's key as text, as `write::Chunk::rederived` holds it.
+pub(super) fn key_text(b: &ChangeBatch, c: &etlhost_plugin_sdk::Change) -> String {
+    let key: Vec<serde_json::Value> = b.key_of(c).iter().map(|v| v.to_json()).collect();
+    serde_json::Value::Array(key).to_string()
 }
 
 /// One flow's writers' records as the stream started: which changes its writers had written.

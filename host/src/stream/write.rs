@@ -11,7 +11,7 @@ use etlhost_plugin_sdk::{
 };
 
 use super::dead_letter::Failures;
-use super::replay::{writer_of, Replay};
+use super::replay::{key_text, writer_of, Replay};
 use super::store::Lease;
 use crate::pipeline::Control;
 use crate::plugin::{PluginError, SinkHandle};
@@ -39,6 +39,9 @@ pub(super) struct Chunk<'a> {
     pub(super) ids: &'a [Option<ChangeId>],
     /// Where the whole stream may resume as the chunk is written.
     pub(super) resume: &'a Position,
+    /// Keys whose changes are written even when a writer's record says they were: a TRUNCATE or
+    /// cascade derived again on a chunk read again changed them.
+    pub(super) rederived: &'a std::collections::HashSet<String>,
 }
 
 /// Writes a chunk with one flow: all of it on one writer, or each writer the changes of the keys
@@ -73,10 +76,11 @@ pub(super) fn write(
     let rows: Vec<usize> = all
         .into_iter()
         .filter(|&i| {
-            !replaying
-                || chunk.ids[i]
-                    .as_ref()
-                    .is_none_or(|id| !t.replay.written(&b.key_of(&b.changes[i]), id))
+            let Some(id) = chunk.ids[i].as_ref().filter(|_| replaying) else {
+                return true;
+            };
+            let c = &b.changes[i];
+            !t.replay.written(&b.key_of(c), id) || chunk.rederived.contains(&key_text(b, c))
         })
         .collect();
     if rows.is_empty() {
