@@ -48,25 +48,36 @@ const STREAM_GRAPH: &str = "bench_svc_stream";
 const LATENCY_GRAPH: &str = "bench_svc_latency";
 /// Rows of `item`, copied by the snapshot, then updated `UPDATES / ITEMS` times each.
 const ITEMS: u64 = 20_000;
-const UPDATES: u64 = 200_000;
+const UPDATES: u64 = 400_000;
 const TXN_ROWS: u64 = 100;
 /// Rows of stream against batch.
-const ROWS: u64 = 100_000;
+const ROWS: u64 = 200_000;
 /// The latency's steady load: rows per second, for how long.
 const LOAD_RATE: u64 = 5_000;
 const LOAD_SECS: u64 = 30;
 /// How often the waits read the stream's position.
 const POLL: Duration = Duration::from_millis(10);
 
-/// Runs SQL in the bench's database with the mariadb client; its output, tab-separated.
+/// Runs SQL in the bench's database with the mariadb client; its output, tab-separated. The
+/// statements go through its stdin: thousands of them are more than one argument may hold.
 pub(super) fn query(text: &str) -> Result<String> {
-    let out = xtask::mariadb()
-        .args(["-N", "-B", "-e", &format!("USE {DB};\n{text}")])
-        .output()?;
+    let mut client = xtask::mariadb()
+        .args(["-N", "-B", DB])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = client.stdin.take().context("client stdin")?;
+    // Written from a thread: the client's output could fill its pipe before it reads the end.
+    let statements = text.to_string();
+    let writer = std::thread::spawn(move || stdin.write_all(statements.as_bytes()));
+    let out = client.wait_with_output()?;
+    let written = writer.join();
     if !out.status.success() {
         let head: String = text.chars().take(200).collect();
         bail!("{head}: {}", String::from_utf8_lossy(&out.stderr));
     }
+    written.map_err(|_| anyhow::anyhow!("the client's stdin writer panicked"))??;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -133,6 +144,7 @@ impl StreamJob {
         let path = bench_dir().join(format!("{name}.yaml"));
         std::fs::write(&path, spec)?;
         let port = free_port()?;
+        // Every turn's log in one file (emptied by `run`), so a slow turn's warnings stay.
         let log = bench_dir().join(format!("{name}.stderr"));
         let child = Command::new(release_bin("etlhost"))
             .arg("run")
@@ -141,7 +153,12 @@ impl StreamJob {
             .arg(format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
+            .stderr(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&log)?,
+            )
             .spawn()?;
         Ok(StreamJob {
             child,
@@ -196,6 +213,7 @@ impl StreamJob {
         if backlog {
             signal(libc::SIGSTOP)?;
         }
+        let (cpu0, graph0) = (self.cpu(), graph_cpu());
         let written = Instant::now();
         let taken = query(sql);
         let mysql_secs = written.elapsed().as_secs_f64();
@@ -205,21 +223,27 @@ impl StreamJob {
         taken?;
         let head = binlog_head()?;
         let start = if backlog { Instant::now() } else { written };
-        let (cpu0, graph0) = (self.cpu(), super::server_cpu("arcadedb"));
         self.wait_acked(&head)?;
         Ok(Applied {
             secs: start.elapsed().as_secs_f64(),
             mysql_secs,
             cpu: self.cpu() - cpu0,
-            graph_cpu: super::server_cpu("arcadedb") - graph0,
+            graph_cpu: graph_cpu() - graph0,
             peak_rss: peak_rss(self.child.id()),
         })
     }
 }
 
+/// CPU seconds the bench's graph database has used: the server `cargo xtask services` runs, not
+/// others on the machine (a soak starts its own).
+fn graph_cpu() -> f64 {
+    let home = xtask::services::services_dir().join("arcadedb");
+    super::server_cpu(&format!("rootPath={}", home.display()))
+}
+
 /// How long a stream took to apply changes (see [`StreamJob::apply`]), MySQL to take them, the
-/// CPU seconds the job and the graph database used while the stream applied them, and the job's
-/// peak RSS so far.
+/// CPU seconds the job and the graph database used meanwhile (from the first change), and the
+/// job's peak RSS so far.
 struct Applied {
     secs: f64,
     mysql_secs: f64,
@@ -570,6 +594,12 @@ fn latency() -> Result<Latency> {
 
 pub fn run(opts: &Opts) -> Result<()> {
     std::fs::create_dir_all(checkpoint_dir())?;
+    for e in std::fs::read_dir(bench_dir())?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("svc_") && name.ends_with(".stderr") {
+            std::fs::remove_file(e.path())?;
+        }
+    }
     let out = xtask::mariadb()
         .args(["-e", &format!("CREATE DATABASE IF NOT EXISTS {DB}")])
         .output()?;
