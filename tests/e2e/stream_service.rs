@@ -310,6 +310,39 @@ async fn sv_a_write_whose_answer_was_lost_is_not_written_twice() {
     assert_eq!(job.terminate(), 130);
 }
 
+/// A change the user's query fails with a division by zero (as the writer's record check fails a
+/// write under a lost lease) is the query's error, stopping the stream as any refused change does
+/// (exit 3), not a takeover.
+#[tokio::test(flavor = "multi_thread")]
+async fn sv_a_division_by_zero_in_the_query_is_the_query_s_error_not_a_fence() {
+    let name = "sv_zero";
+    let pool = event_table(name).await;
+    let _g = graph(name).await;
+    let dir = scratch_dir(name);
+    let spec = event_spec(name, &dir, "");
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("v: row.v})", "v: row.v, r: 10 / row.v})");
+    std::fs::write(&spec, text).unwrap();
+    let mut job = Running::start(&spec, &dir, true);
+    job.wait_until_acked(&head(&pool).await);
+    exec(&pool, "INSERT INTO event VALUES (1, 5), (2, 0)").await;
+    let mut code = None;
+    until("the job stops", &[], || {
+        code = job.exited();
+        code.is_some()
+    });
+    let log = job.stderr();
+    assert_eq!(code, Some(3), "{log}");
+    let error = first_error(&log);
+    assert!(
+        error.starts_with("error: job failed: flow `sv_zero`: writing changes failed: plugin bolt: write failed: ")
+            && error.contains("/ by zero"),
+        "{log}"
+    );
+    assert_eq!(events(name), (0, 0));
+}
+
 /// SIGTERM of the active process releases its lease, so the standby takes over at once rather
 /// than when the lease (a minute here) would expire, and goes on from the recorded position.
 #[tokio::test(flavor = "multi_thread")]

@@ -26,7 +26,7 @@ use crate::stats::{Counters, Status};
 
 use super::dead_letter::Failures;
 use super::read::read;
-use super::write::{write, Chunk, Target};
+use super::write::{write, Chunk, Record, Target};
 
 /// Where the stream starts: its state, and the writers' records the target holds (none with a
 /// local file).
@@ -173,14 +173,17 @@ fn open_target(
     let marks = match store {
         Store::Local(_) => None,
         Store::Target(lease) => {
-            // Each writer goes on from its record's sequence, as the takeover left it.
-            let seq = |slot: usize| {
+            // Each writer goes on from its record, as the takeover left it.
+            let record = |slot: usize| {
                 writers
                     .iter()
                     .find(|w| w.slot == slot_of(&f.name, n, slot))
-                    .map_or(0, |w| w.seq)
+                    .map_or_else(Record::default, |w| Record {
+                        seq: w.seq,
+                        last: w.last.clone(),
+                    })
             };
-            Some((lease.clone(), (0..n).map(seq).collect()))
+            Some((lease.clone(), (0..n).map(record).collect()))
         }
     };
     Ok(Target {

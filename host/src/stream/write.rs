@@ -26,11 +26,20 @@ pub(super) struct Target {
     pub(super) retry_backoff: Duration,
     /// The job's failed changes, shared by every flow.
     pub(super) failures: Arc<Failures>,
-    /// With the position in the target: the job's lease, and each writer's record's sequence as
-    /// this process last left it.
-    pub(super) marks: Option<(Arc<Lease>, Vec<u64>)>,
+    /// With the position in the target: the job's lease, and each writer's record as this process
+    /// last left it.
+    pub(super) marks: Option<(Arc<Lease>, Vec<Record>)>,
     /// What the writers' records said was written when the stream started.
     pub(super) replay: Replay,
+}
+
+/// A writer's record as this process last left it: the sequence its next write starts from, and
+/// the last change of the log written (which never moves back, even when a change is written
+/// again).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Record {
+    pub(super) seq: u64,
+    pub(super) last: Option<ChangeId>,
 }
 
 /// What a write of one chunk carries besides its changes.
@@ -86,16 +95,16 @@ pub(super) fn write(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut no_seqs = vec![0; n];
-    let seqs = match &mut t.marks {
-        Some((_, seqs)) => seqs,
-        None => &mut no_seqs,
+    let mut no_records = vec![Record::default(); n];
+    let records = match &mut t.marks {
+        Some((_, records)) => records,
+        None => &mut no_records,
     };
     let outcome = if n == 1 {
         let mut failed = Vec::new();
         let mut slot = Slot {
             index: 0,
-            seq: &mut seqs[0],
+            record: &mut records[0],
         };
         w.settle(&mut t.sinks[0], &mut slot, b, &rows, whole, &mut failed)
             .map(|()| failed)
@@ -109,12 +118,12 @@ pub(super) fn write(
             let handles: Vec<_> = t
                 .sinks
                 .iter_mut()
-                .zip(seqs.iter_mut())
+                .zip(records.iter_mut())
                 .zip(&idx)
                 .enumerate()
                 .filter(|(_, (_, idx))| !idx.is_empty())
-                .map(|(index, ((sink, seq), idx))| {
-                    let slot = Slot { index, seq };
+                .map(|(index, ((sink, record), idx))| {
+                    let slot = Slot { index, record };
                     scope.spawn(move || w.settle_part(sink, slot, b, idx))
                 })
                 .collect();
@@ -155,10 +164,10 @@ struct Writer<'a> {
     writers: usize,
 }
 
-/// One writer: its place among the flow's writers and its record's sequence.
+/// One writer: its place among the flow's writers and its record.
 struct Slot<'a> {
     index: usize,
-    seq: &'a mut u64,
+    record: &'a mut Record,
 }
 
 impl Writer<'_> {
@@ -291,13 +300,14 @@ impl Writer<'_> {
                 slot: slot.index as u32,
             },
             epoch: lease.epoch(),
-            seq: *slot.seq,
-            last: last.clone(),
+            seq: slot.record.seq,
+            last: last.clone().max(slot.record.last.clone()),
             resume: self.chunk.resume.clone(),
         };
         match sink.write_changes_marked(b, &mark)? {
             Marked::Written | Marked::AlreadyWritten => {
-                *slot.seq += 1;
+                slot.record.seq += 1;
+                slot.record.last = mark.last;
                 Ok(())
             }
             Marked::Fenced(why) => {

@@ -67,12 +67,13 @@ fn last_per_key(batch: &ChangeBatch, run: &[Change]) -> Vec<Change> {
 
 impl BoltSink {
     /// One attempt; with a writer's mark, only if its record stands where the mark says, the
-    /// record moved in the same transaction (`Ok(false)`: it did not stand there, nothing written).
+    /// record moved in the same transaction (`Ok(Some(error))`: the transaction failed as a
+    /// record not standing there fails it; nothing was written).
     pub(crate) fn try_changes(
         &mut self,
         batch: &ChangeBatch,
         mark: Option<&WriterMark>,
-    ) -> Result<bool, (Error, Option<BoltError>)> {
+    ) -> Result<Option<Error>, (Error, Option<BoltError>)> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => self.connect().map_err(|e| (e, None))?,
@@ -93,7 +94,7 @@ impl BoltSink {
         }
         if parts.is_empty() && mark.is_none() {
             self.conn = Some(conn);
-            return Ok(true);
+            return Ok(None);
         }
         let encoders: Vec<Encoder<'_>> = parts
             .iter()
@@ -127,9 +128,9 @@ impl BoltSink {
             // `needs_new_session`); the next call connects again.
             Err(e) if mark.is_some() && crate::stream_state::writer_refused(&e) => {
                 drop(conn);
-                Ok(false)
+                Ok(Some(self.error("write failed", e)))
             }
-            result => self.settle(conn, result).map(|()| true),
+            result => self.settle(conn, result).map(|()| None),
         }
     }
 
@@ -137,9 +138,9 @@ impl BoltSink {
         &mut self,
         batch: &ChangeBatch,
         mark: Option<&WriterMark>,
-    ) -> Result<bool, Error> {
+    ) -> Result<Option<Error>, Error> {
         match self.try_changes(batch, mark) {
-            Ok(found) => Ok(found),
+            Ok(refused) => Ok(refused),
             Err((e, Some(cause))) if needs_new_session(&cause) => {
                 tracing::warn!("{e}; logging in again on a new connection and retrying once");
                 // A retry of a marked write is safe: its record's check finds a commit whose

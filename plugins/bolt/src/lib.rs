@@ -74,6 +74,7 @@ impl Sink for BoltSink {
     }
 
     fn write_changes(&mut self, batch: &etlhost_plugin_sdk::ChangeBatch) -> Result<(), Error> {
+        // Without a mark nothing refuses the transaction but its own statements' errors.
         self.write_changes_retrying(batch, None).map(drop)
     }
 }

@@ -106,11 +106,12 @@ pub(crate) fn mark_params(m: &mut Vec<u8>, mark: &WriterMark) {
 
 impl SinkStream for BoltSink {
     fn write_marked(&mut self, batch: &ChangeBatch, mark: &WriterMark) -> Result<Marked, Error> {
-        if self.write_changes_retrying(batch, Some(mark))? {
+        let Some(refused) = self.write_changes_retrying(batch, Some(mark))? else {
             return Ok(Marked::Written);
-        }
-        // The record did not stand where this process left it: its own commit whose answer was
-        // lost, or another process's.
+        };
+        // The record did not stand where this process left it (its own commit whose answer was
+        // lost, or another process's), or a statement of the user's failed alike (a division by
+        // zero in `query`): the record tells which.
         let mut conn = self.connect()?;
         let db = self.options.database.clone();
         let record = read(&mut conn, db.as_deref(), &mark.job)
@@ -118,7 +119,14 @@ impl SinkStream for BoltSink {
         self.conn = Some(conn);
         let mine = record.writers.iter().find(|w| w.slot == mark.slot);
         match mine {
-            Some(w) if w.epoch == mark.epoch && w.seq == mark.seq + 1 => Ok(Marked::AlreadyWritten),
+            Some(w) if w.epoch == mark.epoch && w.seq == mark.seq => Err(refused),
+            Some(w)
+                if w.epoch == mark.epoch
+                    && w.seq == mark.seq + 1
+                    && (mark.last.is_none() || w.last == mark.last) =>
+            {
+                Ok(Marked::AlreadyWritten)
+            }
             _ => Ok(Marked::Fenced(fenced(&record, mark))),
         }
     }
