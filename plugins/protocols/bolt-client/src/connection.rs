@@ -692,11 +692,10 @@ fn read_agreed(stream: &mut Stream, tls: bool) -> Result<[u8; 4], BoltError> {
             "the server closed the connection during the Bolt handshake".into()
         } else {
             // A server that is starting or stopping closes it too (it accepts before it answers).
-            format!(
-                "the server closed the connection during the Bolt handshake (a server starting \
-                 or stopping does this; so does one that expects TLS: then use bolt+s://, \
-                 bolt+ssc:// or trusted_ca (neo4j+s://, neo4j+ssc:// to route))"
-            )
+            "the server closed the connection during the Bolt handshake (a server starting or \
+             stopping does this; so does one that expects TLS: then use bolt+s://, bolt+ssc:// \
+             or trusted_ca (neo4j+s://, neo4j+ssc:// to route))"
+                .into()
         }));
     }
     // A TLS record (0x15 alert, 0x16 handshake) with version 3.x.
