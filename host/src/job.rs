@@ -143,16 +143,42 @@ fn keeps_streams(sink: &Plugin) -> bool {
 }
 
 /// Whether a job's stream keeps its position, lease and snapshot progress in the target: asked
-/// (`target`), or `auto` with every streaming flow's sink able to. The flows must then write to
-/// one target, which `stream::store` checks when the stream starts.
+/// (`target`), or `auto` with every streaming flow's sink able to and all of them writing to one
+/// target (asked, that is checked when the stream starts, by `stream::store`).
 pub fn streams_in_target(job: &Job) -> bool {
     let spec = &job.spec;
-    let mut streams = spec.flows_in_order().filter(|f| f.flow.mode == Mode::Stream);
+    let streams: Vec<FlowRef<'_>> = spec
+        .flows_in_order()
+        .filter(|f| f.flow.mode == Mode::Stream)
+        .collect();
     match spec.job.checkpoint.store {
         Store::Local => false,
         Store::Target => true,
-        Store::Auto => streams.all(|f| keeps_streams(&job.plugins[f.index].sink)),
+        Store::Auto => {
+            streams
+                .iter()
+                .all(|f| keeps_streams(&job.plugins[f.index].sink))
+                && streams
+                    .iter()
+                    .all(|f| stream_target(job, *f) == stream_target(job, streams[0]))
+        }
     }
+}
+
+/// Where a streaming flow writes, as far as its stream's records go: the sink library, its
+/// address and database.
+pub fn stream_target(
+    job: &Job,
+    flow: FlowRef<'_>,
+) -> (
+    std::path::PathBuf,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+) {
+    let o = &flow.flow.sink.options;
+    let address = o.get("uri").or_else(|| o.get("url")).cloned();
+    let plugin = &job.plugins[flow.index].sink;
+    (plugin.path.clone(), address, o.get("database").cloned())
 }
 
 /// A spec that asks for progress in the target (`checkpoint.store: target`, or `shards`) names a

@@ -99,6 +99,7 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
             }
         }
         store::Store::Target(lease) => {
+            lease.report_to(progress.clone());
             match start_in_target(job, lease, head, &streams, &control, &progress, opts.fresh)? {
                 Some(s) => s,
                 None => {
@@ -143,7 +144,7 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
             };
             lease.release(&resume, error);
             if let Some(why) = lease.fenced() {
-                return Err(fenced(ran, why));
+                return Err(fenced(ran, why, &spec.job.name, start));
             }
         }
         ran
@@ -221,14 +222,16 @@ fn snapshot_and_follow(
 }
 
 /// A run that another process took over ends failed, saying so, whatever it was doing then.
-fn fenced(ran: Result<Summary, RunError>, why: String) -> RunError {
+fn fenced(ran: Result<Summary, RunError>, why: String, job: &str, start: SystemTime) -> RunError {
+    let error = Some(format!("fenced: {why}"));
     let mut s = match ran {
         Ok(s) => s,
         Err(RunError::Failed(s)) => *s,
-        Err(e) => return e,
+        // Stopped before it had a summary (at the end of its snapshot, say).
+        Err(_) => Summary::total(job, Vec::new(), Status::Failed, start, None),
     };
     s.status = Status::Failed;
-    s.error = Some(format!("fenced: {why}"));
+    s.error = error;
     RunError::Failed(Box::new(s))
 }
 
@@ -257,11 +260,10 @@ fn start_in_target(
     fresh: bool,
 ) -> Result<Option<follow::Started>, RunError> {
     let spec = &job.spec;
-    let before = lease.read().map_err(|e| {
-        RunError::Start(format!(
-            "cannot read the stream's position in the target: {e}"
-        ))
-    })?;
+    // A graph that cannot be reached yet is waited for (not ready meanwhile), as a standby would.
+    let Some(before) = lease.read_waiting(control, progress)? else {
+        return Ok(None);
+    };
     if fresh {
         lease.forget().map_err(|e| {
             RunError::Start(format!(

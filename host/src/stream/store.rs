@@ -36,15 +36,7 @@ impl Store {
             return Ok(Store::Local(super::state::path(&job.spec)));
         }
         let first = streams[0];
-        let target = |f: &FlowRef<'_>| {
-            let o = &f.flow.sink.options;
-            let plugin = &job.plugins[f.index].sink;
-            (
-                plugin.path.clone(),
-                o.get("url").cloned(),
-                o.get("database").cloned(),
-            )
-        };
+        let target = |f: &FlowRef<'_>| crate::job::stream_target(job, *f);
         if let Some(other) = streams.iter().find(|f| target(f) != target(&first)) {
             return Err(RunError::Config(other.error(
                 "sink.options",
@@ -60,6 +52,7 @@ impl Store {
             lease: spec.job.stream().lease.0,
             epoch: AtomicU64::new(0),
             fenced: Mutex::new(None),
+            progress: std::sync::OnceLock::new(),
         })))
     }
 }
@@ -98,6 +91,8 @@ pub(super) struct Lease {
     epoch: AtomicU64,
     /// Why this process may no longer write, once another took the job over.
     fenced: Mutex<Option<String>>,
+    /// What `/readyz` and the metrics report, told when this process is fenced.
+    progress: std::sync::OnceLock<Arc<Mutex<Progress>>>,
 }
 
 impl Lease {
@@ -107,10 +102,44 @@ impl Lease {
             .map_err(|e| e.to_string())
     }
 
-    pub(super) fn read(&self) -> Result<StreamRecord, String> {
-        self.ask(&StreamStateRequest::Read {
-            job: self.job.clone(),
-        })
+    /// The job's records, asked again every second while the target cannot be reached (`None`:
+    /// stopped meanwhile).
+    pub(super) fn read_waiting(
+        &self,
+        control: &Control,
+        progress: &Mutex<Progress>,
+    ) -> Result<Option<StreamRecord>, RunError> {
+        let mut warned: Option<Instant> = None;
+        loop {
+            let read = self.plugin.stream_state(
+                &self.options,
+                &StreamStateRequest::Read {
+                    job: self.job.clone(),
+                },
+            );
+            progress.lock().expect("progress").beat();
+            match read {
+                Ok(r) => return Ok(Some(r)),
+                // A wrong password or option is not waited out.
+                Err(e) if !e.is_retryable() => {
+                    return Err(RunError::Start(format!(
+                        "cannot read the stream's records in the target: {e}"
+                    )))
+                }
+                Err(e) if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) => {
+                    tracing::warn!(
+                        "cannot read the stream's records of job `{}` in the target: {e}; trying again",
+                        self.job
+                    );
+                    warned = Some(Instant::now());
+                }
+                Err(_) => {}
+            }
+            pause(control, Duration::from_secs(1));
+            if control.stopping() {
+                return Ok(None);
+            }
+        }
     }
 
     /// `--fresh`: the job's record and its writers' go; a process still writing under them is
@@ -217,8 +246,8 @@ impl Lease {
         }
     }
 
-    /// Stores where the stream resumes and extends the lease; `Ok(false)`: another process holds
-    /// it now.
+    /// Stores where the stream resumes and extends the lease; the answer's `held` is false when
+    /// another process holds it now.
     fn renew(&self, resume: &Position, snapshot_done: bool) -> Result<StreamRecord, String> {
         self.ask(&StreamStateRequest::Renew {
             job: self.job.clone(),
@@ -274,8 +303,16 @@ impl Lease {
         }
     }
 
+    /// Reports this process's role to `progress` from now on.
+    pub(super) fn report_to(&self, progress: Arc<Mutex<Progress>>) {
+        let _ = self.progress.set(progress);
+    }
+
     /// Another process holds the job: this one stops writing.
     pub(super) fn fence(&self, why: String, control: &Control) {
+        if let Some(p) = self.progress.get() {
+            p.lock().expect("progress").role = Role::Fenced;
+        }
         let mut f = self.fenced.lock().expect("fenced");
         if f.is_none() {
             tracing::error!("fenced: {why}");
@@ -339,7 +376,6 @@ pub(super) fn keep(
                     lease.holder,
                     lease.epoch()
                 );
-                progress.lock().expect("progress").role = Role::Fenced;
                 lease.fence(why, control);
             }
             Err(e) => {
@@ -351,7 +387,9 @@ pub(super) fn keep(
                     lease.lease
                 );
                 // Not again at once: every third of a second would flood the log.
-                renewed = Instant::now() - every + Duration::from_secs(1).min(every);
+                renewed = Instant::now()
+                    .checked_sub(every.saturating_sub(Duration::from_secs(1)))
+                    .unwrap_or_else(Instant::now);
             }
         }
     }
