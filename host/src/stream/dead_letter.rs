@@ -72,7 +72,15 @@ struct HeldFile {
 impl Failures {
     /// The job's settings and its held keys from earlier runs (none with `fresh`); `start` is where
     /// this run reads the log from.
-    pub(super) fn open(job: &Job, start: &Position, fresh: bool) -> Result<Failures, String> {
+    /// `start`: where the stream resumes, when a change read again there decides afresh whether
+    /// its key is held (the local file); `None` with the position in the target, where a refused
+    /// change read again is usually skipped as written (a later change of its writer moved the
+    /// record past it), so every hold is kept until a delete of its key releases it.
+    pub(super) fn open(
+        job: &Job,
+        start: Option<&Position>,
+        fresh: bool,
+    ) -> Result<Failures, String> {
         let spec = &job.spec;
         let stream = spec.job.stream();
         let held_path = held_path(spec);
@@ -313,8 +321,8 @@ fn held_path(spec: &Spec) -> PathBuf {
 }
 
 /// The keys held when the stream resumes at `start`: a key held by a change after it is not, since
-/// that change is read and tried again.
-fn load(path: &Path, start: &Position) -> Result<HashMap<(String, String), Held>, String> {
+/// that change is read and tried again (`None`: every key held stays held).
+fn load(path: &Path, start: Option<&Position>) -> Result<HashMap<(String, String), Held>, String> {
     let file = state_file::load_json::<HeldFile>(
         path,
         "held keys file",
@@ -323,7 +331,7 @@ fn load(path: &Path, start: &Position) -> Result<HashMap<(String, String), Held>
     Ok(file
         .map_or_else(Vec::new, |f| f.keys)
         .into_iter()
-        .filter(|h| !after(&h.since, start))
+        .filter(|h| start.is_none_or(|start| !after(&h.since, start)))
         .map(|h| {
             let id = serde_json::Value::Array(h.values.clone()).to_string();
             ((h.flow.clone(), id), h)
@@ -477,8 +485,19 @@ mod tests {
         f.written("people", &b, &keep);
         // A restart at the refused change's transaction holds the key; one before it does not.
         let held = dir.join("held.json");
-        assert_eq!(load(&held, &at("binlog.000001", 100, 0)).unwrap().len(), 1);
-        assert_eq!(load(&held, &at("binlog.000001", 99, 0)).unwrap().len(), 0);
+        assert_eq!(
+            load(&held, Some(&at("binlog.000001", 100, 0)))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            load(&held, Some(&at("binlog.000001", 99, 0)))
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(load(&held, None).unwrap().len(), 1);
         let mut failed = Vec::new();
         assert_eq!(f.screen("people", &b, &[1], &mut failed).unwrap(), [1]);
         let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("dead.jsonl"))

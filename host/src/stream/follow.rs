@@ -54,7 +54,11 @@ pub fn follow(
         state: start,
         writers,
     } = start;
-    let failures = Failures::open(job, &start.position, opts.fresh).map(Arc::new);
+    let resumes_at = match store {
+        Store::Local(_) => Some(&start.position),
+        Store::Target(_) => None,
+    };
+    let failures = Failures::open(job, resumes_at, opts.fresh).map(Arc::new);
     let mut targets = Vec::new();
     for flow in flows {
         match failures

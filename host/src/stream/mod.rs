@@ -6,13 +6,16 @@
 //! ```
 //!
 //! The position is captured *before* the snapshot and stored first, so nothing committed during
-//! the snapshot is missed; the changes the snapshot already saw are replayed, which idempotent
-//! Cypher (`MERGE`, `DETACH DELETE`) makes harmless. The stream is read in chunks (one table's
+//! the snapshot is missed; the changes the snapshot already saw are applied again, which
+//! idempotent Cypher (`MERGE`, `DETACH DELETE`) makes harmless. The stream is read in chunks (one table's
 //! changes); a chunk is written by every flow of its table before the next chunk is, flows in
 //! file order, so a node flow's writes land before the relationship flow's of the same change.
 //! Within a flow, `sink.parallelism` writers each take the changes of the keys that hash to them,
 //! in order. The recorded position is the commit of the last transaction whose every change has
-//! been written: never inside a transaction.
+//! been written (inside one only when it is applied in parts, `stream.max_transaction_changes`).
+//! Where it is recorded, and whether one process holds the job, is `store`'s: with the position
+//! in the target, each write records its writer's position in its own transaction and a restart
+//! skips what is written (`replay`), so nothing is replayed twice.
 
 mod cascade;
 mod dead_letter;
@@ -79,12 +82,12 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
         .stream_head()
         .map_err(|e| RunError::Start(format!("cannot stream from the source: {e}")))?
         .position;
-    // No position until the store says where the stream is (a standby only reports the active
-    // one's, as recorded).
     // Before anything is written (a record in the target, a copy): a foreign key the stream
     // could not follow refuses the start.
     let cascades = cascade::Cascades::start(job, &streams, source.clone())
         .map_err(|e| RunError::Start(format!("cannot stream: {e}")))?;
+    // No position until the store says where the stream is (a standby only reports the active
+    // one's, as recorded).
     let progress = Arc::new(Mutex::new(Progress::new(Position::default())));
     if let Some(addr) = opts.metrics_addr {
         serve_metrics(addr, progress.clone())

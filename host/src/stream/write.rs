@@ -138,7 +138,7 @@ pub(super) fn write(
             Ok(failed)
         })
     };
-    // Before the position can move past a dead-lettered change, whatever else happened.
+    // Before the recorded position can move past a dead-lettered change, whatever else happened.
     t.failures.store()?;
     outcome
 }
@@ -223,6 +223,9 @@ impl Writer<'_> {
             Err(Failure::Refused(e)) if dead_letters => {
                 if let [i] = keep[..] {
                     self.failures.refused(self.flow, b, i, &e.to_string())?;
+                    // Stored before the next write: with the position in the target, that write
+                    // moves its writer's record past this change.
+                    self.failures.store()?;
                     failed.push(i);
                     return Ok(());
                 }

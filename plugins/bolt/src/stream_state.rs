@@ -194,7 +194,10 @@ fn answer(
             start,
             slots,
         } => {
-            conn.run_autocommit(db, UNIQUE_JOB)?;
+            // Once, when the job's record is first made (a standby claims every second).
+            if rows(conn, db, READ_JOB, job)?.is_empty() {
+                conn.run_autocommit(db, UNIQUE_JOB)?;
+            }
             let start = json(start);
             let p = |m: &mut Vec<u8>| {
                 map(
