@@ -172,6 +172,26 @@ async fn stc_a_huge_transaction_goes_in_parts_and_a_kill_inside_it_resumes_exact
         "killed part-way: {updated} of {ROWS} rows updated in the graph, {skip} recorded"
     );
 
+    // Parts of another size would number the transaction's changes otherwise: refused.
+    let other = dir.join("other-parts.yaml");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&spec).unwrap().replace(
+            &format!("max_transaction_changes: {PART}"),
+            &format!("max_transaction_changes: {}", PART * 2),
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = crate::stream::run_to_end(&other, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        crate::stream::first_error(&stderr).starts_with(&format!(
+            "error: stream.max_transaction_changes is {}, but the stream resumes inside a transaction applied in parts of {PART} (at ",
+            PART * 2
+        )),
+        "{stderr}"
+    );
+
     // Restarted without --fresh: it says where inside the transaction it resumes, and ends
     // with the graph equal to MySQL, every row's v included.
     let mut job = Job::start(&spec, &dir, false);

@@ -224,6 +224,40 @@ fn snapshot_and_follow(
     }
 }
 
+/// Where a stream with these records resumes: the furthest of the job's position and its
+/// writers' (each a position every change before which every writer had written).
+fn resume_of(
+    record: &etlhost_plugin_sdk::StreamRecord,
+    head: etlhost_plugin_sdk::Position,
+) -> etlhost_plugin_sdk::Position {
+    let recorded = record.resume.clone().unwrap_or(head);
+    record
+        .writers
+        .iter()
+        .filter_map(|w| w.resume.clone())
+        .chain([recorded])
+        .max_by(|a, b| a.log_cmp(b))
+        .expect("one position at least")
+}
+
+/// A stream that resumes inside a transaction applied in parts needs the parts it was numbered
+/// by: another `stream.max_transaction_changes` would number that transaction's changes
+/// otherwise, and what the writers' records say is written would no longer match.
+fn same_parts(
+    before: &etlhost_plugin_sdk::StreamRecord,
+    lease: &store::Lease,
+    head: &etlhost_plugin_sdk::Position,
+) -> Result<(), RunError> {
+    let at = resume_of(before, head.clone());
+    match before.parts {
+        Some(was) if at.skip > 0 && was != lease.parts => Err(RunError::Start(format!(
+            "stream.max_transaction_changes is {}, but the stream resumes inside a transaction applied in parts of {was} (at {at}): set it to {was} until the stream has passed that transaction, or run with --fresh",
+            lease.parts
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A run that another process took over ends failed, saying so, whatever it was doing then.
 fn fenced(ran: Result<Summary, RunError>, why: String, job: &str, start: SystemTime) -> RunError {
     let error = Some(format!("fenced: {why}"));
@@ -267,6 +301,9 @@ fn start_in_target(
     let Some(before) = lease.read_waiting(control, progress)? else {
         return Ok(None);
     };
+    if !fresh {
+        same_parts(&before, lease, &head)?;
+    }
     if fresh {
         lease.forget().map_err(|e| {
             RunError::Start(format!(
@@ -289,15 +326,7 @@ fn start_in_target(
     let Some(record) = lease.take_over(&head, slots, control, progress)? else {
         return Ok(None);
     };
-    let recorded = record.resume.clone().unwrap_or(head);
-    // Every writer's `resume` was the stream's position when it wrote: the furthest is one too.
-    let position = record
-        .writers
-        .iter()
-        .filter_map(|w| w.resume.clone())
-        .chain([recorded])
-        .max_by(|a, b| a.log_cmp(b))
-        .expect("one position at least");
+    let position = resume_of(&record, head);
     let how = match before.lease {
         Some(_) if !fresh => "resuming the stream from its records in the target",
         _ => "starting the stream, its records in the target,",

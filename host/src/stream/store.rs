@@ -50,6 +50,7 @@ impl Store {
             job: spec.job.name.clone(),
             holder: holder(),
             lease: spec.job.stream().lease.0,
+            parts: spec.job.stream().max_transaction_changes,
             epoch: AtomicU64::new(0),
             fenced: Mutex::new(None),
             progress: std::sync::OnceLock::new(),
@@ -88,6 +89,8 @@ pub(super) struct Lease {
     pub(super) job: String,
     pub(super) holder: String,
     pub(super) lease: Duration,
+    /// `stream.max_transaction_changes`, kept with the lease (see `StreamRecord::parts`).
+    pub(super) parts: u64,
     epoch: AtomicU64,
     /// Why this process may no longer write, once another took the job over.
     fenced: Mutex<Option<String>>,
@@ -178,6 +181,7 @@ impl Lease {
                 now_ms: now_ms(),
                 start: start.clone(),
                 slots: slots.clone(),
+                parts: self.parts,
             });
             let mut p = progress.lock().expect("progress");
             p.beat();

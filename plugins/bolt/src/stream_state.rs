@@ -47,7 +47,7 @@ const CLAIM: &str = "MERGE (s:EtlhostStream {job: $job}) \
      ON CREATE SET s.epoch = 0, s.expires = 0, s.snapshot_done = false \
      WITH s WHERE s.holder IS NULL OR s.holder = $holder OR s.expires < $now \
      SET s.epoch = s.epoch + 1, s.holder = $holder, s.expires = $now + $lease, s.updated = $now, \
-     s.resume = coalesce(s.resume, $start) \
+     s.resume = coalesce(s.resume, $start), s.parts = $parts \
      RETURN s.epoch";
 
 const MAKE_WRITERS: &str = "UNWIND $slots AS w \
@@ -68,7 +68,7 @@ const RELEASE: &str = "MATCH (s:EtlhostStream {job: $job}) \
      SET s.expires = 0, s.resume = $resume, s.error = $error, s.updated = $now RETURN s.epoch";
 
 const READ_JOB: &str = "MATCH (s:EtlhostStream {job: $job}) \
-     RETURN s.holder, s.epoch, s.expires, s.resume, s.snapshot_done, s.error, s.updated";
+     RETURN s.holder, s.epoch, s.expires, s.resume, s.snapshot_done, s.error, s.updated, s.parts";
 
 const READ_WRITERS: &str = "MATCH (p:EtlhostStreamWriter {job: $job}) \
      RETURN p.flow, p.writers, p.slot, p.epoch, p.seq, p.last, p.resume, p.updated";
@@ -193,6 +193,7 @@ fn answer(
             now_ms,
             start,
             slots,
+            parts,
         } => {
             // Once, when the job's record is first made (a standby claims every second).
             if rows(conn, db, READ_JOB, job)?.is_empty() {
@@ -208,6 +209,7 @@ fn answer(
                         ("now", Param::Int(*now_ms as i64)),
                         ("lease", Param::Int(*lease_ms as i64)),
                         ("start", Param::Text(&start)),
+                        ("parts", Param::Int(*parts as i64)),
                     ],
                 )
             };
@@ -320,7 +322,7 @@ fn parsed<T: serde::de::DeserializeOwned>(p: &Ps, what: &str) -> Result<Option<T
 fn read(conn: &mut Connection, db: Option<&str>, job: &str) -> Result<StreamRecord, BoltError> {
     let mut record = StreamRecord::default();
     if let Some(r) = rows(conn, db, READ_JOB, job)?.first() {
-        let [holder, epoch, expires, resume, snapshot_done, error, updated] = &r[..] else {
+        let [holder, epoch, expires, resume, snapshot_done, error, updated, parts] = &r[..] else {
             return Err(BoltError::Protocol(
                 "a stored stream record is not etlhost's".into(),
             ));
@@ -334,6 +336,7 @@ fn read(conn: &mut Connection, db: Option<&str>, job: &str) -> Result<StreamReco
         record.snapshot_done = matches!(snapshot_done, Ps::Bool(true));
         record.error = error.as_str().map(str::to_string);
         record.updated_ms = int(updated);
+        record.parts = matches!(parts, Ps::Int(_)).then(|| int(parts));
     }
     for r in rows(conn, db, READ_WRITERS, job)? {
         let [flow, writers, slot, epoch, seq, last, resume, updated] = &r[..] else {

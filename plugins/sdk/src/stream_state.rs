@@ -156,6 +156,10 @@ pub struct StreamRecord {
     /// The last run's error, until a run writes again.
     #[serde(default)]
     pub error: Option<String>,
+    /// `stream.max_transaction_changes` of the process that last claimed the job: a transaction
+    /// applied in parts is numbered by its parts, so a resume inside one needs the same.
+    #[serde(default)]
+    pub parts: Option<u64>,
     #[serde(default)]
     pub updated_ms: u64,
     #[serde(default)]
@@ -183,6 +187,9 @@ pub enum StreamStateRequest {
         now_ms: u64,
         start: Position,
         slots: Vec<WriterSlot>,
+        /// Stored as the record's `parts`.
+        #[serde(default)]
+        parts: u64,
     },
     /// Extends the lease to `now_ms + lease_ms` and stores where the stream resumes, only while
     /// `holder` holds it at `epoch`.
