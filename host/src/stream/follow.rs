@@ -100,7 +100,11 @@ pub fn follow(
             control: &control,
             ids: Ids::default(),
         };
-        let outcome = applier.dispatch(&rx, report_every);
+        // Chunks waiting together are written together, up to a sink batch: a stream that keeps
+        // up gets one chunk per source transaction, and a transaction per write costs the graph
+        // more than its rows.
+        let up_to = flows.iter().map(|f| f.flow.sink.max_batch_size).max();
+        let outcome = applier.dispatch(&rx, report_every, up_to.unwrap_or(1));
         if outcome.is_err() {
             control.stop(crate::pipeline::StopReason::Error);
         }
@@ -146,6 +150,27 @@ impl Applier<'_> {
         }
         Ok(())
     }
+}
+
+/// Appends to `b` the chunks of its table already waiting, in order, while it holds fewer than
+/// `up_to` changes; the first other message is handed back, for the next turn.
+fn coalesce(
+    b: &mut ChangeBatch,
+    rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
+    up_to: usize,
+) -> Option<Result<ChangeBatch, String>> {
+    while b.changes.len() < up_to {
+        match rx.try_recv() {
+            Ok(Ok(next))
+                if next.table == b.table && next.schema == b.schema && next.key == b.key =>
+            {
+                b.changes.extend(next.changes)
+            }
+            Ok(other) => return Some(other),
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// What writes the chunks: every flow's writers, the cascades, the shared progress, and the ids
@@ -214,8 +239,10 @@ impl Applier<'_> {
         &mut self,
         rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
         report_every: Duration,
+        up_to: usize,
     ) -> Result<(), String> {
         let mut last_report = Instant::now();
+        let mut pending = None;
         loop {
             {
                 // A turn of this loop, changes or none, is what `/healthz` calls alive: an idle
@@ -227,12 +254,16 @@ impl Applier<'_> {
                     tracing::info!("{}", p.line());
                 }
             }
-            let msg = match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            let msg = match pending.take() {
+                Some(m) => m,
+                None => match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                },
             };
-            let b = msg?;
+            let mut b = msg?;
+            pending = coalesce(&mut b, rx, up_to);
             self.apply(&b)?;
         }
     }
