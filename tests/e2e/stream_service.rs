@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::stream::{cypher, first_error, head, stream_spec, Running};
 use crate::support::{exec, graph, mysql, scratch_dir, Proxy, Way};
+use neo4rs::Graph;
 use xtask::services::{BOLT_PORT, MYSQL_PORT};
 
 /// Insert-only, so a change written twice is a second node.
@@ -113,6 +114,34 @@ fn role(job: &Running) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Two processes of one job in graph and database `name`: `replica-a` active and following the
+/// log, `replica-b` its standby.
+struct Pair {
+    pool: mysql_async::Pool,
+    _graph: Graph,
+    a: Running,
+    b: Running,
+}
+
+async fn active_and_standby(name: &str, lease: &str) -> Pair {
+    let pool = event_table(name).await;
+    let graph = graph(name).await;
+    let dir = scratch_dir(name);
+    let spec = event_spec(name, &dir, &format!("stream: {{lease: {lease}}}\n"));
+    let mut a = Running::start_as(&spec, &dir, true, "replica-a");
+    a.wait_until_acked(&head(&pool).await);
+    let b = Running::start_as(&spec, &dir, false, "replica-b");
+    until("b waits as the standby", &[&a, &b], || {
+        role(&b).as_deref() == Some("standby")
+    });
+    Pair {
+        pool,
+        _graph: graph,
+        a,
+        b,
+    }
+}
+
 /// An insert-only table streamed with `CREATE`, 20,000 rows, the process SIGKILLed five times
 /// while it writes and started again: exactly 20,000 nodes, none twice. Each write of changes
 /// commits with its writer's position record, and a restart skips what the records say is
@@ -149,18 +178,18 @@ async fn sv_an_insert_only_stream_is_exactly_once_through_five_kills() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sv_a_paused_active_process_is_taken_over_and_fenced_when_it_wakes() {
     let name = "sv_fence";
-    let pool = event_table(name).await;
-    let _g = graph(name).await;
-    let dir = scratch_dir(name);
-    let spec = event_spec(name, &dir, "stream: {lease: 2s}\n");
-    let mut a = Running::start_as(&spec, &dir, true, "replica-a");
-    a.wait_until_acked(&head(&pool).await);
-    let b = Running::start_as(&spec, &dir, false, "replica-b");
-    until("b waits as the standby", &[&a, &b], || {
+    let Pair {
+        pool,
+        _graph,
+        mut a,
+        b,
+    } = active_and_standby(name, "2s").await;
+    assert!(
         b.stderr()
-            .contains("standby: job `sv_fence` is active in replica-a")
-            && role(&b).as_deref() == Some("standby")
-    });
+            .contains("standby: job `sv_fence` is active in replica-a"),
+        "{}",
+        b.stderr()
+    );
     assert_eq!(get(&a, "/readyz"), (200, "active".into()));
     assert_eq!(get(&b, "/readyz"), (200, "standby".into()));
     assert_eq!(get(&b, "/healthz"), (200, "ok".into()));
@@ -202,16 +231,7 @@ async fn sv_a_paused_active_process_is_taken_over_and_fenced_when_it_wakes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sv_the_standby_takes_over_a_killed_active_process() {
     let name = "sv_killed";
-    let pool = event_table(name).await;
-    let _g = graph(name).await;
-    let dir = scratch_dir(name);
-    let spec = event_spec(name, &dir, "stream: {lease: 2s}\n");
-    let mut a = Running::start_as(&spec, &dir, true, "replica-a");
-    a.wait_until_acked(&head(&pool).await);
-    let b = Running::start_as(&spec, &dir, false, "replica-b");
-    until("b waits as the standby", &[&a, &b], || {
-        role(&b).as_deref() == Some("standby")
-    });
+    let Pair { pool, _graph, a, b } = active_and_standby(name, "2s").await;
     insert(&pool, 1, 3000).await;
     until("a writes", &[&a], || events(name).0 > 0);
     a.sigkill();
@@ -350,16 +370,12 @@ async fn sv_a_division_by_zero_in_the_query_is_the_query_s_error_not_a_fence() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sv_sigterm_hands_the_job_to_the_standby_at_once() {
     let name = "sv_handover";
-    let pool = event_table(name).await;
-    let _g = graph(name).await;
-    let dir = scratch_dir(name);
-    let spec = event_spec(name, &dir, "stream: {lease: 60s}\n");
-    let mut a = Running::start_as(&spec, &dir, true, "replica-a");
-    a.wait_until_acked(&head(&pool).await);
-    let b = Running::start_as(&spec, &dir, false, "replica-b");
-    until("b waits as the standby", &[&a, &b], || {
-        role(&b).as_deref() == Some("standby")
-    });
+    let Pair {
+        pool,
+        _graph,
+        mut a,
+        b,
+    } = active_and_standby(name, "60s").await;
     insert(&pool, 1, 500).await;
     a.wait_until_acked(&head(&pool).await);
     assert_eq!(a.terminate(), 130);

@@ -5,8 +5,8 @@
 
 mod handles;
 mod progress;
-mod stream;
 mod query;
+mod stream;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -11,6 +11,9 @@ use etlhost_plugin_sdk::{codec, Batch, Progress, State, StateRequest};
 
 use super::{handles::options_json, Kind, Plugin, PluginError, SinkHandle};
 
+/// A capability's `state(options, request, out, err)`, the same for progress and streams.
+pub(super) type StateFn = unsafe extern "C" fn(StrRef, StrRef, *mut OwnedBuf, *mut OwnedBuf) -> u32;
+
 /// The library's progress table, when it exports one the host can read.
 pub(super) fn lookup(
     lib: &'static libloading::Library,
@@ -41,12 +44,22 @@ impl Plugin {
         let Some(vt) = self.progress.filter(|_| self.kind == Kind::Sink) else {
             return Err(self.malformed("this sink cannot record progress".into()));
         };
+        self.ask_state(vt.state, options, request, "progress state")
+    }
+
+    /// Calls a capability's `state(options, request, out, err)` and reads its JSON answer.
+    pub(super) fn ask_state<T: serde::de::DeserializeOwned>(
+        &self,
+        state: StateFn,
+        options: &serde_json::Map<String, serde_json::Value>,
+        request: &impl serde::Serialize,
+        what: &str,
+    ) -> Result<T, PluginError> {
         let json = options_json(options);
         let req = serde_json::to_vec(request).expect("requests serialise");
         let (mut out, mut err) = (OwnedBuf::EMPTY, OwnedBuf::EMPTY);
         // SAFETY: ABI contract; buffers valid for the call.
-        let status =
-            unsafe { (vt.state)(StrRef::new(&json), StrRef::new(&req), &mut out, &mut err) };
+        let status = unsafe { state(StrRef::new(&json), StrRef::new(&req), &mut out, &mut err) };
         let answer = if status == etlhost_plugin_sdk::abi::STATUS_OK {
             drop(self.take(err));
             self.take(out)
@@ -55,7 +68,7 @@ impl Plugin {
             self.output(status, err)?
         };
         serde_json::from_slice(&answer)
-            .map_err(|e| self.malformed(format!("unreadable progress state: {e}")))
+            .map_err(|e| self.malformed(format!("unreadable {what}: {e}")))
     }
 }
 

@@ -9,7 +9,7 @@ use etlhost_plugin_sdk::stream_state::{
 };
 use etlhost_plugin_sdk::{codec, ChangeBatch};
 
-use super::{handles::options_json, Kind, Plugin, PluginError, SinkHandle};
+use super::{Kind, Plugin, PluginError, SinkHandle};
 
 /// The library's stream table, when it exports one the host can read.
 pub(super) fn lookup(
@@ -41,21 +41,7 @@ impl Plugin {
         let Some(vt) = self.stream.filter(|_| self.kind == Kind::Sink) else {
             return Err(self.malformed("this sink cannot keep a stream's position".into()));
         };
-        let json = options_json(options);
-        let req = serde_json::to_vec(request).expect("requests serialise");
-        let (mut out, mut err) = (OwnedBuf::EMPTY, OwnedBuf::EMPTY);
-        // SAFETY: ABI contract; buffers valid for the call.
-        let status =
-            unsafe { (vt.state)(StrRef::new(&json), StrRef::new(&req), &mut out, &mut err) };
-        let answer = if status == etlhost_plugin_sdk::abi::STATUS_OK {
-            drop(self.take(err));
-            self.take(out)
-        } else {
-            drop(self.take(out));
-            self.output(status, err)?
-        };
-        serde_json::from_slice(&answer)
-            .map_err(|e| self.malformed(format!("unreadable stream record: {e}")))
+        self.ask_state(vt.state, options, request, "stream record")
     }
 }
 

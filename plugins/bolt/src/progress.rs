@@ -79,6 +79,7 @@ pub(crate) fn map(m: &mut Vec<u8>, entries: &[(&str, Param<'_>)]) {
     }
 }
 
+#[derive(Clone, Copy)]
 pub(crate) enum Param<'a> {
     Text(&'a str),
     Int(i64),

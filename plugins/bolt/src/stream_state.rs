@@ -227,21 +227,13 @@ fn answer(
             snapshot_done,
         } => {
             let resume = json(resume);
-            let p = |m: &mut Vec<u8>| {
-                map(
-                    m,
-                    &[
-                        ("job", Param::Text(job)),
-                        ("holder", Param::Text(holder)),
-                        ("epoch", Param::Int(*epoch as i64)),
-                        ("now", Param::Int(*now_ms as i64)),
-                        ("lease", Param::Int(*lease_ms as i64)),
-                        ("resume", Param::Text(&resume)),
-                        ("snapshot_done", Param::Bool(*snapshot_done)),
-                    ],
-                )
-            };
-            conn.run_all_if(db, (RENEW, &p), &[])?
+            let more = [
+                ("now", Param::Int(*now_ms as i64)),
+                ("lease", Param::Int(*lease_ms as i64)),
+                ("resume", Param::Text(&resume)),
+                ("snapshot_done", Param::Bool(*snapshot_done)),
+            ];
+            while_held(conn, db, RENEW, (job, holder, *epoch), &more)?
         }
         StreamStateRequest::Release {
             job,
@@ -251,26 +243,39 @@ fn answer(
             error,
         } => {
             let resume = json(resume);
-            let p = |m: &mut Vec<u8>| {
-                map(
-                    m,
-                    &[
-                        ("job", Param::Text(job)),
-                        ("holder", Param::Text(holder)),
-                        ("epoch", Param::Int(*epoch as i64)),
-                        ("now", Param::Int(now_ms())),
-                        ("resume", Param::Text(&resume)),
-                        ("error", error.as_deref().map_or(Param::Null, Param::Text)),
-                    ],
-                )
-            };
-            conn.run_all_if(db, (RELEASE, &p), &[])?
+            let more = [
+                ("now", Param::Int(now_ms())),
+                ("resume", Param::Text(&resume)),
+                ("error", error.as_deref().map_or(Param::Null, Param::Text)),
+            ];
+            while_held(conn, db, RELEASE, (job, holder, *epoch), &more)?
         }
         StreamStateRequest::Read { .. } | StreamStateRequest::Forget { .. } => unreachable!(),
     };
     let mut record = read(conn, db, job)?;
     record.held = held;
     Ok(record)
+}
+
+/// Runs `query`, which changes the job's record only while `holder` holds its lease at `epoch`
+/// (its parameters those three and `more`); whether it did.
+fn while_held(
+    conn: &mut Connection,
+    db: Option<&str>,
+    query: &str,
+    (job, holder, epoch): (&str, &str, u64),
+    more: &[(&str, Param<'_>)],
+) -> Result<bool, BoltError> {
+    let entries: Vec<(&str, Param<'_>)> = [
+        ("job", Param::Text(job)),
+        ("holder", Param::Text(holder)),
+        ("epoch", Param::Int(epoch as i64)),
+    ]
+    .into_iter()
+    .chain(more.iter().copied())
+    .collect();
+    let p = |m: &mut Vec<u8>| map(m, &entries);
+    conn.run_all_if(db, (query, &p), &[])
 }
 
 /// `{job, slots: [{flow, writers, slot}, ...]}`.
