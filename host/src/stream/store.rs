@@ -40,7 +40,7 @@ impl Store {
         if let Some(other) = streams.iter().find(|f| target(f) != target(&first)) {
             return Err(RunError::Config(other.error(
                 "sink.options",
-                "a stream that keeps its position in the target writes every streaming flow to one target (the same sink, url and database as the first streaming flow): make them one, or set `checkpoint: {store: local}`",
+                "a stream that keeps its position in the target writes every streaming flow to one target (the same sink plugin, address and database as the first streaming flow): make them one, or set `checkpoint: {store: local}`",
             )));
         }
         let spec = &job.spec;
