@@ -58,11 +58,11 @@ const LOAD_SECS: u64 = 30;
 /// How often the waits read the stream's position.
 const POLL: Duration = Duration::from_millis(10);
 
-/// Runs SQL in the bench's database with the mariadb client; its output, tab-separated. The
-/// statements go through its stdin: thousands of them are more than one argument may hold.
-pub(super) fn query(text: &str) -> Result<String> {
+/// Runs SQL with the mariadb client; its output, tab-separated. The statements go through its
+/// stdin: thousands of them are more than one argument may hold.
+pub(super) fn sql(text: &str) -> Result<String> {
     let mut client = xtask::mariadb()
-        .args(["-N", "-B", DB])
+        .args(["-N", "-B"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -81,9 +81,14 @@ pub(super) fn query(text: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// [`sql`] in the bench's database.
+fn query(text: &str) -> Result<String> {
+    sql(&format!("USE {DB};\n{text}"))
+}
+
 /// The server's binlog head: (file, offset).
 pub(super) fn binlog_head() -> Result<(String, u64)> {
-    let out = query("SHOW MASTER STATUS")?;
+    let out = sql("SHOW MASTER STATUS")?;
     let mut f = out.split_whitespace();
     Ok((
         f.next()
@@ -607,12 +612,7 @@ pub fn run(opts: &Opts) -> Result<()> {
             std::fs::remove_file(e.path())?;
         }
     }
-    let out = xtask::mariadb()
-        .args(["-e", &format!("CREATE DATABASE IF NOT EXISTS {DB}")])
-        .output()?;
-    if !out.status.success() {
-        bail!("creating {DB}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    sql(&format!("CREATE DATABASE IF NOT EXISTS {DB}"))?;
     position(opts)?;
     let figures = against_batch(opts)?;
     let l = latency()?;
