@@ -341,7 +341,7 @@ impl SinkHandle {
                 .plugin
                 .malformed("this sink cannot write changes".into()));
         };
-        let bytes = codec::encode(&changes.clone().into_batch());
+        let bytes = changes.encode();
         let mut err = OwnedBuf::EMPTY;
         // SAFETY: the symbol has the SinkWriteChangesFn type; `&mut self` gives exclusive use.
         let status = unsafe { write(self.inst, StrRef::new(&bytes), &mut err) };

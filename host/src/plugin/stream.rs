@@ -7,7 +7,7 @@ use etlhost_plugin_sdk::stream_state::{
     Marked, SinkStreamFn, SinkStreamVTable, StreamRecord, StreamStateRequest, WriterMark,
     SINK_STREAM_SYMBOL, STATUS_ALREADY_WRITTEN, STATUS_FENCED, STREAM_STATE_VERSION,
 };
-use etlhost_plugin_sdk::{codec, ChangeBatch};
+use etlhost_plugin_sdk::ChangeBatch;
 
 use super::{Kind, Plugin, PluginError, SinkHandle};
 
@@ -56,7 +56,7 @@ impl SinkHandle {
         let Some(vt) = plugin.stream else {
             return Err(plugin.malformed("this sink cannot keep a stream's position".into()));
         };
-        let bytes = codec::encode(&changes.clone().into_batch());
+        let bytes = changes.encode();
         let json = serde_json::to_vec(mark).expect("marks serialise");
         let mut err = OwnedBuf::EMPTY;
         // SAFETY: ABI contract; `&mut self` gives exclusive use of the instance.

@@ -21,28 +21,41 @@ impl Ids {
     /// themselves, and what they lead to is derived again from the graph when their chunk is read
     /// again (the chunk's later changes of the keys that touches are then written again, see
     /// `write::Chunk::rederived`).
-    pub(super) fn of(&mut self, b: &ChangeBatch) -> Vec<Option<ChangeId>> {
-        b.changes
+    pub(super) fn of(&mut self, b: &ChangeBatch) -> Vec<Option<u64>> {
+        // The id is the change's own `commit` and this index: only the index is kept per change
+        // (an id of its own would copy the position once per change).
+        let mut at = self.at.remove(&b.table);
+        let ids = b
+            .changes
             .iter()
             .map(|c| {
                 if !c.kind.has_row() {
                     return None;
                 }
-                let entry = self
-                    .at
-                    .entry(b.table.clone())
-                    .or_insert_with(|| (c.commit.clone(), 0));
-                if entry.0.log_cmp(&c.commit).is_ne() {
-                    *entry = (c.commit.clone(), 0);
+                match &mut at {
+                    Some((commit, next)) if commit.log_cmp(&c.commit).is_eq() => {
+                        *next += 1;
+                        Some(*next - 1)
+                    }
+                    slot => {
+                        *slot = Some((c.commit.clone(), 1));
+                        Some(0)
+                    }
                 }
-                let id = ChangeId {
-                    commit: c.commit.clone(),
-                    index: entry.1,
-                };
-                entry.1 += 1;
-                Some(id)
             })
-            .collect()
+            .collect();
+        if let Some(at) = at {
+            self.at.insert(b.table.clone(), at);
+        }
+        ids
+    }
+}
+
+/// The id of change `i` of `b`, numbered `index` by [`Ids::of`].
+pub(super) fn id_of(b: &ChangeBatch, i: usize, index: u64) -> ChangeId {
+    ChangeId {
+        commit: b.changes[i].commit.clone(),
+        index,
     }
 }
 
@@ -100,15 +113,19 @@ impl Replay {
 
     /// Whether a chunk with these ids may hold changes written before. Ids only grow, so once a
     /// chunk is past every record, the replay is over for good.
-    pub(super) fn covers(&mut self, ids: &[Option<ChangeId>]) -> bool {
+    pub(super) fn covers(&mut self, b: &ChangeBatch, ids: &[Option<u64>]) -> bool {
         let Some(until) = &self.until else {
             return false;
         };
-        let mut ids = ids.iter().flatten().peekable();
+        let mut ids = ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, x)| x.map(|x| (i, x)))
+            .peekable();
         if ids.peek().is_none() {
             return false;
         }
-        if ids.any(|id| id <= until) {
+        if ids.any(|(i, x)| &id_of(b, i, x) <= until) {
             return true;
         }
         self.until = None;
@@ -157,15 +174,19 @@ mod tests {
     fn ids_are_the_same_when_the_log_is_read_again() {
         let read = || {
             let mut ids = Ids::default();
-            let mut all = ids.of(&batch("a", vec![change(100, 1), change(100, 2)]));
-            all.extend(ids.of(&batch("b", vec![change(100, 3)])));
-            all.extend(ids.of(&batch("a", vec![change(100, 4), change(200, 5)])));
-            all.into_iter()
-                .map(|i| {
-                    let i = i.unwrap();
-                    (i.commit.pos, i.index)
-                })
-                .collect::<Vec<_>>()
+            let chunks = [
+                batch("a", vec![change(100, 1), change(100, 2)]),
+                batch("b", vec![change(100, 3)]),
+                batch("a", vec![change(100, 4), change(200, 5)]),
+            ];
+            let mut all = Vec::new();
+            for b in &chunks {
+                for (i, x) in ids.of(b).into_iter().enumerate() {
+                    let id = id_of(b, i, x.unwrap());
+                    all.push((id.commit.pos, id.index));
+                }
+            }
+            all
         };
         assert_eq!(read(), [(100, 0), (100, 1), (100, 0), (100, 2), (200, 0)]);
         assert_eq!(read(), read());
@@ -208,10 +229,14 @@ mod tests {
         assert!(replay.written(&[&key], &id(100, 4)));
         assert!(!replay.written(&[&key], &id(100, 6)));
         assert!(!replay.written(&[&key], &id(200, 0)));
-        assert!(!Replay::new("other", &records).covers(&[Some(id(100, 0))]));
+        let at = |pos| batch("t", vec![change(pos, 7), change(pos, 8)]);
+        assert!(!Replay::new("other", &records).covers(&at(100), &[Some(0), None]));
         let mut r = Replay::new("f", &records);
-        assert!(r.covers(&[Some(id(300, 0))]));
-        assert!(!r.covers(&[None, Some(id(300, 1))]));
-        assert!(!r.covers(&[Some(id(100, 0))]), "over for good once passed");
+        assert!(r.covers(&at(300), &[Some(0), None]));
+        assert!(!r.covers(&at(300), &[None, Some(1)]));
+        assert!(
+            !r.covers(&at(100), &[Some(0), None]),
+            "over for good once passed"
+        );
     }
 }

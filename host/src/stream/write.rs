@@ -11,7 +11,7 @@ use etlhost_plugin_sdk::{
 };
 
 use super::dead_letter::Failures;
-use super::replay::{key_text, writer_of, Replay};
+use super::replay::{id_of, key_text, writer_of, Replay};
 use super::store::Lease;
 use crate::pipeline::Control;
 use crate::plugin::{PluginError, SinkHandle};
@@ -45,7 +45,7 @@ pub(super) struct Record {
 /// What a write of one chunk carries besides its changes.
 pub(super) struct Chunk<'a> {
     /// The id of each of the batch's changes read from the log (none: derived by the stream).
-    pub(super) ids: &'a [Option<ChangeId>],
+    pub(super) ids: &'a [Option<u64>],
     /// Where the whole stream may resume as the chunk is written.
     pub(super) resume: &'a Position,
     /// Keys whose changes are written even when a writer's record says they were: a TRUNCATE or
@@ -77,7 +77,7 @@ pub(super) fn write(
     };
     // A change read again after a restart that its writer's record says is written is not
     // written twice (it counts as written).
-    let replaying = t.replay.covers(chunk.ids);
+    let replaying = t.replay.covers(b, chunk.ids);
     let all: Vec<usize> = (0..b.changes.len())
         .filter(|&i| b.changes[i].kind != ChangeKind::Mark)
         .collect();
@@ -85,11 +85,12 @@ pub(super) fn write(
     let rows: Vec<usize> = all
         .into_iter()
         .filter(|&i| {
-            let Some(id) = chunk.ids[i].as_ref().filter(|_| replaying) else {
+            let Some(index) = chunk.ids[i].filter(|_| replaying) else {
                 return true;
             };
             let c = &b.changes[i];
-            !t.replay.written(&b.key_of(c), id) || chunk.rederived.contains(&key_text(b, c))
+            !t.replay.written(&b.key_of(c), &id_of(b, i, index))
+                || chunk.rederived.contains(&key_text(b, c))
         })
         .collect();
     if rows.is_empty() {
@@ -207,7 +208,11 @@ impl Writer<'_> {
         if keep.is_empty() {
             return Ok(());
         }
-        let last = keep.iter().filter_map(|&i| self.chunk.ids[i].clone()).max();
+        // Ids grow along a chunk: the last one read from the log is the greatest.
+        let last = keep
+            .iter()
+            .rev()
+            .find_map(|&i| self.chunk.ids[i].map(|x| id_of(b, i, x)));
         let result = if whole && keep.len() == idx.len() {
             self.write_retrying(sink, slot, b, last)
         } else {

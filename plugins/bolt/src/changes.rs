@@ -6,7 +6,11 @@
 //! changes reach the graph in the order the source made them, and a batch is all or nothing.
 
 use etlhost_plugin_sdk::change::runs;
-use etlhost_plugin_sdk::{Change, ChangeBatch, ChangeKind, ConfigError, Error, WriterMark};
+use std::collections::HashSet;
+
+use etlhost_plugin_sdk::{
+    Batch, Change, ChangeBatch, ChangeKind, ConfigError, Error, Value, WriterMark,
+};
 
 use etlhost_bolt_client::WriteParams;
 
@@ -49,20 +53,33 @@ fn query_for(o: &BoltOptions, kind: ChangeKind) -> Option<&str> {
 
 /// Within a run of one kind only each key's last change counts: `UNWIND` does not promise to
 /// finish one row's clauses before the next row's, so two changes of one key in one statement
-/// could both take effect (two relationships where one moved).
-fn last_per_key(batch: &ChangeBatch, run: &[Change]) -> Vec<Change> {
-    if batch.key.is_empty() {
-        return run.to_vec();
+/// could both take effect (two relationships where one moved). Their rows, in order.
+fn last_per_key(batch: &ChangeBatch, run: &[Change]) -> Batch {
+    let mut keep: Vec<&Change> = if batch.key.is_empty() {
+        run.iter().collect()
+    } else {
+        // An integer key (the common case) is its own hash; any other is compared as JSON text.
+        let (mut ints, mut texts) = (HashSet::new(), HashSet::new());
+        run.iter()
+            .rev()
+            .filter(|c| match batch.key_of(c)[..] {
+                [Value::Int(i)] => ints.insert(*i),
+                ref key => texts.insert(
+                    key.iter()
+                        .map(|v| v.to_json().to_string())
+                        .collect::<Vec<_>>()
+                        .join("\u{1f}"),
+                ),
+            })
+            .collect()
+    };
+    if !batch.key.is_empty() {
+        keep.reverse();
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut keep: Vec<Change> = run
-        .iter()
-        .rev()
-        .filter(|c| seen.insert(format!("{:?}", batch.key_of(c))))
-        .cloned()
-        .collect();
-    keep.reverse();
-    keep
+    Batch {
+        schema: batch.schema.clone(),
+        rows: keep.into_iter().map(|c| c.row.clone()).collect(),
+    }
 }
 
 impl BoltSink {
@@ -90,7 +107,7 @@ impl BoltSink {
                 self.conn = Some(conn);
                 return Err((e, None));
             };
-            parts.push((query, batch.rows(&last_per_key(batch, run))));
+            parts.push((query, last_per_key(batch, run)));
         }
         if parts.is_empty() && mark.is_none() {
             self.conn = Some(conn);
@@ -148,6 +165,56 @@ impl BoltSink {
                 self.try_changes(batch, mark).map_err(|(e, _)| e)
             }
             Err((e, _)) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etlhost_plugin_sdk::{Column, ColumnType, Position};
+
+    fn batch(keys: Vec<Value>) -> ChangeBatch {
+        let changes = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| Change {
+                kind: ChangeKind::Update,
+                row: vec![k, Value::Int(i as i64)],
+                old: None,
+                commit: Position::default(),
+                last: false,
+                timestamp: 0,
+                no_fk_actions: false,
+            })
+            .collect();
+        let col = |name: &str, ty| Column {
+            name: name.into(),
+            ty,
+        };
+        ChangeBatch {
+            table: "t".into(),
+            schema: vec![col("id", ColumnType::Any), col("n", ColumnType::Int)].into(),
+            key: vec![0],
+            changes,
+        }
+    }
+
+    /// Each key's last change of a run stays, in the run's order, whatever the key's type.
+    #[test]
+    fn only_each_key_s_last_change_is_written() {
+        for keys in [
+            vec![Value::Int(1), Value::Int(2), Value::Int(1)],
+            vec![
+                Value::String("a".into()),
+                Value::String("b".into()),
+                Value::String("a".into()),
+            ],
+        ] {
+            let b = batch(keys);
+            let rows = last_per_key(&b, &b.changes).rows;
+            let order: Vec<&Value> = rows.iter().map(|r| &r[1]).collect();
+            assert_eq!(order, [&Value::Int(1), &Value::Int(2)]);
         }
     }
 }

@@ -62,10 +62,7 @@ impl Out {
 
     async fn flush(&mut self, tx: &mpsc::Sender<Sent>) -> Result<(), ()> {
         match self.batch.take() {
-            Some(b) if !b.changes.is_empty() => tx
-                .send(Ok(etlhost_plugin_sdk::codec::encode(&b.into_batch())))
-                .await
-                .map_err(|_| ()),
+            Some(b) if !b.changes.is_empty() => tx.send(Ok(b.encode())).await.map_err(|_| ()),
             _ => Ok(()),
         }
     }
