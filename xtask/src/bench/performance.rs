@@ -24,6 +24,8 @@ const ORDER: &[&str] = &[
     "instructions.json",
     "verify.json",
     "stream.json",
+    "stream_position.json",
+    "stream_vs_batch.json",
     "shards.json",
     "tls.json",
 ];

@@ -27,6 +27,7 @@ use serde_json::json;
 use xtask::graph::{fresh_graph, http};
 use xtask::services::{free_port, BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PORT};
 
+use super::stream_service::{binlog_head as head, sql};
 use super::{alternate, bench_dir, etlhost_sample, release_bin, report, Case, Opts, Sample};
 
 const DB: &str = "bench_stream";
@@ -37,14 +38,6 @@ const ROWS: u64 = 20_000;
 const HUGE_GRAPH: &str = "bench_stream_huge";
 /// Rows of the huge transaction, unless `BENCH_HUGE_ROWS` says otherwise.
 const HUGE_ROWS: u64 = 1_000_000;
-
-fn sql(text: &str) -> Result<String> {
-    let out = xtask::mariadb().args(["-N", "-B", "-e", text]).output()?;
-    if !out.status.success() {
-        bail!("{text}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 fn spec(name: &str, table: &str, stream: bool) -> String {
     let graph = if stream { DB } else { BATCH_GRAPH };
@@ -83,15 +76,6 @@ fn scrape(port: u16) -> Option<(String, u64, bool)> {
     let text = xtask::metrics::scrape(port)?;
     let (file, pos) = xtask::metrics::acked(&text)?;
     Some((file, pos, xtask::metrics::caught_up(&text)))
-}
-
-fn head() -> Result<(String, u64)> {
-    let out = sql("SHOW MASTER STATUS")?;
-    let mut f = out.split_whitespace();
-    Ok((
-        f.next().context("no binlog file")?.to_string(),
-        f.next().context("no binlog position")?.parse()?,
-    ))
 }
 
 fn wait_acked(port: u16, target: &(String, u64)) -> Result<()> {
@@ -306,7 +290,7 @@ fn wait_huge(job: &mut Child, port: u16, target: &(String, u64)) -> Result<()> {
 }
 
 /// A process's peak resident set (`VmHWM`), in bytes.
-fn peak_rss(pid: u32) -> Result<u64> {
+pub(super) fn peak_rss(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: u64 = status
         .lines()

@@ -18,6 +18,7 @@ use serde_json::json;
 use xtask::graph::{fresh_graph, http};
 use xtask::services::{free_port, BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PORT};
 
+use super::stream_service::{binlog_head as head, sql};
 use super::{alternate, bench_dir, release_bin, report, Case, Opts, Sample};
 
 const DB: &str = "bench_cascade";
@@ -25,23 +26,6 @@ const DB: &str = "bench_cascade";
 const PARENTS: u64 = 20;
 /// Children per parent, one case each.
 const CHILDREN: [u64; 3] = [10, 100, 1_000];
-
-fn sql(text: &str) -> Result<String> {
-    let out = xtask::mariadb().args(["-N", "-B", "-e", text]).output()?;
-    if !out.status.success() {
-        bail!("{text}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn head() -> Result<(String, u64)> {
-    let out = sql("SHOW MASTER STATUS")?;
-    let mut f = out.split_whitespace();
-    Ok((
-        f.next().context("no binlog file")?.to_string(),
-        f.next().context("no binlog position")?.parse()?,
-    ))
-}
 
 /// The acknowledged position from the stream's metrics.
 fn acked(port: u16) -> Option<(String, u64)> {

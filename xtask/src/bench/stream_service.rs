@@ -264,12 +264,7 @@ struct Applied {
 
 /// A live process's peak resident set (`VmHWM`) in bytes; 0 when `/proc` does not say.
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
-    kib.unwrap_or(0) * 1024
+    super::stream::peak_rss(pid).unwrap_or(0)
 }
 
 impl Drop for StreamJob {
