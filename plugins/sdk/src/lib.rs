@@ -44,8 +44,8 @@ pub use split::{
     Split, TableInfo,
 };
 pub use stream_state::{
-    ChangeId, Lease, Marked, SinkStream, StreamRecord, StreamStateRequest, WriterMark, WriterRecord,
-    WriterSlot,
+    ChangeId, Lease, Marked, SinkStream, StreamRecord, StreamStateRequest, WriterMark,
+    WriterRecord, WriterSlot,
 };
 pub use value::{Batch, Column, ColumnType, Point, Row, Schema, Value};
 
