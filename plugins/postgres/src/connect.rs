@@ -1,0 +1,373 @@
+//! Connecting: tokio-postgres's Config from the options, and TLS by rustls in libpq's modes.
+//! SCRAM-SHA-256 and md5 are tokio-postgres's own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etlhost_plugin_sdk::redact::redact_secrets;
+use etlhost_plugin_sdk::{ConfigError, Error, OpenError};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{ring, CryptoProvider};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::options::{PgOptions, TlsMode};
+
+/// What every connection needs: the server's address and credentials, the TLS connector, and
+/// the secrets to keep out of messages.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    pub(crate) config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    pub(crate) timeout: Duration,
+    secrets: Vec<String>,
+    /// `host:port/database`, for messages.
+    pub(crate) target: String,
+}
+
+impl Connector {
+    pub(crate) fn new(o: &PgOptions) -> Result<Connector, OpenError> {
+        let mut config: tokio_postgres::Config = o
+            .url
+            .parse()
+            .map_err(|e| ConfigError::new("url", redact_secrets(&format!("{e}"), &[])))?;
+        if let Some(u) = &o.user {
+            config.user(u);
+        }
+        if let Some(p) = &o.password {
+            config.password(p);
+        }
+        if config.get_user().is_none() {
+            return Err(
+                ConfigError::new("user", "missing (give `user`, or a user in `url`)").into(),
+            );
+        }
+        let timeout = Duration::from_secs(o.connection_check_timeout_sec.max(1));
+        config.connect_timeout(timeout);
+        config.application_name("etlhost");
+        config.ssl_mode(match o.tls {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        });
+        let tls = MakeRustlsConnect::new(tls_config(o.tls, o.trusted_ca.as_deref())?);
+        let mut secrets = vec![o.url.clone()];
+        secrets.extend(o.password.clone());
+        if let Some(p) = config.get_password() {
+            secrets.push(String::from_utf8_lossy(p).into_owned());
+        }
+        let target = target(&config);
+        Ok(Connector {
+            config,
+            tls,
+            timeout,
+            secrets,
+            target,
+        })
+    }
+
+    /// A new connection, its driver spawned on the plugin's runtime.
+    pub(crate) async fn connect(&self) -> Result<Client, Error> {
+        let connecting = self.config.connect(self.tls.clone());
+        let (client, connection) = match tokio::time::timeout(self.timeout, connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(self.connect_error(e)),
+            Err(_) => {
+                return Err(Error::retryable(format!(
+                    "cannot connect to PostgreSQL at {}: no connection within {} s \
+                     (connection_check_timeout_sec)",
+                    self.target,
+                    self.timeout.as_secs()
+                )))
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("postgres connection ended: {e}");
+            }
+        });
+        Ok(client)
+    }
+
+    fn connect_error(&self, e: tokio_postgres::Error) -> Error {
+        let (retryable, hint) = match e.code().map(|c| c.code()) {
+            // invalid_password, invalid_authorization_specification
+            Some("28P01") | Some("28000") => (
+                false,
+                "check `user` and `password` (and the server's pg_hba.conf)",
+            ),
+            // invalid_catalog_name
+            Some("3D000") => (false, "check the database in `url`"),
+            // too_many_connections, cannot_connect_now
+            Some("53300") | Some("57P03") => {
+                (true, "the server is busy or starting; it is retried")
+            }
+            Some(_) => (false, ""),
+            // No SQLSTATE: the network or TLS.
+            None => (!is_tls_error(&e), "check `url` and `tls`"),
+        };
+        let mut text = format!(
+            "cannot connect to PostgreSQL at {}: {}",
+            self.target,
+            detail(&e)
+        );
+        if !hint.is_empty() {
+            text.push_str(&format!(" ({hint})"));
+        }
+        Error {
+            retryable,
+            message: self.redact(&text),
+        }
+    }
+
+    /// A query's error: the server's message with its context; retryable when the connection
+    /// broke or the server asks to try again (serialization failure, deadlock).
+    pub(crate) fn error(&self, context: &str, e: &tokio_postgres::Error) -> Error {
+        let retryable = match e.code().map(|c| c.code()) {
+            Some(code) => {
+                matches!(
+                    code,
+                    "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+                ) || code.starts_with("08")
+            }
+            None => {
+                e.is_closed()
+                    || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+            }
+        };
+        Error {
+            retryable,
+            message: self.redact(&format!("{context}: {}", detail(e))),
+        }
+    }
+
+    pub(crate) fn redact(&self, text: &str) -> String {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        redact_secrets(text, &secrets)
+    }
+}
+
+/// The server's message (with its detail and hint) or the client's, without tokio-postgres's
+/// generic prefix ("db error: ").
+pub(crate) fn detail(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = db.message().to_string();
+        if let Some(d) = db.detail() {
+            s.push_str(&format!(" ({d})"));
+        }
+        if let Some(h) = db.hint() {
+            s.push_str(&format!(" (hint: {h})"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(&format!(": {text}"));
+        }
+        source = inner.source();
+    }
+    s
+}
+
+fn is_tls_error(e: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if inner.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+                return true;
+            }
+        }
+        source = inner.source();
+    }
+    e.to_string().contains("TLS") || e.to_string().contains("SSL")
+}
+
+fn target(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().or(config.get_user()).unwrap_or("");
+    format!("{host}:{port}/{db}")
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// The rustls configuration for a mode. libpq's `prefer` and `require` encrypt without checking
+/// whom they talk to; given `trusted_ca`, they check the chain as `verify-ca` does.
+fn tls_config(mode: TlsMode, trusted_ca: Option<&str>) -> Result<rustls::ClientConfig, OpenError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OpenError::from(Error::permanent(format!("cannot set up TLS: {e}"))))?;
+    let roots = match trusted_ca {
+        Some(path) => Some(load_ca(path)?),
+        None if matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) => Some(system_roots()?),
+        None => None,
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = match roots {
+        None => Arc::new(NoCheck(provider())),
+        Some(roots) => {
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| ConfigError::new("trusted_ca", format!("cannot use it: {e}")))?;
+            if mode == TlsMode::VerifyFull {
+                webpki
+            } else {
+                Arc::new(ChainOnly(webpki))
+            }
+        }
+    };
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+fn load_ca(path: &str) -> Result<RootCertStore, OpenError> {
+    let bad =
+        |why: String| OpenError::from(ConfigError::new("trusted_ca", format!("{path}: {why}")));
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = cert.map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(
+            "no certificate in it (expected PEM `BEGIN CERTIFICATE` blocks)".into(),
+        ));
+    }
+    Ok(roots)
+}
+
+fn system_roots() -> Result<RootCertStore, OpenError> {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err(ConfigError::new(
+            "trusted_ca",
+            "missing: no system certificate authorities found; give the server's CA as a PEM file",
+        )
+        .into());
+    }
+    Ok(roots)
+}
+
+/// `verify-ca`: the chain must lead to a trusted authority; the name the server's certificate
+/// is for is not compared with the host connected to.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // webpki checks the chain before the name: a name error means the chain was good.
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `prefer` / `require` without `trusted_ca`: encrypted, but whoever answers is accepted (as
+/// libpq). The handshake's signatures are still checked, so the key matches the certificate.
+#[derive(Debug)]
+struct NoCheck(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoCheck {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
