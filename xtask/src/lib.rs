@@ -5,6 +5,7 @@ pub mod graph;
 pub mod keystore;
 pub mod mariadb;
 pub mod metrics;
+pub mod postgres;
 pub mod services;
 pub mod transforms;
 

@@ -1,5 +1,6 @@
-//! `cargo xtask services`: installs (when absent) and starts MariaDB and an ArcadeDB Bolt server on
-//! loopback, waits until both accept connections, and creates what tests and the demo log in with.
+//! `cargo xtask services`: installs (when absent) and starts MariaDB, PostgreSQL 15 (see
+//! [`crate::postgres`]) and an ArcadeDB Bolt server on loopback, waits until each accepts
+//! connections, and creates what tests and the demo log in with.
 //! Idempotent: services already answering are left alone.
 
 use std::net::{SocketAddr, TcpStream};
@@ -15,6 +16,14 @@ use crate::{root, run};
 pub const MYSQL_PORT: u16 = 3306;
 pub const MYSQL_USER: &str = "etl";
 pub const MYSQL_PASSWORD: &str = "etl";
+pub const PG_PORT: u16 = 5432;
+pub const PG_USER: &str = "etl";
+pub const PG_PASSWORD: &str = "etl";
+pub const PG_DATABASE: &str = "etl";
+/// A role whose password is stored as an md5 hash and checked by an `md5` pg_hba line, for the
+/// md5 login test (every other role logs in with SCRAM-SHA-256).
+pub const PG_MD5_USER: &str = "etl_md5";
+pub const PG_MD5_PASSWORD: &str = "etl-md5";
 pub const BOLT_PORT: u16 = 7687;
 pub const HTTP_PORT: u16 = 2480;
 pub const GRAPH_USER: &str = "root";
@@ -26,7 +35,7 @@ pub fn services_dir() -> PathBuf {
     root().join(".services")
 }
 
-fn listening(port: u16) -> bool {
+pub(crate) fn listening(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
 }
@@ -87,6 +96,7 @@ fn spawn_daemon(cmd: &mut Command, log: &Path) -> Result<u32> {
 pub fn ensure() -> Result<()> {
     std::fs::create_dir_all(services_dir())?;
     ensure_mariadb()?;
+    crate::postgres::ensure()?;
     ensure_arcadedb()?;
     Ok(())
 }
