@@ -422,7 +422,7 @@ impl ExtraPostgres {
         superuser_sql(&self.dir, self.port, db, sql)
     }
 
-    /// Kills the server (as a crash: SIGKILL to it and its backends) and starts it again on the
+    /// Kills the server (as a crash: SIGKILL to the postmaster and its children) and starts it again on the
     /// same port and data, ready when this returns.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
@@ -443,14 +443,16 @@ impl ExtraPostgres {
             .collect();
         server_args.extend(["-D".to_string(), dir.join("data").display().to_string()]);
         // A shell holds the server and kills it when its stdin, a pipe only this process writes
-        // to, reaches end of file. `set -m` puts the server in a process group of its own, so the
-        // kill reaches its backends too, and the shell waits until the group is gone: a backend
-        // left behind would keep the shared memory that a restart needs.
+        // to, reaches end of file. The postmaster's children (which PostgreSQL puts in sessions
+        // of their own) are killed with it, and the shell waits until each is gone or a zombie:
+        // one left running would keep the shared memory a restart needs.
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(
-                r#"set -m; "$@" & j=$!; read -r _; kill -9 -$j; wait $j;
-                   while kill -0 -$j 2>/dev/null; do sleep 0.05; done"#,
+                r#""$@" & j=$!; read -r _; c=$(ps -o pid= --ppid $j); kill -9 $j $c; wait $j;
+                   for p in $c; do
+                     while [ -e /proc/$p ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$p/stat; do
+                       sleep 0.05; done; done"#,
             )
             .arg("sh")
             .arg(server.get_program())
