@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::spec::Format;
 use crate::state_file::file_stem;
 
+pub mod diagram;
 mod stream;
 mod verify;
 
@@ -42,6 +43,49 @@ pub struct Request {
     pub origin: String,
     /// `--mode stream`: flows that snapshot and then follow the binlog.
     pub stream: bool,
+    /// How the source's SQL quotes names, for the queries of the relationship flows.
+    pub dialect: Dialect,
+}
+
+/// The SQL of the source, as far as the generated queries need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Backticks (MySQL, MariaDB).
+    MySql,
+    /// Double quotes; a table is `name` or `schema.name`, a part in double quotes kept as written
+    /// (the postgres source's `table` option).
+    Postgres,
+}
+
+impl Dialect {
+    /// From the source plugin's own name.
+    pub fn of_plugin(name: &str) -> Self {
+        match name {
+            "postgres" => Dialect::Postgres,
+            _ => Dialect::MySql,
+        }
+    }
+
+    fn ident(self, name: &str) -> String {
+        match self {
+            Dialect::MySql => format!("`{}`", name.replace('`', "``")),
+            Dialect::Postgres => format!("\"{}\"", name.replace('"', "\"\"")),
+        }
+    }
+
+    /// A table as the catalog names it, in a `FROM`.
+    fn relation(self, table: &str) -> String {
+        match self {
+            Dialect::MySql => self.ident(table),
+            // Already SQL when a part is quoted; otherwise `schema.name` or `name`, each part the
+            // object's actual name.
+            Dialect::Postgres if table.contains('"') => table.to_string(),
+            Dialect::Postgres => {
+                let parts: Vec<String> = table.splitn(2, '.').map(|p| self.ident(p)).collect();
+                parts.join(".")
+            }
+        }
+    }
 }
 
 /// A generated spec: its text and what it holds.
@@ -52,17 +96,20 @@ pub struct Generated {
     pub relationships: usize,
     pub join_tables: usize,
     pub notes: Vec<String>,
+    /// The graph model as a Markdown file with a Mermaid diagram ([`diagram`]).
+    pub diagram: String,
 }
 
-/// `order_item` -> `OrderItem`.
+/// `order_item` -> `OrderItem`; letters of any script are kept (`größe` -> `Größe`), other
+/// characters separate words.
 pub fn label(table: &str) -> String {
     table
-        .split(|c: char| !c.is_ascii_alphanumeric())
+        .split(|c: char| !c.is_alphanumeric())
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            let first = c.next().expect("non-empty").to_ascii_uppercase();
-            std::iter::once(first).chain(c).collect::<String>()
+            let first = c.next().expect("non-empty");
+            first.to_uppercase().chain(c).collect::<String>()
         })
         .collect()
 }
@@ -89,18 +136,18 @@ fn upper_snake(s: &str) -> String {
     let mut out = String::new();
     let mut prev_lower = false;
     for c in s.chars() {
-        if !c.is_ascii_alphanumeric() {
+        if !c.is_alphanumeric() {
             if !out.ends_with('_') && !out.is_empty() {
                 out.push('_');
             }
             prev_lower = false;
             continue;
         }
-        if c.is_ascii_uppercase() && prev_lower {
+        if c.is_uppercase() && prev_lower {
             out.push('_');
         }
-        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
-        out.push(c.to_ascii_uppercase());
+        prev_lower = c.is_lowercase() || c.is_numeric();
+        out.extend(c.to_uppercase());
     }
     out.trim_end_matches('_').to_string()
 }
@@ -119,11 +166,6 @@ fn ident(name: &str) -> String {
 /// `row.x` for a column; `row.`x y`` when quoting is needed.
 fn row_field(column: &str) -> String {
     format!("row.{}", ident(column))
-}
-
-/// SQL identifiers for the source's own queries (MySQL quoting).
-fn sql_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
 }
 
 /// Whether the host can cut `column` into key ranges (numbers and dates) or at sampled keys (text).
@@ -213,6 +255,9 @@ struct Plan<'a> {
     node_flow: BTreeMap<&'a str, String>,
     used: BTreeSet<String>,
     notes: Vec<String>,
+    dialect: Dialect,
+    /// What the flows write, for the diagram.
+    model: diagram::Model,
 }
 
 impl<'a> Plan<'a> {
@@ -275,6 +320,8 @@ pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
         node_flow: BTreeMap::new(),
         used: BTreeSet::new(),
         notes: Vec::new(),
+        dialect: req.dialect,
+        model: diagram::Model::default(),
     };
     for t in plan.node_tables.clone() {
         let name = plan.unique(t);
@@ -298,6 +345,7 @@ pub fn generate(catalog: &Catalog, req: &Request) -> Result<Generated, String> {
         nodes,
         relationships,
         join_tables,
+        diagram: diagram::render(&plan.model, &req.name, &req.origin),
         notes: plan.notes,
     })
 }
@@ -421,6 +469,9 @@ fn node_flow(plan: &mut Plan<'_>, t: &TableInfo, stream: bool) -> Value {
         .filter(|c| !t.primary_key.iter().any(|k| k == c) && !fk_columns.contains(c))
         .collect();
     let mut sink = Map::new();
+    plan.model
+        .nodes
+        .push(model_node(t, &lbl, &props, &fk_columns));
     let query = if t.primary_key.is_empty() {
         plan.notes.push(format!(
             "table `{}` has no primary key: its rows are CREATEd, so running the job again duplicates them",
@@ -478,6 +529,46 @@ fn node_flow(plan: &mut Plan<'_>, t: &TableInfo, stream: bool) -> Value {
     flow
 }
 
+/// `names` with their columns' types in `t`.
+fn typed<'a>(t: &TableInfo, names: impl Iterator<Item = &'a str>) -> Vec<diagram::Prop> {
+    names
+        .map(|n| diagram::Prop {
+            name: n.to_string(),
+            ty: t
+                .columns
+                .iter()
+                .find(|c| c.name == n)
+                .map_or(ColumnType::Any, |c| c.column_type),
+        })
+        .collect()
+}
+
+/// A node table's label for the diagram: its key, and the properties the flow sets (every column
+/// but the relationships' for a table without a key, whose nodes are CREATEd with them).
+fn model_node(
+    t: &TableInfo,
+    lbl: &str,
+    props: &[&str],
+    fk_columns: &BTreeSet<&str>,
+) -> diagram::Node {
+    let props = if t.primary_key.is_empty() {
+        typed(
+            t,
+            t.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .filter(|c| !fk_columns.contains(c)),
+        )
+    } else {
+        typed(t, props.iter().copied())
+    };
+    diagram::Node {
+        label: lbl.to_string(),
+        key: typed(t, t.primary_key.iter().map(String::as_str)),
+        props,
+    }
+}
+
 /// A relationship flow for each foreign key of node table `t` that points at a generated node.
 fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>, stream: bool) {
     for fk in &t.foreign_keys {
@@ -502,18 +593,34 @@ fn foreign_key_flows(plan: &mut Plan<'_>, t: &TableInfo, flows: &mut Vec<Value>,
                 cols.push(c);
             }
         }
+        let d = plan.dialect;
         let not_null: Vec<String> = fk
             .columns
             .iter()
-            .map(|c| format!("{} IS NOT NULL", sql_ident(c)))
+            .map(|c| format!("{} IS NOT NULL", d.ident(c)))
             .collect();
-        let select: Vec<String> = cols.iter().map(|c| sql_ident(c)).collect();
+        let select: Vec<String> = cols.iter().map(|c| d.ident(c)).collect();
         let sql = format!(
             "SELECT {} FROM {} WHERE {}",
             select.join(", "),
-            sql_ident(&t.name),
+            d.relation(&t.name),
             not_null.join(" AND ")
         );
+        plan.model.rels.push(diagram::Rel {
+            ty: rel.clone(),
+            start: label(&t.name),
+            end: label(&fk.table),
+            origin: diagram::Origin::ForeignKey {
+                table: t.name.clone(),
+                columns: fk.columns.clone(),
+                target: fk.table.clone(),
+                references: target_keys(fk).to_vec(),
+                optional: fk
+                    .columns
+                    .iter()
+                    .any(|c| t.columns.iter().any(|x| &x.name == c && x.nullable)),
+            },
+        });
         let query = format!(
             "UNWIND $batch AS row\nMATCH (a:{} {})\nMATCH (b:{} {})\nMERGE (a)-[:{}]->(b)",
             ident(&label(&t.name)),
@@ -564,6 +671,15 @@ fn join_flow(plan: &mut Plan<'_>, t: &TableInfo, a: &ForeignKey, b: &ForeignKey)
     if let Some(set) = set_clause("r", &props) {
         let _ = write!(query, "\n{set}");
     }
+    plan.model.rels.push(diagram::Rel {
+        ty: rel.clone(),
+        start: label(&a.table),
+        end: label(&b.table),
+        origin: diagram::Origin::JoinTable {
+            table: t.name.clone(),
+            props: typed(t, props.iter().copied()),
+        },
+    });
     json!({
         "name": plan.unique(&t.name),
         "after": plan.after(&a.table, &b.table),

@@ -109,8 +109,10 @@ async fn init_writes_a_spec_that_builds_nodes_relationships_and_join_tables() {
     assert_eq!(
         out.stdout.trim(),
         format!(
-            "wrote {}: 3 node flows, 2 relationship flows from foreign keys, 1 from join tables",
-            spec.display()
+            "wrote {}: 3 node flows, 2 relationship flows from foreign keys, 1 from join tables\n\
+             wrote {}: the graph model as a Mermaid diagram",
+            spec.display(),
+            spec.with_extension("graph.md").display()
         )
     );
     let text = std::fs::read_to_string(&spec).unwrap();

@@ -38,8 +38,12 @@ fn init(a: &InitArgs) -> Result<(), (u8, String)> {
             "{out}: the file name must end in .yaml, .yml or .toml"
         ))
     })?;
-    if a.output.exists() && !a.force {
-        return Err(config(format!("{out} exists; use --force to replace it")));
+    let diagram = crate::init::diagram::path_for(&a.output);
+    for path in [&a.output, &diagram] {
+        if path.exists() && !a.force {
+            let p = path.display();
+            return Err(config(format!("{p} exists; use --force to replace it")));
+        }
     }
     let source_options = options(&[
         ("url", Some(&a.source_url)),
@@ -86,6 +90,7 @@ fn init(a: &InitArgs) -> Result<(), (u8, String)> {
         exclude: a.exclude.clone(),
         format,
         stream: a.mode == "stream",
+        dialect: crate::init::Dialect::of_plugin(&p.name),
         origin: format!(
             "{} source {}",
             p.name,
@@ -99,6 +104,8 @@ fn init(a: &InitArgs) -> Result<(), (u8, String)> {
     }
     std::fs::write(&a.output, &g.text)
         .map_err(|e| (EXIT_RUN, format!("cannot write {out}: {e}")))?;
+    std::fs::write(&diagram, &g.diagram)
+        .map_err(|e| (EXIT_RUN, format!("cannot write {}: {e}", diagram.display())))?;
     for n in &g.notes {
         eprintln!("note: {n}");
     }
@@ -112,6 +119,10 @@ fn init(a: &InitArgs) -> Result<(), (u8, String)> {
     println!(
         "wrote {out}: {} node flows, {} relationship flows from foreign keys, {} from join tables",
         g.nodes, g.relationships, g.join_tables
+    );
+    println!(
+        "wrote {}: the graph model as a Mermaid diagram",
+        diagram.display()
     );
     Ok(())
 }
