@@ -12,9 +12,11 @@ use xtask::services::{
     BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, MYSQL_PASSWORD, MYSQL_PORT, MYSQL_USER,
 };
 
+mod pg;
 mod proxy;
 mod spec;
 
+pub use pg::*;
 pub use proxy::{Proxy, Way};
 pub use spec::{SpecBuilder, PERSON_ID_INDEX, PERSON_MERGE};
 

@@ -1,0 +1,239 @@
+//! Connecting to PostgreSQL: the TLS modes against a server of the test's own that accepts TLS
+//! only (a self-signed authority and a server certificate made here with the openssl CLI), and
+//! SCRAM-SHA-256 and md5 logins and a wrong password on the shared server.
+
+use std::path::Path;
+use std::process::Command;
+
+use xtask::postgres::{ExtraPgOptions, ExtraPostgres};
+use xtask::services::{PG_MD5_PASSWORD, PG_MD5_USER, PG_PASSWORD, PG_USER};
+
+use crate::support::{
+    etlhost_with_spec, pg_schema, pg_spec, pg_sql, pg_sql_at, pg_url, pg_url_at, run_job_output,
+    scratch_dir, SpecBuilder,
+};
+
+/// The host name the server's certificate is made out to; the tests connect to 127.0.0.1.
+const CERT_HOST: &str = "db.etlhost.test";
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("cannot run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority (`ca.crt`) and a server key and certificate it signed for
+/// [`CERT_HOST`] (`server.key`, `server.crt`), in `dir`.
+fn certificates(dir: &Path) {
+    let days = ["-days", "2"];
+    openssl(
+        dir,
+        &[
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+            ],
+            &["-out", "ca.crt", "-subj", "/CN=etlhost test CA"][..],
+            &days[..],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=db.etlhost.test",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        format!("subjectAltName=DNS:{CERT_HOST}\n"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+            ],
+            &[
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-extfile",
+                "san.ext",
+            ][..],
+            &days[..],
+        ]
+        .concat(),
+    );
+}
+
+/// A server that accepts TLS connections only, with five rows in `public.t`.
+fn tls_only_server(dir: &Path) -> ExtraPostgres {
+    certificates(dir);
+    let file = |name: &str| (name.to_string(), std::fs::read(dir.join(name)).unwrap());
+    let opts = ExtraPgOptions {
+        conf: vec![
+            "ssl = on".into(),
+            "ssl_cert_file = '{dir}/server.crt'".into(),
+            "ssl_key_file = '{dir}/server.key'".into(),
+        ],
+        hba: Some(
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 scram-sha-256\n"
+                .into(),
+        ),
+        files: vec![file("server.crt"), file("server.key")],
+    };
+    let server = ExtraPostgres::start(&dir.join("server"), &opts).expect("start PostgreSQL");
+    pg_sql_at(
+        server.port,
+        "etl",
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 5);",
+    );
+    server
+}
+
+fn tls_spec(name: &str, port: u16, tls: &str, ca: Option<&Path>) -> String {
+    let mut spec = SpecBuilder::new(name)
+        .source_url(&pg_url_at(port, "etl"))
+        .table("t")
+        .source_option(format_args!("tls: {tls}"));
+    if let Some(ca) = ca {
+        spec = spec.source_option(format_args!("trusted_ca: {}", ca.display()));
+    }
+    pg_spec(&spec)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_tls_modes_against_a_tls_only_server() {
+    let dir = scratch_dir("pg_tls");
+    let server = tls_only_server(&dir);
+    let ca = dir.join("ca.crt");
+
+    // require: encrypted, the certificate not checked (as libpq's sslmode=require).
+    let (summary, _) = run_job_output(
+        "pg_tls_require",
+        &tls_spec("pg_tls_require", server.port, "require", None),
+    );
+    assert_eq!(summary["written"], 5, "{summary}");
+    // prefer (the default) takes TLS when the server offers it.
+    let (summary, _) = run_job_output(
+        "pg_tls_prefer",
+        &tls_spec("pg_tls_prefer", server.port, "prefer", None),
+    );
+    assert_eq!(summary["written"], 5, "{summary}");
+    // verify-ca: the chain is checked against trusted_ca, the host name is not.
+    let text = tls_spec("pg_tls_verify_ca", server.port, "verify-ca", Some(&ca));
+    let (summary, _) = run_job_output("pg_tls_verify_ca", &text);
+    assert_eq!(summary["written"], 5, "{summary}");
+
+    // verify-full: the certificate names another host than the URL's: refused, saying so.
+    let text = tls_spec("pg_tls_verify_full", server.port, "verify-full", Some(&ca));
+    let (_, out) = etlhost_with_spec("run", "pg_tls_verify_full.yaml", &text, &[]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("127.0.0.1") && out.stderr.contains("certificate"),
+        "verify-full: {}",
+        out.stderr
+    );
+    // verify-ca without the authority: the self-signed chain is not trusted.
+    let text = tls_spec("pg_tls_untrusted", server.port, "verify-ca", None);
+    let (_, out) = etlhost_with_spec("run", "pg_tls_untrusted.yaml", &text, &[]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("certificate"),
+        "untrusted: {}",
+        out.stderr
+    );
+
+    // disable against a server whose pg_hba.conf has hostssl lines only: the server's refusal.
+    let text = tls_spec("pg_tls_disable", server.port, "disable", None);
+    let (_, out) = etlhost_with_spec("run", "pg_tls_disable.yaml", &text, &[]);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "no pg_hba.conf entry for host \"127.0.0.1\", user \"etl\", database \"etl\", no encryption"
+        ),
+        "disable: {}",
+        out.stderr
+    );
+    drop(server);
+}
+
+/// The shared server's `etl` logs in with SCRAM-SHA-256, `etl_md5` by md5: its pg_hba line says md5
+/// and its password is stored as an md5 hash, which SCRAM could not use (cargo xtask services).
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_scram_and_md5_logins() {
+    pg_schema("e2e_pg_auth");
+    pg_sql(
+        "etl",
+        &format!(
+            "CREATE TABLE e2e_pg_auth.t (id int PRIMARY KEY); INSERT INTO e2e_pg_auth.t SELECT generate_series(1, 3);
+             GRANT USAGE ON SCHEMA e2e_pg_auth TO {PG_MD5_USER}; GRANT SELECT ON e2e_pg_auth.t TO {PG_MD5_USER};"
+        ),
+    );
+    let spec = SpecBuilder::new("pg_auth_scram")
+        .source_url(&pg_url("etl"))
+        .table("e2e_pg_auth.t");
+    let (summary, _) = run_job_output("pg_auth_scram", &pg_spec(&spec));
+    assert_eq!(summary["written"], 3, "{summary}");
+
+    let md5 = pg_spec(
+        &SpecBuilder::new("pg_auth_md5")
+            .source_url(&pg_url("etl"))
+            .table("e2e_pg_auth.t"),
+    )
+    .replace(
+        &format!("    user: {PG_USER}\n    password: {PG_PASSWORD}\n"),
+        &format!("    user: {PG_MD5_USER}\n    password: {PG_MD5_PASSWORD}\n"),
+    );
+    let (summary, _) = run_job_output("pg_auth_md5", &md5);
+    assert_eq!(summary["written"], 3, "{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_a_wrong_password_is_refused_without_showing_it() {
+    let secret = "not-the-Passw0rd";
+    let text = pg_spec(
+        &SpecBuilder::new("pg_auth_wrong")
+            .source_url(&pg_url("etl"))
+            .table("t"),
+    )
+    .replace(
+        &format!("    password: {PG_PASSWORD}\n"),
+        &format!("    password: {secret}\n"),
+    );
+    let (_, out) = etlhost_with_spec("run", "pg_auth_wrong.yaml", &text, &[]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("password authentication failed for user \"etl\""),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(secret), "{}", out.stderr);
+    assert!(!out.stdout.contains(secret), "{}", out.stdout);
+}
