@@ -7,9 +7,12 @@
 //! init`), `reader` (a split's rows), `types` (PostgreSQL values into the batch format),
 //! `replication` (`mode: stream`) and `sql` (the SQL text they share).
 
+mod catalog;
 mod connect;
 mod options;
+mod plan;
 mod reader;
+mod relation;
 mod replication;
 mod source;
 mod sql;

@@ -1,7 +1,7 @@
 //! SQL text the source's queries share: quoted identifiers, typed literals (COPY takes no bind
 //! parameters, so bounds are inlined), and key comparisons.
 
-use etlhost_plugin_sdk::Value;
+use etlhost_plugin_sdk::{CursorRange, KeyRange, Split, Value};
 
 /// Quotes one identifier: `a"b` -> `"a""b"`.
 pub(crate) fn ident(name: &str) -> String {
@@ -109,6 +109,111 @@ pub(crate) fn tuple_cmp(columns: &[String], types: &[String], values: &Value, op
     format!("({}) {op} ({})", cols.join(", "), lits.join(", "))
 }
 
+/// The column that splits a table without a usable key by its blocks.
+pub(crate) const CTID: &str = "ctid";
+
+/// The condition that keeps the rows of an incremental read; `ty` is the column's type.
+pub(crate) fn cursor_sql(c: &CursorRange, ty: &str) -> String {
+    let col = ident(&c.column);
+    let mut conds = vec![format!("{col} IS NOT NULL")];
+    if let Some(f) = &c.from {
+        conds.push(format!("{col} >= {}", literal(f, ty)));
+    }
+    if let Some(t) = &c.to {
+        conds.push(format!("{col} <= {}", literal(t, ty)));
+    }
+    format!("({})", conds.join(" AND "))
+}
+
+/// The filter and order of a split's rows: ` WHERE ...` (or nothing) and ` ORDER BY ...` (or
+/// nothing). `keys` are the types of the range's key columns, `cursor` of the cursor column.
+pub(crate) fn split_filter(
+    split: &Split,
+    keys: &[String],
+    cursor: Option<&str>,
+) -> Result<(String, String), String> {
+    let mut filters = Vec::new();
+    let mut order = String::new();
+    if let Some(r) = &split.range {
+        if r.column == CTID && r.columns.is_empty() {
+            filters.push(ctid_range(r)?);
+        } else {
+            filters.push(key_range(r, keys));
+            // Key order (NULLs first) lets the host record how far the split got. Only the split
+            // that holds the NULLs says so: `NULLS FIRST` is not the order of a default index,
+            // and would make PostgreSQL sort the other splits instead of scanning the index.
+            let nulls = if r.nulls { " NULLS FIRST" } else { "" };
+            let cols: Vec<String> = r
+                .key_columns()
+                .iter()
+                .map(|c| format!("{}{nulls}", ident(c)))
+                .collect();
+            order = format!(" ORDER BY {}", cols.join(", "));
+        }
+    }
+    if let (Some(c), Some(ty)) = (&split.cursor, cursor) {
+        filters.push(cursor_sql(c, ty));
+    }
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", filters.join(" AND "))
+    };
+    Ok((filter, order))
+}
+
+fn key_range(r: &KeyRange, keys: &[String]) -> String {
+    let cols = r.key_columns();
+    let mut conds = Vec::new();
+    if let Some(s) = &r.start {
+        conds.push(tuple_cmp(cols, keys, s, ">="));
+    }
+    if let Some(a) = &r.after {
+        conds.push(tuple_cmp(cols, keys, a, ">"));
+    }
+    if let Some(e) = &r.end {
+        conds.push(tuple_cmp(cols, keys, e, "<"));
+    }
+    let col = ident(&r.column);
+    let range = if conds.is_empty() {
+        format!("{col} IS NOT NULL")
+    } else {
+        conds.join(" AND ")
+    };
+    if r.nulls {
+        format!("(({range}) OR {col} IS NULL)")
+    } else {
+        format!("({range})")
+    }
+}
+
+/// Blocks `[start, end)` of the table: PostgreSQL 14 and later scan just those blocks (a TID
+/// range scan), in their physical order, which is the order of `ctid`.
+fn ctid_range(r: &KeyRange) -> Result<String, String> {
+    let block = |v: &Value| match v {
+        Value::Int(i) if *i >= 0 && *i <= u32::MAX as i64 => Ok(*i),
+        Value::UInt(u) if *u <= u32::MAX as u64 => Ok(*u as i64),
+        other => Err(format!(
+            "a ctid split's bound must be a block number, not {other}"
+        )),
+    };
+    if r.after.is_some() {
+        return Err("a ctid split cannot resume after a row (ctid is not in its rows)".into());
+    }
+    let mut conds = Vec::new();
+    if let Some(s) = &r.start {
+        conds.push(format!("ctid >= '({},0)'::tid", block(s)?));
+    }
+    if let Some(e) = &r.end {
+        conds.push(format!("ctid < '({},0)'::tid", block(e)?));
+    }
+    Ok(if conds.is_empty() {
+        "true".to_string()
+    } else {
+        format!("({})", conds.join(" AND "))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +252,68 @@ mod tests {
         assert!(parse_name("a.b.c").is_err());
         assert!(parse_name("\"a").is_err());
         assert!(parse_name("a.").is_err());
+    }
+
+    fn split(range: KeyRange) -> Split {
+        Split {
+            id: 0,
+            range: Some(range),
+            cursor: None,
+            stream: None,
+        }
+    }
+
+    #[test]
+    fn a_split_reads_its_range_in_key_order() {
+        let mut r = KeyRange {
+            column: "id".into(),
+            start: None,
+            end: Some(Value::Int(10)),
+            nulls: true,
+            after: None,
+            columns: Vec::new(),
+        };
+        let (f, o) = split_filter(&split(r.clone()), &["bigint".into()], None).unwrap();
+        assert_eq!(f, " WHERE ((\"id\" < 10::bigint) OR \"id\" IS NULL)");
+        assert_eq!(o, " ORDER BY \"id\" NULLS FIRST");
+        r.start = Some(Value::Int(3));
+        r.after = Some(Value::Int(5));
+        r.nulls = false;
+        let mut s = split(r);
+        s.cursor = Some(CursorRange {
+            column: "at".into(),
+            from: Some(Value::Date(1)),
+            to: None,
+        });
+        let (f, _) = split_filter(&s, &["bigint".into()], Some("date")).unwrap();
+        assert_eq!(
+            f,
+            " WHERE (\"id\" >= 3::bigint AND \"id\" > 5::bigint AND \"id\" < 10::bigint) AND \
+             (\"at\" IS NOT NULL AND \"at\" >= '1970-01-02'::date)"
+        );
+    }
+
+    #[test]
+    fn a_ctid_split_reads_blocks() {
+        let r = KeyRange {
+            column: "ctid".into(),
+            start: Some(Value::Int(100)),
+            end: Some(Value::Int(200)),
+            nulls: false,
+            after: None,
+            columns: Vec::new(),
+        };
+        let (f, o) = split_filter(&split(r.clone()), &[], None).unwrap();
+        assert_eq!(
+            f,
+            " WHERE (ctid >= '(100,0)'::tid AND ctid < '(200,0)'::tid)"
+        );
+        assert_eq!(o, "");
+        let mut first = r;
+        first.start = None;
+        first.nulls = true;
+        let (f, _) = split_filter(&split(first), &[], None).unwrap();
+        assert_eq!(f, " WHERE (ctid < '(200,0)'::tid)");
     }
 
     #[test]
