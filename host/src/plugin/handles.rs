@@ -166,6 +166,32 @@ impl SourceHandle {
         self.call(&PlanRequest::StreamPosition, "stream position")
     }
 
+    /// `mode: stream`, once before the snapshot: the source makes what following `tables` needs
+    /// and says where to start (with a snapshot at it, when it has one). A source built before the
+    /// request is asked for its head instead.
+    pub fn stream_start(
+        &self,
+        tables: &[String],
+    ) -> Result<etlhost_plugin_sdk::StreamHead, PluginError> {
+        let request = PlanRequest::StreamStart {
+            tables: tables.to_vec(),
+        };
+        match self.call(&request, "stream start") {
+            Ok(head) => Ok(head),
+            Err(e) if e.to_string().contains("unknown variant") => self.stream_head(),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `mode: stream`: tells the source that every change up to `position` is recorded.
+    pub fn stream_ack(&self, position: &etlhost_plugin_sdk::Position) -> Result<(), PluginError> {
+        let request = PlanRequest::StreamAck {
+            position: position.clone(),
+        };
+        self.call::<serde_json::Value>(&request, "stream ack")
+            .map(drop)
+    }
+
     fn call<T: serde::de::DeserializeOwned>(
         &self,
         request: &PlanRequest,

@@ -85,6 +85,9 @@ pub(super) struct Cascades {
     /// The catalog may have changed since it was read (DDL, or a read that failed).
     stale: bool,
     read_once: bool,
+    /// The source logs what its foreign keys change (`StreamHead::logs_cascades`): nothing is
+    /// derived for them.
+    logged: bool,
 }
 
 impl Cascades {
@@ -95,6 +98,7 @@ impl Cascades {
         job: &Job,
         flows: &[FlowRef<'_>],
         source: Arc<SourceHandle>,
+        logged: bool,
     ) -> Result<Cascades, String> {
         let mut finders = HashMap::new();
         let mut streamed = BTreeSet::new();
@@ -123,6 +127,7 @@ impl Cascades {
             deferred: None,
             stale: false,
             read_once: false,
+            logged,
         };
         c.refresh()?;
         Ok(c)
@@ -165,6 +170,12 @@ impl Cascades {
             .iter()
             .map(|t| (t.name.clone(), t.primary_key.clone()))
             .collect();
+        if self.logged {
+            // The source's log has the rows its foreign keys change: deriving them too would
+            // apply each twice.
+            self.fks.clear();
+            return Ok(());
+        }
         let mut fks = Vec::new();
         for t in &catalog.tables {
             for f in &t.foreign_keys {

@@ -364,19 +364,24 @@ fn checkpointer(
             snapshot_done: true,
         };
         match state::save(path, &st) {
-            Ok(()) => stored = Some(at),
+            Ok(()) => {
+                progress.lock().expect("progress").stored = Some(at.clone());
+                stored = Some(at)
+            }
             Err(e) => tracing::warn!("{e}"),
         }
     }
 }
 
-/// Asks the server where its log is, once a second, for lag.
+/// Asks the server where its log is, once a second, for lag; and tells the source what is
+/// stored, so that it lets its server forget only that (a PostgreSQL slot's confirmed position).
 fn monitor(
     source: Arc<SourceHandle>,
     progress: Arc<Mutex<Progress>>,
     done: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut last: Option<Instant> = None;
+    let mut confirmed: Option<Position> = None;
     while !done.load(Ordering::SeqCst) {
         if last.is_some_and(|l| l.elapsed() < Duration::from_secs(1)) {
             std::thread::sleep(Duration::from_millis(50));
@@ -385,6 +390,19 @@ fn monitor(
         last = Some(Instant::now());
         if let Ok(h) = source.stream_head() {
             progress.lock().expect("progress").head = Some(h.position);
+        }
+        let stored = {
+            let p = progress.lock().expect("progress");
+            match p.acked_is_stored {
+                true => Some(p.acked.clone()),
+                false => p.stored.clone(),
+            }
+        };
+        if let Some(at) = stored.filter(|at| confirmed.as_ref() != Some(at)) {
+            // A source built before the request refuses it: it has nothing to confirm.
+            if source.stream_ack(&at).is_ok() {
+                confirmed = Some(at);
+            }
         }
     }
 }

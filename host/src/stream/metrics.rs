@@ -42,6 +42,11 @@ pub struct Progress {
     /// The change log is being followed (the snapshot is done): before, `acked` is where the
     /// stream will start, not a position anything has caught up with, so it is not reported.
     pub following: bool,
+    /// The last position stored where a restart resumes from (the local file's), which the
+    /// source may let its server forget (`stream_ack`); with the position in the target,
+    /// `acked` itself is stored (`acked_is_stored`).
+    pub stored: Option<Position>,
+    pub acked_is_stored: bool,
     started: Instant,
     beat: Instant,
 }
@@ -87,6 +92,8 @@ impl Progress {
             lease: None,
             takeovers: 0,
             following: false,
+            stored: None,
+            acked_is_stored: false,
             started: Instant::now(),
             beat: Instant::now(),
         }

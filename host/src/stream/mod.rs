@@ -78,13 +78,22 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
         &first.flow.source.options,
     )
     .map_err(|e| RunError::Start(format!("cannot start source: {e}")))?;
+    let mut tables: Vec<String> = streams.iter().map(cascade::table_of).collect();
+    tables.sort();
+    tables.dedup();
     let head = source
-        .stream_head()
-        .map_err(|e| RunError::Start(format!("cannot stream from the source: {e}")))?
-        .position;
+        .stream_start(&tables)
+        .map_err(|e| RunError::Start(format!("cannot stream from the source: {e}")))?;
+    if let Some(snapshot) = &head.snapshot {
+        // The source's own readers take it (PostgreSQL: every split of this database imports the
+        // slot's exported snapshot until the stream starts), so the copy ends exactly at `head`.
+        tracing::info!(snapshot = %snapshot, position = %head.position, "the snapshot is read at the stream's start");
+    }
+    let logs_cascades = head.logs_cascades;
+    let head = head.position;
     // Before anything is written (a record in the target, a copy): a foreign key the stream
     // could not follow refuses the start.
-    let cascades = cascade::Cascades::start(job, &streams, source.clone())
+    let cascades = cascade::Cascades::start(job, &streams, source.clone(), logs_cascades)
         .map_err(|e| RunError::Start(format!("cannot stream: {e}")))?;
     // No position until the store says where the stream is (a standby only reports the active
     // one's, as recorded).
@@ -102,6 +111,7 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
             }
         }
         store::Store::Target(lease) => {
+            progress.lock().expect("progress").acked_is_stored = true;
             lease.report_to(progress.clone());
             match start_in_target(job, lease, head, &streams, &control, &progress, opts.fresh)? {
                 Some(s) => s,

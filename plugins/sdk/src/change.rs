@@ -125,11 +125,22 @@ pub struct StreamRequest {
     pub max_transaction_changes: u64,
 }
 
-/// The answer to [`crate::PlanRequest::StreamPosition`]: where the change log is now, after the
-/// source has checked that it can stream at all.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The answer to [`crate::PlanRequest::StreamPosition`] and [`crate::PlanRequest::StreamStart`]:
+/// where the change log is now, after the source has checked that it can stream at all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamHead {
     pub position: Position,
+    /// A snapshot of the source exactly at `position` that the snapshot's readers use
+    /// (PostgreSQL's exported snapshot of a new replication slot), so that the copy and the
+    /// change stream meet without replaying anything. `None`: the copy is taken after `position`
+    /// and the changes in between are applied again (idempotent writes make that harmless).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// The source's change log has the rows its foreign keys' `ON DELETE`/`ON UPDATE` actions
+    /// change (PostgreSQL logs them as ordinary row changes; MySQL does not), so the host must
+    /// not derive those changes itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logs_cascades: bool,
 }
 
 /// One changed row.

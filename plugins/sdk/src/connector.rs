@@ -57,6 +57,21 @@ pub trait Source: Send + Sync + Sized + 'static {
     fn stream_head(&self) -> Result<StreamHead, Error> {
         Err(Error::permanent("this source cannot stream changes"))
     }
+
+    /// Once before a stream's snapshot: checks, makes what following `tables` needs, and says
+    /// where to start (see [`crate::PlanRequest::StreamStart`]); the default is
+    /// [`Source::stream_head`].
+    fn stream_start(&self, tables: &[String]) -> Result<StreamHead, Error> {
+        let _ = tables;
+        self.stream_head()
+    }
+
+    /// Every change up to `position` is durable in the target (see
+    /// [`crate::PlanRequest::StreamAck`]); the default has nothing to confirm.
+    fn stream_ack(&self, position: &crate::change::Position) -> Result<(), Error> {
+        let _ = position;
+        Ok(())
+    }
 }
 
 /// Reads the rows of one split in batches.

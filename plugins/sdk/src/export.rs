@@ -166,6 +166,16 @@ pub unsafe extern "C" fn source_call<S: Source>(
                     return Err(Error::permanent("this source cannot stream changes").into())
                 }
                 PlanRequest::StreamPosition => serde_json::to_vec(&s.stream_head()?),
+                PlanRequest::StreamStart { .. } | PlanRequest::StreamAck { .. } if !S::STREAMS => {
+                    return Err(Error::permanent("this source cannot stream changes").into())
+                }
+                PlanRequest::StreamStart { tables } => {
+                    serde_json::to_vec(&s.stream_start(&tables)?)
+                }
+                PlanRequest::StreamAck { position } => {
+                    s.stream_ack(&position)?;
+                    serde_json::to_vec(&serde_json::Value::Null)
+                }
             }
             .map_err(|e| Error::permanent(e.to_string()))?;
             Ok(STATUS_OK)

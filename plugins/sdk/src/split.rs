@@ -106,6 +106,21 @@ pub enum PlanRequest {
     /// to fix) and answer where its change log is now ([`crate::change::StreamHead`]). Sources
     /// built before streaming refuse the unknown request, so the host never streams from them.
     StreamPosition,
+    /// For `mode: stream`, once, before the snapshot: check as [`PlanRequest::StreamPosition`]
+    /// does, make what the source needs to follow these tables (PostgreSQL: its publication and
+    /// replication slot, when absent) and answer the position to start from, with a snapshot at
+    /// it when the source has one ([`crate::change::StreamHead::snapshot`]). Sources built before
+    /// it refuse it; the host then asks [`PlanRequest::StreamPosition`].
+    StreamStart {
+        /// Table names as the flows' source options name them.
+        #[serde(default)]
+        tables: Vec<String>,
+    },
+    /// For `mode: stream`: every change up to `position` is durable in the target (the host
+    /// recorded it), so the source may let its server forget it (PostgreSQL: the replication
+    /// slot's confirmed position). Never sent for a position the host has not recorded. Sources
+    /// built before it refuse it, and the host ignores that refusal.
+    StreamAck { position: crate::change::Position },
 }
 
 /// What `etlhost init` needs to know about a relational source.

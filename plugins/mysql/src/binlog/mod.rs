@@ -110,6 +110,7 @@ pub async fn head(conn: &mut Conn, secrets: &[String]) -> Result<StreamHead, Err
             gtid,
             skip: 0,
         },
+        ..Default::default()
     })
 }
 
