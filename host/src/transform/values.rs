@@ -4,6 +4,11 @@
 //! (bytes, a date, a decimal, ...) or an unsigned integer JSON would bring back as a signed one
 //! cannot cross: [`nested_texts`] refuses it rather than change it.
 //!
+//! WIT has no case for an interval or a time with an offset (PostgreSQL `interval`, `timetz`):
+//! they cross as `text` in their ISO 8601 form (`P1Y2M3DT4H5M6.5S`, `12:30:00+05:30`, as
+//! [`Value`]'s `Display` writes them), and their columns as `text` columns; what comes back is
+//! that text, a string.
+//!
 //! Values go in borrowed ([`to_wit`] points into the host's rows: no copy of a string is made
 //! before wasmtime copies it into the guest) and come back owned.
 
@@ -19,14 +24,19 @@ pub fn row_from_wit(row: Vec<WitValueResult>) -> Result<Vec<Value>, String> {
     row.into_iter().map(from_wit).collect()
 }
 
-/// Appends the JSON text of each list or map of `row`, in order, for [`to_wit`]; or says why one
-/// cannot cross (then what it appended is left for the caller to truncate).
+/// Appends the JSON text of each list or map of `row` (and the ISO 8601 text of each interval or
+/// zoned time), in order, for [`to_wit`]; or says why one cannot cross (then what it appended is
+/// left for the caller to truncate).
 pub fn nested_texts(row: &[Value], out: &mut Vec<String>) -> Result<(), String> {
     for v in row {
-        if let Value::List(_) | Value::Map(_) = v {
-            let mut text = String::new();
-            nested_json(v, &mut text)?;
-            out.push(text);
+        match v {
+            Value::List(_) | Value::Map(_) => {
+                let mut text = String::new();
+                nested_json(v, &mut text)?;
+                out.push(text);
+            }
+            Value::Duration { .. } | Value::ZonedTime { .. } => out.push(v.to_string()),
+            _ => {}
         }
     }
     Ok(())
@@ -58,6 +68,11 @@ pub fn to_wit<'a>(v: &'a Value, nested: &mut impl Iterator<Item = &'a String>) -
             nested
                 .next()
                 .expect("nested_texts made one per list or map"),
+        ),
+        Value::Duration { .. } | Value::ZonedTime { .. } => WitValue::Text(
+            nested
+                .next()
+                .expect("nested_texts made one per interval or zoned time"),
         ),
     }
 }
@@ -167,6 +182,7 @@ pub fn column_to_wit(c: &Column) -> WitColumn<'_> {
             ColumnType::Timestamp => WitType::Timestamp,
             ColumnType::Point => WitType::Point,
             ColumnType::List => WitType::Nested,
+            ColumnType::Duration | ColumnType::ZonedTime => WitType::Text,
             ColumnType::Any => WitType::Any,
         },
     }
@@ -225,6 +241,42 @@ mod tests {
             let param = to_wit(&v, &mut texts.iter());
             assert_eq!(from_wit(owned(param)).unwrap(), v);
         }
+    }
+
+    #[test]
+    fn intervals_and_zoned_times_cross_as_text() {
+        let row = [
+            Value::Duration {
+                months: 1,
+                days: 2,
+                micros: 3_500_000,
+            },
+            Value::List(vec![Value::Int(1)]),
+            Value::ZonedTime {
+                micros: 45_000_000_000,
+                offset_seconds: 19_800,
+            },
+        ];
+        let mut texts = Vec::new();
+        nested_texts(&row, &mut texts).unwrap();
+        let mut it = texts.iter();
+        let wit: Vec<_> = row.iter().map(|v| to_wit(v, &mut it)).collect();
+        assert!(
+            matches!(wit[0], WitValue::Text("P1M2DT3.5S")),
+            "{:?}",
+            wit[0]
+        );
+        assert!(matches!(wit[1], WitValue::Nested("[1]")), "{:?}", wit[1]);
+        assert!(
+            matches!(wit[2], WitValue::Text("12:30:00+05:30")),
+            "{:?}",
+            wit[2]
+        );
+        let col = Column {
+            name: "d".into(),
+            ty: ColumnType::Duration,
+        };
+        assert!(matches!(column_to_wit(&col).ty, WitType::Text));
     }
 
     #[test]

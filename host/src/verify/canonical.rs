@@ -9,6 +9,10 @@
 //! - a DATETIME and a TIMESTAMP are both microseconds of a date and time: ArcadeDB keeps a zoned
 //!   DateTime as its local (UTC) date and time, so the zone cannot be compared;
 //! - a TIME within a day and a longer one (a Duration in the graph) are both microseconds;
+//! - an interval (Duration) is its months, days and microseconds; one of microseconds only is a
+//!   TIME, as the graph's Duration of seconds only reads back;
+//! - a time with an offset (PostgreSQL `timetz`, a Bolt Time) is its local time and offset: the
+//!   graph keeps both, so `12:00+01:00` and `11:00Z` differ;
 //! - points carry the graph's SRID (4326 and 4979 for WGS-84, 7203 and 9157 cartesian);
 //! - a map's keys are sorted (the graph does not keep their order).
 
@@ -26,6 +30,8 @@ pub enum Canon {
     Date(i32),
     DateTime(i64),
     Time(i64),
+    Duration(i64, i64, i64),
+    ZonedTime(i64, i32),
     Point(u32, u64, u64, Option<u64>),
     List(Vec<Canon>),
     Map(Vec<(String, Canon)>),
@@ -52,7 +58,12 @@ impl Mapping {
         if self.temporal_text
             && matches!(
                 v,
-                Value::Date(_) | Value::DateTime(_) | Value::Time(_) | Value::Timestamp(_)
+                Value::Date(_)
+                    | Value::DateTime(_)
+                    | Value::Time(_)
+                    | Value::Timestamp(_)
+                    | Value::Duration { .. }
+                    | Value::ZonedTime { .. }
             )
         {
             return Canon::Str(v.to_string());
@@ -119,7 +130,21 @@ fn common(v: Value) -> Canon {
         Value::Bytes(b) => Canon::Bytes(b),
         Value::Date(d) => Canon::Date(d),
         Value::DateTime(us) | Value::Timestamp(us) => Canon::DateTime(us),
-        Value::Time(us) => Canon::Time(us),
+        Value::Time(us)
+        | Value::Duration {
+            months: 0,
+            days: 0,
+            micros: us,
+        } => Canon::Time(us),
+        Value::Duration {
+            months,
+            days,
+            micros,
+        } => Canon::Duration(months, days, micros),
+        Value::ZonedTime {
+            micros,
+            offset_seconds,
+        } => Canon::ZonedTime(micros, offset_seconds),
         Value::Point(p) => {
             let srid = match (p.srid, p.z.is_some()) {
                 (4326, false) => 4326,
@@ -157,6 +182,17 @@ impl Canon {
             Canon::Date(d) => Value::Date(*d).to_string(),
             Canon::DateTime(us) => Value::DateTime(*us).to_string(),
             Canon::Time(us) => Value::Time(*us).to_string(),
+            Canon::Duration(months, days, micros) => Value::Duration {
+                months: *months,
+                days: *days,
+                micros: *micros,
+            }
+            .to_string(),
+            Canon::ZonedTime(micros, offset_seconds) => Value::ZonedTime {
+                micros: *micros,
+                offset_seconds: *offset_seconds,
+            }
+            .to_string(),
             other => format!("{other:?}"),
         }
     }
@@ -223,5 +259,41 @@ mod tests {
             graph(Value::String("1970-01-01".into()))
         );
         assert_ne!(m.source(Value::Int(1)), graph(Value::String("1".into())));
+    }
+
+    #[test]
+    fn intervals_and_zoned_times_meet_what_the_graph_returns() {
+        let m = Mapping::default();
+        let d = |months, days, micros| Value::Duration {
+            months,
+            days,
+            micros,
+        };
+        assert_eq!(m.source(d(14, -3, 5)), graph(d(14, -3, 5)));
+        assert_eq!(
+            m.source(d(0, 0, 90_000_000_000)),
+            graph(Value::Time(90_000_000_000)),
+            "a Duration of seconds only reads back as a TIME"
+        );
+        assert_ne!(m.source(d(0, 1, 0)), graph(Value::Time(86_400_000_000)));
+        let t = |micros, offset_seconds| Value::ZonedTime {
+            micros,
+            offset_seconds,
+        };
+        assert_eq!(m.source(t(7, 3600)), graph(t(7, 3600)));
+        assert_ne!(m.source(t(3_600_000_000, 3600)), graph(t(0, 0)));
+        let text = Mapping {
+            temporal_text: true,
+            decimal_float: false,
+        };
+        assert_eq!(
+            text.source(d(1, 2, 0)),
+            graph(Value::String("P1M2D".into()))
+        );
+        assert_eq!(
+            text.source(t(0, -1800)),
+            graph(Value::String("00:00:00-00:30".into()))
+        );
+        assert_eq!(m.source(t(0, 0)).show(), "00:00:00Z");
     }
 }

@@ -77,7 +77,12 @@ pub(crate) fn encode_value(m: &mut Vec<u8>, v: &Value, enc: &Encoding) {
     if enc.temporal == Temporal::String
         && matches!(
             v,
-            Value::Date(_) | Value::DateTime(_) | Value::Time(_) | Value::Timestamp(_)
+            Value::Date(_)
+                | Value::DateTime(_)
+                | Value::Time(_)
+                | Value::Timestamp(_)
+                | Value::Duration { .. }
+                | Value::ZonedTime { .. }
         )
     {
         return ps::string(m, &v.to_string());
@@ -98,33 +103,12 @@ pub(crate) fn encode_value(m: &mut Vec<u8>, v: &Value, enc: &Encoding) {
         },
         Value::String(s) => ps::string(m, s),
         Value::Bytes(b) => ps::bytes(m, b),
-        Value::Date(days) => {
-            ps::struct_header(m, 1, b'D');
-            ps::int(m, *days as i64);
-        }
-        Value::DateTime(us) => {
-            ps::struct_header(m, 2, b'd');
-            ps::int(m, us.div_euclid(1_000_000));
-            ps::int(m, us.rem_euclid(1_000_000) * 1000);
-        }
-        Value::Time(us) if (0..MICROS_PER_DAY).contains(us) => {
-            ps::struct_header(m, 1, b't');
-            ps::int(m, us * 1000);
-        }
-        Value::Time(us) => {
-            // Beyond a time of day (MySQL TIME spans +-838 h): a Duration.
-            ps::struct_header(m, 4, b'E');
-            ps::int(m, 0);
-            ps::int(m, 0);
-            ps::int(m, us.div_euclid(1_000_000));
-            ps::int(m, us.rem_euclid(1_000_000) * 1000);
-        }
-        Value::Timestamp(us) => {
-            ps::struct_header(m, 3, if enc.utc_datetime { b'I' } else { b'F' });
-            ps::int(m, us.div_euclid(1_000_000));
-            ps::int(m, us.rem_euclid(1_000_000) * 1000);
-            ps::int(m, 0);
-        }
+        Value::Date(_)
+        | Value::DateTime(_)
+        | Value::Time(_)
+        | Value::Timestamp(_)
+        | Value::Duration { .. }
+        | Value::ZonedTime { .. } => temporal(m, v, enc),
         Value::Point(p) => {
             let srid = neo4j_srid(p);
             match p.z {
@@ -158,6 +142,60 @@ pub(crate) fn encode_value(m: &mut Vec<u8>, v: &Value, enc: &Encoding) {
                 encode_value(m, v, enc);
             }
         }
+    }
+}
+
+/// Dates and times as Bolt's temporal structures.
+fn temporal(m: &mut Vec<u8>, v: &Value, enc: &Encoding) {
+    match v {
+        Value::Date(days) => {
+            ps::struct_header(m, 1, b'D');
+            ps::int(m, *days as i64);
+        }
+        Value::DateTime(us) => {
+            ps::struct_header(m, 2, b'd');
+            ps::int(m, us.div_euclid(1_000_000));
+            ps::int(m, us.rem_euclid(1_000_000) * 1000);
+        }
+        Value::Time(us) if (0..MICROS_PER_DAY).contains(us) => {
+            ps::struct_header(m, 1, b't');
+            ps::int(m, us * 1000);
+        }
+        Value::Time(us) => {
+            // Beyond a time of day (MySQL TIME spans +-838 h): a Duration.
+            ps::struct_header(m, 4, b'E');
+            ps::int(m, 0);
+            ps::int(m, 0);
+            ps::int(m, us.div_euclid(1_000_000));
+            ps::int(m, us.rem_euclid(1_000_000) * 1000);
+        }
+        Value::Timestamp(us) => {
+            ps::struct_header(m, 3, if enc.utc_datetime { b'I' } else { b'F' });
+            ps::int(m, us.div_euclid(1_000_000));
+            ps::int(m, us.rem_euclid(1_000_000) * 1000);
+            ps::int(m, 0);
+        }
+        // PostgreSQL interval: Bolt keeps months, days and seconds apart as PostgreSQL does.
+        Value::Duration {
+            months,
+            days,
+            micros,
+        } => {
+            ps::struct_header(m, 4, b'E');
+            ps::int(m, *months);
+            ps::int(m, *days);
+            ps::int(m, micros.div_euclid(1_000_000));
+            ps::int(m, micros.rem_euclid(1_000_000) * 1000);
+        }
+        Value::ZonedTime {
+            micros,
+            offset_seconds,
+        } => {
+            ps::struct_header(m, 2, b'T');
+            ps::int(m, micros * 1000);
+            ps::int(m, *offset_seconds as i64);
+        }
+        _ => unreachable!("encode_value passes temporal values only"),
     }
 }
 
@@ -235,6 +273,34 @@ mod tests {
                     Ps::Float(3.0)
                 ]
             )
+        );
+        let d = Value::Duration {
+            months: 14,
+            days: -3,
+            micros: -1_500_000,
+        };
+        assert_eq!(
+            encoded(d.clone(), native, (5, 4)),
+            Ps::Struct(
+                b'E',
+                vec![Ps::Int(14), Ps::Int(-3), Ps::Int(-2), Ps::Int(500_000_000)]
+            )
+        );
+        assert_eq!(
+            encoded(d, Temporal::String, (5, 4)),
+            Ps::String("P1Y2M-3DT-1.5S".into())
+        );
+        let t = Value::ZonedTime {
+            micros: 3_723_000_456,
+            offset_seconds: -18_000,
+        };
+        assert_eq!(
+            encoded(t.clone(), native, (4, 4)),
+            Ps::Struct(b'T', vec![Ps::Int(3_723_000_456_000), Ps::Int(-18_000)])
+        );
+        assert_eq!(
+            encoded(t, Temporal::String, (5, 4)),
+            Ps::String("01:02:03.000456-05:00".into())
         );
         let doc = Value::Map(vec![
             ("tags".into(), Value::List(vec![Value::String("a".into())])),

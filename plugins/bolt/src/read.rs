@@ -3,7 +3,8 @@
 //! time and handed back as batches of values.
 //!
 //! Bolt values become the SDK's as the sink wrote them: Date, LocalDateTime, LocalTime and
-//! Duration back to dates, datetimes and times, zoned DateTimes to UTC timestamps, points to
+//! Duration back to dates, datetimes and times (a Duration with months or days to a duration,
+//! a Time with an offset to a zoned time), zoned DateTimes to UTC timestamps, points to
 //! points; a node or relationship to the map of its properties.
 
 use etlhost_plugin_sdk::{
@@ -148,12 +149,18 @@ fn structure(tag: u8, f: Vec<Ps>) -> Value {
     match (tag, f.len()) {
         (b'D', 1) => Value::Date(int(at(0)) as i32),
         (b'd', 2) => Value::DateTime(micros(at(0), at(1))),
-        // LocalTime, and a Time with an offset (its local time of day).
-        (b't', 1) | (b'T', 2) => Value::Time(int(at(0)) / 1000),
-        // Durations without months: what a MySQL TIME beyond a day was written as.
-        (b'E', 4) if int(at(0)) == 0 => {
-            Value::Time((int(at(1)) * 86_400 + int(at(2))) * MICROS + int(at(3)) / 1000)
-        }
+        (b't', 1) => Value::Time(int(at(0)) / 1000),
+        (b'T', 2) => Value::ZonedTime {
+            micros: int(at(0)) / 1000,
+            offset_seconds: int(at(1)) as i32,
+        },
+        // Durations of seconds only: what a MySQL TIME beyond a day was written as.
+        (b'E', 4) if int(at(0)) == 0 && int(at(1)) == 0 => Value::Time(micros(at(2), at(3))),
+        (b'E', 4) => Value::Duration {
+            months: int(at(0)),
+            days: int(at(1)),
+            micros: micros(at(2), at(3)),
+        },
         // Bolt 5 DateTime: UTC seconds; Bolt 4 DateTime: local seconds with the offset.
         (b'I', 3) | (b'i', 3) => Value::Timestamp(micros(at(0), at(1))),
         (b'F', 3) => Value::Timestamp((int(at(0)) - int(at(2))) * MICROS + int(at(1)) / 1000),
@@ -190,8 +197,20 @@ mod tests {
             Value::DateTime(1_000_002)
         );
         assert_eq!(s(b't', vec![Ps::Int(5_000)]), Value::Time(5));
-        let long = vec![Ps::Int(0), Ps::Int(1), Ps::Int(3_600), Ps::Int(0)];
+        let long = vec![Ps::Int(0), Ps::Int(0), Ps::Int(90_000), Ps::Int(0)];
         assert_eq!(s(b'E', long), Value::Time(90_000 * MICROS));
+        let interval = vec![Ps::Int(14), Ps::Int(-3), Ps::Int(-2), Ps::Int(500_000_000)];
+        let d = Value::Duration {
+            months: 14,
+            days: -3,
+            micros: -1_500_000,
+        };
+        assert_eq!(s(b'E', interval), d);
+        let t = Value::ZonedTime {
+            micros: 5,
+            offset_seconds: -3_600,
+        };
+        assert_eq!(s(b'T', vec![Ps::Int(5_000), Ps::Int(-3_600)]), t);
         let zoned = vec![Ps::Int(7_200), Ps::Int(0), Ps::Int(3_600)];
         assert_eq!(s(b'F', zoned), Value::Timestamp(3_600 * MICROS));
     }

@@ -374,7 +374,9 @@ pub fn param(v: &Value) -> MyValue {
                 .join(",")
                 .into_bytes(),
         ),
-        Value::Point(_) | Value::Map(_) => MyValue::Bytes(v.to_string().into_bytes()),
+        Value::Point(_) | Value::Map(_) | Value::Duration { .. } | Value::ZonedTime { .. } => {
+            MyValue::Bytes(v.to_string().into_bytes())
+        }
     }
 }
 

@@ -29,9 +29,14 @@
 //! | 12  | Point    | u32 srid, f64 x, f64 y, u8 has_z (0 or 1), f64 z if has_z |
 //! | 13  | List     | u32 count, then count values (tag and payload each) |
 //! | 14  | Map      | u32 count, then count times: key (str), value |
+//! | 15  | Duration | i64 months, i64 days, i64 microseconds   |
+//! | 16  | ZonedTime| i64 microseconds since local midnight, i32 UTC offset in seconds (east positive) |
 //!
 //! Column type tags are the same numbers, with 0 meaning "any" (there is no Map column type: JSON
 //! columns are "any"). Lists and maps nest at most [`MAX_DEPTH`] deep.
+//!
+//! Tags 15 and 16 were appended without a new magic: every older buffer reads as before, and an
+//! older reader given one of them refuses it as an unknown tag instead of misreading it.
 //!
 //! Why a format of our own and not the Arrow C Data Interface: every connector we serve is
 //! row-oriented at both ends (MySQL sends rows, a Bolt `UNWIND $batch` wants a list of maps), so a
@@ -65,6 +70,8 @@ fn type_tag(ty: ColumnType) -> u8 {
         ColumnType::Timestamp => 11,
         ColumnType::Point => 12,
         ColumnType::List => 13,
+        ColumnType::Duration => 15,
+        ColumnType::ZonedTime => 16,
     }
 }
 
@@ -84,6 +91,8 @@ fn tag_type(tag: u8) -> Option<ColumnType> {
         11 => ColumnType::Timestamp,
         12 => ColumnType::Point,
         13 => ColumnType::List,
+        15 => ColumnType::Duration,
+        16 => ColumnType::ZonedTime,
         _ => return None,
     })
 }
@@ -251,6 +260,24 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
                 None => out.push(0),
             }
         }
+        Value::Duration {
+            months,
+            days,
+            micros,
+        } => {
+            out.push(15);
+            out.extend_from_slice(&months.to_le_bytes());
+            out.extend_from_slice(&days.to_le_bytes());
+            out.extend_from_slice(&micros.to_le_bytes());
+        }
+        Value::ZonedTime {
+            micros,
+            offset_seconds,
+        } => {
+            out.push(16);
+            out.extend_from_slice(&micros.to_le_bytes());
+            out.extend_from_slice(&offset_seconds.to_le_bytes());
+        }
         Value::List(items) => {
             out.push(13);
             put_u32(out, items.len() as u32);
@@ -372,6 +399,15 @@ impl<'a> Reader<'a> {
                 };
                 Value::Point(Point { srid, x, y, z })
             }
+            15 => Value::Duration {
+                months: i64::from_le_bytes(self.arr()?),
+                days: i64::from_le_bytes(self.arr()?),
+                micros: i64::from_le_bytes(self.arr()?),
+            },
+            16 => Value::ZonedTime {
+                micros: i64::from_le_bytes(self.arr()?),
+                offset_seconds: i32::from_le_bytes(self.arr()?),
+            },
             13 | 14 if depth >= MAX_DEPTH => return Err(self.too_deep()),
             13 => {
                 let n = self.u32()? as usize;
@@ -432,6 +468,14 @@ impl<'a> Reader<'a> {
                     self.take(8)?;
                 }
                 33
+            }
+            15 => {
+                self.take(24)?;
+                9
+            }
+            16 => {
+                self.take(12)?;
+                9
             }
             13 | 14 if depth >= MAX_DEPTH => return Err(self.too_deep()),
             13 => {
@@ -790,20 +834,9 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap().rows, rows);
     }
 
-    #[test]
-    fn round_trip_every_type() {
-        let schema: crate::Schema = vec![
-            Column {
-                name: "a".into(),
-                ty: ColumnType::Any,
-            },
-            Column {
-                name: "名前".into(),
-                ty: ColumnType::String,
-            },
-        ]
-        .into();
-        let values = [
+    /// One value of every kind, some at the edges of their range.
+    fn every_value() -> Vec<Value> {
+        vec![
             Value::Null,
             Value::Bool(true),
             Value::Int(i64::MIN),
@@ -816,6 +849,15 @@ mod tests {
             Value::DateTime(1_700_000_000_000_001),
             Value::Time(-1),
             Value::Timestamp(-1_000_001),
+            Value::Duration {
+                months: -14,
+                days: 3,
+                micros: i64::MIN,
+            },
+            Value::ZonedTime {
+                micros: 86_399_999_999,
+                offset_seconds: -50_400,
+            },
             Value::Point(Point {
                 srid: 4326,
                 x: -0.1,
@@ -834,7 +876,23 @@ mod tests {
                 ("z".into(), Value::List(vec![Value::Map(vec![])])),
                 ("a".into(), Value::UInt(7)),
             ]),
-        ];
+        ]
+    }
+
+    #[test]
+    fn round_trip_every_type() {
+        let schema: crate::Schema = vec![
+            Column {
+                name: "a".into(),
+                ty: ColumnType::Any,
+            },
+            Column {
+                name: "名前".into(),
+                ty: ColumnType::String,
+            },
+        ]
+        .into();
+        let values = every_value();
         let rows = values
             .iter()
             .map(|v| vec![v.clone(), Value::String("x".into())])
@@ -888,6 +946,44 @@ mod tests {
             e,
             Encoded::check(checked.as_bytes()[..10].to_vec()).unwrap_err()
         );
+    }
+
+    #[test]
+    fn appended_tags_have_fixed_layouts() {
+        let mut out = Vec::new();
+        put_value(
+            &mut out,
+            &Value::Duration {
+                months: 1,
+                days: -2,
+                micros: 3,
+            },
+        );
+        let mut want = vec![15];
+        for n in [1i64, -2, 3] {
+            want.extend_from_slice(&n.to_le_bytes());
+        }
+        assert_eq!(out, want);
+        out.clear();
+        put_value(
+            &mut out,
+            &Value::ZonedTime {
+                micros: 5,
+                offset_seconds: -3600,
+            },
+        );
+        let mut want = vec![16];
+        want.extend_from_slice(&5i64.to_le_bytes());
+        want.extend_from_slice(&(-3600i32).to_le_bytes());
+        assert_eq!(out, want);
+        for tag in 0..=16 {
+            if let Some(ty) = tag_type(tag) {
+                assert_eq!(type_tag(ty), tag);
+            }
+        }
+        assert_eq!(tag_type(15), Some(ColumnType::Duration));
+        assert_eq!(tag_type(16), Some(ColumnType::ZonedTime));
+        assert_eq!(tag_type(14), None, "no Map column type");
     }
 
     #[test]

@@ -29,6 +29,20 @@ pub enum Value {
     Timestamp(i64),
     /// A point in a spatial reference system.
     Point(Point),
+    /// A calendar duration in three parts that do not convert into each other (a month has no
+    /// fixed number of days, nor a day of microseconds across a DST change): PostgreSQL's
+    /// `interval`, Bolt's Duration. Each part carries its own sign, as PostgreSQL keeps them.
+    Duration {
+        months: i64,
+        days: i64,
+        micros: i64,
+    },
+    /// A time of day with a UTC offset (PostgreSQL `timetz`, Bolt's Time): `micros` since local
+    /// midnight and the offset east of UTC in seconds (`+05:30` is 19800).
+    ZonedTime {
+        micros: i64,
+        offset_seconds: i32,
+    },
     /// An ordered list (MySQL `SET` members, JSON arrays).
     List(Vec<Value>),
     /// Keys and values in their source order (JSON objects). Keys are unique.
@@ -103,9 +117,12 @@ impl Value {
             Value::Decimal(d) => J::String(d.clone()),
             Value::String(s) => J::String(s.clone()),
             Value::Bytes(b) => J::String(hex(b)),
-            Value::Date(_) | Value::DateTime(_) | Value::Time(_) | Value::Timestamp(_) => {
-                J::String(self.to_string())
-            }
+            Value::Date(_)
+            | Value::DateTime(_)
+            | Value::Time(_)
+            | Value::Timestamp(_)
+            | Value::Duration { .. }
+            | Value::ZonedTime { .. } => J::String(self.to_string()),
             Value::Point(p) => {
                 let mut m = serde_json::Map::new();
                 m.insert("srid".into(), J::from(p.srid));
@@ -172,6 +189,19 @@ impl fmt::Display for Value {
                 }
                 clock(f, micros.unsigned_abs())
             }
+            Value::Duration {
+                months,
+                days,
+                micros,
+            } => duration(f, *months, *days, *micros),
+            // ISO 8601 as Neo4j prints a Time: `Z` for UTC, else `+HH:MM` (`:SS` if any).
+            Value::ZonedTime {
+                micros,
+                offset_seconds,
+            } => {
+                clock(f, micros.unsigned_abs())?;
+                offset(f, *offset_seconds)
+            }
         }
     }
 }
@@ -202,6 +232,57 @@ fn json_text(f: &mut fmt::Formatter<'_>, v: &Value) -> fmt::Result {
         }
         other => write!(f, "{}", other.to_json()),
     }
+}
+
+/// ISO 8601 (`P1Y2M3DT4H5M6.5S`, as Neo4j prints a Duration): zero parts left out, each part
+/// with its own sign (`P-1M2D`), `PT0S` when all are zero.
+fn duration(f: &mut fmt::Formatter<'_>, months: i64, days: i64, micros: i64) -> fmt::Result {
+    f.write_str("P")?;
+    let (years, months) = (months / 12, months % 12);
+    for (n, unit) in [(years, "Y"), (months, "M"), (days, "D")] {
+        if n != 0 {
+            write!(f, "{n}{unit}")?;
+        }
+    }
+    if micros == 0 {
+        if years == 0 && months == 0 && days == 0 {
+            f.write_str("T0S")?;
+        }
+        return Ok(());
+    }
+    f.write_str("T")?;
+    let sign = if micros < 0 { "-" } else { "" };
+    let abs = micros.unsigned_abs();
+    let (hours, minutes) = (abs / 3_600_000_000, abs / 60_000_000 % 60);
+    let (secs, us) = (abs / 1_000_000 % 60, abs % 1_000_000);
+    if hours != 0 {
+        write!(f, "{sign}{hours}H")?;
+    }
+    if minutes != 0 {
+        write!(f, "{sign}{minutes}M")?;
+    }
+    match (secs, us) {
+        (0, 0) => Ok(()),
+        (s, 0) => write!(f, "{sign}{s}S"),
+        (s, us) => {
+            let frac = format!("{us:06}");
+            write!(f, "{sign}{s}.{}S", frac.trim_end_matches('0'))
+        }
+    }
+}
+
+/// A UTC offset: `Z`, `+05:30`, `-03:00`, with `:SS` only when there are seconds.
+fn offset(f: &mut fmt::Formatter<'_>, seconds: i32) -> fmt::Result {
+    if seconds == 0 {
+        return f.write_str("Z");
+    }
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let abs = seconds.unsigned_abs();
+    write!(f, "{sign}{:02}:{:02}", abs / 3600, abs / 60 % 60)?;
+    if abs % 60 != 0 {
+        write!(f, ":{:02}", abs % 60)?;
+    }
+    Ok(())
 }
 
 fn date_time(f: &mut fmt::Formatter<'_>, micros: i64) -> fmt::Result {
@@ -268,6 +349,8 @@ pub enum ColumnType {
     Timestamp,
     Point,
     List,
+    Duration,
+    ZonedTime,
     /// Unknown or mixed; values carry their own type.
     Any,
 }
@@ -361,5 +444,38 @@ mod tests {
             ("a".into(), Value::String("x".into())),
         ]);
         assert_eq!(doc.to_string(), r#"{"b":[1,null],"a":"x"}"#);
+    }
+
+    #[test]
+    fn display_durations_and_zoned_times() {
+        let d = |months, days, micros| {
+            Value::Duration {
+                months,
+                days,
+                micros,
+            }
+            .to_string()
+        };
+        assert_eq!(d(0, 0, 0), "PT0S");
+        assert_eq!(d(14, 3, 3_723_456_000), "P1Y2M3DT1H2M3.456S");
+        assert_eq!(d(-1, 2, 0), "P-1M2D");
+        assert_eq!(d(0, 0, -90_000_001), "PT-1M-30.000001S");
+        assert_eq!(d(24, 0, 3_600_000_000), "P2YT1H");
+        let t = |micros, offset_seconds| {
+            Value::ZonedTime {
+                micros,
+                offset_seconds,
+            }
+            .to_string()
+        };
+        assert_eq!(t(3_723_000_456, 19_800), "01:02:03.000456+05:30");
+        assert_eq!(t(0, 0), "00:00:00Z");
+        assert_eq!(t(86_399_000_000, -(3 * 3600 + 61)), "23:59:59-03:01:01");
+        let json = Value::ZonedTime {
+            micros: 0,
+            offset_seconds: 3600,
+        }
+        .to_json();
+        assert_eq!(json, serde_json::json!("00:00:00+01:00"));
     }
 }
