@@ -95,34 +95,42 @@ impl Connector {
     }
 
     fn connect_error(&self, e: tokio_postgres::Error) -> Error {
+        let detail = self.redact(&detail(&e));
         let (retryable, hint) = match e.code().map(|c| c.code()) {
             // invalid_password, invalid_authorization_specification
             Some("28P01") | Some("28000") => (
                 false,
-                "check `user` and `password` (and the server's pg_hba.conf)",
+                "check `user` and `password`, and the server's pg_hba.conf",
             ),
             // invalid_catalog_name
             Some("3D000") => (false, "check the database in `url`"),
             // too_many_connections, cannot_connect_now
-            Some("53300") | Some("57P03") => {
-                (true, "the server is busy or starting; it is retried")
-            }
+            Some("53300") | Some("57P03") => (true, "the server is busy or starting"),
             Some(_) => (false, ""),
-            // No SQLSTATE: the network or TLS.
-            None => (!is_tls_error(&e), "check `url` and `tls`"),
+            None if detail.contains("server does not support TLS") => (
+                false,
+                "the server has TLS off: turn `ssl` on there, or set `tls: prefer` or `disable`",
+            ),
+            // No SQLSTATE: the network or TLS (a certificate that does not check out).
+            None if detail.contains("UnknownIssuer") => (
+                false,
+                "the server's certificate is not signed by an authority in `trusted_ca` (the \
+                 system's when not given); give the CA that signed it, or `tls: require` to \
+                 encrypt without checking",
+            ),
+            None if detail.contains("not valid for name") => (
+                false,
+                "`verify-full` checks the host in `url` against the certificate: connect by a \
+                 name it was issued for, or use `verify-ca`",
+            ),
+            None if is_tls_error(&e) => (false, "check `tls` and `trusted_ca`"),
+            None => (true, "check the host and port in `url`"),
         };
-        let mut text = format!(
-            "cannot connect to PostgreSQL at {}: {}",
-            self.target,
-            detail(&e)
-        );
+        let mut message = format!("cannot connect to PostgreSQL at {}: {detail}", self.target);
         if !hint.is_empty() {
-            text.push_str(&format!(" ({hint})"));
+            message.push_str(&format!(" ({hint})"));
         }
-        Error {
-            retryable,
-            message: self.redact(&text),
-        }
+        Error { retryable, message }
     }
 
     /// A query's error: the server's message with its context; retryable when the connection
@@ -369,5 +377,73 @@ impl ServerCertVerifier for NoCheck {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(extra: serde_json::Value) -> PgOptions {
+        let mut o = serde_json::json!({
+            "url": "postgres://127.0.0.1:5432/etl",
+            "user": "etl",
+            "password": "s3cret",
+            "query": "SELECT 1",
+        });
+        o.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(o).unwrap()
+    }
+
+    fn config_error(r: Result<Connector, OpenError>) -> String {
+        match r {
+            Err(e) => format!("{e:?}"),
+            Ok(_) => panic!("expected an error"),
+        }
+    }
+
+    #[test]
+    fn every_tls_mode_builds_a_connector() {
+        for mode in ["disable", "prefer", "require", "verify-full"] {
+            let c = Connector::new(&options(serde_json::json!({ "tls": mode })));
+            // verify-full without trusted_ca needs the system's authorities, which a test
+            // machine may lack; it is then refused on `trusted_ca`.
+            if let Err(e) = &c {
+                assert!(format!("{e:?}").contains("trusted_ca"), "{mode}: {e:?}");
+            }
+        }
+        let c = Connector::new(&options(serde_json::json!({}))).unwrap();
+        assert_eq!(c.target, "127.0.0.1:5432/etl");
+        assert_eq!(c.redact("password s3cret"), "password ***");
+    }
+
+    #[test]
+    fn a_bad_trusted_ca_is_refused_on_its_key() {
+        let dir = std::env::temp_dir().join(format!("etlhost-pg-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_pem = dir.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let e = config_error(Connector::new(&options(serde_json::json!({
+            "tls": "verify-ca", "trusted_ca": not_pem,
+        }))));
+        assert!(
+            e.contains("trusted_ca") && e.contains("no certificate in it"),
+            "{e}"
+        );
+        let e = config_error(Connector::new(&options(serde_json::json!({
+            "tls": "verify-ca", "trusted_ca": dir.join("absent.pem"),
+        }))));
+        assert!(e.contains("cannot read it"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_user_is_required() {
+        let mut o = options(serde_json::json!({}));
+        o.user = None;
+        let e = config_error(Connector::new(&o));
+        assert!(e.contains("user"), "{e}");
     }
 }

@@ -103,3 +103,38 @@ impl Options for PgOptions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: serde_json::Value) -> Result<PgOptions, String> {
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn options_default_and_check() {
+        let o = parse(serde_json::json!({"url": "postgres://h:5432/db", "table": "s.t"})).unwrap();
+        assert_eq!((o.fetch_size, o.connection_check_timeout_sec), (1000, 30));
+        assert_eq!(o.tls, TlsMode::Prefer);
+        assert!(o.check().is_ok());
+        let o = parse(serde_json::json!({"url": "postgres://h/db", "tls": "verify-ca"})).unwrap();
+        assert_eq!(o.tls, TlsMode::VerifyCa);
+        assert!(o.check().unwrap_err().to_string().contains("table"));
+        let both = serde_json::json!({"url": "postgres://h/db", "table": "t", "query": "q"});
+        assert!(parse(both)
+            .unwrap()
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
+        assert!(parse(serde_json::json!({"url": "u", "tls": "allow"})).is_err());
+        assert!(parse(serde_json::json!({"url": "u", "table": "t", "tabel": 1})).is_err());
+        let bad = parse(serde_json::json!({"url": "postgres://u:pw@h:notaport/db", "table": "t"}));
+        let e = bad.unwrap().check().unwrap_err().to_string();
+        assert!(
+            e.contains("not a PostgreSQL URL") && !e.contains("pw"),
+            "{e}"
+        );
+    }
+}

@@ -237,3 +237,93 @@ impl SplitReader for PgReader {
         self.rx.blocking_recv().transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{plan, Typing};
+    use etlhost_plugin_sdk::Value;
+    use tokio_postgres::types::Type;
+
+    /// Binary COPY output of rows of (int4, text), NULL as `None`.
+    fn copy_bytes(rows: &[(i32, Option<&str>)]) -> Vec<u8> {
+        let mut b = SIGNATURE.to_vec();
+        b.extend(0i32.to_be_bytes()); // flags
+        b.extend(0i32.to_be_bytes()); // header extension
+        for (n, t) in rows {
+            b.extend(2i16.to_be_bytes());
+            b.extend(4i32.to_be_bytes());
+            b.extend(n.to_be_bytes());
+            match t {
+                Some(t) => {
+                    b.extend((t.len() as i32).to_be_bytes());
+                    b.extend(t.as_bytes());
+                }
+                None => b.extend((-1i32).to_be_bytes()),
+            }
+        }
+        b.extend((-1i16).to_be_bytes());
+        b
+    }
+
+    fn decode_in_chunks(bytes: &[u8], chunk: usize, fetch_size: usize) -> Vec<Vec<Value>> {
+        let plans = vec![
+            plan("n", &Type::INT4, &Typing::default()),
+            plan("t", &Type::TEXT, &Typing::default()),
+        ];
+        let schema: Vec<Column> = plans.iter().map(|p| p.column.clone()).collect();
+        let mut decoder = CopyDecoder::new(&plans, &schema);
+        let mut batch = codec::Builder::new(&schema, 0);
+        let mut ready = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            decoder
+                .feed(piece, &mut batch, fetch_size, &mut ready)
+                .unwrap();
+        }
+        assert!(decoder.ended());
+        if !batch.is_empty() {
+            ready.push(batch.finish());
+        }
+        let mut rows = Vec::new();
+        for b in ready {
+            let b = codec::decode(&b).unwrap();
+            assert!(b.rows.len() <= fetch_size);
+            rows.extend(b.rows);
+        }
+        rows
+    }
+
+    #[test]
+    fn copy_rows_decode_however_the_stream_is_cut() {
+        let rows = [(1, Some("a")), (-2, None), (3, Some("größe"))];
+        let bytes = copy_bytes(&rows);
+        let want: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|(n, t)| {
+                vec![
+                    Value::Int(*n as i64),
+                    t.map_or(Value::Null, |t| Value::String(t.into())),
+                ]
+            })
+            .collect();
+        for chunk in [1, 2, 5, 7, bytes.len()] {
+            assert_eq!(
+                decode_in_chunks(&bytes, chunk, 2),
+                want,
+                "chunks of {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_of_the_wrong_width_is_an_error() {
+        let plans = vec![plan("n", &Type::INT4, &Typing::default())];
+        let schema: Vec<Column> = plans.iter().map(|p| p.column.clone()).collect();
+        let mut decoder = CopyDecoder::new(&plans, &schema);
+        let mut batch = codec::Builder::new(&schema, 0);
+        let e = decoder
+            .feed(&copy_bytes(&[(1, None)]), &mut batch, 10, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(e, "COPY sent a row of 2 fields for 1 columns");
+    }
+}
