@@ -77,13 +77,11 @@ impl Dialect {
     fn relation(self, table: &str) -> String {
         match self {
             Dialect::MySql => self.ident(table),
-            // Already SQL when a part is quoted; otherwise `schema.name` or `name`, each part the
-            // object's actual name.
-            Dialect::Postgres if table.contains('"') => table.to_string(),
-            Dialect::Postgres => {
-                let parts: Vec<String> = table.splitn(2, '.').map(|p| self.ident(p)).collect();
-                parts.join(".")
-            }
+            Dialect::Postgres => pg_parts(table)
+                .iter()
+                .map(|p| self.ident(p))
+                .collect::<Vec<_>>()
+                .join("."),
         }
     }
 }
@@ -98,6 +96,28 @@ pub struct Generated {
     pub notes: Vec<String>,
     /// The graph model as a Markdown file with a Mermaid diagram ([`diagram`]).
     pub diagram: String,
+}
+
+/// The actual names in a postgres catalog name: `name` or `schema.name`, each part as it is
+/// unless written in double quotes (which may hold dots, a quote doubled), as the postgres
+/// source's `table` option reads it.
+fn pg_parts(table: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = table.chars().peekable();
+    while let Some(c) = chars.next() {
+        let last = parts.last_mut().expect("one part at least");
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                last.push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(String::new()),
+            _ => last.push(c),
+        }
+    }
+    parts
 }
 
 /// `order_item` -> `OrderItem`; letters of any script are kept (`größe` -> `Größe`), other

@@ -361,7 +361,14 @@ classDiagram
             Dialect::Postgres.relation("sales.order"),
             r#""sales"."order""#
         );
-        assert_eq!(Dialect::Postgres.relation(r#""a.b"."c""#), r#""a.b"."c""#);
+        assert_eq!(
+            Dialect::Postgres.relation("Sales.Order"),
+            r#""Sales"."Order""#
+        );
+        assert_eq!(
+            Dialect::Postgres.relation(r#"sales."a.b""c""#),
+            r#""sales"."a.b""c""#
+        );
         assert_eq!(Dialect::MySql.relation("a`b"), "`a``b`");
     }
 
