@@ -211,3 +211,29 @@ async fn pg_quoted_non_ascii_schema_table_and_key_names_are_split() {
         2000,
     );
 }
+
+/// `ctid` is per partition, so a partitioned parent cannot be cut by it: refused before reading,
+/// with the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_a_ctid_split_of_a_partitioned_parent_is_refused() {
+    pg_schema("e2e_pg_split_part_ctid");
+    pg_sql(
+        "etl",
+        "CREATE TABLE e2e_pg_split_part_ctid.m (id int, at date NOT NULL) PARTITION BY RANGE (at);
+         CREATE TABLE e2e_pg_split_part_ctid.m_all PARTITION OF e2e_pg_split_part_ctid.m DEFAULT;
+         INSERT INTO e2e_pg_split_part_ctid.m SELECT g, DATE '2024-01-01' + g FROM generate_series(1, 10) g;",
+    );
+    let text = split_spec("pg_split_part_ctid", "e2e_pg_split_part_ctid.m", "ctid");
+    let (path, out) = etlhost_with_spec("run", "pg_split_part_ctid.yaml", &text, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!(
+            "error: {}:5: source.partition_column: cannot query the bounds of ctid: plugin \
+             postgres: partition_column `ctid` cannot split the partitioned table \
+             `e2e_pg_split_part_ctid.m`: ctid is per partition (partition on a key column, or \
+             read each partition as a table)",
+            path.display()
+        )
+    );
+}
