@@ -79,7 +79,7 @@ async fn pg_init_run_verify_a_shop_schema() {
     assert!(text.contains("plugin: postgres"), "{text}");
     assert!(
         out.stdout.starts_with(&format!(
-            "wrote {}: 6 node flows, 5 relationship flows from foreign keys, 1 from join tables",
+            "wrote {}: 6 node flows, 4 relationship flows from foreign keys, 1 from join tables",
             spec.display()
         )),
         "{}\n{text}",
@@ -128,7 +128,7 @@ async fn pg_init_run_verify_a_shop_schema() {
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout
-            .ends_with("flows match, 0 different, 0 not verifiable\n"),
+            .ends_with("\nverify: 11 of 11 flows match, 0 different, 0 not verifiable\n"),
         "{}",
         out.stdout
     );
@@ -145,9 +145,12 @@ async fn pg_init_run_verify_a_shop_schema() {
     );
     let out = etlhost("verify", &spec, &[]);
     assert_eq!(out.code, 5, "{}\n{}", out.stdout, out.stderr);
+    assert!(out
+        .stdout
+        .ends_with("\nverify: 10 of 11 flows match, 1 different, 0 not verifiable\n"));
     assert!(
         out.stdout.contains(
-            "flow product: DIFFERENT\n  rows in source     3\n  entities in graph  3\n  missing            0\n  extra              0\n  different          1  sku=P1 [title]\n"
+            "flow product: DIFFERENT\n  rows in source     3\n  entities in graph  3\n  missing            0\n  extra              0\n  different          1  sku=\"P1\" [title]\n"
         ),
         "{}",
         out.stdout

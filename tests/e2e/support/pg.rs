@@ -108,6 +108,8 @@ pub fn pg_init(db: &str, graph_db: &str, output: &Path, extra: &[&str]) -> Outpu
         .arg(output)
         .arg("--force")
         .args([
+            "--source-plugin",
+            "postgres",
             "--source-url",
             &pg_url(db),
             "--source-user",
