@@ -35,8 +35,15 @@ fn run(spec: &Path, summary: &Path) -> Command {
 }
 
 /// Runs the job with its sink behind `proxy`, letting writes through a step at a time, and
-/// SIGKILLs it once its checkpoint shows splits done and in flight; that checkpoint.
-fn kill_mid_way(spec: &Path, summary: &Path, cp_file: &Path, proxy: &Proxy) -> serde_json::Value {
+/// SIGKILLs it once its checkpoint shows splits done and (if `watermarks`) others in flight with
+/// a watermark; that checkpoint.
+fn kill_mid_way(
+    spec: &Path,
+    summary: &Path,
+    cp_file: &Path,
+    proxy: &Proxy,
+    watermarks: bool,
+) -> serde_json::Value {
     let mut job = run(spec, summary)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -48,7 +55,7 @@ fn kill_mid_way(spec: &Path, summary: &Path, cp_file: &Path, proxy: &Proxy) -> s
             if let Some(cp) = checkpoint(cp_file) {
                 let done = cp["done"].as_array().map_or(0, |d| d.len());
                 let in_flight = cp["watermarks"].as_object().map_or(0, |w| w.len());
-                if done >= 1 && in_flight >= 1 {
+                if done >= 1 && (in_flight >= 1 || !watermarks) {
                     seen = Some(cp);
                     return true;
                 }
@@ -118,7 +125,9 @@ async fn pg_jobs_killed_mid_way_resume_exact() {
         let cp_file = cp_dir.join(format!("{name}.checkpoint.json"));
         let summary = dir.join("summary.json");
 
-        let cp = kill_mid_way(&spec, &summary, &cp_file, &proxy);
+        // A ctid split in flight has no watermark: it is read again whole on resume (MERGE
+        // makes that safe), so only splits done are waited for.
+        let cp = kill_mid_way(&spec, &summary, &cp_file, &proxy, column != "ctid");
         let count = |q: &str| graph_count(&schema, q).unwrap();
         let before = count("MATCH (c:Code) RETURN count(c) AS n");
         assert!(
@@ -144,7 +153,7 @@ async fn pg_jobs_killed_mid_way_resume_exact() {
         eprintln!(
             "{name}: {before} nodes when killed ({} splits done, {} in flight); resumed run read {reread}",
             cp["done"].as_array().unwrap().len(),
-            cp["watermarks"].as_object().unwrap().len()
+            cp["watermarks"].as_object().map_or(0, |w| w.len())
         );
         assert_eq!(count("MATCH (c:Code) RETURN count(c) AS n"), ROWS, "{name}");
         assert_eq!(
