@@ -88,7 +88,7 @@ fn cast(ty: &Type) -> Option<&'static str> {
     match ty.kind() {
         Kind::Domain(base) => cast(base),
         Kind::Array(elem) => cast(elem).map(|_| "text[]"),
-        _ if known(ty).is_some() => None,
+        _ if known(ty).is_some() || matches!(*ty, Type::JSON | Type::JSONB) => None,
         _ => Some("text"),
     }
 }
@@ -867,6 +867,7 @@ mod tests {
             Decode::Array(Box::new(Decode::Int4))
         );
         assert_eq!(select_expr("\"a\"", &Type::INT4_ARRAY), "\"a\"");
+        assert_eq!(select_expr("\"j\"", &Type::JSONB_ARRAY), "\"j\"");
         assert_eq!(select_expr("\"r\"", &Type::INT4_RANGE), "\"r\"::text");
         assert_eq!(plan("r", &Type::INT4_RANGE, &typing).warning, None);
         assert_eq!(select_expr("\"x\"", &Type::XML), "\"x\"::text");
