@@ -81,3 +81,27 @@ fn durations_and_zoned_times_are_kept_as_written() {
         assert_eq!(stored, v, "a node property");
     }
 }
+
+/// PostgreSQL arrays become lists: ArcadeDB keeps a NULL element, nested lists (a
+/// multi-dimensional array), an empty list and a list of durations as node properties.
+#[test]
+fn lists_with_nulls_and_nested_lists_are_kept() {
+    let cases = [
+        Ps::List(vec![Ps::Int(1), Ps::Null, Ps::Int(3)]),
+        Ps::List(vec![
+            Ps::List(vec![Ps::Int(1), Ps::Null]),
+            Ps::List(vec![Ps::Int(3), Ps::Int(4)]),
+        ]),
+        Ps::List(vec![]),
+        Ps::List(vec![Ps::Struct(
+            b'E',
+            vec![Ps::Int(1), Ps::Int(2), Ps::Int(3), Ps::Int(4)],
+        )]),
+        Ps::List(vec![Ps::String("a".into()), Ps::Int(1)]),
+    ];
+    for (i, v) in cases.into_iter().enumerate() {
+        let (echo, stored) = round_trip(&format!("ListProbe{i}"), v.clone());
+        assert_eq!(echo, v, "RETURN $v");
+        assert_eq!(stored, v, "a node property");
+    }
+}
