@@ -18,7 +18,7 @@
 
 use std::fmt::Write;
 
-use etlhost_plugin_sdk::{Column, ColumnType, Point, Value};
+use etlhost_plugin_sdk::{codec, Column, ColumnType, Point, Value};
 use tokio_postgres::types::{Kind, Type};
 
 /// Options that change how values are typed.
@@ -231,6 +231,28 @@ impl Decode {
             Decode::Array(elem) => array(raw, elem)?,
             temporal => temporal.temporal(raw)?,
         })
+    }
+
+    /// [`Decode::decode`] straight into a batch: the common types (integers, floats, text,
+    /// bytea, dates and timestamps) are pushed from their bytes without building a [`Value`] (no
+    /// allocation per text cell); the others are decoded, then pushed.
+    pub fn push(&self, raw: Option<&[u8]>, out: &mut codec::Builder) -> Result<(), String> {
+        let Some(b) = raw else {
+            out.push_null();
+            return Ok(());
+        };
+        match self {
+            Decode::Int2 => out.push_int(i16::from_be_bytes(fixed(b)?).into()),
+            Decode::Int4 => out.push_int(i32::from_be_bytes(fixed(b)?).into()),
+            Decode::Int8 => out.push_int(be_i64(b)?),
+            Decode::Float8 => out.push_float(f64::from_be_bytes(fixed(b)?)),
+            Decode::Text => out.push_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?,
+            Decode::Bytea => out.push_bytes(b),
+            Decode::Timestamp => out.push_date_time(timestamp(b, "timestamp")?),
+            Decode::TimestampTz => out.push_timestamp(timestamp(b, "timestamptz")?),
+            other => out.push_value(&other.decode(raw)?),
+        }
+        Ok(())
     }
 
     fn temporal(&self, raw: &[u8]) -> Result<Value, String> {
@@ -850,6 +872,45 @@ mod tests {
         );
         assert_eq!(ok(Decode::Geometry, line), Value::Bytes(want));
         assert_eq!(d(Decode::Geometry, "02").unwrap_err(), "not PostGIS EWKB");
+    }
+
+    #[test]
+    fn pushed_cells_are_the_decoded_values() {
+        let cells = [
+            (Decode::Int2, "ff85"),
+            (Decode::Int4, "7fffffff"),
+            (Decode::Int8, "8000000000000000"),
+            (Decode::Float8, "3ff8000000000000"),
+            (Decode::Float4, "3dcccccd"),
+            (Decode::Text, "c3a9"),
+            (Decode::Bytea, "00ff"),
+            (Decode::Timestamp, "0000000000000001"),
+            (Decode::TimestampTz, "ffffffffffffffff"),
+            (Decode::Interval, "ffffffffffe91ca0 00000003 0000000e"),
+            (Decode::Numeric, "0001 ffff 4000 0004 000c"),
+        ];
+        let schema: Vec<Column> = (0..cells.len())
+            .map(|i| Column {
+                name: format!("c{i}"),
+                ty: ColumnType::Any,
+            })
+            .collect();
+        let mut out = codec::Builder::new(&schema, 0);
+        let mut want = Vec::new();
+        for (decode, raw) in &cells {
+            decode.push(Some(&hex(raw)), &mut out).unwrap();
+            want.push(decode.decode(Some(&hex(raw))).unwrap());
+        }
+        out.end_row();
+        for (decode, _) in &cells {
+            decode.push(None, &mut out).unwrap();
+        }
+        out.end_row();
+        let batch = codec::decode(&out.finish()).unwrap();
+        assert_eq!(batch.rows, vec![want, vec![Value::Null; cells.len()]]);
+        let mut out = codec::Builder::new(&schema, 0);
+        let e = Decode::Text.push(Some(&[0xff]), &mut out).unwrap_err();
+        assert!(e.starts_with("not UTF-8"), "{e}");
     }
 
     #[test]
