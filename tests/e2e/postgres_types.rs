@@ -28,7 +28,7 @@ fn types_table() {
            mood mood, pos positive, ip inet, net cidr, mac macaddr, cash money,
            rng int4range, tsv tsvector,
            pt geometry(Point, 4326), ln geometry(LineString, 4326),
-           embedding cube
+           embedding cube, num_special numeric
          );
          SET TIME ZONE 'Europe/Berlin';
          INSERT INTO types VALUES
@@ -41,20 +41,20 @@ fn types_table() {
           'happy', 42, '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', 12.34,
           '[1,10)', 'a fat cat',
           ST_SetSRID(ST_MakePoint(13.4, 52.5), 4326),
-          ST_GeomFromText('LINESTRING(0 0,1 1)', 4326), '(1, 2, 3)'),
+          ST_GeomFromText('LINESTRING(0 0,1 1)', 4326), '(1, 2, 3)', 'NaN'),
          (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-          NULL, NULL, NULL, NULL, NULL),
+          NULL, NULL, NULL, NULL, NULL, NULL),
          (3, 32767, -2147483648, -9223372036854775808, 0.000000000000000000001, -0.0001,
           'NaN', '-Infinity', repeat('ab€', 3000), '', 'abcde', '', false,
           '0001-01-01', '00:00:00', '23:59:59-11:30', '1900-01-01 00:00:00',
           '1970-01-01 00:00:00+00', '-3 days -00:00:01', '00000000-0000-0000-0000-000000000000',
           '[]', 'null', '{}', '{}', 'sad', 1, '::1', '::/0', '00:00:00:00:00:00',
-          -92233720368547758.08, 'empty', '', NULL, NULL, NULL),
+          -92233720368547758.08, 'empty', '', NULL, NULL, NULL, 'Infinity'),
          (4, -32768, 2147483647, 9223372036854775807, -99999999999999999999999999999.5,
           99999999.9999, 'Infinity', 'NaN', 'x', NULL, NULL, NULL, NULL,
           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '-Infinity');",
     );
 }
 
@@ -116,6 +116,10 @@ const EXPECTED: &[(i64, &str, &str)] = &[
     (1, "num", "\"12345678901234567890.123456789012\""),
     (3, "num", "\"0.000000000000000000001\""),
     (4, "num", "\"-99999999999999999999999999999.5\""),
+    // numeric's NaN and infinities (which no decimal holds) as their PostgreSQL text.
+    (1, "num_special", "\"NaN\""),
+    (3, "num_special", "\"Infinity\""),
+    (4, "num_special", "\"-Infinity\""),
     (1, "num_s", "\"12.5000\""),
     (3, "num_s", "\"-0.0001\""),
     (4, "num_s", "\"99999999.9999\""),
@@ -283,4 +287,36 @@ async fn pg_every_type_is_read_back_from_the_graph() {
     assert_eq!(summary["written"], 1, "{summary}\n{}", out.stderr);
     assert_eq!(prop(&g, 1, "js_a").await, "[1, 2]");
     assert_eq!(prop(&g, 1, "jb_b").await, "1");
+}
+
+/// A date or timestamp at PostgreSQL's +-infinity has no counterpart in the graph: refused,
+/// naming the column and the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn pg_infinite_timestamps_are_refused_naming_the_column() {
+    pg_schema("e2e_pg_types_inf");
+    pg_sql(
+        "etl",
+        "CREATE TABLE e2e_pg_types_inf.t (id int PRIMARY KEY, valid_until timestamptz);
+         INSERT INTO e2e_pg_types_inf.t VALUES (1, now()), (2, 'infinity');",
+    );
+    let spec = SpecBuilder::new("pg_types_inf")
+        .source_url(&pg_url("etl"))
+        .table("e2e_pg_types_inf.t");
+    let (_, out) =
+        crate::support::etlhost_with_spec("run", "pg_types_inf.yaml", &pg_spec(&spec), &[]);
+    assert_ne!(out.code, 0);
+    let last = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert_eq!(
+        last,
+        "error: job failed: reading split 0 (whole source) failed after 0 rows: plugin postgres: \
+         reading failed: column `valid_until`: timestamptz 'infinity' or '-infinity' has no \
+         counterpart in the graph: leave such rows out or map them in a `query:` (e.g. \
+         `NULLIF(col, 'infinity')`)",
+        "{}",
+        out.stderr
+    );
 }
