@@ -166,7 +166,8 @@ async fn pg_tls_modes_against_a_tls_only_server() {
         format!(
             "{prefix}error performing TLS handshake: invalid peer certificate: certificate not \
              valid for name \"127.0.0.1\"; certificate is only valid for \
-             DnsName(\"{CERT_HOST}\") (check `tls` and `trusted_ca`)"
+             DnsName(\"{CERT_HOST}\") (`verify-full` checks the host in `url` against the \
+             certificate: connect by a name it was issued for, or use `verify-ca`)"
         )
     );
     // verify-ca without the authority: the self-signed chain is not trusted.
@@ -175,7 +176,9 @@ async fn pg_tls_modes_against_a_tls_only_server() {
         refused("pg_tls_untrusted", &text),
         format!(
             "{prefix}error performing TLS handshake: invalid peer certificate: UnknownIssuer \
-             (check `tls` and `trusted_ca`)"
+             (the server's certificate is not signed by an authority in `trusted_ca` (the \
+             system's when not given); give the CA that signed it, or `tls: require` to encrypt \
+             without checking)"
         )
     );
     // disable against a server whose pg_hba.conf has hostssl lines only: the server's refusal.
