@@ -120,8 +120,32 @@ pub fn default_hba() -> String {
     )
 }
 
+/// Fails, naming the folder and the fix, when the `postgres` user cannot reach `dir`: a checkout
+/// under a private home folder (`/root` is 0700) would otherwise fail later in initdb's words.
+fn reachable_by_postgres(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, _) = postgres_ids()?;
+    for folder in dir.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(folder) else {
+            continue;
+        };
+        if meta.uid() != uid && meta.mode() & 0o001 == 0 {
+            bail!(
+                "PostgreSQL runs as the `postgres` user, which cannot enter {} (mode {:o}), on \
+                 the way to its cluster in {}: `chmod o+x {}`, or check the project out elsewhere",
+                folder.display(),
+                meta.mode() & 0o7777,
+                dir.display(),
+                folder.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Creates a cluster in `dir/data` (owned by postgres) with `hba` as its pg_hba.conf.
 fn initdb(dir: &Path, hba: &str) -> Result<()> {
+    reachable_by_postgres(dir)?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
