@@ -366,7 +366,11 @@ pub fn ensure() -> Result<()> {
                 initdb(&dir, &default_hba())?;
             }
             write_conf(&dir, PG_PORT, &[])?;
-            std::fs::write(&log, "")?;
+            // Appended to, as MariaDB's; pg_ctl writes it as postgres.
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)?;
             chown_postgres(&log)?;
             eprintln!("xtask: starting PostgreSQL (log: {})", log.display());
             if !crate::services::listening(PG_PORT) {
