@@ -1,18 +1,19 @@
 //! A PostgreSQL table is cut into key ranges at sampled quantiles and read by several readers at
 //! once, every row exactly once, whatever its key: integer, numeric, date, text in a collation
 //! that is not byte order, UUID, a composite key, no key at all (`ctid` ranges), a partitioned
-//! table read through its parent, and a schema and table with quoted non-ASCII names. Rows are
-//! collected from the console sink's JSON lines.
+//! table read through its parent, and a schema and table with quoted non-ASCII names. Each row is
+//! CREATEd as a node, so the graph shows a row lost or read twice.
 
-use std::collections::BTreeMap;
-
-use crate::support::{etlhost_with_spec, pg_schema, pg_spec, pg_sql, run_job_output, SpecBuilder};
+use crate::support::{
+    etlhost_with_spec, graph, one, pg_schema, pg_spec, pg_sql, run_job_output, SpecBuilder,
+};
 
 const READERS: usize = 4;
 const SPLITS: u32 = 6;
 
-/// A postgres -> console spec of `table` (as written in the spec) in database etl, split on
-/// `column` (a name or a YAML list) into [`SPLITS`] ranges read by [`READERS`] readers.
+/// A postgres -> Bolt spec of `table` (as written in the spec) in database etl, split on `column`
+/// (a name or a YAML list) into [`SPLITS`] ranges read by [`READERS`] readers, each row CREATEd
+/// as a node of graph `name` (so a row read twice would be two nodes).
 fn split_spec(name: &str, table: &str, column: &str) -> String {
     pg_spec(
         &SpecBuilder::new(name)
@@ -20,25 +21,21 @@ fn split_spec(name: &str, table: &str, column: &str) -> String {
             .source_url(&crate::support::pg_url("etl"))
             .table(table)
             .partition(column, SPLITS)
+            .sink_bolt(name, "UNWIND $batch AS row CREATE (n:Row) SET n = row")
             .batch(50),
     )
 }
 
-/// How often each row (its `key` fields joined) was delivered.
-fn delivered(stdout: &str, key: &[&str]) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
-    for line in stdout.lines() {
-        let row: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-        let k: Vec<String> = key.iter().map(|k| row[k].to_string()).collect();
-        *seen.entry(k.join("|")).or_insert(0) += 1;
-    }
-    seen
-}
-
-/// Plans and runs the job: several splits planned, `rows` rows delivered each exactly once, and
-/// more than one reader busy.
-fn assert_split_exactly_once(name: &str, table: &str, column: &str, key: &[&str], rows: usize) {
+/// Plans and runs the job: several splits planned, more than one reader busy, and in the graph
+/// exactly `rows` nodes with `rows` distinct `key`s (the properties joined).
+async fn assert_split_exactly_once(
+    name: &str,
+    table: &str,
+    column: &str,
+    key: &[&str],
+    rows: usize,
+) {
+    let g = graph(name).await;
     let text = split_spec(name, table, column);
     let (_, plan) = etlhost_with_spec("plan", &format!("{name}.yaml"), &text, &[]);
     assert_eq!(
@@ -52,11 +49,7 @@ fn assert_split_exactly_once(name: &str, table: &str, column: &str, key: &[&str]
         "{name}: {planned} splits planned, expected several:\n{}",
         plan.stdout
     );
-    let (summary, out) = run_job_output(name, &text);
-    let seen = delivered(&out.stdout, key);
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "{name}: rows delivered twice: {twice:?}");
-    assert_eq!(seen.len(), rows, "{name}: rows lost");
+    let (summary, _) = run_job_output(name, &text);
     assert_eq!(summary["read"], rows, "{name}: {summary}");
     assert_eq!(summary["written"], rows, "{name}: {summary}");
     let per_reader: Vec<u64> =
@@ -65,6 +58,21 @@ fn assert_split_exactly_once(name: &str, table: &str, column: &str, key: &[&str]
         per_reader.iter().filter(|n| **n > 0).count() > 1,
         "{name}: one reader read everything: {summary}"
     );
+    let nodes: i64 = one(&g, "MATCH (n:Row) RETURN count(n) AS n").await;
+    assert_eq!(
+        nodes, rows as i64,
+        "{name}: nodes (a row read twice is two)"
+    );
+    let joined: Vec<String> = key.iter().map(|k| format!("toString(n.`{k}`)")).collect();
+    let distinct: i64 = one(
+        &g,
+        &format!(
+            "MATCH (n:Row) RETURN count(DISTINCT {}) AS n",
+            joined.join(" + '|' + ")
+        ),
+    )
+    .await;
+    assert_eq!(distinct, rows as i64, "{name}: distinct keys (rows lost)");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,7 +85,7 @@ async fn pg_integer_keys_with_gaps_and_extremes_are_split() {
          INSERT INTO e2e_pg_split_int.t VALUES (-9223372036854775808, 'min'), (9223372036854775807, 'max');
          ANALYZE e2e_pg_split_int.t;",
     );
-    assert_split_exactly_once("pg_split_int", "e2e_pg_split_int.t", "id", &["id"], 3002);
+    assert_split_exactly_once("pg_split_int", "e2e_pg_split_int.t", "id", &["id"], 3002).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -92,7 +100,7 @@ async fn pg_numeric_keys_are_split_exactly() {
          INSERT INTO e2e_pg_split_num.t SELECT -g * 1.5 FROM generate_series(1, 1500) g;
          ANALYZE e2e_pg_split_num.t;",
     );
-    assert_split_exactly_once("pg_split_num", "e2e_pg_split_num.t", "k", &["k"], 3000);
+    assert_split_exactly_once("pg_split_num", "e2e_pg_split_num.t", "k", &["k"], 3000).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,7 +112,7 @@ async fn pg_date_keys_are_split() {
          INSERT INTO e2e_pg_split_date.t SELECT DATE '1901-01-01' + g * 13, g FROM generate_series(0, 2999) g;
          ANALYZE e2e_pg_split_date.t;",
     );
-    assert_split_exactly_once("pg_split_date", "e2e_pg_split_date.t", "d", &["n"], 3000);
+    assert_split_exactly_once("pg_split_date", "e2e_pg_split_date.t", "d", &["n"], 3000).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,7 +127,7 @@ async fn pg_text_keys_are_split_in_the_columns_collation() {
            SELECT (ARRAY['a','B','é','Z','ß','Ä','z','É'])[1 + g % 8] || g, g FROM generate_series(1, 3000) g;
          ANALYZE e2e_pg_split_text.t;",
     );
-    assert_split_exactly_once("pg_split_text", "e2e_pg_split_text.t", "k", &["n"], 3000);
+    assert_split_exactly_once("pg_split_text", "e2e_pg_split_text.t", "k", &["n"], 3000).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,7 +139,7 @@ async fn pg_uuid_keys_are_split() {
          INSERT INTO e2e_pg_split_uuid.t SELECT gen_random_uuid(), g FROM generate_series(1, 3000) g;
          ANALYZE e2e_pg_split_uuid.t;",
     );
-    assert_split_exactly_once("pg_split_uuid", "e2e_pg_split_uuid.t", "k", &["k"], 3000);
+    assert_split_exactly_once("pg_split_uuid", "e2e_pg_split_uuid.t", "k", &["k"], 3000).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,7 +160,8 @@ async fn pg_composite_keys_are_split_by_tuples() {
         "[region, n]",
         &["region", "n"],
         4000,
-    );
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -172,7 +181,7 @@ async fn pg_a_table_without_a_key_is_split_by_ctid_ranges() {
         .parse()
         .unwrap();
     assert_eq!(rows, 5000 - 714);
-    assert_split_exactly_once("pg_split_ctid", "e2e_pg_split_ctid.t", "ctid", &["n"], rows);
+    assert_split_exactly_once("pg_split_ctid", "e2e_pg_split_ctid.t", "ctid", &["n"], rows).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -190,7 +199,7 @@ async fn pg_a_partitioned_table_is_read_through_its_parent_once() {
          INSERT INTO e2e_pg_split_part.m SELECT g, DATE '2022-07-01' + (g % 900) FROM generate_series(1, 3000) g;
          ANALYZE e2e_pg_split_part.m;",
     );
-    assert_split_exactly_once("pg_split_part", "e2e_pg_split_part.m", "id", &["id"], 3000);
+    assert_split_exactly_once("pg_split_part", "e2e_pg_split_part.m", "id", &["id"], 3000).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,7 +218,8 @@ async fn pg_quoted_non_ascii_schema_table_and_key_names_are_split() {
         "'Schlüssel'",
         &["Schlüssel"],
         2000,
-    );
+    )
+    .await;
 }
 
 /// `ctid` is per partition, so a partitioned parent cannot be cut by it: refused before reading,
@@ -223,6 +233,7 @@ async fn pg_a_ctid_split_of_a_partitioned_parent_is_refused() {
          CREATE TABLE e2e_pg_split_part_ctid.m_all PARTITION OF e2e_pg_split_part_ctid.m DEFAULT;
          INSERT INTO e2e_pg_split_part_ctid.m SELECT g, DATE '2024-01-01' + g FROM generate_series(1, 10) g;",
     );
+    let _g = graph("pg_split_part_ctid").await;
     let text = split_spec("pg_split_part_ctid", "e2e_pg_split_part_ctid.m", "ctid");
     let (path, out) = etlhost_with_spec("run", "pg_split_part_ctid.yaml", &text, &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
