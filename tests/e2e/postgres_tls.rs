@@ -244,11 +244,11 @@ async fn pg_a_wrong_password_is_refused_without_showing_it() {
     );
     let (_, out) = etlhost_with_spec("run", "pg_auth_wrong.yaml", &text, &[]);
     assert_ne!(out.code, 0);
-    assert!(
-        out.stderr
-            .contains("password authentication failed for user \"etl\""),
-        "{}",
-        out.stderr
+    assert_eq!(
+        out.stderr.trim_end(),
+        "error: cannot start source: plugin postgres: cannot connect to PostgreSQL at \
+         127.0.0.1:5432/etl: password authentication failed for user \"etl\" (check `user` and \
+         `password`, and the server's pg_hba.conf)"
     );
     assert!(!out.stderr.contains(secret), "{}", out.stderr);
     assert!(!out.stdout.contains(secret), "{}", out.stdout);
