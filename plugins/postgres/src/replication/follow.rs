@@ -1,0 +1,623 @@
+//! Following a slot: replication events into change batches, one table's consecutive changes
+//! each, a transaction's last change marked `last` with its commit's position.
+//!
+//! Values decode with the snapshot's type plans (`crate::types`), from pgoutput's binary form.
+//! Two kinds of column are read again from the table by key instead (one query per such change):
+//! an unchanged TOASTed value (`u`: the update did not touch it and the log does not repeat it)
+//! that the old row (REPLICA IDENTITY FULL) does not have either, so the graph's value is never
+//! overwritten with NULL; and a column whose type has no binary decoder (the COPY casts it to
+//! text, so the log's binary form is not read).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use etlhost_plugin_sdk::{
+    Change, ChangeBatch, ChangeKind, Column, Error, Position, Row, StreamRequest, Value,
+};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
+use tokio::sync::mpsc;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
+use tokio_postgres::{Client, Statement};
+
+use super::pgoutput::{self, Datum, Message};
+use super::slot::{self, Names, Table};
+use crate::connect::Connector;
+use crate::reader::Sent;
+use crate::source::PgSource;
+use crate::sql::ident;
+use crate::types::{self, ColumnPlan, Typing};
+
+/// Seconds from 1970 to PostgreSQL's epoch (2000-01-01).
+const PG_EPOCH: i64 = 946_684_800;
+
+/// A streamed relation as the log last described it.
+struct Rel {
+    table: String,
+    relation: String,
+    plans: Vec<ColumnPlan>,
+    /// Columns read from the table rather than the log (their type has no binary decoder).
+    cast: Vec<bool>,
+    exprs: Vec<String>,
+    key: Vec<usize>,
+    key_types: Vec<Type>,
+    /// Statements that read some columns by key, by the columns' indices.
+    reads: HashMap<Vec<usize>, Statement>,
+}
+
+pub(super) struct Context {
+    client: Client,
+    conn: Connector,
+    typing: Typing,
+    cfg: ReplicationConfig,
+    tables: HashMap<u32, Table>,
+    rels: HashMap<u32, Rel>,
+    from: Position,
+    max: u64,
+    /// The furthest position handed on.
+    marked: u64,
+}
+
+impl Context {
+    /// Connects for catalog reads and checks that the slot can resume at `req.from`.
+    pub(super) async fn new(
+        source: &PgSource,
+        names: Names,
+        cfg: ReplicationConfig,
+        req: &StreamRequest,
+        recorded: u64,
+    ) -> Result<Context, Error> {
+        let client = source.client().await?;
+        let confirmed = slot::confirmed(&client, source, &names.slot).await?;
+        let from = req.from.pos.saturating_sub(u64::from(req.from.skip > 0));
+        match confirmed {
+            None => {
+                return Err(Error::permanent(format!(
+                    "replication slot `{}` is gone (dropped?), so the changes after {} cannot be read: \
+                     run with --fresh to start over with a new snapshot",
+                    names.slot, req.from
+                )))
+            }
+            Some(c) if from > 0 && c > from => {
+                return Err(Error::permanent(format!(
+                    "replication slot `{}` has confirmed {} but the stream resumes at {}: the slot it \
+                     read is gone (dropped, and made again) or was moved by another client, so the \
+                     changes in between cannot be read: run with --fresh to start over with a new \
+                     snapshot",
+                    names.slot,
+                    Lsn::from_u64(c),
+                    Lsn::from_u64(from)
+                )))
+            }
+            Some(_) => {}
+        }
+        let tables = slot::tables(&client, source, &req.tables).await?;
+        let cfg = cfg
+            .with_start_lsn(Lsn::from_u64(req.from.pos))
+            .with_ack_lsn(Lsn::from_u64(recorded));
+        Ok(Context {
+            client,
+            conn: source.conn.clone(),
+            typing: source.typing.clone(),
+            cfg,
+            tables: tables.into_iter().map(|t| (t.oid, t)).collect(),
+            rels: HashMap::new(),
+            from: req.from.clone(),
+            max: req.max_transaction_changes,
+            marked: 0,
+        })
+    }
+}
+
+/// The transaction being read.
+struct Txn {
+    final_lsn: u64,
+    ts: u32,
+    /// Changes of it already handed on before a restart (`Position::skip`), dropped.
+    skip: u64,
+    /// Changes of streamed tables seen so far.
+    seen: u64,
+    pending: Vec<(u32, Change)>,
+}
+
+/// Reads the slot until the reader is dropped or the session fails (the error is the last
+/// thing sent; the host reconnects from its last complete transaction).
+pub(super) async fn run(mut ctx: Context, recorded: Arc<AtomicU64>, tx: mpsc::Sender<Sent>) {
+    if let Err(e) = follow(&mut ctx, &recorded, &tx).await {
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+async fn follow(
+    ctx: &mut Context,
+    recorded: &AtomicU64,
+    tx: &mpsc::Sender<Sent>,
+) -> Result<(), Error> {
+    let mut session = ReplicationClient::connect(ctx.cfg.clone())
+        .await
+        .map_err(|e| session_error(ctx, e))?;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut txn: Option<Txn> = None;
+    loop {
+        let event = tokio::select! {
+            ev = session.recv() => ev.map_err(|e| session_error(ctx, e))?,
+            _ = tick.tick() => {
+                session.update_applied_lsn(Lsn::from_u64(recorded.load(Ordering::SeqCst)));
+                continue;
+            }
+            _ = tx.closed() => {
+                session.stop();
+                return Ok(());
+            }
+        };
+        let Some(event) = event else {
+            return Err(Error::retryable("the replication session ended"));
+        };
+        match event {
+            ReplicationEvent::Begin {
+                final_lsn,
+                commit_time_micros,
+                ..
+            } => {
+                let final_lsn = final_lsn.as_u64();
+                let skip = if ctx.from.skip > 0 && final_lsn == ctx.from.pos {
+                    ctx.from.skip
+                } else {
+                    0
+                };
+                txn = Some(Txn {
+                    final_lsn,
+                    ts: (commit_time_micros / 1_000_000 + PG_EPOCH).clamp(0, u32::MAX as i64)
+                        as u32,
+                    skip,
+                    seen: 0,
+                    pending: Vec::new(),
+                });
+            }
+            ReplicationEvent::XLogData { data, .. } => {
+                let Some(t) = txn.as_mut() else { continue };
+                let message = pgoutput::parse(&data).map_err(|e| {
+                    Error::permanent(format!("cannot read the replication stream: {e}"))
+                })?;
+                let changes = ctx.changes(message, t.ts).await?;
+                for (rel, c) in changes {
+                    t.seen += 1;
+                    if t.seen > t.skip {
+                        t.pending.push((rel, c));
+                    }
+                }
+                if ctx.max > 0 && t.pending.len() as u64 >= ctx.max {
+                    let at = Position {
+                        skip: t.seen,
+                        ..slot::position(t.final_lsn)
+                    };
+                    send(ctx, std::mem::take(&mut t.pending), at, t.ts, tx).await?;
+                }
+            }
+            // Between transactions, the server has sent every transaction that commits before
+            // `wal_end`: a mark there moves the position (and so the slot) on while the
+            // streamed tables are quiet, so the server need not keep WAL for them.
+            ReplicationEvent::KeepAlive { wal_end, .. } if txn.is_none() => {
+                let end = wal_end.as_u64();
+                if end > ctx.from.pos && end > ctx.marked {
+                    ctx.marked = end;
+                    send(ctx, Vec::new(), slot::position(end), now(), tx).await?;
+                }
+            }
+            ReplicationEvent::Commit { end_lsn, .. } => {
+                let Some(t) = txn.take() else { continue };
+                let end = end_lsn.as_u64();
+                if end <= ctx.from.pos && ctx.from.skip == 0 {
+                    continue;
+                }
+                ctx.marked = ctx.marked.max(end);
+                send(ctx, t.pending, slot::position(end), t.ts, tx).await?;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Hands on `changes` (all of them, or a part) as batches of one table each, the last change
+/// marked with `at`; none: a mark, so the position moves on.
+async fn send(
+    ctx: &Context,
+    changes: Vec<(u32, Change)>,
+    at: Position,
+    ts: u32,
+    tx: &mpsc::Sender<Sent>,
+) -> Result<(), Error> {
+    let mut changes = changes;
+    if changes.is_empty() {
+        let mark = Change {
+            kind: ChangeKind::Mark,
+            row: Vec::new(),
+            old: None,
+            commit: at.clone(),
+            last: true,
+            timestamp: ts,
+            no_fk_actions: false,
+        };
+        let b = ChangeBatch {
+            table: String::new(),
+            schema: Vec::<Column>::new().into(),
+            key: Vec::new(),
+            changes: vec![mark],
+        };
+        return tx
+            .send(Ok(b.encode()))
+            .await
+            .map_err(|_| Error::permanent("the stream's reader is gone"));
+    }
+    let n = changes.len();
+    for (i, (_, c)) in changes.iter_mut().enumerate() {
+        c.commit = at.clone();
+        c.last = i + 1 == n;
+    }
+    let mut batch: Option<(u32, ChangeBatch)> = None;
+    for (rel, c) in changes {
+        if batch.as_ref().is_some_and(|(r, _)| *r != rel) {
+            let (_, b) = batch.take().expect("checked");
+            tx.send(Ok(b.encode()))
+                .await
+                .map_err(|_| Error::permanent("the stream's reader is gone"))?;
+        }
+        let b = batch.get_or_insert_with(|| (rel, ctx.empty_batch(rel)));
+        b.1.changes.push(c);
+    }
+    if let Some((_, b)) = batch {
+        tx.send(Ok(b.encode()))
+            .await
+            .map_err(|_| Error::permanent("the stream's reader is gone"))?;
+    }
+    Ok(())
+}
+
+impl Context {
+    fn empty_batch(&self, rel: u32) -> ChangeBatch {
+        match self.rels.get(&rel) {
+            Some(r) => ChangeBatch {
+                table: r.table.clone(),
+                schema: r
+                    .plans
+                    .iter()
+                    .map(|p| p.column.clone())
+                    .collect::<Vec<_>>()
+                    .into(),
+                key: r.key.clone(),
+                changes: Vec::new(),
+            },
+            None => ChangeBatch {
+                table: self
+                    .tables
+                    .get(&rel)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+                schema: Vec::<Column>::new().into(),
+                key: Vec::new(),
+                changes: Vec::new(),
+            },
+        }
+    }
+
+    /// One message's changes of streamed tables (an update of the key is a delete and an insert).
+    async fn changes(&mut self, m: Message, ts: u32) -> Result<Vec<(u32, Change)>, Error> {
+        let change = |kind, row, old| Change {
+            kind,
+            row,
+            old,
+            commit: Position::default(),
+            last: false,
+            timestamp: ts,
+            no_fk_actions: false,
+        };
+        Ok(match m {
+            Message::Relation(r) => {
+                if self.tables.contains_key(&r.oid) {
+                    let rel = self.describe(&r).await?;
+                    self.rels.insert(r.oid, rel);
+                }
+                Vec::new()
+            }
+            Message::Insert { rel, new } if self.rels.contains_key(&rel) => {
+                let row = self.row(rel, &new, None).await?;
+                vec![(rel, change(ChangeKind::Insert, row, None))]
+            }
+            Message::Update { rel, old, new } if self.rels.contains_key(&rel) => {
+                let old_row = match &old {
+                    Some(o) => Some(self.row(rel, o, None).await?),
+                    None => None,
+                };
+                let row = self.row(rel, &new, old.as_deref()).await?;
+                let key = &self.rels[&rel].key;
+                let moved = old_row
+                    .as_ref()
+                    .is_some_and(|o| key.iter().any(|&k| o[k] != row[k] && o[k] != Value::Null));
+                match old_row {
+                    Some(o) if moved => vec![
+                        (rel, change(ChangeKind::Delete, o.clone(), None)),
+                        (rel, change(ChangeKind::Insert, row, Some(o))),
+                    ],
+                    o => vec![(rel, change(ChangeKind::Update, row, o))],
+                }
+            }
+            Message::Delete { rel, old } if self.rels.contains_key(&rel) => {
+                let row = self.row(rel, &old, Some(&[])).await?;
+                vec![(rel, change(ChangeKind::Delete, row, None))]
+            }
+            Message::Truncate { rels } => rels
+                .into_iter()
+                .filter(|r| self.tables.contains_key(r))
+                .map(|r| (r, change(ChangeKind::Truncate, Vec::new(), None)))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// A relation's plans: the column types as preparing a SELECT of it gives them (enums,
+    /// domains and arrays resolved as for the snapshot), the key from its primary key (all
+    /// columns with REPLICA IDENTITY FULL and no key).
+    async fn describe(&self, r: &pgoutput::Relation) -> Result<Rel, Error> {
+        let t = &self.tables[&r.oid];
+        let fail = |e: tokio_postgres::Error| {
+            self.conn
+                .error(&format!("cannot read the columns of `{}`", t.name), &e)
+        };
+        let stmt = self
+            .client
+            .prepare(&format!("SELECT * FROM {} LIMIT 0", t.relation))
+            .await
+            .map_err(fail)?;
+        let by_name: HashMap<&str, &Type> = stmt
+            .columns()
+            .iter()
+            .map(|c| (c.name(), c.type_()))
+            .collect();
+        let pk: Vec<String> = self
+            .client
+            .query(
+                "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid \
+                 AND a.attnum = ANY (i.indkey) WHERE i.indrelid = $1 AND i.indisprimary \
+                 ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                &[&r.oid],
+            )
+            .await
+            .map_err(fail)?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut rel = Rel {
+            table: t.name.clone(),
+            relation: t.relation.clone(),
+            plans: Vec::new(),
+            cast: Vec::new(),
+            exprs: Vec::new(),
+            key: Vec::new(),
+            key_types: Vec::new(),
+            reads: HashMap::new(),
+        };
+        for (i, c) in r.columns.iter().enumerate() {
+            let ty = by_name
+                .get(c.name.as_str())
+                .map(|t| (*t).clone())
+                .or_else(|| Type::from_oid(c.type_oid))
+                .unwrap_or(Type::TEXT);
+            let quoted = ident(&c.name);
+            let expr = types::select_expr(&quoted, &ty);
+            rel.cast.push(expr != quoted);
+            rel.exprs.push(expr);
+            if pk.contains(&c.name) || (pk.is_empty() && r.replica_identity == b'f') {
+                rel.key.push(i);
+                rel.key_types.push(ty.clone());
+            }
+            let plan = types::plan(&c.name, &ty, &self.typing);
+            if let Some(w) = &plan.warning {
+                tracing::warn!("{w}");
+            }
+            rel.plans.push(plan);
+        }
+        // The key's columns in the key's order, so that rows of one key go to one writer.
+        let order: Vec<usize> = pk
+            .iter()
+            .filter_map(|k| r.columns.iter().position(|c| &c.name == k))
+            .collect();
+        if !order.is_empty() {
+            rel.key_types = order
+                .iter()
+                .map(|&i| {
+                    by_name
+                        .get(r.columns[i].name.as_str())
+                        .map(|t| (*t).clone())
+                        .unwrap_or(Type::TEXT)
+                })
+                .collect();
+            rel.key = order;
+        }
+        Ok(rel)
+    }
+
+    /// A tuple as a row. `old`: the update's old tuple (`Some(&[])`: a delete, whose columns
+    /// outside the identity are NULL as logged); columns the log does not carry are read again.
+    async fn row(
+        &mut self,
+        rel: u32,
+        tuple: &[Datum],
+        old: Option<&[Datum]>,
+    ) -> Result<Row, Error> {
+        let is_delete = old.is_some_and(<[Datum]>::is_empty);
+        let r = &self.rels[&rel];
+        let mut row = Vec::with_capacity(r.plans.len());
+        let mut missing = Vec::new();
+        for (i, plan) in r.plans.iter().enumerate() {
+            let mut d = tuple.get(i).unwrap_or(&Datum::Null);
+            if *d == Datum::Unchanged {
+                if let Some(o) = old
+                    .and_then(|o| o.get(i))
+                    .filter(|o| **o != Datum::Unchanged)
+                {
+                    d = o;
+                }
+            }
+            let v = match d {
+                Datum::Null => Value::Null,
+                Datum::Unchanged => {
+                    missing.push(i);
+                    Value::Null
+                }
+                _ if r.cast[i] => {
+                    if !is_delete {
+                        missing.push(i);
+                    }
+                    Value::Null
+                }
+                Datum::Binary(b) => plan.decode.decode(Some(b)).map_err(|e| {
+                    Error::permanent(format!(
+                        "table `{}` column `{}`: {e}",
+                        r.table, plan.column.name
+                    ))
+                })?,
+                // A type the server sends as text even in binary mode (it has no send function).
+                Datum::Text(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+            };
+            row.push(v);
+        }
+        if !missing.is_empty() && !is_delete {
+            self.read_again(rel, &mut row, &missing, tuple).await?;
+        }
+        Ok(row)
+    }
+
+    /// Reads `columns` of the row whose key the tuple has from the table as it is now. A row
+    /// gone since keeps NULLs there: its delete follows in the log.
+    async fn read_again(
+        &mut self,
+        rel: u32,
+        row: &mut Row,
+        columns: &[usize],
+        tuple: &[Datum],
+    ) -> Result<(), Error> {
+        let r = self.rels.get_mut(&rel).expect("described");
+        let table = r.table.clone();
+        let conn = &self.conn;
+        let fail = |e: tokio_postgres::Error| {
+            conn.error(&format!("cannot read unlogged columns of `{table}`"), &e)
+        };
+        if !r.reads.contains_key(columns) {
+            let exprs: Vec<&str> = columns.iter().map(|&i| r.exprs[i].as_str()).collect();
+            let cond: Vec<String> = r
+                .key
+                .iter()
+                .enumerate()
+                .map(|(n, &k)| format!("{} = ${}", ident(&r.plans[k].column.name), n + 1))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {}",
+                exprs.join(", "),
+                r.relation,
+                cond.join(" AND ")
+            );
+            let stmt = self
+                .client
+                .prepare_typed(&sql, &r.key_types)
+                .await
+                .map_err(fail)?;
+            r.reads.insert(columns.to_vec(), stmt);
+        }
+        let stmt = &r.reads[columns];
+        let keys: Vec<Raw> = r
+            .key
+            .iter()
+            .map(|&k| {
+                Raw(match tuple.get(k) {
+                    Some(Datum::Binary(b)) => Some(b.clone()),
+                    _ => None,
+                })
+            })
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            keys.iter().map(|k| k as &(dyn ToSql + Sync)).collect();
+        let Some(found) = self.client.query_opt(stmt, &params).await.map_err(fail)? else {
+            return Ok(());
+        };
+        for (n, &i) in columns.iter().enumerate() {
+            let raw: Raw = found.get(n);
+            row[i] = r.plans[i].decode.decode(raw.0.as_deref()).map_err(|e| {
+                Error::permanent(format!(
+                    "table `{table}` column `{}`: {e}",
+                    r.plans[i].column.name
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
+}
+
+/// A value in its binary send/recv form, passed through as the log or the server has it.
+#[derive(Debug)]
+struct Raw(Option<Vec<u8>>);
+
+impl ToSql for Raw {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match &self.0 {
+            Some(b) => {
+                out.extend_from_slice(b);
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Raw {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(Some(raw.to_vec())))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(None))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// A replication session's error, with the fix where there is one.
+fn session_error(ctx: &Context, e: pgwire_replication::PgWireError) -> Error {
+    let text = ctx.conn.redact(&e.to_string());
+    if text.contains("does not exist") && text.contains("slot") {
+        return Error::permanent(format!(
+            "replication slot `{}` is gone (dropped?), so the changes after {} cannot be read: \
+             run with --fresh to start over with a new snapshot ({text})",
+            ctx.cfg.slot, ctx.from
+        ));
+    }
+    let retryable = matches!(
+        e,
+        pgwire_replication::PgWireError::Io(_) | pgwire_replication::PgWireError::Task(_)
+    ) || text.contains("is active for PID")
+        || text.contains("terminating connection")
+        || text.contains("shutting down");
+    Error {
+        retryable,
+        message: format!("reading the replication slot failed: {text}"),
+    }
+}
