@@ -8,7 +8,7 @@ use etlhost_plugin_sdk::{Batch, Column, Error, SplitReader};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::types::ColumnPlan;
+use crate::types::{ColumnPlan, Decode};
 
 /// A batch as it crosses the plugin boundary, encoded on the thread that read its rows.
 pub(crate) type Sent = Result<Vec<u8>, Error>;
@@ -80,11 +80,8 @@ impl<'a> CopyDecoder<'a> {
                     let row = &buf[at..at + n];
                     for (plan, &(start, len)) in self.plans.iter().zip(&self.fields) {
                         let raw = (len >= 0).then(|| &row[start..start + len as usize]);
-                        let v = plan
-                            .decode
-                            .decode(raw)
+                        push(out, plan, raw)
                             .map_err(|e| format!("column `{}`: {e}", plan.column.name))?;
-                        out.push_value(&v);
                     }
                     out.end_row();
                     at += n;
@@ -141,6 +138,39 @@ impl<'a> CopyDecoder<'a> {
             at += len as usize;
         }
         Ok(Row::Fields(at))
+    }
+}
+
+/// Adds one value to the batch. The commonest forms go straight from the COPY's bytes into
+/// the batch, without a value in between (a text column's string would be allocated and
+/// copied twice); everything else is decoded by `types`.
+fn push(out: &mut codec::Builder, plan: &ColumnPlan, raw: Option<&[u8]>) -> Result<(), String> {
+    let Some(raw) = raw else {
+        out.push_null();
+        return Ok(());
+    };
+    match (&plan.decode, raw.len()) {
+        (Decode::Text, _) => out.push_utf8(raw).map_err(|e| format!("not UTF-8: {e}")),
+        (Decode::Int8, 8) => {
+            out.push_int(i64::from_be_bytes(raw.try_into().expect("8 bytes")));
+            Ok(())
+        }
+        (Decode::Int4, 4) => {
+            out.push_int(i32::from_be_bytes(raw.try_into().expect("4 bytes")).into());
+            Ok(())
+        }
+        (Decode::Int2, 2) => {
+            out.push_int(i16::from_be_bytes(raw.try_into().expect("2 bytes")).into());
+            Ok(())
+        }
+        (Decode::Float8, 8) => {
+            out.push_float(f64::from_be_bytes(raw.try_into().expect("8 bytes")));
+            Ok(())
+        }
+        (decode, _) => {
+            out.push_value(&decode.decode(Some(raw))?);
+            Ok(())
+        }
     }
 }
 
