@@ -39,11 +39,13 @@ pub fn build(release: bool) -> Result<()> {
 }
 
 /// Builds what `jobs/person.yaml` needs, in release mode: the binary without the WASM engine
-/// (the largest part of a build) and the mysql and bolt plugins.
+/// (the largest part of a build), the mysql and bolt plugins, and the postgres source (for the
+/// same job read from PostgreSQL).
 pub fn build_demo() -> Result<()> {
     run(Command::new(cargo())
         .args(["build", "--release", "--no-default-features"])
         .args(["-p", "etlhost", "-p", "etlhost-mysql", "-p", "etlhost-bolt"])
+        .args(["-p", "etlhost-postgres"])
         .current_dir(root()))
 }
 
