@@ -11,6 +11,7 @@ mod catalog;
 mod connect;
 mod options;
 mod plan;
+mod plugin;
 mod reader;
 mod relation;
 mod replication;
