@@ -2,6 +2,7 @@
 //! host in between. Prints one JSON line: rows, seconds, peak RSS.
 //!
 //! - `limits source URL TABLE`: mysql_async streaming read of the whole table.
+//! - `limits pg-source CONNINFO RELATION`: tokio-postgres binary COPY of the whole table ([`pg`]).
 //! - `limits sink-raw URL TABLE BOLT_ADDR USER PASSWORD DB BATCH`: the rows (read into memory
 //!   first, untimed) written with `UNWIND $batch` over one TCP_NODELAY socket (the bolt sink's own
 //!   client).
@@ -15,6 +16,8 @@ use etlhost_bolt::{encode_params, Auth, Connection, DecimalAs, Settings, Tempora
 use etlhost_plugin_sdk::value::days_from_civil;
 use etlhost_plugin_sdk::{Batch, Column, ColumnType, Value};
 use mysql_async::prelude::Queryable;
+
+mod pg;
 
 const QUERY: &str = "UNWIND $batch AS row \
     CREATE (:Person {id: row.id, name: row.name, email: row.email, created_at: row.created_at})";
@@ -180,6 +183,7 @@ async fn main() -> Result<()> {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match a.as_slice() {
         ["source", url, table] => source(url, table).await,
+        ["pg-source", conninfo, relation] => pg::source(conninfo, relation).await,
         [mode @ ("sink-raw" | "sink-neo4rs"), url, table, addr, user, pw, db, batch] => {
             let batch: usize = batch.parse().context("BATCH")?;
             let rows = read_people(url, table).await?;
@@ -189,6 +193,6 @@ async fn main() -> Result<()> {
                 sink_neo4rs(rows, addr, user, pw, db, batch).await
             }
         }
-        _ => bail!("usage: limits source URL TABLE | limits sink-raw|sink-neo4rs URL TABLE BOLT_ADDR USER PASSWORD DB BATCH"),
+        _ => bail!("usage: limits source URL TABLE | limits pg-source CONNINFO RELATION | limits sink-raw|sink-neo4rs URL TABLE BOLT_ADDR USER PASSWORD DB BATCH"),
     }
 }

@@ -15,6 +15,7 @@ mod callgrind;
 mod compare;
 mod knows;
 mod performance;
+mod postgres;
 mod readers;
 mod rss;
 mod shards;
@@ -63,6 +64,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("stream_service", stream_service::run),
     ("shards", shards::run),
     ("tls", tls::run),
+    ("postgres", postgres::run),
 ];
 
 /// The command line of this run, as each table records it.

@@ -1,0 +1,364 @@
+//! The postgres source (issue 33, point 7), in three tables:
+//!
+//! - `postgres.json`: 1,000,000 rows of `bench_pg.person_1m` (id, name, email, created_at) into
+//!   the console sink (count only), 1 and 2 readers, against the raw limit: the `limits pg-source`
+//!   loop, one tokio-postgres binary `COPY` of the same table decoding every value, which is what
+//!   the source does with no host, codec or plugin boundary around it; ratio of medians (goal: at
+//!   least 0.8 for one reader);
+//! - `postgres_rss.json`: etlhost's peak RSS reading 1,000,000 rows and, with `--10m`, 10,000,000
+//!   (goal: flat);
+//! - `postgres_stream.json`: `mode: stream` (a logical replication slot, pgoutput) against batch,
+//!   the same `MERGE`: N rows written by `etlhost run` into a fresh graph, then N new rows
+//!   inserted in transactions of 1,000 while a stream (started anew each turn, on a fresh graph,
+//!   once it is caught up) follows them; the stream's rate is N over the time from the first
+//!   insert to the graph holding N nodes (goal: at least 0.8 of batch).
+//!
+//! Everything lives in the schema `bench_pg` of the shared server's `etl` database; the stream's
+//! slot and publication are dropped before and after.
+
+use std::cell::Cell;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use xtask::graph::{fresh_graph, graph_count};
+use xtask::services::{
+    free_port, BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, PG_DATABASE, PG_PASSWORD, PG_PORT, PG_USER,
+};
+use xtask::{cargo, root};
+
+use super::{
+    alternate, bench_dir, etlhost_sample, external, plain, release_bin, report, Case, Opts, Sample,
+};
+
+const SCHEMA: &str = "bench_pg";
+const ROWS: u64 = 1_000_000;
+const STREAM_ROWS: u64 = 20_000;
+const SLOT: &str = "bench_pg_slot";
+const PUBLICATION: &str = "bench_pg_pub";
+/// The batch runs' graph and the stream's.
+const BATCH_GRAPH: &str = "bench_pg_batch";
+const STREAM_GRAPH: &str = "bench_pg_stream";
+
+/// Runs SQL on the shared server as the test user, through psql's stdin (a long script is more
+/// than one argument holds); its output.
+fn sql(text: &str) -> Result<String> {
+    let mut child = xtask::postgres::psql(PG_PORT)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run psql")?;
+    child
+        .stdin
+        .take()
+        .context("psql's stdin")?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "psql failed on `{}`: {}",
+            text.chars().take(200).collect::<String>(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `bench_pg.<table>` with `rows` people unless it already holds exactly that many.
+fn seed(table: &str, rows: u64) -> Result<()> {
+    let count = sql(&format!(
+        "SELECT count(*) FROM {SCHEMA}.{table} WHERE to_regclass('{SCHEMA}.{table}') IS NOT NULL"
+    ));
+    if count.is_ok_and(|c| c == rows.to_string()) {
+        return Ok(());
+    }
+    eprintln!("xtask: seeding {SCHEMA}.{table} with {rows} rows");
+    sql(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+         DROP TABLE IF EXISTS {SCHEMA}.{table};
+         CREATE TABLE {SCHEMA}.{table} (id int PRIMARY KEY, name text, email varchar(200),
+                                        created_at timestamp);
+         INSERT INTO {SCHEMA}.{table}
+           SELECT g, 'person-' || g, 'person' || g || '@example.com',
+                  timestamp '2020-01-01' + g * interval '1 second'
+           FROM generate_series(1, {rows}) g;
+         VACUUM ANALYZE {SCHEMA}.{table};"
+    ))?;
+    Ok(())
+}
+
+/// The source options for a table of the bench schema, as a YAML flow map. No TLS, as the raw
+/// loop.
+fn options(table: &str, extra: &str) -> String {
+    format!(
+        "{{url: \"postgres://127.0.0.1:{PG_PORT}/{PG_DATABASE}\", user: {PG_USER}, \
+         password: {PG_PASSWORD}, table: {SCHEMA}.{table}, tls: disable{extra}}}"
+    )
+}
+
+fn console_spec(table: &str, readers: usize) -> String {
+    let partition = if readers > 1 {
+        format!("  partition_column: id\n  partition_num: {}\n", readers * 2)
+    } else {
+        String::new()
+    };
+    format!(
+        "name: bench-pg-console
+parallelism: {readers}
+source:
+  plugin: postgres
+{partition}  options: {}
+sink:
+  plugin: console
+  options:
+    mode: count
+",
+        options(table, "")
+    )
+}
+
+/// The plugin the specs load, in release mode beside the binary (`bench` builds the others).
+fn build_plugin() -> Result<()> {
+    xtask::run(
+        Command::new(cargo())
+            .args(["build", "--release", "-p", "etlhost-postgres"])
+            .current_dir(root()),
+    )
+}
+
+/// (a): etlhost against the raw COPY loop, 1,000,000 rows.
+fn throughput(opts: &Opts) -> Result<()> {
+    seed("person_1m", ROWS)?;
+    let conninfo = format!(
+        "host=127.0.0.1 port={PG_PORT} user={PG_USER} password={PG_PASSWORD} dbname={PG_DATABASE}"
+    );
+    let limits = release_bin("limits");
+    let mut cases = vec![Case::new(
+        "raw tokio-postgres binary COPY loop",
+        None,
+        move || {
+            external(Command::new(&limits).args([
+                "pg-source",
+                &conninfo,
+                &format!("{SCHEMA}.person_1m"),
+            ]))
+        },
+    )];
+    for readers in [1, 2] {
+        let spec = console_spec("person_1m", readers);
+        let name = format!("etlhost postgres -> console, {readers} reader(s)");
+        let file = format!("postgres-readers-{readers}");
+        cases.push(Case::new(name.clone(), Some(0), move || {
+            etlhost_sample(&name, &file, &spec, ROWS)
+        }));
+    }
+    report(
+        "PostgreSQL source: 1,000,000 rows -> console (count only) against a raw tokio-postgres \
+         binary COPY loop decoding every value; ratio of medians to the loop (goal: at least 0.8)",
+        "postgres.json",
+        &alternate(opts.reps, cases)?,
+        &plain,
+    )
+}
+
+/// (b): peak RSS at 1,000,000 and (with `--10m`) 10,000,000 rows, one reader.
+fn rss(opts: &Opts) -> Result<()> {
+    let mut tables = vec![("person_1m", ROWS)];
+    if opts.ten_million {
+        seed("person_10m", 10 * ROWS)?;
+        tables.push(("person_10m", 10 * ROWS));
+    } else {
+        println!("\n(peak RSS on 10,000,000 PostgreSQL rows: `cargo xtask bench postgres --10m`)");
+    }
+    let cases = tables
+        .into_iter()
+        .enumerate()
+        .map(|(i, (table, rows))| {
+            let spec = console_spec(table, 1);
+            let name = format!("etlhost postgres -> console, {rows} rows");
+            Case::new(name.clone(), (i > 0).then_some(0), move || {
+                etlhost_sample(&name, &format!("postgres-rss-{table}"), &spec, rows)
+            })
+        })
+        .collect();
+    let figures = alternate(opts.reps.min(3), cases)?;
+    let base = figures[0].peak_rss() as f64;
+    report(
+        "Peak RSS against table size, PostgreSQL -> console (count only), 1 reader",
+        "postgres_rss.json",
+        &figures,
+        &|f| {
+            let r = f.peak_rss() as f64 / base;
+            (
+                Some(format!("RSS {r:.2}x of 1,000,000 rows")),
+                json!({"peak_rss_to_1m": r}),
+            )
+        },
+    )
+}
+
+/// A bolt spec for `table` MERGEing people into `graph`; `stream` adds the stream's settings.
+fn graph_spec(name: &str, table: &str, graph: &str, stream: bool) -> String {
+    let (mode, extra) = if stream {
+        (
+            format!(
+                "mode: stream\nsnapshot: false\ncheckpoint: {{dir: {}}}\n",
+                bench_dir().join("postgres-stream-cp").display()
+            ),
+            format!(", slot: {SLOT}, publication: {PUBLICATION}"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    format!(
+        "name: {name}
+{mode}source:
+  plugin: postgres
+  options: {}
+sink:
+  plugin: bolt
+  options:
+    uri: bolt://127.0.0.1:{BOLT_PORT}
+    user: {GRAPH_USER}
+    password: {GRAPH_PASSWORD}
+    database: {graph}
+    setup: [\"CREATE INDEX person_id IF NOT EXISTS FOR (p:Person) ON (p.id)\"]
+    query: \"UNWIND $batch AS row MERGE (p:Person {{id: row.id}}) SET p.name = row.name\"
+    delete_query: \"UNWIND $batch AS row MATCH (p:Person {{id: row.id}}) DETACH DELETE p\"
+",
+        options(table, &extra)
+    )
+}
+
+/// The slot and publication of an earlier run, gone (a slot left behind holds WAL back).
+fn drop_replication() -> Result<()> {
+    sql(&format!(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+           WHERE slot_name = '{SLOT}' AND NOT active;
+         DROP PUBLICATION IF EXISTS {PUBLICATION};"
+    ))?;
+    Ok(())
+}
+
+/// Polls `check` every 20 ms until it holds, for at most `secs`.
+fn wait_for(what: &str, secs: u64, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if check()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("{what}: not within {secs} s")
+}
+
+/// One stream turn: a job following `stream_src` from its slot into a fresh graph, `STREAM_ROWS`
+/// rows inserted (ids from `first`) once it is caught up, timed until the graph holds them all.
+fn stream_sample(first: u64) -> Result<Sample> {
+    fresh_graph(STREAM_GRAPH)?;
+    drop_replication()?;
+    let _ = std::fs::remove_dir_all(bench_dir().join("postgres-stream-cp"));
+    let spec = bench_dir().join("postgres-stream.yaml");
+    std::fs::write(
+        &spec,
+        graph_spec("bench-pg-stream", "stream_src", STREAM_GRAPH, true),
+    )?;
+    let port = free_port()?;
+    let log = std::fs::File::create(bench_dir().join("postgres-stream.log"))?;
+    let mut job = Command::new(release_bin("etlhost"))
+        .arg("run")
+        .arg(&spec)
+        .args(["--fresh", "--quiet", "--metrics-addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    let result = (|| -> Result<Sample> {
+        wait_for("the stream caught up", 120, || {
+            Ok(xtask::metrics::scrape(port).is_some_and(|t| xtask::metrics::caught_up(&t)))
+        })?;
+        let mut text = String::new();
+        for i in 0..STREAM_ROWS / 1000 {
+            let from = first + i * 1000;
+            let to = from + 999;
+            text.push_str(&format!(
+                "INSERT INTO {SCHEMA}.stream_src SELECT g, 'person-' || g \
+                 FROM generate_series({from}, {to}) g;\n"
+            ));
+        }
+        let start = Instant::now();
+        sql(&text)?;
+        let q = "MATCH (p:Person) RETURN count(p) AS n";
+        wait_for("the stream's rows in the graph", 300, || {
+            Ok(graph_count(STREAM_GRAPH, q)? >= STREAM_ROWS)
+        })?;
+        Ok(Sample {
+            rows: STREAM_ROWS,
+            secs: start.elapsed().as_secs_f64(),
+            ..Sample::default()
+        })
+    })();
+    let _ = job.kill();
+    let _ = job.wait();
+    result.with_context(|| {
+        format!(
+            "the stream's log: {}",
+            bench_dir().join("postgres-stream.log").display()
+        )
+    })
+}
+
+/// (c): the stream against batch, the same MERGE.
+fn stream(opts: &Opts) -> Result<()> {
+    std::fs::create_dir_all(bench_dir())?;
+    sql(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+         DROP TABLE IF EXISTS {SCHEMA}.stream_base, {SCHEMA}.stream_src;
+         CREATE TABLE {SCHEMA}.stream_base (id int PRIMARY KEY, name text);
+         INSERT INTO {SCHEMA}.stream_base
+           SELECT g, 'person-' || g FROM generate_series(1, {STREAM_ROWS}) g;
+         CREATE TABLE {SCHEMA}.stream_src (id int PRIMARY KEY, name text);"
+    ))?;
+    let batch = graph_spec("bench-pg-batch", "stream_base", BATCH_GRAPH, false);
+    // Each stream turn inserts ids of its own.
+    let next = Cell::new(1u64);
+    let figures = alternate(
+        opts.reps,
+        vec![
+            Case::new("batch: etlhost run, MERGE", None, || {
+                fresh_graph(BATCH_GRAPH)?;
+                etlhost_sample("batch", "postgres-stream-batch", &batch, STREAM_ROWS)
+            }),
+            Case::new("stream: pgoutput -> graph, MERGE", Some(0), || {
+                let first = next.get();
+                next.set(first + STREAM_ROWS);
+                stream_sample(first)
+            }),
+        ],
+    );
+    drop_replication()?;
+    report(
+        &format!(
+            "PostgreSQL stream against batch, MERGE, {STREAM_ROWS} rows, one writer (goal: stream \
+             at least 0.8 of batch)"
+        ),
+        "postgres_stream.json",
+        &figures?,
+        &plain,
+    )
+}
+
+pub fn run(opts: &Opts) -> Result<()> {
+    build_plugin()?;
+    throughput(opts)?;
+    rss(opts)?;
+    if std::env::var_os("BENCH_PG_NO_STREAM").is_some() {
+        println!("\n(PostgreSQL stream against batch left out: BENCH_PG_NO_STREAM is set)");
+        return Ok(());
+    }
+    stream(opts)
+}
