@@ -15,6 +15,7 @@ use crate::options::{JsonAs, PgOptions};
 use crate::reader::{copy_rows, spawn_reader, PgReader};
 use crate::relation::Relation;
 use crate::source::{PgSource, SESSION_SETUP};
+use crate::sql::CTID;
 use crate::{replication, types};
 
 impl Source for PgSource {
@@ -55,6 +56,10 @@ impl Source for PgSource {
         let tx_panic = tx.clone();
         let conn = self.conn.clone();
         let fetch_size = self.fetch_size;
+        let by_block = split
+            .range
+            .as_ref()
+            .is_some_and(|r| r.column == CTID && r.columns.is_empty());
         // While a stream's slot has just been made, its splits read at the slot's exported
         // snapshot, so the copy ends exactly where the stream begins (`replication`).
         let setup = match replication::snapshot_for(self) {
@@ -85,13 +90,12 @@ impl Source for PgSource {
                         .copy_out(&copy)
                         .await
                         .map_err(|e| conn.error("reading failed", &e))?;
-                    copy_rows(stream, &plans, fetch_size, &tx)
-                        .await
-                        .map_err(|e| conn.error("reading failed", &e))
+                    let fail = |e: &tokio_postgres::Error| conn.error("reading failed", e);
+                    copy_rows(stream, &plans, fetch_size, &tx, fail).await
                 }
                 .await;
                 if let Err(e) = result {
-                    let _ = tx.send(Err(e)).await;
+                    let _ = tx.send(Err(final_by_block(e, by_block))).await;
                 }
             })
         };
@@ -128,4 +132,18 @@ impl Source for PgSource {
     fn stream_ack(&self, position: &etlhost_plugin_sdk::Position) -> Result<(), Error> {
         replication::stream_ack(self, position)
     }
+}
+
+/// A split by `ctid` has rows without a key, so the host could only read it again from its
+/// start, handing on its first rows twice: its errors are final. The job fails, and a run
+/// resumed from a checkpoint reads the unfinished split again whole.
+fn final_by_block(e: Error, by_block: bool) -> Error {
+    if !(by_block && e.retryable) {
+        return e;
+    }
+    Error::permanent(format!(
+        "{}; a split by ctid is not read again mid-way (its rows have no key to go on after): \
+         run the job again",
+        e.message
+    ))
 }

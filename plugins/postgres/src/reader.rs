@@ -8,7 +8,7 @@ use etlhost_plugin_sdk::{Batch, Column, Error, SplitReader};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::types::{ColumnPlan, Decode};
+use crate::types::ColumnPlan;
 
 /// A batch as it crosses the plugin boundary, encoded on the thread that read its rows.
 pub(crate) type Sent = Result<Vec<u8>, Error>;
@@ -80,7 +80,10 @@ impl<'a> CopyDecoder<'a> {
                     let row = &buf[at..at + n];
                     for (plan, &(start, len)) in self.plans.iter().zip(&self.fields) {
                         let raw = (len >= 0).then(|| &row[start..start + len as usize]);
-                        push(out, plan, raw)
+                        // The common types go from the COPY's bytes into the batch without a
+                        // value between (no allocation per text cell).
+                        plan.decode
+                            .push(raw, out)
                             .map_err(|e| format!("column `{}`: {e}", plan.column.name))?;
                     }
                     out.end_row();
@@ -141,39 +144,6 @@ impl<'a> CopyDecoder<'a> {
     }
 }
 
-/// Adds one value to the batch. The commonest forms go straight from the COPY's bytes into
-/// the batch, without a value in between (a text column's string would be allocated and
-/// copied twice); everything else is decoded by `types`.
-fn push(out: &mut codec::Builder, plan: &ColumnPlan, raw: Option<&[u8]>) -> Result<(), String> {
-    let Some(raw) = raw else {
-        out.push_null();
-        return Ok(());
-    };
-    match (&plan.decode, raw.len()) {
-        (Decode::Text, _) => out.push_utf8(raw).map_err(|e| format!("not UTF-8: {e}")),
-        (Decode::Int8, 8) => {
-            out.push_int(i64::from_be_bytes(raw.try_into().expect("8 bytes")));
-            Ok(())
-        }
-        (Decode::Int4, 4) => {
-            out.push_int(i32::from_be_bytes(raw.try_into().expect("4 bytes")).into());
-            Ok(())
-        }
-        (Decode::Int2, 2) => {
-            out.push_int(i16::from_be_bytes(raw.try_into().expect("2 bytes")).into());
-            Ok(())
-        }
-        (Decode::Float8, 8) => {
-            out.push_float(f64::from_be_bytes(raw.try_into().expect("8 bytes")));
-            Ok(())
-        }
-        (decode, _) => {
-            out.push_value(&decode.decode(Some(raw))?);
-            Ok(())
-        }
-    }
-}
-
 enum Row {
     Incomplete,
     End(usize),
@@ -195,26 +165,24 @@ fn header_len(buf: &[u8]) -> Result<Option<usize>, String> {
 }
 
 /// Reads a COPY's output stream into batches sent on `tx`, until it ends or the host stops
-/// reading. Errors from the stream are returned; decoding errors are sent.
+/// reading. `fail` words the stream's errors.
 pub(crate) async fn copy_rows(
     stream: tokio_postgres::CopyOutStream,
     plans: &[ColumnPlan],
     fetch_size: usize,
     tx: &mpsc::Sender<Sent>,
-) -> Result<(), tokio_postgres::Error> {
+    fail: impl Fn(&tokio_postgres::Error) -> Error,
+) -> Result<(), Error> {
     let schema: Vec<Column> = plans.iter().map(|p| p.column.clone()).collect();
     let mut decoder = CopyDecoder::new(plans, &schema);
     let mut batch = codec::Builder::new(&schema, 0);
     let mut ready = Vec::new();
     let mut stream = std::pin::pin!(stream);
     while let Some(chunk) = stream.next().await {
-        let chunk: Bytes = chunk?;
-        if let Err(e) = decoder.feed(&chunk, &mut batch, fetch_size, &mut ready) {
-            let _ = tx
-                .send(Err(Error::permanent(format!("reading failed: {e}"))))
-                .await;
-            return Ok(());
-        }
+        let chunk: Bytes = chunk.map_err(|e| fail(&e))?;
+        decoder
+            .feed(&chunk, &mut batch, fetch_size, &mut ready)
+            .map_err(|e| Error::permanent(format!("reading failed: {e}")))?;
         for full in ready.drain(..) {
             if tx.send(Ok(full)).await.is_err() {
                 return Ok(()); // the host stopped reading this split
@@ -222,9 +190,9 @@ pub(crate) async fn copy_rows(
         }
     }
     if !decoder.ended() {
-        let e = Error::retryable("reading failed: the COPY output ended before its trailer");
-        let _ = tx.send(Err(e)).await;
-        return Ok(());
+        return Err(Error::retryable(
+            "reading failed: the COPY output ended before its trailer",
+        ));
     }
     if !batch.is_empty() {
         let _ = tx.send(Ok(batch.finish())).await;
