@@ -54,6 +54,22 @@ fn part(name: &str) -> String {
     }
 }
 
+/// A table's name in the catalog: `name` in the current schema, else `schema.name`; when a
+/// part needs quotes both have them, because `etlhost init` then writes the name as SQL as it
+/// is, and an unquoted part beside a quoted one would be folded to lower case.
+fn full_name(schema: &str, name: &str, current: bool) -> String {
+    if current {
+        return part(name);
+    }
+    let (s, n) = (part(schema), part(name));
+    if s.starts_with('"') || n.starts_with('"') {
+        let quote = |p: &str| format!("\"{}\"", p.replace('"', "\"\""));
+        format!("{}.{}", quote(schema), quote(name))
+    } else {
+        format!("{s}.{n}")
+    }
+}
+
 /// pg_constraint's `confdeltype` / `confupdtype` letter.
 fn rule(letter: &str) -> FkRule {
     match letter {
@@ -77,11 +93,7 @@ impl PgSource {
         for r in &tables {
             let (oid, schema, name, current): (u32, String, String, bool) =
                 (r.get(0), r.get(1), r.get(2), r.get(3));
-            let full = if current {
-                part(&name)
-            } else {
-                format!("{}.{}", part(&schema), part(&name))
-            };
+            let full = full_name(&schema, &name, current);
             names.insert(oid, full.clone());
             catalog.tables.push(TableInfo {
                 name: full,
@@ -144,5 +156,45 @@ impl PgSource {
             Type::new(name, oid, kind, schema)
         });
         types::plan(column, &ty, &self.typing).column.ty
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_written_as_the_table_option_reads_them() {
+        assert_eq!(part("orders"), "orders");
+        assert_eq!(part("Größe"), "Größe");
+        assert_eq!(part("a.b"), "\"a.b\"");
+        assert_eq!(part("say \"hi\""), "\"say \"\"hi\"\"\"");
+        for name in ["a.b", "say \"hi\"", "Größe"] {
+            let parsed = crate::sql::parse_name(&part(name)).unwrap();
+            assert_eq!(parsed[0].0, name);
+        }
+    }
+
+    #[test]
+    fn a_quoted_part_quotes_its_schema_too() {
+        assert_eq!(full_name("Sales", "a.b", false), "\"Sales\".\"a.b\"");
+        assert_eq!(full_name("Sales", "Orders", false), "Sales.Orders");
+        assert_eq!(full_name("public", "a.b", true), "\"a.b\"");
+    }
+
+    #[test]
+    fn referential_actions_are_read_from_their_letters() {
+        let rules: Vec<FkRule> = ["a", "r", "c", "n", "d", "?"].map(rule).into();
+        assert_eq!(
+            rules,
+            [
+                FkRule::NoAction,
+                FkRule::Restrict,
+                FkRule::Cascade,
+                FkRule::SetNull,
+                FkRule::SetDefault,
+                FkRule::Unknown
+            ]
+        );
     }
 }
