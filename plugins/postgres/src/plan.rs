@@ -13,11 +13,12 @@ use crate::types::{self, Decode};
 /// A fixed seed: the same table gives the same sample, so plans repeat.
 const SEED: u32 = 20_261_207;
 
-/// Below this many blocks (64 MiB of 8 KiB blocks) a sample draws rows (`BERNOULLI`); above
-/// it, whole blocks (`SYSTEM`), which reads only the blocks drawn. Rows of a block are often
-/// near each other in key order, so a block sample is less even, but 50,000 keys from a big
-/// table still come from thousands of blocks.
-const ROW_SAMPLE_BLOCKS: i64 = 8192;
+/// Up to this many blocks (1 GiB of 8 KiB blocks) a sample draws rows (`BERNOULLI`), which
+/// reads the whole table, as the `count(*)` before it already does; above it, whole blocks
+/// (`SYSTEM`), which reads only the blocks drawn. Rows of a block are often near each other in
+/// key order, so a block sample cuts less even splits (4 text splits of 3,000,000 rows: 666k to
+/// 829k rows, where a row sample cuts them within 1%).
+const ROW_SAMPLE_BLOCKS: i64 = 131_072;
 
 /// A value as the server sent it, in whatever type: decoded by the column's plan.
 struct Raw<'a>(Option<&'a [u8]>);
