@@ -1,12 +1,17 @@
 //! `etlhost init` writes `<spec stem>.graph.md` beside the spec: the generated graph model as a
 //! Mermaid class diagram. From a MySQL schema with a self-reference, a composite foreign key, a
-//! join table with properties and names Mermaid cannot take as they are.
+//! join table with properties and names Mermaid cannot take as they are; and from PostgreSQL, in
+//! a schema other than the current one with mixed-case and non-ASCII names, run after to show
+//! the relationship flow's SQL is PostgreSQL's.
 
 use std::path::PathBuf;
 
 use xtask::services::{BOLT_PORT, MYSQL_PORT, MYSQL_USER};
 
-use crate::support::{etlhost_command, etlhost_init, exec, mysql, scratch_dir};
+use crate::support::{
+    etlhost_command, etlhost_init, exec, graph, mysql, one, pg_database, pg_init, pg_sql,
+    scratch_dir,
+};
 
 const DB: &str = "e2e_init_diagram";
 
@@ -122,4 +127,61 @@ async fn init_does_not_replace_a_diagram_without_force() {
     );
     assert!(!spec.exists());
     assert_eq!(std::fs::read_to_string(&diagram).unwrap(), "mine");
+}
+
+const PG_DB: &str = "e2e_pg_diagram";
+
+const PG_EXPECTED: &str = r#"```mermaid
+classDiagram
+    class `SalesBestellung` {
+        id : Int «key»
+        at : Timestamp
+    }
+    class `SalesKunde` {
+        id : Int «key»
+        größe : Decimal
+    }
+    `SalesBestellung` "*" --> "1" `SalesKunde` : KUNDE by Sales.Bestellung.kunde_id → Sales.Kunde.id
+```
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_draws_a_postgres_schema_and_its_relationship_flow_runs() {
+    pg_database(PG_DB);
+    pg_sql(
+        PG_DB,
+        r#"CREATE SCHEMA "Sales";
+           CREATE TABLE "Sales"."Kunde" (id int PRIMARY KEY, "größe" numeric(5,2));
+           CREATE TABLE "Sales"."Bestellung" (id bigint PRIMARY KEY,
+             kunde_id int NOT NULL REFERENCES "Sales"."Kunde" (id), at timestamptz);
+           INSERT INTO "Sales"."Kunde" VALUES (1, 1.5), (2, NULL);
+           INSERT INTO "Sales"."Bestellung" VALUES (10, 1, now()), (11, 1, NULL), (12, 2, NULL);"#,
+    );
+    let g = graph(PG_DB).await;
+    let spec = scratch_dir(PG_DB).join("shop.yaml");
+    let out = pg_init(PG_DB, PG_DB, &spec, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let diagram = std::fs::read_to_string(spec.with_file_name("shop.graph.md")).unwrap();
+    let block = &diagram[diagram.find("```mermaid").unwrap()..];
+    assert_eq!(block, PG_EXPECTED, "{diagram}");
+    let out = etlhost_command()
+        .arg("run")
+        .arg(&spec)
+        .arg("--quiet")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pairs: String = one(
+        &g,
+        "MATCH (b:SalesBestellung)-[:KUNDE]->(k:SalesKunde) \
+         WITH toString(b.id) + '>' + toString(k.id) AS p ORDER BY p \
+         RETURN reduce(s = '', p IN collect(p) | s + p + ';') AS n",
+    )
+    .await;
+    assert_eq!(pairs, "10>1;11>1;12>2;");
 }
