@@ -140,11 +140,22 @@ async fn follow(
         .map_err(|e| session_error(ctx, e))?;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut txn: Option<Txn> = None;
+    let mut idle = std::time::Instant::now();
     loop {
         let event = tokio::select! {
             ev = session.recv() => ev.map_err(|e| session_error(ctx, e))?,
             _ = tick.tick() => {
                 session.update_applied_lsn(Lsn::from_u64(recorded.load(Ordering::SeqCst)));
+                // While idle, a mark where the stream is now and then, so the host's reader is
+                // never blocked for long (it checks for a stop between batches).
+                if txn.is_none() && idle.elapsed() >= Duration::from_secs(1) {
+                    idle = std::time::Instant::now();
+                    let at = match ctx.marked {
+                        0 => ctx.from.clone(),
+                        m => slot::position(m),
+                    };
+                    send(ctx, Vec::new(), at, now(), tx).await?;
+                }
                 continue;
             }
             _ = tx.closed() => {
@@ -155,6 +166,7 @@ async fn follow(
         let Some(event) = event else {
             return Err(Error::retryable("the replication session ended"));
         };
+        idle = std::time::Instant::now();
         match event {
             ReplicationEvent::Begin {
                 final_lsn,
