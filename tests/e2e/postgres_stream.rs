@@ -395,3 +395,88 @@ fn pg_stream_refusals_name_the_fix() {
         "{err}"
     );
 }
+
+/// The pairs (member, team) of `MEMBER_OF` relationships in the graph and of the table, sorted.
+fn member_teams(db: &str) -> (Vec<String>, Vec<String>) {
+    let mut graph: Vec<String> = crate::stream::cypher(
+        db,
+        "MATCH (m:Member)-[]->(t:Team) RETURN m.id AS m, t.id AS t",
+    )
+    .iter()
+    .map(|r| format!("{}-{}", r["m"], r["t"]))
+    .collect();
+    graph.sort();
+    let table = pg_sql_at(
+        PG_PORT,
+        db,
+        "SELECT id || '-' || team_id FROM member WHERE team_id IS NOT NULL ORDER BY 1",
+    );
+    let mut table: Vec<String> = table.lines().map(str::to_string).collect();
+    table.sort();
+    (graph, table)
+}
+
+/// A spec from `etlhost init --mode stream` (node and relationship flows, `rows_query`,
+/// `verify:`): a foreign key moved, a cascade and inserts reach the graph's relationships, and
+/// `etlhost verify` then finds the graph equal to PostgreSQL.
+#[test]
+fn pg_stream_init_spec_follows_fk_moves_and_cascades_then_verifies() {
+    let db = "e_pginit";
+    fresh_db(PG_PORT, db);
+    pg_sql_at(
+        PG_PORT,
+        db,
+        "CREATE TABLE team (id int PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE member (id int PRIMARY KEY, name text NOT NULL,
+                              team_id int REFERENCES team ON DELETE CASCADE);
+         INSERT INTO team SELECT i, 't' || i FROM generate_series(1, 4) i;
+         INSERT INTO member SELECT i, 'm' || i, 1 + i % 4 FROM generate_series(1, 30) i;",
+    );
+    xtask::graph::fresh_graph(db).expect("create graph database");
+    let dir = scratch_dir(db);
+    let spec = dir.join(format!("{db}.yaml"));
+    let out = crate::support::pg_init(db, db, &spec, &["--mode", "stream"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut job = Running::start(&spec, &dir, true);
+    let wait = |job: &mut Running| {
+        let start = Instant::now();
+        loop {
+            if let Some(code) = job.exited() {
+                panic!("etlhost exited ({code}):\n{}", job.stderr());
+            }
+            let (graph, table) = member_teams(db);
+            if graph == table {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "graph {graph:?}\ntable {table:?}\n{}",
+                job.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait(&mut job);
+    pg_sql_at(
+        PG_PORT,
+        db,
+        "UPDATE member SET team_id = 2 WHERE id IN (1, 5);
+         UPDATE member SET team_id = NULL WHERE id = 9;
+         DELETE FROM team WHERE id = 4;
+         INSERT INTO member VALUES (100, 'new', 1);",
+    );
+    wait(&mut job);
+    let out = crate::support::etlhost_command()
+        .arg("verify")
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(job.terminate(), 130);
+}
