@@ -4,7 +4,7 @@
 //! until the stream starts, so that the copy ends exactly where the stream begins.
 
 use etlhost_plugin_sdk::{Error, Position};
-use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, SslMode, TlsConfig};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, TlsConfig};
 use tokio_postgres::Client;
 
 use crate::options::{PgOptions, TlsMode};
@@ -297,8 +297,7 @@ pub(super) fn config(
             source.conn.target
         )));
     }
-    let mut tls = TlsConfig::default();
-    tls.mode = SslMode::Disable;
+    let tls = TlsConfig::disabled();
     Ok(ReplicationConfig::new(
         host,
         user,
