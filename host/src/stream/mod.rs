@@ -78,23 +78,7 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
         &first.flow.source.options,
     )
     .map_err(|e| RunError::Start(format!("cannot start source: {e}")))?;
-    let mut tables: Vec<String> = streams.iter().map(cascade::table_of).collect();
-    tables.sort();
-    tables.dedup();
-    let head = source
-        .stream_start(&tables)
-        .map_err(|e| RunError::Start(format!("cannot stream from the source: {e}")))?;
-    if let Some(snapshot) = &head.snapshot {
-        // The source's own readers take it (PostgreSQL: every split of this database imports the
-        // slot's exported snapshot until the stream starts), so the copy ends exactly at `head`.
-        tracing::info!(snapshot = %snapshot, position = %head.position, "the snapshot is read at the stream's start");
-    }
-    let logs_cascades = head.logs_cascades;
-    let head = head.position;
-    // Before anything is written (a record in the target, a copy): a foreign key the stream
-    // could not follow refuses the start.
-    let cascades = cascade::Cascades::start(job, &streams, source.clone(), logs_cascades)
-        .map_err(|e| RunError::Start(format!("cannot stream: {e}")))?;
+    let (head, cascades) = start_source(job, &streams, &source)?;
     // No position until the store says where the stream is (a standby only reports the active
     // one's, as recorded).
     let progress = Arc::new(Mutex::new(Progress::new(Position::default())));
@@ -162,6 +146,31 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
         }
         ran
     })
+}
+
+/// Asks the source where the stream of the flows' tables starts (it makes what it needs, e.g. a
+/// PostgreSQL slot) and reads the foreign keys the host must follow itself.
+fn start_source(
+    job: &Job,
+    streams: &[FlowRef<'_>],
+    source: &Arc<SourceHandle>,
+) -> Result<(Position, cascade::Cascades), RunError> {
+    let mut tables: Vec<String> = streams.iter().map(cascade::table_of).collect();
+    tables.sort();
+    tables.dedup();
+    let head = source
+        .stream_start(&tables)
+        .map_err(|e| RunError::Start(format!("cannot stream from the source: {e}")))?;
+    if let Some(snapshot) = &head.snapshot {
+        // The source's own readers take it (PostgreSQL: every split of this database imports the
+        // slot's exported snapshot until the stream starts), so the copy ends exactly at `head`.
+        tracing::info!(snapshot = %snapshot, position = %head.position, "the snapshot is read at the stream's start");
+    }
+    // Before anything is written (a record in the target, a copy): a foreign key the stream
+    // could not follow refuses the start.
+    let cascades = cascade::Cascades::start(job, streams, source.clone(), head.logs_cascades)
+        .map_err(|e| RunError::Start(format!("cannot stream: {e}")))?;
+    Ok((head.position, cascades))
 }
 
 /// The snapshot (unless done), then the change stream until stopped.

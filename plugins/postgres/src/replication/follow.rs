@@ -167,69 +167,79 @@ async fn follow(
             return Err(Error::retryable("the replication session ended"));
         };
         idle = std::time::Instant::now();
-        match event {
-            ReplicationEvent::Begin {
-                final_lsn,
-                commit_time_micros,
-                ..
-            } => {
-                let final_lsn = final_lsn.as_u64();
-                let skip = if ctx.from.skip > 0 && final_lsn == ctx.from.pos {
-                    ctx.from.skip
-                } else {
-                    0
-                };
-                txn = Some(Txn {
-                    final_lsn,
-                    ts: (commit_time_micros / 1_000_000 + PG_EPOCH).clamp(0, u32::MAX as i64)
-                        as u32,
-                    skip,
-                    seen: 0,
-                    pending: Vec::new(),
-                });
-            }
-            ReplicationEvent::XLogData { data, .. } => {
-                let Some(t) = txn.as_mut() else { continue };
-                let message = pgoutput::parse(&data).map_err(|e| {
-                    Error::permanent(format!("cannot read the replication stream: {e}"))
-                })?;
-                let changes = ctx.changes(message, t.ts).await?;
-                for (rel, c) in changes {
-                    t.seen += 1;
-                    if t.seen > t.skip {
-                        t.pending.push((rel, c));
-                    }
-                }
-                if ctx.max > 0 && t.pending.len() as u64 >= ctx.max {
-                    let at = Position {
-                        skip: t.seen,
-                        ..slot::position(t.final_lsn)
-                    };
-                    send(ctx, std::mem::take(&mut t.pending), at, t.ts, tx).await?;
-                }
-            }
-            // Between transactions, the server has sent every transaction that commits before
-            // `wal_end`: a mark there moves the position (and so the slot) on while the
-            // streamed tables are quiet, so the server need not keep WAL for them.
-            ReplicationEvent::KeepAlive { wal_end, .. } if txn.is_none() => {
-                let end = wal_end.as_u64();
-                if end > ctx.from.pos && end > ctx.marked {
-                    ctx.marked = end;
-                    send(ctx, Vec::new(), slot::position(end), now(), tx).await?;
-                }
-            }
-            ReplicationEvent::Commit { end_lsn, .. } => {
-                let Some(t) = txn.take() else { continue };
-                let end = end_lsn.as_u64();
-                if end <= ctx.from.pos && ctx.from.skip == 0 {
-                    continue;
-                }
-                ctx.marked = ctx.marked.max(end);
-                send(ctx, t.pending, slot::position(end), t.ts, tx).await?;
-            }
-            _ => {}
-        }
+        on_event(ctx, event, &mut txn, tx).await?;
     }
+}
+
+/// One replication event: a transaction's start, a row message, its commit, a keepalive.
+async fn on_event(
+    ctx: &mut Context,
+    event: ReplicationEvent,
+    txn: &mut Option<Txn>,
+    tx: &mpsc::Sender<Sent>,
+) -> Result<(), Error> {
+    match event {
+        ReplicationEvent::Begin {
+            final_lsn,
+            commit_time_micros,
+            ..
+        } => {
+            let final_lsn = final_lsn.as_u64();
+            let skip = if ctx.from.skip > 0 && final_lsn == ctx.from.pos {
+                ctx.from.skip
+            } else {
+                0
+            };
+            *txn = Some(Txn {
+                final_lsn,
+                ts: (commit_time_micros / 1_000_000 + PG_EPOCH).clamp(0, u32::MAX as i64) as u32,
+                skip,
+                seen: 0,
+                pending: Vec::new(),
+            });
+        }
+        ReplicationEvent::XLogData { data, .. } => {
+            let Some(t) = txn.as_mut() else { return Ok(()) };
+            let message = pgoutput::parse(&data).map_err(|e| {
+                Error::permanent(format!("cannot read the replication stream: {e}"))
+            })?;
+            let changes = ctx.changes(message, t.ts).await?;
+            for (rel, c) in changes {
+                t.seen += 1;
+                if t.seen > t.skip {
+                    t.pending.push((rel, c));
+                }
+            }
+            if ctx.max > 0 && t.pending.len() as u64 >= ctx.max {
+                let at = Position {
+                    skip: t.seen,
+                    ..slot::position(t.final_lsn)
+                };
+                send(ctx, std::mem::take(&mut t.pending), at, t.ts, tx).await?;
+            }
+        }
+        // Between transactions, the server has sent every transaction that commits before
+        // `wal_end`: a mark there moves the position (and so the slot) on while the
+        // streamed tables are quiet, so the server need not keep WAL for them.
+        ReplicationEvent::KeepAlive { wal_end, .. } if txn.is_none() => {
+            let end = wal_end.as_u64();
+            if end > ctx.from.pos && end > ctx.marked {
+                ctx.marked = end;
+                send(ctx, Vec::new(), slot::position(end), now(), tx).await?;
+            }
+        }
+        ReplicationEvent::Commit { end_lsn, .. } => {
+            let Some(t) = txn.take() else { return Ok(()) };
+            let end = end_lsn.as_u64();
+            if end <= ctx.from.pos && ctx.from.skip == 0 {
+                return Ok(());
+            }
+            ctx.marked = ctx.marked.max(end);
+            send(ctx, t.pending, slot::position(end), t.ts, tx).await?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Hands on `changes` (all of them, or a part) as batches of one table each, the last change
