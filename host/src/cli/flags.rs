@@ -149,15 +149,16 @@ pub struct RunArgs {
 pub struct InitArgs {
     /// The spec to write; .yaml, .yml or .toml decides the format.
     pub output: PathBuf,
-    /// The source database, e.g. mysql://127.0.0.1:3306/shop.
+    /// The source database, e.g. mysql://127.0.0.1:3306/shop or postgres://127.0.0.1:5432/shop.
     #[arg(long)]
     pub source_url: String,
     #[arg(long)]
     pub source_user: Option<String>,
     #[arg(long)]
     pub source_password: Option<String>,
-    #[arg(long, default_value = "mysql")]
-    pub source_plugin: String,
+    /// The source plugin; default: `postgres` for a postgres:// or postgresql:// URL, else `mysql`.
+    #[arg(long)]
+    pub source_plugin: Option<String>,
     /// The graph database, e.g. bolt://127.0.0.1:7687.
     #[arg(long)]
     pub sink_uri: String,
@@ -182,7 +183,7 @@ pub struct InitArgs {
     /// Readers per flow (and splits of a table with a numeric primary key).
     #[arg(long, default_value_t = 2)]
     pub parallelism: usize,
-    /// Replace the output file if it exists.
+    /// Replace the output file and its `.graph.md` diagram if they exist.
     #[arg(long)]
     pub force: bool,
     /// `stream`: flows that snapshot and then follow the binlog (delete queries included).

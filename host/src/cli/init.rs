@@ -66,7 +66,11 @@ fn init(a: &InitArgs) -> Result<(), (u8, String)> {
     }
     // A source instance needs something to read; the catalog is read beside it.
     connect.insert("query".into(), Value::String("SELECT 1".into()));
-    let p = plugin::load_as(&a.source_plugin, Path::new("."), Kind::Source, "source")
+    let source_plugin = a
+        .source_plugin
+        .clone()
+        .unwrap_or_else(|| plugin_of_url(&a.source_url).to_owned());
+    let p = plugin::load_as(&source_plugin, Path::new("."), Kind::Source, "source")
         .map_err(|m| config(format!("--source-plugin: {m}")))?;
     let source = SourceHandle::open(p.clone(), &connect)
         .map_err(|e| (EXIT_RUN, format!("cannot start source: {e}")))?;
@@ -81,7 +85,7 @@ fn init(a: &InitArgs) -> Result<(), (u8, String)> {
     });
     let req = crate::init::Request {
         name,
-        source_plugin: a.source_plugin.clone(),
+        source_plugin,
         source_options,
         sink_plugin: a.sink_plugin.clone(),
         sink_options,
@@ -125,4 +129,28 @@ fn init(a: &InitArgs) -> Result<(), (u8, String)> {
         diagram.display()
     );
     Ok(())
+}
+
+/// The source plugin a URL's scheme names, so that `init --source-url postgres://...` needs no
+/// `--source-plugin`.
+fn plugin_of_url(url: &str) -> &'static str {
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    if scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql") {
+        "postgres"
+    } else {
+        "mysql"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plugin_of_url;
+
+    #[test]
+    fn the_url_scheme_chooses_the_source_plugin() {
+        assert_eq!(plugin_of_url("postgres://h:5432/db"), "postgres");
+        assert_eq!(plugin_of_url("PostgreSQL://h/db"), "postgres");
+        assert_eq!(plugin_of_url("mysql://h:3306/db"), "mysql");
+        assert_eq!(plugin_of_url("h:3306"), "mysql");
+    }
 }
