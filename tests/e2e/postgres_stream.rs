@@ -166,6 +166,13 @@ fn pg_stream_changes_toast_kill_and_resume() {
     wait_equal(&mut job, PG_PORT, db, graph);
     let bio = &graph_rows_at(graph, db)[&30]["bio"];
     assert!(bio.len() > 8000, "bio in the graph: {} bytes", bio.len());
+    // With REPLICA IDENTITY FULL the old row carries the value instead.
+    pg_sql_at(
+        PG_PORT,
+        db,
+        "ALTER TABLE person REPLICA IDENTITY FULL; UPDATE person SET name = 'full' WHERE id = 30;",
+    );
+    wait_equal(&mut job, PG_PORT, db, graph);
 
     // SIGKILL, changes while it is down, and a rerun that resumes.
     job.sigkill();
@@ -326,22 +333,14 @@ fn pg_stream_refusals_name_the_fix() {
     );
     let spec0 = dir.join("norepl.yaml");
     std::fs::write(&spec0, norepl).unwrap();
-    let out = crate::support::etlhost_command()
-        .arg("run")
-        .arg(&spec0)
-        .output()
-        .unwrap();
+    let out = run_to_end(&spec0);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
         err.contains("error: cannot stream from the source: plugin postgres: user e_norepl lacks the REPLICATION attribute that streaming needs: ALTER ROLE \"e_norepl\" REPLICATION (as a superuser)"),
         "{err}"
     );
-    let out = crate::support::etlhost_command()
-        .arg("run")
-        .arg(&spec1)
-        .output()
-        .unwrap();
+    let out = run_to_end(&spec1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -359,11 +358,7 @@ fn pg_stream_refusals_name_the_fix() {
         "CREATE TABLE person (id int, name text, bio text, n bigint);",
     );
     let spec2 = spec(&dir, db, PG_PORT, db, "");
-    let out = crate::support::etlhost_command()
-        .arg("run")
-        .arg(&spec2)
-        .output()
-        .unwrap();
+    let out = run_to_end(&spec2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -377,17 +372,26 @@ fn pg_stream_refusals_name_the_fix() {
     let mut job = Running::start(&spec2, &dir, true);
     let graph = xtask::services::HTTP_PORT;
     wait_equal(&mut job, PG_PORT, db, graph);
+    // A row through the stream: the snapshot is recorded as done, so the next run resumes.
+    pg_sql_at(
+        PG_PORT,
+        db,
+        "INSERT INTO person VALUES (2, 'streamed', NULL, 2)",
+    );
+    wait_equal(&mut job, PG_PORT, db, graph);
     assert_eq!(job.terminate(), 130);
     pg_sql_at(
         PG_PORT,
         "etl",
         &format!("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{db}'"),
     );
-    let out = crate::support::etlhost_command()
-        .arg("run")
-        .arg(&spec2)
-        .output()
-        .unwrap();
+    // A change the dropped slot would have kept: no slot has it now.
+    pg_sql_at(
+        PG_PORT,
+        db,
+        "INSERT INTO person VALUES (1, 'lost', NULL, 1)",
+    );
+    let out = run_to_end(&spec2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -479,4 +483,66 @@ fn pg_stream_init_spec_follows_fk_moves_and_cascades_then_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(job.terminate(), 130);
+}
+
+/// A transaction larger than `stream.max_transaction_changes` is handed on in parts (positions
+/// inside it), and a kill and a resume after it lose nothing.
+#[test]
+fn pg_stream_a_large_transaction_in_parts() {
+    let db = "e_pgparts";
+    fresh_db(PG_PORT, db);
+    pg_sql_at(PG_PORT, db, PERSON);
+    let dir = scratch_dir(db);
+    let spec = spec(
+        &dir,
+        db,
+        PG_PORT,
+        db,
+        "stream:\n  max_transaction_changes: 100\n",
+    );
+    let mut job = Running::start(&spec, &dir, true);
+    let graph = xtask::services::HTTP_PORT;
+    wait_equal(&mut job, PG_PORT, db, graph);
+    pg_sql_at(
+        PG_PORT,
+        db,
+        "INSERT INTO person SELECT i, 'big' || i, NULL, i FROM generate_series(1001, 2050) i;
+         UPDATE person SET n = -n WHERE id <= 50;",
+    );
+    wait_equal(&mut job, PG_PORT, db, graph);
+    job.sigkill();
+    pg_sql_at(
+        PG_PORT,
+        db,
+        "DELETE FROM person WHERE id BETWEEN 1001 AND 1500; INSERT INTO person VALUES (3000, 'x', NULL, 1);",
+    );
+    let mut job = Running::start(&spec, &dir, false);
+    wait_equal(&mut job, PG_PORT, db, graph);
+    assert_eq!(job.terminate(), 130);
+}
+
+/// `etlhost run spec` to its end (a refusal), killed with a panic if it is still running after
+/// two minutes rather than left to hang the suite.
+fn run_to_end(spec: &Path) -> std::process::Output {
+    let mut child = crate::support::etlhost_command()
+        .arg("run")
+        .arg(spec)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "etlhost run {} did not stop:\n{}",
+                spec.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
 }
