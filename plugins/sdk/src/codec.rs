@@ -410,6 +410,12 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         let at = self.pos;
         let b = self.take(n)?;
+        // As in `check_str`: ASCII is checked a word at a time, where `from_utf8` costs more
+        // than the short strings of a typical row.
+        if b.is_ascii() {
+            // SAFETY: ASCII is UTF-8.
+            return Ok(unsafe { String::from_utf8_unchecked(b.to_vec()) });
+        }
         String::from_utf8(b.to_vec())
             .map_err(|_| DecodeError(format!("invalid UTF-8 at byte {at}")))
     }
