@@ -154,8 +154,9 @@ impl Applier<'_> {
     }
 }
 
-/// Appends to `b` the chunks of its table already waiting, in order, while it holds fewer than
-/// `up_to` changes; the first other message is handed back, for the next turn.
+/// Appends to `r` the chunks of its table already waiting (their changes, and their bytes after
+/// its bytes), in order, while it holds fewer than `up_to` changes; the first other message is
+/// handed back, for the next turn.
 fn coalesce(
     r: &mut Read,
     rx: &crossbeam_channel::Receiver<Result<Read, String>>,
