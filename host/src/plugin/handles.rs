@@ -356,21 +356,18 @@ impl SinkHandle {
         self.plugin.status(status, err)
     }
 
-    /// Writes a change batch ([`etlhost_plugin_sdk::change`]); the plugin was checked to have
-    /// the symbol before the stream started.
-    pub fn write_changes(
-        &mut self,
-        changes: &etlhost_plugin_sdk::ChangeBatch,
-    ) -> Result<(), PluginError> {
+    /// Writes a change batch ([`etlhost_plugin_sdk::change`]) in the codec's format
+    /// ([`etlhost_plugin_sdk::ChangeBatch::encode`]); the plugin was checked to have the symbol
+    /// before the stream started.
+    pub fn write_changes(&mut self, bytes: &[u8]) -> Result<(), PluginError> {
         let Some((_, write)) = self.plugin.changes else {
             return Err(self
                 .plugin
                 .malformed("this sink cannot write changes".into()));
         };
-        let bytes = changes.encode();
         let mut err = OwnedBuf::EMPTY;
         // SAFETY: the symbol has the SinkWriteChangesFn type; `&mut self` gives exclusive use.
-        let status = unsafe { write(self.inst, StrRef::new(&bytes), &mut err) };
+        let status = unsafe { write(self.inst, StrRef::new(bytes), &mut err) };
         self.plugin.status(status, err)
     }
 

@@ -7,7 +7,6 @@ use etlhost_plugin_sdk::stream_state::{
     Marked, SinkStreamFn, SinkStreamVTable, StreamRecord, StreamStateRequest, WriterMark,
     SINK_STREAM_SYMBOL, STATUS_ALREADY_WRITTEN, STATUS_FENCED, STREAM_STATE_VERSION,
 };
-use etlhost_plugin_sdk::ChangeBatch;
 
 use super::{Kind, Plugin, PluginError, SinkHandle};
 
@@ -46,24 +45,25 @@ impl Plugin {
 }
 
 impl SinkHandle {
-    /// Writes `changes` and moves the writer's record as `mark` says, in one transaction.
+    /// Writes `changes` (a change batch in the codec's format,
+    /// [`etlhost_plugin_sdk::ChangeBatch::encode`]) and moves
+    /// the writer's record as `mark` says, in one transaction.
     pub fn write_changes_marked(
         &mut self,
-        changes: &ChangeBatch,
+        changes: &[u8],
         mark: &WriterMark,
     ) -> Result<Marked, PluginError> {
         let plugin = self.plugin();
         let Some(vt) = plugin.stream else {
             return Err(plugin.malformed("this sink cannot keep a stream's position".into()));
         };
-        let bytes = changes.encode();
         let json = serde_json::to_vec(mark).expect("marks serialise");
         let mut err = OwnedBuf::EMPTY;
         // SAFETY: ABI contract; `&mut self` gives exclusive use of the instance.
         let status = unsafe {
             (vt.write)(
                 self.instance(),
-                StrRef::new(&bytes),
+                StrRef::new(changes),
                 StrRef::new(&json),
                 &mut err,
             )

@@ -25,7 +25,7 @@ use crate::spec::FlowRef;
 use crate::stats::{Counters, Status};
 
 use super::dead_letter::Failures;
-use super::read::read;
+use super::read::{read, Read};
 use super::write::{write, Chunk, Record, Target};
 
 /// Where the stream starts: its state, and the writers' records the target holds (none with a
@@ -74,7 +74,8 @@ pub fn follow(
     }
     let tables: Vec<String> = targets.iter().map(|t| t.table.clone()).collect();
     progress.lock().expect("progress").following = true;
-    let (tx, rx) = crossbeam_channel::bounded::<Result<ChangeBatch, String>>(4);
+    let (tx, rx) = crossbeam_channel::bounded::<Result<Read, String>>(4);
+    let (spent_tx, spent) = crossbeam_channel::bounded::<Read>(4);
     let interval = flows[0].spec.job.checkpoint.interval.0;
     let report_every = flows[0].spec.job.progress_interval.0;
     let outcome = std::thread::scope(|scope| {
@@ -82,7 +83,7 @@ pub fn follow(
         let from = start.position.clone();
         let src = source.clone();
         let chunk = flows[0].spec.job.stream().max_transaction_changes;
-        scope.spawn(move || read(src, tables, from, chunk, tx, reader_control));
+        scope.spawn(move || read(src, tables, from, chunk, tx, spent, reader_control));
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let Store::Local(path) = store {
             let (progress, done) = (progress.clone(), done.clone());
@@ -99,6 +100,7 @@ pub fn follow(
             counters,
             control: &control,
             ids: Ids::default(),
+            spent: spent_tx,
         };
         // Chunks waiting together are written together, up to a sink batch: a stream that keeps
         // up gets one chunk per source transaction, and a transaction per write costs the graph
@@ -140,31 +142,37 @@ pub fn follow(
 impl Applier<'_> {
     fn drain(
         &mut self,
-        rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
+        rx: &crossbeam_channel::Receiver<Result<Read, String>>,
         write: bool,
     ) -> Result<(), String> {
         while let Ok(msg) = rx.recv() {
-            if let (true, Ok(b)) = (write, msg) {
-                self.apply(&b)?;
+            if let (true, Ok(r)) = (write, msg) {
+                self.apply(&r)?;
             }
         }
         Ok(())
     }
 }
 
-/// Appends to `b` the chunks of its table already waiting, in order, while it holds fewer than
-/// `up_to` changes; the first other message is handed back, for the next turn.
+/// Appends to `r` the chunks of its table already waiting (their changes, and their bytes after
+/// its bytes), in order, while it holds fewer than `up_to` changes; the first other message is
+/// handed back, for the next turn.
 fn coalesce(
-    b: &mut ChangeBatch,
-    rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
+    r: &mut Read,
+    rx: &crossbeam_channel::Receiver<Result<Read, String>>,
     up_to: usize,
-) -> Option<Result<ChangeBatch, String>> {
+) -> Option<Result<Read, String>> {
+    let b = &mut r.batch;
     while b.changes.len() < up_to {
         match rx.try_recv() {
             Ok(Ok(next))
-                if next.table == b.table && next.schema == b.schema && next.key == b.key =>
+                if next.batch.table == b.table
+                    && next.batch.schema == b.schema
+                    && next.batch.key == b.key
+                    && next.encoded.schema() == r.encoded.schema() =>
             {
-                b.changes.extend(next.changes)
+                r.encoded.extend(&next.encoded, 0..next.encoded.rows());
+                b.changes.extend(next.batch.changes)
             }
             Ok(other) => return Some(other),
             Err(_) => return None,
@@ -182,6 +190,8 @@ struct Applier<'a> {
     counters: &'a Counters,
     control: &'a Control,
     ids: Ids,
+    /// Chunks written, back to the reader, which frees them.
+    spent: crossbeam_channel::Sender<Read>,
 }
 
 fn open_target(
@@ -237,7 +247,7 @@ pub(super) fn slot_of(flow: &str, writers: usize, slot: usize) -> WriterSlot {
 impl Applier<'_> {
     fn dispatch(
         &mut self,
-        rx: &crossbeam_channel::Receiver<Result<ChangeBatch, String>>,
+        rx: &crossbeam_channel::Receiver<Result<Read, String>>,
         report_every: Duration,
         up_to: usize,
     ) -> Result<(), String> {
@@ -262,14 +272,17 @@ impl Applier<'_> {
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 },
             };
-            let mut b = msg?;
-            pending = coalesce(&mut b, rx, up_to);
-            self.apply(&b)?;
+            let mut r = msg?;
+            pending = coalesce(&mut r, rx, up_to);
+            self.apply(&r)?;
+            // A reader that is waiting to hand on a chunk takes none back: freed here then.
+            let _ = self.spent.try_send(r);
         }
     }
 
     /// Writes one chunk with every flow of its table, then moves the acknowledged position.
-    fn apply(&mut self, b: &ChangeBatch) -> Result<(), String> {
+    fn apply(&mut self, r: &Read) -> Result<(), String> {
+        let (b, encoded) = (&r.batch, &r.encoded);
         let (targets, cascades) = (&mut *self.targets, &mut *self.cascades);
         let (progress, counters, control) = (self.progress, self.counters, self.control);
         let rows = b
@@ -289,7 +302,7 @@ impl Applier<'_> {
             // change would undo what they wrote.
             let mut rederived: HashSet<String> = HashSet::new();
             let mut write_all = |part: &ChangeBatch, at: Option<usize>| -> Result<(), String> {
-                let derived;
+                let (derived, sliced);
                 if at.is_none() && part.table == b.table {
                     rederived.extend(part.changes.iter().map(|c| key_text(part, c)));
                 }
@@ -303,6 +316,15 @@ impl Applier<'_> {
                     },
                     resume: &resume,
                     rederived: &rederived,
+                    // A part read from the log is changes `at..` of the chunk, as they came.
+                    encoded: match at {
+                        Some(0) if part.changes.len() == encoded.rows() => Some(encoded),
+                        Some(i) => {
+                            sliced = encoded.slice(i..i + part.changes.len());
+                            Some(&sliced)
+                        }
+                        None => None,
+                    },
                 };
                 for t in targets.iter_mut().filter(|t| t.table == part.table) {
                     let refused = write(t, part, &chunk, counters, control)?;

@@ -6,11 +6,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{ChangeBatch, Position, Split, StreamRequest};
 
 use crate::pipeline::Control;
 use crate::plugin::SourceHandle;
 use crate::retry::{Backoff, Policy};
+
+/// A chunk as the source sent it: its changes, and its bytes, which go to the sinks as they are
+/// when a write is of the whole chunk (or of some of its changes: their rows' bytes), so that the
+/// host never encodes what the source already did.
+pub(super) struct Read {
+    pub(super) batch: ChangeBatch,
+    pub(super) encoded: Encoded,
+}
 
 /// The first wait before reading the change log again; it grows as [`crate::retry`] says.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
@@ -22,7 +31,8 @@ pub(super) fn read(
     tables: Vec<String>,
     from: Position,
     max_transaction_changes: u64,
-    tx: crossbeam_channel::Sender<Result<ChangeBatch, String>>,
+    tx: crossbeam_channel::Sender<Result<Read, String>>,
+    spent: crossbeam_channel::Receiver<Read>,
     control: Arc<Control>,
 ) {
     let mut at = from;
@@ -55,20 +65,23 @@ pub(super) fn read(
             }
         };
         while !control.stopping() {
-            match reader.next_batch() {
-                Ok(Some(b)) => {
-                    let b = match ChangeBatch::from_batch(b) {
+            // Freed on the thread that allocated them, which costs the allocator less than
+            // freeing them where they were written.
+            spent.try_iter().for_each(drop);
+            match reader.next_encoded(None) {
+                Ok(Some(encoded)) => {
+                    let batch = match ChangeBatch::decode(encoded.as_bytes()) {
                         Ok(b) => b,
                         Err(e) => {
                             let _ = tx.send(Err(format!("malformed change batch: {e}")));
                             return;
                         }
                     };
-                    if let Some(c) = b.changes.iter().rev().find(|c| c.last) {
+                    if let Some(c) = batch.changes.iter().rev().find(|c| c.last) {
                         at = c.commit.clone();
                     }
                     backoff.reset();
-                    if tx.send(Ok(b)).is_err() {
+                    if tx.send(Ok(Read { batch, encoded })).is_err() {
                         return;
                     }
                 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use etlhost_plugin_sdk::codec::Encoded;
 use etlhost_plugin_sdk::{
     ChangeBatch, ChangeId, ChangeKind, Marked, Position, WriterMark, WriterSlot,
 };
@@ -51,6 +52,8 @@ pub(super) struct Chunk<'a> {
     /// Keys whose changes are written even when a writer's record says they were: a TRUNCATE or
     /// cascade derived again on a chunk read again changed them.
     pub(super) rederived: &'a std::collections::HashSet<String>,
+    /// The batch as the source encoded it, row for change (none: derived by the stream).
+    pub(super) encoded: Option<&'a Encoded>,
 }
 
 /// Writes a chunk with one flow: all of it on one writer, or each writer the changes of the keys
@@ -213,11 +216,23 @@ impl Writer<'_> {
             .iter()
             .rev()
             .find_map(|&i| self.chunk.ids[i].map(|x| id_of(b, i, x)));
-        let result = if whole && keep.len() == idx.len() {
-            self.write_retrying(sink, slot, b, last)
-        } else {
-            self.write_retrying(sink, slot, &subset(b, &keep), last)
+        let (part, encoded);
+        let bytes = match (self.chunk.encoded, whole && keep.len() == idx.len()) {
+            (Some(e), true) => e.as_bytes(),
+            (Some(e), false) => {
+                part = rows_of(e, &keep);
+                part.as_bytes()
+            }
+            (None, true) => {
+                encoded = b.encode();
+                &encoded
+            }
+            (None, false) => {
+                encoded = subset(b, &keep).encode();
+                &encoded
+            }
         };
+        let result = self.write_retrying(sink, slot, bytes, last);
         match result {
             Ok(()) => {
                 if dead_letters {
@@ -251,13 +266,13 @@ impl Writer<'_> {
         &self,
         sink: &mut SinkHandle,
         slot: &mut Slot<'_>,
-        b: &ChangeBatch,
+        changes: &[u8],
         last: Option<ChangeId>,
     ) -> Result<(), Failure> {
         let flow = self.flow;
         let mut backoff = Policy::forever(self.backoff).start();
         loop {
-            match self.write_once(sink, slot, b, &last) {
+            match self.write_once(sink, slot, changes, &last) {
                 Ok(()) => return Ok(()),
                 Err(
                     e @ PluginError::Failed {
@@ -291,11 +306,11 @@ impl Writer<'_> {
         &self,
         sink: &mut SinkHandle,
         slot: &mut Slot<'_>,
-        b: &ChangeBatch,
+        changes: &[u8],
         last: &Option<ChangeId>,
     ) -> Result<(), PluginError> {
         let Some(lease) = self.lease else {
-            return sink.write_changes(b);
+            return sink.write_changes(changes);
         };
         if let Some(why) = lease.fenced() {
             return Err(fenced_error(why));
@@ -312,7 +327,7 @@ impl Writer<'_> {
             last: last.clone().max(slot.record.last.clone()),
             resume: self.chunk.resume.clone(),
         };
-        match sink.write_changes_marked(b, &mark)? {
+        match sink.write_changes_marked(changes, &mark)? {
             Marked::Written | Marked::AlreadyWritten => {
                 slot.record.seq += 1;
                 slot.record.last = mark.last;
@@ -336,6 +351,23 @@ fn fenced_error(why: String) -> PluginError {
         retryable: false,
         message: format!("{FENCED}{why}"),
     }
+}
+
+/// Rows `idx` of `e` (in order) as a buffer of their own, their bytes copied as they are.
+fn rows_of(e: &Encoded, idx: &[usize]) -> Encoded {
+    let mut out = Encoded::empty(e.schema().clone(), 0);
+    let mut rest = idx;
+    while let Some(&first) = rest.first() {
+        // A run of consecutive rows is one copy.
+        let n = rest
+            .iter()
+            .enumerate()
+            .take_while(|&(k, &i)| i == first + k)
+            .count();
+        out.extend(e, first..first + n);
+        rest = &rest[n..];
+    }
+    out
 }
 
 /// Changes `idx` of `b` as a batch of their own, in order.

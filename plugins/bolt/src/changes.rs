@@ -7,9 +7,10 @@
 
 use etlhost_plugin_sdk::change::runs;
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use etlhost_plugin_sdk::{
-    Batch, Change, ChangeBatch, ChangeKind, ConfigError, Error, Value, WriterMark,
+    Change, ChangeBatch, ChangeKind, ConfigError, Error, Row, Value, WriterMark,
 };
 
 use etlhost_bolt_client::WriteParams;
@@ -51,35 +52,66 @@ fn query_for(o: &BoltOptions, kind: ChangeKind) -> Option<&str> {
     }
 }
 
+/// Hashes an integer key with one multiplication: SipHash costs more than the rest of a change's
+/// way through this sink. Keys come from the source's table, not from an adversary.
+#[derive(Default)]
+struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(26) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64)
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Within a run of one kind only each key's last change counts: `UNWIND` does not promise to
 /// finish one row's clauses before the next row's, so two changes of one key in one statement
-/// could both take effect (two relationships where one moved). Their rows, in order.
-fn last_per_key(batch: &ChangeBatch, run: &[Change]) -> Batch {
+/// could both take effect (two relationships where one moved). Their rows, in order, where they
+/// are.
+fn last_per_key<'a>(batch: &ChangeBatch, run: &'a [Change]) -> Vec<&'a Row> {
     let mut keep: Vec<&Change> = if batch.key.is_empty() {
         run.iter().collect()
     } else {
         // An integer key (the common case) is its own hash; any other is compared as JSON text.
-        let (mut ints, mut texts) = (HashSet::new(), HashSet::new());
+        let mut ints: HashSet<i64, BuildHasherDefault<IntHasher>> = HashSet::default();
+        ints.reserve(run.len());
+        let mut texts = HashSet::new();
         run.iter()
             .rev()
-            .filter(|c| match batch.key_of(c)[..] {
-                [Value::Int(i)] => ints.insert(*i),
-                ref key => texts.insert(
-                    key.iter()
+            .filter(|c| {
+                if let [k] = batch.key[..] {
+                    if let Some(Value::Int(i)) = c.row.get(k) {
+                        return ints.insert(*i);
+                    }
+                }
+                texts.insert(
+                    batch
+                        .key_of(c)
+                        .iter()
                         .map(|v| v.to_json().to_string())
                         .collect::<Vec<_>>()
                         .join("\u{1f}"),
-                ),
+                )
             })
             .collect()
     };
     if !batch.key.is_empty() {
         keep.reverse();
     }
-    Batch {
-        schema: batch.schema.clone(),
-        rows: keep.into_iter().map(|c| c.row.clone()).collect(),
-    }
+    keep.into_iter().map(|c| &c.row).collect()
 }
 
 impl BoltSink {
@@ -117,7 +149,9 @@ impl BoltSink {
             .iter()
             .map(|(_, rows)| {
                 let enc = &enc;
-                Box::new(move |m: &mut Vec<u8>| params::encode(m, rows, o, enc)) as Encoder<'_>
+                let schema = &batch.schema;
+                Box::new(move |m: &mut Vec<u8>| params::encode_rows_of(m, schema, rows, o, enc))
+                    as Encoder<'_>
             })
             .collect();
         let statements: Vec<(&str, WriteParams<'_>)> = parts
@@ -212,7 +246,7 @@ mod tests {
             ],
         ] {
             let b = batch(keys);
-            let rows = last_per_key(&b, &b.changes).rows;
+            let rows = last_per_key(&b, &b.changes);
             let order: Vec<&Value> = rows.iter().map(|r| &r[1]).collect();
             assert_eq!(order, [&Value::Int(1), &Value::Int(2)]);
         }

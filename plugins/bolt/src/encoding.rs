@@ -2,7 +2,7 @@
 //! column name, each value as the options and the connection's Bolt version say.
 
 use etlhost_bolt_client::packstream as ps;
-use etlhost_plugin_sdk::{Batch, Value};
+use etlhost_plugin_sdk::{Batch, Column, Value};
 
 use crate::options::{DecimalAs, Temporal};
 
@@ -21,17 +21,28 @@ pub fn encode_params_for(
     decimal: DecimalAs,
     version: (u8, u8),
 ) {
-    encode_rows(m, batch, &Encoding::new(temporal, decimal, version))
+    encode_rows(
+        m,
+        &batch.schema,
+        &batch.rows,
+        &Encoding::new(temporal, decimal, version),
+    )
 }
 
 /// `{batch: [{column: value, ...}, ...]}`, a NULL column left out of its row's map.
-pub(crate) fn encode_rows(m: &mut Vec<u8>, batch: &Batch, enc: &Encoding) {
+pub(crate) fn encode_rows<R: AsRef<[Value]>>(
+    m: &mut Vec<u8>,
+    schema: &[Column],
+    rows: &[R],
+    enc: &Encoding,
+) {
     ps::map_header(m, 1);
     ps::string(m, "batch");
-    ps::list_header(m, batch.rows.len());
-    for row in &batch.rows {
+    ps::list_header(m, rows.len());
+    for row in rows {
+        let row = row.as_ref();
         ps::map_header(m, row.iter().filter(|v| !v.is_null()).count());
-        for (col, v) in batch.schema.iter().zip(row) {
+        for (col, v) in schema.iter().zip(row) {
             if v.is_null() {
                 continue;
             }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use etlhost_plugin_sdk::{Batch, Error};
+use etlhost_plugin_sdk::{Batch, Column, Error, Value};
 
 use crate::encoding::{encode_rows, encode_value, Encoding};
 use crate::options::BoltOptions;
@@ -41,13 +41,25 @@ pub fn fits(o: &BoltOptions, batch: &Batch) -> Result<(), Error> {
 
 /// The parameter map for a batch that passed [`fits`].
 pub(crate) fn encode(m: &mut Vec<u8>, batch: &Batch, o: &BoltOptions, enc: &Encoding) {
+    encode_rows_of(m, &batch.schema, &batch.rows, o, enc)
+}
+
+/// [`encode`] of `rows` (of `schema`'s columns) held anywhere: a change batch's rows are encoded
+/// where they are, not copied into a batch.
+pub(crate) fn encode_rows_of<R: AsRef<[Value]>>(
+    m: &mut Vec<u8>,
+    schema: &[Column],
+    rows: &[R],
+    o: &BoltOptions,
+    enc: &Encoding,
+) {
     if !o.row_parameters && o.params_by_position.is_none() {
-        return encode_rows(m, batch, enc);
+        return encode_rows(m, schema, rows, enc);
     }
-    let fields = named_fields(batch, o.params_by_position.as_ref());
+    let fields = named_fields(schema, o.params_by_position.as_ref());
     if o.row_parameters {
         // Every parameter is sent, NULL included: Cypher fails on a missing parameter.
-        let row = batch.rows.first();
+        let row = rows.first().map(|r| r.as_ref());
         ps::map_header(m, fields.len());
         for (name, i) in &fields {
             ps::string(m, name);
@@ -60,8 +72,9 @@ pub(crate) fn encode(m: &mut Vec<u8>, batch: &Batch, o: &BoltOptions, enc: &Enco
     }
     ps::map_header(m, 1);
     ps::string(m, "batch");
-    ps::list_header(m, batch.rows.len());
-    for row in &batch.rows {
+    ps::list_header(m, rows.len());
+    for row in rows {
+        let row = row.as_ref();
         let present = |i: &usize| !row[*i].is_null();
         // A NULL field is left out of its row's map, as for columns.
         ps::map_header(m, fields.iter().filter(|(_, i)| present(i)).count());
@@ -74,13 +87,12 @@ pub(crate) fn encode(m: &mut Vec<u8>, batch: &Batch, o: &BoltOptions, enc: &Enco
 
 /// `(parameter name, field index)`: the named positions, or every column by name.
 fn named_fields<'a>(
-    batch: &'a Batch,
+    schema: &'a [Column],
     by_position: Option<&'a BTreeMap<String, usize>>,
 ) -> Vec<(&'a str, usize)> {
     match by_position {
         Some(p) => p.iter().map(|(n, i)| (n.as_str(), *i)).collect(),
-        None => batch
-            .schema
+        None => schema
             .iter()
             .enumerate()
             .map(|(i, c)| (c.name.as_str(), i))

@@ -319,25 +319,7 @@ impl ChangeBatch {
 
     /// Takes a change batch apart again; an error says what is malformed.
     pub fn from_batch(batch: Batch) -> Result<ChangeBatch, String> {
-        let names: Vec<&str> = batch
-            .schema
-            .iter()
-            .take(RESERVED)
-            .map(|c| c.name.as_str())
-            .collect();
-        if names.len() < FIRST_EIGHT.len() || names[..FIRST_EIGHT.len()] != FIRST_EIGHT {
-            return Err("not a change batch: the reserved columns are missing".into());
-        }
-        let reserved = match (names.get(8), names.get(9)) {
-            (Some(&SKIP), Some(&NO_FK)) => 10,
-            (Some(&SKIP), _) => 9,
-            _ => 8,
-        };
-        let rest = batch.schema.len() - reserved;
-        if rest % 2 != 0 {
-            return Err("a change batch has as many old columns as columns".into());
-        }
-        let n = rest / 2;
+        let (reserved, n) = layout(&batch.schema)?;
         let schema: Schema = batch.schema[reserved..reserved + n].to_vec().into();
         let mut table = String::new();
         let mut key = Vec::new();
@@ -359,12 +341,7 @@ impl ChangeBatch {
             .ok_or_else(|| format!("change {i} has no valid kind"))?;
             if i == 0 {
                 table = text(&r[1]).unwrap_or_default();
-                key = text(&r[2])
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.parse::<usize>().map_err(|e| e.to_string()))
-                    .collect::<Result<_, _>>()?;
+                key = parse_key(&r[2])?;
             }
             let commit = Position {
                 file: text(&r[3]).unwrap_or_default(),
@@ -405,6 +382,58 @@ impl ChangeBatch {
         })
     }
 
+    /// [`ChangeBatch::from_batch`] of the batch in `bytes` (the codec's format), read from the
+    /// bytes in place: each value goes straight into its change, with no row of every column in
+    /// between, and what a change does not keep (the old row of a delete, or of an insert that is
+    /// no key change; a mark's row) is checked as the codec checks it but never built.
+    pub fn decode(bytes: &[u8]) -> Result<ChangeBatch, String> {
+        let mut r = crate::codec::Reader::new(bytes);
+        let (cols, nrows) = crate::codec::header(&mut r).map_err(|e| e.to_string())?;
+        let (reserved, n) = layout(&cols)?;
+        let schema: Schema = cols[reserved..reserved + n].to_vec().into();
+        let (mut table, mut key) = (String::new(), Vec::new());
+        let mut changes = Vec::with_capacity(nrows.min(1 << 20));
+        let mut head: Vec<Value> = Vec::with_capacity(RESERVED);
+        for i in 0..nrows {
+            head.clear();
+            for j in 0..reserved {
+                // The table and key are the same on every change: only the first one's are read.
+                if i > 0 && (j == 1 || j == 2) {
+                    r.skip(0).map_err(|e| e.to_string())?;
+                    head.push(Value::Null);
+                } else {
+                    head.push(r.value(0).map_err(|e| e.to_string())?);
+                }
+            }
+            let kind = match head[0] {
+                Value::Int(t) => ChangeKind::from_tag(t),
+                _ => None,
+            }
+            .ok_or_else(|| format!("change {i} has no valid kind"))?;
+            if i == 0 {
+                table = match std::mem::replace(&mut head[1], Value::Null) {
+                    Value::String(s) => s,
+                    _ => String::new(),
+                };
+                key = parse_key(&head[2])?;
+            }
+            let row = read_values(&mut r, n, kind.has_row(), false)?.unwrap_or_default();
+            let old = match kind {
+                ChangeKind::Update => read_values(&mut r, n, true, false)?,
+                ChangeKind::Insert => read_values(&mut r, n, true, true)?,
+                _ => read_values(&mut r, n, false, false)?,
+            };
+            changes.push(change_of(kind, row, old, &mut head, reserved));
+        }
+        r.end().map_err(|e| e.to_string())?;
+        Ok(ChangeBatch {
+            table,
+            schema,
+            key,
+            changes,
+        })
+    }
+
     /// The rows of these changes as a plain batch of the table's columns (the new row for inserts
     /// and updates, the old row for deletes), e.g. for a sink's `$batch`.
     pub fn rows(&self, changes: &[Change]) -> Batch {
@@ -417,6 +446,112 @@ impl ChangeBatch {
     /// The primary key values of a change's row.
     pub fn key_of<'a>(&self, change: &'a Change) -> Vec<&'a Value> {
         self.key.iter().filter_map(|i| change.row.get(*i)).collect()
+    }
+}
+
+/// How many reserved columns a change batch of `cols` has (sources built before `_etl_skip` and
+/// `_etl_no_fk` send fewer), and how many columns its table has.
+fn layout(cols: &[Column]) -> Result<(usize, usize), String> {
+    let names: Vec<&str> = cols
+        .iter()
+        .take(RESERVED)
+        .map(|c| c.name.as_str())
+        .collect();
+    if names.len() < FIRST_EIGHT.len() || names[..FIRST_EIGHT.len()] != FIRST_EIGHT {
+        return Err("not a change batch: the reserved columns are missing".into());
+    }
+    let reserved = match (names.get(8), names.get(9)) {
+        (Some(&SKIP), Some(&NO_FK)) => 10,
+        (Some(&SKIP), _) => 9,
+        _ => 8,
+    };
+    let rest = cols.len() - reserved;
+    if rest % 2 != 0 {
+        return Err("a change batch has as many old columns as columns".into());
+    }
+    Ok((reserved, rest / 2))
+}
+
+/// The key's column indices, from `_etl_key`'s text.
+fn parse_key(v: &Value) -> Result<Vec<usize>, String> {
+    let Value::String(text) = v else {
+        return Ok(Vec::new());
+    };
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// The next `n` values: built when `keep` (and, when `unless_null`, only if one is not NULL),
+/// otherwise checked and passed over.
+fn read_values(
+    r: &mut crate::codec::Reader<'_>,
+    n: usize,
+    keep: bool,
+    unless_null: bool,
+) -> Result<Option<Row>, String> {
+    let e = |e: crate::codec::DecodeError| e.to_string();
+    if !keep {
+        for _ in 0..n {
+            r.skip(0).map_err(e)?;
+        }
+        return Ok(None);
+    }
+    let mut row: Option<Row> = None;
+    for j in 0..n {
+        let v = r.value(0).map_err(e)?;
+        match &mut row {
+            Some(row) => row.push(v),
+            None if unless_null && v == Value::Null => {}
+            None => {
+                let mut first = Vec::with_capacity(n);
+                first.resize(j, Value::Null);
+                first.push(v);
+                row = Some(first);
+            }
+        }
+    }
+    Ok(row.or_else(|| (!unless_null).then(Vec::new)))
+}
+
+/// A change from its kind, rows and reserved values (`head`, whose strings it takes), as
+/// [`ChangeBatch::from_batch`] reads them.
+fn change_of(
+    kind: ChangeKind,
+    row: Row,
+    old: Option<Row>,
+    head: &mut [Value],
+    reserved: usize,
+) -> Change {
+    let mut text = |i: usize| match std::mem::replace(&mut head[i], Value::Null) {
+        Value::String(s) => Some(s),
+        _ => None,
+    };
+    let (file, gtid) = (text(3).unwrap_or_default(), text(5));
+    Change {
+        kind,
+        row,
+        old,
+        commit: Position {
+            file,
+            pos: match head[4] {
+                Value::UInt(p) => p,
+                Value::Int(p) => p as u64,
+                _ => 0,
+            },
+            gtid,
+            skip: match head.get(8) {
+                Some(Value::UInt(s)) => *s,
+                _ => 0,
+            },
+        },
+        last: matches!(head[6], Value::Bool(true)),
+        timestamp: match head[7] {
+            Value::Int(t) => t as u32,
+            _ => 0,
+        },
+        no_fk_actions: reserved > 9 && matches!(head[9], Value::Bool(true)),
     }
 }
 
@@ -505,6 +640,8 @@ mod tests {
         assert_eq!(b.encode(), wire);
         let back = ChangeBatch::from_batch(crate::codec::decode(&wire).unwrap()).unwrap();
         assert_eq!(back, b);
+        // Read in place, it is the same batch.
+        assert_eq!(ChangeBatch::decode(&wire).unwrap(), b);
         let kinds: Vec<_> = runs(&back.changes).map(|(k, r)| (k, r.len())).collect();
         assert_eq!(
             kinds,
@@ -555,6 +692,53 @@ mod tests {
         for r in &mut old.rows {
             r.drain(8..RESERVED);
         }
+        let wire = crate::codec::encode(&old);
         assert_eq!(ChangeBatch::from_batch(old).unwrap(), b);
+        assert_eq!(ChangeBatch::decode(&wire).unwrap(), b);
+    }
+
+    /// Read in place, a batch is refused where the codec or [`ChangeBatch::from_batch`] refuses
+    /// it.
+    #[test]
+    fn decode_refuses_what_from_batch_refuses() {
+        let schema: Schema = vec![Column {
+            name: "id".into(),
+            ty: ColumnType::Int,
+        }]
+        .into();
+        let change = |kind| Change {
+            kind,
+            row: vec![Value::Int(1)],
+            old: None,
+            commit: Position::default(),
+            last: true,
+            timestamp: 1,
+            no_fk_actions: false,
+        };
+        let b = ChangeBatch {
+            table: "t".into(),
+            schema: schema.clone(),
+            key: vec![0],
+            changes: vec![change(ChangeKind::Insert), change(ChangeKind::Delete)],
+        };
+        let wire = b.encode();
+        for cut in [wire.len() - 1, wire.len() - 9] {
+            assert!(ChangeBatch::decode(&wire[..cut]).is_err());
+        }
+        let mut longer = wire.clone();
+        longer.push(0);
+        assert!(ChangeBatch::decode(&longer).is_err());
+        let mut bad = b.clone().into_batch();
+        bad.rows[1][0] = Value::Int(9);
+        let bad = crate::codec::encode(&bad);
+        assert_eq!(
+            ChangeBatch::decode(&bad).unwrap_err(),
+            "change 1 has no valid kind"
+        );
+        let plain = crate::codec::encode(&Batch {
+            schema,
+            rows: vec![vec![Value::Int(1)]],
+        });
+        assert!(ChangeBatch::decode(&plain).is_err());
     }
 }

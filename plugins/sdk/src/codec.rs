@@ -339,12 +339,24 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Fails unless every byte was read.
+    pub(crate) fn end(&self) -> Result<(), DecodeError> {
+        match self.buf.len() - self.pos {
+            0 => Ok(()),
+            n => Err(DecodeError(format!("{n} trailing bytes"))),
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self
             .pos
@@ -372,7 +384,7 @@ impl<'a> Reader<'a> {
         Ok(f64::from_le_bytes(self.arr()?))
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
+    pub(crate) fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
         let tag = self.u8()?;
         Ok(match tag {
             0 => Value::Null,
@@ -434,13 +446,19 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         let at = self.pos;
         let b = self.take(n)?;
+        // As in `check_str`: ASCII is checked a word at a time, where `from_utf8` costs more
+        // than the short strings of a typical row.
+        if b.is_ascii() {
+            // SAFETY: ASCII is UTF-8.
+            return Ok(unsafe { String::from_utf8_unchecked(b.to_vec()) });
+        }
         String::from_utf8(b.to_vec())
             .map_err(|_| DecodeError(format!("invalid UTF-8 at byte {at}")))
     }
 
     /// Checks the next value as [`Reader::value`] would read it (tags, lengths, UTF-8, nesting)
     /// without building it, and returns its [`Value::approx_size`].
-    fn skip(&mut self, depth: usize) -> Result<usize, DecodeError> {
+    pub(crate) fn skip(&mut self, depth: usize) -> Result<usize, DecodeError> {
         let tag = self.u8()?;
         Ok(match tag {
             0 => 9,
@@ -555,7 +573,7 @@ impl<'a> Reader<'a> {
 }
 
 /// The schema and row count at the head of a buffer, leaving `r` at the first value.
-fn header(r: &mut Reader<'_>) -> Result<(Vec<Column>, usize), DecodeError> {
+pub(crate) fn header(r: &mut Reader<'_>) -> Result<(Vec<Column>, usize), DecodeError> {
     if r.take(4)? != MAGIC {
         return Err(DecodeError(
             "bad magic (not an ETB2 batch: plugin and host built from different SDKs?)".into(),

@@ -354,10 +354,8 @@ pub unsafe extern "C" fn sink_write_changes<K: Sink>(
     unsafe {
         let k = &mut *(sink as *mut K);
         guard(err, || {
-            let batch =
-                codec::decode(batch.as_bytes()).map_err(|e| Error::permanent(e.to_string()))?;
             let changes =
-                crate::change::ChangeBatch::from_batch(batch).map_err(Error::permanent)?;
+                crate::change::ChangeBatch::decode(batch.as_bytes()).map_err(Error::permanent)?;
             k.write_changes(&changes)?;
             Ok(STATUS_OK)
         })

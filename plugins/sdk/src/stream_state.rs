@@ -252,9 +252,7 @@ pub unsafe extern "C" fn stream_write<K: SinkStream>(
     unsafe {
         crate::export::guard(err, || {
             let sink = &mut *(sink as *mut K);
-            let batch = crate::codec::decode(batch.as_bytes())
-                .map_err(|e| Error::permanent(format!("malformed batch from host: {e}")))?;
-            let batch = ChangeBatch::from_batch(batch)
+            let batch = ChangeBatch::decode(batch.as_bytes())
                 .map_err(|e| Error::permanent(format!("malformed change batch from host: {e}")))?;
             let mark: WriterMark = serde_json::from_slice(mark.as_bytes())
                 .map_err(|e| Error::permanent(format!("malformed writer mark from host: {e}")))?;
