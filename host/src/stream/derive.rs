@@ -464,7 +464,7 @@ fn truncate(
     let at = &b.changes[i].commit;
     if cx.finder_flow(&b.table).is_none() {
         return Err(format!(
-            "the binlog has `TRUNCATE TABLE {t}` in the transaction that ends at {at}, and no flow of table `{t}` has a `rows_query` to find the nodes it removes: add `rows_query` to its node flow (`etlhost init --mode stream` writes one), then run again (the recorded position is before the statement), or run with --fresh for a new snapshot",
+            "the change log has `TRUNCATE TABLE {t}` in the transaction that ends at {at}, and no flow of table `{t}` has a `rows_query` to find the nodes it removes: add `rows_query` to its node flow (`etlhost init --mode stream` writes one), then run again (the recorded position is before the statement), or run with --fresh for a new snapshot",
             t = b.table
         ));
     }

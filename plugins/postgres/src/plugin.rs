@@ -56,6 +56,7 @@ impl Source for PgSource {
         let tx_panic = tx.clone();
         let conn = self.conn.clone();
         let fetch_size = self.fetch_size;
+        let what = self.relation.what();
         let by_block = split
             .range
             .as_ref()
@@ -91,7 +92,7 @@ impl Source for PgSource {
                         .await
                         .map_err(|e| conn.error("reading failed", &e))?;
                     let fail = |e: &tokio_postgres::Error| conn.error("reading failed", e);
-                    copy_rows(stream, &plans, fetch_size, &tx, fail).await
+                    copy_rows(stream, &plans, fetch_size, &tx, fail, &what).await
                 }
                 .await;
                 if let Err(e) = result {

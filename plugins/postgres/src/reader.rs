@@ -165,13 +165,15 @@ fn header_len(buf: &[u8]) -> Result<Option<usize>, String> {
 }
 
 /// Reads a COPY's output stream into batches sent on `tx`, until it ends or the host stops
-/// reading. `fail` words the stream's errors.
+/// reading. `fail` words the stream's errors; `what` names the relation in a value's error, as a
+/// job may read several.
 pub(crate) async fn copy_rows(
     stream: tokio_postgres::CopyOutStream,
     plans: &[ColumnPlan],
     fetch_size: usize,
     tx: &mpsc::Sender<Sent>,
     fail: impl Fn(&tokio_postgres::Error) -> Error,
+    what: &str,
 ) -> Result<(), Error> {
     let schema: Vec<Column> = plans.iter().map(|p| p.column.clone()).collect();
     let mut decoder = CopyDecoder::new(plans, &schema);
@@ -182,7 +184,7 @@ pub(crate) async fn copy_rows(
         let chunk: Bytes = chunk.map_err(|e| fail(&e))?;
         decoder
             .feed(&chunk, &mut batch, fetch_size, &mut ready)
-            .map_err(|e| Error::permanent(format!("reading failed: {e}")))?;
+            .map_err(|e| Error::permanent(format!("reading {what} failed: {e}")))?;
         for full in ready.drain(..) {
             if tx.send(Ok(full)).await.is_err() {
                 return Ok(()); // the host stopped reading this split

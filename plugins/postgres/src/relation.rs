@@ -119,7 +119,9 @@ impl Relation {
         let mut out = Vec::new();
         for col in stmt.columns() {
             let sql: String = client
-                .query_one("SELECT format_type($1, NULL)", &[&col.type_().oid()])
+                // typmod -1, not NULL: with NULL, `char(n)` is named `character`, which is `char(1)`
+                // as a cast and cuts every bound to one character.
+                .query_one("SELECT format_type($1, -1)", &[&col.type_().oid()])
                 .await
                 .map_err(|e| fail(&e))?
                 .get(0);

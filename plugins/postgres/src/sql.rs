@@ -71,8 +71,10 @@ pub(crate) fn literal(v: &Value, ty: &str) -> String {
     let text = match v {
         Value::Null => return "NULL".to_string(),
         Value::Bool(b) => return b.to_string(),
-        Value::Int(i) => return format!("{i}::{ty}"),
-        Value::UInt(u) => return format!("{u}::{ty}"),
+        // In parentheses: `::` binds tighter than unary minus, so `-32768::smallint` would cast
+        // 32768 first and fail for the type's smallest value.
+        Value::Int(i) => return format!("({i})::{ty}"),
+        Value::UInt(u) => return format!("({u})::{ty}"),
         Value::Float(x) if x.is_nan() => "NaN".to_string(),
         Value::Float(x) if x.is_infinite() => {
             if *x > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
@@ -222,7 +224,11 @@ mod tests {
     fn identifiers_and_literals_are_quoted() {
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(string_lit("it's"), "'it''s'");
-        assert_eq!(literal(&Value::Int(5), "bigint"), "5::bigint");
+        assert_eq!(literal(&Value::Int(5), "bigint"), "(5)::bigint");
+        assert_eq!(
+            literal(&Value::Int(i64::MIN), "bigint"),
+            "(-9223372036854775808)::bigint"
+        );
         assert_eq!(
             literal(&Value::String("o'k\\".into()), "text"),
             "'o''k\\'::text"
@@ -274,7 +280,7 @@ mod tests {
             columns: Vec::new(),
         };
         let (f, o) = split_filter(&split(r.clone()), &["bigint".into()], None).unwrap();
-        assert_eq!(f, " WHERE ((\"id\" < 10::bigint) OR \"id\" IS NULL)");
+        assert_eq!(f, " WHERE ((\"id\" < (10)::bigint) OR \"id\" IS NULL)");
         assert_eq!(o, " ORDER BY \"id\" NULLS FIRST");
         r.start = Some(Value::Int(3));
         r.after = Some(Value::Int(5));
@@ -288,7 +294,7 @@ mod tests {
         let (f, _) = split_filter(&s, &["bigint".into()], Some("date")).unwrap();
         assert_eq!(
             f,
-            " WHERE (\"id\" >= 3::bigint AND \"id\" > 5::bigint AND \"id\" < 10::bigint) AND \
+            " WHERE (\"id\" >= (3)::bigint AND \"id\" > (5)::bigint AND \"id\" < (10)::bigint) AND \
              (\"at\" IS NOT NULL AND \"at\" >= '1970-01-02'::date)"
         );
     }
@@ -323,11 +329,11 @@ mod tests {
         let v = Value::List(vec![Value::Int(5), Value::String("k".into())]);
         assert_eq!(
             tuple_cmp(&cols, &types, &v, ">="),
-            "(\"a\", \"b\") >= (5::integer, 'k'::text)"
+            "(\"a\", \"b\") >= ((5)::integer, 'k'::text)"
         );
         assert_eq!(
             tuple_cmp(&cols[..1], &types[..1], &Value::Int(1), "<"),
-            "\"a\" < 1::integer"
+            "\"a\" < (1)::integer"
         );
     }
 }
