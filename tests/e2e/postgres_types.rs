@@ -313,9 +313,9 @@ async fn pg_infinite_timestamps_are_refused_naming_the_column() {
     assert_eq!(
         last,
         "error: job failed: reading split 0 (whole source) failed after 0 rows: plugin postgres: \
-         reading table `pg_types_inf` failed: column `valid_until`: timestamptz 'infinity' or '-infinity' has no \
-         counterpart in the graph: leave such rows out or map them in a `query:` (e.g. \
-         `NULLIF(col, 'infinity')`)",
+         reading table `e2e_pg_types_inf.t` failed: column `valid_until`: timestamptz \
+         'infinity' or '-infinity' has no counterpart in the graph: leave such rows out or map \
+         them in a `query:` (e.g. `NULLIF(col, 'infinity')`)",
         "{}",
         out.stderr
     );

@@ -424,9 +424,11 @@ async fn a_flow_starts_on_a_shard_only_once_every_shard_finished_the_flows_befor
 }
 
 /// A TCP proxy in front of the Bolt server that, once, lets a transaction through and loses its
-/// answer: once a connection has sent `after` bytes, the server's next six answers (BEGIN, the
-/// batch's RUN and PULL, the progress's RUN and PULL, COMMIT: the transaction committed) are
-/// swallowed and both sockets closed.
+/// answer: once a connection has sent `after` bytes, the server's answers from then on, up to the
+/// answer of a COMMIT sent since (the batch's RUN and PULL, the progress's, COMMIT: the
+/// transaction committed), are swallowed and both sockets closed. Every request is counted
+/// before it is forwarded and every answer as it arrives, so the proxy knows when the COMMIT's
+/// answer is in whatever the machine's load does to the timing.
 struct LosingProxy {
     port: u16,
     lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -436,7 +438,7 @@ impl LosingProxy {
     fn start(server: u16, after: usize) -> LosingProxy {
         use std::io::{Read, Write};
         use std::net::{Shutdown, TcpListener, TcpStream};
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         use std::sync::Arc;
         let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -449,46 +451,30 @@ impl LosingProxy {
                 let server = TcpStream::connect(("127.0.0.1", server)).unwrap();
                 let (c_read, s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let trigger = Arc::new(AtomicBool::new(false));
+                let requests = Arc::new(AtomicUsize::new(0));
+                let committing = Arc::new(AtomicBool::new(false));
                 let (t1, armed) = (trigger.clone(), armed2.clone());
-                // Client -> server: counts bytes; arms this connection's loss once past `after`.
+                let (r1, c1) = (requests.clone(), committing.clone());
+                // Client -> server: counts bytes and arms this connection's loss once past
+                // `after`; from then on counts the requests (and whether a COMMIT is among them)
+                // before forwarding them.
                 std::thread::spawn(move || {
                     let (mut from, mut to, mut sent) = (c_read, s_write, 0usize);
                     let mut buf = vec![0u8; 65536];
+                    let (mut pending, mut at, mut handshake, mut in_message) =
+                        (Vec::new(), 0usize, 20usize, false);
                     while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                        if n == 0 {
                             break;
                         }
                         sent += n;
                         if sent >= after && armed.swap(false, Ordering::SeqCst) {
                             t1.store(true, Ordering::SeqCst);
                         }
-                    }
-                    let _ = to.shutdown(Shutdown::Write);
-                });
-                let lost = lost2.clone();
-                // Server -> client: follows Bolt's chunked messages to count answers.
-                std::thread::spawn(move || {
-                    let (mut from, mut to) = (server, client);
-                    let mut buf = vec![0u8; 65536];
-                    let (mut pending, mut in_message, mut answers) = (Vec::new(), false, 0);
-                    let mut handshake = 4;
-                    while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
                         pending.extend_from_slice(&buf[..n]);
-                        let mut at = 0;
-                        let mut forward = 0;
-                        if handshake > 0 {
-                            let h = handshake.min(pending.len());
-                            at += h;
-                            handshake -= h;
-                            forward = at;
-                        }
-                        loop {
-                            if pending.len() < at + 2 {
-                                break;
-                            }
+                        let h = handshake.min(pending.len() - at);
+                        (at, handshake) = (at + h, handshake - h);
+                        while handshake == 0 && pending.len() >= at + 2 {
                             let len = u16::from_be_bytes([pending[at], pending[at + 1]]) as usize;
                             if pending.len() < at + 2 + len {
                                 break;
@@ -497,10 +483,48 @@ impl LosingProxy {
                                 in_message = false;
                             } else if !in_message {
                                 in_message = true;
-                                let signature = pending[at + 3];
-                                if trigger.load(Ordering::SeqCst)
-                                    && matches!(signature, 0x70 | 0x7E | 0x7F)
-                                {
+                                r1.fetch_add(1, Ordering::SeqCst);
+                                if pending[at + 3] == 0x12 && t1.load(Ordering::SeqCst) {
+                                    c1.store(true, Ordering::SeqCst);
+                                }
+                            }
+                            at += 2 + len;
+                        }
+                        pending.drain(..at);
+                        at = 0;
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(Shutdown::Write);
+                });
+                let lost = lost2.clone();
+                // Server -> client: follows Bolt's chunked messages to count answers (one
+                // summary per request: SUCCESS, IGNORED or FAILURE); once armed, forwards nothing
+                // more, and closes when every request up to the COMMIT has its answer held.
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (server, client);
+                    let mut buf = vec![0u8; 65536];
+                    let (mut pending, mut at, mut forward) = (Vec::new(), 0usize, 0usize);
+                    let (mut handshake, mut in_message, mut answers) = (4usize, false, 0usize);
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        let h = handshake.min(pending.len() - at);
+                        (at, handshake) = (at + h, handshake - h);
+                        forward = forward.max(at);
+                        while handshake == 0 && pending.len() >= at + 2 {
+                            let len = u16::from_be_bytes([pending[at], pending[at + 1]]) as usize;
+                            if pending.len() < at + 2 + len {
+                                break;
+                            }
+                            if len == 0 {
+                                in_message = false;
+                            } else if !in_message {
+                                in_message = true;
+                                if matches!(pending[at + 3], 0x70 | 0x7E | 0x7F) {
                                     answers += 1;
                                 }
                             }
@@ -508,7 +532,10 @@ impl LosingProxy {
                             if !trigger.load(Ordering::SeqCst) {
                                 forward = at;
                             }
-                            if answers == 6 && !in_message {
+                            if !in_message
+                                && committing.load(Ordering::SeqCst)
+                                && answers == requests.load(Ordering::SeqCst)
+                            {
                                 lost.store(true, Ordering::SeqCst);
                                 let _ = to.write_all(&pending[..forward]);
                                 let _ = to.shutdown(Shutdown::Both);
@@ -520,11 +547,7 @@ impl LosingProxy {
                             break;
                         }
                         pending.drain(..forward);
-                        // What stays unforwarded after the trigger is re-parsed from its start.
-                        if trigger.load(Ordering::SeqCst) {
-                            answers = 0;
-                            in_message = false;
-                        }
+                        (at, forward) = (at - forward, 0);
                     }
                     let _ = to.shutdown(Shutdown::Write);
                 });
