@@ -143,6 +143,24 @@ fn reachable_by_postgres(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where a cluster asked for in `dir` lives: `dir` itself when the `postgres` user can reach it,
+/// else a folder of its own under /var/lib/postgresql named after `dir`, so that a checkout under
+/// a private home folder (`/root` is 0700) still gets its servers without opening that folder up.
+fn cluster_home(dir: &Path) -> Result<PathBuf> {
+    if reachable_by_postgres(dir).is_ok() {
+        return Ok(dir.to_path_buf());
+    }
+    let name: String = dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let home = Path::new("/var/lib/postgresql/etlhost").join(name.trim_matches('_'));
+    std::fs::create_dir_all(home.parent().expect("a parent"))?;
+    reachable_by_postgres(&home)?;
+    Ok(home)
+}
+
 /// Creates a cluster in `dir/data` (owned by postgres) with `hba` as its pg_hba.conf.
 fn initdb(dir: &Path, hba: &str) -> Result<()> {
     reachable_by_postgres(dir)?;
@@ -339,8 +357,8 @@ fn pg_ctl(dir: &Path, log: &Path, action: &str) -> Result<()> {
 /// foreign one without it is an error, since streaming cannot work against it.
 pub fn ensure() -> Result<()> {
     install()?;
-    let dir = services_dir().join("postgres");
-    let log = services_dir().join("postgres.log");
+    let dir = cluster_home(&services_dir().join("postgres"))?;
+    let log = dir.with_extension("log");
     let ours = dir.join("data/PG_VERSION").exists();
     match tcp_login_wal_logical(PG_PORT) {
         Some(true) => {
@@ -419,6 +437,7 @@ impl ExtraPostgres {
     pub fn start(dir: &Path, opts: &ExtraPgOptions) -> Result<ExtraPostgres> {
         install()?;
         postgres_ids()?;
+        let dir = &cluster_home(dir)?;
         let _ = std::fs::remove_dir_all(dir);
         let hba = opts.hba.clone().unwrap_or_else(default_hba);
         initdb(dir, &hba)?;
