@@ -8,10 +8,14 @@
 //! - source path: MySQL -> console (count only): reading, decoding, the plugin boundary;
 //! - sink path: MySQL -> Bolt; the sink's own part (encoding to PackStream, the Bolt client) is
 //!   the sink path minus the source path;
-//! - transform boundary: MySQL -> the Rust `identity` transform -> console, minus the source path.
+//! - transform boundary: MySQL -> a transform -> console, minus the source path, for each of
+//!   [`BOUNDARIES`]: the Rust `identity` (encoded world) and `field-map` (values world), and each
+//!   language's identity and row-by-row example (Python, JavaScript), the latter on fewer rows
+//!   (their interpreters run ~50x slower under callgrind too).
 //!
 //! The top entries are the functions whose own (exclusive) count per row differs most. A job is run
-//! once first under callgrind, uncounted, so that neither counted run compiles the transform.
+//! once first, uncounted, under valgrind without a tool (the same emulated CPU, several times
+//! faster than callgrind), so that neither counted run compiles the transform.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,12 +26,48 @@ use serde_json::json;
 use xtask::graph::fresh_graph;
 
 use super::compare::{bolt_spec, nodes_must_be};
-use super::transforms::with_transform;
+use super::transforms::{with_transform, TRANSFORMS};
 use super::{bench_dir, console_spec, release_bin, seed, write_json, Opts, BENCH_DB};
 
-/// The fixed-cost slice and the measured slice.
+/// The fixed-cost slice and the measured slice (of a Python or JavaScript transform: [`SCRIPT`]).
 const SMALL: u64 = 1_000;
 const LARGE: u64 = 21_000;
+const SCRIPT: u64 = 11_000;
+
+/// The transforms whose boundary is counted: component (of [`TRANSFORMS`], with its config), the
+/// path's name, and the measured slice.
+const BOUNDARIES: &[(&str, &str, u64)] = &[
+    (
+        "identity",
+        "transform boundary, Rust identity (- source path)",
+        LARGE,
+    ),
+    (
+        "field-map",
+        "transform boundary, Rust field-map, values world (- source path)",
+        LARGE,
+    ),
+    (
+        "py-identity",
+        "transform boundary, Python identity (- source path)",
+        SCRIPT,
+    ),
+    (
+        "py-full-name",
+        "transform boundary, Python full-name, row dicts (- source path)",
+        SCRIPT,
+    ),
+    (
+        "js-identity",
+        "transform boundary, JavaScript identity (- source path)",
+        SCRIPT,
+    ),
+    (
+        "js-email-domain",
+        "transform boundary, JavaScript email-domain, row objects (- source path)",
+        SCRIPT,
+    ),
+];
 const TOP: usize = 8;
 
 /// Instructions of one run: the total and per function (exclusive).
@@ -45,15 +85,25 @@ fn slice(spec: &str, rows: u64) -> String {
 
 /// Runs etlhost on `spec` under callgrind and reads the counts back.
 fn count(name: &str, spec: &str, rows: u64) -> Result<Counts> {
+    let out_path = valgrind("callgrind", name, spec, rows)?;
+    annotate(&out_path)
+}
+
+/// Runs etlhost on `spec` under valgrind's `tool`, checks it wrote `rows` rows, and returns
+/// where callgrind's output went.
+fn valgrind(tool: &str, name: &str, spec: &str, rows: u64) -> Result<std::path::PathBuf> {
     let dir = bench_dir().join("callgrind");
     std::fs::create_dir_all(&dir)?;
     let spec_path = dir.join(format!("{name}-{rows}.yaml"));
     let out_path = dir.join(format!("{name}-{rows}.callgrind.out"));
     let summary = dir.join(format!("{name}-{rows}.summary.json"));
     std::fs::write(&spec_path, spec)?;
-    let out = Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg(format!("--callgrind-out-file={}", out_path.display()))
+    let mut cmd = Command::new("valgrind");
+    cmd.arg(format!("--tool={tool}"));
+    if tool == "callgrind" {
+        cmd.arg(format!("--callgrind-out-file={}", out_path.display()));
+    }
+    let out = cmd
         .arg(release_bin("etlhost"))
         .arg("run")
         .arg(&spec_path)
@@ -65,7 +115,7 @@ fn count(name: &str, spec: &str, rows: u64) -> Result<Counts> {
         .context("cannot run valgrind (apt-get install valgrind)")?;
     if !out.status.success() {
         bail!(
-            "callgrind run of {} failed:\n{}",
+            "valgrind --tool={tool} run of {} failed:\n{}",
             spec_path.display(),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -74,7 +124,7 @@ fn count(name: &str, spec: &str, rows: u64) -> Result<Counts> {
     if s["written"].as_u64() != Some(rows) {
         bail!("{name}: wrote {} of {rows} rows", s["written"]);
     }
-    annotate(&out_path)
+    Ok(out_path)
 }
 
 /// `callgrind_annotate`'s totals and per-function exclusive counts.
@@ -156,9 +206,9 @@ fn short(name: &str) -> String {
     out.replace("<..><..>", "<..>")
 }
 
-/// Per row: (large - small) / rows, total and per function.
-fn per_row(small: &Counts, large: &Counts) -> (f64, HashMap<String, f64>) {
-    let rows = (LARGE - SMALL) as f64;
+/// Per row: (large - small) / (their difference in rows), total and per function.
+fn per_row(small: &Counts, large: &Counts, rows: u64) -> (f64, HashMap<String, f64>) {
+    let rows = rows as f64;
     let mut f: HashMap<String, f64> = HashMap::new();
     for (k, v) in &large.functions {
         *f.entry(k.clone()).or_default() += v / rows;
@@ -184,65 +234,91 @@ fn top(f: &HashMap<String, f64>) -> Vec<(String, f64)> {
     v
 }
 
+/// Instructions per row of `spec` on `large` rows minus [`SMALL`] rows, after an uncounted
+/// run that fills the compile cache.
+fn measure(name: &str, spec: &str, graph: bool, large: u64) -> Result<(f64, HashMap<String, f64>)> {
+    eprintln!("xtask: callgrind: {name}, {SMALL} and {large} rows");
+    // Not counted: fills the transforms' compile cache, which both counted runs then find. Under
+    // valgrind, since the CPU it reports has other features, which changes the cache's key.
+    if graph {
+        fresh_graph(BENCH_DB)?;
+    }
+    valgrind("none", &format!("{name}-warm"), &slice(spec, SMALL), SMALL)?;
+    let mut runs = Vec::new();
+    for rows in [SMALL, large] {
+        if graph {
+            fresh_graph(BENCH_DB)?;
+        }
+        runs.push(count(name, &slice(spec, rows), rows)?);
+        if graph {
+            nodes_must_be(rows, name)?;
+        }
+    }
+    Ok(per_row(&runs[0], &runs[1], large - SMALL))
+}
+
+/// Each of [`BOUNDARIES`]: its name, instructions per row minus the source path's, per function.
+fn boundaries(
+    source: f64,
+    source_f: &HashMap<String, f64>,
+) -> Result<Vec<(String, f64, HashMap<String, f64>, u64)>> {
+    let mut out = Vec::new();
+    for (component, path, large) in BOUNDARIES {
+        let config = TRANSFORMS
+            .iter()
+            .find(|t| t.0 == *component)
+            .map_or("{}", |t| t.2);
+        // A cache of its own: the timing bench empties the transforms' caches, and a component
+        // compiled under valgrind (~4 minutes for a Python or JS one) is kept for the next run.
+        let spec = with_transform("person_1m", component, config).replace(
+            &format!("transform-state/{component}/cache"),
+            &format!("callgrind/cache/{component}"),
+        );
+        let (n, f) = measure(&format!("transform-{component}"), &spec, false, *large)?;
+        out.push((path.to_string(), n - source, minus(&f, source_f), *large));
+    }
+    Ok(out)
+}
+
 pub fn run(_: &Opts) -> Result<()> {
     seed("person_1m", 1_000_000)?;
     let source_spec = console_spec("person_1m", 1, 1);
     let sink_spec = bolt_spec("person_1m", "batch", 1000);
-    let transform_spec = with_transform("person_1m", "identity", "{}");
-    let measure = |name: &str, spec: &str, graph: bool| -> Result<(f64, HashMap<String, f64>)> {
-        eprintln!("xtask: callgrind: {name}, {SMALL} and {LARGE} rows");
-        // Not counted: fills the transforms' compile cache, which both counted runs then find. Under
-        // valgrind, since the CPU it reports has other features, which changes the cache's key.
-        if graph {
-            fresh_graph(BENCH_DB)?;
-        }
-        count(&format!("{name}-warm"), &slice(spec, SMALL), SMALL)?;
-        let mut runs = Vec::new();
-        for rows in [SMALL, LARGE] {
-            if graph {
-                fresh_graph(BENCH_DB)?;
-            }
-            runs.push(count(name, &slice(spec, rows), rows)?);
-            if graph {
-                nodes_must_be(rows, name)?;
-            }
-        }
-        Ok(per_row(&runs[0], &runs[1]))
-    };
-    let (source, source_f) = measure("source", &source_spec, false)?;
-    let (sink, sink_f) = measure("sink", &sink_spec, true)?;
-    let (transform, transform_f) = measure("transform", &transform_spec, false)?;
-    let paths = [
+    let (source, source_f) = measure("source", &source_spec, false, LARGE)?;
+    let (sink, sink_f) = measure("sink", &sink_spec, true, LARGE)?;
+    let mut paths = vec![
         (
-            "source path (MySQL -> console count)",
+            "source path (MySQL -> console count)".to_string(),
             source,
             source_f.clone(),
+            LARGE,
         ),
-        ("sink path (MySQL -> Bolt)", sink, sink_f.clone()),
         (
-            "sink encoding + Bolt client (sink path - source path)",
+            "sink path (MySQL -> Bolt)".into(),
+            sink,
+            sink_f.clone(),
+            LARGE,
+        ),
+        (
+            "sink encoding + Bolt client (sink path - source path)".into(),
             sink - source,
             minus(&sink_f, &source_f),
-        ),
-        (
-            "transform boundary, Rust identity (- source path)",
-            transform - source,
-            minus(&transform_f, &source_f),
+            LARGE,
         ),
     ];
+    paths.extend(boundaries(source, &source_f)?);
     println!(
-        "\nInstructions per row (callgrind, etlhost process only: {LARGE} rows minus {SMALL} rows, divided by {})",
-        LARGE - SMALL
+        "\nInstructions per row (callgrind, etlhost process only: N rows minus {SMALL} rows, divided by the difference)"
     );
     let mut out = Vec::new();
-    for (name, per, functions) in &paths {
-        println!("{name:<56} {per:>10.0} instructions/row");
+    for (name, per, functions, large) in &paths {
+        println!("{name:<72} {per:>10.0} instructions/row ({large} - {SMALL} rows)");
         let entries = top(functions);
         for (f, n) in &entries {
             println!("    {n:>10.0}  {f}");
         }
         out.push(json!({
-            "path": name, "instructions_per_row": per,
+            "path": name, "instructions_per_row": per, "large_rows": large,
             "top": entries.iter().map(|(f, n)| json!({"function": f, "instructions_per_row": n})).collect::<Vec<_>>(),
         }));
     }

@@ -25,7 +25,7 @@ const ROWS: u64 = 1_000_000;
 
 /// The transforms the benchmark runs: component (in `target/transforms`), label, config, and how
 /// many of the rows it writes (the others it filters out).
-const TRANSFORMS: &[(&str, &str, &str, u64)] = &[
+pub const TRANSFORMS: &[(&str, &str, &str, u64)] = &[
     ("identity", "identity (Rust, encoded)", "{}", ROWS),
     ("py-identity", "identity (Python)", "{}", ROWS),
     ("js-identity", "identity (JavaScript)", "{}", ROWS),
