@@ -6,12 +6,8 @@ use std::time::Duration;
 
 use etlhost_plugin_sdk::redact::redact_secrets;
 use etlhost_plugin_sdk::{ConfigError, Error, OpenError};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{ring, CryptoProvider};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use etlhost_tls::{CaFileError, Check, PresentedName, SetupError};
+use rustls::RootCertStore;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::Client;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -28,6 +24,9 @@ pub(crate) struct Connector {
     secrets: Vec<String>,
     /// `host:port/database`, for messages.
     pub(crate) target: String,
+    /// Under `verify-ca`, a name the server's certificate was issued for when it is not the
+    /// host in `url`: the replication session checks names, and connects by this one.
+    pub(crate) certificate_name: Arc<PresentedName>,
 }
 
 impl Connector {
@@ -55,7 +54,12 @@ impl Connector {
             TlsMode::Prefer => SslMode::Prefer,
             _ => SslMode::Require,
         });
-        let tls = MakeRustlsConnect::new(tls_config(o.tls, o.trusted_ca.as_deref())?);
+        let certificate_name = Arc::new(PresentedName::default());
+        let tls = MakeRustlsConnect::new(tls_config(
+            o.tls,
+            o.trusted_ca.as_deref(),
+            &certificate_name,
+        )?);
         let mut secrets = vec![o.url.clone()];
         secrets.extend(o.password.clone());
         if let Some(p) = config.get_password() {
@@ -68,6 +72,7 @@ impl Connector {
             timeout,
             secrets,
             target,
+            certificate_name,
         })
     }
 
@@ -214,63 +219,50 @@ fn target(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{db}")
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(ring::default_provider())
-}
-
 /// The rustls configuration for a mode. libpq's `prefer` and `require` encrypt without checking
 /// whom they talk to; given `trusted_ca`, they check the chain as `verify-ca` does.
-fn tls_config(mode: TlsMode, trusted_ca: Option<&str>) -> Result<rustls::ClientConfig, OpenError> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| OpenError::from(Error::permanent(format!("cannot set up TLS: {e}"))))?;
+fn tls_config(
+    mode: TlsMode,
+    trusted_ca: Option<&str>,
+    seen: &Arc<PresentedName>,
+) -> Result<rustls::ClientConfig, OpenError> {
     let roots = match trusted_ca {
         Some(path) => Some(load_ca(path)?),
         None if matches!(mode, TlsMode::VerifyCa | TlsMode::VerifyFull) => Some(system_roots()?),
         None => None,
     };
-    let verifier: Arc<dyn ServerCertVerifier> = match roots {
-        None => Arc::new(NoCheck(provider())),
-        Some(roots) => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-                .build()
-                .map_err(|e| ConfigError::new("trusted_ca", format!("cannot use it: {e}")))?;
-            if mode == TlsMode::VerifyFull {
-                webpki
-            } else {
-                Arc::new(ChainOnly(webpki))
-            }
-        }
+    let check = match roots {
+        None => Check::Nothing,
+        Some(roots) if mode == TlsMode::VerifyFull => Check::ChainAndName(roots),
+        Some(roots) => Check::Chain {
+            roots,
+            seen: Some(seen.clone()),
+        },
     };
-    Ok(builder
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
+    etlhost_tls::client_config(check).map_err(|e| match e {
+        SetupError::Roots(e) => {
+            ConfigError::new("trusted_ca", format!("cannot use it: {e}")).into()
+        }
+        SetupError::Protocol(e) => Error::permanent(format!("cannot set up TLS: {e}")).into(),
+    })
 }
 
 fn load_ca(path: &str) -> Result<RootCertStore, OpenError> {
-    let bad =
-        |why: String| OpenError::from(ConfigError::new("trusted_ca", format!("{path}: {why}")));
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(bad(
-            "no certificate in it (expected PEM `BEGIN CERTIFICATE` blocks)".into(),
-        ));
-    }
-    Ok(roots)
+    etlhost_tls::ca_file(std::path::Path::new(path)).map_err(|e| {
+        let why = match e {
+            CaFileError::Read(e) => format!("cannot read it: {e}"),
+            CaFileError::NotPem(e) => format!("not a PEM certificate: {e}"),
+            CaFileError::Unusable(e) => format!("not a usable CA certificate: {e}"),
+            CaFileError::Empty => {
+                "no certificate in it (expected PEM `BEGIN CERTIFICATE` blocks)".into()
+            }
+        };
+        ConfigError::new("trusted_ca", format!("{path}: {why}")).into()
+    })
 }
 
 fn system_roots() -> Result<RootCertStore, OpenError> {
-    let mut roots = RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(found.certs);
+    let (roots, _) = etlhost_tls::system_roots();
     if roots.is_empty() {
         return Err(ConfigError::new(
             "trusted_ca",
@@ -279,105 +271,6 @@ fn system_roots() -> Result<RootCertStore, OpenError> {
         .into());
     }
     Ok(roots)
-}
-
-/// `verify-ca`: the chain must lead to a trusted authority; the name the server's certificate
-/// is for is not compared with the host connected to.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        // webpki checks the chain before the name: a name error means the chain was good.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` / `require` without `trusted_ca`: encrypted, but whoever answers is accepted (as
-/// libpq). The handshake's signatures are still checked, so the key matches the certificate.
-#[derive(Debug)]
-struct NoCheck(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoCheck {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! until the stream starts, so that the copy ends exactly where the stream begins.
 
 use etlhost_plugin_sdk::{Error, Position};
-use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, TlsConfig};
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, SslMode, TlsConfig};
 use tokio_postgres::Client;
 
 use crate::options::{PgOptions, TlsMode};
@@ -91,7 +91,15 @@ pub(super) struct Table {
     pub oid: u32,
     /// `"schema"."table"`.
     pub relation: String,
+    /// A partitioned table: its partitions' changes are published as its own only by a
+    /// publication with `publish_via_partition_root`.
+    pub partitioned: bool,
 }
+
+/// A table's replica identity, or a partition's, as the log can describe its old rows: not
+/// `NOTHING`, and `DEFAULT` only with a primary key.
+const IDENTITY_UNUSABLE: &str = "(c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS \
+     (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))";
 
 /// Resolves the tables (as PostgreSQL reads a name: quoted parts keep their case) and refuses
 /// one whose updates and deletes the log could not describe.
@@ -108,13 +116,17 @@ pub(super) async fn tables(
             .map(|(p, _)| ident(p))
             .collect::<Vec<_>>()
             .join(".");
+        // A partition's replica identity is its own (the parent's does not carry over), and
+        // PostgreSQL refuses the updates and deletes of a published partition without one.
+        let sql = format!(
+            "SELECT c.oid, {IDENTITY_UNUSABLE}, c.relkind = 'p', \
+             (SELECT string_agg(c.oid::regclass::text, ', ' ORDER BY c.oid::regclass::text) \
+              FROM pg_partition_tree(p.oid) t JOIN pg_class c ON c.oid = t.relid \
+              WHERE t.isleaf AND t.relid <> p.oid AND {IDENTITY_UNUSABLE}) \
+             FROM pg_class c, LATERAL (SELECT c.oid) p WHERE c.oid = to_regclass($1)"
+        );
         let row = c
-            .query_opt(
-                "SELECT c.oid, c.relreplident::text, \
-                 EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
-                 FROM pg_class c WHERE c.oid = to_regclass($1)",
-                &[&relation],
-            )
+            .query_opt(&sql, &[&relation])
             .await
             .map_err(|e| {
                 source
@@ -126,18 +138,30 @@ pub(super) async fn tables(
                     "table `{name}` does not exist (or this user cannot see it)"
                 ))
             })?;
-        let (oid, ident_kind, has_pk): (u32, String, bool) = (row.get(0), row.get(1), row.get(2));
-        if ident_kind == "n" || (ident_kind == "d" && !has_pk) {
+        let (oid, unusable, partitioned, partitions): (u32, bool, bool, Option<String>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if unusable {
             return Err(Error::permanent(format!(
                 "table `{name}` has no primary key and no REPLICA IDENTITY, so PostgreSQL logs no \
                  old row for its updates and deletes (and refuses them once it is published): \
                  ALTER TABLE {relation} REPLICA IDENTITY FULL, or add a primary key"
             )));
         }
+        if let Some(list) = partitions {
+            let first = list.split(", ").next().unwrap_or_default();
+            return Err(Error::permanent(format!(
+                "table `{name}` is partitioned, and its partitions {list} have no primary key and \
+                 no REPLICA IDENTITY of their own (a partition does not take its parent's), so \
+                 PostgreSQL would refuse their updates and deletes once they are published: \
+                 ALTER TABLE {first} REPLICA IDENTITY FULL, and the same for each of them, or add \
+                 a primary key to {relation}"
+            )));
+        }
         out.push(Table {
             name: name.clone(),
             oid,
             relation,
+            partitioned,
         });
     }
     Ok(out)
@@ -160,7 +184,7 @@ pub(super) async fn publication(
     };
     let exists = c
         .query_opt(
-            "SELECT puballtables FROM pg_publication WHERE pubname = $1",
+            "SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1",
             &[&names.publication],
         )
         .await
@@ -179,6 +203,9 @@ pub(super) async fn publication(
         );
         return c.batch_execute(&sql).await.map_err(fail);
     };
+    if !row.get::<_, bool>(1) {
+        via_root(c, source, names, named, tables).await?;
+    }
     if row.get::<_, bool>(0) {
         return Ok(());
     }
@@ -212,6 +239,44 @@ pub(super) async fn publication(
         )));
     }
     c.batch_execute(&add).await.map_err(fail)
+}
+
+/// A publication without `publish_via_partition_root` sends a partitioned table's changes as
+/// its partitions', which no flow names: they would be lost. One this source made is changed;
+/// one named in the options is refused with the fix.
+async fn via_root(
+    c: &Client,
+    source: &PgSource,
+    names: &Names,
+    named: bool,
+    tables: &[Table],
+) -> Result<(), Error> {
+    let partitioned: Vec<&str> = tables
+        .iter()
+        .filter(|t| t.partitioned)
+        .map(|t| t.relation.as_str())
+        .collect();
+    if partitioned.is_empty() {
+        return Ok(());
+    }
+    let set = format!(
+        "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+        ident(&names.publication)
+    );
+    if named {
+        return Err(Error::permanent(format!(
+            "publication `{}` publishes the partitions of {} as themselves, and the flows read \
+             the partitioned table, so its changes would be lost: {set}",
+            names.publication,
+            partitioned.join(", ")
+        )));
+    }
+    c.batch_execute(&set).await.map_err(|e| {
+        source.conn.error(
+            &format!("cannot set up publication `{}`", names.publication),
+            &e,
+        )
+    })
 }
 
 /// The slot's confirmed position, or `None` when there is no such slot.
@@ -282,22 +347,7 @@ pub(super) fn config(
         .map(|p| String::from_utf8_lossy(p).into_owned())
         .unwrap_or_default();
     let database = cfg.get_dbname().unwrap_or(&user).to_string();
-    // The replication session is built without TLS (see Cargo.toml): `prefer` reads it in the
-    // clear, as libpq's `prefer` does with a server without TLS; a mode that insists is refused.
-    if !matches!(o.tls, TlsMode::Disable | TlsMode::Prefer) {
-        return Err(Error::permanent(format!(
-            "`mode: stream` reads the replication protocol without TLS in this version, and tls is \
-             {}: set `tls: prefer` (or `disable`) for a streaming flow on a network you trust, or \
-             stream through a TLS tunnel to {}",
-            match o.tls {
-                TlsMode::Require => "require",
-                TlsMode::VerifyCa => "verify-ca",
-                _ => "verify-full",
-            },
-            source.conn.target
-        )));
-    }
-    let tls = TlsConfig::disabled();
+    let tls = tls(o, &source.conn, &host);
     Ok(ReplicationConfig::new(
         host,
         user,
@@ -311,6 +361,56 @@ pub(super) fn config(
     .with_binary(true)
     .with_application_name("etlhost")
     .with_status_interval(std::time::Duration::from_secs(1)))
+}
+
+/// The replication session's TLS in the source's mode, checked as the query connections check
+/// theirs (connect.rs), which come first and make the refusals (so with the same texts):
+/// - the host in `url` is always the name checked and sent, also an IP address (which
+///   pgwire-replication would otherwise refuse under `verify-full`);
+/// - `verify-ca`: pgwire-replication's chain-only check still compares names (it misses rustls's
+///   `NotValidForNameContext`), so the session names the certificate by a name the query
+///   connection found in it, and the check passes on the chain as `verify-ca` means;
+/// - without `trusted_ca`, the system's authorities (its bundle file) rather than the Mozilla list
+///   compiled into pgwire-replication;
+/// - `require` with `trusted_ca` checks the chain, as libpq and the query connections do.
+fn tls(o: &PgOptions, conn: &crate::connect::Connector, host: &str) -> TlsConfig {
+    let ca = || {
+        o.trusted_ca
+            .as_ref()
+            .map(std::path::PathBuf::from)
+            .or_else(system_ca_file)
+    };
+    let tls = match o.tls {
+        TlsMode::Disable => return TlsConfig::disabled(),
+        TlsMode::Prefer => TlsConfig {
+            mode: SslMode::Prefer,
+            ..TlsConfig::default()
+        },
+        TlsMode::Require if o.trusted_ca.is_none() => TlsConfig::require(),
+        TlsMode::Require | TlsMode::VerifyCa => TlsConfig::verify_ca(ca()),
+        TlsMode::VerifyFull => TlsConfig::verify_full(ca()),
+    };
+    let name = match tls.mode {
+        SslMode::VerifyCa => conn.certificate_name.get(),
+        _ => None,
+    };
+    tls.with_sni_hostname(name.unwrap_or_else(|| host.to_string()))
+}
+
+/// The system's bundle of trusted authorities, where OpenSSL (and rustls-native-certs) look.
+fn system_ca_file() -> Option<std::path::PathBuf> {
+    let named = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+    let known = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/ca-bundle.pem",
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+        "/etc/ssl/cert.pem",
+    ];
+    named
+        .into_iter()
+        .chain(known.iter().map(std::path::PathBuf::from))
+        .find(|p| p.is_file())
 }
 
 /// Makes the slot on a replication session with an exported snapshot; the session must stay open

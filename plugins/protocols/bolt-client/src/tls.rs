@@ -1,68 +1,53 @@
-//! TLS for Bolt through rustls (no OpenSSL), with ring as the crypto provider: it builds from
-//! source with a C compiler alone (aws-lc-rs needs cmake).
+//! TLS for Bolt through rustls (no OpenSSL), with the configurations and certificate checks of
+//! `etlhost-tls` (ring as the crypto provider).
 //!
 //! Certificates are checked against the host name of the address connected to. The three kinds of
-//! trust are those of [`Trust`]; `+ssc` uses a verifier that accepts any certificate but still
-//! checks the handshake signatures, so the session key belongs to whoever holds the certificate.
+//! trust are those of [`Trust`]; `+ssc` accepts any certificate but still checks the handshake
+//! signatures, so the session key belongs to whoever holds the certificate.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{ring, CryptoProvider};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
-};
+use etlhost_tls::{CaFileError, Check};
+use rustls::pki_types::ServerName;
+use rustls::{CertificateError, ClientConfig, ClientConnection};
 
 use crate::uri::Trust;
 
 /// A TLS client configuration for `trust`; the error says what is wrong with the trust setting.
 pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?;
-    let config = match trust {
-        Trust::Any => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-            .with_no_client_auth(),
+    let check = match trust {
+        Trust::Any => Check::Nothing,
         Trust::System => {
-            let found = rustls_native_certs::load_native_certs();
-            let mut roots = RootCertStore::empty();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                let why = found
-                    .errors
-                    .first()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
+            let (roots, why) = etlhost_tls::system_roots();
+            if roots.is_empty() {
+                let why = why.map(|e| format!(": {e}")).unwrap_or_default();
                 return Err(format!(
                     "no system root certificates found{why} (install ca-certificates, or use \
                      bolt:// with trusted_ca)"
                 ));
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            Check::ChainAndName(roots)
         }
         Trust::Ca(path) => {
             let shown = path.display();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read {shown}: {}", pem_error(e)))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{shown} is not a PEM certificate file: {}", pem_error(e)))?;
-            let mut roots = RootCertStore::empty();
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!(
-                    "{shown} holds no certificate (expected -----BEGIN CERTIFICATE-----)"
-                ));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let roots = etlhost_tls::ca_file(path).map_err(|e| match e {
+                CaFileError::Read(e) => format!("cannot read {shown}: {e}"),
+                CaFileError::NotPem(e) => {
+                    format!("{shown} is not a PEM certificate file: {}", pem_error(e))
+                }
+                CaFileError::Unusable(e) => {
+                    format!("{shown} holds a certificate that cannot be a trust root: {e}")
+                }
+                CaFileError::Empty => {
+                    format!("{shown} holds no certificate (expected -----BEGIN CERTIFICATE-----)")
+                }
+            })?;
+            Check::ChainAndName(roots)
         }
     };
+    let config = etlhost_tls::client_config(check).map_err(|e| format!("TLS setup failed: {e}"))?;
     Ok(Arc::new(config))
 }
 
@@ -143,55 +128,6 @@ fn not_tls() -> String {
     "it does not speak TLS on this port (use bolt:// or neo4j:// without +s/+ssc and without \
      trusted_ca)"
         .to_string()
-}
-
-/// The `+ssc` verifier: any certificate is accepted, the handshake signatures are still checked.
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// A Bolt byte stream, plaintext or TLS.
