@@ -209,16 +209,13 @@ pub(crate) fn spawn_reader(
     report: mpsc::Sender<Sent>,
     read: impl FnOnce() + Send + 'static,
 ) -> Result<PgReader, Error> {
-    std::thread::Builder::new()
-        .name(format!("postgres-split-{split}"))
-        .spawn(move || {
-            // A closed channel reads as the split's end: a panic must say it failed instead.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).is_err() {
-                let e = Error::permanent("reading failed: the reading thread panicked");
-                let _ = report.blocking_send(Err(e));
-            }
-        })
-        .map_err(|e| Error::retryable(format!("cannot start a thread to read the split: {e}")))?;
+    etlhost_plugin_sdk::runtime::spawn_split_thread(
+        format!("postgres-split-{split}"),
+        read,
+        move |e| {
+            let _ = report.blocking_send(Err(e));
+        },
+    )?;
     Ok(PgReader { rx })
 }
 
