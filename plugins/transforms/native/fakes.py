@@ -1,5 +1,5 @@
 """Plain-Python stand-ins for the modules a Python transform imports inside the component:
-`etlhost_transform` (the SDK's row API) and `wit_world` (the bindings componentize-py
+`etlhost_transform` (the SDK's row and batch APIs) and `wit_world` (the bindings componentize-py
 generates). Only what a transform touches natively: the row function, or `process` on a batch
 whose `rows` is a list of value lists."""
 
@@ -17,6 +17,17 @@ class RowTransform:
         pass
 
     def row(self, row):
+        raise NotImplementedError
+
+    def finish(self):
+        return []
+
+
+class BatchTransform:
+    def __init__(self, config):
+        pass
+
+    def process(self, rows):
         raise NotImplementedError
 
     def finish(self):
@@ -70,6 +81,7 @@ class WitWorld:
 def install():
     sdk = _modules.ModuleType("etlhost_transform")
     sdk.RowError, sdk.RowTransform, sdk.export = RowError, RowTransform, export
+    sdk.BatchTransform = BatchTransform
     world = _modules.ModuleType("wit_world")
     world.WitWorld = WitWorld
     imports = _modules.ModuleType("wit_world.imports")

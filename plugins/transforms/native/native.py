@@ -9,8 +9,8 @@ run by this machine's CPython over rows already in memory, with the guest-only m
 timed. Two timings, printed as one JSON line:
 
 - `function_seconds`: the transform over row objects built beforehand (dicts for `entry: row`,
-  the `RowTransform.row` function; batches of 1,000 value lists for `entry: batch`, the
-  `WitWorld.process` function);
+  the `RowTransform.row` function; for `entry: batch`, `process` on batches of 1,000 rows: a
+  `BatchTransform`'s on lists of dicts, a module's own `WitWorld` on lists of value lists);
 - `with_objects_seconds`: building those objects from the parsed values, then the same.
 """
 
@@ -62,22 +62,46 @@ def time_rows(module, config, names, rows):
     return function, with_objects, kept, sample
 
 
-def time_batches(module, config, names, rows):
-    world = module.WitWorld()
-    world.init(json.dumps(config))
+def batch_api(module, config, names):
+    """`process`, how to make its argument from a slice of value tuples, and how many rows its
+    answer keeps: of the SDK's `BatchTransform` (a list of dicts; None keeps all), or of a
+    module implementing the world itself (a `Batch` of value lists; an outcome a row)."""
+    world = module.WitWorld
+    if hasattr(world, "transform_class"):
+        process = world.transform_class(config).process
+
+        def make(chunk):
+            return [dict(zip(names, v)) for v in chunk]
+
+        def kept(answers, n):
+            return n if answers is None else sum(a is not None for a in answers)
+
+        return process, make, kept
+    instance = world()
+    instance.init(json.dumps(config))
     columns = [fakes.types.Column(n, None) for n in names]
-    batches = [
-        fakes.types.Batch(columns, [list(v) for v in rows[i : i + BATCH]])
-        for i in range(0, len(rows), BATCH)
-    ]
+
+    def make_batch(chunk):
+        return fakes.types.Batch(columns, [list(v) for v in chunk])
+
+    def kept_outcomes(out, n):
+        return sum(isinstance(o, fakes.types.Outcome_Keep) for o in out.outcomes)
+
+    return instance.process, make_batch, kept_outcomes
+
+
+def time_batches(module, config, names, rows):
+    process, make, kept_of = batch_api(module, config, names)
+    chunks = [rows[i : i + BATCH] for i in range(0, len(rows), BATCH)]
+    batches = [make(c) for c in chunks]
     start = time.perf_counter()
-    outs = [world.process(b) for b in batches]
+    outs = [process(b) for b in batches]
     function = time.perf_counter() - start
     start = time.perf_counter()
-    for i in range(0, len(rows), BATCH):
-        world.process(fakes.types.Batch(columns, [list(v) for v in rows[i : i + BATCH]]))
+    for c in chunks:
+        process(make(c))
     with_objects = time.perf_counter() - start
-    kept = sum(isinstance(o, fakes.types.Outcome_Keep) for out in outs for o in out.outcomes)
+    kept = sum(kept_of(o, len(c)) for o, c in zip(outs, chunks))
     return function, with_objects, kept, None
 
 

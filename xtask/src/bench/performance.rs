@@ -2,6 +2,9 @@
 //! benches write to `target/bench/*.json`: after every `cargo xtask bench`, and by `cargo xtask
 //! bench report` from the JSON already there. Each table keeps the command, time and machine of
 //! the run that wrote it (see [`super::write_json`]), so a page made of several runs says so.
+//! The tables of `docs/transforms.md` are generated too ([`transforms_doc`]).
+
+mod transforms_doc;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -62,7 +65,7 @@ pub fn write(bench: &Path, docs: &Path) -> Result<()> {
     std::fs::write(&md, markdown(&tables))?;
     std::fs::write(docs.join("performance.svg"), chart(&ratios(&tables))?)?;
     println!("written: {} and its chart", md.display());
-    Ok(())
+    transforms_doc::write(bench, docs)
 }
 
 fn load(bench: &Path) -> Result<Vec<Table>> {

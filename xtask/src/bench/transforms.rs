@@ -70,20 +70,22 @@ pub fn with_transform(table: &str, name: &str, config: &str) -> String {
     )
 }
 
-/// The one-row job of a component: its spec, and a run of it that must write the row.
-fn one_row(name: &'static str, config: &str) -> (String, impl Fn() -> Result<f64>) {
+/// The one-row job of a component: its spec, and a run of it that must write the row (its
+/// seconds and peak RSS).
+fn one_row(name: &'static str, config: &str) -> (String, impl Fn() -> Result<(f64, f64)>) {
     let spec = with_transform("person_1m", name, config).replace(
         "    table: person_1m\n",
         "    query: SELECT * FROM person_1m WHERE id = 1\n",
     );
     let run_spec = spec.clone();
-    let timed = move || -> Result<f64> {
+    let timed = move || -> Result<(f64, f64)> {
         let started = Instant::now();
         let (s, _) = etlhost(&format!("compile-{name}"), &run_spec)?;
         if s["written"].as_u64() != Some(1) {
             bail!("{name}: one-row job wrote {}", s["written"]);
         }
-        Ok(started.elapsed().as_secs_f64())
+        let rss = s["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN);
+        Ok((started.elapsed().as_secs_f64(), rss))
     };
     (spec, timed)
 }
@@ -124,17 +126,23 @@ fn compile_costs(opts: &Opts) -> Result<()> {
     for (name, _, config, _) in TRANSFORMS {
         let (spec, timed) = one_row(name, config);
         let cache = bench_dir().join("transform-state").join(name).join("cache");
-        let mut t: [Vec<f64>; 4] = Default::default();
+        // Seconds: cold, warm, validate, after it; peak RSS: cold, warm.
+        let mut t: [Vec<f64>; 6] = Default::default();
         for _ in 0..opts.reps {
             remove(&cache)?;
-            t[0].push(timed()?);
-            t[1].push(timed()?);
+            let ((cold, cold_rss), (warm, warm_rss)) = (timed()?, timed()?);
             remove(&cache)?;
-            t[2].push(validate(name, &spec)?);
-            t[3].push(timed()?);
+            let validated = validate(name, &spec)?;
+            let (after, _) = timed()?;
+            for (v, x) in t
+                .iter_mut()
+                .zip([cold, warm, validated, after, cold_rss, warm_rss])
+            {
+                v.push(x);
+            }
         }
         let bytes = std::fs::metadata(dir.join(format!("{name}.wasm")))?.len();
-        let [cold, warm, validated, after] = t.map(median);
+        let [cold, warm, validated, after, cold_rss, warm_rss] = t.map(median);
         println!(
             "{:<34} {:>8.2} {:>11.2} {:>11.2} {:>11.2} {:>15.2}",
             name,
@@ -148,6 +156,7 @@ fn compile_costs(opts: &Opts) -> Result<()> {
             "component": name, "bytes": bytes, "cold_run_seconds_median": cold,
             "warm_run_seconds_median": warm, "validate_seconds_median": validated,
             "run_after_validate_seconds_median": after,
+            "cold_run_peak_rss_bytes_median": cold_rss, "warm_run_peak_rss_bytes_median": warm_rss,
         }));
     }
     write_json(
