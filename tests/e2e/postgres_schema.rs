@@ -11,10 +11,13 @@ use crate::support::{
 
 const DB: &str = "e2e_pg_shop";
 
-fn shop_schema() {
-    pg_database(DB);
+/// The shop in a fresh database `db`: customers, products, orders (an enum), order items (a
+/// join table), addresses (a composite key), deliveries (a composite foreign key, ON UPDATE
+/// CASCADE), events (partitioned by date) and a domain and an array on customers.
+pub(crate) fn shop_schema(db: &str) {
+    pg_database(db);
     pg_sql(
-        DB,
+        db,
         "CREATE TYPE order_status AS ENUM ('new', 'paid', 'shipped');
          CREATE DOMAIN email AS text CHECK (VALUE LIKE '%@%');
          CREATE TABLE customer (id int PRIMARY KEY, name text NOT NULL, email email, tags text[]);
@@ -51,7 +54,8 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-fn etlhost(command: &str, spec: &std::path::Path, extra: &[&str]) -> Output {
+/// `etlhost COMMAND SPEC EXTRA...` to its end.
+pub(crate) fn etlhost(command: &str, spec: &std::path::Path, extra: &[&str]) -> Output {
     let out = etlhost_command()
         .arg(command)
         .arg(spec)
@@ -68,7 +72,7 @@ async fn count(g: &neo4rs::Graph, cypher: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pg_init_run_verify_a_shop_schema() {
-    shop_schema();
+    shop_schema(DB);
     let g = graph("pg_shop").await;
     let spec = scratch("shop.yaml");
     let out = pg_init(DB, "pg_shop", &spec, &[]);

@@ -1,0 +1,188 @@
+//! The shop schema of `postgres_schema.rs` (issue 33, point 8) through a stream: a spec from
+//! `etlhost init --mode stream` snapshots it, then follows every table while it changes (inserts,
+//! foreign-key moves, an enum, a domain and an array changed, a composite key changed with ON
+//! UPDATE CASCADE, a row moved between partitions, deletes with ON DELETE CASCADE, TRUNCATE of a
+//! join table and of the partitioned table), through a SIGKILL and a restart. After each step
+//! `etlhost verify` finds every flow equal, and the graph's nodes and relationships are counted
+//! exactly.
+//!
+//! Synchronisation polls `etlhost verify` until it is clean (a generous deadline), so no step
+//! depends on timing.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::postgres_schema::{etlhost, shop_schema};
+use crate::stream::{cypher, Running};
+use crate::support::{pg_init, pg_sql, scratch_dir, Output};
+
+const DB: &str = "e_pgshop_stream";
+
+/// What `etlhost verify` ends with when every flow of the shop matches.
+const CLEAN: &str = "\nverify: 11 of 11 flows match, 0 different, 0 not verifiable\n";
+
+/// Runs `etlhost verify` until every flow matches; fails with the last report when the job exits
+/// or two minutes pass.
+fn wait_verified(job: &mut Running, spec: &Path) {
+    let start = Instant::now();
+    loop {
+        if let Some(code) = job.exited() {
+            panic!("etlhost exited ({code}):\n{}", job.stderr());
+        }
+        let out = etlhost("verify", spec, &[]);
+        if out.code == 0 && out.stdout.ends_with(CLEAN) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the graph never equalled the shop: verify exited {}:\n{}{}\n{}",
+            out.code,
+            out.stdout,
+            out.stderr,
+            job.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The graph's nodes by label and relationships by `Start-TYPE->End`, with their counts.
+fn counts() -> String {
+    let rows = |q: &str| -> Vec<String> {
+        cypher(DB, q)
+            .iter()
+            .map(|r| format!("{} {}", r["k"].as_str().unwrap(), r["n"]))
+            .collect()
+    };
+    let nodes = rows(
+        "MATCH (n) WITH labels(n)[0] AS k WHERE NOT k STARTS WITH 'Etlhost' \
+         RETURN k, count(*) AS n ORDER BY k",
+    );
+    let rels = rows(
+        "MATCH (a)-[r]->(b) RETURN labels(a)[0] + '-' + type(r) + '->' + labels(b)[0] AS k, \
+         count(r) AS n ORDER BY k",
+    );
+    format!("{}; {}", nodes.join(", "), rels.join(", "))
+}
+
+/// A property of the one node a Cypher pattern `m` matches, as text.
+fn prop(m: &str, expr: &str) -> String {
+    let rows = cypher(DB, &format!("MATCH {m} RETURN {expr} AS v"));
+    assert_eq!(rows.len(), 1, "{m}: {rows:?}");
+    match &rows[0]["v"] {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
+    shop_schema(DB);
+    xtask::graph::fresh_graph(DB).expect("create graph database");
+    let dir = scratch_dir(DB);
+    let spec = dir.join("shop.yaml");
+    let out: Output = pg_init(DB, DB, &spec, &["--mode", "stream"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut job = Running::start(&spec, &dir, true);
+    wait_verified(&mut job, &spec);
+    assert_eq!(
+        counts(),
+        "Address 3, Customer 3, Delivery 2, Event 6, Orders 4, Product 3; \
+         Address-CUSTOMER->Customer 3, Delivery-ADDRESS->Address 2, Event-CUSTOMER->Customer 6, \
+         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 5"
+    );
+
+    // Inserts in every table, then updates and deletes, each statement its own transaction.
+    pg_sql(
+        DB,
+        "INSERT INTO customer VALUES (4, 'Dee', 'dee@shop.test', '{new}');
+         INSERT INTO product VALUES ('P4', 'Nails', 1.25);
+         INSERT INTO orders VALUES (14, 4, 'new', '2025-04-04');
+         INSERT INTO order_item VALUES (14, 'P4', 2), (14, 'P1', 1);
+         INSERT INTO address VALUES (4, 1, 'Paris');
+         INSERT INTO delivery VALUES (102, 4, 1);
+         INSERT INTO event VALUES (7, '2024-08-01', 4, 'buy'), (8, '2025-03-03', 2, 'visit');",
+    );
+    for sql in [
+        // A foreign-key move; the enum; the domain and the array; a join table's property.
+        "UPDATE orders SET customer_id = 2 WHERE id = 11",
+        "UPDATE orders SET status = 'shipped' WHERE id = 10",
+        "UPDATE customer SET email = 'ann@new.test', tags = '{vip,early,gold}' WHERE id = 1",
+        "UPDATE customer SET tags = '{}' WHERE id = 3",
+        "UPDATE order_item SET qty = 7 WHERE order_id = 10 AND sku = 'P2'",
+        // A composite foreign key moved (Köln to Berlin), then Berlin's key changed: ON UPDATE
+        // CASCADE moves the delivery's key columns with it, and PostgreSQL logs that update.
+        "UPDATE delivery SET address_n = 1 WHERE id = 100",
+        "UPDATE address SET n = 3 WHERE customer_id = 1 AND n = 1",
+        // The partition key: out of event_2024 into event_2025 (a delete and an insert on the
+        // partitions, published as the partitioned table's).
+        "UPDATE event SET at = '2025-02-01' WHERE id = 1",
+        // ON DELETE CASCADE: order 12's item goes with it.
+        "DELETE FROM orders WHERE id = 12",
+        "DELETE FROM event WHERE id = 2",
+    ] {
+        pg_sql(DB, sql);
+    }
+    wait_verified(&mut job, &spec);
+    assert_eq!(
+        counts(),
+        "Address 4, Customer 4, Delivery 3, Event 7, Orders 4, Product 4; \
+         Address-CUSTOMER->Customer 4, Delivery-ADDRESS->Address 3, Event-CUSTOMER->Customer 7, \
+         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 6"
+    );
+    assert_eq!(prop("(:Orders {id: 11})-->(c:Customer)", "c.id"), "2");
+    assert_eq!(prop("(o:Orders {id: 10})", "o.status"), "shipped");
+    assert_eq!(prop("(c:Customer {id: 1})", "c.email"), "ann@new.test");
+    assert_eq!(
+        prop("(c:Customer {id: 1})", "c.tags"),
+        r#"["vip","early","gold"]"#
+    );
+    assert_eq!(prop("(c:Customer {id: 3})", "c.tags"), "[]");
+    assert_eq!(
+        prop("(:Delivery {id: 100})-->(a:Address)", "a.city + ' ' + a.n"),
+        "Berlin 3"
+    );
+    assert_eq!(prop("(e:Event {id: 1})", "toString(e.at)"), "2025-02-01");
+
+    // Changes, a SIGKILL while the stream may be writing them, more changes while it is down,
+    // and a restart that resumes from the recorded position.
+    pg_sql(
+        DB,
+        "UPDATE event SET at = '2024-12-24', kind = 'moved back' WHERE id = 8;
+         DELETE FROM order_item WHERE order_id = 14 AND sku = 'P1';
+         UPDATE orders SET customer_id = 4, status = 'paid' WHERE id = 13;",
+    );
+    job.sigkill();
+    pg_sql(
+        DB,
+        "INSERT INTO customer VALUES (5, 'Eve', NULL, '{a,NULL}');
+         INSERT INTO event VALUES (9, '2025-05-05', 5, 'after');
+         UPDATE product SET price = 2.50 WHERE sku = 'P4';",
+    );
+    let mut job = Running::start(&spec, &dir, false);
+    wait_verified(&mut job, &spec);
+    assert_eq!(
+        counts(),
+        "Address 4, Customer 5, Delivery 3, Event 8, Orders 4, Product 4; \
+         Address-CUSTOMER->Customer 4, Delivery-ADDRESS->Address 3, Event-CUSTOMER->Customer 8, \
+         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 5"
+    );
+    assert_eq!(prop("(e:Event {id: 8})", "toString(e.at)"), "2024-12-24");
+
+    // TRUNCATE of the join table and of the partitioned table (published as the parent's, with
+    // the rows of every partition), then rows again.
+    pg_sql(DB, "TRUNCATE order_item");
+    pg_sql(DB, "TRUNCATE event");
+    pg_sql(
+        DB,
+        "INSERT INTO event VALUES (10, '2024-10-10', 5, 'again'), (11, '2025-11-11', 1, 'again');
+         INSERT INTO order_item VALUES (10, 'P4', 1);",
+    );
+    wait_verified(&mut job, &spec);
+    assert_eq!(
+        counts(),
+        "Address 4, Customer 5, Delivery 3, Event 2, Orders 4, Product 4; \
+         Address-CUSTOMER->Customer 4, Delivery-ADDRESS->Address 3, Event-CUSTOMER->Customer 2, \
+         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 1"
+    );
+    assert_eq!(job.terminate(), 130);
+}
