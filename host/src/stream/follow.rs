@@ -413,13 +413,7 @@ fn monitor(
         if let Ok(h) = source.stream_head() {
             progress.lock().expect("progress").head = Some(h.position);
         }
-        let stored = {
-            let p = progress.lock().expect("progress");
-            match p.acked_is_stored {
-                true => Some(p.acked.clone()),
-                false => p.stored.clone(),
-            }
-        };
+        let stored = progress.lock().expect("progress").stored.clone();
         if let Some(at) = stored.filter(|at| confirmed.as_ref() != Some(at)) {
             // A source built before the request refuses it: it has nothing to confirm.
             if source.stream_ack(&at).is_ok() {

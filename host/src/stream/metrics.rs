@@ -42,11 +42,10 @@ pub struct Progress {
     /// The change log is being followed (the snapshot is done): before, `acked` is where the
     /// stream will start, not a position anything has caught up with, so it is not reported.
     pub following: bool,
-    /// The last position stored where a restart resumes from (the local file's), which the
-    /// source may let its server forget (`stream_ack`); with the position in the target,
-    /// `acked` itself is stored (`acked_is_stored`).
+    /// The last position stored where a restart resumes from (the local file's, or the one the
+    /// lease's last renewal stored in the target), which the source may let its server forget
+    /// (`stream_ack`). Not `acked`: a mark moves that without anything stored.
     pub stored: Option<Position>,
-    pub acked_is_stored: bool,
     started: Instant,
     beat: Instant,
 }
@@ -93,7 +92,6 @@ impl Progress {
             takeovers: 0,
             following: false,
             stored: None,
-            acked_is_stored: false,
             started: Instant::now(),
             beat: Instant::now(),
         }

@@ -95,7 +95,6 @@ pub fn run(job: &Job, control: Arc<Control>, opts: &RunOptions) -> Result<Summar
             }
         }
         store::Store::Target(lease) => {
-            progress.lock().expect("progress").acked_is_stored = true;
             lease.report_to(progress.clone());
             match start_in_target(job, lease, head, &streams, &control, &progress, opts.fresh)? {
                 Some(s) => s,

@@ -364,6 +364,9 @@ pub(super) fn keep(
                 let l = r.lease.expect("a held lease is recorded");
                 let mut p = progress.lock().expect("progress");
                 p.lease = Some((l.holder, l.epoch, l.expires_ms));
+                // What a restart resumes from at the least: only this may the source's server
+                // forget (a mark moves `acked` without a write that records it).
+                p.stored = Some(resume);
                 // The follow loop beats once it follows; during the snapshot, a renewal is what
                 // shows the process alive.
                 if !snapshot_done.load(Ordering::SeqCst) {
