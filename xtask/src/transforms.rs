@@ -20,8 +20,15 @@ use crate::{cargo, root, run};
 
 /// Rust transforms: crate `etlhost-transform-<name>` -> `<name>.wasm`.
 const RUST: &[&str] = &["identity", "field-map", "filter", "pii-mask", "faulty"];
-/// Python transforms: module `<name>.py` -> `py-<name with dashes>.wasm`.
-const PYTHON: &[&str] = &["identity", "full_name"];
+/// Python transforms: module `<name>.py` -> component `<component>.wasm`, built for a world of
+/// `wit/transform.wit` (the SDK runs in either; `py-full-name-values` keeps the values world, the
+/// one of components built before the encoded one, under test; `py-roundtrip` is the tests').
+const PYTHON: &[(&str, &str, &str)] = &[
+    ("identity", "py-identity", "encoded-transform"),
+    ("full_name", "py-full-name", "encoded-transform"),
+    ("full_name", "py-full-name-values", "transform"),
+    ("roundtrip", "py-roundtrip", "encoded-transform"),
+];
 /// JavaScript transforms: `<name>.js` -> `js-<name>.wasm`.
 const JS: &[&str] = &["identity", "email-domain"];
 
@@ -94,8 +101,8 @@ fn build_python() -> Result<()> {
             .arg(&requirements))
         .context("pip install of componentize-py failed")?;
     }
-    for name in PYTHON {
-        let out = out_dir().join(format!("py-{}.wasm", name.replace('_', "-")));
+    for (name, component, world) in PYTHON {
+        let out = out_dir().join(format!("{component}.wasm"));
         let inputs = [
             src.join(format!("{name}.py")),
             src.join("etlhost_transform.py"),
@@ -108,7 +115,7 @@ fn build_python() -> Result<()> {
         run(Command::new(&tool)
             .arg("--wit-path")
             .arg(&wit)
-            .args(["--world", "transform", "componentize", "--python-path"])
+            .args(["--world", world, "componentize", "--python-path"])
             .arg(&src)
             .arg(name)
             .arg("--output")

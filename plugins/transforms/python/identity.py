@@ -1,19 +1,16 @@
-"""`py-identity`: passes every row on unchanged, on whole batches without converting a value.
+"""`py-identity`: passes every row on unchanged, without reading a value.
 
 What a Python transform costs at the least: the benchmark's Python row (`cargo xtask bench
-transforms`).
+transforms`). A `BatchTransform` whose `process` returns None keeps every row: the batch crosses
+into the guest as one buffer and nothing comes back but that answer.
 """
 
-import wit_world
-from wit_world.imports import types
+import etlhost_transform as et
 
 
-class WitWorld(wit_world.WitWorld):
-    def init(self, config: str) -> None:
-        pass
+class Identity(et.BatchTransform):
+    def process(self, rows):
+        return None
 
-    def process(self, input: types.Batch) -> types.Output:
-        return types.Output(input.columns, [types.Outcome_Keep()] * len(input.rows))
 
-    def finish(self) -> types.Batch:
-        return types.Batch([], [])
+WitWorld = et.export(Identity)
