@@ -13,7 +13,7 @@ use xtask::services::{
 
 use super::{
     alternate, console_spec, etlhost_sample, external, plain, release_bin, report, seed, Case,
-    Opts, Sample, BENCH_DB,
+    Figure, Opts, Sample, BENCH_DB,
 };
 
 const ROWS: u64 = 100_000;
@@ -51,7 +51,8 @@ pub fn nodes_must_be(rows: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// A sample of a run into an empty graph, whose node count is checked after.
+/// A sample of a run into an empty graph, whose node count is checked after, with the CPU
+/// seconds the graph database used meanwhile (the server is most of a write's cost).
 pub fn into_graph(
     rows: u64,
     what: &str,
@@ -60,10 +61,28 @@ pub fn into_graph(
     let what = what.to_string();
     move || {
         fresh_graph(BENCH_DB)?;
-        let s = f()?;
+        let before = graph_cpu();
+        let mut s = f()?;
+        s.graph_cpu = graph_cpu() - before;
         nodes_must_be(rows, &what)?;
         Ok(s)
     }
+}
+
+/// CPU seconds the graph database `cargo xtask services` runs has used.
+fn graph_cpu() -> f64 {
+    let home = services::services_dir().join("arcadedb");
+    super::server_cpu(&format!("rootPath={}", home.display()))
+}
+
+/// The graph database's median CPU microseconds per row written over a figure's runs.
+fn graph_us_per_row(f: &Figure) -> f64 {
+    let per_row = f
+        .samples
+        .iter()
+        .map(|s| s.graph_cpu * 1e6 / s.rows.max(1) as f64)
+        .collect();
+    super::median(per_row)
 }
 
 /// The venv with PyMySQL and the official neo4j driver, for the hand-written baseline.
@@ -127,14 +146,18 @@ pub fn run(opts: &Opts) -> Result<()> {
     let one = bolt_spec("person_100k", "batch", BATCH);
     // Without progress in the target (exactly-once `CREATE`): what recording it per batch costs.
     let local_dir = super::bench_dir().join("cmp-local-checkpoints");
-    let local = one.replacen(
-        "sink:",
-        &format!(
-            "checkpoint:\n  store: local\n  dir: {}\nsink:",
-            local_dir.display()
-        ),
-        1,
-    );
+    let with_local = |spec: &str| {
+        spec.replacen(
+            "sink:",
+            &format!(
+                "checkpoint:\n  store: local\n  dir: {}\nsink:",
+                local_dir.display()
+            ),
+            1,
+        )
+    };
+    let local = with_local(&one);
+    let parallel_local = with_local(&parallel);
 
     let sink = alternate(
         opts.reps,
@@ -163,6 +186,18 @@ pub fn run(opts: &Opts) -> Result<()> {
                 Some(0),
                 into_graph(ROWS, "etlhost 2 readers", || {
                     etlhost_sample("etlhost 2 readers", "cmp-2", &parallel, ROWS)
+                }),
+            ),
+            Case::new(
+                "etlhost, 2 readers, 2 writers, local checkpoint",
+                Some(0),
+                into_graph(ROWS, "etlhost 2 readers local checkpoint", || {
+                    etlhost_sample(
+                        "etlhost 2 readers local checkpoint",
+                        "cmp-2-local",
+                        &parallel_local,
+                        ROWS,
+                    )
                 }),
             ),
             Case::new(
@@ -197,9 +232,10 @@ pub fn run(opts: &Opts) -> Result<()> {
         &sink,
         &|f| {
             let vs = f.median_rate() / python;
+            let graph = graph_us_per_row(f);
             (
-                Some(format!("({vs:.1}x Python)")),
-                json!({"ratio_to_python": vs}),
+                Some(format!("({vs:.1}x Python, graph {graph:.2} CPU us/row)")),
+                json!({"ratio_to_python": vs, "graph_cpu_us_per_row_median": graph}),
             )
         },
     )?;
