@@ -104,6 +104,14 @@ fn provenance(j: &Value) -> String {
     s + ".\n\n"
 }
 
+fn json_without(j: &Value, key: &str) -> Value {
+    let mut j = j.clone();
+    if let Value::Object(m) = &mut j {
+        m.remove(key);
+    }
+    j
+}
+
 fn seconds(v: &Value) -> String {
     v.as_f64()
         .filter(|x| x.is_finite())
@@ -181,7 +189,8 @@ fn throughput(j: &Value) -> String {
 }
 
 fn instructions(j: &Value) -> String {
-    let mut md = provenance(j);
+    // One count per path: callgrind repeats to a fraction of a percent, so runs are not medians.
+    let mut md = provenance(&json_without(j, "reps"));
     let small = j["small_rows"].as_u64().unwrap_or(0);
     md += "| path | instructions per row | rows counted | largest own counts per row |\n|---|---:|---:|---|\n";
     for p in j["paths"].as_array().map_or(&[][..], |v| v) {
