@@ -186,3 +186,95 @@ fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
     );
     assert_eq!(job.terminate(), 130);
 }
+
+/// A stream of the partitioned table `ev` of database `db` into graph database `db`, with more
+/// source options `options` (`, slot: x`).
+fn partitioned_spec(dir: &Path, db: &str, options: &str) -> std::path::PathBuf {
+    let text = crate::stream::stream_spec(db, &crate::support::pg_url(db), db, dir, "")
+        .replacen("plugin: mysql", "plugin: postgres", 1)
+        .replacen("table: person}", &format!("table: ev{options}}}"), 1)
+        .replace(":Person", ":Ev");
+    let path = dir.join(format!("{db}{}.yaml", options.len()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// What would lose a partitioned table's changes is refused before anything is copied, with the
+/// fix: a partition without a replica identity of its own (PostgreSQL would refuse the user's
+/// updates once it is published), a publication named in the spec that publishes the partitions
+/// as themselves. A publication of etlhost's own name is set to publish through the parent, and
+/// a row written into a partition then reaches the graph.
+#[test]
+fn pg_stream_partitioned_table_refusals_and_the_publication_via_the_parent() {
+    let db = "e_pgpartref";
+    crate::support::pg_database(db);
+    pg_sql(
+        db,
+        "CREATE TABLE ev (id int, at date, kind text) PARTITION BY RANGE (at);
+         CREATE TABLE ev_2024 PARTITION OF ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+         ALTER TABLE ev REPLICA IDENTITY FULL; ALTER TABLE ev_2025 REPLICA IDENTITY FULL;
+         INSERT INTO ev VALUES (1, '2024-05-05', 'a'), (2, '2025-05-05', 'b');
+         CREATE PUBLICATION e_leaves FOR TABLE ev;
+         CREATE PUBLICATION etlhost_e_pgpartref_public_ev FOR TABLE ev;",
+    );
+    xtask::graph::fresh_graph(db).expect("create graph database");
+    let dir = scratch_dir(db);
+    let spec = partitioned_spec(&dir, db, "");
+    let (code, err) = crate::stream::run_to_end(&spec, &["--fresh"]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        crate::stream::first_error(&err),
+        "error: cannot stream from the source: plugin postgres: table `ev` is partitioned, and its \
+         partitions ev_2024 have no primary key and no REPLICA IDENTITY of their own (a partition \
+         does not take its parent's), so PostgreSQL would refuse their updates and deletes once \
+         they are published: ALTER TABLE ev_2024 REPLICA IDENTITY FULL, and the same for each of \
+         them, or add a primary key to \"ev\""
+    );
+    pg_sql(db, "ALTER TABLE ev_2024 REPLICA IDENTITY FULL");
+    let named = partitioned_spec(&dir, db, ", publication: e_leaves");
+    let (code, err) = crate::stream::run_to_end(&named, &["--fresh"]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        crate::stream::first_error(&err),
+        "error: cannot stream from the source: plugin postgres: publication `e_leaves` publishes \
+         the partitions of \"ev\" as themselves, and the flows read the partitioned \
+         table, so its changes would be lost: ALTER PUBLICATION \"e_leaves\" SET \
+         (publish_via_partition_root = true)"
+    );
+
+    let mut job = Running::start(&spec, &dir, true);
+    let via_root =
+        "SELECT pubviaroot FROM pg_publication WHERE pubname = 'etlhost_e_pgpartref_public_ev'";
+    let start = Instant::now();
+    while pg_sql(db, via_root) != "t" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            job.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    pg_sql(
+        db,
+        "INSERT INTO ev_2025 VALUES (3, '2025-06-06', 'into the partition')",
+    );
+    let start = Instant::now();
+    loop {
+        if let Some(code) = job.exited() {
+            panic!("etlhost exited ({code}):\n{}", job.stderr());
+        }
+        let kinds = cypher(db, "MATCH (n:Ev) RETURN n.kind AS k ORDER BY k");
+        if kinds.len() == 3 {
+            assert_eq!(kinds[2]["k"], "into the partition", "{kinds:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{kinds:?}\n{}",
+            job.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(job.terminate(), 130);
+}

@@ -253,17 +253,27 @@ pub fn wait_for_first_nodes(port: u16, db: &str) -> u64 {
 
 /// `etlhost init OUTPUT --force` for MySQL database `db` into graph database `graph_db`.
 pub fn etlhost_init(db: &str, graph_db: &str, output: &Path, extra: &[&str]) -> Output {
+    let url = format!("mysql://127.0.0.1:{MYSQL_PORT}/{db}");
+    let source = [
+        "--source-url",
+        &url,
+        "--source-user",
+        MYSQL_USER,
+        "--source-password",
+        "${ETLHOST_MYSQL_PASSWORD:-etl}",
+    ];
+    init_with(&source, graph_db, output, extra)
+}
+
+/// `etlhost init OUTPUT --force` with the `--source-*` arguments `source`, into graph database
+/// `graph_db` of the shared Bolt server.
+pub fn init_with(source: &[&str], graph_db: &str, output: &Path, extra: &[&str]) -> Output {
     let out = etlhost_command()
         .arg("init")
         .arg(output)
         .arg("--force")
+        .args(source)
         .args([
-            "--source-url",
-            &format!("mysql://127.0.0.1:{MYSQL_PORT}/{db}"),
-            "--source-user",
-            MYSQL_USER,
-            "--source-password",
-            "${ETLHOST_MYSQL_PASSWORD:-etl}",
             "--sink-uri",
             &format!("bolt://127.0.0.1:{BOLT_PORT}"),
             "--sink-user",

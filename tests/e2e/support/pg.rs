@@ -4,11 +4,9 @@
 
 use std::path::Path;
 
-use xtask::services::{
-    BOLT_PORT, GRAPH_PASSWORD, GRAPH_USER, PG_DATABASE, PG_PASSWORD, PG_PORT, PG_USER,
-};
+use xtask::services::{PG_DATABASE, PG_PASSWORD, PG_PORT, PG_USER};
 
-use super::{etlhost, etlhost_command, require, Output, SpecBuilder};
+use super::{etlhost, init_with, require, Output, SpecBuilder};
 
 /// `postgres://127.0.0.1:<port>/<db>`, without credentials (the spec gives them as options).
 pub fn pg_url_at(port: u16, db: &str) -> String {
@@ -103,31 +101,16 @@ fn pg_plugin_built() {
 /// `etlhost init OUTPUT --force` for PostgreSQL database `db` into graph database `graph_db`.
 pub fn pg_init(db: &str, graph_db: &str, output: &Path, extra: &[&str]) -> Output {
     pg_plugin_built();
-    let out = etlhost_command()
-        .arg("init")
-        .arg(output)
-        .arg("--force")
-        .args([
-            "--source-plugin",
-            "postgres",
-            "--source-url",
-            &pg_url(db),
-            "--source-user",
-            PG_USER,
-            "--source-password",
-            PG_PASSWORD,
-            "--sink-uri",
-            &format!("bolt://127.0.0.1:{BOLT_PORT}"),
-            "--sink-user",
-            GRAPH_USER,
-            "--sink-password",
-            GRAPH_PASSWORD,
-            "--sink-database",
-            graph_db,
-        ])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    Output::from(out)
+    let url = pg_url(db);
+    let source = [
+        "--source-plugin",
+        "postgres",
+        "--source-url",
+        &url,
+        "--source-user",
+        PG_USER,
+        "--source-password",
+        PG_PASSWORD,
+    ];
+    init_with(&source, graph_db, output, extra)
 }
