@@ -42,7 +42,10 @@ class Roundtrip(et.RowTransform):
                 raise et.RowError(f"{name}: tag {raw[0]} decoded as a {type(v).__name__}")
             if raw[0] in (9, 11) and (v.tzinfo is None) != (raw[0] == 9):
                 raise et.RowError(f"{name}: tag {raw[0]} decoded with tzinfo {v.tzinfo}")
-            again = et._enc(v, ty)
+            # An integer keeps its own tag here: the host's sources may give an Int in an
+            # unsigned column, which the SDK writes back (as it read it in the values world) as
+            # unsigned.
+            again = et._enc(v, raw[0] if raw[0] in (et.INT, et.UINT) else ty)
             if again != raw:
                 raise et.RowError(f"{name}: {raw.hex()} came back as {again.hex()}")
             row[name] = v
