@@ -257,11 +257,11 @@ fn measure(name: &str, spec: &str, graph: bool, large: u64) -> Result<(f64, Hash
     Ok(per_row(&runs[0], &runs[1], large - SMALL))
 }
 
+/// A counted path: its name, instructions per row, per function, and the rows of its large slice.
+type Counted = (String, f64, HashMap<String, f64>, u64);
+
 /// Each of [`BOUNDARIES`]: its name, instructions per row minus the source path's, per function.
-fn boundaries(
-    source: f64,
-    source_f: &HashMap<String, f64>,
-) -> Result<Vec<(String, f64, HashMap<String, f64>, u64)>> {
+fn boundaries(source: f64, source_f: &HashMap<String, f64>) -> Result<Vec<Counted>> {
     let mut out = Vec::new();
     for (component, path, large) in BOUNDARIES {
         let config = TRANSFORMS

@@ -15,8 +15,11 @@ use super::{machine, text, thousands, utc};
 /// The page, relative to the docs folder.
 const PAGE: &str = "transforms.md";
 
+/// A table made from a JSON file of the bench.
+type Make = fn(&Value) -> String;
+
 /// Each generated table: its marker name, the JSON it is made from, and how.
-const SECTIONS: &[(&str, &str, fn(&Value) -> String)] = &[
+const SECTIONS: &[(&str, &str, Make)] = &[
     (
         "transform-components",
         "transform-components.json",
