@@ -1,5 +1,8 @@
 //! `field-map`: renames, drops and computes columns.
 //!
+//! On the encoded world: only the columns a template reads are looked at (text and integers
+//! without decoding), and every other value goes on as its bytes.
+//!
 //! ```yaml
 //! config:
 //!   rename: {name: full_name}            # old -> new
@@ -7,8 +10,8 @@
 //!   compute: {label: "{full_name} ({id})"}  # new text column from a template of columns
 //! ```
 
-use etlhost_transform::{
-    column_index, Batch, Column, ColumnType, Outcome, Output, Transform, Value,
+use etlhost_transform::encoded::{
+    column_index, CellRow, Column, ColumnType, Output, Rows, Transform, Value,
 };
 use serde_json::Value as Json;
 
@@ -16,6 +19,17 @@ struct FieldMap {
     rename: Vec<(String, String)>,
     drop: Vec<String>,
     compute: Vec<(String, String)>,
+    /// What `process` derives from the input's columns, kept while they stay the same (a job's
+    /// batches all have the same).
+    plan: Option<Plan>,
+}
+
+/// The output of a batch of given input columns.
+struct Plan {
+    input: Vec<Column>,
+    columns: Vec<Column>,
+    kept: Vec<usize>,
+    computed: Vec<Vec<Piece>>,
 }
 
 enum Piece {
@@ -37,19 +51,37 @@ fn strings(v: Option<&Json>, key: &str) -> Result<Vec<(String, String)>, String>
     }
 }
 
-fn text(v: &Value) -> String {
+/// Appends a value to a template's text as the `transform` world's field-map wrote it (dates and
+/// times as their integers, lists and maps as JSON), so the move to the encoded world changes no
+/// output.
+fn push_text(out: &mut String, v: &Value) {
+    use std::fmt::Write;
     match v {
-        Value::Null => String::new(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Uint(u) => u.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::Decimal(s) | Value::Text(s) => s.clone(),
-        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::Date(d) => d.to_string(),
-        Value::Datetime(t) | Value::Time(t) | Value::Timestamp(t) => t.to_string(),
-        Value::Point(p) => format!("POINT({} {})", p.x, p.y),
-        Value::Nested(json) => json.clone(),
+        Value::Null => {}
+        Value::Bool(b) => write!(out, "{b}").unwrap(),
+        Value::Int(i) => write!(out, "{i}").unwrap(),
+        Value::UInt(u) => write!(out, "{u}").unwrap(),
+        Value::Float(f) => write!(out, "{f}").unwrap(),
+        Value::Decimal(s) | Value::String(s) => out.push_str(s),
+        Value::Bytes(b) => out.push_str(&String::from_utf8_lossy(b)),
+        Value::Date(d) => write!(out, "{d}").unwrap(),
+        Value::DateTime(t) | Value::Time(t) | Value::Timestamp(t) => write!(out, "{t}").unwrap(),
+        Value::Point(p) => write!(out, "POINT({} {})", p.x, p.y).unwrap(),
+        Value::List(_) | Value::Map(_) => out.push_str(&v.to_json().to_string()),
+        Value::Duration { .. } | Value::ZonedTime { .. } => write!(out, "{v}").unwrap(),
+    }
+}
+
+/// Appends column `col` of `row` to a template's text, decoding only what is not text or an
+/// integer.
+fn push_cell(out: &mut String, row: &CellRow<'_>, col: usize) {
+    if let Some(t) = row.text(col) {
+        out.push_str(t);
+    } else if let Some(i) = row.int(col) {
+        use std::fmt::Write;
+        write!(out, "{i}").unwrap();
+    } else if !row.is_null(col) {
+        push_text(out, &row.get(col));
     }
 }
 
@@ -72,6 +104,46 @@ fn template(t: &str, columns: &[Column]) -> Result<Vec<Piece>, String> {
     Ok(out)
 }
 
+impl FieldMap {
+    /// The output columns and what makes them, for a batch of `input` columns.
+    fn plan(&self, input: &[Column]) -> Result<Plan, String> {
+        for (old, _) in &self.rename {
+            column_index(input, old)?;
+        }
+        // Every input column under its new name: what templates refer to.
+        let renamed: Vec<Column> = input
+            .iter()
+            .map(|c| {
+                let name = self
+                    .rename
+                    .iter()
+                    .find(|(old, _)| *old == c.name)
+                    .map_or(c.name.clone(), |(_, new)| new.clone());
+                Column { name, ty: c.ty }
+            })
+            .collect();
+        // Output: the columns not dropped, then the computed ones.
+        let kept: Vec<usize> = (0..input.len())
+            .filter(|i| !self.drop.contains(&input[*i].name))
+            .collect();
+        let mut columns: Vec<Column> = kept.iter().map(|&i| renamed[i].clone()).collect();
+        let mut computed = Vec::new();
+        for (name, t) in &self.compute {
+            computed.push(template(t, &renamed)?);
+            columns.push(Column {
+                name: name.clone(),
+                ty: ColumnType::String,
+            });
+        }
+        Ok(Plan {
+            input: input.to_vec(),
+            columns,
+            kept,
+            computed,
+        })
+    }
+}
+
 impl Transform for FieldMap {
     fn new(config: &str) -> Result<Self, String> {
         let c: Json = serde_json::from_str(config).map_err(|e| e.to_string())?;
@@ -87,59 +159,41 @@ impl Transform for FieldMap {
             rename: strings(c.get("rename"), "rename")?,
             drop,
             compute: strings(c.get("compute"), "compute")?,
+            plan: None,
         })
     }
 
-    fn process(&mut self, input: Batch) -> Result<Output, String> {
-        for (old, _) in &self.rename {
-            column_index(&input.columns, old)?;
+    fn process(&mut self, rows: &Rows) -> Result<Output, String> {
+        let input = rows.columns();
+        if self.plan.as_ref().is_none_or(|p| *p.input != **input) {
+            self.plan = Some(self.plan(input)?);
         }
-        // Every input column under its new name: what templates refer to.
-        let renamed: Vec<Column> = input
-            .columns
-            .iter()
-            .map(|c| {
-                let name = self
-                    .rename
-                    .iter()
-                    .find(|(old, _)| *old == c.name)
-                    .map_or(c.name.clone(), |(_, new)| new.clone());
-                Column { name, ty: c.ty }
-            })
-            .collect();
-        // Output: the columns not dropped, then the computed ones.
-        let kept: Vec<usize> = (0..input.columns.len())
-            .filter(|i| !self.drop.contains(&input.columns[*i].name))
-            .collect();
-        let mut columns: Vec<Column> = kept.iter().map(|&i| renamed[i].clone()).collect();
-        let mut computed = Vec::new();
-        for (name, t) in &self.compute {
-            computed.push(template(t, &renamed)?);
-            columns.push(Column {
-                name: name.clone(),
-                ty: ColumnType::Text,
+        let plan = self.plan.as_ref().expect("made above");
+        if plan.computed.is_empty() && plan.columns[..] == **input {
+            return Ok(Output::all_kept());
+        }
+        let mut out = Output::new(&plan.columns);
+        let cells = rows.cells();
+        let mut text = String::new();
+        for row in cells.rows() {
+            out.emit(|w| {
+                for &i in &plan.kept {
+                    w.copy(&row, i);
+                }
+                for pieces in &plan.computed {
+                    text.clear();
+                    for p in pieces {
+                        match p {
+                            Piece::Text(t) => text.push_str(t),
+                            Piece::Column(i) => push_cell(&mut text, &row, *i),
+                        }
+                    }
+                    w.text(&text);
+                }
             });
         }
-        let outcomes = input
-            .rows
-            .into_iter()
-            .map(|row| {
-                let mut out: Vec<Value> = kept.iter().map(|&i| row[i].clone()).collect();
-                for pieces in &computed {
-                    let s: String = pieces
-                        .iter()
-                        .map(|p| match p {
-                            Piece::Text(t) => t.clone(),
-                            Piece::Column(i) => text(&row[*i]),
-                        })
-                        .collect();
-                    out.push(Value::Text(s));
-                }
-                Outcome::Replace(out)
-            })
-            .collect();
-        Ok(Output { columns, outcomes })
+        Ok(out)
     }
 }
 
-etlhost_transform::transform!(FieldMap);
+etlhost_transform::encoded_transform!(FieldMap);

@@ -26,13 +26,14 @@
 //! etlhost_transform::encoded_transform!(Adults);
 //! ```
 
-use std::cell::{Cell, OnceCell};
+use std::cell::OnceCell;
 
 pub use etlhost_plugin_sdk::codec::Encoded;
 pub use etlhost_plugin_sdk::{Batch, Column, ColumnType, Point, Row, Schema, Value};
 
 use etlhost_plugin_sdk::codec::{self, Builder};
 
+pub use crate::cells::{Cells, Row as CellRow};
 use crate::encoded_bindings::etlhost::transform::encoded::{Output as WitOutput, Verdict};
 
 /// A transform of the encoded world. One instance per host worker; `new` runs once per instance
@@ -50,12 +51,17 @@ pub trait Transform: Sized + 'static {
     }
 }
 
+/// The index of column `name` among `columns`, or an error naming the columns there are.
+pub fn column_index(columns: &[Column], name: &str) -> Result<usize, String> {
+    crate::index_of(columns.iter().map(|c| c.name.as_str()), name)
+}
+
 /// The rows of one call, decoded only as far as they are read.
 pub struct Rows {
     schema: Schema,
     len: usize,
-    /// The buffer until something reads past the header; then it moves into `checked`.
-    bytes: Cell<Vec<u8>>,
+    /// The buffer as the host sent it (the host checked it).
+    bytes: Vec<u8>,
     checked: OnceCell<Encoded>,
 }
 
@@ -66,7 +72,7 @@ impl Rows {
         Ok(Rows {
             schema,
             len,
-            bytes: Cell::new(bytes),
+            bytes,
             checked: OnceCell::new(),
         })
     }
@@ -93,6 +99,13 @@ impl Rows {
         Ok(self.encoded().column(self.column_index(name)?))
     }
 
+    /// Every row as a [`Row`](crate::cells::Row) whose values are read only when asked for, and
+    /// can be passed on as their bytes ([`RowWriter::copy`]).
+    pub fn cells(&self) -> Cells<'_> {
+        // Found in the buffer as sent: checking it again first would read it twice.
+        Cells::of(&self.bytes, self.schema.len(), self.len)
+    }
+
     /// Every row, decoded.
     pub fn decode(&self) -> Batch {
         self.encoded().decode()
@@ -102,7 +115,7 @@ impl Rows {
     pub fn encoded(&self) -> &Encoded {
         self.checked.get_or_init(|| {
             // The host sends only buffers it checked itself, so this cannot fail.
-            Encoded::check(self.bytes.take()).expect("the host sent a malformed batch")
+            Encoded::check(self.bytes.clone()).expect("the host sent a malformed batch")
         })
     }
 }
@@ -113,7 +126,72 @@ pub struct Output {
     /// `None`: every row kept, without a verdict each.
     verdicts: Option<Vec<Verdict>>,
     columns: Schema,
-    rows: Option<Builder>,
+    rows: Option<Emitted>,
+}
+
+/// The rows emitted so far, in the batch format: the header (with the row count still to be
+/// written) and the values, row after row.
+struct Emitted {
+    buf: Vec<u8>,
+    count_at: usize,
+    rows: u32,
+    /// A buffer a row of values is encoded into (see [`Output::expand`]), kept for the next.
+    scratch: Vec<u8>,
+}
+
+impl Emitted {
+    fn new(columns: &[Column]) -> Emitted {
+        let buf = Builder::new(columns, 64 * 1024).finish();
+        Emitted {
+            count_at: buf.len() - 4,
+            buf,
+            rows: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        let at = self.count_at;
+        self.buf[at..at + 4].copy_from_slice(&self.rows.to_le_bytes());
+        self.buf
+    }
+}
+
+/// One row being emitted ([`Output::emit`]): a value per output column, in order, each copied from
+/// an input row ([`RowWriter::copy`]) or given ([`RowWriter::text`], [`RowWriter::value`]).
+pub struct RowWriter<'a> {
+    out: &'a mut Emitted,
+}
+
+impl RowWriter<'_> {
+    /// The next value is `row`'s value of column `col`, copied as its bytes (not decoded).
+    pub fn copy(&mut self, row: &CellRow<'_>, col: usize) -> &mut Self {
+        self.out.buf.extend_from_slice(row.raw(col));
+        self
+    }
+
+    /// The next value is the text `s`.
+    pub fn text(&mut self, s: &str) -> &mut Self {
+        // Tag 6 (String) and its length, as the batch format has them.
+        self.out.buf.push(6);
+        self.out
+            .buf
+            .extend_from_slice(&(s.len() as u32).to_le_bytes());
+        self.out.buf.extend_from_slice(s.as_bytes());
+        self
+    }
+
+    /// The next value is `v`.
+    pub fn value(&mut self, v: &Value) -> &mut Self {
+        let scratch = std::mem::take(&mut self.out.scratch);
+        let mut b = Builder::reusing(&[], scratch);
+        b.push_value(v);
+        let bytes = b.finish();
+        // A buffer of no columns: magic, column count and row count, then the value.
+        self.out.buf.extend_from_slice(&bytes[12..]);
+        self.out.scratch = bytes;
+        self
+    }
 }
 
 impl Output {
@@ -165,12 +243,36 @@ impl Output {
 
     /// Passes `rows` on instead (none: the same as [`Output::filter_out`]).
     pub fn expand<R: AsRef<[Value]>>(&mut self, rows: &[R]) {
-        let columns = &self.columns;
-        let b = self.rows.get_or_insert_with(|| Builder::new(columns, 4096));
         for r in rows {
-            b.push_row(r.as_ref());
+            self.write_row(|w| {
+                for v in r.as_ref() {
+                    w.value(v);
+                }
+            });
         }
         self.verdict(Verdict::Emit(rows.len() as u32));
+    }
+
+    /// Passes one row on instead, written by `write` a value per output column (copied from an
+    /// input row, or new): the values not read are never decoded.
+    ///
+    /// ```ignore
+    /// let cells = rows.cells();
+    /// for row in cells.rows() {
+    ///     let label = format!("{} <{}>", row.text(1).unwrap_or(""), row.text(2).unwrap_or(""));
+    ///     out.emit(|w| { w.copy(&row, 0).copy(&row, 1).text(&label); });
+    /// }
+    /// ```
+    pub fn emit(&mut self, write: impl FnOnce(&mut RowWriter<'_>)) {
+        self.write_row(write);
+        self.verdict(Verdict::Emit(1));
+    }
+
+    fn write_row(&mut self, write: impl FnOnce(&mut RowWriter<'_>)) {
+        let columns = &self.columns;
+        let out = self.rows.get_or_insert_with(|| Emitted::new(columns));
+        write(&mut RowWriter { out });
+        out.rows += 1;
     }
 
     #[doc(hidden)]
@@ -179,7 +281,7 @@ impl Output {
         let all_kept = |v: &Vec<Verdict>| v.iter().all(|v| matches!(v, Verdict::Keep));
         WitOutput {
             verdicts: self.verdicts.filter(|v| !all_kept(v)),
-            rows: self.rows.map(Builder::finish).unwrap_or_default(),
+            rows: self.rows.map(Emitted::finish).unwrap_or_default(),
         }
     }
 }

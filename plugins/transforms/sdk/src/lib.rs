@@ -47,6 +47,7 @@ pub mod encoded_bindings {
     });
 }
 
+pub mod cells;
 pub mod encoded;
 
 pub use bindings::etlhost::transform::types::{
