@@ -30,7 +30,7 @@ const PYTHON: &[(&str, &str, &str)] = &[
     ("roundtrip", "py-roundtrip", "encoded-transform"),
 ];
 /// JavaScript transforms: `<name>.js` -> `js-<name>.wasm`.
-const JS: &[&str] = &["identity", "email-domain"];
+const JS: &[&str] = &["identity", "email-domain", "roundtrip", "roundtrip-values"];
 
 pub fn out_dir() -> PathBuf {
     root().join("target/transforms")
@@ -136,15 +136,16 @@ fn build_js() -> Result<()> {
             .current_dir(&src))
         .context("npm ci of componentize-js failed")?;
     }
+    // Every script of the folder: a transform may import another (roundtrip-values.js does).
+    let mut inputs = vec![root().join("wit/transform.wit"), installed.clone()];
+    for entry in std::fs::read_dir(&src)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "js" || e == "mjs") {
+            inputs.push(path);
+        }
+    }
     let mut stale = Vec::new();
     for name in JS {
-        let inputs = [
-            src.join(format!("{name}.js")),
-            src.join("etlhost-transform.js"),
-            src.join("build.mjs"),
-            root().join("wit/transform.wit"),
-            installed.clone(),
-        ];
         if is_stale(&out_dir().join(format!("js-{name}.wasm")), &inputs)? {
             stale.push(*name);
         }
