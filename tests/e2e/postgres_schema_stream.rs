@@ -4,7 +4,8 @@
 //! UPDATE CASCADE, a row moved between partitions, deletes with ON DELETE CASCADE, TRUNCATE of a
 //! join table and of the partitioned table), through a SIGKILL and a restart. After each step
 //! `etlhost verify` finds every flow equal, and the graph's nodes and relationships are counted
-//! exactly.
+//! exactly. Last, a TRUNCATE of one partition, which PostgreSQL does not publish through the
+//! parent: verify names the rows it left in the graph.
 //!
 //! Synchronisation polls `etlhost verify` until it is clean (a generous deadline), so no step
 //! depends on timing.
@@ -21,28 +22,37 @@ const DB: &str = "e_pgshop_stream";
 /// What `etlhost verify` ends with when every flow of the shop matches.
 const CLEAN: &str = "\nverify: 11 of 11 flows match, 0 different, 0 not verifiable\n";
 
-/// Runs `etlhost verify` until every flow matches; fails with the last report when the job exits
-/// or two minutes pass.
-fn wait_verified(job: &mut Running, spec: &Path) {
+/// Polls `check` until it answers `Ok`; fails with its last answer when the job exits or two
+/// minutes pass.
+fn until(job: &mut Running, mut check: impl FnMut() -> Result<(), String>) {
     let start = Instant::now();
     loop {
         if let Some(code) = job.exited() {
             panic!("etlhost exited ({code}):\n{}", job.stderr());
         }
-        let out = etlhost("verify", spec, &[]);
-        if out.code == 0 && out.stdout.ends_with(CLEAN) {
-            return;
-        }
+        let Err(last) = check() else { return };
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "the graph never equalled the shop: verify exited {}:\n{}{}\n{}",
-            out.code,
-            out.stdout,
-            out.stderr,
+            "{last}\n{}",
             job.stderr()
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// Waits until `etlhost verify` finds every flow equal, then checks the graph's counts.
+fn settles(job: &mut Running, spec: &Path, want: &str) {
+    until(job, || {
+        let out = etlhost("verify", spec, &[]);
+        match out.code == 0 && out.stdout.ends_with(CLEAN) {
+            true => Ok(()),
+            false => Err(format!(
+                "the graph never equalled the shop: verify exited {}:\n{}{}",
+                out.code, out.stdout, out.stderr
+            )),
+        }
+    });
+    assert_eq!(counts(), want);
 }
 
 /// The graph's nodes by label and relationships by `Start-TYPE->End`, with their counts.
@@ -83,12 +93,12 @@ fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
     let out: Output = pg_init(DB, DB, &spec, &["--mode", "stream"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let mut job = Running::start(&spec, &dir, true);
-    wait_verified(&mut job, &spec);
-    assert_eq!(
-        counts(),
+    settles(
+        &mut job,
+        &spec,
         "Address 3, Customer 3, Delivery 2, Event 6, Orders 4, Product 3; \
          Address-CUSTOMER->Customer 3, Delivery-ADDRESS->Address 2, Event-CUSTOMER->Customer 6, \
-         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 5"
+         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 5",
     );
 
     // Inserts in every table, then updates and deletes, each statement its own transaction.
@@ -122,12 +132,12 @@ fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
     ] {
         pg_sql(DB, sql);
     }
-    wait_verified(&mut job, &spec);
-    assert_eq!(
-        counts(),
+    settles(
+        &mut job,
+        &spec,
         "Address 4, Customer 4, Delivery 3, Event 7, Orders 4, Product 4; \
          Address-CUSTOMER->Customer 4, Delivery-ADDRESS->Address 3, Event-CUSTOMER->Customer 7, \
-         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 6"
+         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 6",
     );
     assert_eq!(prop("(:Orders {id: 11})-->(c:Customer)", "c.id"), "2");
     assert_eq!(prop("(o:Orders {id: 10})", "o.status"), "shipped");
@@ -159,12 +169,12 @@ fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
          UPDATE product SET price = 2.50 WHERE sku = 'P4';",
     );
     let mut job = Running::start(&spec, &dir, false);
-    wait_verified(&mut job, &spec);
-    assert_eq!(
-        counts(),
+    settles(
+        &mut job,
+        &spec,
         "Address 4, Customer 5, Delivery 3, Event 8, Orders 4, Product 4; \
          Address-CUSTOMER->Customer 4, Delivery-ADDRESS->Address 3, Event-CUSTOMER->Customer 8, \
-         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 5"
+         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 5",
     );
     assert_eq!(prop("(e:Event {id: 8})", "toString(e.at)"), "2024-12-24");
 
@@ -177,13 +187,36 @@ fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
         "INSERT INTO event VALUES (10, '2024-10-10', 5, 'again'), (11, '2025-11-11', 1, 'again');
          INSERT INTO order_item VALUES (10, 'P4', 1);",
     );
-    wait_verified(&mut job, &spec);
-    assert_eq!(
-        counts(),
+    settles(
+        &mut job,
+        &spec,
         "Address 4, Customer 5, Delivery 3, Event 2, Orders 4, Product 4; \
          Address-CUSTOMER->Customer 4, Delivery-ADDRESS->Address 3, Event-CUSTOMER->Customer 2, \
-         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 1"
+         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 1",
     );
+
+    // PostgreSQL does not publish a TRUNCATE of one partition when the publication publishes
+    // through the parent (its documented rule): the stream never sees it, and verify finds the
+    // partition's rows left in the graph. A customer inserted after it shows the stream past it.
+    pg_sql(DB, "TRUNCATE event_2024");
+    pg_sql(DB, "INSERT INTO customer VALUES (6, 'Fay', NULL, NULL)");
+    until(&mut job, || {
+        match cypher(DB, "MATCH (c:Customer {id: 6}) RETURN c").len() {
+            1 => Ok(()),
+            n => Err(format!("{n} customers 6")),
+        }
+    });
+    let out = etlhost("verify", &spec, &[]);
+    assert_eq!(out.code, 5, "{}\n{}", out.stdout, out.stderr);
+    for part in [
+        "flow event: DIFFERENT\n  rows in source     1\n  entities in graph  2\n  \
+         missing            0\n  extra              1  (id=10, at=2024-10-10)\n",
+        "flow event_customer: DIFFERENT\n  rows in source     1\n  entities in graph  2\n  \
+         missing            0\n  extra              1  (id=10, at=2024-10-10, customer_id=5)\n",
+        "\nverify: 9 of 11 flows match, 2 different, 0 not verifiable\n",
+    ] {
+        assert!(out.stdout.contains(part), "{part}\n{}", out.stdout);
+    }
     assert_eq!(job.terminate(), 130);
 }
 
@@ -243,38 +276,26 @@ fn pg_stream_partitioned_table_refusals_and_the_publication_via_the_parent() {
          (publish_via_partition_root = true)"
     );
 
+    // Once the copy is in the graph, the slot is there: a row written into a partition now
+    // arrives through the stream, as the partitioned table's.
     let mut job = Running::start(&spec, &dir, true);
+    let kinds = |want: usize| {
+        let kinds = cypher(db, "MATCH (n:Ev) RETURN n.kind AS k ORDER BY k");
+        match kinds.len() == want {
+            true => Ok(()),
+            false => Err(format!("{kinds:?}")),
+        }
+    };
+    until(&mut job, || kinds(2));
     let via_root =
         "SELECT pubviaroot FROM pg_publication WHERE pubname = 'etlhost_e_pgpartref_public_ev'";
-    let start = Instant::now();
-    while pg_sql(db, via_root) != "t" {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{}",
-            job.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_eq!(pg_sql(db, via_root), "t");
     pg_sql(
         db,
         "INSERT INTO ev_2025 VALUES (3, '2025-06-06', 'into the partition')",
     );
-    let start = Instant::now();
-    loop {
-        if let Some(code) = job.exited() {
-            panic!("etlhost exited ({code}):\n{}", job.stderr());
-        }
-        let kinds = cypher(db, "MATCH (n:Ev) RETURN n.kind AS k ORDER BY k");
-        if kinds.len() == 3 {
-            assert_eq!(kinds[2]["k"], "into the partition", "{kinds:?}");
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "{kinds:?}\n{}",
-            job.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    until(&mut job, || kinds(3));
+    let third = cypher(db, "MATCH (n:Ev {id: 3}) RETURN n.kind AS k");
+    assert_eq!(third[0]["k"], "into the partition");
     assert_eq!(job.terminate(), 130);
 }

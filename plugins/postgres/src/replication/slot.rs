@@ -203,8 +203,16 @@ pub(super) async fn publication(
         );
         return c.batch_execute(&sql).await.map_err(fail);
     };
-    if !row.get::<_, bool>(1) {
-        via_root(c, source, names, named, tables).await?;
+    if let Some((partitioned, set)) = via_root(names, tables).filter(|_| !row.get::<_, bool>(1)) {
+        // One this source made is changed; one named in the options is refused with the fix.
+        if named {
+            return Err(Error::permanent(format!(
+                "publication `{}` publishes the partitions of {partitioned} as themselves, and the \
+                 flows read the partitioned table, so its changes would be lost: {set}",
+                names.publication
+            )));
+        }
+        c.batch_execute(&set).await.map_err(fail)?;
     }
     if row.get::<_, bool>(0) {
         return Ok(());
@@ -242,40 +250,20 @@ pub(super) async fn publication(
 }
 
 /// A publication without `publish_via_partition_root` sends a partitioned table's changes as
-/// its partitions', which no flow names: they would be lost. One this source made is changed;
-/// one named in the options is refused with the fix.
-async fn via_root(
-    c: &Client,
-    source: &PgSource,
-    names: &Names,
-    named: bool,
-    tables: &[Table],
-) -> Result<(), Error> {
+/// its partitions', which no flow names: they would be lost. The partitioned tables among
+/// `tables`, and the statement that publishes them through the parent.
+fn via_root(names: &Names, tables: &[Table]) -> Option<(String, String)> {
     let partitioned: Vec<&str> = tables
         .iter()
         .filter(|t| t.partitioned)
         .map(|t| t.relation.as_str())
         .collect();
-    if partitioned.is_empty() {
-        return Ok(());
-    }
-    let set = format!(
-        "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
-        ident(&names.publication)
-    );
-    if named {
-        return Err(Error::permanent(format!(
-            "publication `{}` publishes the partitions of {} as themselves, and the flows read \
-             the partitioned table, so its changes would be lost: {set}",
-            names.publication,
-            partitioned.join(", ")
-        )));
-    }
-    c.batch_execute(&set).await.map_err(|e| {
-        source.conn.error(
-            &format!("cannot set up publication `{}`", names.publication),
-            &e,
-        )
+    (!partitioned.is_empty()).then(|| {
+        let set = format!(
+            "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+            ident(&names.publication)
+        );
+        (partitioned.join(", "), set)
     })
 }
 
