@@ -757,6 +757,36 @@ class _Emitter:
         self.parts.append(whole + b"".join([_enc(s.get(n) if s else None, ty) for n, ty in plan]))
 
 
+    def bulk(self, rows, sigs):
+        """`add` of every row of `rows`, a column at a time when they share a signature."""
+        sig = sigs[0] if sigs else None
+        if sig is None or type(rows[0]) is not Row or sigs.count(sig) != len(sigs):
+            for r, sg in zip(rows, sigs):
+                self.add(r, sg)
+            return
+        plan = self.plans[sig] if sig in self.plans else self.plan(rows[0], sig)
+        if plan is None:
+            self.parts.extend(_general_bytes(r, self.schema) for r in rows)
+            return
+        b = rows[0]._b
+        starts, buf = b.offs[:: b.ncols], b.buf
+        wholes = [buf[starts[r._r] : starts[r._r + 1]] for r in rows]
+        cols = []
+        for n, ty in plan:
+            if type(sig) is not tuple:  # rows unchanged, in columns some other row added
+                cols.append([b"\x00"] * len(rows))
+                continue
+            vals = [r._set.get(n) for r in rows]
+            if set(map(type, vals)) == {str}:
+                cols.append([_TAG_LEN(TEXT, len(v)) + v for v in [v.encode() for v in vals]])
+            else:
+                cols.append([_enc(v, ty) for v in vals])
+        if cols:
+            self.parts.extend(map(b"".join, zip(wholes, *cols)))
+        else:
+            self.parts.extend(wholes)
+
+
 def _header(schema, nrows):
     parts = [_MAGIC, _U32.pack(len(schema))]
     for name, ty in schema:
@@ -857,6 +887,11 @@ def _verdicts(b, shapes, given):
         verdicts, at = [], 0
         keep, drop, one = w.Verdict_Keep(), w.Verdict_Drop(), w.Verdict_Emit(1)
         add_verdict, emit = verdicts.append, e.add
+        if not keep_ok and len(given) == len(shapes) and shapes.count(1) == len(shapes):
+            # Every row replaced by one (a column added or changed in each): in bulk.
+            e.bulk(given, sigs)
+            shapes = ()
+            verdicts = [one] * len(given)
         for s in shapes:
             if s is None:
                 add_verdict(drop)

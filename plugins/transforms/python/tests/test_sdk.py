@@ -187,6 +187,20 @@ class Answers(unittest.TestCase):
         self.assertEqual(rows[0], {"id": 1, "name": "p1", "age": 21, "label": None})
         self.assertEqual(rows[2], {"id": 3, "name": "p3", "age": None, "label": "#3"})
 
+    def test_columns_added_to_every_row_go_in_bulk(self):
+        class Add(et.RowTransform):
+            def row(self, row):
+                row["tag"] = f"t{row['id']}"
+                row["n"] = row["id"] * 2 if row["id"] != 2 else None
+                return row
+
+        out = run(Add, people(3))
+        self.assertEqual(out.verdicts, [w.Verdict_Emit(1)] * 3)
+        cols, rows = decoded(out.rows)
+        self.assertEqual(cols, [("id", 2), ("name", 6), ("age", 2), ("tag", 6), ("n", 2)])
+        self.assertEqual(rows[1], {"id": 2, "name": "p2", "age": 22, "tag": "t2", "n": None})
+        self.assertEqual(rows[2], {"id": 3, "name": "p3", "age": None, "tag": "t3", "n": 6})
+
     def test_drop_error_expand_delete_and_dicts(self):
         class Mixed(et.RowTransform):
             def row(self, row):
