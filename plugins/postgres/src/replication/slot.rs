@@ -434,3 +434,36 @@ pub(super) async fn create_exported(
     };
     Ok((client, parse_lsn(&lsn)?, snapshot))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_partitioned_tables_need_a_publication_through_the_parent() {
+        let names = Names {
+            slot: "s".into(),
+            publication: "Shop pub".into(),
+        };
+        let table = |name: &str, partitioned| Table {
+            name: name.into(),
+            oid: 1,
+            relation: ident(name),
+            partitioned,
+        };
+        assert_eq!(via_root(&names, &[table("person", false)]), None);
+        let tables = [
+            table("event", true),
+            table("person", false),
+            table("log", true),
+        ];
+        assert_eq!(
+            via_root(&names, &tables),
+            Some((
+                "\"event\", \"log\"".to_string(),
+                "ALTER PUBLICATION \"Shop pub\" SET (publish_via_partition_root = true)"
+                    .to_string()
+            ))
+        );
+    }
+}
