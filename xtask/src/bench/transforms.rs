@@ -48,6 +48,12 @@ pub const TRANSFORMS: &[(&str, &str, &str, u64)] = &[
         ROWS,
     ),
     (
+        "py-full-name-values",
+        "full-name, row dicts (Python, values world)",
+        "{first: name, last: email}",
+        ROWS,
+    ),
+    (
         "js-email-domain",
         "email-domain, row objects (JS)",
         "{}",
