@@ -74,6 +74,18 @@ fn counts() -> String {
     format!("{}; {}", nodes.join(", "), rels.join(", "))
 }
 
+/// What [`counts`] gives for a shop of `[address, customer, delivery, event, product]` nodes,
+/// 4 orders and `items` order items: every address, delivery, event and order has its one
+/// foreign key's relationship.
+fn shop(nodes: [u32; 5], items: u32) -> String {
+    let [a, c, d, e, p] = nodes;
+    format!(
+        "Address {a}, Customer {c}, Delivery {d}, Event {e}, Orders 4, Product {p}; \
+         Address-CUSTOMER->Customer {a}, Delivery-ADDRESS->Address {d}, \
+         Event-CUSTOMER->Customer {e}, Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product {items}"
+    )
+}
+
 /// A property of the one node a Cypher pattern `m` matches, as text.
 fn prop(m: &str, expr: &str) -> String {
     let rows = cypher(DB, &format!("MATCH {m} RETURN {expr} AS v"));
@@ -93,13 +105,7 @@ fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
     let out: Output = pg_init(DB, DB, &spec, &["--mode", "stream"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let mut job = Running::start(&spec, &dir, true);
-    settles(
-        &mut job,
-        &spec,
-        "Address 3, Customer 3, Delivery 2, Event 6, Orders 4, Product 3; \
-         Address-CUSTOMER->Customer 3, Delivery-ADDRESS->Address 2, Event-CUSTOMER->Customer 6, \
-         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 5",
-    );
+    settles(&mut job, &spec, &shop([3, 3, 2, 6, 3], 5));
 
     // Inserts in every table, then updates and deletes, each statement its own transaction.
     pg_sql(
@@ -132,13 +138,7 @@ fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
     ] {
         pg_sql(DB, sql);
     }
-    settles(
-        &mut job,
-        &spec,
-        "Address 4, Customer 4, Delivery 3, Event 7, Orders 4, Product 4; \
-         Address-CUSTOMER->Customer 4, Delivery-ADDRESS->Address 3, Event-CUSTOMER->Customer 7, \
-         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 6",
-    );
+    settles(&mut job, &spec, &shop([4, 4, 3, 7, 4], 6));
     assert_eq!(prop("(:Orders {id: 11})-->(c:Customer)", "c.id"), "2");
     assert_eq!(prop("(o:Orders {id: 10})", "o.status"), "shipped");
     assert_eq!(prop("(c:Customer {id: 1})", "c.email"), "ann@new.test");
@@ -169,13 +169,7 @@ fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
          UPDATE product SET price = 2.50 WHERE sku = 'P4';",
     );
     let mut job = Running::start(&spec, &dir, false);
-    settles(
-        &mut job,
-        &spec,
-        "Address 4, Customer 5, Delivery 3, Event 8, Orders 4, Product 4; \
-         Address-CUSTOMER->Customer 4, Delivery-ADDRESS->Address 3, Event-CUSTOMER->Customer 8, \
-         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 5",
-    );
+    settles(&mut job, &spec, &shop([4, 5, 3, 8, 4], 5));
     assert_eq!(prop("(e:Event {id: 8})", "toString(e.at)"), "2024-12-24");
 
     // TRUNCATE of the join table and of the partitioned table (published as the parent's, with
@@ -187,13 +181,7 @@ fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
         "INSERT INTO event VALUES (10, '2024-10-10', 5, 'again'), (11, '2025-11-11', 1, 'again');
          INSERT INTO order_item VALUES (10, 'P4', 1);",
     );
-    settles(
-        &mut job,
-        &spec,
-        "Address 4, Customer 5, Delivery 3, Event 2, Orders 4, Product 4; \
-         Address-CUSTOMER->Customer 4, Delivery-ADDRESS->Address 3, Event-CUSTOMER->Customer 2, \
-         Orders-CUSTOMER->Customer 4, Orders-ORDER_ITEM->Product 1",
-    );
+    settles(&mut job, &spec, &shop([4, 5, 3, 2, 4], 1));
 
     // PostgreSQL does not publish a TRUNCATE of one partition when the publication publishes
     // through the parent (its documented rule): the stream never sees it, and verify finds the
