@@ -5,7 +5,7 @@
 //! join table and of the partitioned table), through a SIGKILL and a restart. After each step
 //! `etlhost verify` finds every flow equal, and the graph's nodes and relationships are counted
 //! exactly. Last, a TRUNCATE of one partition, which PostgreSQL does not publish through the
-//! parent: verify names the rows it left in the graph.
+//! parent: verify names the row it left in the graph, and is clean again once that row is back.
 //!
 //! Synchronisation polls `etlhost verify` until it is clean (a generous deadline), so no step
 //! depends on timing.
@@ -205,6 +205,12 @@ fn pg_stream_a_shop_schema_through_changes_a_kill_and_truncates() {
     ] {
         assert!(out.stdout.contains(part), "{part}\n{}", out.stdout);
     }
+    // The row written again: the stream's MERGE meets the node left, and every flow is equal.
+    pg_sql(
+        DB,
+        "INSERT INTO event VALUES (10, '2024-10-10', 5, 'again')",
+    );
+    settles(&mut job, &spec, &shop([4, 6, 3, 2, 4], 1));
     assert_eq!(job.terminate(), 130);
 }
 
