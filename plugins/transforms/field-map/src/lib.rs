@@ -72,16 +72,18 @@ fn push_text(out: &mut String, v: &Value) {
     }
 }
 
-/// Appends column `col` of `row` to a template's text, decoding only what is not text or an
-/// integer.
-fn push_cell(out: &mut String, row: &CellRow<'_>, col: usize) {
-    if let Some(t) = row.text(col) {
-        out.push_str(t);
+/// Appends column `col` of `row` to a template's text (UTF-8 bytes, checked by the host),
+/// decoding only what is not text or an integer.
+fn push_cell(out: &mut Vec<u8>, row: &CellRow<'_>, col: usize) {
+    if let Some(t) = row.text_bytes(col) {
+        out.extend_from_slice(t);
     } else if let Some(i) = row.int(col) {
-        use std::fmt::Write;
+        use std::io::Write;
         write!(out, "{i}").unwrap();
     } else if !row.is_null(col) {
-        push_text(out, &row.get(col));
+        let mut s = String::new();
+        push_text(&mut s, &row.get(col));
+        out.extend_from_slice(s.as_bytes());
     }
 }
 
@@ -174,7 +176,9 @@ impl Transform for FieldMap {
         }
         let mut out = Output::new(&plan.columns);
         let cells = rows.cells();
-        let mut text = String::new();
+        // The kept values, and about as much again for what the templates make.
+        out.reserve(2 * cells.byte_len() + 16 * cells.len());
+        let mut text = Vec::new();
         for row in cells.rows() {
             out.emit(|w| {
                 for &i in &plan.kept {
@@ -184,11 +188,11 @@ impl Transform for FieldMap {
                     text.clear();
                     for p in pieces {
                         match p {
-                            Piece::Text(t) => text.push_str(t),
+                            Piece::Text(t) => text.extend_from_slice(t.as_bytes()),
                             Piece::Column(i) => push_cell(&mut text, &row, *i),
                         }
                     }
-                    w.text(&text);
+                    w.text_bytes(&text);
                 }
             });
         }

@@ -48,6 +48,11 @@ impl<'a> Cells<'a> {
         Row { cells: self, i }
     }
 
+    /// The size of all rows' values in the batch format (for [`crate::encoded::Output::reserve`]).
+    pub fn byte_len(&self) -> usize {
+        self.at[self.at.len() - 1] - self.at[0]
+    }
+
     /// Every row, in order.
     pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
         (0..self.len()).map(|i| self.row(i))
@@ -78,12 +83,21 @@ impl<'a> Row<'a> {
     /// The text of column `col` when it holds text (or a decimal, as its text), borrowed from
     /// the buffer; `None` for any other value.
     pub fn text(&self, col: usize) -> Option<&'a str> {
+        self.text_bytes(col)
+            .and_then(|b| std::str::from_utf8(b).ok())
+    }
+
+    /// As [`Row::text`], its UTF-8 bytes unchecked (the host checked them): to copy into a value
+    /// written with [`crate::encoded::RowWriter::text_bytes`], which the host checks again.
+    pub fn text_bytes(&self, col: usize) -> Option<&'a [u8]> {
         let raw = self.raw(col);
-        match raw[0] {
-            // The host checked the UTF-8 of every string it sent; checking again is cheap.
-            DECIMAL | STRING => std::str::from_utf8(&raw[5..]).ok(),
-            _ => None,
-        }
+        matches!(raw[0], DECIMAL | STRING).then(|| &raw[5..])
+    }
+
+    /// The size of the row's values in the batch format.
+    pub fn byte_len(&self) -> usize {
+        let first = self.i * self.cells.ncols;
+        self.cells.at[first + self.cells.ncols] - self.cells.at[first]
     }
 
     /// The integer of column `col` when it holds a signed integer.

@@ -141,7 +141,7 @@ struct Emitted {
 
 impl Emitted {
     fn new(columns: &[Column]) -> Emitted {
-        let buf = Builder::new(columns, 64 * 1024).finish();
+        let buf = Builder::new(columns, 4096).finish();
         Emitted {
             count_at: buf.len() - 4,
             buf,
@@ -172,12 +172,19 @@ impl RowWriter<'_> {
 
     /// The next value is the text `s`.
     pub fn text(&mut self, s: &str) -> &mut Self {
+        self.text_bytes(s.as_bytes())
+    }
+
+    /// The next value is the text whose UTF-8 bytes are `s` (e.g. pieces of texts read with
+    /// [`CellRow::text_bytes`]). The host checks every buffer it gets back: bytes that are not
+    /// UTF-8 fail the call, as a trap does.
+    pub fn text_bytes(&mut self, s: &[u8]) -> &mut Self {
         // Tag 6 (String) and its length, as the batch format has them.
         self.out.buf.push(6);
         self.out
             .buf
             .extend_from_slice(&(s.len() as u32).to_le_bytes());
-        self.out.buf.extend_from_slice(s.as_bytes());
+        self.out.buf.extend_from_slice(s);
         self
     }
 
@@ -212,6 +219,14 @@ impl Output {
             columns: columns.into(),
             rows: None,
         }
+    }
+
+    /// Room for about `bytes` more bytes of emitted rows, so that emitting them copies none of the
+    /// earlier ones (e.g. the input's size and a little more per row).
+    pub fn reserve(&mut self, bytes: usize) {
+        let columns = &self.columns;
+        let out = self.rows.get_or_insert_with(|| Emitted::new(columns));
+        out.buf.reserve(bytes);
     }
 
     fn verdict(&mut self, v: Verdict) {
