@@ -34,6 +34,7 @@ mod stream_service;
 mod support;
 mod tls;
 mod transfer;
+mod transform_js;
 mod transform_python;
 mod transform_recipes;
 mod transform_warm;

@@ -45,6 +45,14 @@ export function timestamp(d) {
   return d;
 }
 
+/**
+ * Whether `x` is bytes. Not `instanceof Uint8Array`: the arrays componentize-js's bindings make
+ * (a batch, a BLOB) fail that test inside the component.
+ */
+function isBytes(x) {
+  return ArrayBuffer.isView(x) && x.BYTES_PER_ELEMENT === 1 && !(x instanceof DataView);
+}
+
 function plain(x) {
   if (Array.isArray(x)) return true;
   const proto = Object.getPrototypeOf(x);
@@ -113,7 +121,7 @@ function ownType(x) {
     case 'string':
       return 'text';
   }
-  if (x instanceof Uint8Array) return 'bytes';
+  if (isBytes(x)) return 'bytes';
   if (x instanceof Date) return x[ZONED] ? 'timestamp' : 'datetime';
   if (x instanceof Point) return 'point';
   if (plain(x)) return 'nested';
@@ -549,7 +557,7 @@ function ownTag(x) {
       return 0;
   }
   if (x === null) return 0;
-  if (x instanceof Uint8Array) return 7;
+  if (isBytes(x)) return 7;
   if (x instanceof Date) return x[ZONED] ? 11 : 9;
   if (x instanceof Point) return 12;
   if (Array.isArray(x)) return 13;
@@ -601,7 +609,7 @@ function putObject(x, ty, depth) {
       const zoned = ty === 11 || (x[ZONED] === true && ty !== 9);
       putI64(zoned ? 11 : 9, micros(x));
     }
-  } else if (x instanceof Uint8Array) {
+  } else if (isBytes(x)) {
     room(5 + x.length);
     outB[w] = 7;
     outV.setUint32(w + 1, x.length, true);
@@ -932,7 +940,7 @@ function copyFrom(batch, a, b) {
 
 /** Whether nested value `v`, read from a row, is as it was read (then its bytes are copied). */
 function nestedAsRead(v) {
-  if (v instanceof Date || v instanceof Point || v instanceof Uint8Array) return false;
+  if (v instanceof Date || v instanceof Point || isBytes(v)) return false;
   const kept = NESTED.get(v);
   return kept !== undefined && kept.js === JSON.stringify(v);
 }
