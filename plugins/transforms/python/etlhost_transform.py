@@ -312,7 +312,7 @@ class _Batch:
     over a column costs less than a call per value."""
 
     __slots__ = ("buf", "names", "types", "ix", "ncols", "nrows", "offs", "schema", "typed",
-                 "cols", "nested")
+                 "cols", "nested", "deleted")
 
     def __init__(self, buf):
         if buf[:4] != _MAGIC:
@@ -334,6 +334,7 @@ class _Batch:
         # Decoded columns by name; those holding lists or maps apart, since a row that reads
         # one keeps it (a change made in place must be passed on).
         self.cols, self.nested = {}, {}
+        self.deleted = False  # whether a row of it had a column deleted
 
     def column(self, c):
         """Column `c` of every row, decoded."""
@@ -450,6 +451,7 @@ class Row:
             if self._set is None:
                 self._set = {}
             self._set[k] = _GONE
+            self._b.deleted = True
         else:
             del self._set[k]
 
@@ -644,11 +646,36 @@ def _sig(r):
     raise RowError(f"expected a row or a dict, got {type(r).__name__}")
 
 
+def _same_changes(rows):
+    """The output columns and signatures of `rows` when every one is a row of one batch with the
+    same columns set (and none deleted), found a pass over all rows at a time; else None."""
+    if not rows or type(rows[0]) is not Row:
+        return None
+    b = rows[0]._b
+    if b.deleted or [type(r) is Row and r._b for r in rows].count(b) != len(rows):
+        return None
+    sets = [r._set for r in rows]
+    if None in sets:
+        return None
+    keys = list(map(tuple, sets))
+    if keys.count(keys[0]) != len(keys):
+        return None
+    cols = list(b.schema)
+    for k in keys[0]:
+        if k not in b.ix:
+            first = next((s[k] for s in sets if s[k] is not None), None)
+            cols.append((k, _type_of(first)))
+    return tuple(cols), [(b, keys[0])] * len(rows)
+
+
 def _schema(rows, inputs):
     """The output columns of `rows`: every key any of them has, in the order keys first appear.
     A key that is a column of the row's input (of `inputs`, name -> type, for a dict) keeps that
     column's type; a new one takes the type of its first non-None value. Returns ((name, type),
     ...) and each row's signature (`_sig`)."""
+    same = _same_changes(rows)
+    if same is not None:
+        return same
     types = {}  # name -> column type
     open_ = set()  # new columns whose values so far are all None
     seen, sigs = set(), []
