@@ -12,14 +12,23 @@
 // string, text a string, bytes a Uint8Array, DATE and DATETIME a Date in UTC (a DATETIME passed on
 // unchanged keeps its microseconds), TIMESTAMP a Date too (made with `timestamp(date)`, or any Date
 // in a TIMESTAMP column), TIME a number of microseconds, a point a `Point`, lists and maps (SET
-// members, JSON read as values) arrays and plain objects. A list or map passed on unchanged keeps
-// its exact JSON; a changed one is written by JSON.stringify, so with JS numbers (1.0 is 1, big
-// integers round). A column keeps its type when
-// its value keeps its JS type; a new column takes the type of its first non-null value (integral
+// members, JSON read as values) arrays and plain objects, a PostgreSQL interval or time with time
+// zone its ISO 8601 text. A list or map passed on unchanged keeps its exact value; a changed one
+// is written from its JS values (1.0 is 1, big integers round). A column keeps its type when its
+// value keeps its JS type; a new column takes the type of its first non-null value (integral
 // numbers are integers).
 //
-// Converting to objects costs time (see README, "Transforms"). For full speed, export `init`,
-// `process` and `finish` working on whole batches directly, as identity.js does.
+// One module serves both worlds of wit/transform.wit; build.mjs builds a module that calls
+// `rowTransform` for `encoded-transform`, where a batch crosses as one buffer (the plugin SDK's
+// "ETB2" format). There a row is a row object: a column is decoded when the function reads it,
+// a row handed back without a value set passes on as the host's own bytes, and the values it
+// did not set are copied as their bytes. Reading, setting and adding columns work as on a plain
+// object; `Object.keys(row)` and `{...row}` list only the columns added to it, `row.toObject()`
+// (and JSON.stringify) all of them; to leave a column out, return a new object without it. In
+// the values world (`transform`) a row is a plain object of all its values.
+//
+// For full speed, export `init`, `process` and `finish` working on whole batches directly, as
+// identity.js does (the encoded world: `process(bytes)` returns `{ verdicts, rows }`).
 
 export class RowError extends Error {}
 
