@@ -44,6 +44,7 @@ impl<'a> Cells<'a> {
     }
 
     /// Row `i` (from 0).
+    #[inline]
     pub fn row(&self, i: usize) -> Row<'_> {
         Row { cells: self, i }
     }
@@ -68,6 +69,7 @@ pub struct Row<'a> {
 
 impl<'a> Row<'a> {
     /// Where the row's value of column `col` lies in the buffer.
+    #[inline]
     fn span(&self, col: usize) -> (usize, usize) {
         assert!(col < self.cells.ncols, "no column {col} in a row");
         let k = self.i * self.cells.ncols + col;
@@ -75,6 +77,7 @@ impl<'a> Row<'a> {
     }
 
     /// The value of column `col` as its bytes in the batch format (tag and payload).
+    #[inline]
     pub fn raw(&self, col: usize) -> &'a [u8] {
         let (a, b) = self.span(col);
         &self.cells.bytes[a..b]
@@ -89,6 +92,7 @@ impl<'a> Row<'a> {
 
     /// As [`Row::text`], its UTF-8 bytes unchecked (the host checked them): to copy into a value
     /// written with [`crate::encoded::RowWriter::text_bytes`], which the host checks again.
+    #[inline]
     pub fn text_bytes(&self, col: usize) -> Option<&'a [u8]> {
         let raw = self.raw(col);
         matches!(raw[0], DECIMAL | STRING).then(|| &raw[5..])
@@ -101,12 +105,14 @@ impl<'a> Row<'a> {
     }
 
     /// The integer of column `col` when it holds a signed integer.
+    #[inline]
     pub fn int(&self, col: usize) -> Option<i64> {
         let raw = self.raw(col);
         (raw[0] == INT).then(|| i64::from_le_bytes(raw[1..9].try_into().expect("8 bytes")))
     }
 
     /// Whether column `col` is NULL in this row.
+    #[inline]
     pub fn is_null(&self, col: usize) -> bool {
         self.raw(col)[0] == 0
     }
@@ -135,6 +141,7 @@ fn decode_one(raw: &[u8]) -> Value {
         .expect("one value")
 }
 
+#[inline]
 fn u32_at(b: &[u8], pos: usize) -> usize {
     u32::from_le_bytes(b[pos..pos + 4].try_into().expect("4 bytes")) as usize
 }
@@ -149,6 +156,7 @@ fn header_len(b: &[u8], ncols: usize) -> usize {
 }
 
 /// Where the value starting at `pos` ends.
+#[inline]
 fn skip(b: &[u8], pos: usize) -> usize {
     let p = pos + 1;
     match b[pos] {

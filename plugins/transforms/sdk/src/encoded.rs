@@ -165,6 +165,7 @@ pub struct RowWriter<'a> {
 
 impl RowWriter<'_> {
     /// The next value is `row`'s value of column `col`, copied as its bytes (not decoded).
+    #[inline]
     pub fn copy(&mut self, row: &CellRow<'_>, col: usize) -> &mut Self {
         self.out.buf.extend_from_slice(row.raw(col));
         self
@@ -178,6 +179,7 @@ impl RowWriter<'_> {
     /// The next value is the text whose UTF-8 bytes are `s` (e.g. pieces of texts read with
     /// [`CellRow::text_bytes`]). The host checks every buffer it gets back: bytes that are not
     /// UTF-8 fail the call, as a trap does.
+    #[inline]
     pub fn text_bytes(&mut self, s: &[u8]) -> &mut Self {
         // Tag 6 (String) and its length, as the batch format has them.
         self.out.buf.push(6);
@@ -229,6 +231,7 @@ impl Output {
         out.buf.reserve(bytes);
     }
 
+    #[inline]
     fn verdict(&mut self, v: Verdict) {
         self.verdicts
             .as_mut()
@@ -278,11 +281,13 @@ impl Output {
     ///     out.emit(|w| { w.copy(&row, 0).copy(&row, 1).text(&label); });
     /// }
     /// ```
+    #[inline]
     pub fn emit(&mut self, write: impl FnOnce(&mut RowWriter<'_>)) {
         self.write_row(write);
         self.verdict(Verdict::Emit(1));
     }
 
+    #[inline]
     fn write_row(&mut self, write: impl FnOnce(&mut RowWriter<'_>)) {
         let columns = &self.columns;
         let out = self.rows.get_or_insert_with(|| Emitted::new(columns));
