@@ -769,13 +769,6 @@ class Batch {
   }
 }
 
-function readCell(batch, r, c) {
-  inB = batch.bytes;
-  inV = batch.view;
-  at = batch.starts[r * (batch.ncols + 1) + c];
-  return readValue(inB[at++], 0);
-}
-
 function columnAccessor(Row, i, n) {
   Object.defineProperty(Row.prototype, Row.columns[i], {
     configurable: true,
