@@ -165,6 +165,71 @@ async fn python_row_errors_and_exceptions_are_dead_lettered_with_their_reason() 
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn python_full_name_gives_the_same_rows_and_dead_letters_in_both_worlds() {
+    let pool = mysql("e2e_py_worlds").await;
+    exec(
+        &pool,
+        "CREATE TABLE customer (id INT PRIMARY KEY, first_name VARCHAR(20), \
+         last_name VARCHAR(20), inactive BOOLEAN, balance DECIMAL(12,4), seen DATETIME(6))",
+    )
+    .await;
+    exec(
+        &pool,
+        "INSERT INTO customer SELECT seq, CONCAT('ann ', seq), \
+         IF(seq % 97 = 0, NULL, CONCAT('LEE', seq)), seq % 10 = 0, seq * 1000 + 0.0001, \
+         TIMESTAMP('2024-02-29 01:02:03.000004') + INTERVAL seq SECOND FROM seq_1_to_500",
+    )
+    .await;
+    // The same module built for the encoded world and for the values world (the one of
+    // components built before): what reaches the sink and the dead letters are the same.
+    let mut outputs = Vec::new();
+    for world in ["py-full-name", "py-full-name-values"] {
+        let name = format!("py_worlds_{}", world.replace('-', "_"));
+        let transforms = format!(
+            "  - name: names\n    component: {}\n    config: {{skip_when: inactive}}",
+            component(world)
+        );
+        let spec = SpecBuilder::new(&name)
+            .top(format_args!(
+                "dead_letter: {}",
+                dead_letter(&name).display()
+            ))
+            .top("max_failed_rows: 100")
+            .mysql_table("e2e_py_worlds", "customer")
+            .transforms(&transforms)
+            .build();
+        let _ = std::fs::remove_file(dead_letter(&name));
+        let (summary, out) = run_job_output(&name, &spec);
+        assert_eq!(summary["filtered"], 50, "{summary}");
+        assert_eq!(summary["failed"], 5, "{summary}");
+        let mut dead: Vec<(i64, String)> = std::fs::read_to_string(dead_letter(&name))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["row"]["id"].as_i64().unwrap(),
+                    v["error"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        dead.sort();
+        outputs.push((printed(&out.stdout), dead));
+    }
+    assert_eq!(outputs[0].0.len(), 445);
+    assert!(
+        outputs[0].0[0].contains("\"full_name\":\"Ann 1 Lee1\""),
+        "{}",
+        outputs[0].0[0]
+    );
+    assert_eq!(
+        outputs[0].1[0],
+        (97, "transform names: no last_name for id 97".into())
+    );
+    assert_eq!(outputs[0], outputs[1]);
+}
+
 #[test]
 fn python_sdk_unit_tests_pass_under_native_cpython() {
     let dir = workspace().join("plugins/transforms/python/tests");
