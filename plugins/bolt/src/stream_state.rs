@@ -13,10 +13,11 @@
 //! commits before the claim (and the new holder reads it) or fails on the changed record.
 
 use etlhost_plugin_sdk::{
-    ChangeBatch, Error, Lease, Marked, OpenError, SinkStream, StreamRecord, StreamStateRequest,
-    WriterMark, WriterRecord, WriterSlot,
+    ChangeBatch, ChangeBatchView, Error, Lease, Marked, OpenError, SinkStream, StreamRecord,
+    StreamStateRequest, WriterMark, WriterRecord, WriterSlot,
 };
 
+use crate::changes::Changes;
 use crate::options::BoltOptions;
 use crate::progress::{map, now_ms, Param};
 use crate::sink::{needs_new_session, BoltSink};
@@ -106,7 +107,39 @@ pub(crate) fn mark_params(m: &mut Vec<u8>, mark: &WriterMark) {
 
 impl SinkStream for BoltSink {
     fn write_marked(&mut self, batch: &ChangeBatch, mark: &WriterMark) -> Result<Marked, Error> {
-        let Some(refused) = self.write_changes_retrying(batch, Some(mark))? else {
+        self.marked(Changes::Values(batch), mark)
+    }
+
+    fn write_marked_encoded(&mut self, bytes: &[u8], mark: &WriterMark) -> Result<Marked, Error> {
+        let view = ChangeBatchView::read(bytes)
+            .map_err(|e| Error::permanent(format!("malformed change batch from host: {e}")))?;
+        self.marked(Changes::Bytes(&view), mark)
+    }
+
+    fn stream_state(
+        mut options: BoltOptions,
+        request: &StreamStateRequest,
+    ) -> Result<StreamRecord, OpenError> {
+        options.check_query = false;
+        let mut sink = BoltSink::start(options, false)?;
+        let mut conn = sink.conn.take().expect("start connects");
+        let db = sink.options.database.clone();
+        let db = db.as_deref();
+        let answer = match answer(&mut conn, db, request) {
+            Err(e) if needs_new_session(&e) => {
+                conn = sink.connect().map_err(OpenError::Other)?;
+                answer(&mut conn, db, request)
+            }
+            other => other,
+        };
+        answer.map_err(|e| OpenError::Other(sink.error("the stream's records", e)))
+    }
+}
+
+impl BoltSink {
+    /// A write of changes that moves the writer's record as `mark` says, in one transaction.
+    fn marked(&mut self, changes: Changes<'_>, mark: &WriterMark) -> Result<Marked, Error> {
+        let Some(refused) = self.write_changes_retrying(changes, Some(mark))? else {
             return Ok(Marked::Written);
         };
         // The record did not stand where this process left it (its own commit whose answer was
@@ -129,25 +162,6 @@ impl SinkStream for BoltSink {
             }
             _ => Ok(Marked::Fenced(fenced(&record, mark))),
         }
-    }
-
-    fn stream_state(
-        mut options: BoltOptions,
-        request: &StreamStateRequest,
-    ) -> Result<StreamRecord, OpenError> {
-        options.check_query = false;
-        let mut sink = BoltSink::start(options, false)?;
-        let mut conn = sink.conn.take().expect("start connects");
-        let db = sink.options.database.clone();
-        let db = db.as_deref();
-        let answer = match answer(&mut conn, db, request) {
-            Err(e) if needs_new_session(&e) => {
-                conn = sink.connect().map_err(OpenError::Other)?;
-                answer(&mut conn, db, request)
-            }
-            other => other,
-        };
-        answer.map_err(|e| OpenError::Other(sink.error("the stream's records", e)))
     }
 }
 
