@@ -271,6 +271,26 @@ impl BoltSink {
         }
     }
 
+    /// [`BoltSink::write_changes_retrying`] of a batch given as values.
+    pub(crate) fn write_values(
+        &mut self,
+        batch: &ChangeBatch,
+        mark: Option<&WriterMark>,
+    ) -> Result<Option<Error>, Error> {
+        self.write_changes_retrying(Changes::Values(batch), mark)
+    }
+
+    /// [`BoltSink::write_changes_retrying`] of the host's bytes, read in place.
+    pub(crate) fn write_bytes(
+        &mut self,
+        bytes: &[u8],
+        mark: Option<&WriterMark>,
+    ) -> Result<Option<Error>, Error> {
+        let view = ChangeBatchView::read(bytes)
+            .map_err(|e| Error::permanent(format!("malformed change batch from host: {e}")))?;
+        self.write_changes_retrying(Changes::Bytes(&view), mark)
+    }
+
     pub(super) fn write_changes_retrying(
         &mut self,
         changes: Changes<'_>,

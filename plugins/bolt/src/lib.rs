@@ -22,10 +22,7 @@ mod read;
 mod sink;
 mod stream_state;
 
-use changes::Changes;
-use etlhost_plugin_sdk::{
-    export_sink, Batch, ChangeBatchView, ConfigError, Error, OpenError, Sink,
-};
+use etlhost_plugin_sdk::{export_sink, Batch, ConfigError, Error, OpenError, Sink};
 
 pub use encoding::{encode_params, encode_params_for};
 pub use etlhost_bolt_client::{Auth, BoltError, Connection, RoutingTable, Settings, Target, Trust};
@@ -78,14 +75,11 @@ impl Sink for BoltSink {
 
     fn write_changes(&mut self, batch: &etlhost_plugin_sdk::ChangeBatch) -> Result<(), Error> {
         // Without a mark nothing refuses the transaction but its own statements' errors.
-        self.write_changes_retrying(Changes::Values(batch), None)
-            .map(drop)
+        self.write_values(batch, None).map(drop)
     }
 
     fn write_changes_encoded(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let view = ChangeBatchView::read(bytes).map_err(Error::permanent)?;
-        self.write_changes_retrying(Changes::Bytes(&view), None)
-            .map(drop)
+        self.write_bytes(bytes, None).map(drop)
     }
 }
 

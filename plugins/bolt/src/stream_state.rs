@@ -13,11 +13,10 @@
 //! commits before the claim (and the new holder reads it) or fails on the changed record.
 
 use etlhost_plugin_sdk::{
-    ChangeBatch, ChangeBatchView, Error, Lease, Marked, OpenError, SinkStream, StreamRecord,
-    StreamStateRequest, WriterMark, WriterRecord, WriterSlot,
+    ChangeBatch, Error, Lease, Marked, OpenError, SinkStream, StreamRecord, StreamStateRequest,
+    WriterMark, WriterRecord, WriterSlot,
 };
 
-use crate::changes::Changes;
 use crate::options::BoltOptions;
 use crate::progress::{map, now_ms, Param};
 use crate::sink::{needs_new_session, BoltSink};
@@ -107,13 +106,13 @@ pub(crate) fn mark_params(m: &mut Vec<u8>, mark: &WriterMark) {
 
 impl SinkStream for BoltSink {
     fn write_marked(&mut self, batch: &ChangeBatch, mark: &WriterMark) -> Result<Marked, Error> {
-        self.marked(Changes::Values(batch), mark)
+        let refused = self.write_values(batch, Some(mark))?;
+        self.marked(refused, mark)
     }
 
     fn write_marked_encoded(&mut self, bytes: &[u8], mark: &WriterMark) -> Result<Marked, Error> {
-        let view = ChangeBatchView::read(bytes)
-            .map_err(|e| Error::permanent(format!("malformed change batch from host: {e}")))?;
-        self.marked(Changes::Bytes(&view), mark)
+        let refused = self.write_bytes(bytes, Some(mark))?;
+        self.marked(refused, mark)
     }
 
     fn stream_state(
@@ -137,9 +136,10 @@ impl SinkStream for BoltSink {
 }
 
 impl BoltSink {
-    /// A write of changes that moves the writer's record as `mark` says, in one transaction.
-    fn marked(&mut self, changes: Changes<'_>, mark: &WriterMark) -> Result<Marked, Error> {
-        let Some(refused) = self.write_changes_retrying(changes, Some(mark))? else {
+    /// After a write of changes that moves the writer's record as `mark` says, in one
+    /// transaction: `refused`, the error of a transaction the record refused, if it did.
+    fn marked(&mut self, refused: Option<Error>, mark: &WriterMark) -> Result<Marked, Error> {
+        let Some(refused) = refused else {
             return Ok(Marked::Written);
         };
         // The record did not stand where this process left it (its own commit whose answer was
