@@ -469,7 +469,8 @@ mod tests {
     /// every value kind, every option that changes how one is written, and every kind of key.
     #[test]
     fn in_place_writes_what_values_write() {
-        let keys: [(Box<dyn Fn(usize) -> Vec<Value>>, usize); 3] = [
+        type KeyOf = Box<dyn Fn(usize) -> Vec<Value>>;
+        let keys: [(KeyOf, usize); 3] = [
             (Box::new(|i| vec![Value::Int(i as i64)]), 1),
             (Box::new(|i| vec![Value::String(format!("k{i}"))]), 1),
             (

@@ -19,7 +19,7 @@ use mysql_async::binlog::RowsEventFlags;
 use mysql_async::BinlogStream;
 use tokio::sync::mpsc;
 
-use super::images::{self, Image};
+use super::images::{self, Image, Images};
 use super::shape::{shape, TableShape};
 use super::statements::{self, rowless_tables, Boundary, Rowless};
 use super::{alter, guards};
@@ -516,15 +516,11 @@ impl<'a> Follower<'a> {
 
     /// A rows event's (before, after) images: read in place when its table's columns allow
     /// ([`images`]), otherwise by mysql_common.
-    fn images(
-        &self,
-        rows: &RowsEventData<'_>,
-        tme: &TableMapEvent<'_>,
-    ) -> Result<Vec<(Option<Image>, Option<Image>)>, Error> {
-        let fast = images::Plan::of(tme).and_then(|p| p.rows(rows));
-        if fast.is_some() && !cfg!(debug_assertions) {
-            return Ok(fast.expect("just checked"));
-        }
+    fn images(&self, rows: &RowsEventData<'_>, tme: &TableMapEvent<'_>) -> Result<Images, Error> {
+        let fast = match images::Plan::of(tme).and_then(|p| p.rows(rows)) {
+            Some(fast) if !cfg!(debug_assertions) => return Ok(fast),
+            other => other,
+        };
         let slow = rows
             .rows(tme)
             .map(|r| r.map(|(b, a)| (b.map(|r| r.unwrap()), a.map(|r| r.unwrap()))))

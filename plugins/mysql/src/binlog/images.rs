@@ -14,6 +14,9 @@ use mysql_async::Value;
 /// A row's image: its values, one per column the event carries for it.
 pub(super) type Image = Vec<BinlogValue<'static>>;
 
+/// Each row's (before, after) images, as a rows event has them.
+pub(super) type Images = Vec<(Option<Image>, Option<Image>)>;
+
 /// How one column is stored in a row image.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Cell {
@@ -68,10 +71,7 @@ impl Plan {
     }
 
     /// Every row's (before, after) images, or `None` for mysql_common to read the event.
-    pub(super) fn rows(
-        &self,
-        rows: &RowsEventData<'_>,
-    ) -> Option<Vec<(Option<Image>, Option<Image>)>> {
+    pub(super) fn rows(&self, rows: &RowsEventData<'_>) -> Option<Images> {
         if matches!(rows, RowsEventData::PartialUpdateRowsEvent(_))
             || rows.num_columns() != self.0.len() as u64
         {
@@ -241,7 +241,7 @@ mod tests {
                 if tme.database_name() != "etlhost_images_test" {
                     continue;
                 }
-                let slow: Vec<(Option<Image>, Option<Image>)> = rows
+                let slow: Images = rows
                     .rows(tme)
                     .map(|r| r.unwrap())
                     .map(|(b, a)| (b.map(|r| r.unwrap()), a.map(|r| r.unwrap())))
