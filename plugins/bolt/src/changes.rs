@@ -4,13 +4,19 @@
 //! are now, `delete_query` writes deletes with `$batch` the rows as they were. A change batch is cut
 //! into runs of one kind, in order, and every run's statement goes into one transaction, so a key's
 //! changes reach the graph in the order the source made them, and a batch is all or nothing.
+//!
+//! The host hands a batch over as bytes in the SDK's format; they are read in place
+//! ([`ChangeBatchView`]) and each value is written to PackStream from them, with no value built
+//! between (decoding each change into values cost more than the rest of its way through this
+//! sink). A batch given as values (`write_changes` called in-process) takes the same steps.
 
 use etlhost_plugin_sdk::change::runs;
 use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use etlhost_plugin_sdk::{
-    Change, ChangeBatch, ChangeKind, ConfigError, Error, Row, Value, WriterMark,
+    Change, ChangeBatch, ChangeBatchView, ChangeKind, ChangeView, Column, ConfigError, Error, Row,
+    RowRef, Value, ValueRef, WriterMark,
 };
 
 use etlhost_bolt_client::WriteParams;
@@ -77,41 +83,127 @@ impl Hasher for IntHasher {
     }
 }
 
+/// A change batch as the sink was given it.
+#[derive(Clone, Copy)]
+pub(crate) enum Changes<'a> {
+    /// Decoded (`Sink::write_changes`, `SinkStream::write_marked`).
+    Values(&'a ChangeBatch),
+    /// Read in place from the host's bytes.
+    Bytes(&'a ChangeBatchView<'a>),
+}
+
+impl Changes<'_> {
+    fn schema(&self) -> &[Column] {
+        match self {
+            Changes::Values(b) => &b.schema,
+            Changes::Bytes(v) => &v.schema,
+        }
+    }
+}
+
+/// One run's rows, each key's last, where they are.
+enum Rows<'a> {
+    Values(Vec<&'a Row>),
+    Bytes(Vec<RowRef<'a>>),
+}
+
+impl Rows<'_> {
+    fn encode(&self, m: &mut Vec<u8>, schema: &[Column], o: &BoltOptions, enc: &Encoding) {
+        match self {
+            Rows::Values(rows) => params::encode_rows_of(m, schema, rows, o, enc),
+            Rows::Bytes(rows) => params::encode_row_refs(m, schema, rows, o, enc),
+        }
+    }
+}
+
 /// Within a run of one kind only each key's last change counts: `UNWIND` does not promise to
 /// finish one row's clauses before the next row's, so two changes of one key in one statement
-/// could both take effect (two relationships where one moved). Their rows, in order, where they
-/// are.
-fn last_per_key<'a>(batch: &ChangeBatch, run: &'a [Change]) -> Vec<&'a Row> {
-    let mut keep: Vec<&Change> = if batch.key.is_empty() {
-        run.iter().collect()
-    } else {
-        // An integer key (the common case) is its own hash; any other is compared as JSON text.
-        let mut ints: HashSet<i64, BuildHasherDefault<IntHasher>> = HashSet::default();
-        ints.reserve(run.len());
-        let mut texts = HashSet::new();
-        run.iter()
-            .rev()
-            .filter(|c| {
-                if let [k] = batch.key[..] {
-                    if let Some(Value::Int(i)) = c.row.get(k) {
-                        return ints.insert(*i);
-                    }
-                }
-                texts.insert(
-                    batch
-                        .key_of(c)
-                        .iter()
-                        .map(|v| v.to_json().to_string())
-                        .collect::<Vec<_>>()
-                        .join("\u{1f}"),
-                )
-            })
-            .collect()
-    };
-    if !batch.key.is_empty() {
-        keep.reverse();
+/// could both take effect (two relationships where one moved). Which of a run's `n` changes stay,
+/// in order: `key(i)` is change `i`'s key, an integer (the common case, its own hash) or anything
+/// else to compare; every change stays when the table has no key.
+fn last_of_each_key<K: Hash + Eq>(
+    n: usize,
+    keyed: bool,
+    key: impl Fn(usize) -> Result<i64, K>,
+) -> Vec<usize> {
+    if !keyed {
+        return (0..n).collect();
     }
-    keep.into_iter().map(|c| &c.row).collect()
+    let mut ints: HashSet<i64, BuildHasherDefault<IntHasher>> = HashSet::default();
+    ints.reserve(n);
+    let mut others = HashSet::new();
+    let mut keep: Vec<usize> = (0..n)
+        .rev()
+        .filter(|&i| match key(i) {
+            Ok(k) => ints.insert(k),
+            Err(k) => others.insert(k),
+        })
+        .collect();
+    keep.reverse();
+    keep
+}
+
+/// [`last_of_each_key`] of decoded changes: any key but an integer compared as JSON text.
+fn last_per_key<'a>(batch: &ChangeBatch, run: &'a [Change]) -> Vec<&'a Row> {
+    let keep = last_of_each_key(run.len(), !batch.key.is_empty(), |i| {
+        let c = &run[i];
+        if let [k] = batch.key[..] {
+            if let Some(Value::Int(i)) = c.row.get(k) {
+                return Ok(*i);
+            }
+        }
+        Err(batch
+            .key_of(c)
+            .iter()
+            .map(|v| v.to_json().to_string())
+            .collect::<Vec<_>>()
+            .join("\u{1f}"))
+    });
+    keep.into_iter().map(|i| &run[i].row).collect()
+}
+
+/// [`last_of_each_key`] of changes read in place: any key but an integer compared by its bytes
+/// (a table's key column has one type, so equal values have equal bytes).
+fn last_per_key_in_place<'a>(
+    view: &ChangeBatchView<'_>,
+    run: &[ChangeView<'a>],
+) -> Vec<RowRef<'a>> {
+    let keep = last_of_each_key(run.len(), !view.key.is_empty(), |i| {
+        let row = &run[i].row;
+        if let [k] = view.key[..] {
+            if let Some(ValueRef::Int(i)) = row.get(k) {
+                return Ok(i);
+            }
+        }
+        Err(view
+            .key
+            .iter()
+            .map(|&k| row.cell(k).unwrap_or_default())
+            .collect::<Vec<&[u8]>>())
+    });
+    keep.into_iter().map(|i| run[i].row).collect()
+}
+
+/// Each run's query and rows, in order (marks have none); an error for a kind without its query.
+fn parts<'a>(o: &'a BoltOptions, changes: Changes<'a>) -> Result<Vec<(&'a str, Rows<'a>)>, Error> {
+    let query = |kind: ChangeKind| {
+        query_for(o, kind)
+            .ok_or_else(|| Error::permanent(format!("no query for {} changes", kind.name())))
+    };
+    let mut parts = Vec::new();
+    match changes {
+        Changes::Values(batch) => {
+            for (kind, run) in runs(&batch.changes).filter(|(k, _)| *k != ChangeKind::Mark) {
+                parts.push((query(kind)?, Rows::Values(last_per_key(batch, run))));
+            }
+        }
+        Changes::Bytes(view) => {
+            for (kind, run) in view.runs().filter(|(k, _)| *k != ChangeKind::Mark) {
+                parts.push((query(kind)?, Rows::Bytes(last_per_key_in_place(view, run))));
+            }
+        }
+    }
+    Ok(parts)
 }
 
 impl BoltSink {
@@ -120,7 +212,7 @@ impl BoltSink {
     /// record not standing there fails it; nothing was written).
     pub(crate) fn try_changes(
         &mut self,
-        batch: &ChangeBatch,
+        changes: Changes<'_>,
         mark: Option<&WriterMark>,
     ) -> Result<Option<Error>, (Error, Option<BoltError>)> {
         let mut conn = match self.conn.take() {
@@ -129,29 +221,23 @@ impl BoltSink {
         };
         let o = &self.options;
         let enc = Encoding::new(o.temporal, o.decimal, conn.version());
-        let mut parts = Vec::new();
-        for (kind, run) in runs(&batch.changes) {
-            if kind == ChangeKind::Mark {
-                continue;
-            }
-            let Some(query) = query_for(o, kind) else {
-                let e = Error::permanent(format!("no query for {} changes", kind.name()));
+        let parts = match parts(o, changes) {
+            Ok(p) => p,
+            Err(e) => {
                 self.conn = Some(conn);
                 return Err((e, None));
-            };
-            parts.push((query, last_per_key(batch, run)));
-        }
+            }
+        };
         if parts.is_empty() && mark.is_none() {
             self.conn = Some(conn);
             return Ok(None);
         }
+        let schema = changes.schema();
         let encoders: Vec<Encoder<'_>> = parts
             .iter()
             .map(|(_, rows)| {
                 let enc = &enc;
-                let schema = &batch.schema;
-                Box::new(move |m: &mut Vec<u8>| params::encode_rows_of(m, schema, rows, o, enc))
-                    as Encoder<'_>
+                Box::new(move |m: &mut Vec<u8>| rows.encode(m, schema, o, enc)) as Encoder<'_>
             })
             .collect();
         let statements: Vec<(&str, WriteParams<'_>)> = parts
@@ -185,18 +271,38 @@ impl BoltSink {
         }
     }
 
-    pub(super) fn write_changes_retrying(
+    /// [`BoltSink::write_changes_retrying`] of a batch given as values.
+    pub(crate) fn write_values(
         &mut self,
         batch: &ChangeBatch,
         mark: Option<&WriterMark>,
     ) -> Result<Option<Error>, Error> {
-        match self.try_changes(batch, mark) {
+        self.write_changes_retrying(Changes::Values(batch), mark)
+    }
+
+    /// [`BoltSink::write_changes_retrying`] of the host's bytes, read in place.
+    pub(crate) fn write_bytes(
+        &mut self,
+        bytes: &[u8],
+        mark: Option<&WriterMark>,
+    ) -> Result<Option<Error>, Error> {
+        let view = ChangeBatchView::read(bytes)
+            .map_err(|e| Error::permanent(format!("malformed change batch from host: {e}")))?;
+        self.write_changes_retrying(Changes::Bytes(&view), mark)
+    }
+
+    pub(super) fn write_changes_retrying(
+        &mut self,
+        changes: Changes<'_>,
+        mark: Option<&WriterMark>,
+    ) -> Result<Option<Error>, Error> {
+        match self.try_changes(changes, mark) {
             Ok(refused) => Ok(refused),
             Err((e, Some(cause))) if needs_new_session(&cause) => {
                 tracing::warn!("{e}; logging in again on a new connection and retrying once");
                 // A retry of a marked write is safe: its record's check finds a commit whose
                 // answer was lost.
-                self.try_changes(batch, mark).map_err(|(e, _)| e)
+                self.try_changes(changes, mark).map_err(|(e, _)| e)
             }
             Err((e, _)) => Err(e),
         }
@@ -231,6 +337,176 @@ mod tests {
             schema: vec![col("id", ColumnType::Any), col("n", ColumnType::Int)].into(),
             key: vec![0],
             changes,
+        }
+    }
+
+    /// A value of every kind the SDK's codec has, NULL and nested ones included.
+    fn every_kind() -> Vec<Value> {
+        use etlhost_plugin_sdk::Point;
+        vec![
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(-7),
+            Value::UInt(u64::MAX),
+            Value::UInt(42),
+            Value::Float(1.25),
+            Value::Decimal("12.50".into()),
+            Value::Decimal("not a number".into()),
+            Value::String("ascii".into()),
+            Value::String("naïve ✓ 𝄞".into()),
+            Value::String(String::new()),
+            Value::Bytes(vec![0, 255, 7]),
+            Value::Date(-1),
+            Value::DateTime(1_700_000_000_123_456),
+            Value::Time(3_723_000_456),
+            Value::Time(-3_600_000_000 * 800),
+            Value::Timestamp(-1_500_000),
+            Value::Point(Point {
+                srid: 4326,
+                x: 1.5,
+                y: -2.0,
+                z: None,
+            }),
+            Value::Point(Point {
+                srid: 3857,
+                x: 1.5,
+                y: -2.0,
+                z: Some(3.0),
+            }),
+            Value::Duration {
+                months: 14,
+                days: -3,
+                micros: -1_500_000,
+            },
+            Value::ZonedTime {
+                micros: 3_723_000_456,
+                offset_seconds: -18_000,
+            },
+            Value::List(vec![Value::Int(1), Value::Null, Value::String("x".into())]),
+            Value::Map(vec![
+                ("tags".into(), Value::List(vec![Value::String("a".into())])),
+                ("none".into(), Value::Null),
+            ]),
+        ]
+    }
+
+    /// A batch of every value kind as a column each, in runs of every kind with keys repeated
+    /// (integer, text or two columns), as the host hands it over: values and bytes.
+    fn mixed(key_of: impl Fn(usize) -> Vec<Value>, key_len: usize) -> ChangeBatch {
+        let kinds = every_kind();
+        let mut schema: Vec<Column> = (0..key_len)
+            .map(|i| Column {
+                name: format!("k{i}"),
+                ty: ColumnType::Any,
+            })
+            .collect();
+        schema.extend((0..kinds.len()).map(|i| Column {
+            name: format!("c{i}"),
+            ty: ColumnType::Any,
+        }));
+        let order = [
+            ChangeKind::Insert,
+            ChangeKind::Insert,
+            ChangeKind::Mark,
+            ChangeKind::Update,
+            ChangeKind::Update,
+            ChangeKind::Delete,
+            ChangeKind::Insert,
+        ];
+        let changes = (0..40)
+            .map(|i| {
+                let kind = order[i % order.len()];
+                let mut row = key_of(i % 5);
+                // Each change its own mix: a value of every kind, rotated, NULLs in other places.
+                row.extend((0..kinds.len()).map(|j| kinds[(i + j) % kinds.len()].clone()));
+                let old = (kind == ChangeKind::Update).then(|| row.clone());
+                Change {
+                    kind,
+                    row: if kind == ChangeKind::Mark {
+                        Vec::new()
+                    } else {
+                        row
+                    },
+                    old,
+                    commit: Position {
+                        file: "binlog.000001".into(),
+                        pos: i as u64,
+                        gtid: None,
+                        skip: 0,
+                    },
+                    last: i % 3 == 0,
+                    timestamp: 0,
+                    no_fk_actions: false,
+                }
+            })
+            .collect();
+        ChangeBatch {
+            table: "t".into(),
+            schema: schema.into(),
+            key: (0..key_len).collect(),
+            changes,
+        }
+    }
+
+    fn statements(
+        o: &BoltOptions,
+        changes: Changes<'_>,
+        version: (u8, u8),
+    ) -> Vec<(String, Vec<u8>)> {
+        let enc = Encoding::new(o.temporal, o.decimal, version);
+        parts(o, changes)
+            .unwrap()
+            .iter()
+            .map(|(q, rows)| {
+                let mut m = Vec::new();
+                rows.encode(&mut m, changes.schema(), o, &enc);
+                (q.to_string(), m)
+            })
+            .collect()
+    }
+
+    /// The host's bytes read in place give the very PackStream the decoded values give, for
+    /// every value kind, every option that changes how one is written, and every kind of key.
+    #[test]
+    fn in_place_writes_what_values_write() {
+        type KeyOf = Box<dyn Fn(usize) -> Vec<Value>>;
+        let keys: [(KeyOf, usize); 3] = [
+            (Box::new(|i| vec![Value::Int(i as i64)]), 1),
+            (Box::new(|i| vec![Value::String(format!("k{i}"))]), 1),
+            (
+                Box::new(|i| {
+                    vec![
+                        Value::Int(i as i64 % 2),
+                        Value::String(format!("{}", i / 2)),
+                    ]
+                }),
+                2,
+            ),
+        ];
+        for (key_of, key_len) in &keys {
+            let b = mixed(key_of, *key_len);
+            let bytes = b.encode();
+            let view = ChangeBatchView::read(&bytes).unwrap();
+            for extra in [
+                serde_json::json!({}),
+                serde_json::json!({"temporal": "string", "decimal": "float"}),
+                serde_json::json!({"params_by_position": {"ID": 0, "V": 3}}),
+            ] {
+                let mut o = serde_json::json!({"uri": "bolt://h", "user": "u",
+                    "query": "UNWIND $batch AS row MERGE (n {id: row.k0})",
+                    "update_query": "UNWIND $batch AS row MATCH (n {id: row.k0}) SET n.u = 1",
+                    "delete_query": "UNWIND $batch AS row MATCH (n {id: row.k0}) DELETE n"});
+                o.as_object_mut()
+                    .unwrap()
+                    .extend(extra.as_object().unwrap().clone());
+                let o: BoltOptions = serde_json::from_value(o).unwrap();
+                for version in [(4, 4), (5, 4)] {
+                    let values = statements(&o, Changes::Values(&b), version);
+                    let in_place = statements(&o, Changes::Bytes(&view), version);
+                    assert!(values.len() > 5, "one statement per run, marks left out");
+                    assert_eq!(values, in_place, "{extra} {version:?}");
+                }
+            }
         }
     }
 

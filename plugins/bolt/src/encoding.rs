@@ -2,7 +2,7 @@
 //! column name, each value as the options and the connection's Bolt version say.
 
 use etlhost_bolt_client::packstream as ps;
-use etlhost_plugin_sdk::{Batch, Column, Value};
+use etlhost_plugin_sdk::{Batch, Column, RowRef, Value, ValueRef};
 
 use crate::options::{DecimalAs, Temporal};
 
@@ -49,6 +49,62 @@ pub(crate) fn encode_rows<R: AsRef<[Value]>>(
             ps::string(m, &col.name);
             encode_value(m, v, enc);
         }
+    }
+}
+
+/// [`encode_rows`] of rows read in place from the host's bytes: the same PackStream, written
+/// from the bytes with no value built for numbers, text and bytes.
+pub(crate) fn encode_row_refs(
+    m: &mut Vec<u8>,
+    schema: &[Column],
+    rows: &[RowRef<'_>],
+    enc: &Encoding,
+) {
+    // Each column's name as PackStream once, not once per row.
+    let mut names = Vec::new();
+    let mut ends = Vec::with_capacity(schema.len());
+    for c in schema {
+        ps::string(&mut names, &c.name);
+        ends.push(names.len());
+    }
+    ps::map_header(m, 1);
+    ps::string(m, "batch");
+    ps::list_header(m, rows.len());
+    for row in rows {
+        ps::map_header(m, row.non_null());
+        let mut start = 0;
+        for (&end, v) in ends.iter().zip(row.iter()) {
+            let name = &names[start..end];
+            start = end;
+            if v.is_null() {
+                continue;
+            }
+            m.extend_from_slice(name);
+            encode_value_ref(m, &v, enc);
+        }
+    }
+}
+
+/// [`encode_value`] of a value read in place. Numbers, text and bytes are written from the
+/// bytes; every other kind is built (none allocates but lists and maps, rare in a row) and takes
+/// [`encode_value`], so both ways write each kind alike.
+pub(crate) fn encode_value_ref(m: &mut Vec<u8>, v: &ValueRef<'_>, enc: &Encoding) {
+    match *v {
+        ValueRef::Null => ps::null(m),
+        ValueRef::Bool(b) => ps::bool(m, b),
+        ValueRef::Int(i) => ps::int(m, i),
+        ValueRef::UInt(u) => match i64::try_from(u) {
+            Ok(i) => ps::int(m, i),
+            Err(_) => ps::string(m, &u.to_string()),
+        },
+        ValueRef::Float(f) => ps::float(m, f),
+        ValueRef::Decimal(d) => match (enc.decimal, d.parse::<f64>()) {
+            (DecimalAs::Float, Ok(f)) => ps::float(m, f),
+            _ => ps::string(m, d),
+        },
+        ValueRef::String(s) => ps::string(m, s),
+        ValueRef::Bytes(b) => ps::bytes(m, b),
+        _ => encode_value(m, &v.to_value(), enc),
     }
 }
 

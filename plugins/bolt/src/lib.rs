@@ -75,7 +75,11 @@ impl Sink for BoltSink {
 
     fn write_changes(&mut self, batch: &etlhost_plugin_sdk::ChangeBatch) -> Result<(), Error> {
         // Without a mark nothing refuses the transaction but its own statements' errors.
-        self.write_changes_retrying(batch, None).map(drop)
+        self.write_values(batch, None).map(drop)
+    }
+
+    fn write_changes_encoded(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.write_bytes(bytes, None).map(drop)
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use etlhost_plugin_sdk::{Batch, Column, Error, Value};
+use etlhost_plugin_sdk::{Batch, Column, Error, Row, RowRef, Value};
 
 use crate::encoding::{encode_rows, encode_value, Encoding};
 use crate::options::BoltOptions;
@@ -83,6 +83,22 @@ pub(crate) fn encode_rows_of<R: AsRef<[Value]>>(
             encode_value(m, &row[*i], enc);
         }
     }
+}
+
+/// [`encode_rows_of`] of rows read in place from the host's bytes. `params_by_position` (rare in
+/// a stream) takes the values' way.
+pub(crate) fn encode_row_refs(
+    m: &mut Vec<u8>,
+    schema: &[Column],
+    rows: &[RowRef<'_>],
+    o: &BoltOptions,
+    enc: &Encoding,
+) {
+    if o.row_parameters || o.params_by_position.is_some() {
+        let rows: Vec<Row> = rows.iter().map(RowRef::to_row).collect();
+        return encode_rows_of(m, schema, &rows, o, enc);
+    }
+    crate::encoding::encode_row_refs(m, schema, rows, enc)
 }
 
 /// `(parameter name, field index)`: the named positions, or every column by name.

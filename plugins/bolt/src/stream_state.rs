@@ -106,7 +106,40 @@ pub(crate) fn mark_params(m: &mut Vec<u8>, mark: &WriterMark) {
 
 impl SinkStream for BoltSink {
     fn write_marked(&mut self, batch: &ChangeBatch, mark: &WriterMark) -> Result<Marked, Error> {
-        let Some(refused) = self.write_changes_retrying(batch, Some(mark))? else {
+        let refused = self.write_values(batch, Some(mark))?;
+        self.marked(refused, mark)
+    }
+
+    fn write_marked_encoded(&mut self, bytes: &[u8], mark: &WriterMark) -> Result<Marked, Error> {
+        let refused = self.write_bytes(bytes, Some(mark))?;
+        self.marked(refused, mark)
+    }
+
+    fn stream_state(
+        mut options: BoltOptions,
+        request: &StreamStateRequest,
+    ) -> Result<StreamRecord, OpenError> {
+        options.check_query = false;
+        let mut sink = BoltSink::start(options, false)?;
+        let mut conn = sink.conn.take().expect("start connects");
+        let db = sink.options.database.clone();
+        let db = db.as_deref();
+        let answer = match answer(&mut conn, db, request) {
+            Err(e) if needs_new_session(&e) => {
+                conn = sink.connect().map_err(OpenError::Other)?;
+                answer(&mut conn, db, request)
+            }
+            other => other,
+        };
+        answer.map_err(|e| OpenError::Other(sink.error("the stream's records", e)))
+    }
+}
+
+impl BoltSink {
+    /// After a write of changes that moves the writer's record as `mark` says, in one
+    /// transaction: `refused`, the error of a transaction the record refused, if it did.
+    fn marked(&mut self, refused: Option<Error>, mark: &WriterMark) -> Result<Marked, Error> {
+        let Some(refused) = refused else {
             return Ok(Marked::Written);
         };
         // The record did not stand where this process left it (its own commit whose answer was
@@ -129,25 +162,6 @@ impl SinkStream for BoltSink {
             }
             _ => Ok(Marked::Fenced(fenced(&record, mark))),
         }
-    }
-
-    fn stream_state(
-        mut options: BoltOptions,
-        request: &StreamStateRequest,
-    ) -> Result<StreamRecord, OpenError> {
-        options.check_query = false;
-        let mut sink = BoltSink::start(options, false)?;
-        let mut conn = sink.conn.take().expect("start connects");
-        let db = sink.options.database.clone();
-        let db = db.as_deref();
-        let answer = match answer(&mut conn, db, request) {
-            Err(e) if needs_new_session(&e) => {
-                conn = sink.connect().map_err(OpenError::Other)?;
-                answer(&mut conn, db, request)
-            }
-            other => other,
-        };
-        answer.map_err(|e| OpenError::Other(sink.error("the stream's records", e)))
     }
 }
 

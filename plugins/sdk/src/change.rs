@@ -43,7 +43,7 @@ impl ChangeKind {
         }
     }
 
-    fn from_tag(tag: i64) -> Option<ChangeKind> {
+    pub(crate) fn from_tag(tag: i64) -> Option<ChangeKind> {
         Some(match tag {
             0 => ChangeKind::Mark,
             1 => ChangeKind::Insert,
@@ -190,7 +190,7 @@ const TS: &str = "_etl_ts";
 /// foreign-key actions on).
 const SKIP: &str = "_etl_skip";
 const NO_FK: &str = "_etl_no_fk";
-const RESERVED: usize = 10;
+pub(crate) const RESERVED: usize = 10;
 /// The reserved columns every version has.
 const FIRST_EIGHT: [&str; 8] = [KIND, TABLE, KEY, FILE, POS, GTID, LAST, TS];
 const OLD: &str = "_etl_old.";
@@ -451,7 +451,7 @@ impl ChangeBatch {
 
 /// How many reserved columns a change batch of `cols` has (sources built before `_etl_skip` and
 /// `_etl_no_fk` send fewer), and how many columns its table has.
-fn layout(cols: &[Column]) -> Result<(usize, usize), String> {
+pub(crate) fn layout(cols: &[Column]) -> Result<(usize, usize), String> {
     let names: Vec<&str> = cols
         .iter()
         .take(RESERVED)
@@ -473,7 +473,7 @@ fn layout(cols: &[Column]) -> Result<(usize, usize), String> {
 }
 
 /// The key's column indices, from `_etl_key`'s text.
-fn parse_key(v: &Value) -> Result<Vec<usize>, String> {
+pub(crate) fn parse_key(v: &Value) -> Result<Vec<usize>, String> {
     let Value::String(text) = v else {
         return Ok(Vec::new());
     };

@@ -341,12 +341,17 @@ impl std::error::Error for DecodeError {}
 
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
+    }
+
+    /// The whole buffer being read.
+    pub(crate) fn buf(&self) -> &'a [u8] {
+        self.buf
     }
 
     /// Fails unless every byte was read.
@@ -357,7 +362,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self
             .pos
             .checked_add(n)
@@ -368,19 +373,19 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn arr<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn arr<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         Ok(self.take(N)?.try_into().expect("length checked"))
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.arr()?))
     }
 
-    fn f64(&mut self) -> Result<f64, DecodeError> {
+    pub(crate) fn f64(&mut self) -> Result<f64, DecodeError> {
         Ok(f64::from_le_bytes(self.arr()?))
     }
 
@@ -517,14 +522,16 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// [`Reader::skip`] of the common cells (NULL, eight-byte numbers and times, ASCII text) with
+    /// [`Reader::skip`] of the common cells (NULL, booleans, numbers, dates and times, ASCII text) with
     /// one bounds check each and no call, or `None` for [`Reader::skip`] to take (or refuse):
     /// this runs for every cell a source sends, on the host's side of the boundary.
     #[inline(always)]
-    fn skip_common(&mut self) -> Option<usize> {
+    pub(crate) fn skip_common(&mut self) -> Option<usize> {
         let rest = self.buf.get(self.pos..)?;
         let len = match *rest.first()? {
             0 => 1,
+            1 => 2,
+            8 => 5,
             2 | 3 | 4 | 9 | 10 | 11 => 9,
             6 => {
                 let n = u32::from_le_bytes(rest.get(1..5)?.try_into().ok()?) as usize;

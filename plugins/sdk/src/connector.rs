@@ -139,4 +139,13 @@ pub trait Sink: Send + Sized + 'static {
         let _ = changes;
         Err(Error::permanent("this sink cannot write changes"))
     }
+
+    /// Writes one table's changes as they crossed the boundary, in the format of
+    /// [`ChangeBatch::encode`]. The default decodes them and calls [`Sink::write_changes`]; a
+    /// sink that writes its own format can read them in place with
+    /// [`crate::ChangeBatchView::read`] and build no value.
+    fn write_changes_encoded(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        let changes = ChangeBatch::decode(bytes).map_err(Error::permanent)?;
+        self.write_changes(&changes)
+    }
 }

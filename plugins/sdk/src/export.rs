@@ -354,9 +354,7 @@ pub unsafe extern "C" fn sink_write_changes<K: Sink>(
     unsafe {
         let k = &mut *(sink as *mut K);
         guard(err, || {
-            let changes =
-                crate::change::ChangeBatch::decode(batch.as_bytes()).map_err(Error::permanent)?;
-            k.write_changes(&changes)?;
+            k.write_changes_encoded(batch.as_bytes())?;
             Ok(STATUS_OK)
         })
     }

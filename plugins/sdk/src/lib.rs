@@ -32,6 +32,7 @@ pub mod runtime;
 pub mod split;
 pub mod stream_state;
 pub mod value;
+pub mod view;
 
 pub use change::{Change, ChangeBatch, ChangeKind, Position, StreamHead, StreamRequest};
 pub use connector::{Sink, Source, SplitReader};
@@ -48,6 +49,7 @@ pub use stream_state::{
     WriterRecord, WriterSlot,
 };
 pub use value::{Batch, Column, ColumnType, Point, Row, Schema, Value};
+pub use view::{ChangeBatchView, ChangeView, RowRef, ValueRef};
 
 /// The SDK's version, recorded in every plugin's descriptor.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");

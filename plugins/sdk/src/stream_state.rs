@@ -233,6 +233,15 @@ pub trait SinkStream: Sink {
     /// the record stands at `mark.seq` under `mark.epoch`.
     fn write_marked(&mut self, batch: &ChangeBatch, mark: &WriterMark) -> Result<Marked, Error>;
 
+    /// [`SinkStream::write_marked`] of a batch as it crossed the boundary (the format of
+    /// [`ChangeBatch::encode`]). The default decodes it; a sink that writes its own format can
+    /// read it in place with [`crate::ChangeBatchView::read`].
+    fn write_marked_encoded(&mut self, bytes: &[u8], mark: &WriterMark) -> Result<Marked, Error> {
+        let batch = ChangeBatch::decode(bytes)
+            .map_err(|e| Error::permanent(format!("malformed change batch from host: {e}")))?;
+        self.write_marked(&batch, mark)
+    }
+
     /// Connects with `options` and answers `request`.
     fn stream_state(
         options: Self::Options,
@@ -252,11 +261,9 @@ pub unsafe extern "C" fn stream_write<K: SinkStream>(
     unsafe {
         crate::export::guard(err, || {
             let sink = &mut *(sink as *mut K);
-            let batch = ChangeBatch::decode(batch.as_bytes())
-                .map_err(|e| Error::permanent(format!("malformed change batch from host: {e}")))?;
             let mark: WriterMark = serde_json::from_slice(mark.as_bytes())
                 .map_err(|e| Error::permanent(format!("malformed writer mark from host: {e}")))?;
-            match sink.write_marked(&batch, &mark)? {
+            match sink.write_marked_encoded(batch.as_bytes(), &mark)? {
                 Marked::Written => Ok(crate::abi::STATUS_OK),
                 Marked::AlreadyWritten => Ok(STATUS_ALREADY_WRITTEN),
                 Marked::Fenced(why) => {

@@ -25,6 +25,7 @@ use crate::types::Typing;
 mod alter;
 mod follower;
 mod guards;
+mod images;
 mod layout;
 mod shape;
 mod statements;
