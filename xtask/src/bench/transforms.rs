@@ -253,6 +253,10 @@ pub fn run(opts: &Opts) -> Result<()> {
         }));
         if let Some((runtime, source, entry)) = native::of(name) {
             let native_label = native::label(runtime, source, entry);
+            // Components built from one source (one per world) share its native figure.
+            if cases.iter().any(|c| c.name == native_label) {
+                continue;
+            }
             let (rows_file, function_secs) = (&rows_file, &function_secs);
             cases.push(Case::new(native_label.clone(), None, move || {
                 let (sample, function) = native::sample(name, config, rows_file, *written)?;
