@@ -350,11 +350,9 @@ impl Context {
     /// insert), a TRUNCATE, a new description of a table.
     async fn changes_through_values(&mut self, m: Message<'_>, t: &mut Txn) -> Result<(), Error> {
         match m {
-            Message::Relation(r) => {
-                if self.tables.contains_key(&r.oid) {
-                    let rel = self.describe(&r).await?;
-                    self.rels.insert(r.oid, rel);
-                }
+            Message::Relation(r) if self.tables.contains_key(&r.oid) => {
+                let rel = self.describe(&r).await?;
+                self.rels.insert(r.oid, rel);
             }
             Message::Insert { rel, new } if self.rels.contains_key(&rel) => {
                 let row = self.row(rel, &new, None).await?;
