@@ -1,7 +1,8 @@
 //! Following a slot: replication events into change batches, one table's consecutive changes
 //! each, a transaction's last change marked `last` with its commit's position.
 //!
-//! Values decode with the snapshot's type plans (`crate::types`), from pgoutput's binary form.
+//! Values decode with the snapshot's type plans (`crate::types`), from pgoutput's binary form,
+//! straight into the change batches' codec (`emit`) unless a column must be read again.
 //! Two kinds of column are read again from the table by key instead (one query per such change):
 //! an unchanged TOASTed value (`u`: the update did not touch it and the log does not repeat it)
 //! that the old row (REPLICA IDENTITY FULL) does not have either, so the graph's value is never
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
+use super::emit::{self, Chunks, Layout};
 use super::pgoutput::{self, Datum, Message};
 use super::slot::{self, Names, Table};
 use crate::connect::Connector;
@@ -45,6 +47,9 @@ struct Rel {
     key_types: Vec<Type>,
     /// Statements that read some columns by key, by the columns' indices.
     reads: HashMap<Vec<usize>, Statement>,
+    layout: Layout,
+    /// Which description of the table this is (a change batch holds rows of one).
+    generation: u64,
 }
 
 pub(super) struct Context {
@@ -58,6 +63,8 @@ pub(super) struct Context {
     max: u64,
     /// The furthest position handed on.
     marked: u64,
+    /// Descriptions of tables read so far.
+    described: u64,
 }
 
 impl Context {
@@ -107,6 +114,7 @@ impl Context {
             from: req.from.clone(),
             max: req.max_transaction_changes,
             marked: 0,
+            described: 0,
         })
     }
 }
@@ -119,7 +127,17 @@ struct Txn {
     skip: u64,
     /// Changes of streamed tables seen so far.
     seen: u64,
-    pending: Vec<(u32, Change)>,
+    /// Those not yet handed on, encoded.
+    chunks: Chunks,
+}
+
+impl Txn {
+    /// Counts the transaction's next change: whether it is to be handed on (not one a restart
+    /// drops).
+    fn admit(&mut self) -> bool {
+        self.seen += 1;
+        self.seen > self.skip
+    }
 }
 
 /// Reads the slot until the reader is dropped or the session fails (the error is the last
@@ -154,7 +172,7 @@ async fn follow(
                         0 => ctx.from.clone(),
                         m => slot::position(m),
                     };
-                    send(ctx, Vec::new(), at, now(), tx).await?;
+                    send(Vec::new(), at, now(), tx).await?;
                 }
                 continue;
             }
@@ -195,7 +213,7 @@ async fn on_event(
                 ts: (commit_time_micros / 1_000_000 + PG_EPOCH).clamp(0, u32::MAX as i64) as u32,
                 skip,
                 seen: 0,
-                pending: Vec::new(),
+                chunks: Chunks::default(),
             });
         }
         ReplicationEvent::XLogData { data, .. } => {
@@ -203,19 +221,13 @@ async fn on_event(
             let message = pgoutput::parse(&data).map_err(|e| {
                 Error::permanent(format!("cannot read the replication stream: {e}"))
             })?;
-            let changes = ctx.changes(message, t.ts).await?;
-            for (rel, c) in changes {
-                t.seen += 1;
-                if t.seen > t.skip {
-                    t.pending.push((rel, c));
-                }
-            }
-            if ctx.max > 0 && t.pending.len() as u64 >= ctx.max {
+            ctx.changes(message, t).await?;
+            if ctx.max > 0 && t.chunks.len() as u64 >= ctx.max {
                 let at = Position {
                     skip: t.seen,
                     ..slot::position(t.final_lsn)
                 };
-                send(ctx, std::mem::take(&mut t.pending), at, t.ts, tx).await?;
+                send(t.chunks.take(&at), at, t.ts, tx).await?;
             }
         }
         // Between transactions, the server has sent every transaction that commits before
@@ -225,39 +237,41 @@ async fn on_event(
             let end = wal_end.as_u64();
             if end > ctx.from.pos && end > ctx.marked {
                 ctx.marked = end;
-                send(ctx, Vec::new(), slot::position(end), now(), tx).await?;
+                send(Vec::new(), slot::position(end), now(), tx).await?;
             }
         }
         ReplicationEvent::Commit { end_lsn, .. } => {
-            let Some(t) = txn.take() else { return Ok(()) };
+            let Some(mut t) = txn.take() else {
+                return Ok(());
+            };
             let end = end_lsn.as_u64();
             if end <= ctx.from.pos && ctx.from.skip == 0 {
                 return Ok(());
             }
             ctx.marked = ctx.marked.max(end);
-            send(ctx, t.pending, slot::position(end), t.ts, tx).await?;
+            let at = slot::position(end);
+            send(t.chunks.take(&at), at, t.ts, tx).await?;
         }
         _ => {}
     }
     Ok(())
 }
 
-/// Hands on `changes` (all of them, or a part) as batches of one table each, the last change
-/// marked with `at`; none: a mark, so the position moves on.
+/// Hands on a transaction's chunks (all of it, or a part), its last change marked with `at`;
+/// none: a mark, so the position moves on.
 async fn send(
-    ctx: &Context,
-    changes: Vec<(u32, Change)>,
+    chunks: Vec<Vec<u8>>,
     at: Position,
     ts: u32,
     tx: &mpsc::Sender<Sent>,
 ) -> Result<(), Error> {
-    let mut changes = changes;
-    if changes.is_empty() {
+    let gone = |_| Error::permanent("the stream's reader is gone");
+    if chunks.is_empty() {
         let mark = Change {
             kind: ChangeKind::Mark,
             row: Vec::new(),
             old: None,
-            commit: at.clone(),
+            commit: at,
             last: true,
             timestamp: ts,
             no_fk_actions: false,
@@ -268,84 +282,81 @@ async fn send(
             key: Vec::new(),
             changes: vec![mark],
         };
-        return tx
-            .send(Ok(b.encode()))
-            .await
-            .map_err(|_| Error::permanent("the stream's reader is gone"));
+        return tx.send(Ok(b.encode())).await.map_err(gone);
     }
-    let n = changes.len();
-    for (i, (_, c)) in changes.iter_mut().enumerate() {
-        c.commit = at.clone();
-        c.last = i + 1 == n;
-    }
-    let mut batch: Option<(u32, ChangeBatch)> = None;
-    for (rel, c) in changes {
-        if batch.as_ref().is_some_and(|(r, _)| *r != rel) {
-            let (_, b) = batch.take().expect("checked");
-            tx.send(Ok(b.encode()))
-                .await
-                .map_err(|_| Error::permanent("the stream's reader is gone"))?;
-        }
-        let b = batch.get_or_insert_with(|| (rel, ctx.empty_batch(rel)));
-        b.1.changes.push(c);
-    }
-    if let Some((_, b)) = batch {
-        tx.send(Ok(b.encode()))
-            .await
-            .map_err(|_| Error::permanent("the stream's reader is gone"))?;
+    for c in chunks {
+        tx.send(Ok(c)).await.map_err(gone)?;
     }
     Ok(())
 }
 
+impl Rel {
+    /// Whether the log carries every column of a tuple that has one as the snapshot reads it:
+    /// no unchanged TOASTed value, no value of a type read as text.
+    fn logged_whole(&self, tuple: &[Datum<'_>]) -> bool {
+        (0..self.plans.len()).all(|i| match tuple.get(i).copied().unwrap_or(Datum::Null) {
+            Datum::Null => true,
+            Datum::Unchanged => false,
+            _ => !self.cast[i],
+        })
+    }
+}
+
+/// A change of `r` whose row is `tuple` as logged (a delete's NULLs and unread columns as NULL),
+/// with no old row.
+fn emit_logged(
+    t: &mut Txn,
+    rel: u32,
+    r: &Rel,
+    kind: ChangeKind,
+    tuple: &[Datum<'_>],
+) -> Result<(), Error> {
+    if !t.admit() {
+        return Ok(());
+    }
+    let out = t.chunks.start((rel, r.generation), &r.layout, kind, t.ts);
+    emit::push_tuple(out, &r.table, &r.plans, &r.cast, tuple).map_err(Error::permanent)?;
+    emit::push_nulls(out, r.layout.width());
+    out.end_row();
+    Ok(())
+}
+
 impl Context {
-    fn empty_batch(&self, rel: u32) -> ChangeBatch {
+    /// One message's changes of streamed tables (an update of the key is a delete and an
+    /// insert), encoded into the transaction's chunks: straight from the log when it carries
+    /// the whole row (one lookup of the table, no value built), else through values.
+    async fn changes(&mut self, m: Message<'_>, t: &mut Txn) -> Result<(), Error> {
+        let (rel, kind, tuple) = match &m {
+            Message::Insert { rel, new } => (*rel, ChangeKind::Insert, new),
+            Message::Update {
+                rel,
+                old: None,
+                new,
+            } => (*rel, ChangeKind::Update, new),
+            // A delete's columns outside the identity are NULL as logged, and never read again.
+            Message::Delete { rel, old } => (*rel, ChangeKind::Delete, old),
+            _ => return self.changes_through_values(m, t).await,
+        };
         match self.rels.get(&rel) {
-            Some(r) => ChangeBatch {
-                table: r.table.clone(),
-                schema: r
-                    .plans
-                    .iter()
-                    .map(|p| p.column.clone())
-                    .collect::<Vec<_>>()
-                    .into(),
-                key: r.key.clone(),
-                changes: Vec::new(),
-            },
-            None => ChangeBatch {
-                table: self
-                    .tables
-                    .get(&rel)
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default(),
-                schema: Vec::<Column>::new().into(),
-                key: Vec::new(),
-                changes: Vec::new(),
-            },
+            Some(r) if kind == ChangeKind::Delete || r.logged_whole(tuple) => {
+                emit_logged(t, rel, r, kind, tuple)
+            }
+            _ => self.changes_through_values(m, t).await,
         }
     }
 
-    /// One message's changes of streamed tables (an update of the key is a delete and an insert).
-    async fn changes(&mut self, m: Message, ts: u32) -> Result<Vec<(u32, Change)>, Error> {
-        let change = |kind, row, old| Change {
-            kind,
-            row,
-            old,
-            commit: Position::default(),
-            last: false,
-            timestamp: ts,
-            no_fk_actions: false,
-        };
-        Ok(match m {
-            Message::Relation(r) => {
-                if self.tables.contains_key(&r.oid) {
-                    let rel = self.describe(&r).await?;
-                    self.rels.insert(r.oid, rel);
-                }
-                Vec::new()
+    /// [`Context::changes`] of a message whose rows are built as values first: columns read
+    /// again from the table, an update with its old row (a key change is a delete and an
+    /// insert), a TRUNCATE, a new description of a table.
+    async fn changes_through_values(&mut self, m: Message<'_>, t: &mut Txn) -> Result<(), Error> {
+        match m {
+            Message::Relation(r) if self.tables.contains_key(&r.oid) => {
+                let rel = self.describe(&r).await?;
+                self.rels.insert(r.oid, rel);
             }
             Message::Insert { rel, new } if self.rels.contains_key(&rel) => {
                 let row = self.row(rel, &new, None).await?;
-                vec![(rel, change(ChangeKind::Insert, row, None))]
+                self.emit_values(t, rel, ChangeKind::Insert, &row, None);
             }
             Message::Update { rel, old, new } if self.rels.contains_key(&rel) => {
                 let old_row = match &old {
@@ -358,30 +369,69 @@ impl Context {
                     .as_ref()
                     .is_some_and(|o| key.iter().any(|&k| o[k] != row[k] && o[k] != Value::Null));
                 match old_row {
-                    Some(o) if moved => vec![
-                        (rel, change(ChangeKind::Delete, o.clone(), None)),
-                        (rel, change(ChangeKind::Insert, row, Some(o))),
-                    ],
-                    o => vec![(rel, change(ChangeKind::Update, row, o))],
+                    Some(o) if moved => {
+                        self.emit_values(t, rel, ChangeKind::Delete, &o, None);
+                        self.emit_values(t, rel, ChangeKind::Insert, &row, Some(&o));
+                    }
+                    o => self.emit_values(t, rel, ChangeKind::Update, &row, o.as_ref()),
                 }
             }
-            Message::Delete { rel, old } if self.rels.contains_key(&rel) => {
-                let row = self.row(rel, &old, Some(&[])).await?;
-                vec![(rel, change(ChangeKind::Delete, row, None))]
+            Message::Truncate { rels } => {
+                for r in rels.into_iter().filter(|r| self.tables.contains_key(r)) {
+                    self.emit_truncate(t, r);
+                }
             }
-            Message::Truncate { rels } => rels
-                .into_iter()
-                .filter(|r| self.tables.contains_key(r))
-                .map(|r| (r, change(ChangeKind::Truncate, Vec::new(), None)))
-                .collect(),
-            _ => Vec::new(),
-        })
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A change whose row (and old row) were built as values: one whose columns were read
+    /// again, or an update with its old row.
+    fn emit_values(&self, t: &mut Txn, rel: u32, kind: ChangeKind, row: &Row, old: Option<&Row>) {
+        if !t.admit() {
+            return;
+        }
+        let r = &self.rels[&rel];
+        let n = r.layout.width();
+        let out = t.chunks.start((rel, r.generation), &r.layout, kind, t.ts);
+        for values in [Some(row), old] {
+            for i in 0..n {
+                match values.and_then(|v| v.get(i)) {
+                    Some(v) => out.push_value(v),
+                    None => out.push_null(),
+                }
+            }
+        }
+        out.end_row();
+    }
+
+    /// A TRUNCATE of `rel`: no row.
+    fn emit_truncate(&self, t: &mut Txn, rel: u32) {
+        if !t.admit() {
+            return;
+        }
+        let undescribed;
+        let (layout, generation) = match self.rels.get(&rel) {
+            Some(r) => (&r.layout, r.generation),
+            // Not described in this session: no columns (it has had no row change since).
+            None => {
+                let name = self.tables.get(&rel).map_or("", |t| t.name.as_str());
+                undescribed = Layout::new(name, Vec::new(), &[]);
+                (&undescribed, u64::MAX)
+            }
+        };
+        let out = t
+            .chunks
+            .start((rel, generation), layout, ChangeKind::Truncate, t.ts);
+        emit::push_nulls(out, 2 * layout.width());
+        out.end_row();
     }
 
     /// A relation's plans: the column types as preparing a SELECT of it gives them (enums,
     /// domains and arrays resolved as for the snapshot), the key from its primary key (all
     /// columns with REPLICA IDENTITY FULL and no key).
-    async fn describe(&self, r: &pgoutput::Relation) -> Result<Rel, Error> {
+    async fn describe(&mut self, r: &pgoutput::Relation) -> Result<Rel, Error> {
         let t = &self.tables[&r.oid];
         let fail = |e: tokio_postgres::Error| {
             self.conn
@@ -419,7 +469,10 @@ impl Context {
             key: Vec::new(),
             key_types: Vec::new(),
             reads: HashMap::new(),
+            layout: Layout::new("", Vec::new(), &[]),
+            generation: self.described,
         };
+        self.described += 1;
         for (i, c) in r.columns.iter().enumerate() {
             let ty = by_name
                 .get(c.name.as_str())
@@ -457,6 +510,8 @@ impl Context {
                 .collect();
             rel.key = order;
         }
+        let schema = rel.plans.iter().map(|p| p.column.clone()).collect();
+        rel.layout = Layout::new(&rel.table, schema, &rel.key);
         Ok(rel)
     }
 
@@ -465,8 +520,8 @@ impl Context {
     async fn row(
         &mut self,
         rel: u32,
-        tuple: &[Datum],
-        old: Option<&[Datum]>,
+        tuple: &[Datum<'_>],
+        old: Option<&[Datum<'_>]>,
     ) -> Result<Row, Error> {
         let is_delete = old.is_some_and(<[Datum]>::is_empty);
         let r = &self.rels[&rel];
@@ -518,7 +573,7 @@ impl Context {
         rel: u32,
         row: &mut Row,
         columns: &[usize],
-        tuple: &[Datum],
+        tuple: &[Datum<'_>],
     ) -> Result<(), Error> {
         let r = self.rels.get_mut(&rel).expect("described");
         let table = r.table.clone();
@@ -553,7 +608,7 @@ impl Context {
             .iter()
             .map(|&k| {
                 Raw(match tuple.get(k) {
-                    Some(Datum::Binary(b)) => Some(b.clone()),
+                    Some(Datum::Binary(b)) => Some(b.to_vec()),
                     _ => None,
                 })
             })

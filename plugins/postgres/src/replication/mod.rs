@@ -12,6 +12,7 @@
 //! Positions are LSNs (`Position { file: "", pos }`): a transaction's commit is its commit
 //! record's end; a part of a large transaction is its commit record's start with `skip`.
 
+mod emit;
 mod follow;
 mod pgoutput;
 mod slot;

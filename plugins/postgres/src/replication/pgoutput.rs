@@ -2,16 +2,16 @@
 //! Formats" defines them. Begin and Commit are the transport's (`pgwire-replication` hands them
 //! on as events); the rest arrive as the bytes of an XLogData message and are read here.
 
-/// One column of a tuple as logged.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Datum {
+/// One column of a tuple as logged, borrowed from the message's bytes (no copy per column).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Datum<'a> {
     Null,
     /// An unchanged TOASTed value: the update did not touch it, and the log does not repeat it.
     Unchanged,
     /// The value in the binary send/recv form (`binary 'true'`).
-    Binary(Vec<u8>),
+    Binary(&'a [u8]),
     /// The value in its text form (a server that sent text for this type).
-    Text(Vec<u8>),
+    Text(&'a [u8]),
 }
 
 /// A relation's columns as the log describes them (sent before its first change in a session,
@@ -33,23 +33,23 @@ pub(super) struct RelColumn {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Message {
+pub(super) enum Message<'a> {
     Relation(Relation),
     Insert {
         rel: u32,
-        new: Vec<Datum>,
+        new: Vec<Datum<'a>>,
     },
     /// `old`: the key columns (`K`, when the key changed) or the whole row (`O`, REPLICA
     /// IDENTITY FULL); `None` when the log has neither.
     Update {
         rel: u32,
-        old: Option<Vec<Datum>>,
-        new: Vec<Datum>,
+        old: Option<Vec<Datum<'a>>>,
+        new: Vec<Datum<'a>>,
     },
     /// `old`: the key columns, or the whole row with REPLICA IDENTITY FULL.
     Delete {
         rel: u32,
-        old: Vec<Datum>,
+        old: Vec<Datum<'a>>,
     },
     Truncate {
         rels: Vec<u32>,
@@ -103,7 +103,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn tuple(&mut self) -> Result<Vec<Datum>, String> {
+    fn tuple(&mut self) -> Result<Vec<Datum<'a>>, String> {
         let n = self.u16()? as usize;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -112,7 +112,7 @@ impl<'a> Reader<'a> {
                 b'u' => Datum::Unchanged,
                 kind @ (b't' | b'b') => {
                     let len = self.u32()? as usize;
-                    let v = self.take(len)?.to_vec();
+                    let v = self.take(len)?;
                     if kind == b'b' {
                         Datum::Binary(v)
                     } else {
@@ -127,7 +127,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads one message.
-pub(super) fn parse(buf: &[u8]) -> Result<Message, String> {
+pub(super) fn parse(buf: &[u8]) -> Result<Message<'_>, String> {
     let mut r = Reader { buf, at: 0 };
     Ok(match r.u8()? {
         b'R' => {
@@ -226,7 +226,7 @@ mod tests {
                         b't'
                     });
                     b.extend((v.len() as u32).to_be_bytes());
-                    b.extend(v);
+                    b.extend_from_slice(v);
                 }
             }
         }
@@ -255,24 +255,25 @@ mod tests {
         assert_eq!(r.columns[1].name, "bio");
         assert_eq!(r.columns[1].type_oid, 25);
 
-        let one = Datum::Binary(7i64.to_be_bytes().to_vec());
+        let seven = 7i64.to_be_bytes();
+        let one = Datum::Binary(&seven);
         let mut m = vec![b'U'];
         m.extend(16384u32.to_be_bytes());
         m.push(b'N');
-        m.extend(tuple(&[one.clone(), Datum::Unchanged]));
+        m.extend(tuple(&[one, Datum::Unchanged]));
         assert_eq!(
             parse(&m).unwrap(),
             Message::Update {
                 rel: 16384,
                 old: None,
-                new: vec![one.clone(), Datum::Unchanged]
+                new: vec![one, Datum::Unchanged]
             }
         );
 
         let mut m = vec![b'D'];
         m.extend(16384u32.to_be_bytes());
         m.push(b'K');
-        m.extend(tuple(&[one.clone(), Datum::Null]));
+        m.extend(tuple(&[one, Datum::Null]));
         assert_eq!(
             parse(&m).unwrap(),
             Message::Delete {
@@ -287,6 +288,36 @@ mod tests {
         m.extend(1u32.to_be_bytes());
         m.extend(2u32.to_be_bytes());
         assert_eq!(parse(&m).unwrap(), Message::Truncate { rels: vec![1, 2] });
+    }
+
+    /// Each column kind of a tuple, borrowed from the message's bytes as they are.
+    #[test]
+    fn every_column_kind_borrows_its_bytes() {
+        let seven = 7i32.to_be_bytes();
+        let cols = [
+            Datum::Binary(&seven),
+            Datum::Text(b"{a,b}"),
+            Datum::Null,
+            Datum::Unchanged,
+            Datum::Binary(b""),
+        ];
+        let mut m = vec![b'I'];
+        m.extend(16384u32.to_be_bytes());
+        m.push(b'N');
+        m.extend(tuple(&cols));
+        let Message::Insert { rel, new } = parse(&m).unwrap() else {
+            panic!("not an insert")
+        };
+        assert_eq!((rel, &new[..]), (16384, &cols[..]));
+        let Datum::Text(t) = new[1] else {
+            panic!("not text")
+        };
+        assert!(std::ptr::eq(t.as_ptr(), m[22..].as_ptr()));
+        m[8] = b'x';
+        assert_eq!(
+            parse(&m).unwrap_err(),
+            "unknown pgoutput tuple column kind 0x78"
+        );
     }
 
     #[test]
