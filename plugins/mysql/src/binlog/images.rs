@@ -140,7 +140,8 @@ fn read(cell: Cell, data: &[u8], pos: &mut usize) -> Option<Value> {
             le[..bytes].copy_from_slice(b);
             let u = u64::from_le_bytes(le);
             // mysql_common reads a MEDIUMINT zero-extended whatever its sign (its `LeI24` does
-            // not extend the sign: -1 arrives as 16777215), and this reads the same values.
+            // not extend the sign: -1 arrives as 16777215), and this reads the same values, so
+            // that the two readers can be compared; `TableShape::row_in` extends it for both.
             if unsigned || bytes == 3 {
                 // mysql_common's Int for every unsigned value that fits, UInt above.
                 i64::try_from(u).map_or(Value::UInt(u), Value::Int)

@@ -27,9 +27,10 @@ impl Layout {
 pub(super) struct TableShape {
     pub(super) schema: Schema,
     pub(super) convs: Vec<Conv>,
-    /// Bits of an unsigned integer column: the binlog sends them signed unless the server logs
-    /// column metadata, which MariaDB does not by default.
-    pub(super) unsigned_bits: Vec<Option<u32>>,
+    /// Bits of an unsigned integer column (`true`): the binlog sends them signed unless the
+    /// server logs column metadata, which MariaDB does not by default. A signed MEDIUMINT is
+    /// `(24, false)`: mysql_common reads its three bytes without extending the sign.
+    pub(super) int_bits: Vec<Option<(u32, bool)>>,
     /// ENUM and SET members: the binlog sends an ENUM's index (from 1) and a SET's bitmap.
     pub(super) members: Vec<Option<(bool, Vec<String>)>>,
     pub(super) key: Vec<usize>,
@@ -72,20 +73,21 @@ pub(super) async fn shape(
         })
         .collect();
     let (cols, convs): (Vec<_>, Vec<_>) = columns.iter().map(|c| types::column(c, typing)).unzip();
-    let unsigned_bits = columns
+    let int_bits = columns
         .iter()
         .map(|c| {
             if !c.flags().contains(ColumnFlags::UNSIGNED_FLAG) {
-                return None;
+                return (c.column_type() == My::MYSQL_TYPE_INT24).then_some((24, false));
             }
-            match c.column_type() {
+            let bits = match c.column_type() {
                 My::MYSQL_TYPE_TINY => Some(8),
                 My::MYSQL_TYPE_SHORT => Some(16),
                 My::MYSQL_TYPE_INT24 => Some(24),
                 My::MYSQL_TYPE_LONG => Some(32),
                 My::MYSQL_TYPE_LONGLONG => Some(64),
                 _ => None,
-            }
+            };
+            bits.map(|b| (b, true))
         })
         .collect();
     let key = key_names
@@ -96,7 +98,7 @@ pub(super) async fn shape(
     Ok(TableShape {
         schema: cols.into(),
         convs,
-        unsigned_bits,
+        int_bits,
         members,
         key,
         probed: columns.to_vec(),
@@ -173,9 +175,12 @@ impl TableShape {
                     v.map_err(|e| format!("column `{}`: {e}", col.name))?
                 }
             };
-            let v = match (v, self.unsigned_bits[i]) {
-                (mysql_async::Value::Int(n), Some(bits)) if n < 0 => {
+            let v = match (v, self.int_bits[i]) {
+                (mysql_async::Value::Int(n), Some((bits, true))) if n < 0 => {
                     mysql_async::Value::UInt((n as u64) & u64::MAX >> (64 - bits))
+                }
+                (mysql_async::Value::Int(n), Some((24, false))) if n >= 1 << 23 => {
+                    mysql_async::Value::Int(n - (1 << 24))
                 }
                 (v, _) => v,
             };
