@@ -495,12 +495,9 @@ impl<'a> Follower<'a> {
         // setting the stream checked at start: their values are of the columns present only, and
         // read as whole rows they would land on the wrong columns.
         let n = rows.num_columns() as usize;
-        if !rows
-            .columns_before_image()
-            .is_none_or(|c| c.count_ones() == n)
-            || !rows
-                .columns_after_image()
-                .is_none_or(|c| c.count_ones() == n)
+        let partial = |c: Option<usize>| c.is_some_and(|ones| ones != n);
+        if partial(rows.columns_before_image().map(|c| c.count_ones()))
+            || partial(rows.columns_after_image().map(|c| c.count_ones()))
         {
             return Err(Error::permanent(format!(
                 "the binlog at {}:{end} holds a change of `{table}` without every column (a \
